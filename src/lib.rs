@@ -1,0 +1,7 @@
+//! veilig-bellen: a self-contained SIP/RTP softswitch that tells a municipality's contact centre who is
+//! calling, with proof from Yivi (IRMA).
+//!
+//! The protocol cores live in the `dsp` and `sip` crates and do no I/O; this crate holds the
+//! application: the call flow, the IRMA client, the session store, the HTTP side and the CLI.
+
+pub mod cli;
