@@ -5,3 +5,6 @@
 //! application: the call flow, the IRMA client, the session store, the HTTP side and the CLI.
 
 pub mod cli;
+pub mod dtmf_cmd;
+pub mod pii;
+pub mod tenant;
