@@ -2,3 +2,5 @@
 //!
 //! Nothing in this crate does I/O, reads a clock or allocates per sample. Samples are 16-bit linear PCM
 //! at 8 kHz; positions are sample counts since the detector was created or last reset.
+
+pub mod g711;
