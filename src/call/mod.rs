@@ -1,0 +1,74 @@
+//! The call path: one state machine per call, from the trunk's INVITE to the agent's softphone.
+//!
+//! - [`collect`]: merging RFC 4733, SIP INFO and in-band digits into the link code, with timeouts.
+//! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
+
+pub mod collect;
+pub mod registry;
+
+use serde::Serialize;
+use std::fmt;
+
+/// Our identifier of a call (not the SIP Call-ID, which the trunk chose). Safe to show and log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a call is, as the portal and the API show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// Answered; reading the link code.
+    Collecting,
+    /// Classified; the caller hears the comfort signal until an agent takes the call.
+    Waiting,
+    /// An agent asked for the call; their softphones are ringing.
+    Ringing,
+    /// Caller and agent are talking.
+    Connected,
+    /// Over. Listed for a while without attributes.
+    Ended,
+}
+
+/// Why a call is not verified. Exactly one per unverified call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnverifiedReason {
+    /// No digit arrived in time.
+    NoCode,
+    /// Fewer digits than a code has.
+    IncompleteCode,
+    /// The digits match no live link code.
+    UnknownCode,
+    /// The code existed but expired before the call.
+    ExpiredCode,
+    /// The code was already used by another call.
+    UsedCode,
+    /// The IRMA server failed, or its result was not acceptable.
+    IrmaError,
+}
+
+impl UnverifiedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnverifiedReason::NoCode => "no_code",
+            UnverifiedReason::IncompleteCode => "incomplete_code",
+            UnverifiedReason::UnknownCode => "unknown_code",
+            UnverifiedReason::ExpiredCode => "expired_code",
+            UnverifiedReason::UsedCode => "used_code",
+            UnverifiedReason::IrmaError => "irma_error",
+        }
+    }
+}
+
+impl fmt::Display for UnverifiedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,290 @@
+//! The calls the portal and the API see, and the event bus of their state changes.
+//!
+//! Each call task owns its state machine and publishes a [`CallView`] here whenever something an agent
+//! would notice changes. Agents' requests (answer, hang up) travel back to the call task as
+//! [`CallCommand`]s. Taking a call is decided here, atomically: of two agents clicking "Opnemen" at the
+//! same moment, exactly one gets it.
+//!
+//! Ended calls stay listed, without attributes or caller number, for [`Registry::ENDED_RETENTION`].
+
+use super::{CallId, CallState, UnverifiedReason};
+use crate::pii::Pii;
+use crate::tenant::{AgentId, TenantId};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, mpsc};
+
+/// A verified attribute as an agent sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShownAttribute {
+    pub id: String,
+    pub label: String,
+    pub value: Pii<Option<String>>,
+}
+
+/// What an agent sees of one call.
+#[derive(Clone, Debug)]
+pub struct CallView {
+    pub id: CallId,
+    pub tenant: TenantId,
+    pub state: CallState,
+    pub verified: bool,
+    /// Set once the call is classified and not verified.
+    pub reason: Option<UnverifiedReason>,
+    /// Calling number as the trunk presented it.
+    pub caller: Pii<String>,
+    /// Only for verified calls, and only until the call ends.
+    pub attributes: Vec<ShownAttribute>,
+    /// When the call arrived.
+    pub since: SystemTime,
+    /// The agent who took the call.
+    pub agent: Option<AgentId>,
+    pub ended_at: Option<SystemTime>,
+}
+
+/// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
+#[derive(Clone, Debug)]
+pub enum CallEvent {
+    Updated(CallView),
+    Removed(CallId),
+}
+
+/// Requests from agents to a call task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallCommand {
+    Answer { agent: AgentId },
+    Hangup,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("no such call")]
+    NotFound,
+    #[error("the call was already taken by an agent")]
+    AlreadyTaken,
+    #[error("the call has ended")]
+    Ended,
+    #[error("the call is not waiting for an agent yet")]
+    NotWaiting,
+}
+
+struct Entry {
+    view: CallView,
+    commands: mpsc::Sender<CallCommand>,
+}
+
+/// All calls of this instance.
+pub struct Registry {
+    calls: Mutex<BTreeMap<CallId, Entry>>,
+    events: broadcast::Sender<CallEvent>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// How long an ended call stays listed.
+    pub const ENDED_RETENTION: Duration = Duration::from_secs(10 * 60);
+
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Registry { calls: Mutex::new(BTreeMap::new()), events }
+    }
+
+    /// Listens to changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CallEvent> {
+        self.events.subscribe()
+    }
+
+    /// A new call appears; `commands` reaches its task.
+    pub fn insert(&self, view: CallView, commands: mpsc::Sender<CallCommand>) {
+        let event = CallEvent::Updated(view.clone());
+        self.lock().insert(view.id, Entry { view, commands });
+        let _ = self.events.send(event);
+    }
+
+    /// The call task changed its call. Ignored for unknown calls.
+    pub fn update(&self, id: CallId, change: impl FnOnce(&mut CallView)) {
+        let snapshot = {
+            let mut calls = self.lock();
+            let Some(entry) = calls.get_mut(&id) else { return };
+            change(&mut entry.view);
+            if entry.view.state == CallState::Ended {
+                forget_personal_data(&mut entry.view);
+            }
+            entry.view.clone()
+        };
+        let _ = self.events.send(CallEvent::Updated(snapshot));
+    }
+
+    /// The call is over: attributes and caller number are dropped from memory at once.
+    pub fn end(&self, id: CallId, now: SystemTime) {
+        self.update(id, |v| {
+            v.state = CallState::Ended;
+            v.ended_at.get_or_insert(now);
+        });
+    }
+
+    /// Every listed call, oldest first; ended calls past retention are pruned on the way.
+    pub fn list(&self, now: SystemTime) -> Vec<CallView> {
+        self.prune(now);
+        self.lock().values().map(|e| e.view.clone()).collect()
+    }
+
+    pub fn get(&self, id: CallId) -> Option<CallView> {
+        self.lock().get(&id).map(|e| e.view.clone())
+    }
+
+    /// An agent takes a waiting call. Exactly one of racing agents succeeds; the call moves to
+    /// `ringing` here, so the list shows it taken before the call task even runs.
+    pub fn answer(&self, id: CallId, agent: AgentId) -> Result<(), CommandError> {
+        let (snapshot, commands) = {
+            let mut calls = self.lock();
+            let entry = calls.get_mut(&id).ok_or(CommandError::NotFound)?;
+            match entry.view.state {
+                CallState::Waiting => {}
+                CallState::Ended => return Err(CommandError::Ended),
+                CallState::Ringing | CallState::Connected => return Err(CommandError::AlreadyTaken),
+                CallState::Collecting => return Err(CommandError::NotWaiting),
+            }
+            entry
+                .commands
+                .try_send(CallCommand::Answer { agent: agent.clone() })
+                .map_err(|_| CommandError::Ended)?;
+            entry.view.state = CallState::Ringing;
+            entry.view.agent = Some(agent);
+            (entry.view.clone(), entry.commands.clone())
+        };
+        drop(commands);
+        let _ = self.events.send(CallEvent::Updated(snapshot));
+        Ok(())
+    }
+
+    /// Asks the call task to hang up both legs.
+    pub fn hangup(&self, id: CallId) -> Result<(), CommandError> {
+        let calls = self.lock();
+        let entry = calls.get(&id).ok_or(CommandError::NotFound)?;
+        if entry.view.state == CallState::Ended {
+            return Err(CommandError::Ended);
+        }
+        entry.commands.try_send(CallCommand::Hangup).map_err(|_| CommandError::Ended)
+    }
+
+    fn prune(&self, now: SystemTime) {
+        let removed: Vec<CallId> = {
+            let mut calls = self.lock();
+            let expired: Vec<CallId> = calls
+                .values()
+                .filter(|e| {
+                    e.view.ended_at.is_some_and(|t| {
+                        now.duration_since(t).unwrap_or_default() >= Self::ENDED_RETENTION
+                    })
+                })
+                .map(|e| e.view.id)
+                .collect();
+            for id in &expired {
+                calls.remove(id);
+            }
+            expired
+        };
+        for id in removed {
+            let _ = self.events.send(CallEvent::Removed(id));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<CallId, Entry>> {
+        // A panic while holding this lock would be a bug in this file; the map stays consistent because
+        // every critical section above only does infallible updates, so a poisoned lock is still usable.
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn forget_personal_data(view: &mut CallView) {
+    view.attributes.clear();
+    view.caller = Pii::new(String::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: u64, state: CallState) -> CallView {
+        CallView {
+            id: CallId(id),
+            tenant: TenantId("demo".into()),
+            state,
+            verified: true,
+            reason: None,
+            caller: Pii::new("+31612345678".into()),
+            attributes: vec![ShownAttribute {
+                id: "irma-demo.gemeente.personalData.fullname".into(),
+                label: "Naam".into(),
+                value: Pii::new(Some("Jan de Vries".into())),
+            }],
+            since: SystemTime::UNIX_EPOCH,
+            agent: None,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn only_one_of_two_agents_gets_the_call() {
+        let reg = Registry::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        reg.insert(view(1, CallState::Waiting), tx);
+        assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Ok(()));
+        assert_eq!(reg.answer(CallId(1), AgentId("b".into())), Err(CommandError::AlreadyTaken));
+        assert_eq!(rx.try_recv().ok(), Some(CallCommand::Answer { agent: AgentId("a".into()) }));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(reg.get(CallId(1)).map(|v| v.state), Some(CallState::Ringing));
+    }
+
+    #[test]
+    fn a_call_still_collecting_cannot_be_answered() {
+        let reg = Registry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        reg.insert(view(1, CallState::Collecting), tx);
+        assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Err(CommandError::NotWaiting));
+        assert_eq!(reg.answer(CallId(9), AgentId("a".into())), Err(CommandError::NotFound));
+    }
+
+    #[test]
+    fn ending_a_call_drops_attributes_and_caller_and_keeps_it_listed_ten_minutes() {
+        let reg = Registry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let mut events = reg.subscribe();
+        reg.insert(view(1, CallState::Waiting), tx);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        reg.end(CallId(1), t);
+        let listed = reg.list(t + Duration::from_secs(599));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, CallState::Ended);
+        assert!(listed[0].attributes.is_empty());
+        assert!(listed[0].caller.expose().is_empty());
+        assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Err(CommandError::Ended));
+        assert!(reg.list(t + Duration::from_secs(600)).is_empty());
+        let mut saw_removed = false;
+        while let Ok(e) = events.try_recv() {
+            if let CallEvent::Updated(v) = &e {
+                if v.state == CallState::Ended {
+                    assert!(v.attributes.is_empty(), "ended snapshot must not carry attributes");
+                }
+            }
+            saw_removed |= matches!(e, CallEvent::Removed(CallId(1)));
+        }
+        assert!(saw_removed);
+    }
+
+    #[test]
+    fn hangup_reaches_the_call_task() {
+        let reg = Registry::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        reg.insert(view(3, CallState::Connected), tx);
+        assert_eq!(reg.hangup(CallId(3)), Ok(()));
+        assert_eq!(rx.try_recv().ok(), Some(CallCommand::Hangup));
+    }
+}
