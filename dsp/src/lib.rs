@@ -4,3 +4,4 @@
 //! at 8 kHz; positions are sample counts since the detector was created or last reset.
 
 pub mod g711;
+pub mod tone;
