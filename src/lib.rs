@@ -4,6 +4,7 @@
 //! The protocol cores live in the `dsp` and `sip` crates and do no I/O; this crate holds the
 //! application: the call flow, the IRMA client, the session store, the HTTP side and the CLI.
 
+pub mod agent_api;
 pub mod call;
 pub mod cli;
 pub mod dtmf_cmd;
