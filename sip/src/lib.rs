@@ -2,3 +2,5 @@
 //!
 //! No tokio, no sockets, no clock reads: every input carries `now`, every object answers with what to
 //! send (`poll_transmit`), what happened (`poll_event`) and when it wants to be woken (`poll_timeout`).
+
+pub mod auth;
