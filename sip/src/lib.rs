@@ -4,3 +4,4 @@
 //! send (`poll_transmit`), what happened (`poll_event`) and when it wants to be woken (`poll_timeout`).
 
 pub mod auth;
+pub mod ratelimit;
