@@ -4,6 +4,7 @@
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
 
 pub mod collect;
+pub mod machine;
 pub mod registry;
 
 use serde::Serialize;

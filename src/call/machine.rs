@@ -1,0 +1,515 @@
+//! The call, as a sans-IO state machine: from our 200 OK to the trunk until both legs are gone.
+//!
+//! ```text
+//!  Collecting ──code/timeout──▶ Classifying ──result──▶ Waiting ──agent asks──▶ Ringing ──200──▶ Connected
+//!      │                             │                    ▲  │                     │                 │
+//!      │                             │                    └──┼──busy/reject/20 s───┘                 │
+//!      └──────────────── caller BYE / hang-up command / max wait ─────────────────────────────────▶ Ended
+//! ```
+//!
+//! The machine decides; the call task (the thin tokio driver) does. Inputs are `handle_*(now, …)`
+//! calls; outputs are [`Action`]s from [`CallMachine::poll_action`]; [`CallMachine::poll_timeout`] says
+//! when to call [`CallMachine::handle_timeout`]. Polling order after any input: drain `poll_action()`,
+//! then read `poll_timeout()`.
+//!
+//! What the machine never does: touch SIP, RTP or the store. Looking up the code is an action whose
+//! answer comes back through [`CallMachine::handle_lookup`], so the lookup can take as long as the store
+//! needs while the caller hears the comfort signal.
+
+use super::collect::{CollectConfig, DigitCollector, DigitSource, Outcome};
+use super::registry::ShownAttribute;
+use super::{CallState, UnverifiedReason};
+use crate::pii::Pii;
+use crate::tenant::AgentId;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What happens when nobody answers within [`CallConfig::max_wait`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaxWaitPolicy {
+    /// Transfer the caller to a fallback SIP URI or number.
+    Overflow(String),
+    /// Play the goodbye prompt, then hang up.
+    Goodbye,
+}
+
+/// Per-call timing; defaults follow issue 4.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallConfig {
+    pub collect: CollectConfig,
+    pub max_wait: Duration,
+    pub on_max_wait: MaxWaitPolicy,
+    /// An agent's phones ring this long before the call goes back to waiting.
+    pub agent_ring_timeout: Duration,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            collect: CollectConfig::default(),
+            max_wait: Duration::from_secs(10 * 60),
+            on_max_wait: MaxWaitPolicy::Goodbye,
+            agent_ring_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The verdict on the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Classification {
+    Verified(Vec<ShownAttribute>),
+    Unverified(UnverifiedReason),
+}
+
+/// Why the agent leg did not connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentLegFailure {
+    /// The agent has no registered softphone.
+    NoContacts,
+    /// 486/600 or similar.
+    Busy,
+    /// Any other final error response.
+    Rejected,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Look the collected code up and bind it to this call; answer with [`CallMachine::handle_lookup`].
+    LookupCode(Pii<String>),
+    /// In-band detection is no longer needed.
+    StopDigitDetection,
+    /// Play the comfort signal (ringback or prompt, looped) to the caller.
+    StartComfort,
+    StopComfort,
+    /// INVITE every registered contact of this agent in parallel; first 200 wins, the rest are CANCELled.
+    RingAgent(AgentId),
+    /// Stop ringing the agent (CANCEL outstanding INVITEs, BYE a late 200).
+    CancelAgent,
+    /// Connect caller and agent (B2BUA relay, direct media or REFER, per configuration).
+    Bridge,
+    /// Transfer the caller elsewhere (overflow).
+    Transfer(String),
+    /// Play the goodbye prompt, then BYE the caller.
+    Goodbye,
+    /// BYE the caller leg now.
+    HangupCaller,
+    /// BYE the agent leg now.
+    HangupAgent,
+    /// The view changed: publish it (state, verification, attributes).
+    Publish,
+    /// The call is over: release RTP ports, drop attributes, release the link code.
+    Release,
+}
+
+#[derive(Debug)]
+enum State {
+    Collecting(DigitCollector),
+    Classifying,
+    Waiting,
+    Ringing { agent: AgentId, until: Instant },
+    Connected { agent: AgentId },
+    Ended,
+}
+
+/// One call. See the module docs for the polling order.
+#[derive(Debug)]
+pub struct CallMachine {
+    config: CallConfig,
+    state: State,
+    classification: Option<Classification>,
+    /// When the caller started waiting for an agent (after classification).
+    waiting_since: Option<Instant>,
+    actions: VecDeque<Action>,
+}
+
+impl CallMachine {
+    /// The call was just answered (our 200 OK went out at `now`); digit collection starts.
+    pub fn new(config: CallConfig, now: Instant) -> Self {
+        let collector = DigitCollector::new(config.collect.clone(), now);
+        let mut m = CallMachine {
+            config,
+            state: State::Collecting(collector),
+            classification: None,
+            waiting_since: None,
+            actions: VecDeque::new(),
+        };
+        m.actions.push_back(Action::Publish);
+        m
+    }
+
+    pub fn state(&self) -> CallState {
+        match self.state {
+            State::Collecting(_) | State::Classifying => CallState::Collecting,
+            State::Waiting => CallState::Waiting,
+            State::Ringing { .. } => CallState::Ringing,
+            State::Connected { .. } => CallState::Connected,
+            State::Ended => CallState::Ended,
+        }
+    }
+
+    pub fn classification(&self) -> Option<&Classification> {
+        self.classification.as_ref()
+    }
+
+    /// The agent ringing or talking, if any.
+    pub fn agent(&self) -> Option<&AgentId> {
+        match &self.state {
+            State::Ringing { agent, .. } | State::Connected { agent } => Some(agent),
+            _ => None,
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Collecting(c) => c.poll_timeout(),
+            State::Classifying | State::Connected { .. } | State::Ended => None,
+            State::Waiting => self.wait_deadline(),
+            State::Ringing { until, .. } => Some(*until),
+        }
+    }
+
+    /// An out-of-band digit (RFC 4733 start or SIP INFO).
+    pub fn handle_digit(&mut self, now: Instant, source: DigitSource, digit: char) {
+        if let State::Collecting(c) = &mut self.state {
+            c.handle_out_of_band(now, source, digit);
+        }
+        self.after_collect_input(now);
+    }
+
+    /// An RFC 4733 event ended.
+    pub fn handle_digit_end(&mut self, now: Instant, digit: char) {
+        if let State::Collecting(c) = &mut self.state {
+            c.handle_out_of_band_end(now, digit);
+        }
+        self.after_collect_input(now);
+    }
+
+    /// A digit found in the audio by the in-band detector.
+    pub fn handle_inband_digit(&mut self, now: Instant, digit: char, start: Instant, end: Instant) {
+        if let State::Collecting(c) = &mut self.state {
+            c.handle_inband(now, digit, start, end);
+        }
+        self.after_collect_input(now);
+    }
+
+    /// The answer to [`Action::LookupCode`].
+    pub fn handle_lookup(&mut self, now: Instant, result: Classification) {
+        if matches!(self.state, State::Classifying) {
+            self.classify(now, result);
+        }
+    }
+
+    /// An agent clicked "Opnemen". Ignored unless the call is waiting (the registry already answered
+    /// the agent with 409 in that case).
+    pub fn handle_answer_request(&mut self, now: Instant, agent: AgentId) {
+        if matches!(self.state, State::Waiting) {
+            self.state = State::Ringing { agent: agent.clone(), until: now + self.config.agent_ring_timeout };
+            self.actions.push_back(Action::RingAgent(agent));
+            self.actions.push_back(Action::Publish);
+        }
+    }
+
+    /// One of the agent's phones answered.
+    pub fn handle_agent_answered(&mut self, _now: Instant) {
+        if let State::Ringing { agent, .. } = &self.state {
+            self.state = State::Connected { agent: agent.clone() };
+            self.actions.push_back(Action::StopComfort);
+            self.actions.push_back(Action::Bridge);
+            self.actions.push_back(Action::Publish);
+        }
+    }
+
+    /// The agent leg failed before it connected: the caller goes back to waiting.
+    pub fn handle_agent_failed(&mut self, _now: Instant, _why: AgentLegFailure) {
+        if matches!(self.state, State::Ringing { .. }) {
+            self.back_to_waiting();
+        }
+    }
+
+    /// The caller hung up (BYE or CANCEL from the trunk, or media timeout).
+    pub fn handle_caller_gone(&mut self, _now: Instant) {
+        match self.state {
+            State::Ended => {}
+            State::Ringing { .. } => {
+                self.actions.push_back(Action::CancelAgent);
+                self.end();
+            }
+            State::Connected { .. } => {
+                self.actions.push_back(Action::HangupAgent);
+                self.end();
+            }
+            _ => self.end(),
+        }
+    }
+
+    /// The agent hung up a connected call: the call is over for the caller too.
+    pub fn handle_agent_gone(&mut self, _now: Instant) {
+        if matches!(self.state, State::Connected { .. }) {
+            self.actions.push_back(Action::HangupCaller);
+            self.end();
+        }
+    }
+
+    /// Hang-up requested through the API: both legs go.
+    pub fn handle_hangup_request(&mut self, now: Instant) {
+        match self.state {
+            State::Ended => {}
+            State::Ringing { .. } => {
+                self.actions.push_back(Action::CancelAgent);
+                self.actions.push_back(Action::HangupCaller);
+                self.end();
+            }
+            State::Connected { .. } => {
+                self.actions.push_back(Action::HangupAgent);
+                self.actions.push_back(Action::HangupCaller);
+                self.end();
+            }
+            _ => {
+                let _ = now;
+                self.actions.push_back(Action::HangupCaller);
+                self.end();
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Collecting(c) => {
+                c.handle_timeout(now);
+                self.after_collect_input(now);
+            }
+            State::Waiting => {
+                if self.wait_deadline().is_some_and(|d| now >= d) {
+                    self.actions.push_back(Action::StopComfort);
+                    match self.config.on_max_wait.clone() {
+                        MaxWaitPolicy::Overflow(target) => self.actions.push_back(Action::Transfer(target)),
+                        MaxWaitPolicy::Goodbye => self.actions.push_back(Action::Goodbye),
+                    }
+                    self.end();
+                }
+            }
+            State::Ringing { until, .. } => {
+                if now >= *until {
+                    self.actions.push_back(Action::CancelAgent);
+                    self.back_to_waiting();
+                }
+            }
+            State::Classifying | State::Connected { .. } | State::Ended => {}
+        }
+    }
+
+    fn after_collect_input(&mut self, now: Instant) {
+        let State::Collecting(c) = &self.state else { return };
+        let Some(outcome) = c.outcome().cloned() else { return };
+        self.actions.push_back(Action::StopDigitDetection);
+        // The caller hears the comfort signal from here on, also while we look the code up.
+        self.actions.push_back(Action::StartComfort);
+        match outcome {
+            Outcome::Code(code) => {
+                self.state = State::Classifying;
+                self.actions.push_back(Action::LookupCode(Pii::new(code)));
+            }
+            Outcome::NoCode => self.classify(now, Classification::Unverified(UnverifiedReason::NoCode)),
+            Outcome::Incomplete { .. } => {
+                self.classify(now, Classification::Unverified(UnverifiedReason::IncompleteCode))
+            }
+        }
+    }
+
+    fn classify(&mut self, now: Instant, result: Classification) {
+        self.classification = Some(result);
+        self.waiting_since = Some(now);
+        self.state = State::Waiting;
+        self.actions.push_back(Action::Publish);
+    }
+
+    fn back_to_waiting(&mut self) {
+        self.state = State::Waiting;
+        self.actions.push_back(Action::Publish);
+    }
+
+    fn wait_deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|t| t + self.config.max_wait)
+    }
+
+    fn end(&mut self) {
+        self.state = State::Ended;
+        if let Some(Classification::Verified(attrs)) = &mut self.classification {
+            attrs.clear();
+        }
+        self.actions.push_back(Action::Publish);
+        self.actions.push_back(Action::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn drain(m: &mut CallMachine) -> Vec<Action> {
+        std::iter::from_fn(|| m.poll_action()).collect()
+    }
+
+    fn verified() -> Classification {
+        Classification::Verified(vec![ShownAttribute {
+            id: "irma-demo.gemeente.personalData.fullname".into(),
+            label: "Naam".into(),
+            value: Pii::new(Some("Jan de Vries".into())),
+        }])
+    }
+
+    /// A call that got its 8 digits and was verified; returns the machine and the time it started waiting.
+    fn waiting_call(config: CallConfig) -> (CallMachine, Instant) {
+        let t0 = Instant::now();
+        let mut m = CallMachine::new(config, t0);
+        let mut t = t0 + ms(500);
+        for d in "12345678".chars() {
+            m.handle_digit(t, DigitSource::Rfc4733, d);
+            t += ms(150);
+        }
+        let actions = drain(&mut m);
+        assert!(actions.contains(&Action::LookupCode(Pii::new("12345678".into()))), "{actions:?}");
+        assert_eq!(m.state(), CallState::Collecting, "still collecting while the lookup runs");
+        m.handle_lookup(t, verified());
+        assert_eq!(m.state(), CallState::Waiting);
+        drain(&mut m);
+        (m, t)
+    }
+
+    #[test]
+    fn a_verified_caller_reaches_the_agent() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        assert_eq!(m.classification(), Some(&verified()));
+        m.handle_answer_request(t + ms(10), AgentId("agent".into()));
+        assert_eq!(drain(&mut m), vec![Action::RingAgent(AgentId("agent".into())), Action::Publish]);
+        m.handle_agent_answered(t + ms(900));
+        assert_eq!(drain(&mut m), vec![Action::StopComfort, Action::Bridge, Action::Publish]);
+        assert_eq!(m.state(), CallState::Connected);
+        m.handle_caller_gone(t + Duration::from_secs(60));
+        assert_eq!(drain(&mut m), vec![Action::HangupAgent, Action::Publish, Action::Release]);
+        assert_eq!(m.classification(), Some(&Classification::Verified(vec![])), "attributes dropped at the end");
+    }
+
+    #[test]
+    fn no_digits_for_ten_seconds_waits_unverified_no_code() {
+        let t0 = Instant::now();
+        let mut m = CallMachine::new(CallConfig::default(), t0);
+        assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        m.handle_timeout(t0 + Duration::from_secs(10));
+        let actions = drain(&mut m);
+        assert!(actions.contains(&Action::StartComfort));
+        assert!(!actions.iter().any(|a| matches!(a, Action::LookupCode(_))));
+        assert_eq!(m.state(), CallState::Waiting);
+        assert_eq!(m.classification(), Some(&Classification::Unverified(UnverifiedReason::NoCode)));
+    }
+
+    #[test]
+    fn four_digits_then_three_seconds_is_incomplete_code() {
+        let t0 = Instant::now();
+        let mut m = CallMachine::new(CallConfig::default(), t0);
+        for (i, d) in "1234".chars().enumerate() {
+            m.handle_digit(t0 + ms(200 * i as u64), DigitSource::Info, d);
+        }
+        let deadline = m.poll_timeout().unwrap();
+        assert_eq!(deadline, t0 + ms(600) + Duration::from_secs(3));
+        m.handle_timeout(deadline);
+        assert_eq!(m.classification(), Some(&Classification::Unverified(UnverifiedReason::IncompleteCode)));
+    }
+
+    #[test]
+    fn an_agent_who_does_not_answer_in_20_s_returns_the_call_to_waiting() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, AgentId("agent".into()));
+        drain(&mut m);
+        assert_eq!(m.poll_timeout(), Some(t + Duration::from_secs(20)));
+        m.handle_timeout(t + Duration::from_secs(20) - ms(1));
+        assert_eq!(m.state(), CallState::Ringing);
+        m.handle_timeout(t + Duration::from_secs(20));
+        assert_eq!(drain(&mut m), vec![Action::CancelAgent, Action::Publish]);
+        assert_eq!(m.state(), CallState::Waiting);
+        // Another agent can take it now.
+        m.handle_answer_request(t + Duration::from_secs(21), AgentId("b".into()));
+        assert_eq!(m.state(), CallState::Ringing);
+    }
+
+    #[test]
+    fn a_busy_agent_returns_the_call_to_waiting() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, AgentId("agent".into()));
+        m.handle_agent_failed(t + ms(300), AgentLegFailure::Busy);
+        assert_eq!(m.state(), CallState::Waiting);
+    }
+
+    #[test]
+    fn max_wait_says_goodbye_or_overflows() {
+        let (mut m, t) = waiting_call(CallConfig { max_wait: Duration::from_secs(120), ..Default::default() });
+        assert_eq!(m.poll_timeout(), Some(t + Duration::from_secs(120)));
+        m.handle_timeout(t + Duration::from_secs(120));
+        assert_eq!(drain(&mut m), vec![Action::StopComfort, Action::Goodbye, Action::Publish, Action::Release]);
+        assert_eq!(m.state(), CallState::Ended);
+
+        let config = CallConfig {
+            max_wait: Duration::from_secs(60),
+            on_max_wait: MaxWaitPolicy::Overflow("sip:+31240000000@trunk".into()),
+            ..Default::default()
+        };
+        let (mut m, t) = waiting_call(config);
+        m.handle_timeout(t + Duration::from_secs(60));
+        assert!(drain(&mut m).contains(&Action::Transfer("sip:+31240000000@trunk".into())));
+    }
+
+    #[test]
+    fn caller_hanging_up_while_agent_rings_cancels_the_agent() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, AgentId("agent".into()));
+        drain(&mut m);
+        m.handle_caller_gone(t + ms(500));
+        assert_eq!(drain(&mut m), vec![Action::CancelAgent, Action::Publish, Action::Release]);
+        assert_eq!(m.poll_timeout(), None);
+        // Late events after the end change nothing.
+        m.handle_agent_answered(t + ms(600));
+        m.handle_timeout(t + Duration::from_secs(100));
+        assert!(drain(&mut m).is_empty());
+    }
+
+    #[test]
+    fn agent_hanging_up_ends_the_caller_leg_too() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, AgentId("agent".into()));
+        m.handle_agent_answered(t + ms(100));
+        drain(&mut m);
+        m.handle_agent_gone(t + ms(5000));
+        assert_eq!(drain(&mut m), vec![Action::HangupCaller, Action::Publish, Action::Release]);
+    }
+
+    #[test]
+    fn hangup_request_while_collecting_ends_the_call() {
+        let t0 = Instant::now();
+        let mut m = CallMachine::new(CallConfig::default(), t0);
+        drain(&mut m);
+        m.handle_hangup_request(t0 + ms(100));
+        assert_eq!(drain(&mut m), vec![Action::HangupCaller, Action::Publish, Action::Release]);
+        // A lookup answer arriving after the end is ignored.
+        m.handle_lookup(t0 + ms(200), verified());
+        assert_eq!(m.classification(), None);
+    }
+
+    #[test]
+    fn answer_request_before_classification_is_ignored() {
+        let t0 = Instant::now();
+        let mut m = CallMachine::new(CallConfig::default(), t0);
+        drain(&mut m);
+        m.handle_answer_request(t0, AgentId("agent".into()));
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.state(), CallState::Collecting);
+    }
+}
