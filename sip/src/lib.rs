@@ -6,3 +6,4 @@
 pub mod auth;
 pub mod ratelimit;
 pub mod sdp;
+pub mod rfc4733;
