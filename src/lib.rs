@@ -8,5 +8,6 @@ pub mod agent_api;
 pub mod call;
 pub mod cli;
 pub mod dtmf_cmd;
+pub mod irma;
 pub mod pii;
 pub mod tenant;
