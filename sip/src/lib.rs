@@ -7,3 +7,4 @@ pub mod auth;
 pub mod ratelimit;
 pub mod sdp;
 pub mod rfc4733;
+pub mod rtp;

@@ -209,7 +209,8 @@ impl Rfc4733Receiver {
         let slack = u64::from(self.clock_rate / 5);
         if let Some(run) = self.running.as_mut() {
             let same_stream = run.first.ssrc == ssrc && run.first.event == p.event;
-            if same_stream && run.first.timestamp == timestamp && run.segment_timestamp != timestamp {
+            if same_stream && run.first.timestamp == timestamp && run.segment_timestamp != timestamp
+            {
                 // A late packet of an earlier segment of this long event.
                 return Ok(());
             }
@@ -239,7 +240,8 @@ impl Rfc4733Receiver {
         if self.running.is_some() {
             self.finish();
         }
-        self.events.push_back(DigitEvent::DigitStart { digit, at: now });
+        self.events
+            .push_back(DigitEvent::DigitStart { digit, at: now });
         let mut run = Running {
             first: key,
             segment_timestamp: timestamp,
@@ -358,15 +360,27 @@ pub struct PlannedPacket {
 /// The packets a phone sends for one digit: a start packet with the marker bit, updates every
 /// `update_interval`, then three end packets carrying the final duration (§2.5.1.4). Long digits are
 /// split into 0xFFFF-sample segments (§2.5.1.3).
-pub fn packets_for_digit(digit: Digit, duration: Duration, cfg: &SenderConfig) -> Vec<PlannedPacket> {
+pub fn packets_for_digit(
+    digit: Digit,
+    duration: Duration,
+    cfg: &SenderConfig,
+) -> Vec<PlannedPacket> {
     let rate = u64::from(cfg.clock_rate.max(1));
-    let to_samples = |d: Duration| -> u64 { (d.as_micros() as u64).saturating_mul(rate) / 1_000_000 };
+    let to_samples =
+        |d: Duration| -> u64 { (d.as_micros() as u64).saturating_mul(rate) / 1_000_000 };
     let total = to_samples(duration).max(1);
     let step = cfg.update_interval.max(Duration::from_millis(1));
     let mut out = Vec::new();
     let mut at = Duration::ZERO;
     while to_samples(at) < total {
-        out.push(planned(digit, cfg, to_samples(at), false, at, out.is_empty()));
+        out.push(planned(
+            digit,
+            cfg,
+            to_samples(at),
+            false,
+            at,
+            out.is_empty(),
+        ));
         at += step;
     }
     for _ in 0..3 {
@@ -400,7 +414,6 @@ fn planned(
         },
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -452,7 +465,10 @@ mod tests {
         assert_eq!(
             ev,
             vec![
-                DigitEvent::DigitStart { digit: d('5'), at: t0 },
+                DigitEvent::DigitStart {
+                    digit: d('5'),
+                    at: t0
+                },
                 DigitEvent::DigitEnd {
                     digit: d('5'),
                     duration: Duration::from_millis(100)
@@ -477,7 +493,12 @@ mod tests {
         let t0 = Instant::now();
         let mut rx = Rfc4733Receiver::new(8000);
         feed(&mut rx, t0, 8000, &plan('1', 100));
-        feed(&mut rx, t0 + Duration::from_millis(300), 8000 + 2400, &plan('1', 100));
+        feed(
+            &mut rx,
+            t0 + Duration::from_millis(300),
+            8000 + 2400,
+            &plan('1', 100),
+        );
         assert_eq!(digits(&drain(&mut rx)), "11");
     }
 
@@ -492,10 +513,14 @@ mod tests {
             volume: 10,
             duration: 400,
         };
-        rx.handle_event(t0, SSRC, 77, &update.to_bytes()).expect("valid");
+        rx.handle_event(t0, SSRC, 77, &update.to_bytes())
+            .expect("valid");
         assert_eq!(
             drain(&mut rx),
-            vec![DigitEvent::DigitStart { digit: d('#'), at: t0 }]
+            vec![DigitEvent::DigitStart {
+                digit: d('#'),
+                at: t0
+            }]
         );
     }
 
@@ -503,9 +528,17 @@ mod tests {
     fn new_event_ends_the_old_one_when_its_end_packets_were_lost() {
         let t0 = Instant::now();
         let mut rx = Rfc4733Receiver::new(8000);
-        let no_end: Vec<_> = plan('3', 100).into_iter().filter(|p| !p.payload.end).collect();
+        let no_end: Vec<_> = plan('3', 100)
+            .into_iter()
+            .filter(|p| !p.payload.end)
+            .collect();
         feed(&mut rx, t0, 100, &no_end);
-        feed(&mut rx, t0 + Duration::from_millis(120), 1060, &plan('4', 100));
+        feed(
+            &mut rx,
+            t0 + Duration::from_millis(120),
+            1060,
+            &plan('4', 100),
+        );
         let ev = drain(&mut rx);
         assert_eq!(digits(&ev), "34");
         assert_eq!(
@@ -568,8 +601,13 @@ mod tests {
                 volume: 10,
                 duration: dur,
             };
-            rx.handle_event(t0 + Duration::from_millis(50 * i as u64), SSRC, 1, &p.to_bytes())
-                .expect("valid");
+            rx.handle_event(
+                t0 + Duration::from_millis(50 * i as u64),
+                SSRC,
+                1,
+                &p.to_bytes(),
+            )
+            .expect("valid");
         }
         let ev = drain(&mut rx);
         assert_eq!(
@@ -683,10 +721,16 @@ mod tests {
         assert_eq!(p.iter().filter(|p| p.marker).count(), 1);
         let updates: Vec<_> = p.iter().filter(|p| !p.payload.end).collect();
         assert_eq!(updates.len(), 4, "0, 50, 100, 150 ms");
-        assert!(updates.windows(2).all(|w| w[1].at - w[0].at == Duration::from_millis(50)));
+        assert!(updates
+            .windows(2)
+            .all(|w| w[1].at - w[0].at == Duration::from_millis(50)));
         let ends: Vec<_> = p.iter().filter(|p| p.payload.end).collect();
         assert_eq!(ends.len(), 3);
-        assert!(ends.iter().all(|e| e.payload.duration == 1600 && e.at == Duration::from_millis(200)));
-        assert!(p.iter().all(|p| p.timestamp_offset == 0 && p.payload.event == 8));
+        assert!(ends
+            .iter()
+            .all(|e| e.payload.duration == 1600 && e.at == Duration::from_millis(200)));
+        assert!(p
+            .iter()
+            .all(|p| p.timestamp_offset == 0 && p.payload.event == 8));
     }
 }

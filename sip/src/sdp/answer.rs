@@ -117,10 +117,9 @@ pub(super) fn build_offer(
         attributes: Vec::new(),
     };
     for codec in &prefs.codecs {
-        media.attributes.push(rtpmap(
-            codec.static_payload_type(),
-            codec.encoding_name(),
-        ));
+        media
+            .attributes
+            .push(rtpmap(codec.static_payload_type(), codec.encoding_name()));
     }
     if let Some(pt) = te {
         push_telephone_event(&mut media, pt);
@@ -220,10 +219,7 @@ fn audio_media(
         connections: Vec::new(),
         bandwidths: Vec::new(),
         key: None,
-        attributes: vec![rtpmap(
-            codec.payload_type(),
-            codec.kind().encoding_name(),
-        )],
+        attributes: vec![rtpmap(codec.payload_type(), codec.kind().encoding_name())],
     };
     if let Some(pt) = telephone_event_pt {
         push_telephone_event(&mut media, pt);
@@ -257,9 +253,10 @@ fn rtpmap(pt: u8, name: &str) -> Attribute {
 }
 
 fn push_telephone_event(media: &mut Media, pt: u8) {
-    media
-        .attributes
-        .push(Attribute::with_value("rtpmap", format!("{pt} telephone-event/8000")));
+    media.attributes.push(Attribute::with_value(
+        "rtpmap",
+        format!("{pt} telephone-event/8000"),
+    ));
     media.attributes.push(Attribute::with_value(
         "fmtp",
         format!("{pt} {TELEPHONE_EVENT_FMTP}"),

@@ -87,17 +87,20 @@ impl RemoteMedia {
     /// Payload type this section uses for `kind`, if it lists it. An explicit `a=rtpmap` wins; a
     /// static payload type without `a=rtpmap` means its RFC 3551 codec.
     pub fn payload_type_of(&self, kind: CodecKind) -> Option<u8> {
-        self.formats.iter().copied().find(|&pt| match self.rtpmap(pt) {
-            Some(map) => {
-                map.encoding_name.eq_ignore_ascii_case(kind.encoding_name())
-                    && map.clock_rate == 8000
-                    && map
-                        .encoding_params
-                        .as_deref()
-                        .is_none_or(|ch| ch.trim() == "1")
-            }
-            None => pt == kind.static_payload_type(),
-        })
+        self.formats
+            .iter()
+            .copied()
+            .find(|&pt| match self.rtpmap(pt) {
+                Some(map) => {
+                    map.encoding_name.eq_ignore_ascii_case(kind.encoding_name())
+                        && map.clock_rate == 8000
+                        && map
+                            .encoding_params
+                            .as_deref()
+                            .is_none_or(|ch| ch.trim() == "1")
+                }
+                None => pt == kind.static_payload_type(),
+            })
     }
 
     /// Payload type of `telephone-event/8000`, if listed.

@@ -60,7 +60,10 @@ fn asterisk_offer_gets_pcma_and_its_telephone_event_pt() {
     assert!(t.contains("a=ptime:20\r\n"), "{t}");
     assert!(t.contains("a=sendrecv\r\n"), "{t}");
     assert!(t.contains("c=IN IP4 192.0.2.99\r\n"), "{t}");
-    assert!(t.starts_with("v=0\r\no=- 7 1 IN IP4 192.0.2.99\r\ns=-\r\n"), "{t}");
+    assert!(
+        t.starts_with("v=0\r\no=- 7 1 IN IP4 192.0.2.99\r\ns=-\r\n"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -122,10 +125,18 @@ fn baresip_offer_with_opus_first_gets_pcma() {
 fn linphone_video_is_rejected_in_place_and_8khz_telephone_event_chosen() {
     let a = answer(fixture!("linphone_offer_audio_video_multi_te.sdp"));
     assert_eq!(a.media.codec, Codec::Pcma { pt: 8 });
-    assert_eq!(a.media.telephone_event_pt, Some(101), "not 99 (48k) or 100 (16k)");
+    assert_eq!(
+        a.media.telephone_event_pt,
+        Some(101),
+        "not 99 (48k) or 100 (16k)"
+    );
     let t = text(&a);
-    let audio = t.find("m=audio 40000 RTP/AVP 8 101\r\n").expect("audio line");
-    let video = t.find("m=video 0 RTP/AVP 96 97\r\n").expect("rejected video line");
+    let audio = t
+        .find("m=audio 40000 RTP/AVP 8 101\r\n")
+        .expect("audio line");
+    let video = t
+        .find("m=video 0 RTP/AVP 96 97\r\n")
+        .expect("rejected video line");
     assert!(audio < video, "m-line order kept: {t}");
 }
 
@@ -199,7 +210,9 @@ fn quirky_offer_without_s_line_lf_trailing_whitespace_video_first() {
     assert_eq!(a.media.telephone_event_pt, Some(101));
     assert_eq!(a.media.remote_addr, addr("203.0.113.41:12000"));
     let t = text(&a);
-    let video = t.find("m=video 0 RTP/AVP 31\r\n").expect("video kept, rejected");
+    let video = t
+        .find("m=video 0 RTP/AVP 31\r\n")
+        .expect("video kept, rejected");
     let audio = t.find("m=audio 40000 RTP/AVP 8 101\r\n").expect("audio");
     assert!(video < audio, "{t}");
 }
@@ -244,7 +257,10 @@ fn every_fixture_parses_and_every_offer_fixture_is_answered() {
             // Our answer is itself valid SDP that reads back to the same codec.
             let back = describe(&a.body, &MediaPreferences::default()).expect("answer parses");
             assert_eq!(back.codec, a.media.codec, "{name}");
-            assert_eq!(back.telephone_event_pt, a.media.telephone_event_pt, "{name}");
+            assert_eq!(
+                back.telephone_event_pt, a.media.telephone_event_pt,
+                "{name}"
+            );
         }
         count += 1;
     }
@@ -306,7 +322,11 @@ fn garbage_body_is_400_and_srtp_only_is_488() {
     let srtp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 5000 RTP/SAVP 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\n";
     assert_eq!(ours.answer(srtp, local()), Err(SdpError::NoAudio));
-    assert_eq!(ours.version(), 1, "failed negotiations do not touch our origin");
+    assert_eq!(
+        ours.version(),
+        1,
+        "failed negotiations do not touch our origin"
+    );
 }
 
 #[test]

@@ -1,0 +1,520 @@
+//! Sans-IO RTP session for one call leg (RFC 3550), with symmetric RTP (RFC 4961) and the leg's
+//! RFC 4733 digit receiver.
+//!
+//! Owns: packet classification by the NEGOTIATED payload types (audio PT vs telephone-event PT, never
+//! by payload shape), remote-address latching, per-SSRC sequence tracking (extended sequence, loss,
+//! duplicates, late packets, jitter — see `seq.rs`), our outgoing SSRC/sequence/timestamp/marker, and
+//! the media timeout. Packets are parsed and built with `rtp-rs`.
+//!
+//! # Symmetric RTP: the latching rule
+//! - Until the first packet arrives we send to the address from SDP.
+//! - The first valid RTP packet (any source) latches: from then on we send to where it came from.
+//!   This is what makes calls through NAT work (the SDP address is often private).
+//! - Packets from any other source are dropped ([`DropReason::UnlatchedSource`]) — unless
+//!   `relatch_packets` (default 4) CONSECUTIVE packets arrive from one new source with one SSRC and
+//!   consecutive sequence numbers; then we re-latch there (a NAT rebinding or an SBC moving media).
+//!   A new SSRC alone does not re-latch a new source: with that rule one spoofed packet with a
+//!   random SSRC would steal the stream (and inject digits). A new SSRC from the LATCHED source is a
+//!   new stream (sender restart): its state is reset and [`RtpEvent::SsrcChanged`] reported.
+//! - [`RtpSession::update_media`] with a different remote address (re-INVITE) clears the latch, so
+//!   the next packet latches immediately.
+//!
+//! # Polling order
+//! `handle_packet` / `handle_timeout` → drain `poll_event` → `poll_timeout` for the next wake-up.
+//! `send_audio` / `send_event` return the datagram directly (media is paced by the caller's clock).
+
+mod seq;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+
+use crate::rfc4733::{DigitEvent, EventPayload, Rfc4733Receiver};
+use crate::sdp::MediaSession;
+use seq::{SeqOutcome, SeqTracker};
+
+/// RTP errors: only malformed input (everything else is a [`Received::Dropped`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RtpError {
+    /// Not an RTP version 2 packet, or its headers are truncated.
+    #[error("malformed RTP packet: {0}")]
+    Malformed(String),
+}
+
+/// Settings that are ours, not negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpConfig {
+    /// Our SSRC (pick at random per leg).
+    pub local_ssrc: u32,
+    /// First sequence number we send (random, RFC 3550 §5.1).
+    pub initial_seq: u16,
+    /// First RTP timestamp we send (random, RFC 3550 §5.1).
+    pub initial_timestamp: u32,
+    /// RTP clock rate of the audio codec and telephone-event (8000 for G.711).
+    pub clock_rate: u32,
+    /// No RTP for this long while we expect to receive → [`RtpEvent::MediaTimeout`].
+    pub media_timeout: Duration,
+    /// Consecutive packets from a new source needed to re-latch.
+    pub relatch_packets: u32,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            local_ssrc: 0x5eed_0001,
+            initial_seq: 1,
+            initial_timestamp: 0,
+            clock_rate: 8000,
+            media_timeout: Duration::from_secs(30),
+            relatch_packets: 4,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination (latched address, else the SDP address).
+    pub to: SocketAddr,
+    /// The RTP packet.
+    pub bytes: Vec<u8>,
+}
+
+/// Fields of an accepted packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketInfo<'a> {
+    /// Payload bytes (after CSRCs, extension and padding are removed).
+    pub payload: &'a [u8],
+    /// Sender's SSRC.
+    pub ssrc: u32,
+    /// Extended sequence number (RFC 3550 A.1: cycles * 65536 + seq).
+    pub sequence: u64,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Arrived out of order (older than the highest sequence seen).
+    pub late: bool,
+}
+
+/// Why a valid RTP packet was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Same sequence number seen before.
+    Duplicate,
+    /// From an address other than the latched one (see the latching rule).
+    UnlatchedSource,
+    /// RTCP on the RTP port (RFC 5761 payload-type range 72–76).
+    Rtcp,
+    /// A sequence jump we have not confirmed yet (RFC 3550 A.1).
+    SequenceJump,
+}
+
+/// Classification of one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// Audio in the negotiated codec.
+    Audio(PacketInfo<'a>),
+    /// RFC 4733 telephone-event (the negotiated PT); already fed to the digit receiver.
+    TelephoneEvent(PacketInfo<'a>),
+    /// Some other payload type (comfort noise, a codec we did not agree to).
+    Unknown {
+        /// Its payload type.
+        payload_type: u8,
+    },
+    /// Valid RTP we did not use.
+    Dropped(DropReason),
+}
+
+/// Things the call task should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtpEvent {
+    /// A digit from RFC 4733.
+    Digit(DigitEvent),
+    /// We now send to this address (first packet, or a confirmed re-latch).
+    Latched(SocketAddr),
+    /// The latched source started a new SSRC.
+    SsrcChanged {
+        /// Previous SSRC.
+        old: u32,
+        /// New SSRC.
+        new: u32,
+    },
+    /// No RTP for `media_timeout` while we expected some. Reported once per silence.
+    MediaTimeout,
+}
+
+/// Receive and send counters.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RtpStats {
+    /// Accepted packets of the current remote SSRC (not counting duplicates).
+    pub packets_received: u64,
+    /// Accepted payload octets over the whole leg.
+    pub octets_received: u64,
+    /// RFC 3550 A.3 cumulative loss of the current remote SSRC.
+    pub packets_lost: i64,
+    /// Duplicates of the current remote SSRC.
+    pub duplicates: u64,
+    /// Reordered (late) packets of the current remote SSRC.
+    pub late: u64,
+    /// Highest extended sequence number of the current remote SSRC.
+    pub highest_sequence: u64,
+    /// RFC 3550 A.8 interarrival jitter in timestamp units.
+    pub jitter: f64,
+    /// Valid packets dropped because they came from an unlatched source.
+    pub dropped_unlatched: u64,
+    /// Packets we sent.
+    pub packets_sent: u64,
+    /// Payload octets we sent.
+    pub octets_sent: u64,
+}
+
+#[derive(Debug)]
+struct Rx {
+    ssrc: u32,
+    seq: SeqTracker,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    from: SocketAddr,
+    ssrc: u32,
+    last_seq: u16,
+    count: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastAudio {
+    at: Instant,
+    timestamp: u32,
+    samples: u32,
+}
+
+/// One call leg's RTP. See the module docs for the latching rule and polling order.
+#[derive(Debug)]
+pub struct RtpSession {
+    config: RtpConfig,
+    media: MediaSession,
+    latched: Option<SocketAddr>,
+    candidate: Option<Candidate>,
+    rx: Option<Rx>,
+    dtmf: Rfc4733Receiver,
+    /// Reference instant for jitter arrival times.
+    epoch: Instant,
+    last_rx: Instant,
+    timeout_reported: bool,
+    next_seq: u16,
+    last_audio: Option<LastAudio>,
+    event_timestamp: Option<u32>,
+    stats: RtpStats,
+    events: VecDeque<RtpEvent>,
+}
+
+impl RtpSession {
+    /// A session for a negotiated [`MediaSession`], created at `now`.
+    pub fn new(now: Instant, media: MediaSession, config: RtpConfig) -> Self {
+        RtpSession {
+            dtmf: Rfc4733Receiver::new(config.clock_rate),
+            config,
+            media,
+            latched: None,
+            candidate: None,
+            rx: None,
+            epoch: now,
+            last_rx: now,
+            timeout_reported: false,
+            next_seq: config.initial_seq,
+            last_audio: None,
+            event_timestamp: None,
+            stats: RtpStats::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A re-INVITE changed the media. A new remote address clears the latch; the media timeout
+    /// restarts from `now`.
+    pub fn update_media(&mut self, now: Instant, media: MediaSession) {
+        if media.remote_addr != self.media.remote_addr {
+            self.latched = None;
+            self.candidate = None;
+        }
+        self.media = media;
+        self.last_rx = now;
+        self.timeout_reported = false;
+    }
+
+    /// The negotiated media in use.
+    pub fn media(&self) -> &MediaSession {
+        &self.media
+    }
+
+    /// Where we send: the latched address, else the SDP address.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.latched.or(self.media.remote_addr)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RtpStats {
+        let mut s = self.stats;
+        if let Some(rx) = &self.rx {
+            s.packets_received = rx.seq.received();
+            s.packets_lost = rx.seq.lost();
+            s.duplicates = rx.seq.duplicates();
+            s.late = rx.seq.late();
+            s.highest_sequence = rx.seq.extended_max();
+            s.jitter = rx.seq.jitter();
+        }
+        s
+    }
+
+    /// Handles one datagram received on our RTP socket.
+    pub fn handle_packet<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &'a [u8],
+    ) -> Result<Received<'a>, RtpError> {
+        let packet = RtpReader::new(bytes).map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
+        let pt = packet.payload_type();
+        if (72..=76).contains(&pt) {
+            return Ok(Received::Dropped(DropReason::Rtcp));
+        }
+        let ssrc = packet.ssrc();
+        let seq = u16::from(packet.sequence_number());
+        if !self.accept_source(from, ssrc, seq) {
+            self.stats.dropped_unlatched += 1;
+            return Ok(Received::Dropped(DropReason::UnlatchedSource));
+        }
+        self.last_rx = now;
+        self.timeout_reported = false;
+
+        let (outcome, sequence) = match &mut self.rx {
+            Some(rx) if rx.ssrc == ssrc => rx.seq.update(seq),
+            _ => {
+                if let Some(old) = self.rx.as_ref().map(|rx| rx.ssrc) {
+                    self.events
+                        .push_back(RtpEvent::SsrcChanged { old, new: ssrc });
+                }
+                self.rx = Some(Rx {
+                    ssrc,
+                    seq: SeqTracker::new(seq),
+                });
+                (SeqOutcome::InOrder, u64::from(seq))
+            }
+        };
+        match outcome {
+            SeqOutcome::Duplicate => return Ok(Received::Dropped(DropReason::Duplicate)),
+            SeqOutcome::Jump => return Ok(Received::Dropped(DropReason::SequenceJump)),
+            SeqOutcome::InOrder | SeqOutcome::Late => {}
+        }
+        let payload = packet.payload();
+        self.stats.octets_received += payload.len() as u64;
+        let info = PacketInfo {
+            payload,
+            ssrc,
+            sequence,
+            timestamp: packet.timestamp(),
+            marker: packet.mark(),
+            late: outcome == SeqOutcome::Late,
+        };
+        if Some(pt) == self.media.telephone_event_pt {
+            // A malformed event payload is ignored; the packet is still the negotiated event type.
+            let _ = self.dtmf.handle_event(now, ssrc, info.timestamp, payload);
+            self.drain_digits();
+            return Ok(Received::TelephoneEvent(info));
+        }
+        if pt == self.media.codec.payload_type() {
+            if outcome == SeqOutcome::InOrder {
+                let arrival = self.arrival_units(now);
+                if let Some(rx) = &mut self.rx {
+                    rx.seq.update_jitter(arrival, info.timestamp);
+                }
+            }
+            return Ok(Received::Audio(info));
+        }
+        Ok(Received::Unknown { payload_type: pt })
+    }
+
+    /// Builds an audio packet of `samples` samples. `None` when we may not send (direction) or have
+    /// nowhere to send. The marker is set on the first packet of a talkspurt: the first packet, and
+    /// the first after a pause longer than two packet durations; the timestamp then jumps by the
+    /// pause (RFC 3550 §5.1, RFC 3551 §4.1).
+    pub fn send_audio(&mut self, now: Instant, payload: &[u8], samples: u32) -> Option<Transmit> {
+        let to = self.sendable()?;
+        let (timestamp, marker) = match self.last_audio {
+            None => (self.config.initial_timestamp, true),
+            Some(last) => {
+                let elapsed = now.saturating_duration_since(last.at);
+                let packet = self.samples_to_duration(last.samples);
+                if elapsed > packet * 2 {
+                    let gap = self.duration_to_samples(elapsed);
+                    (last.timestamp.wrapping_add(gap), true)
+                } else {
+                    (last.timestamp.wrapping_add(last.samples), false)
+                }
+            }
+        };
+        let bytes = self.build(self.media.codec.payload_type(), timestamp, marker, payload)?;
+        self.last_audio = Some(LastAudio {
+            at: now,
+            timestamp,
+            samples,
+        });
+        self.event_timestamp = None;
+        Some(Transmit { to, bytes })
+    }
+
+    /// Builds a telephone-event packet with OUR negotiated telephone-event PT (this is the PT mapping
+    /// when relaying between legs). `new_event` starts an event: marker set and a fresh event
+    /// timestamp (the current media time); later packets of the event reuse that timestamp
+    /// (RFC 4733 §2.5.1.1). `None` without a negotiated telephone-event PT, direction or address.
+    pub fn send_event(
+        &mut self,
+        now: Instant,
+        event: EventPayload,
+        new_event: bool,
+    ) -> Option<Transmit> {
+        let pt = self.media.telephone_event_pt?;
+        let to = self.sendable()?;
+        let timestamp = match (self.event_timestamp, new_event) {
+            (Some(ts), false) => ts,
+            _ => self.media_timestamp(now),
+        };
+        let bytes = self.build(pt, timestamp, new_event, &event.to_bytes())?;
+        self.event_timestamp = Some(timestamp);
+        Some(Transmit { to, bytes })
+    }
+
+    /// Runs timers due at `now`: the media timeout and the digit end timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dtmf.handle_timeout(now);
+        self.drain_digits();
+        if let Some(deadline) = self.media_deadline() {
+            if now >= deadline {
+                self.timeout_reported = true;
+                self.events.push_back(RtpEvent::MediaTimeout);
+            }
+        }
+    }
+
+    /// Next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<RtpEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.dtmf.poll_timeout(), self.media_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn media_deadline(&self) -> Option<Instant> {
+        (self.media.direction.receives() && !self.timeout_reported)
+            .then(|| self.last_rx + self.config.media_timeout)
+    }
+
+    fn accept_source(&mut self, from: SocketAddr, ssrc: u32, seq: u16) -> bool {
+        match self.latched {
+            None => {
+                self.latch(from);
+                true
+            }
+            Some(addr) if addr == from => {
+                self.candidate = None;
+                true
+            }
+            Some(_) => {
+                let count = match self.candidate {
+                    Some(c)
+                        if c.from == from
+                            && c.ssrc == ssrc
+                            && c.last_seq.wrapping_add(1) == seq =>
+                    {
+                        c.count + 1
+                    }
+                    _ => 1,
+                };
+                self.candidate = Some(Candidate {
+                    from,
+                    ssrc,
+                    last_seq: seq,
+                    count,
+                });
+                if count >= self.config.relatch_packets.max(1) {
+                    self.latch(from);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    fn latch(&mut self, from: SocketAddr) {
+        self.latched = Some(from);
+        self.candidate = None;
+        self.events.push_back(RtpEvent::Latched(from));
+    }
+
+    fn drain_digits(&mut self) {
+        while let Some(d) = self.dtmf.poll_event() {
+            self.events.push_back(RtpEvent::Digit(d));
+        }
+    }
+
+    fn sendable(&self) -> Option<SocketAddr> {
+        if self.media.direction.sends() {
+            self.remote_addr()
+        } else {
+            None
+        }
+    }
+
+    /// The RTP timestamp that corresponds to `now` on our send clock.
+    fn media_timestamp(&self, now: Instant) -> u32 {
+        match self.last_audio {
+            None => self.config.initial_timestamp,
+            Some(last) => last
+                .timestamp
+                .wrapping_add(self.duration_to_samples(now.saturating_duration_since(last.at))),
+        }
+    }
+
+    fn build(&mut self, pt: u8, timestamp: u32, marker: bool, payload: &[u8]) -> Option<Vec<u8>> {
+        let bytes = RtpPacketBuilder::new()
+            .payload_type(pt)
+            .ssrc(self.config.local_ssrc)
+            .sequence(Seq::from(self.next_seq))
+            .timestamp(timestamp)
+            .marked(marker)
+            .payload(payload)
+            .build()
+            .ok()?;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.stats.packets_sent += 1;
+        self.stats.octets_sent += payload.len() as u64;
+        Some(bytes)
+    }
+
+    fn arrival_units(&self, now: Instant) -> u32 {
+        self.duration_to_samples(now.saturating_duration_since(self.epoch))
+    }
+
+    fn duration_to_samples(&self, d: Duration) -> u32 {
+        (d.as_micros() * u128::from(self.config.clock_rate) / 1_000_000) as u32
+    }
+
+    fn samples_to_duration(&self, samples: u32) -> Duration {
+        Duration::from_micros(
+            u64::from(samples) * 1_000_000 / u64::from(self.config.clock_rate.max(1)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

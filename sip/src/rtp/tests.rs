@@ -1,0 +1,479 @@
+//! RtpSession tests with simulated time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+
+use super::*;
+use crate::rfc4733::{packets_for_digit, Digit, SenderConfig};
+use crate::sdp::{Codec, Direction};
+
+const PEER_SSRC: u32 = 0xC0FF_EE00;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn media(te: Option<u8>) -> MediaSession {
+    MediaSession {
+        remote_addr: Some(addr("10.0.0.5:4000")),
+        codec: Codec::Pcma { pt: 8 },
+        telephone_event_pt: te,
+        ptime_ms: 20,
+        direction: Direction::SendRecv,
+        on_hold: false,
+    }
+}
+
+fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    RtpPacketBuilder::new()
+        .payload_type(pt)
+        .ssrc(ssrc)
+        .sequence(Seq::from(seq))
+        .timestamp(ts)
+        .marked(marker)
+        .payload(payload)
+        .build()
+        .expect("valid test packet")
+}
+
+fn audio(seq: u16) -> Vec<u8> {
+    packet(8, PEER_SSRC, seq, u32::from(seq) * 160, false, &[0xD5; 160])
+}
+
+fn events(s: &mut RtpSession) -> Vec<RtpEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn digits(evs: &[RtpEvent]) -> String {
+    evs.iter()
+        .filter_map(|e| match e {
+            RtpEvent::Digit(DigitEvent::DigitEnd { digit, .. }) => Some(digit.as_char()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn telephone_events_are_recognised_by_the_negotiated_pt_96_101_126() {
+    let nat = addr("198.51.100.9:30000");
+    for te in [96u8, 101, 126] {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(t0, media(Some(te)), RtpConfig::default());
+        let plan = packets_for_digit(
+            Digit::from_char('4').expect("digit"),
+            Duration::from_millis(100),
+            &SenderConfig::default(),
+        );
+        let mut seq = 100u16;
+        for p in &plan {
+            // No marker on any packet: recognition must not depend on it.
+            let bytes = packet(te, PEER_SSRC, seq, 8000, false, &p.payload.to_bytes());
+            let got = s.handle_packet(t0 + p.at, nat, &bytes).expect("valid");
+            assert!(
+                matches!(got, Received::TelephoneEvent(_)),
+                "pt {te}: {got:?}"
+            );
+            seq += 1;
+        }
+        assert_eq!(digits(&events(&mut s)), "4", "pt {te}");
+        // The same bytes under another PT are not events, whatever they look like.
+        let other = if te == 101 { 96 } else { 101 };
+        let fake = packet(
+            other,
+            PEER_SSRC,
+            seq,
+            9000,
+            true,
+            &plan[0].payload.to_bytes(),
+        );
+        assert_eq!(
+            s.handle_packet(t0, nat, &fake).expect("valid"),
+            Received::Unknown {
+                payload_type: other
+            }
+        );
+        assert_eq!(digits(&events(&mut s)), "");
+    }
+}
+
+#[test]
+fn audio_is_classified_by_codec_pt_and_payload_returned() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let bytes = audio(7);
+    match s
+        .handle_packet(t0, addr("10.0.0.5:4000"), &bytes)
+        .expect("valid")
+    {
+        Received::Audio(info) => {
+            assert_eq!(info.payload, &[0xD5; 160][..]);
+            assert_eq!(
+                (info.ssrc, info.sequence, info.timestamp),
+                (PEER_SSRC, 7, 1120)
+            );
+        }
+        other => panic!("expected audio, got {other:?}"),
+    }
+    let cn = packet(13, PEER_SSRC, 8, 1280, false, &[40]);
+    assert_eq!(
+        s.handle_packet(t0, addr("10.0.0.5:4000"), &cn)
+            .expect("valid"),
+        Received::Unknown { payload_type: 13 }
+    );
+}
+
+#[test]
+fn first_packet_latches_so_replies_go_through_the_nat() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    assert_eq!(
+        s.remote_addr(),
+        Some(addr("10.0.0.5:4000")),
+        "SDP address before any packet"
+    );
+    let nat = addr("203.0.113.7:61000");
+    s.handle_packet(t0, nat, &audio(1)).expect("valid");
+    assert_eq!(events(&mut s), vec![RtpEvent::Latched(nat)]);
+    let tx = s.send_audio(t0, &[0xD5; 160], 160).expect("sendrecv");
+    assert_eq!(tx.to, nat);
+}
+
+#[test]
+fn new_source_relatches_only_after_n_consecutive_packets() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let a = addr("203.0.113.7:61000");
+    let b = addr("203.0.113.7:62000");
+    s.handle_packet(t0, a, &audio(1)).expect("valid");
+    for seq in 500..503u16 {
+        let p = packet(8, 0xBAD, seq, 0, false, &[0; 160]);
+        assert_eq!(
+            s.handle_packet(t0, b, &p).expect("valid"),
+            Received::Dropped(DropReason::UnlatchedSource)
+        );
+    }
+    assert_eq!(s.remote_addr(), Some(a));
+    let p = packet(8, 0xBAD, 503, 0, false, &[0; 160]);
+    assert!(matches!(
+        s.handle_packet(t0, b, &p).expect("valid"),
+        Received::Audio(_)
+    ));
+    assert_eq!(s.remote_addr(), Some(b));
+    let evs = events(&mut s);
+    assert!(evs.contains(&RtpEvent::Latched(b)), "{evs:?}");
+    assert!(evs.contains(&RtpEvent::SsrcChanged {
+        old: PEER_SSRC,
+        new: 0xBAD
+    }));
+    assert_eq!(s.stats().dropped_unlatched, 3);
+}
+
+#[test]
+fn spoofed_packets_with_new_ssrcs_do_not_steal_the_stream_or_inject_digits() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let real = addr("203.0.113.7:61000");
+    let spoof = addr("192.0.2.66:9999");
+    s.handle_packet(t0, real, &audio(1)).expect("valid");
+    let ev = crate::rfc4733::EventPayload {
+        event: 5,
+        end: true,
+        volume: 10,
+        duration: 800,
+    };
+    for i in 0..20u16 {
+        // Each spoofed packet with a different SSRC and random-ish sequence.
+        let p = packet(
+            101,
+            1000 + u32::from(i),
+            i.wrapping_mul(7919),
+            0,
+            true,
+            &ev.to_bytes(),
+        );
+        assert_eq!(
+            s.handle_packet(t0, spoof, &p).expect("valid"),
+            Received::Dropped(DropReason::UnlatchedSource)
+        );
+    }
+    assert_eq!(s.remote_addr(), Some(real));
+    assert_eq!(digits(&events(&mut s)), "");
+}
+
+#[test]
+fn ssrc_change_from_the_latched_source_starts_a_new_stream() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let a = addr("203.0.113.7:61000");
+    for seq in 1..=5 {
+        s.handle_packet(t0, a, &audio(seq)).expect("valid");
+    }
+    let p = packet(8, 0x1111, 40_000, 0, true, &[0; 160]);
+    assert!(matches!(
+        s.handle_packet(t0, a, &p).expect("valid"),
+        Received::Audio(_)
+    ));
+    assert!(events(&mut s).contains(&RtpEvent::SsrcChanged {
+        old: PEER_SSRC,
+        new: 0x1111
+    }));
+    let st = s.stats();
+    assert_eq!(
+        (st.packets_received, st.packets_lost, st.highest_sequence),
+        (1, 0, 40_000)
+    );
+}
+
+#[test]
+fn sequence_wrap_extends_and_loss_is_counted() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let a = addr("203.0.113.7:61000");
+    let seqs: Vec<u16> = (65_530..=65_535)
+        .chain(0..=5)
+        .filter(|&q| q != 1 && q != 65_533)
+        .collect();
+    let mut last = 0;
+    for q in seqs {
+        if let Received::Audio(info) = s.handle_packet(t0, a, &audio(q)).expect("valid") {
+            last = info.sequence;
+        }
+    }
+    assert_eq!(last, 65_536 + 5);
+    let st = s.stats();
+    assert_eq!(st.highest_sequence, 65_541);
+    assert_eq!(st.packets_lost, 2);
+    assert_eq!(st.packets_received, 10);
+}
+
+#[test]
+fn duplicates_are_dropped_and_late_packets_flagged() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let a = addr("203.0.113.7:61000");
+    s.handle_packet(t0, a, &audio(10)).expect("valid");
+    s.handle_packet(t0, a, &audio(12)).expect("valid");
+    assert_eq!(
+        s.handle_packet(t0, a, &audio(12)).expect("valid"),
+        Received::Dropped(DropReason::Duplicate)
+    );
+    match s.handle_packet(t0, a, &audio(11)).expect("valid") {
+        Received::Audio(info) => assert!(info.late),
+        other => panic!("{other:?}"),
+    }
+    let st = s.stats();
+    assert_eq!((st.duplicates, st.late, st.packets_lost), (1, 1, 0));
+}
+
+#[test]
+fn rtcp_on_the_rtp_port_is_ignored() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    // RTCP receiver report header: V=2, PT=201 (as RTP: marker set, PT 73).
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+    assert_eq!(
+        s.handle_packet(t0, addr("1.2.3.4:5"), &rr)
+            .expect("parses as RTP"),
+        Received::Dropped(DropReason::Rtcp)
+    );
+    assert_eq!(
+        s.remote_addr(),
+        Some(addr("10.0.0.5:4000")),
+        "RTCP does not latch"
+    );
+}
+
+#[test]
+fn send_audio_advances_seq_and_timestamp_and_marks_talkspurts() {
+    let t0 = Instant::now();
+    let cfg = RtpConfig {
+        local_ssrc: 0xABCD,
+        initial_seq: 65_535,
+        initial_timestamp: 1000,
+        ..RtpConfig::default()
+    };
+    let mut s = RtpSession::new(t0, media(None), cfg);
+    let read = |tx: &Transmit| {
+        let r = RtpReader::new(&tx.bytes).expect("we build valid RTP");
+        (
+            u16::from(r.sequence_number()),
+            r.timestamp(),
+            r.mark(),
+            r.ssrc(),
+            r.payload_type(),
+        )
+    };
+    let p = [0xD5; 160];
+    let a = s.send_audio(t0, &p, 160).expect("send");
+    assert_eq!(a.to, addr("10.0.0.5:4000"));
+    assert_eq!(read(&a), (65_535, 1000, true, 0xABCD, 8));
+    let b = s
+        .send_audio(t0 + Duration::from_millis(20), &p, 160)
+        .expect("send");
+    assert_eq!(
+        read(&b),
+        (0, 1160, false, 0xABCD, 8),
+        "seq wraps, ts += 160"
+    );
+    let c = s
+        .send_audio(t0 + Duration::from_millis(300), &p, 160)
+        .expect("send");
+    assert_eq!(
+        read(&c),
+        (1, 1160 + 2240, true, 0xABCD, 8),
+        "new talkspurt after 280 ms pause"
+    );
+    assert_eq!(s.stats().packets_sent, 3);
+}
+
+#[test]
+fn relayed_events_get_our_pt_and_one_timestamp_per_event() {
+    let t0 = Instant::now();
+    let mut leg_b = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    leg_b.send_audio(t0, &[0xD5; 160], 160).expect("audio");
+    let plan = packets_for_digit(
+        Digit::from_char('9').expect("digit"),
+        Duration::from_millis(100),
+        &SenderConfig::default(),
+    );
+    let t1 = t0 + Duration::from_millis(40);
+    let sent: Vec<_> = plan
+        .iter()
+        .map(|p| {
+            leg_b
+                .send_event(t1 + p.at, p.payload, p.marker)
+                .expect("te negotiated")
+        })
+        .collect();
+    let read: Vec<_> = sent
+        .iter()
+        .map(|t| {
+            let r = RtpReader::new(&t.bytes).expect("valid");
+            (r.payload_type(), r.timestamp(), r.mark())
+        })
+        .collect();
+    assert!(read.iter().all(|&(pt, ts, _)| pt == 101 && ts == read[0].1));
+    assert_eq!(
+        read[0].1, 320,
+        "event starts at the current media time (40 ms)"
+    );
+    assert_eq!(
+        read.iter().filter(|r| r.2).count(),
+        1,
+        "marker only on the first"
+    );
+    // A leg without telephone-event cannot relay it.
+    let mut leg_c = RtpSession::new(t0, media(None), RtpConfig::default());
+    assert!(leg_c.send_event(t0, plan[0].payload, true).is_none());
+}
+
+#[test]
+fn nothing_is_sent_when_direction_forbids_it() {
+    let t0 = Instant::now();
+    let mut m = media(None);
+    m.direction = Direction::RecvOnly;
+    let mut s = RtpSession::new(t0, m, RtpConfig::default());
+    assert!(s.send_audio(t0, &[0; 160], 160).is_none());
+}
+
+#[test]
+fn media_timeout_fires_once_and_rearms_when_rtp_resumes() {
+    let t0 = Instant::now();
+    let cfg = RtpConfig {
+        media_timeout: Duration::from_secs(10),
+        ..RtpConfig::default()
+    };
+    let mut s = RtpSession::new(t0, media(None), cfg);
+    let a = addr("203.0.113.7:61000");
+    s.handle_packet(t0 + Duration::from_secs(1), a, &audio(1))
+        .expect("valid");
+    events(&mut s);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(11)));
+    s.handle_timeout(t0 + Duration::from_secs(10));
+    assert!(events(&mut s).is_empty());
+    s.handle_timeout(t0 + Duration::from_secs(11));
+    assert_eq!(events(&mut s), vec![RtpEvent::MediaTimeout]);
+    assert_eq!(s.poll_timeout(), None, "reported once");
+    s.handle_packet(t0 + Duration::from_secs(20), a, &audio(2))
+        .expect("valid");
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+}
+
+#[test]
+fn no_media_timeout_while_the_peer_holds_us() {
+    let t0 = Instant::now();
+    let mut m = media(None);
+    m.direction = Direction::SendOnly; // peer sent recvonly/ we only send (e.g. we hold them)
+    let s = RtpSession::new(t0, m, RtpConfig::default());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn digit_end_timeout_runs_through_the_session() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let a = addr("203.0.113.7:61000");
+    let ev = crate::rfc4733::EventPayload {
+        event: 0,
+        end: false,
+        volume: 10,
+        duration: 160,
+    };
+    s.handle_packet(t0, a, &packet(101, PEER_SSRC, 1, 0, true, &ev.to_bytes()))
+        .expect("valid");
+    let due = s.poll_timeout().expect("digit running");
+    assert_eq!(due, t0 + Duration::from_millis(200));
+    s.handle_timeout(due);
+    assert_eq!(digits(&events(&mut s)), "0");
+}
+
+#[test]
+fn re_invite_with_new_address_relatches_immediately() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    s.handle_packet(t0, addr("203.0.113.7:61000"), &audio(1))
+        .expect("valid");
+    let mut m = media(None);
+    m.remote_addr = Some(addr("10.9.9.9:5000"));
+    s.update_media(t0, m);
+    assert_eq!(s.remote_addr(), Some(addr("10.9.9.9:5000")));
+    s.handle_packet(t0, addr("203.0.113.8:7000"), &audio(2))
+        .expect("valid");
+    assert_eq!(s.remote_addr(), Some(addr("203.0.113.8:7000")));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_datagrams_never_panic(
+        datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..40),
+        port in 1u16..4,
+    ) {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+        for (i, d) in datagrams.iter().enumerate() {
+            let now = t0 + Duration::from_millis(i as u64 * 30);
+            let _ = s.handle_packet(now, SocketAddr::from(([127, 0, 0, 1], port)), d);
+            s.handle_timeout(now);
+            while s.poll_event().is_some() {}
+        }
+    }
+
+    #[test]
+    fn rtp_shaped_event_streams_never_panic(
+        pkts in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<bool>(), any::<[u8; 4]>(), 0u64..300), 0..60),
+    ) {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+        let mut now = t0;
+        for (seq, ts, m, payload, dt) in pkts {
+            now += Duration::from_millis(dt);
+            let p = packet(101, PEER_SSRC, seq, ts, m, &payload);
+            let _ = s.handle_packet(now, SocketAddr::from(([127, 0, 0, 1], 9)), &p);
+            s.handle_timeout(now);
+            while s.poll_event().is_some() {}
+        }
+    }
+}
