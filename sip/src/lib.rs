@@ -8,3 +8,4 @@ pub mod ratelimit;
 pub mod sdp;
 pub mod rfc4733;
 pub mod rtp;
+pub mod ports;
