@@ -1,0 +1,271 @@
+//! Lexical helpers shared by the SIP message parsers (RFC 3261 §25.1 basic rules): token
+//! characters, LWS trimming, quoted strings, and splitting comma/semicolon lists while respecting
+//! quotes and `<...>`. Everything works on `&str` slices and never allocates except [`unquote`]
+//! when the quoted string contains a backslash escape.
+
+use std::borrow::Cow;
+
+/// RFC 3261 `token` character: alphanum / `-.!%*_+`'~`.
+#[inline]
+pub(crate) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// True if `s` is a non-empty RFC 3261 `token`.
+#[inline]
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_char)
+}
+
+/// RFC 3261 `word` character (Call-ID): token chars plus `()<>:\"/[]?{}`.
+#[inline]
+pub(crate) fn is_word_char(b: u8) -> bool {
+    is_token_char(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
+}
+
+/// Trim SP/HT (and stray CR/LF left by unfolding) on both sides.
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+}
+
+/// Split `s` at every top-level `sep` byte: separators inside a quoted string (with backslash
+/// escapes) or inside `<...>` do not count. Pieces are returned untrimmed. An unterminated quote or
+/// `<` makes the rest of the input one piece.
+pub(crate) fn split_top(s: &str, sep: u8) -> SplitTop<'_> {
+    SplitTop { rest: Some(s), sep }
+}
+
+/// Iterator returned by [`split_top`].
+pub(crate) struct SplitTop<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Iterator for SplitTop<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match find_top(s, self.sep) {
+            Some(i) => {
+                self.rest = Some(&s[i + 1..]);
+                Some(&s[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
+}
+
+/// Index of the first top-level `sep` in `s` (outside quotes and angle brackets).
+pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
+    let b = s.as_bytes();
+    // Fast path: no quote and no angle bracket means every separator is top-level.
+    if memchr::memchr2(b'"', b'<', b).is_none() {
+        return memchr::memchr(sep, b);
+    }
+    let mut i = 0;
+    let mut in_quote = false;
+    let mut in_angle = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_quote {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+        } else if in_angle {
+            if c == b'>' {
+                in_angle = false;
+            }
+        } else if c == sep {
+            return Some(i);
+        } else if c == b'"' {
+            in_quote = true;
+        } else if c == b'<' {
+            in_angle = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// If `s` starts with a quoted string, return its length including both quotes.
+pub(crate) fn quoted_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Remove the surrounding quotes of a quoted string and resolve `\x` escapes. Input that is not
+/// quoted is returned unchanged (trimmed).
+pub fn unquote(s: &str) -> Cow<'_, str> {
+    let s = trim(s);
+    let inner = match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if s.len() >= 2 => inner,
+        _ => return Cow::Borrowed(s),
+    };
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Quote `s` as an RFC 3261 quoted-string, escaping `"` and `\`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Parse a decimal scalar the way RFC 4475 §3.1.2.4 wants: digits only (leading zeros allowed,
+/// e.g. `0009`), no sign, and it must fit in `u32`.
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    let s = trim(s);
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let s = s.trim_start_matches('0');
+    if s.is_empty() {
+        return Some(0);
+    }
+    if s.len() > 10 {
+        return None;
+    }
+    s.parse::<u64>().ok().and_then(|v| u32::try_from(v).ok())
+}
+
+/// Decode `%HH` escapes into raw bytes. Invalid escapes are kept literally. This is the explicit
+/// helper for comparisons (RFC 3261 §19.1.4); parsed values always keep escapes as received.
+pub fn unescape(s: &str) -> Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True if every `%` in `s` starts a valid `%HH` escape.
+pub(crate) fn escapes_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
+        let p = i + off;
+        match (b.get(p + 1), b.get(p + 2)) {
+            (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => i = p + 3,
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_respect_quotes_and_angles() {
+        let v: Vec<_> = split_top(r#""a, \"b" <sip:x,y@h>;p=1, sip:z"#, b',').collect();
+        assert_eq!(v, vec![r#""a, \"b" <sip:x,y@h>;p=1"#, " sip:z"]);
+    }
+
+    #[test]
+    fn unquote_resolves_escapes() {
+        assert_eq!(unquote(r#""J Rosenberg \\\"""#), r#"J Rosenberg \""#);
+        assert_eq!(unquote("plain"), "plain");
+        assert_eq!(quote(r#"a"b\"#), r#""a\"b\\""#);
+    }
+
+    #[test]
+    fn scalars_reject_overlarge_and_signed() {
+        assert_eq!(parse_u32("0009"), Some(9));
+        assert_eq!(parse_u32("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32("4294967296"), None);
+        assert_eq!(parse_u32("36893488147419103232"), None);
+        assert_eq!(parse_u32("-1"), None);
+        assert_eq!(parse_u32("+1"), None);
+    }
+
+    #[test]
+    fn unescape_is_explicit_and_single_pass() {
+        assert_eq!(&*unescape("v%61lue%25%34%31"), b"value%41");
+        assert_eq!(&*unescape("null-%00-null"), b"null-\0-null");
+        assert_eq!(&*unescape("100%"), b"100%");
+        assert!(escapes_valid("a%20b"));
+        assert!(!escapes_valid("a%2"));
+        assert!(!escapes_valid("%ZZ"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Parsing of whole SIP messages (RFC 3261 §7, §25; RFC 4475 torture cases): start line, header
+//! lines with folding and odd LWS, and Content-Length framing of a datagram (§18.3: trailing
+//! octets after the body are ignored; without Content-Length the body is the rest of the
+//! datagram). Values are slices of one shared buffer; only folded header values are copied.
+
+use bytes::Bytes;
+
+use super::header::{Header, HeaderName, Headers};
+use super::lex;
+use super::method::{Method, StatusCode};
+use super::uri::Uri;
+use super::{Message, ParseError, Request, Response, Text};
+
+/// The pieces of a message head, before start-line interpretation.
+pub(crate) struct Head {
+    /// Start line through the last header line, as text.
+    pub text: Text,
+    /// Byte range of the start line within `text`.
+    pub start_line: std::ops::Range<usize>,
+    pub headers: Headers,
+    /// Offset of the first body byte in the original buffer.
+    pub body_start: usize,
+}
+
+/// Find where the head ends: offset just after the empty line, or `None` if not yet seen.
+/// Leading CRLFs (keep-alives, RFC 3261 §7.5) are skipped by the caller.
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let nl = memchr::memchr(b'\n', buf.get(pos..)?)? + pos;
+        // The next line is empty if it is "\n" or "\r\n".
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            Some(_) => pos = nl + 1,
+            None => return None,
+        }
+    }
+}
+
+/// Number of leading CR/LF bytes.
+pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count()
+}
+
+/// Split the head of `buf` (which starts at a start line) into start line and header lines.
+pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
+    let skip = leading_crlf(buf);
+    let head_end = find_head_end(&buf[skip..]).ok_or(ParseError::Incomplete)? + skip;
+    let text = Text::try_from(buf.slice(skip..head_end)).map_err(|_| ParseError::NotUtf8)?;
+    let s: &str = &text;
+    let b = s.as_bytes();
+    let line_end = |from: usize| -> (usize, usize) {
+        // (content end, next line start)
+        match memchr::memchr(b'\n', &b[from..]) {
+            Some(i) => {
+                let nl = from + i;
+                let end = if nl > from && b[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                (end, nl + 1)
+            }
+            None => (b.len(), b.len()),
+        }
+    };
+    let (sl_end, mut pos) = line_end(0);
+    if sl_end == 0 {
+        return Err(ParseError::BadStartLine);
+    }
+    let mut headers = Headers::with_capacity(16);
+    loop {
+        let (end, next) = line_end(pos);
+        if end == pos {
+            break; // the empty line
+        }
+        if matches!(b[pos], b' ' | b'\t') {
+            return Err(ParseError::BadHeader); // continuation with nothing to continue
+        }
+        let line = &s[pos..end];
+        let colon = memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::BadHeader)?;
+        let name = line[..colon].trim_end_matches([' ', '\t']);
+        if !lex::is_token(name) {
+            return Err(ParseError::BadHeader);
+        }
+        // Gather continuation lines (folding): lines starting with SP or HT.
+        let mut value_end = end;
+        let mut after = next;
+        let mut folded = false;
+        while after < b.len() && matches!(b[after], b' ' | b'\t') {
+            let (e, n) = line_end(after);
+            value_end = e;
+            after = n;
+            folded = true;
+        }
+        let value_start = pos + colon + 1;
+        let value = if folded {
+            let mut v = String::with_capacity(value_end - value_start);
+            for (i, piece) in s[value_start..value_end].split('\n').enumerate() {
+                if i > 0 {
+                    v.push(' ');
+                }
+                v.push_str(piece.strip_suffix('\r').unwrap_or(piece));
+            }
+            Text::from(lex::trim(&v).to_owned())
+        } else {
+            text.slice_ref(lex::trim(&s[value_start..value_end]))
+        };
+        headers.push_header(Header {
+            name: HeaderName::from_text(text.slice_ref(name)),
+            value,
+        });
+        pos = after;
+    }
+    Ok(Head {
+        text,
+        start_line: 0..sl_end,
+        headers,
+        body_start: head_end,
+    })
+}
+
+/// Parse a message received as a datagram (or a complete stream frame).
+pub(crate) fn parse_message(buf: Bytes) -> Result<Message, ParseError> {
+    let head = scan_head(&buf)?;
+    let cl = head.headers.content_length().map_err(|e| match e {
+        super::HeaderError::Duplicate(_) => ParseError::ConflictingContentLength,
+        _ => ParseError::BadContentLength,
+    })?;
+    let available = buf.len() - head.body_start;
+    let body_len = match cl {
+        Some(n) => {
+            let n = n as usize;
+            if n > available {
+                return Err(ParseError::ContentLengthTooLarge);
+            }
+            n
+        }
+        None => available,
+    };
+    let body = buf.slice(head.body_start..head.body_start + body_len);
+    let line = &head.text[head.start_line.clone()];
+    if is_status_line(line) {
+        let (status, reason) = parse_status_line(&head.text, line)?;
+        Ok(Message::Response(Response {
+            status,
+            reason,
+            headers: head.headers,
+            body,
+        }))
+    } else {
+        let (method, uri) = parse_request_line(&head.text, line)?;
+        Ok(Message::Request(Request {
+            method,
+            uri,
+            headers: head.headers,
+            body,
+        }))
+    }
+}
+
+fn is_status_line(line: &str) -> bool {
+    line.len() > 4 && line.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
+fn check_version(v: &str) -> Result<(), ParseError> {
+    if v.eq_ignore_ascii_case("SIP/2.0") {
+        return Ok(());
+    }
+    let ok_shape = v.len() > 4
+        && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
+        && v[4..].split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && (a.bytes().chain(b.bytes())).all(|c| c.is_ascii_digit())
+        });
+    if ok_shape {
+        Err(ParseError::UnsupportedVersion)
+    } else {
+        Err(ParseError::BadStartLine)
+    }
+}
+
+/// `Method SP Request-URI SP SIP-Version`. Extra SP between elements and trailing SP are
+/// tolerated (RFC 4475 lwsstart/trws allow either choice); LWS inside the URI is not.
+pub(crate) fn parse_request_line(text: &Text, line: &str) -> Result<(Method, Uri), ParseError> {
+    let line = line.trim_end_matches(' ');
+    let sp = line.find(' ').ok_or(ParseError::BadStartLine)?;
+    let method = &line[..sp];
+    if !lex::is_token(method) {
+        return Err(ParseError::BadStartLine);
+    }
+    let rest = line[sp..].trim_start_matches(' ');
+    let vsp = rest.rfind(' ').ok_or(ParseError::BadStartLine)?;
+    check_version(&rest[vsp + 1..])?;
+    let uri = rest[..vsp].trim_end_matches(' ');
+    if uri.is_empty() {
+        return Err(ParseError::BadStartLine);
+    }
+    let uri = Uri::parse_text(text.slice_ref(uri)).map_err(ParseError::BadRequestUri)?;
+    Ok((Method::parse(method), uri))
+}
+
+/// `SIP-Version SP Status-Code SP Reason-Phrase` (an empty reason is fine).
+fn parse_status_line(text: &Text, line: &str) -> Result<(StatusCode, Text), ParseError> {
+    let sp = line.find(' ').ok_or(ParseError::BadStartLine)?;
+    check_version(&line[..sp])?;
+    let rest = &line[sp + 1..];
+    let (code, reason) = match rest.find(' ') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::BadStatusCode);
+    }
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(StatusCode::new)
+        .ok_or(ParseError::BadStatusCode)?;
+    Ok((status, text.slice_ref(reason.trim_end_matches([' ', '\t']))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Message, ParseError> {
+        parse_message(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn folded_values_are_unfolded() {
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\nSubject: one\r\n two\r\n\tthree\r\nl: 0\r\n\r\n")
+            .unwrap();
+        let Message::Request(r) = m else {
+            panic!("request expected")
+        };
+        assert_eq!(
+            r.headers.get(&HeaderName::Subject).unwrap(),
+            "one  two \tthree"
+        );
+    }
+
+    #[test]
+    fn datagram_framing() {
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 2\r\n\r\nabJUNK").unwrap();
+        assert_eq!(&m.body()[..], b"ab");
+        let m = parse("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\nrest of datagram").unwrap();
+        assert_eq!(&m.body()[..], b"rest of datagram");
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nl: 99\r\n\r\nab").unwrap_err(),
+            ParseError::ContentLengthTooLarge
+        );
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nl: -9\r\n\r\nab").unwrap_err(),
+            ParseError::BadContentLength
+        );
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab").unwrap_err(),
+            ParseError::ConflictingContentLength
+        );
+    }
+
+    #[test]
+    fn start_lines() {
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/7.0\r\n\r\n").unwrap_err(),
+            ParseError::UnsupportedVersion
+        );
+        assert!(matches!(
+            parse("INVITE <sip:a@b> SIP/2.0\r\n\r\n").unwrap_err(),
+            ParseError::BadRequestUri(_)
+        ));
+        assert_eq!(
+            parse("SIP/2.0 4294967301 big\r\n\r\n").unwrap_err(),
+            ParseError::BadStatusCode
+        );
+        let Message::Response(r) = parse("SIP/2.0 100 \r\nl: 0\r\n\r\n").unwrap() else {
+            panic!("response expected")
+        };
+        assert_eq!(&*r.reason, "");
+        assert!(parse("INVITE  sip:a@b  SIP/2.0 \r\n\r\n").is_ok());
+        assert_eq!(parse("\r\n\r\n").unwrap_err(), ParseError::Incomplete);
+        assert_eq!(
+            parse("garbage\r\n\r\n").unwrap_err(),
+            ParseError::BadStartLine
+        );
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nno colon here\r\n\r\n").unwrap_err(),
+            ParseError::BadHeader
+        );
+    }
+
+    #[test]
+    fn head_end_accepts_bare_lf() {
+        assert_eq!(find_head_end(b"A\r\nB: c\r\n\r\nbody"), Some(11));
+        assert_eq!(find_head_end(b"A\nB: c\n\nbody"), Some(8));
+        assert_eq!(find_head_end(b"A\r\nB: c\r\n"), None);
+    }
+}
