@@ -4,6 +4,7 @@
 //! send (`poll_transmit`), what happened (`poll_event`) and when it wants to be woken (`poll_timeout`).
 
 pub mod auth;
+pub mod message;
 pub mod ratelimit;
 pub mod sdp;
 pub mod rfc4733;
