@@ -13,6 +13,8 @@
 //! is called once, on the first non-2xx final. The ACK for a 2xx is the TU's (dialog's) business.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::{Delivery, TimerConfig, TimerKind, Timers, TxEvent};
@@ -38,18 +40,18 @@ pub struct ClientInvite {
     config: TimerConfig,
     reliable: bool,
     timers: Timers,
-    request: Vec<u8>,
+    request: Bytes,
     /// Current Timer A interval (T1, doubling without bound).
     a_interval: Duration,
-    ack: Option<Vec<u8>>,
+    ack: Option<Bytes>,
     final_status: Option<u16>,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Bytes>,
     events: VecDeque<TxEvent>,
 }
 
 impl ClientInvite {
     /// Starts the transaction: the encoded INVITE is queued for sending, Timers A and B armed.
-    pub fn new(now: Instant, config: TimerConfig, reliable: bool, request: Vec<u8>) -> Self {
+    pub fn new(now: Instant, config: TimerConfig, reliable: bool, request: Bytes) -> Self {
         let mut timers = Timers::default();
         if !reliable {
             timers.set(TimerKind::A, now + config.t1);
@@ -82,13 +84,29 @@ impl ClientInvite {
         self.final_status
     }
 
+    /// The owner sent a CANCEL for this INVITE (RFC 3261 §9.1): if no final response arrives within
+    /// 64·T1 the transaction gives up (Timer B, re-armed here, fires in Proceeding too).
+    pub fn handle_cancel_sent(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            ClientInviteState::Calling | ClientInviteState::Proceeding
+        ) {
+            self.timers.set(TimerKind::B, now + self.config.t1x64());
+        }
+    }
+
+    /// Whether a provisional response arrived and no final yet: the INVITE may be cancelled now.
+    pub fn is_proceeding(&self) -> bool {
+        self.state == ClientInviteState::Proceeding
+    }
+
     /// A response matched this transaction. `build_ack` encodes the ACK for a non-2xx final response;
     /// it is called at most once.
     pub fn handle_response(
         &mut self,
         now: Instant,
         status: u16,
-        build_ack: impl FnOnce() -> Vec<u8>,
+        build_ack: impl FnOnce() -> Bytes,
     ) -> Delivery {
         match (self.state, status) {
             (ClientInviteState::Calling | ClientInviteState::Proceeding, 100..=199) => {
@@ -140,7 +158,7 @@ impl ClientInvite {
                     self.a_interval = self.a_interval.saturating_mul(2);
                     self.timers.set(TimerKind::A, now + self.a_interval);
                 }
-                (ClientInviteState::Calling, TimerKind::B) => {
+                (ClientInviteState::Calling | ClientInviteState::Proceeding, TimerKind::B) => {
                     self.events.push_back(TxEvent::Timeout(TimerKind::B));
                     self.terminate();
                 }
@@ -159,7 +177,7 @@ impl ClientInvite {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }
 
@@ -185,19 +203,24 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn drain(tx: &mut ClientInvite) -> Vec<Vec<u8>> {
+    fn drain(tx: &mut ClientInvite) -> Vec<Bytes> {
         std::iter::from_fn(|| tx.poll_transmit()).collect()
     }
 
-    fn ack() -> Vec<u8> {
-        b"ACK".to_vec()
+    fn ack() -> Bytes {
+        Bytes::from_static(b"ACK")
     }
 
     #[test]
     fn timer_a_doubles_until_timer_b_times_out() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(t0, TimerConfig::default(), false, b"INV".to_vec());
-        assert_eq!(drain(&mut tx), vec![b"INV".to_vec()]);
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"INV")]);
         let mut sends = Vec::new();
         while let Some(at) = tx.poll_timeout() {
             tx.handle_timeout(at);
@@ -215,11 +238,20 @@ mod tests {
     #[test]
     fn provisional_stops_retransmission_and_final_failure_is_acked_once_then_resent() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(t0, TimerConfig::default(), false, b"INV".to_vec());
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
         drain(&mut tx);
         assert_eq!(tx.handle_response(t0 + ms(100), 180, ack), Delivery::ToTu);
         assert_eq!(tx.state(), ClientInviteState::Proceeding);
-        assert_eq!(tx.poll_timeout(), None, "no retransmission, no timeout in Proceeding");
+        assert_eq!(
+            tx.poll_timeout(),
+            None,
+            "no retransmission, no timeout in Proceeding"
+        );
         let mut built = 0;
         let d = tx.handle_response(t0 + ms(200), 486, || {
             built += 1;
@@ -232,9 +264,16 @@ mod tests {
             ack()
         });
         assert_eq!(d, Delivery::Absorbed);
-        assert_eq!(drain(&mut tx), vec![ack()], "retransmitted final gets the same ACK");
+        assert_eq!(
+            drain(&mut tx),
+            vec![ack()],
+            "retransmitted final gets the same ACK"
+        );
         assert_eq!(built, 1);
-        assert_eq!(tx.poll_timeout(), Some(t0 + ms(200) + Duration::from_secs(32)));
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + ms(200) + Duration::from_secs(32))
+        );
         tx.handle_timeout(t0 + ms(200) + Duration::from_secs(32));
         assert!(tx.is_terminated());
         assert_eq!(tx.poll_event(), None);
@@ -243,13 +282,24 @@ mod tests {
     #[test]
     fn accepted_passes_2xx_retransmissions_up_until_timer_m() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(t0, TimerConfig::default(), false, b"INV".to_vec());
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
         drain(&mut tx);
         assert_eq!(tx.handle_response(t0 + ms(50), 200, ack), Delivery::ToTu);
         assert_eq!(tx.state(), ClientInviteState::Accepted);
-        assert!(drain(&mut tx).is_empty(), "the transaction never ACKs a 2xx");
+        assert!(
+            drain(&mut tx).is_empty(),
+            "the transaction never ACKs a 2xx"
+        );
         assert_eq!(tx.handle_response(t0 + ms(550), 200, ack), Delivery::ToTu);
-        assert_eq!(tx.handle_response(t0 + ms(560), 180, ack), Delivery::Absorbed);
+        assert_eq!(
+            tx.handle_response(t0 + ms(560), 180, ack),
+            Delivery::Absorbed
+        );
         tx.handle_timeout(t0 + ms(50) + Duration::from_secs(32));
         assert!(tx.is_terminated());
     }
@@ -257,9 +307,14 @@ mod tests {
     #[test]
     fn reliable_transport_sends_once_and_skips_completed() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(t0, TimerConfig::default(), true, b"INV".to_vec());
+        let mut tx =
+            ClientInvite::new(t0, TimerConfig::default(), true, Bytes::from_static(b"INV"));
         assert_eq!(drain(&mut tx).len(), 1);
-        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)), "only Timer B");
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "only Timer B"
+        );
         tx.handle_response(t0 + ms(10), 404, ack);
         assert_eq!(drain(&mut tx), vec![ack()]);
         assert!(tx.is_terminated(), "Timer D is zero on reliable transports");
@@ -272,7 +327,7 @@ mod tests {
             t1: ms(100),
             ..TimerConfig::default()
         };
-        let tx = ClientInvite::new(t0, config, false, b"INV".to_vec());
+        let tx = ClientInvite::new(t0, config, false, Bytes::from_static(b"INV"));
         assert_eq!(tx.poll_timeout(), Some(t0 + ms(100)));
         let mut tx = tx;
         tx.handle_timeout(t0 + ms(100));
@@ -280,9 +335,33 @@ mod tests {
     }
 
     #[test]
+    fn cancel_without_final_response_gives_up_after_64_t1() {
+        let t0 = Instant::now();
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
+        drain(&mut tx);
+        tx.handle_response(t0 + ms(10), 180, ack);
+        assert!(tx.is_proceeding());
+        tx.handle_cancel_sent(t0 + ms(1000));
+        assert_eq!(tx.poll_timeout(), Some(t0 + ms(33_000)));
+        tx.handle_timeout(t0 + ms(33_000));
+        assert_eq!(tx.poll_event(), Some(TxEvent::Timeout(TimerKind::B)));
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
     fn transport_error_terminates_with_event() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(t0, TimerConfig::default(), false, b"INV".to_vec());
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
         tx.handle_transport_error(t0);
         assert_eq!(tx.poll_event(), Some(TxEvent::TransportError));
         assert!(tx.is_terminated());

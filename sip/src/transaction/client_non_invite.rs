@@ -10,6 +10,8 @@
 //! never armed.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::{Delivery, TimerConfig, TimerKind, Timers, TxEvent};
@@ -34,16 +36,16 @@ pub struct ClientNonInvite {
     config: TimerConfig,
     reliable: bool,
     timers: Timers,
-    request: Vec<u8>,
+    request: Bytes,
     e_interval: Duration,
     final_status: Option<u16>,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Bytes>,
     events: VecDeque<TxEvent>,
 }
 
 impl ClientNonInvite {
     /// Starts the transaction: the encoded request is queued for sending, Timers E and F armed.
-    pub fn new(now: Instant, config: TimerConfig, reliable: bool, request: Vec<u8>) -> Self {
+    pub fn new(now: Instant, config: TimerConfig, reliable: bool, request: Bytes) -> Self {
         let mut timers = Timers::default();
         if !reliable {
             timers.set(TimerKind::E, now + config.t1);
@@ -111,10 +113,7 @@ impl ClientNonInvite {
                     self.transmits.push_back(self.request.clone());
                     self.timers.set(TimerKind::E, now + self.config.t2);
                 }
-                (
-                    ClientNonInviteState::Trying | ClientNonInviteState::Proceeding,
-                    TimerKind::F,
-                ) => {
+                (ClientNonInviteState::Trying | ClientNonInviteState::Proceeding, TimerKind::F) => {
                     self.events.push_back(TxEvent::Timeout(TimerKind::F));
                     self.terminate();
                 }
@@ -132,7 +131,7 @@ impl ClientNonInvite {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }
 
@@ -172,8 +171,13 @@ mod tests {
     #[test]
     fn timer_e_doubles_to_t2_then_timer_f_times_out() {
         let t0 = Instant::now();
-        let mut tx = ClientNonInvite::new(t0, TimerConfig::default(), false, b"OPT".to_vec());
-        assert_eq!(tx.poll_transmit(), Some(b"OPT".to_vec()));
+        let mut tx = ClientNonInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"OPT"),
+        );
+        assert_eq!(tx.poll_transmit(), Some(Bytes::from_static(b"OPT")));
         let sends = run(&mut tx, t0, t0 + Duration::from_secs(60));
         let expected: Vec<Duration> = [
             500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
@@ -189,7 +193,12 @@ mod tests {
     #[test]
     fn proceeding_retransmits_every_t2() {
         let t0 = Instant::now();
-        let mut tx = ClientNonInvite::new(t0, TimerConfig::default(), false, b"OPT".to_vec());
+        let mut tx = ClientNonInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"OPT"),
+        );
         tx.poll_transmit();
         assert_eq!(tx.handle_response(t0 + ms(100), 100), Delivery::ToTu);
         assert_eq!(tx.state(), ClientNonInviteState::Proceeding);
@@ -201,7 +210,12 @@ mod tests {
     #[test]
     fn final_response_then_retransmissions_absorbed_until_timer_k() {
         let t0 = Instant::now();
-        let mut tx = ClientNonInvite::new(t0, TimerConfig::default(), false, b"BYE".to_vec());
+        let mut tx = ClientNonInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"BYE"),
+        );
         tx.poll_transmit();
         assert_eq!(tx.handle_response(t0 + ms(100), 200), Delivery::ToTu);
         assert_eq!(tx.handle_response(t0 + ms(600), 200), Delivery::Absorbed);
@@ -215,9 +229,14 @@ mod tests {
     #[test]
     fn reliable_transport_sends_once_and_terminates_on_final() {
         let t0 = Instant::now();
-        let mut tx = ClientNonInvite::new(t0, TimerConfig::default(), true, b"BYE".to_vec());
+        let mut tx =
+            ClientNonInvite::new(t0, TimerConfig::default(), true, Bytes::from_static(b"BYE"));
         assert!(tx.poll_transmit().is_some());
-        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)), "only Timer F");
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "only Timer F"
+        );
         tx.handle_response(t0 + ms(5), 481);
         assert!(tx.is_terminated());
         assert_eq!(tx.poll_transmit(), None);

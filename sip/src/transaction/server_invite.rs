@@ -12,6 +12,8 @@
 //! encoded 100 right after creating the transaction (we never wait the 200 ms §17.2.1 allows).
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::{check_status, Delivery, TimerConfig, TimerKind, Timers, TransactionError, TxEvent};
@@ -38,9 +40,9 @@ pub struct ServerInvite {
     timers: Timers,
     /// Current Timer G interval (T1, doubling up to T2).
     g_interval: Duration,
-    last_response: Option<Vec<u8>>,
+    last_response: Option<Bytes>,
     final_status: Option<u16>,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Bytes>,
     events: VecDeque<TxEvent>,
 }
 
@@ -78,7 +80,7 @@ impl ServerInvite {
         &mut self,
         now: Instant,
         status: u16,
-        encoded: Vec<u8>,
+        encoded: Bytes,
     ) -> Result<(), TransactionError> {
         check_status(status)?;
         match self.state {
@@ -177,7 +179,7 @@ impl ServerInvite {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }
 
@@ -203,7 +205,7 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn drain(tx: &mut ServerInvite) -> Vec<Vec<u8>> {
+    fn drain(tx: &mut ServerInvite) -> Vec<Bytes> {
         std::iter::from_fn(|| tx.poll_transmit()).collect()
     }
 
@@ -223,9 +225,14 @@ mod tests {
     fn non_2xx_final_is_retransmitted_with_timer_g_doubling_to_t2_then_h_times_out() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, b"100".to_vec()).unwrap();
-        tx.send_response(t0, 486, b"486".to_vec()).unwrap();
-        assert_eq!(drain(&mut tx), vec![b"100".to_vec(), b"486".to_vec()]);
+        tx.send_response(t0, 100, Bytes::from_static(b"100"))
+            .unwrap();
+        tx.send_response(t0, 486, Bytes::from_static(b"486"))
+            .unwrap();
+        assert_eq!(
+            drain(&mut tx),
+            vec![Bytes::from_static(b"100"), Bytes::from_static(b"486")]
+        );
         assert_eq!(tx.state(), ServerInviteState::Completed);
         let sends = run_until(&mut tx, t0, t0 + Duration::from_secs(40));
         let expected: Vec<Duration> = [
@@ -243,7 +250,8 @@ mod tests {
     fn ack_stops_retransmissions_and_timer_i_terminates() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 603, b"603".to_vec()).unwrap();
+        tx.send_response(t0, 603, Bytes::from_static(b"603"))
+            .unwrap();
         drain(&mut tx);
         assert_eq!(tx.handle_ack(t0 + ms(100)), Delivery::Absorbed);
         assert_eq!(tx.state(), ServerInviteState::Confirmed);
@@ -260,31 +268,39 @@ mod tests {
     fn request_retransmission_resends_last_response() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, b"100".to_vec()).unwrap();
-        tx.send_response(t0, 180, b"180".to_vec()).unwrap();
+        tx.send_response(t0, 100, Bytes::from_static(b"100"))
+            .unwrap();
+        tx.send_response(t0, 180, Bytes::from_static(b"180"))
+            .unwrap();
         drain(&mut tx);
         tx.handle_request_retransmission(t0 + ms(500));
-        assert_eq!(drain(&mut tx), vec![b"180".to_vec()]);
-        tx.send_response(t0 + ms(600), 480, b"480".to_vec()).unwrap();
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"180")]);
+        tx.send_response(t0 + ms(600), 480, Bytes::from_static(b"480"))
+            .unwrap();
         drain(&mut tx);
         tx.handle_request_retransmission(t0 + ms(700));
-        assert_eq!(drain(&mut tx), vec![b"480".to_vec()]);
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"480")]);
     }
 
     #[test]
     fn accepted_absorbs_invite_passes_ack_up_and_ends_on_timer_l() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 200, b"200".to_vec()).unwrap();
-        assert_eq!(drain(&mut tx), vec![b"200".to_vec()]);
+        tx.send_response(t0, 200, Bytes::from_static(b"200"))
+            .unwrap();
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert_eq!(tx.state(), ServerInviteState::Accepted);
         tx.handle_request_retransmission(t0 + ms(500));
-        assert!(drain(&mut tx).is_empty(), "the TU, not the transaction, retransmits 2xx");
-        tx.send_response(t0 + ms(500), 200, b"200".to_vec()).unwrap();
-        assert_eq!(drain(&mut tx), vec![b"200".to_vec()]);
+        assert!(
+            drain(&mut tx).is_empty(),
+            "the TU, not the transaction, retransmits 2xx"
+        );
+        tx.send_response(t0 + ms(500), 200, Bytes::from_static(b"200"))
+            .unwrap();
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert_eq!(tx.handle_ack(t0 + ms(600)), Delivery::ToTu);
         assert_eq!(
-            tx.send_response(t0, 486, b"486".to_vec()),
+            tx.send_response(t0, 486, Bytes::from_static(b"486")),
             Err(TransactionError::FinalAlreadySent)
         );
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
@@ -297,9 +313,14 @@ mod tests {
     fn reliable_transport_never_retransmits_and_skips_confirmed() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 404, b"404".to_vec()).unwrap();
+        tx.send_response(t0, 404, Bytes::from_static(b"404"))
+            .unwrap();
         drain(&mut tx);
-        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)), "only Timer H");
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "only Timer H"
+        );
         tx.handle_ack(t0 + ms(10));
         assert!(tx.is_terminated(), "Timer I is zero on reliable transports");
     }
@@ -308,7 +329,8 @@ mod tests {
     fn reliable_transport_missing_ack_times_out_without_resending() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 500, b"500".to_vec()).unwrap();
+        tx.send_response(t0, 500, Bytes::from_static(b"500"))
+            .unwrap();
         drain(&mut tx);
         let sends = run_until(&mut tx, t0, t0 + Duration::from_secs(40));
         assert!(sends.is_empty());
@@ -320,14 +342,14 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), false);
         assert_eq!(
-            tx.send_response(t0, 99, Vec::new()),
+            tx.send_response(t0, 99, Bytes::new()),
             Err(TransactionError::BadStatus(99))
         );
         tx.handle_transport_error(t0);
         assert_eq!(tx.poll_event(), Some(TxEvent::TransportError));
         assert!(tx.is_terminated());
         assert_eq!(
-            tx.send_response(t0, 200, Vec::new()),
+            tx.send_response(t0, 200, Bytes::new()),
             Err(TransactionError::Terminated)
         );
     }

@@ -9,6 +9,8 @@
 //! Timer J is 64·T1 on unreliable transports and zero on reliable ones.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::time::Instant;
 
 use super::{check_status, TimerConfig, TimerKind, Timers, TransactionError, TxEvent};
@@ -32,9 +34,9 @@ pub struct ServerNonInvite {
     config: TimerConfig,
     reliable: bool,
     timers: Timers,
-    last_response: Option<Vec<u8>>,
+    last_response: Option<Bytes>,
     final_status: Option<u16>,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Bytes>,
     events: VecDeque<TxEvent>,
 }
 
@@ -71,7 +73,7 @@ impl ServerNonInvite {
         &mut self,
         now: Instant,
         status: u16,
-        encoded: Vec<u8>,
+        encoded: Bytes,
     ) -> Result<(), TransactionError> {
         check_status(status)?;
         match self.state {
@@ -126,7 +128,7 @@ impl ServerNonInvite {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }
 
@@ -149,7 +151,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn drain(tx: &mut ServerNonInvite) -> Vec<Vec<u8>> {
+    fn drain(tx: &mut ServerNonInvite) -> Vec<Bytes> {
         std::iter::from_fn(|| tx.poll_transmit()).collect()
     }
 
@@ -166,12 +168,13 @@ mod tests {
     fn completed_answers_retransmissions_until_timer_j() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 200, b"200".to_vec()).unwrap();
-        assert_eq!(drain(&mut tx), vec![b"200".to_vec()]);
+        tx.send_response(t0, 200, Bytes::from_static(b"200"))
+            .unwrap();
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         tx.handle_request_retransmission(t0 + Duration::from_secs(1));
-        assert_eq!(drain(&mut tx), vec![b"200".to_vec()]);
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert_eq!(
-            tx.send_response(t0, 500, b"500".to_vec()),
+            tx.send_response(t0, 500, Bytes::from_static(b"500")),
             Err(TransactionError::FinalAlreadySent)
         );
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
@@ -185,11 +188,16 @@ mod tests {
     fn provisional_then_final_in_proceeding() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, b"100".to_vec()).unwrap();
+        tx.send_response(t0, 100, Bytes::from_static(b"100"))
+            .unwrap();
         assert_eq!(tx.state(), ServerNonInviteState::Proceeding);
         tx.handle_request_retransmission(t0);
-        assert_eq!(drain(&mut tx), vec![b"100".to_vec(), b"100".to_vec()]);
-        tx.send_response(t0, 202, b"202".to_vec()).unwrap();
+        assert_eq!(
+            drain(&mut tx),
+            vec![Bytes::from_static(b"100"), Bytes::from_static(b"100")]
+        );
+        tx.send_response(t0, 202, Bytes::from_static(b"202"))
+            .unwrap();
         assert_eq!(tx.state(), ServerNonInviteState::Completed);
     }
 
@@ -197,8 +205,9 @@ mod tests {
     fn reliable_final_terminates_at_once() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 200, b"200".to_vec()).unwrap();
-        assert_eq!(drain(&mut tx), vec![b"200".to_vec()]);
+        tx.send_response(t0, 200, Bytes::from_static(b"200"))
+            .unwrap();
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert!(tx.is_terminated());
         assert_eq!(tx.poll_timeout(), None);
     }
