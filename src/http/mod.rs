@@ -1,0 +1,89 @@
+//! The public HTTP side: what municipality websites and citizens' browsers talk to.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /api/v1/sessions` | start a Yivi disclosure ([`sessions`]) |
+//! | `GET /api/v1/sessions/{token}/status` | the website's view of it |
+//! | `GET /widget.js` | the button script ([`widget`]) |
+//! | `GET /button-demo` | a page with the button (only when [`PublicState::demo_page`]) |
+//!
+//! Protections: a per-client token bucket on `/api/` ([`rate_limit`]; serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()` so clients are told apart), CORS only for
+//! the tenants' configured website origins (and a browser's `Origin` must belong to the tenant the
+//! request is about), request bodies of at most 1 KiB, and every error as one JSON shape
+//! ([`error::ApiError`]). No response ever contains a link code or an IRMA requestor token.
+
+pub mod error;
+pub mod rate_limit;
+pub mod sessions;
+pub mod widget;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::links::LinkService;
+pub use error::ApiError;
+pub use rate_limit::{RateLimit, RateLimiter};
+
+/// Largest request body accepted by the public API.
+pub const MAX_BODY: usize = 1024;
+
+/// What the public handlers share.
+#[derive(Clone)]
+pub struct PublicState {
+    pub links: LinkService,
+    pub limiter: Arc<RateLimiter>,
+    /// Serve `GET /button-demo`.
+    pub demo_page: bool,
+}
+
+impl PublicState {
+    pub fn new(links: LinkService, limit: RateLimit) -> PublicState {
+        PublicState {
+            links,
+            limiter: Arc::new(RateLimiter::new(limit)),
+            demo_page: false,
+        }
+    }
+}
+
+/// The public router. Compose it into the server with `Router::merge`.
+pub fn public_router(state: PublicState) -> Router {
+    let origins: Vec<HeaderValue> = state
+        .links
+        .tenants()
+        .iter()
+        .flat_map(|t| t.website_origins.iter())
+        .filter(|o| o.as_str() != "*")
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+
+    let api = Router::new()
+        .route("/api/v1/sessions", post(sessions::start))
+        .route("/api/v1/sessions/{token}/status", get(sessions::status))
+        .layer(axum::middleware::from_fn_with_state(
+            state.limiter.clone(),
+            rate_limit::limit,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors);
+
+    let mut router = Router::new()
+        .merge(api)
+        .route("/widget.js", get(widget::widget_js));
+    if state.demo_page {
+        router = router.route("/button-demo", get(widget::button_demo));
+    }
+    router.with_state(state)
+}

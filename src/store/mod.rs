@@ -1,0 +1,226 @@
+//! The link-session store: one row per Yivi session a citizen starts on a municipality's website.
+//!
+//! A row holds the tenant, the IRMA requestor token, the 8-digit link code, the state, its times
+//! and, once the disclosure is in, the attributes sealed with [`AttributeKey`]. The store never
+//! sees plaintext attributes.
+//!
+//! ```text
+//!            set_disclosed            bind (single use)        consume / hold expiry
+//!  Pending ───────────────▶ Disclosed ─────────────────▶ Bound ───────────────────▶ Consumed
+//!     │ set_failed / expiry      │ expiry
+//!     ▼                          ▼
+//!  Cancelled / Expired        Expired
+//! ```
+//!
+//! [`SessionStore`] is object-safe (`Arc<dyn SessionStore>`) and async: every method returns a
+//! boxed future. Each method is one atomic step *in the store* (one write transaction), never
+//! guarded by an in-process lock, so a PostgreSQL implementation (one `UPDATE … WHERE state = …`
+//! or `SELECT … FOR UPDATE` per method) can run several processes against one database.
+//! The transition rules themselves are the pure functions in [`rules`]; the backends only load,
+//! apply and write. Time is always passed in (`now`, unix seconds) so tests can simulate it.
+//!
+//! Backends: [`RedbStore`] (embedded, durable: every commit is fsynced before it returns) and
+//! [`MemoryStore`] (tests).
+
+pub mod code;
+pub mod key;
+pub mod memory;
+pub mod ops;
+pub mod redb_store;
+pub mod rules;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use code::{CodeError, FrontendToken, LinkCode};
+pub use key::{AttributeKey, KeyError};
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// Seconds since the Unix epoch.
+pub type UnixSeconds = u64;
+
+/// The wall clock as [`UnixSeconds`] (callers pass it in as `now`).
+pub fn unix_now() -> UnixSeconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where a link session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// The IRMA session runs; no attributes yet.
+    Pending,
+    /// Attributes accepted and cached (sealed); the code waits for a call.
+    Disclosed,
+    /// A call bound the code; attributes stay until the call ends.
+    Bound,
+    /// The call ended; attributes purged.
+    Consumed,
+    /// The code expired before a call bound it; attributes purged.
+    Expired,
+    /// The citizen cancelled, the IRMA server failed, or the result was not acceptable.
+    Cancelled,
+}
+
+impl SessionState {
+    /// Whether the row can still change because of a citizen or a call.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            SessionState::Pending | SessionState::Disclosed | SessionState::Bound
+        )
+    }
+}
+
+/// One row, without the sealed attributes (those are only handed out by [`SessionStore::bind`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub token: FrontendToken,
+    pub tenant: String,
+    /// The IRMA requestor token: a secret towards the browser, never sent to it.
+    pub irma_token: String,
+    pub code: LinkCode,
+    pub state: SessionState,
+    pub created_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+    /// Until `Bound`: when the code expires. From `Bound` on: until when the attributes may be held
+    /// for the call (a safety net when a call's end is never reported).
+    pub expires_at: UnixSeconds,
+    pub call_id: Option<String>,
+}
+
+impl SessionRow {
+    /// A new `Pending` row.
+    pub fn pending(
+        token: FrontendToken,
+        tenant: String,
+        irma_token: String,
+        code: LinkCode,
+        now: UnixSeconds,
+        expires_at: UnixSeconds,
+    ) -> SessionRow {
+        SessionRow {
+            token,
+            tenant,
+            irma_token,
+            code,
+            state: SessionState::Pending,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            call_id: None,
+        }
+    }
+}
+
+/// What [`SessionStore::bind`] found for a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// This call now owns the code; here are the sealed attributes.
+    Bound { row: SessionRow, sealed: Vec<u8> },
+    /// No row has this code.
+    Unknown,
+    /// The code expired (now or earlier).
+    Expired,
+    /// Another call bound the code already, or its call has ended.
+    Used,
+    /// The IRMA session is still running (the caller may wait briefly and retry).
+    NotDisclosed,
+    /// The IRMA session was cancelled, failed, or gave an unacceptable result.
+    IrmaFailed,
+}
+
+/// How [`SessionStore::consume`] finds the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeKey {
+    Call(String),
+    Session(FrontendToken),
+}
+
+/// What [`SessionStore::purge_expired`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Rows that were `Pending` and expired now: their IRMA sessions should be cancelled.
+    pub abandoned: Vec<SessionRow>,
+    /// Rows whose attributes were purged now (expired codes and calls past their hold time).
+    pub attributes_purged: usize,
+    /// Terminal rows older than the retention cutoff, deleted with their code.
+    pub forgotten: usize,
+}
+
+/// Store failures. Transition refusals are not errors: they are [`BindOutcome`]s and `false`s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("link code already in use")]
+    CodeTaken,
+    #[error("session token already in use")]
+    TokenTaken,
+    #[error("stored row is unreadable: {0}")]
+    Corrupt(String),
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// A boxed future returned by every store method.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Persistent, multi-process-safe home of link sessions. Every method is one atomic step.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Insert a new row. Fails with [`StoreError::CodeTaken`] when any stored row (live or not yet
+    /// forgotten) has the same code, so a late call with an old code can never reach a new session.
+    fn insert(&self, row: SessionRow) -> StoreFuture<'_, ()>;
+
+    /// The row for a frontend token.
+    fn get(&self, token: FrontendToken) -> StoreFuture<'_, Option<SessionRow>>;
+
+    /// `Pending` → `Disclosed` with the sealed attributes, if the row is still pending and its code
+    /// has not expired at `now`. Returns whether it changed.
+    fn set_disclosed(
+        &self,
+        token: FrontendToken,
+        sealed: Vec<u8>,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, bool>;
+
+    /// `Pending` → `to` (`Cancelled` or `Expired`). Returns whether it changed.
+    fn set_failed(
+        &self,
+        token: FrontendToken,
+        to: SessionState,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, bool>;
+
+    /// Bind `code` to `call_id`, once: `Disclosed` → `Bound`, setting `expires_at = hold_until`.
+    /// Binding again with the same `call_id` returns the attributes again (a call may deliver its
+    /// code twice, e.g. RFC 4733 and SIP INFO); any other call gets [`BindOutcome::Used`].
+    fn bind(
+        &self,
+        code: LinkCode,
+        call_id: String,
+        now: UnixSeconds,
+        hold_until: UnixSeconds,
+    ) -> StoreFuture<'_, BindOutcome>;
+
+    /// The call ended (or the session is done with): purge the attributes, state `Consumed`
+    /// (a row never bound becomes `Expired`). Returns whether a row was found and changed.
+    fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool>;
+
+    /// Expire codes and hold times that passed at `now` (purging their attributes) and delete
+    /// terminal rows last updated before `forget_before`.
+    fn purge_expired(
+        &self,
+        now: UnixSeconds,
+        forget_before: UnixSeconds,
+    ) -> StoreFuture<'_, Purged>;
+
+    /// All `Pending` rows (to resume watching their IRMA sessions after a restart).
+    fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>>;
+}

@@ -1,0 +1,241 @@
+//! Embedded, durable [`SessionStore`] on redb.
+//!
+//! Every operation is one redb write transaction, committed with redb's default `Immediate`
+//! durability: when a method returns, its change is on disk and survives `kill -9` and power loss.
+//! redb allows one write transaction at a time (also across processes in its multi-writer mode),
+//! which is what makes [`SessionStore::bind`] single-use without any in-process lock.
+//! The blocking redb calls run on tokio's blocking pool.
+//!
+//! Tables: `sessions` (frontend token → row as JSON), `codes` (code → token), `calls`
+//! (call id → token), `attributes` (token → sealed bytes).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+};
+
+use super::ops::{self, Tx};
+use super::{
+    BindOutcome, ConsumeKey, FrontendToken, LinkCode, Purged, SessionRow, SessionState,
+    SessionStore, StoreError, StoreFuture, UnixSeconds,
+};
+
+const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");
+const CODES: TableDefinition<&str, &str> = TableDefinition::new("codes");
+const CALLS: TableDefinition<&str, &str> = TableDefinition::new("calls");
+const ATTRIBUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("attributes");
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "sessions.redb";
+
+/// A [`SessionStore`] in a redb file.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedbStore {
+    /// Open (or create) the database file at `path`. After an unclean stop redb repairs the file
+    /// here; committed transactions are all present.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(SESSIONS).map_err(backend)?;
+            txn.open_table(CODES).map_err(backend)?;
+            txn.open_table(CALLS).map_err(backend)?;
+            txn.open_table(ATTRIBUTES).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    /// Number of sealed attribute sets on disk (tests check purging with it).
+    pub fn sealed_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(ATTRIBUTES).map_err(backend)?;
+        table.len().map_err(backend)
+    }
+
+    /// Run `f` in one write transaction on the blocking pool; commit on `Ok`, abort on `Err`.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let txn = db.begin_write().map_err(backend)?;
+                let result = {
+                    let mut tx = RedbTx {
+                        sessions: txn.open_table(SESSIONS).map_err(backend)?,
+                        codes: txn.open_table(CODES).map_err(backend)?,
+                        calls: txn.open_table(CALLS).map_err(backend)?,
+                        attributes: txn.open_table(ATTRIBUTES).map_err(backend)?,
+                    };
+                    f(&mut tx)
+                };
+                match result {
+                    Ok(v) => {
+                        txn.commit().map_err(backend)?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        txn.abort().map_err(backend)?;
+                        Err(e)
+                    }
+                }
+            })
+            .await
+            .map_err(backend)?
+        })
+    }
+
+    fn read_row(db: &Database, token: &FrontendToken) -> Result<Option<SessionRow>, StoreError> {
+        let txn = db.begin_read().map_err(backend)?;
+        let table = txn.open_table(SESSIONS).map_err(backend)?;
+        let guard = table.get(token.as_str()).map_err(backend)?;
+        guard.map(|g| decode(g.value())).transpose()
+    }
+}
+
+fn decode(json: &str) -> Result<SessionRow, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+struct RedbTx<'t> {
+    sessions: Table<'t, &'static str, &'static str>,
+    codes: Table<'t, &'static str, &'static str>,
+    calls: Table<'t, &'static str, &'static str>,
+    attributes: Table<'t, &'static str, &'static [u8]>,
+}
+
+fn token_of(s: &str) -> Result<FrontendToken, StoreError> {
+    FrontendToken::parse(s).ok_or_else(|| StoreError::Corrupt("bad token in index".into()))
+}
+
+impl Tx for RedbTx<'_> {
+    fn row(&mut self, token: &FrontendToken) -> Result<Option<SessionRow>, StoreError> {
+        let guard = self.sessions.get(token.as_str()).map_err(backend)?;
+        guard.map(|g| decode(g.value())).transpose()
+    }
+    fn put_row(&mut self, row: &SessionRow) -> Result<(), StoreError> {
+        let json = serde_json::to_string(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.sessions
+            .insert(row.token.as_str(), json.as_str())
+            .map_err(backend)?;
+        Ok(())
+    }
+    fn del_row(&mut self, token: &FrontendToken) -> Result<(), StoreError> {
+        self.sessions.remove(token.as_str()).map_err(backend)?;
+        Ok(())
+    }
+    fn all_rows(&mut self) -> Result<Vec<SessionRow>, StoreError> {
+        let mut rows = Vec::new();
+        for entry in self.sessions.iter().map_err(backend)? {
+            let (_, v) = entry.map_err(backend)?;
+            rows.push(decode(v.value())?);
+        }
+        Ok(rows)
+    }
+    fn code(&mut self, code: &LinkCode) -> Result<Option<FrontendToken>, StoreError> {
+        let guard = self.codes.get(code.expose()).map_err(backend)?;
+        guard.map(|g| token_of(g.value())).transpose()
+    }
+    fn put_code(&mut self, code: &LinkCode, token: &FrontendToken) -> Result<(), StoreError> {
+        self.codes
+            .insert(code.expose(), token.as_str())
+            .map_err(backend)?;
+        Ok(())
+    }
+    fn del_code(&mut self, code: &LinkCode) -> Result<(), StoreError> {
+        self.codes.remove(code.expose()).map_err(backend)?;
+        Ok(())
+    }
+    fn call(&mut self, call_id: &str) -> Result<Option<FrontendToken>, StoreError> {
+        let guard = self.calls.get(call_id).map_err(backend)?;
+        guard.map(|g| token_of(g.value())).transpose()
+    }
+    fn put_call(&mut self, call_id: &str, token: &FrontendToken) -> Result<(), StoreError> {
+        self.calls
+            .insert(call_id, token.as_str())
+            .map_err(backend)?;
+        Ok(())
+    }
+    fn del_call(&mut self, call_id: &str) -> Result<(), StoreError> {
+        self.calls.remove(call_id).map_err(backend)?;
+        Ok(())
+    }
+    fn attrs(&mut self, token: &FrontendToken) -> Result<Option<Vec<u8>>, StoreError> {
+        let guard = self.attributes.get(token.as_str()).map_err(backend)?;
+        Ok(guard.map(|g| g.value().to_vec()))
+    }
+    fn put_attrs(&mut self, token: &FrontendToken, sealed: &[u8]) -> Result<(), StoreError> {
+        self.attributes
+            .insert(token.as_str(), sealed)
+            .map_err(backend)?;
+        Ok(())
+    }
+    fn del_attrs(&mut self, token: &FrontendToken) -> Result<(), StoreError> {
+        self.attributes.remove(token.as_str()).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl SessionStore for RedbStore {
+    fn insert(&self, row: SessionRow) -> StoreFuture<'_, ()> {
+        self.write(move |tx| ops::insert(tx, &row))
+    }
+    fn get(&self, token: FrontendToken) -> StoreFuture<'_, Option<SessionRow>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || RedbStore::read_row(&db, &token))
+                .await
+                .map_err(backend)?
+        })
+    }
+    fn set_disclosed(
+        &self,
+        token: FrontendToken,
+        sealed: Vec<u8>,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, bool> {
+        self.write(move |tx| ops::set_disclosed(tx, &token, &sealed, now))
+    }
+    fn set_failed(
+        &self,
+        token: FrontendToken,
+        to: SessionState,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, bool> {
+        self.write(move |tx| ops::set_failed(tx, &token, to, now))
+    }
+    fn bind(
+        &self,
+        code: LinkCode,
+        call_id: String,
+        now: UnixSeconds,
+        hold_until: UnixSeconds,
+    ) -> StoreFuture<'_, BindOutcome> {
+        self.write(move |tx| ops::bind(tx, &code, &call_id, now, hold_until))
+    }
+    fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool> {
+        self.write(move |tx| ops::consume(tx, &key, now))
+    }
+    fn purge_expired(
+        &self,
+        now: UnixSeconds,
+        forget_before: UnixSeconds,
+    ) -> StoreFuture<'_, Purged> {
+        self.write(move |tx| ops::purge_expired(tx, now, forget_before))
+    }
+    fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>> {
+        self.write(ops::pending)
+    }
+}
