@@ -5,6 +5,7 @@
 //! application: the call flow, the IRMA client, the session store, the HTTP side and the CLI.
 
 pub mod agent_api;
+pub mod audio_file;
 pub mod call;
 pub mod cli;
 pub mod dtmf_cmd;

@@ -1,0 +1,504 @@
+//! Reading recordings as a stream of 16-bit linear samples at 8 kHz mono: WAV files (PCM16, A-law
+//! `WAVE_FORMAT_ALAW` 6, µ-law `WAVE_FORMAT_MULAW` 7, also inside `WAVE_FORMAT_EXTENSIBLE`) and raw
+//! headerless audio (s16le, A-law, µ-law). Used by `veilig-bellen dtmf` and for loading prompts.
+//!
+//! The RIFF chunk walk is our own because `hound` refuses G.711 WAVs; it reads only what it needs,
+//! checks every length against a cap before using it and never indexes unchecked, so any byte string
+//! yields a sample stream or an [`AudioFileError`]. PCM16 WAVs with a definite length are then read
+//! by `hound` (it re-reads the header we buffered). A data chunk whose length is a "streamed" marker
+//! (`0xFFFFFFFF`, or sox's `0x7FFFF000` when it writes to a pipe) is read until end of input; any
+//! other data chunk that ends early is reported as truncated.
+
+use std::io::{self, Chain, Cursor, ErrorKind, Read};
+
+/// How the input is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// A WAV file; its header says the encoding.
+    Wav,
+    /// Headerless signed 16-bit little-endian samples, 8 kHz mono.
+    RawS16le,
+    /// Headerless µ-law bytes, 8 kHz mono.
+    RawUlaw,
+    /// Headerless A-law bytes, 8 kHz mono.
+    RawAlaw,
+}
+
+/// Why a recording could not be read. Messages are one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AudioFileError {
+    #[error("reading input: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a WAV file (no RIFF/WAVE header)")]
+    NotWav,
+    #[error("truncated WAV: {0}")]
+    Truncated(&'static str),
+    #[error("corrupt WAV: {0}")]
+    Corrupt(String),
+    #[error("unsupported WAV encoding: {0} (supported: 16-bit PCM, A-law, µ-law)")]
+    Encoding(String),
+    #[error(
+        "sample rate is {0} Hz; only 8000 Hz is supported (resample: sox in.wav -r 8000 out.wav)"
+    )]
+    SampleRate(u32),
+    #[error("{0} channels; only mono is supported (take one: sox in.wav out.wav remix 1)")]
+    Channels(u16),
+    #[error("raw s16le input ends in the middle of a sample (odd number of bytes)")]
+    OddLength,
+}
+
+/// Sample rate every reader here produces.
+pub const SAMPLE_RATE: u32 = 8000;
+
+/// Bytes of WAV header (all chunks before `data`) we are willing to buffer.
+const MAX_HEADER: usize = 1 << 20;
+/// Data-chunk lengths that writers use when they cannot seek back to fill in the real one.
+const STREAMED_LENGTHS: [u32; 2] = [0xFFFF_FFFF, 0x7FFF_F000];
+
+const TAG_PCM: u16 = 1;
+const TAG_ALAW: u16 = 6;
+const TAG_MULAW: u16 = 7;
+const TAG_EXTENSIBLE: u16 = 0xFFFE;
+
+/// A stream of 8 kHz mono samples decoded from any supported input. Call [`AudioReader::read`]
+/// until it returns 0.
+pub struct AudioReader<R: Read> {
+    inner: Inner<R>,
+}
+
+enum Inner<R: Read> {
+    /// Our own reader: raw input, G.711 WAVs and streamed WAVs.
+    Bytes {
+        r: R,
+        enc: Encoding,
+        /// Bytes of data left (input ending earlier means truncation), or `None` to read until
+        /// the end of input.
+        remaining: Option<u64>,
+        buf: Vec<u8>,
+    },
+    /// PCM16 WAV with a definite length, read by hound from the replayed header plus the rest.
+    Hound(hound::WavIntoSamples<Chain<Cursor<Vec<u8>>, R>, i16>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    S16le,
+    Alaw,
+    Ulaw,
+}
+
+impl Encoding {
+    fn bytes_per_sample(self) -> usize {
+        match self {
+            Encoding::S16le => 2,
+            Encoding::Alaw | Encoding::Ulaw => 1,
+        }
+    }
+}
+
+impl<R: Read> AudioReader<R> {
+    /// Reads the header (for WAV) and checks it describes 8 kHz mono audio we can decode.
+    pub fn new(mut r: R, format: InputFormat) -> Result<AudioReader<R>, AudioFileError> {
+        let raw = |r, enc| Inner::Bytes {
+            r,
+            enc,
+            remaining: None,
+            buf: Vec::new(),
+        };
+        let inner = match format {
+            InputFormat::RawS16le => raw(r, Encoding::S16le),
+            InputFormat::RawAlaw => raw(r, Encoding::Alaw),
+            InputFormat::RawUlaw => raw(r, Encoding::Ulaw),
+            InputFormat::Wav => {
+                let h = read_wav_header(&mut r)?;
+                if h.enc == Encoding::S16le && !STREAMED_LENGTHS.contains(&h.data_len) {
+                    let replay = Cursor::new(h.bytes).chain(r);
+                    let wav = hound::WavReader::new(replay).map_err(hound_error)?;
+                    Inner::Hound(wav.into_samples())
+                } else {
+                    let streamed = STREAMED_LENGTHS.contains(&h.data_len);
+                    Inner::Bytes {
+                        r,
+                        enc: h.enc,
+                        remaining: (!streamed).then_some(u64::from(h.data_len)),
+                        buf: Vec::new(),
+                    }
+                }
+            }
+        };
+        Ok(AudioReader { inner })
+    }
+
+    /// Fills `out` with up to `out.len()` samples; returns how many, 0 at the end of the audio.
+    pub fn read(&mut self, out: &mut [i16]) -> Result<usize, AudioFileError> {
+        match &mut self.inner {
+            Inner::Hound(samples) => {
+                let mut n = 0;
+                for slot in out.iter_mut() {
+                    match samples.next() {
+                        None => break,
+                        Some(Ok(s)) => *slot = s,
+                        Some(Err(e)) => return Err(hound_error(e)),
+                    }
+                    n += 1;
+                }
+                Ok(n)
+            }
+            Inner::Bytes {
+                r,
+                enc,
+                remaining,
+                buf,
+            } => {
+                let bps = enc.bytes_per_sample();
+                let mut want = out.len() * bps;
+                if let Some(rem) = *remaining {
+                    want = want.min(usize::try_from(rem).unwrap_or(usize::MAX));
+                }
+                buf.resize(want, 0);
+                let got = read_up_to(r, buf)?;
+                if let Some(rem) = remaining.as_mut() {
+                    *rem -= got as u64; // got ≤ want ≤ rem
+                    if got < want {
+                        return Err(AudioFileError::Truncated(
+                            "data chunk is shorter than its header says",
+                        ));
+                    }
+                }
+                let bytes = &buf[..got];
+                match enc {
+                    Encoding::S16le => {
+                        if got % 2 != 0 {
+                            // A WAV data length is checked to be even, so only raw input gets here.
+                            return Err(AudioFileError::OddLength);
+                        }
+                        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                            *o = i16::from_le_bytes([b[0], b[1]]);
+                        }
+                        Ok(got / 2)
+                    }
+                    Encoding::Alaw => Ok(dsp::g711::decode_alaw_into(bytes, out)),
+                    Encoding::Ulaw => Ok(dsp::g711::decode_ulaw_into(bytes, out)),
+                }
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the number of bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn hound_error(e: hound::Error) -> AudioFileError {
+    match e {
+        // hound 3.5 reports running out of data as ErrorKind::Other with this text; the test
+        // `truncated_data_is_an_error_for_every_encoding` notices if that changes.
+        hound::Error::IoError(e)
+            if e.kind() == ErrorKind::UnexpectedEof
+                || e.to_string() == "Failed to read enough bytes." =>
+        {
+            AudioFileError::Truncated("data chunk is shorter than its header says")
+        }
+        hound::Error::IoError(e) => AudioFileError::Io(e),
+        hound::Error::FormatError(m) => AudioFileError::Corrupt(m.to_string()),
+        other => AudioFileError::Corrupt(other.to_string()),
+    }
+}
+
+/// What the chunks before `data` said, and their bytes (for replay to hound).
+struct WavHeader {
+    enc: Encoding,
+    data_len: u32,
+    bytes: Vec<u8>,
+}
+
+/// Walks RIFF chunks up to the start of `data`, recording every byte read.
+fn read_wav_header(r: &mut impl Read) -> Result<WavHeader, AudioFileError> {
+    let mut riff = [0u8; 12];
+    let got = read_up_to(r, &mut riff)?;
+    if got < 12 && got >= 4 && &riff[..4] == b"RIFF" {
+        return Err(AudioFileError::Truncated("input ends inside the header"));
+    }
+    if got < 12 || &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+        return Err(AudioFileError::NotWav);
+    }
+    let mut bytes = riff.to_vec();
+    let mut fmt: Option<Encoding> = None;
+    loop {
+        let head = take(r, &mut bytes, 8)?;
+        let id: [u8; 4] = [head[0], head[1], head[2], head[3]];
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if &id == b"data" {
+            let enc =
+                fmt.ok_or_else(|| AudioFileError::Corrupt("data chunk before fmt chunk".into()))?;
+            if enc == Encoding::S16le && len % 2 != 0 && !STREAMED_LENGTHS.contains(&len) {
+                return Err(AudioFileError::Corrupt("PCM data length is odd".into()));
+            }
+            return Ok(WavHeader {
+                enc,
+                data_len: len,
+                bytes,
+            });
+        }
+        // Chunks are padded to an even length.
+        let padded = u64::from(len) + u64::from(len % 2);
+        if bytes.len() as u64 + padded > MAX_HEADER as u64 {
+            return Err(AudioFileError::Corrupt(format!(
+                "chunk {:?} of {len} bytes before the audio data is too large",
+                String::from_utf8_lossy(&id)
+            )));
+        }
+        // Invariant: padded ≤ MAX_HEADER, checked just above, so it fits in usize.
+        let body = take(r, &mut bytes, padded as usize)?;
+        if &id == b"fmt " {
+            if fmt.is_some() {
+                return Err(AudioFileError::Corrupt("two fmt chunks".into()));
+            }
+            // `body` holds `len` bytes plus at most one pad byte.
+            fmt = Some(parse_fmt(body.get(..len as usize).unwrap_or(&body))?);
+        }
+    }
+}
+
+/// Reads exactly `n` bytes, appends them to `log` and returns a copy.
+fn take(r: &mut impl Read, log: &mut Vec<u8>, n: usize) -> Result<Vec<u8>, AudioFileError> {
+    let mut v = vec![0u8; n];
+    let got = read_up_to(r, &mut v)?;
+    if got < n {
+        return Err(AudioFileError::Truncated("input ends inside the header"));
+    }
+    log.extend_from_slice(&v);
+    Ok(v)
+}
+
+fn parse_fmt(b: &[u8]) -> Result<Encoding, AudioFileError> {
+    let u16_at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let short = || AudioFileError::Corrupt(format!("fmt chunk of {} bytes is too short", b.len()));
+    let mut tag = u16_at(0).ok_or_else(short)?;
+    let channels = u16_at(2).ok_or_else(short)?;
+    let rate = u32_at(4).ok_or_else(short)?;
+    let bits = u16_at(14).ok_or_else(short)?;
+    if tag == TAG_EXTENSIBLE {
+        // WAVEFORMATEXTENSIBLE: the sub-format GUID starts at byte 24; its first two bytes are the tag.
+        tag = u16_at(24).ok_or_else(short)?;
+    }
+    if channels != 1 {
+        return Err(AudioFileError::Channels(channels));
+    }
+    if rate != SAMPLE_RATE {
+        return Err(AudioFileError::SampleRate(rate));
+    }
+    let enc = match (tag, bits) {
+        (TAG_PCM, 16) => Encoding::S16le,
+        (TAG_ALAW, 8) => Encoding::Alaw,
+        (TAG_MULAW, 8) => Encoding::Ulaw,
+        (TAG_PCM, b) => return Err(AudioFileError::Encoding(format!("{b}-bit PCM"))),
+        (TAG_ALAW | TAG_MULAW, b) => {
+            return Err(AudioFileError::Encoding(format!("{b}-bit G.711")))
+        }
+        (t, _) => return Err(AudioFileError::Encoding(format!("format tag {t:#06x}"))),
+    };
+    Ok(enc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal WAV: `fmt ` of 16 (or 18 for G.711) bytes, then `data`.
+    fn wav(tag: u16, channels: u16, rate: u32, bits: u16, data_len: u32, data: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVE");
+        v.extend_from_slice(b"fmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        let align = channels * bits / 8;
+        v.extend_from_slice(&(rate * u32::from(align)).to_le_bytes());
+        v.extend_from_slice(&align.to_le_bytes());
+        v.extend_from_slice(&bits.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&data_len.to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn read_all(input: &[u8], format: InputFormat) -> Result<Vec<i16>, AudioFileError> {
+        let mut r = AudioReader::new(input, format)?;
+        let mut out = Vec::new();
+        let mut block = [0i16; 7];
+        loop {
+            let n = r.read(&mut block)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&block[..n]);
+        }
+    }
+
+    #[test]
+    fn alaw_wav_decodes_through_g711() {
+        let data = [0xD5u8, 0x55, 0xAA, 0x2A, 0xD5, 0xD5, 0xD5, 0xD5, 0xD5];
+        let f = wav(TAG_ALAW, 1, 8000, 8, data.len() as u32, &data);
+        let s = read_all(&f, InputFormat::Wav).unwrap();
+        assert_eq!(s[..4], [8, -8, 32256, -32256]);
+        assert_eq!(s.len(), 9);
+    }
+
+    #[test]
+    fn ulaw_wav_decodes_through_g711() {
+        let f = wav(TAG_MULAW, 1, 8000, 8, 3, &[0xFF, 0x80, 0x00]);
+        assert_eq!(read_all(&f, InputFormat::Wav).unwrap(), [0, 32124, -32124]);
+    }
+
+    #[test]
+    fn pcm16_wav_is_read_by_hound() {
+        let data: Vec<u8> = [1i16, -2, 300, i16::MIN]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let f = wav(TAG_PCM, 1, 8000, 16, data.len() as u32, &data);
+        assert_eq!(
+            read_all(&f, InputFormat::Wav).unwrap(),
+            [1, -2, 300, i16::MIN]
+        );
+    }
+
+    #[test]
+    fn streamed_wav_length_reads_to_end_of_input() {
+        let data: Vec<u8> = [5i16, 6, 7].iter().flat_map(|s| s.to_le_bytes()).collect();
+        let f = wav(TAG_PCM, 1, 8000, 16, 0x7FFF_F000, &data);
+        assert_eq!(read_all(&f, InputFormat::Wav).unwrap(), [5, 6, 7]);
+        let f = wav(TAG_ALAW, 1, 8000, 8, 0xFFFF_FFFF, &[0xD5]);
+        assert_eq!(read_all(&f, InputFormat::Wav).unwrap(), [8]);
+    }
+
+    #[test]
+    fn truncated_data_is_an_error_for_every_encoding() {
+        let f = wav(TAG_ALAW, 1, 8000, 8, 100, &[0xD5; 50]);
+        assert!(matches!(
+            read_all(&f, InputFormat::Wav),
+            Err(AudioFileError::Truncated(_))
+        ));
+        let f = wav(TAG_PCM, 1, 8000, 16, 100, &[0; 50]);
+        assert!(matches!(
+            read_all(&f, InputFormat::Wav),
+            Err(AudioFileError::Truncated(_))
+        ));
+        let whole = wav(TAG_PCM, 1, 8000, 16, 4, &[0; 4]);
+        for cut in 1..44 {
+            assert!(
+                read_all(&whole[..cut], InputFormat::Wav).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_rate_channels_or_encoding_are_named() {
+        let e = read_all(&wav(TAG_PCM, 1, 44100, 16, 0, &[]), InputFormat::Wav).unwrap_err();
+        assert!(matches!(e, AudioFileError::SampleRate(44100)));
+        let e = read_all(&wav(TAG_PCM, 2, 8000, 16, 0, &[]), InputFormat::Wav).unwrap_err();
+        assert!(matches!(e, AudioFileError::Channels(2)));
+        let e = read_all(&wav(TAG_PCM, 1, 8000, 8, 0, &[]), InputFormat::Wav).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsupported WAV encoding: 8-bit PCM (supported: 16-bit PCM, A-law, µ-law)"
+        );
+        let e = read_all(&wav(3, 1, 8000, 32, 0, &[]), InputFormat::Wav).unwrap_err();
+        assert!(matches!(e, AudioFileError::Encoding(_)));
+    }
+
+    #[test]
+    fn garbage_and_huge_chunks_are_errors_not_panics() {
+        assert!(matches!(
+            read_all(b"hello world, not audio", InputFormat::Wav),
+            Err(AudioFileError::NotWav)
+        ));
+        assert!(matches!(
+            read_all(b"", InputFormat::Wav),
+            Err(AudioFileError::NotWav)
+        ));
+        let mut f = b"RIFF\0\0\0\0WAVELIST\xff\xff\xff\xff".to_vec();
+        f.extend_from_slice(&[0; 64]);
+        assert!(matches!(
+            read_all(&f, InputFormat::Wav),
+            Err(AudioFileError::Corrupt(_))
+        ));
+        let f = b"RIFF\0\0\0\0WAVEfmt \x02\0\0\0\x01\0data\0\0\0\0".to_vec();
+        assert!(matches!(
+            read_all(&f, InputFormat::Wav),
+            Err(AudioFileError::Corrupt(_))
+        ));
+        // Every prefix and a byte-flipped copy of a valid file: error or samples, never a panic.
+        let good = wav(TAG_MULAW, 1, 8000, 8, 4, &[1, 2, 3, 4]);
+        for i in 0..good.len() {
+            let _ = read_all(&good[..i], InputFormat::Wav);
+            for bit in 0..8 {
+                let mut g = good.clone();
+                g[i] ^= 1 << bit;
+                let _ = read_all(&g, InputFormat::Wav);
+            }
+        }
+    }
+
+    #[test]
+    fn raw_formats_need_no_header() {
+        let b: Vec<u8> = [100i16, -100]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(read_all(&b, InputFormat::RawS16le).unwrap(), [100, -100]);
+        assert!(matches!(
+            read_all(&b[..3], InputFormat::RawS16le),
+            Err(AudioFileError::OddLength)
+        ));
+        assert_eq!(
+            read_all(&[0xD5, 0x55], InputFormat::RawAlaw).unwrap(),
+            [8, -8]
+        );
+        assert_eq!(
+            read_all(&[0xFF, 0x80], InputFormat::RawUlaw).unwrap(),
+            [0, 32124]
+        );
+        assert!(read_all(&[], InputFormat::RawUlaw).unwrap().is_empty());
+    }
+
+    #[test]
+    fn extensible_fmt_uses_the_subformat_tag() {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF\0\0\0\0WAVEfmt ");
+        v.extend_from_slice(&40u32.to_le_bytes());
+        for x in [TAG_EXTENSIBLE, 1] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        for x in [1u16, 8, 22, 8] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&0u32.to_le_bytes()); // channel mask
+        v.extend_from_slice(&TAG_ALAW.to_le_bytes());
+        v.extend_from_slice(&[0; 14]); // rest of the GUID
+        v.extend_from_slice(b"data\x01\0\0\0\xd5\0");
+        assert_eq!(read_all(&v, InputFormat::Wav).unwrap(), [8]);
+    }
+}
