@@ -48,7 +48,13 @@ pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
 /// Split the head of `buf` (which starts at a start line) into start line and header lines.
 pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
     let skip = leading_crlf(buf);
-    let head_end = find_head_end(&buf[skip..]).ok_or(ParseError::Incomplete)? + skip;
+    // A datagram ends the message even when the final empty line is missing (RFC 4475 baddn
+    // archive quirk): take the whole buffer as the head if it ends with a line break.
+    let head_end = match find_head_end(&buf[skip..]) {
+        Some(end) => end + skip,
+        None if buf.len() > skip && buf.ends_with(b"\n") => buf.len(),
+        None => return Err(ParseError::Incomplete),
+    };
     let text = Text::try_from(buf.slice(skip..head_end)).map_err(|_| ParseError::NotUtf8)?;
     let s: &str = &text;
     let b = s.as_bytes();
@@ -285,6 +291,11 @@ mod tests {
         assert_eq!(&*r.reason, "");
         assert!(parse("INVITE  sip:a@b  SIP/2.0 \r\n\r\n").is_ok());
         assert_eq!(parse("\r\n\r\n").unwrap_err(), ParseError::Incomplete);
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0").unwrap_err(),
+            ParseError::Incomplete
+        );
+        assert!(parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n").is_ok());
         assert_eq!(
             parse("garbage\r\n\r\n").unwrap_err(),
             ParseError::BadStartLine
