@@ -9,53 +9,31 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::message::{HeaderName, Request, Response, SessionExpires, StatusCode};
+
 /// The smallest Session-Expires any party may use (RFC 4028 §4, §5).
 pub const ABSOLUTE_MIN_SE: u32 = 90;
 
-/// Who refreshes the session (the `refresher` parameter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refresher {
-    Uac,
-    Uas,
-}
+pub use crate::message::Refresher;
 
-/// The value of a `Session-Expires` (compact `x`) header: `delta-seconds [;refresher=uac|uas]`.
+/// The interval and refresher we put in (or read from) a `Session-Expires` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionExpires {
+pub struct SessionInterval {
     pub interval: u32,
     pub refresher: Option<Refresher>,
 }
 
-/// A `Session-Expires` or `Min-SE` value that is not `delta-seconds *(;param)`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed session timer header value")]
-pub struct SessionTimerParseError;
-
-impl SessionExpires {
-    /// Parses `1800;refresher=uac`. Unknown parameters are ignored, an unknown refresher value too.
-    pub fn parse(value: &str) -> Result<Self, SessionTimerParseError> {
-        let mut parts = value.split(';');
-        let interval = parse_delta(parts.next().unwrap_or(""))?;
-        let mut refresher = None;
-        for p in parts {
-            let (name, val) = p.split_once('=').unwrap_or((p, ""));
-            if name.trim().eq_ignore_ascii_case("refresher") {
-                let v = val.trim();
-                if v.eq_ignore_ascii_case("uac") {
-                    refresher = Some(Refresher::Uac);
-                } else if v.eq_ignore_ascii_case("uas") {
-                    refresher = Some(Refresher::Uas);
-                }
-            }
+impl SessionInterval {
+    /// From the message layer's typed `Session-Expires`.
+    pub fn from_header(se: &SessionExpires) -> Self {
+        SessionInterval {
+            interval: se.delta,
+            refresher: se.refresher,
         }
-        Ok(SessionExpires {
-            interval,
-            refresher,
-        })
     }
 }
 
-impl fmt::Display for SessionExpires {
+impl fmt::Display for SessionInterval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.interval)?;
         match self.refresher {
@@ -66,17 +44,13 @@ impl fmt::Display for SessionExpires {
     }
 }
 
-/// Parses a `Min-SE` value (`delta-seconds *(;param)`).
-pub fn parse_min_se(value: &str) -> Result<u32, SessionTimerParseError> {
-    parse_delta(value.split(';').next().unwrap_or(""))
-}
-
-fn parse_delta(s: &str) -> Result<u32, SessionTimerParseError> {
-    let s = s.trim();
+/// Parses a `Min-SE` value (`delta-seconds *(;param)`); `None` when malformed.
+pub fn parse_min_se(value: &str) -> Option<u32> {
+    let s = value.split(';').next().unwrap_or("").trim();
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(SessionTimerParseError);
+        return None;
     }
-    s.parse().map_err(|_| SessionTimerParseError)
+    s.parse().ok()
 }
 
 /// Our session timer preferences.
@@ -107,7 +81,7 @@ pub enum UasSessionTimer {
     TooSmall { min_se: u32 },
     /// Put this `Session-Expires` in the 2xx; add `Require: timer` when `require_timer`.
     Use {
-        session_expires: SessionExpires,
+        session_expires: SessionInterval,
         require_timer: bool,
     },
 }
@@ -118,7 +92,7 @@ impl UasSessionTimer {
         matches!(
             self,
             UasSessionTimer::Use {
-                session_expires: SessionExpires {
+                session_expires: SessionInterval {
                     refresher: Some(Refresher::Uas),
                     ..
                 },
@@ -135,7 +109,7 @@ impl UasSessionTimer {
 /// calls detected), with ourselves as refresher unless the UAC supports timers.
 pub fn negotiate_uas(
     config: &SessionTimerConfig,
-    request_se: Option<SessionExpires>,
+    request_se: Option<SessionInterval>,
     request_min_se: Option<u32>,
     uac_supports_timer: bool,
 ) -> UasSessionTimer {
@@ -155,7 +129,7 @@ pub fn negotiate_uas(
         requested_refresher.unwrap_or(config.preferred_refresher)
     };
     UasSessionTimer::Use {
-        session_expires: SessionExpires {
+        session_expires: SessionInterval {
             interval,
             refresher: Some(refresher),
         },
@@ -165,9 +139,58 @@ pub fn negotiate_uas(
 
 /// RFC 4028 §7.2: the UAC reads the 2xx. Returns the interval and whether we (the UAC) refresh, or
 /// `None` when the 2xx carries no Session-Expires (no session timer).
-pub fn negotiate_uac(response_se: Option<SessionExpires>) -> Option<(u32, bool)> {
+pub fn negotiate_uac(response_se: Option<SessionInterval>) -> Option<(u32, bool)> {
     let se = response_se?;
     Some((se.interval, se.refresher != Some(Refresher::Uas)))
+}
+
+/// [`negotiate_uas`] on a received INVITE or UPDATE: reads Session-Expires, Min-SE and Supported.
+/// A malformed Session-Expires or Min-SE counts as absent (validation already answered 400 where it
+/// must).
+pub fn answer_request(config: &SessionTimerConfig, request: &Request) -> UasSessionTimer {
+    let se = request
+        .headers
+        .session_expires()
+        .and_then(Result::ok)
+        .map(|se| SessionInterval::from_header(&se));
+    let min_se = request
+        .headers
+        .get(&HeaderName::MinSe)
+        .and_then(|v| parse_min_se(v));
+    let supports = request
+        .headers
+        .option_tags(&HeaderName::Supported)
+        .any(|t| t.eq_ignore_ascii_case("timer"));
+    negotiate_uas(config, se, min_se, supports)
+}
+
+impl UasSessionTimer {
+    /// Adds `Session-Expires` (and `Require: timer`) to our 2xx for a `Use` answer.
+    pub fn apply(&self, response: &mut Response) {
+        if let UasSessionTimer::Use {
+            session_expires,
+            require_timer,
+        } = self
+        {
+            response
+                .headers
+                .replace(HeaderName::SessionExpires, session_expires.to_string());
+            if *require_timer {
+                response.headers.push(HeaderName::Require, "timer");
+            }
+        }
+    }
+
+    /// The 422 Session Interval Too Small answer to `request` for a `TooSmall` decision.
+    pub fn reject(&self, request: &Request) -> Option<Response> {
+        let UasSessionTimer::TooSmall { min_se } = self else {
+            return None;
+        };
+        let mut response =
+            Response::for_request(request, StatusCode::SESSION_INTERVAL_TOO_SMALL, None);
+        response.headers.push(HeaderName::MinSe, min_se.to_string());
+        Some(response)
+    }
 }
 
 /// What a running session timer asks of the dialog.
@@ -256,28 +279,46 @@ impl SessionTimer {
 mod tests {
     use super::*;
 
-    fn se(interval: u32, refresher: Option<Refresher>) -> SessionExpires {
-        SessionExpires {
+    fn se(interval: u32, refresher: Option<Refresher>) -> SessionInterval {
+        SessionInterval {
             interval,
             refresher,
         }
     }
 
     #[test]
-    fn parses_and_writes_session_expires() {
-        assert_eq!(
-            SessionExpires::parse("1800;refresher=UAC").unwrap(),
-            se(1800, Some(Refresher::Uac))
-        );
-        assert_eq!(SessionExpires::parse(" 90 ").unwrap(), se(90, None));
-        assert!(SessionExpires::parse("-5").is_err());
-        assert!(SessionExpires::parse("").is_err());
-        assert!(SessionExpires::parse("99999999999").is_err());
+    fn writes_session_expires_and_parses_min_se() {
         assert_eq!(
             se(600, Some(Refresher::Uas)).to_string(),
             "600;refresher=uas"
         );
-        assert_eq!(parse_min_se("120;x=y").unwrap(), 120);
+        assert_eq!(se(90, None).to_string(), "90");
+        assert_eq!(parse_min_se("120;x=y"), Some(120));
+        assert_eq!(parse_min_se("-1"), None);
+        assert_eq!(parse_min_se("99999999999"), None);
+    }
+
+    #[test]
+    fn answers_a_request_from_its_headers() {
+        let raw = "INVITE sip:a@127.0.0.1 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+            From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: st\r\n\
+            CSeq: 1 INVITE\r\nSupported: timer\r\nSession-Expires: 60\r\n\
+            Min-SE: 60\r\nContent-Length: 0\r\n\r\n";
+        let req = Request::parse(raw).unwrap();
+        let d = answer_request(&SessionTimerConfig::default(), &req);
+        assert_eq!(d, UasSessionTimer::TooSmall { min_se: 90 });
+        let resp = d.reject(&req).unwrap();
+        assert_eq!(resp.status.as_u16(), 422);
+        assert_eq!(resp.headers.get(&HeaderName::MinSe).unwrap(), "90");
+        let ok = UasSessionTimer::Use {
+            session_expires: se(1800, Some(Refresher::Uac)),
+            require_timer: true,
+        };
+        let mut resp = Response::for_request(&req, StatusCode::OK, None);
+        ok.apply(&mut resp);
+        assert_eq!(resp.headers.session_expires().unwrap().unwrap().delta, 1800);
+        assert_eq!(resp.headers.get(&HeaderName::Require).unwrap(), "timer");
     }
 
     #[test]
