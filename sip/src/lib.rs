@@ -6,6 +6,10 @@
 pub mod auth;
 pub mod message;
 pub mod ratelimit;
+pub mod transaction;
+pub mod dialog;
+pub mod endpoint;
+pub mod testnet;
 pub mod sdp;
 pub mod rfc4733;
 pub mod rtp;
