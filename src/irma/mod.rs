@@ -25,7 +25,7 @@
 
 mod accept;
 mod client;
-// simulator: added in the next commit
+pub mod simulator;
 mod sse;
 mod types;
 

@@ -1,0 +1,525 @@
+//! HTTP face of the IRMA simulator: irmago's requestor endpoints (`server/requestorserver/server.go`),
+//! the client-API status endpoints yivi-frontend polls (`server/irmaserver/api.go`: `/irma/session/
+//! {clientToken}/status|statusevents`, `/frontend/status|statusevents|options`), the app stand-in
+//! `POST /session/{clientToken}/disclose` and the demo page. Errors use irmago's `RemoteError` body.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::cors::{Any, CorsLayer};
+
+use super::{page, valid_attribute_id, Disclosure, Key, SimError, Simulator, SIMULATOR_HEADER};
+use crate::irma::{ProofStatus, RemoteError, SessionStatus, DISCLOSURE_CONTEXT};
+use crate::tenant::Condiscon;
+
+/// Largest request body the simulator reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The simulator as a router, meant to be nested at `/irma-sim` (its `public_url` must match).
+pub fn simulator_router(sim: Simulator) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([ACCEPT, AUTHORIZATION, CONTENT_TYPE, CACHE_CONTROL]);
+    Router::new()
+        .route("/", get(demo_page))
+        .route("/session", post(start_session))
+        .route("/session/{token}", axum::routing::delete(requestor_cancel))
+        .route("/session/{token}/status", get(requestor_status))
+        .route("/session/{token}/statusevents", get(requestor_events))
+        .route("/session/{token}/result", get(requestor_result))
+        .route("/session/{token}/disclose", post(app_disclose))
+        .route(
+            "/irma/session/{client}",
+            get(client_info).delete(client_cancel),
+        )
+        .route("/irma/session/{client}/status", get(client_status))
+        .route("/irma/session/{client}/statusevents", get(client_events))
+        .route(
+            "/irma/session/{client}/frontend/status",
+            get(frontend_status),
+        )
+        .route(
+            "/irma/session/{client}/frontend/statusevents",
+            get(frontend_events),
+        )
+        .route(
+            "/irma/session/{client}/frontend/options",
+            post(frontend_options),
+        )
+        .route(
+            "/irma/session/{client}/frontend/pairingcompleted",
+            post(frontend_pairing_completed),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors)
+        .layer(axum::middleware::map_response(label))
+        .with_state(sim)
+}
+
+async fn label(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        HeaderName::from_static(SIMULATOR_HEADER.0),
+        HeaderValue::from_static(SIMULATOR_HEADER.1),
+    );
+    response
+}
+
+/// An irmago `RemoteError` response.
+struct IrmaErr {
+    status: u16,
+    error: &'static str,
+    description: &'static str,
+    message: String,
+}
+
+impl IrmaErr {
+    fn new(
+        status: u16,
+        error: &'static str,
+        description: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        IrmaErr {
+            status,
+            error,
+            description,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for IrmaErr {
+    fn into_response(self) -> Response {
+        let body = RemoteError {
+            status: self.status,
+            error: self.error.to_owned(),
+            description: self.description.to_owned(),
+            message: self.message,
+            stacktrace: String::new(),
+        };
+        let code = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, Json(body)).into_response()
+    }
+}
+
+impl From<SimError> for IrmaErr {
+    fn from(e: SimError) -> Self {
+        // Types, statuses and descriptions from irmago server/errors.go.
+        match e {
+            SimError::SessionUnknown => {
+                IrmaErr::new(400, "SESSION_UNKNOWN", "Unknown or expired session", "")
+            }
+            SimError::UnexpectedRequest => IrmaErr::new(
+                403,
+                "UNEXPECTED_REQUEST",
+                "Unexpected request in this state",
+                "",
+            ),
+            SimError::MalformedInput(m) => {
+                IrmaErr::new(400, "MALFORMED_INPUT", "Input could not be parsed", m)
+            }
+            SimError::InvalidRequest(m) => {
+                IrmaErr::new(400, "INVALID_REQUEST", "Invalid HTTP request", m)
+            }
+            SimError::TooManySessions => {
+                IrmaErr::new(429, "TOO_MANY_REQUESTS", "Too many requests", "")
+            }
+        }
+    }
+}
+
+type Reply = Result<Response, IrmaErr>;
+
+async fn not_found() -> IrmaErr {
+    IrmaErr::new(404, "INVALID_REQUEST", "Invalid HTTP request", "")
+}
+
+async fn demo_page(State(sim): State<Simulator>) -> Reply {
+    if !sim.config().demo_page {
+        return Err(not_found().await);
+    }
+    Ok(Html(page::render(&sim)).into_response())
+}
+
+/// `POST /session`, authenticated as irmago's token requestor authenticator does: a wrong
+/// `Authorization` is 403 UNAUTHORIZED; a request no authenticator applies to (no header, or a
+/// `text/plain` JWT, which the simulator does not verify) is 400 INVALID_REQUEST.
+async fn start_session(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Reply {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") && !content_type.starts_with("text/plain") {
+        return Err(IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            format!("Unsupported Content-Type: {content_type}"),
+        ));
+    }
+    let json = content_type.starts_with("application/json");
+    match &sim.config().requestor_token {
+        Some(expected) if json && !authorization.is_empty() => {
+            if authorization != expected {
+                return Err(IrmaErr::new(
+                    403,
+                    "UNAUTHORIZED",
+                    "You are not authorized to issue or verify this attribute",
+                    "",
+                ));
+            }
+        }
+        None if json => {}
+        _ => {
+            return Err(IrmaErr::new(
+                400,
+                "INVALID_REQUEST",
+                "Invalid HTTP request",
+                "request could not be authenticated",
+            ))
+        }
+    }
+    let (disclose, client_return_url, augment) = parse_session_request(&body)?;
+    let new = sim.start(disclose, client_return_url, augment)?;
+    let u = format!(
+        "{}/irma/session/{}",
+        sim.config().public_url,
+        new.client_token
+    );
+    Ok(Json(json!({
+        "sessionPtr": {"u": u, "irmaqr": "disclosing"},
+        "token": new.requestor_token,
+        "frontendRequest": {
+            "authorization": new.frontend_auth,
+            "minProtocolVersion": "1.0",
+            "maxProtocolVersion": "1.1",
+        },
+    }))
+    .into_response())
+}
+
+/// Parses a disclosure request, bare or wrapped as `{"request": {...}}` (irmago
+/// `ServiceProviderRequest`). Attribute requests may be strings or `{"type": ...}` objects.
+fn parse_session_request(body: &[u8]) -> Result<(Condiscon, Option<String>, bool), SimError> {
+    let bad = |m: &str| SimError::InvalidRequest(m.to_owned());
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| bad("Failed to JSON unmarshal request bytes"))?;
+    let request = match value.get("request") {
+        Some(inner) if value.get("@context").is_none() => inner,
+        _ => &value,
+    };
+    if request.get("@context").and_then(|c| c.as_str()) != Some(DISCLOSURE_CONTEXT) {
+        return Err(bad(
+            "the simulator only does disclosure sessions (@context .../disclosure/v2)",
+        ));
+    }
+    let outer = request
+        .get("disclose")
+        .and_then(|d| d.as_array())
+        .ok_or_else(|| bad("disclose missing"))?;
+    let mut disclose = Vec::with_capacity(outer.len());
+    for discon in outer {
+        let discon = discon
+            .as_array()
+            .ok_or_else(|| bad("disjunction is not a list"))?;
+        let mut options = Vec::with_capacity(discon.len());
+        for con in discon {
+            let con = con
+                .as_array()
+                .ok_or_else(|| bad("conjunction is not a list"))?;
+            let mut ids = Vec::with_capacity(con.len());
+            for attr in con {
+                let id = attr
+                    .as_str()
+                    .or_else(|| attr.get("type").and_then(|t| t.as_str()));
+                match id {
+                    Some(id) if valid_attribute_id(id) => ids.push(id.to_owned()),
+                    _ => return Err(bad("attribute request is not an attribute identifier")),
+                }
+            }
+            options.push(ids);
+        }
+        if options.is_empty() {
+            return Err(bad("empty disjunction"));
+        }
+        disclose.push(options);
+    }
+    if disclose.is_empty() {
+        return Err(bad("empty disclosure request"));
+    }
+    let client_return_url = match request.get("clientReturnUrl") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("clientReturnUrl is not a string")),
+    };
+    let augment = request
+        .get("augmentReturnUrl")
+        .and_then(|a| a.as_bool())
+        .unwrap_or(false);
+    Ok((disclose, client_return_url, augment))
+}
+
+async fn requestor_status(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {
+    Ok(Json(sim.status(Key::Requestor(&token))?).into_response())
+}
+
+async fn requestor_result(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {
+    Ok(Json(sim.result(Key::Requestor(&token))?).into_response())
+}
+
+async fn requestor_cancel(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {
+    sim.cancel(Key::Requestor(&token))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn requestor_events(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {
+    events(sim, Key::Requestor(&token), Shape::String)
+}
+
+async fn client_status(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    Ok(Json(sim.status(Key::Client(&client))?).into_response())
+}
+
+async fn client_events(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    events(sim, Key::Client(&client), Shape::String)
+}
+
+async fn client_cancel(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    sim.cancel(Key::Client(&client))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// What a browser or curl sees at the session pointer: what is asked, and how to answer as the app.
+async fn client_info(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    let status = sim.status(Key::Client(&client))?;
+    let disclose = sim
+        .pending()
+        .into_iter()
+        .find(|p| p.client_token == client)
+        .map(|p| p.disclose);
+    Ok(Json(json!({
+        "simulator": SIMULATOR_HEADER.1,
+        "status": status,
+        "disclose": disclose,
+        "discloseEndpoint": format!("{}/session/{client}/disclose", sim.config().public_url),
+    }))
+    .into_response())
+}
+
+fn check_frontend(sim: &Simulator, client: &str, headers: &HeaderMap) -> Result<(), IrmaErr> {
+    let auth = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if sim.frontend_auth_ok(Key::Client(client), auth)? {
+        Ok(())
+    } else {
+        Err(IrmaErr::new(
+            403,
+            "UNAUTHORIZED",
+            "You are not authorized to access the session",
+            "",
+        ))
+    }
+}
+
+async fn frontend_status(
+    State(sim): State<Simulator>,
+    Path(client): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    check_frontend(&sim, &client, &headers)?;
+    let status = sim.status(Key::Client(&client))?;
+    Ok(Json(json!({ "status": status })).into_response())
+}
+
+async fn frontend_events(
+    State(sim): State<Simulator>,
+    Path(client): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    check_frontend(&sim, &client, &headers)?;
+    events(sim, Key::Client(&client), Shape::Object)
+}
+
+#[derive(Deserialize)]
+struct OptionsRequest {
+    #[serde(rename = "pairingMethod")]
+    pairing_method: String,
+}
+
+/// Frontend options: only `pairingMethod: "none"`; the simulator has no pairing.
+async fn frontend_options(
+    State(sim): State<Simulator>,
+    Path(client): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    check_frontend(&sim, &client, &headers)?;
+    let request: OptionsRequest = serde_json::from_slice(&body)
+        .map_err(|_| SimError::MalformedInput("options request".into()))?;
+    if request.pairing_method != "none" {
+        return Err(IrmaErr::new(
+            501,
+            "UNSUPPORTED",
+            "Unsupported by this server",
+            "the simulator has no pairing",
+        ));
+    }
+    Ok(
+        Json(json!({"@context": "https://irma.app/ld/options/v1", "pairingMethod": "none"}))
+            .into_response(),
+    )
+}
+
+async fn frontend_pairing_completed(
+    State(sim): State<Simulator>,
+    Path(client): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    check_frontend(&sim, &client, &headers)?;
+    Err(SimError::UnexpectedRequest.into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscloseBody {
+    #[serde(default)]
+    attributes: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default)]
+    cancel: bool,
+    #[serde(default, rename = "proofStatus")]
+    proof_status: Option<ProofStatus>,
+}
+
+/// The Yivi app stand-in. `{"attributes": {id: value|null, ...}}` discloses (an empty object: demo
+/// values), `{"cancel": true}` declines; `"proofStatus"` forces a verdict. Answers what the app
+/// learns: `{"status":"DONE","proofStatus":..,"clientReturnUrl":"tel:..."}`.
+async fn app_disclose(
+    State(sim): State<Simulator>,
+    Path(client): Path<String>,
+    body: Bytes,
+) -> Reply {
+    let body: DiscloseBody = serde_json::from_slice(&body).map_err(|e| {
+        SimError::MalformedInput(format!(
+            "expected {{\"attributes\": {{..}}}} or {{\"cancel\": true}} (error at column {})",
+            e.column()
+        ))
+    })?;
+    if !body.cancel && body.attributes.is_none() {
+        return Err(
+            SimError::MalformedInput("give \"attributes\" or \"cancel\": true".into()).into(),
+        );
+    }
+    let outcome = sim.disclose(
+        &client,
+        Disclosure {
+            attributes: body.attributes.unwrap_or_default(),
+            cancel: body.cancel,
+            force_proof_status: body.proof_status,
+        },
+    )?;
+    let mut answer = json!({ "status": outcome.status });
+    if let Some(p) = outcome.proof_status {
+        answer["proofStatus"] = json!(p);
+    }
+    if let Some(url) = outcome.client_return_url {
+        answer["clientReturnUrl"] = json!(url.into_inner());
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// How a status event's data is written: irmago's requestor and legacy client streams send a JSON
+/// string, the frontend stream an object.
+#[derive(Clone, Copy)]
+enum Shape {
+    String,
+    Object,
+}
+
+fn events(sim: Simulator, key: Key<'_>, shape: Shape) -> Reply {
+    if !sim.config().sse {
+        // What irmago answers when started without --sse (its default).
+        return Err(IrmaErr::new(
+            500,
+            "SSE_DISABLED",
+            "Server sent events disabled",
+            "",
+        ));
+    }
+    let rx = sim.subscribe(key)?;
+    let owned = match key {
+        Key::Requestor(t) => (true, t.to_owned()),
+        Key::Client(c) => (false, c.to_owned()),
+    };
+    Ok(Sse::new(status_stream(sim, owned, rx, shape)).into_response())
+}
+
+/// Sends the current status, then each change, and ends after a terminal status or when the session
+/// is forgotten. Wakes every second to apply lifetimes even when nothing else touches the simulator.
+fn status_stream(
+    sim: Simulator,
+    key: (bool, String),
+    rx: tokio::sync::watch::Receiver<SessionStatus>,
+    shape: Shape,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    struct St {
+        sim: Simulator,
+        key: (bool, String),
+        rx: tokio::sync::watch::Receiver<SessionStatus>,
+        last: Option<SessionStatus>,
+        done: bool,
+    }
+    let start = St {
+        sim,
+        key,
+        rx,
+        last: None,
+        done: false,
+    };
+    futures_util::stream::unfold(start, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            let key = if st.key.0 {
+                Key::Requestor(&st.key.1)
+            } else {
+                Key::Client(&st.key.1)
+            };
+            let current = st.sim.status(key).ok()?;
+            if st.last != Some(current) {
+                st.last = Some(current);
+                st.done = current.is_terminal();
+                let data = match shape {
+                    Shape::String => format!("\"{}\"", current.as_str()),
+                    Shape::Object => format!("{{\"status\":\"{}\"}}", current.as_str()),
+                };
+                return Some((Ok(Event::default().data(data)), st));
+            }
+            tokio::select! {
+                changed = st.rx.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
