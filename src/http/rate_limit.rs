@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -129,13 +130,18 @@ impl RateLimiter {
 }
 
 /// The client address of a request: the peer of the TCP connection, as given by
-/// `into_make_service_with_connect_info::<SocketAddr>()`. Without it (a test's `oneshot`, a server
-/// built without connect info) every request counts as one client, `0.0.0.0`.
+/// `into_make_service_with_connect_info::<SocketAddr>()` (or a test's `MockConnectInfo`). Without it
+/// (a server built without connect info) every request counts as one client, `0.0.0.0`.
 pub fn client_ip(request: &Request) -> IpAddr {
-    request
-        .extensions()
+    let extensions = request.extensions();
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| {
+            extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip())
+        })
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
