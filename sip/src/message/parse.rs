@@ -55,6 +55,11 @@ pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
         None if buf.len() > skip && buf.ends_with(b"\n") => buf.len(),
         None => return Err(ParseError::Incomplete),
     };
+    let raw_head = &buf[skip..head_end];
+    // CR only as part of CRLF: a bare CR inside a header would not survive writing.
+    if memchr::memchr_iter(b'\r', raw_head).any(|i| raw_head.get(i + 1) != Some(&b'\n')) {
+        return Err(ParseError::BadHeader);
+    }
     let text = Text::try_from(buf.slice(skip..head_end)).map_err(|_| ParseError::NotUtf8)?;
     let s: &str = &text;
     let b = s.as_bytes();
@@ -296,6 +301,10 @@ mod tests {
             ParseError::Incomplete
         );
         assert!(parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n").is_ok());
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nSubject: a\rb\r\n\r\n").unwrap_err(),
+            ParseError::BadHeader
+        );
         assert_eq!(
             parse("garbage\r\n\r\n").unwrap_err(),
             ParseError::BadStartLine
