@@ -227,7 +227,7 @@ struct WavHeader {
 fn read_wav_header(r: &mut impl Read) -> Result<WavHeader, AudioFileError> {
     let mut riff = [0u8; 12];
     let got = read_up_to(r, &mut riff)?;
-    if got < 12 && got >= 4 && &riff[..4] == b"RIFF" {
+    if (4..12).contains(&got) && &riff[..4] == b"RIFF" {
         return Err(AudioFileError::Truncated("input ends inside the header"));
     }
     if got < 12 || &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
