@@ -13,5 +13,6 @@ pub mod http;
 pub mod irma;
 pub mod links;
 pub mod pii;
+pub mod sip_driver;
 pub mod store;
 pub mod tenant;

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod message;
 pub mod ratelimit;
+pub mod registrar;
 pub mod transaction;
 pub mod dialog;
 pub mod endpoint;

@@ -1,0 +1,653 @@
+//! The tokio driver of the SIP core: the only place where SIP touches sockets and the clock.
+//!
+//! [`run`] binds UDP, TCP and (optionally) TLS listeners on the configured addresses (IPv4 and
+//! IPv6; port 0 picks a free port, and a TCP address with port 0 first tries the port its UDP
+//! sibling got), then spawns one task that owns the sans-IO [`Endpoint`] (transactions, validation)
+//! and the driver's own transaction user ([`tu::Tu`]: registrar with digest authentication and
+//! failed-login limiting). It returns at once with the bound addresses, a [`SipHandle`] and the
+//! receiver of [`SipEvent`]s.
+//!
+//! # How the call flow plugs in
+//! * Set [`SipConfig::forward_requests`]. Every request the TU does not handle itself (INVITE, BYE,
+//!   INFO, REFER, in-dialog OPTIONS, ...) then arrives as `SipEvent::Endpoint(Event::Request { id,
+//!   .. })`; answer it with [`SipHandle::respond`]. ACKs for 2xx, CANCELs (already answered 200/487
+//!   by the endpoint), responses to requests you sent and transaction timeouts arrive as the other
+//!   [`Event`]s. Without `forward_requests` (or once the receiver is dropped) the driver answers
+//!   them itself: INVITE 480, in-dialog methods 481, MESSAGE/SUBSCRIBE/PUBLISH 405.
+//! * [`SipHandle::lookup`] gives an agent's registered contacts; each [`Binding`]'s `target` and
+//!   `transport` form the [`Target`] for [`SipHandle::send_request`] (the address the phone
+//!   registered from, never a host name from its Contact).
+//! * Registrar changes arrive as [`SipEvent::Registration`].
+//!
+//! # Loop
+//! One task, `select!` over: socket input (every socket and connection has a reader task feeding
+//! one channel), handle commands, the earliest of `Endpoint::poll_timeout` and the registrar's
+//! expiry, and shutdown. After each input: drain `poll_transmit`, then `poll_event`, repeat until
+//! both are empty (the endpoint's documented order). Time is `tokio::time::Instant` converted to
+//! std, so tests can pause it.
+//!
+//! A source that failed digest authentication too often ([`sip::ratelimit`]) has its REGISTERs
+//! dropped before parsing; OPTIONS and calls from that address are still answered.
+
+pub mod tls;
+pub mod transport;
+pub mod tu;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip::auth::{Algorithm, DigestConfig};
+use sip::endpoint::{
+    ClientTxId, Endpoint, EndpointConfig, EndpointError, Event, Local, ServerTxId, Target,
+    Transmit,
+};
+use sip::message::validate::Policy;
+use sip::message::{HeaderName, Method, Request, Response};
+use sip::ratelimit::LimitConfig;
+use sip::registrar::{Binding, RegistrarConfig, RegistrarEvent};
+use sip::transaction::{TimerConfig, Transport};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+pub use tls::TlsConfig;
+pub use transport::StreamLimits;
+pub use tu::Credentials;
+
+use transport::{ConnId, NetInput, Streams};
+use tu::{Tu, TuConfig, TuOutcome};
+
+/// What we accept and advertise (Allow/Accept/Supported of OPTIONS answers, Require checks).
+pub const POLICY: Policy<'static> = Policy {
+    supported: &["path", "timer", "replaces", "norefersub"],
+    accept: &[
+        "application/sdp",
+        "application/dtmf-relay",
+        "application/dtmf",
+        "message/sipfrag",
+    ],
+    produces: &["application/sdp"],
+    methods: &Method::STANDARD,
+    allow_tel: true,
+};
+
+/// Everything the SIP side needs.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// UDP addresses to listen on (port 0: any free port).
+    pub udp: Vec<SocketAddr>,
+    /// TCP addresses to listen on.
+    pub tcp: Vec<SocketAddr>,
+    /// TLS addresses to listen on; needs `tls_files`.
+    pub tls: Vec<SocketAddr>,
+    /// Certificate and key for TLS.
+    pub tls_files: Option<TlsConfig>,
+    /// Host written into our Via headers (default: the listening IP).
+    pub advertise: Option<String>,
+    /// Digest realm agents authenticate in.
+    pub realm: String,
+    /// Digest algorithms offered, preferred first. Note: baresip 1.0 (libre 1.1) and SIPp 3.6 give
+    /// up when any SHA-256 challenge is present; such phones need `[Md5]` alone.
+    pub digest_algorithms: Vec<Algorithm>,
+    /// The agents' SIP logins.
+    pub credentials: Vec<Credentials>,
+    /// Registrar limits.
+    pub registrar: RegistrarConfig,
+    /// Failed-login limits per source.
+    pub auth_limits: LimitConfig,
+    /// TCP/TLS limits.
+    pub streams: StreamLimits,
+    /// RFC 3261 timer values.
+    pub timers: TimerConfig,
+    /// Pass requests the TU does not handle to the application (the call flow).
+    pub forward_requests: bool,
+}
+
+impl SipConfig {
+    /// UDP and TCP on `addr`, realm `realm`, no agents, defaults elsewhere.
+    pub fn new(addr: SocketAddr, realm: impl Into<String>) -> Self {
+        SipConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            tls: Vec::new(),
+            tls_files: None,
+            advertise: None,
+            realm: realm.into(),
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            credentials: Vec::new(),
+            registrar: RegistrarConfig::default(),
+            auth_limits: LimitConfig::default(),
+            streams: StreamLimits::default(),
+            timers: TimerConfig::default(),
+            forward_requests: false,
+        }
+    }
+}
+
+/// Why the driver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("binding {transport} {addr}: {source}")]
+    Bind {
+        transport: Transport,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS listeners configured without certificate and key")]
+    TlsWithoutFiles,
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("the SIP driver has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// The addresses actually bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+}
+
+/// What the driver tells the application.
+#[derive(Debug, Clone)]
+pub enum SipEvent {
+    /// An endpoint event the TU passed on (requests, ACKs, CANCELs, responses, timeouts).
+    Endpoint(Event),
+    /// An agent's registrations changed.
+    Registration(RegistrarEvent),
+}
+
+/// A running driver.
+pub struct SipServer {
+    /// Where we listen.
+    pub local: BoundAddrs,
+    /// Commands into the driver.
+    pub handle: SipHandle,
+    /// Events out of the driver.
+    pub events: mpsc::Receiver<SipEvent>,
+    /// The driver task; it ends when the shutdown future completes.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+enum Command {
+    Respond(ServerTxId, Box<Response>, oneshot::Sender<Result<(), EndpointError>>),
+    SendRequest(Box<Request>, Target, oneshot::Sender<Result<ClientTxId, EndpointError>>),
+    SendAck(Box<Request>, Target, oneshot::Sender<Result<(), EndpointError>>),
+    Cancel(ClientTxId, oneshot::Sender<Result<(), EndpointError>>),
+    Lookup(String, oneshot::Sender<Vec<Binding>>),
+}
+
+/// Sends commands to the driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SipHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SipHandle {
+    /// Answers server transaction `id` (provisional or final).
+    pub async fn respond(&self, id: ServerTxId, response: Response) -> Result<(), DriverError> {
+        self.call(|r| Command::Respond(id, Box::new(response), r))
+            .await?
+            .map_err(DriverError::from)
+    }
+
+    /// Sends a request (not ACK/CANCEL) to `target`; its responses arrive as events with the id.
+    pub async fn send_request(
+        &self,
+        request: Request,
+        target: Target,
+    ) -> Result<ClientTxId, DriverError> {
+        self.call(|r| Command::SendRequest(Box::new(request), target, r))
+            .await?
+            .map_err(DriverError::from)
+    }
+
+    /// Sends the ACK for a 2xx.
+    pub async fn send_ack(&self, ack: Request, target: Target) -> Result<(), DriverError> {
+        self.call(|r| Command::SendAck(Box::new(ack), target, r))
+            .await?
+            .map_err(DriverError::from)
+    }
+
+    /// Cancels an INVITE we sent.
+    pub async fn cancel(&self, id: ClientTxId) -> Result<(), DriverError> {
+        self.call(|r| Command::Cancel(id, r))
+            .await?
+            .map_err(DriverError::from)
+    }
+
+    /// The live registrations of agent `aor`, highest q first.
+    pub async fn lookup(&self, aor: &str) -> Result<Vec<Binding>, DriverError> {
+        self.call(|r| Command::Lookup(aor.to_string(), r)).await
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)
+    }
+}
+
+/// Binds the listeners, starts the driver task and returns at once. The task stops when
+/// `shutdown` completes (dropping every socket and connection).
+pub async fn run(
+    config: SipConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<SipServer, DriverError> {
+    let (in_tx, in_rx) = mpsc::channel(4096);
+    let streams = Streams::new(config.streams, in_tx.clone());
+    let mut tasks = JoinSet::new();
+    let mut local = BoundAddrs::default();
+    let mut udp = HashMap::new();
+    let mut locals = Vec::new();
+
+    for &addr in &config.udp {
+        let sock = UdpSocket::bind(addr).await.map_err(|source| DriverError::Bind {
+            transport: Transport::Udp,
+            addr,
+            source,
+        })?;
+        let bound = sock.local_addr().map_err(|source| DriverError::Bind {
+            transport: Transport::Udp,
+            addr,
+            source,
+        })?;
+        let sock = Arc::new(sock);
+        tasks.spawn(transport::udp_reader(sock.clone(), bound, in_tx.clone()));
+        udp.insert(bound, sock);
+        local.udp.push(bound);
+        locals.push((Transport::Udp, bound));
+    }
+    for &addr in &config.tcp {
+        let listener = bind_tcp(addr, &local.udp).await?;
+        let bound = listener.local_addr().map_err(|source| DriverError::Bind {
+            transport: Transport::Tcp,
+            addr,
+            source,
+        })?;
+        tasks.spawn(transport::accept_loop(listener, None, streams.clone()));
+        local.tcp.push(bound);
+        locals.push((Transport::Tcp, bound));
+    }
+    if !config.tls.is_empty() {
+        let files = config.tls_files.as_ref().ok_or(DriverError::TlsWithoutFiles)?;
+        let acceptor = tls::acceptor(files)?;
+        for &addr in &config.tls {
+            let listener = bind_tcp(addr, &[]).await?;
+            let bound = listener.local_addr().map_err(|source| DriverError::Bind {
+                transport: Transport::Tls,
+                addr,
+                source,
+            })?;
+            tasks.spawn(transport::accept_loop(
+                listener,
+                Some(acceptor.clone()),
+                streams.clone(),
+            ));
+            local.tls.push(bound);
+            locals.push((Transport::Tls, bound));
+        }
+    }
+
+    let now = tokio::time::Instant::now().into_std();
+    let mut endpoint = Endpoint::new(EndpointConfig {
+        timers: config.timers,
+        policy: POLICY,
+        answer_options: true,
+        seed: rand::random::<u64>(),
+    });
+    for (transport, addr) in locals {
+        endpoint.add_local(Local {
+            transport,
+            addr,
+            advertise: config.advertise.clone(),
+        });
+    }
+    let mut digest = DigestConfig::new(config.realm.clone());
+    digest.algorithms = config.digest_algorithms.clone();
+    let tu = Tu::new(
+        TuConfig {
+            digest,
+            limits: config.auth_limits,
+            registrar: config.registrar,
+            credentials: config.credentials.clone(),
+        },
+        rand::random::<[u8; 32]>(),
+        now,
+    );
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let driver = Driver {
+        endpoint,
+        tu,
+        udp,
+        conns: HashMap::new(),
+        by_remote: HashMap::new(),
+        pending: HashMap::new(),
+        streams,
+        tasks,
+        events: ev_tx,
+        forward: config.forward_requests,
+    };
+    let task = tokio::spawn(driver.run(in_rx, cmd_rx, shutdown));
+    tracing::info!(?local, "SIP listening");
+    Ok(SipServer {
+        local,
+        handle: SipHandle { tx: cmd_tx },
+        events: ev_rx,
+        task,
+    })
+}
+
+/// Binds TCP; port 0 first tries the port a UDP socket on the same IP got.
+async fn bind_tcp(addr: SocketAddr, udp: &[SocketAddr]) -> Result<TcpListener, DriverError> {
+    if addr.port() == 0 {
+        if let Some(u) = udp.iter().find(|u| u.ip() == addr.ip()) {
+            if let Ok(l) = TcpListener::bind(*u).await {
+                return Ok(l);
+            }
+        }
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DriverError::Bind {
+            transport: Transport::Tcp,
+            addr,
+            source,
+        })
+}
+
+struct Conn {
+    tx: mpsc::Sender<Bytes>,
+    key: (Transport, SocketAddr),
+}
+
+struct Driver {
+    endpoint: Endpoint,
+    tu: Tu,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    conns: HashMap<ConnId, Conn>,
+    by_remote: HashMap<(Transport, SocketAddr), ConnId>,
+    /// Messages waiting for an outgoing TCP connection to open.
+    pending: HashMap<SocketAddr, Vec<Bytes>>,
+    streams: Streams,
+    tasks: JoinSet<()>,
+    events: mpsc::Sender<SipEvent>,
+    forward: bool,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut input: mpsc::Receiver<NetInput>,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = [self.endpoint.poll_timeout(), self.tu.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(inp) = input.recv() => {
+                    let now = tokio::time::Instant::now().into_std();
+                    self.on_input(now, inp);
+                }
+                Some(cmd) = commands.recv() => {
+                    let now = tokio::time::Instant::now().into_std();
+                    self.on_command(now, cmd);
+                }
+                _ = sleep => {
+                    let now = tokio::time::Instant::now().into_std();
+                    self.endpoint.handle_timeout(now);
+                    self.tu.handle_timeout(now);
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            let now = tokio::time::Instant::now().into_std();
+            self.pump(now);
+        }
+        tracing::info!("SIP driver stopped");
+    }
+
+    fn on_input(&mut self, now: Instant, inp: NetInput) {
+        match inp {
+            NetInput::Packet {
+                transport,
+                local,
+                remote,
+                bytes,
+                framing_error,
+                ..
+            } => {
+                if bytes.starts_with(b"REGISTER ") && self.tu.is_blocked(remote, now) {
+                    return;
+                }
+                if transport.is_reliable() && !framing_error {
+                    self.endpoint
+                        .handle_stream_message(now, transport, local, remote, bytes);
+                } else {
+                    // UDP rules: a framing error is answered like a bad datagram.
+                    self.endpoint
+                        .handle_datagram(now, transport, local, remote, bytes);
+                }
+            }
+            NetInput::KeepAlive { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let _ = c.tx.try_send(Bytes::from_static(b"\r\n"));
+                }
+            }
+            NetInput::Opened {
+                conn,
+                transport,
+                remote,
+                tx,
+                ..
+            } => {
+                if let Some(queued) = self.pending.remove(&remote) {
+                    for b in queued {
+                        let _ = tx.try_send(b);
+                    }
+                }
+                let key = (transport, remote);
+                self.by_remote.insert(key, conn);
+                self.conns.insert(conn, Conn { tx, key });
+            }
+            NetInput::ConnectFailed { remote } => {
+                self.pending.remove(&remote);
+                self.endpoint
+                    .handle_transport_error(now, Transport::Tcp, remote);
+            }
+            NetInput::Closed { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    if self.by_remote.get(&c.key) == Some(&conn) {
+                        self.by_remote.remove(&c.key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Respond(id, resp, reply) => {
+                let _ = reply.send(self.endpoint.respond(now, id, *resp));
+            }
+            Command::SendRequest(req, target, reply) => {
+                let _ = reply.send(self.endpoint.send_request(now, *req, target));
+            }
+            Command::SendAck(ack, target, reply) => {
+                let _ = reply.send(self.endpoint.send_ack(now, *ack, target));
+            }
+            Command::Cancel(id, reply) => {
+                let _ = reply.send(self.endpoint.cancel(now, id));
+            }
+            Command::Lookup(aor, reply) => {
+                let _ = reply.send(self.tu.lookup(&aor, now));
+            }
+        }
+    }
+
+    /// Drains transmits and events until both are empty.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            while let Some(t) = self.endpoint.poll_transmit() {
+                self.transmit(now, t);
+            }
+            let Some(ev) = self.endpoint.poll_event() else {
+                break;
+            };
+            self.on_event(now, ev);
+        }
+        while let Some(ev) = self.tu.poll_event() {
+            let _ = self.events.try_send(SipEvent::Registration(ev));
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, ev: Event) {
+        let Event::Request {
+            id,
+            request,
+            source,
+        } = ev
+        else {
+            self.emit(ev);
+            return;
+        };
+        match self
+            .tu
+            .handle_request(now, &request, source.remote, source.transport)
+        {
+            TuOutcome::Respond(resp) => {
+                if let Err(e) = self.endpoint.respond(now, id, *resp) {
+                    tracing::warn!(error = %e, "could not send TU response");
+                }
+            }
+            TuOutcome::Forward => {
+                if self.forward && !self.events.is_closed() {
+                    let ev = Event::Request {
+                        id,
+                        request,
+                        source,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(SipEvent::Endpoint(
+                        Event::Request { request, .. },
+                    ))) = self.events.try_send(SipEvent::Endpoint(ev))
+                    {
+                        tracing::warn!("application event queue full; answering 503");
+                        let _ = self.endpoint.respond(
+                            now,
+                            id,
+                            tu::finish_response(&request, 503, None),
+                        );
+                    }
+                } else {
+                    let (code, allow) = fallback(&request.method);
+                    let mut resp = tu::finish_response(&request, code, None);
+                    if allow {
+                        resp.headers.push(HeaderName::Allow, allow_value());
+                    }
+                    let _ = self.endpoint.respond(now, id, resp);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if self.forward {
+            let _ = self.events.try_send(SipEvent::Endpoint(ev));
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, t: Transmit) {
+        match t.transport {
+            Transport::Udp => {
+                let sock = self.udp.get(&t.from_local).or_else(|| {
+                    self.udp
+                        .iter()
+                        .find(|(a, _)| a.is_ipv4() == t.to.is_ipv4())
+                        .map(|(_, s)| s)
+                });
+                let Some(sock) = sock else {
+                    tracing::warn!(to = %t.to, "no UDP socket for this address family");
+                    return;
+                };
+                if let Err(e) = sock.try_send_to(&t.bytes, t.to) {
+                    tracing::debug!(to = %t.to, error = %e, "UDP send failed");
+                }
+            }
+            transport => {
+                let conn = self
+                    .by_remote
+                    .get(&(transport, t.to))
+                    .and_then(|id| self.conns.get(id));
+                match conn {
+                    Some(c) => {
+                        if c.tx.try_send(t.bytes).is_err() {
+                            tracing::warn!(to = %t.to, "connection queue full or closed");
+                            self.endpoint.handle_transport_error(now, transport, t.to);
+                        }
+                    }
+                    None if transport == Transport::Tcp => {
+                        if let Some(q) = self.pending.get_mut(&t.to) {
+                            q.push(t.bytes);
+                        } else {
+                            self.pending.insert(t.to, Vec::new());
+                            self.streams.connect(&mut self.tasks, t.to, t.bytes);
+                        }
+                    }
+                    None => {
+                        tracing::info!(to = %t.to, "no TLS connection to send on");
+                        self.endpoint.handle_transport_error(now, transport, t.to);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request nobody handles: 480 for INVITE, 481 for in-dialog methods, 405 (with
+/// Allow) for methods we never serve out of dialog.
+fn fallback(method: &Method) -> (u16, bool) {
+    match method {
+        Method::Invite => (480, false),
+        Method::Bye
+        | Method::Info
+        | Method::Update
+        | Method::Prack
+        | Method::Notify
+        | Method::Refer
+        | Method::Options => (481, false),
+        _ => (405, true),
+    }
+}
+
+fn allow_value() -> String {
+    POLICY
+        .methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

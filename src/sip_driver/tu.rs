@@ -1,0 +1,420 @@
+//! The driver's own transaction user: runs the registrar for REGISTER (RFC 3261 §10.3) behind
+//! digest authentication (§22.4, RFC 8760) with per-source failure limiting, and says which
+//! requests it leaves to the call flow. (Out-of-dialog OPTIONS are answered by the endpoint with
+//! the driver's [`POLICY`](super::POLICY).) No I/O: `now` is passed in.
+//!
+//! REGISTER processing order: syntax checks that need no secret first (To must be a sip/sips AOR
+//! with a user — RFC 4475 unksm2 gets 400 —, Contact, Expires), then the failure limiter (the
+//! driver drops a blocked source's REGISTERs before parsing; one that gets here anyway is answered
+//! 403), then authentication (401 with SHA-256 and MD5
+//! challenges), then authorisation (the authenticated user must be the AOR's user, else 403), then
+//! the registrar (200 listing every binding with its expiry, 423 with Min-Expires, 400).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sip::auth::{Authenticator, DigestConfig, DigestResponse, Secret};
+use sip::message::{Contact, HeaderName, Method, Request, Response, StatusCode};
+use sip::ratelimit::{FailureLimiter, LimitConfig};
+use sip::registrar::{Binding, RegisterError, RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent};
+use sip::transaction::Transport;
+
+/// Our `Server` / `User-Agent` value.
+pub const PRODUCT: &str = concat!("veilig-bellen/", env!("CARGO_PKG_VERSION"));
+
+/// One agent's SIP login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The SIP username (the AOR user part the phone registers).
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What the TU decided about a request.
+#[derive(Debug)]
+pub enum TuOutcome {
+    /// Send this final response.
+    Respond(Box<Response>),
+    /// Not ours: the call flow handles it (or the driver's fallback answers it).
+    Forward,
+}
+
+/// Settings of the TU.
+#[derive(Debug, Clone)]
+pub struct TuConfig {
+    /// Digest realm and nonce settings.
+    pub digest: DigestConfig,
+    /// Failed-login limits.
+    pub limits: LimitConfig,
+    /// Registrar limits.
+    pub registrar: RegistrarConfig,
+    /// Agents allowed to register.
+    pub credentials: Vec<Credentials>,
+}
+
+/// See the module docs.
+pub struct Tu {
+    auth: Authenticator,
+    limiter: FailureLimiter,
+    registrar: Registrar,
+    secrets: HashMap<String, Secret>,
+}
+
+impl Tu {
+    /// `secret` keys the digest nonces (draw it at random).
+    pub fn new(config: TuConfig, secret: [u8; 32], now: Instant) -> Self {
+        let secrets = config
+            .credentials
+            .into_iter()
+            .map(|c| (c.username, Secret::Password(c.password)))
+            .collect();
+        Tu {
+            auth: Authenticator::new(config.digest, secret, now),
+            limiter: FailureLimiter::new(config.limits),
+            registrar: Registrar::new(config.registrar),
+            secrets,
+        }
+    }
+
+    /// Decides about one request that reached the TU (not a retransmission).
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> TuOutcome {
+        match req.method {
+            Method::Register => self.register(now, req, source, transport),
+            _ => TuOutcome::Forward,
+        }
+    }
+
+    /// Whether REGISTERs from `source` are to be dropped unread (too many failed logins).
+    pub fn is_blocked(&self, source: SocketAddr, now: Instant) -> bool {
+        self.limiter.is_blocked(source.ip(), now)
+    }
+
+    /// The live bindings of an agent, highest q first.
+    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        self.registrar.lookup(aor, now)
+    }
+
+    /// Drops lapsed bindings.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.registrar.handle_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.registrar.poll_timeout()
+    }
+
+    /// Registrar news for the application.
+    pub fn poll_event(&mut self) -> Option<RegistrarEvent> {
+        self.registrar.poll_event()
+    }
+
+    fn register(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> TuOutcome {
+        let parsed = match read_register(req, source, transport) {
+            Ok(r) => r,
+            Err(reason) => return respond(req, 400, Some(&reason)),
+        };
+        if self.limiter.is_blocked(source.ip(), now) {
+            return respond(req, 403, Some("Too Many Failed Attempts"));
+        }
+        let verified = match self.authenticate(now, req) {
+            Ok(v) => v,
+            Err(AuthFailure { stale, failure }) => {
+                if failure && self.limiter.record_failure(source.ip(), now) {
+                    tracing::warn!(%source, "too many failed logins; source blocked");
+                }
+                let mut resp = Response::for_request(req, status(401), None);
+                for ch in self.auth.challenges(now, stale) {
+                    resp.headers.push(HeaderName::WwwAuthenticate, ch.to_string());
+                }
+                return finish(req, resp);
+            }
+        };
+        self.limiter.record_success(source.ip(), now);
+        if verified != parsed.aor {
+            return respond(req, 403, Some("Not allowed to register this address"));
+        }
+        match self.registrar.handle_register(now, &parsed) {
+            Ok(bindings) => {
+                let mut resp = Response::for_request(req, status(200), None);
+                for b in &bindings {
+                    resp.headers.push(HeaderName::Contact, b.contact_value(now));
+                }
+                let path_supported = req
+                    .headers
+                    .option_tags(&HeaderName::Supported)
+                    .any(|t| t.eq_ignore_ascii_case("path"));
+                if path_supported {
+                    for p in &parsed.path {
+                        resp.headers.push(HeaderName::Path, p.as_str());
+                    }
+                }
+                finish(req, resp)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let mut resp = Response::for_request(req, status(e.status()), Some(&reason));
+                if let RegisterError::IntervalTooBrief { min_expires } = e {
+                    resp.headers
+                        .push(HeaderName::MinExpires, min_expires.to_string());
+                }
+                finish(req, resp)
+            }
+        }
+    }
+
+    /// The authenticated username, or why not.
+    fn authenticate(&mut self, now: Instant, req: &Request) -> Result<String, AuthFailure> {
+        let realm = self.auth.realm().to_string();
+        let mut creds = None;
+        for value in req.headers.get_all(&HeaderName::Authorization) {
+            match DigestResponse::parse(value) {
+                Ok(Some(c)) if c.realm == realm => {
+                    creds = Some(c);
+                    break;
+                }
+                // Another realm or scheme (RFC 4475 regaut01): not for us.
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(AuthFailure {
+                        stale: false,
+                        failure: true,
+                    })
+                }
+            }
+        }
+        let Some(creds) = creds else {
+            return Err(AuthFailure {
+                stale: false,
+                failure: false,
+            });
+        };
+        let secret = self.secrets.get(&creds.username);
+        self.auth
+            .verify(now, req.method.as_str(), req.uri.as_str(), &creds, secret)
+            .map(|v| v.username)
+            .map_err(|e| {
+                tracing::info!(user = %creds.username, error = %e, "digest verification failed");
+                AuthFailure {
+                    stale: e.stale(),
+                    failure: e.counts_as_failure(),
+                }
+            })
+    }
+}
+
+struct AuthFailure {
+    stale: bool,
+    failure: bool,
+}
+
+/// Reads what the registrar needs; the error is a 400 reason phrase.
+fn read_register(
+    req: &Request,
+    source: SocketAddr,
+    transport: Transport,
+) -> Result<RegisterRequest, String> {
+    let h = &req.headers;
+    let to = h.to().map_err(|e| e.to_string())?;
+    let aor = RegisterRequest::aor_of(&to.uri).map_err(|e| e.to_string())?;
+    let contacts = h
+        .contacts()
+        .collect::<Result<Vec<Contact>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(RegisterRequest {
+        aor,
+        call_id: h.call_id().map_err(|e| e.to_string())?.to_string(),
+        cseq: h.cseq().map_err(|e| e.to_string())?.seq,
+        contacts,
+        expires: h.expires().map_err(|e| e.to_string())?,
+        path: h.values(&HeaderName::Path).map(|v| v.to_string()).collect(),
+        source,
+        transport,
+    })
+}
+
+/// A final response to `req` with an optional reason phrase, a To tag and our Server header.
+pub fn finish_response(req: &Request, code: u16, reason: Option<&str>) -> Response {
+    with_tag_and_server(Response::for_request(req, status(code), reason))
+}
+
+fn respond(req: &Request, code: u16, reason: Option<&str>) -> TuOutcome {
+    TuOutcome::Respond(Box::new(finish_response(req, code, reason)))
+}
+
+fn finish(_req: &Request, resp: Response) -> TuOutcome {
+    TuOutcome::Respond(Box::new(with_tag_and_server(resp)))
+}
+
+fn with_tag_and_server(resp: Response) -> Response {
+    let mut resp = resp.with_to_tag(&new_tag());
+    resp.headers.push(HeaderName::Server, PRODUCT);
+    resp
+}
+
+/// A fresh To/From tag (RFC 3261 §19.3: at least 32 bits of randomness).
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn status(code: u16) -> StatusCode {
+    // The codes used here are all within 100..=699; 500 is the fallback if one is not.
+    StatusCode::new(code).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sip::auth::{authorize, Challenge};
+    use std::time::Duration;
+
+    const SRC: &str = "192.0.2.10:5062";
+
+    fn tu(now: Instant) -> Tu {
+        Tu::new(
+            TuConfig {
+                digest: DigestConfig::new("vb"),
+                limits: LimitConfig {
+                    max_failures: 3,
+                    ..LimitConfig::default()
+                },
+                registrar: RegistrarConfig::default(),
+                credentials: vec![
+                    Credentials {
+                        username: "agent".into(),
+                        password: "pw".into(),
+                    },
+                    Credentials {
+                        username: "other".into(),
+                        password: "pw2".into(),
+                    },
+                ],
+            },
+            [3u8; 32],
+            now,
+        )
+    }
+
+    fn register(user: &str, cseq: u32, auth: Option<String>) -> Request {
+        let mut s = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK{cseq}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=a1\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-1\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@10.0.0.9:5062>\r\n\
+             Expires: 300\r\n"
+        );
+        if let Some(a) = auth {
+            s.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        Request::parse(s.into_bytes()).unwrap()
+    }
+
+    fn outcome(t: &mut Tu, now: Instant, req: &Request) -> Option<Response> {
+        match t.handle_request(now, req, SRC.parse().unwrap(), Transport::Udp) {
+            TuOutcome::Respond(r) => Some(*r),
+            TuOutcome::Forward => None,
+        }
+    }
+
+    fn challenge(resp: &Response, idx: usize) -> Challenge {
+        let v = resp
+            .headers
+            .get_all(&HeaderName::WwwAuthenticate)
+            .nth(idx)
+            .unwrap();
+        Challenge::parse(v).unwrap()
+    }
+
+    #[test]
+    fn register_is_challenged_then_accepted_and_bound_to_the_source() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        let r = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
+        assert_eq!(r.status.as_u16(), 401);
+        assert_eq!(challenge(&r, 0).algorithm, sip::auth::Algorithm::Sha256);
+        assert_eq!(challenge(&r, 1).algorithm, sip::auth::Algorithm::Md5);
+        let a = authorize(&challenge(&r, 1), "agent", "pw", "REGISTER", "sip:127.0.0.1", "cn", 1);
+        let r = outcome(&mut t, now, &register("agent", 2, Some(a))).unwrap();
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        let contact = r.headers.get(&HeaderName::Contact).unwrap();
+        assert_eq!(contact, "<sip:agent@10.0.0.9:5062>;expires=300");
+        let b = t.lookup("agent", now);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].target, SRC.parse().unwrap());
+    }
+
+    #[test]
+    fn wrong_passwords_block_the_source_until_the_block_ends() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        for i in 0..3 {
+            let r = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
+            let a = authorize(&challenge(&r, 0), "agent", "bad", "REGISTER", "sip:127.0.0.1", "c", 1);
+            let r = outcome(&mut t, now, &register("agent", 2 + i, Some(a))).unwrap();
+            assert_eq!(r.status.as_u16(), 401);
+        }
+        let src: SocketAddr = SRC.parse().unwrap();
+        assert!(t.is_blocked(src, now));
+        let r = outcome(&mut t, now, &register("agent", 9, None)).unwrap();
+        assert_eq!(r.status.as_u16(), 403);
+        // After the block period the source may try again.
+        let later = now + Duration::from_secs(901);
+        assert!(!t.is_blocked(src, later));
+        let r = outcome(&mut t, later, &register("agent", 10, None)).unwrap();
+        assert_eq!(r.status.as_u16(), 401);
+    }
+
+    #[test]
+    fn an_agent_cannot_register_another_agents_address() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        let r = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
+        let a = authorize(&challenge(&r, 0), "other", "pw2", "REGISTER", "sip:127.0.0.1", "c", 1);
+        let r = outcome(&mut t, now, &register("agent", 2, Some(a))).unwrap();
+        assert_eq!(r.status.as_u16(), 403);
+        assert!(t.lookup("agent", now).is_empty());
+    }
+
+    #[test]
+    fn non_sip_aor_gets_400_before_any_challenge() {
+        // RFC 4475 unksm2.
+        let now = Instant::now();
+        let mut t = tu(now);
+        let req = Request::parse(
+            &b"REGISTER sip:example.com SIP/2.0\r\nTo: isbn:2983792873\r\n\
+               From: <http://www.example.com>;tag=3234233\r\nCall-ID: unksm2\r\n\
+               CSeq: 234902 REGISTER\r\nMax-Forwards: 70\r\n\
+               Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKkdjuw\r\n\
+               Contact: <name:John_Smith>\r\nl: 0\r\n\r\n"[..],
+        )
+        .unwrap();
+        assert_eq!(outcome(&mut t, now, &req).unwrap().status.as_u16(), 400);
+    }
+}
