@@ -179,14 +179,19 @@ pub struct Endpoint {
     server_keys: HashMap<TransactionKey, ServerTxId>,
     client: HashMap<ClientTxId, ClientEntry>,
     client_keys: HashMap<(String, Method), ClientTxId>,
+    /// Out-of-dialog requests by (From tag, Call-ID, CSeq) to detect merged requests (§8.2.2.2).
+    merge_keys: HashMap<MergeKey, ServerTxId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: EndpointStats,
 }
 
+type MergeKey = (String, String, u32, Method);
+
 #[derive(Debug)]
 struct ServerEntry {
     key: TransactionKey,
+    merge_key: Option<MergeKey>,
     request: Request,
     source: Source,
     /// The To tag of our responses, so a 487 after CANCEL carries the same tag.
@@ -235,6 +240,7 @@ impl Endpoint {
             server_keys: HashMap::new(),
             client: HashMap::new(),
             client_keys: HashMap::new(),
+            merge_keys: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -573,6 +579,21 @@ impl Endpoint {
             self.flush_server(id);
             return;
         }
+        let merge_key = merge_key(&request);
+        if let Some(mk) = &merge_key {
+            if self.merge_keys.contains_key(mk) {
+                // §8.2.2.2: the same request reached us twice by different paths.
+                let response = Response::for_request(&request, StatusCode::LOOP_DETECTED, None);
+                self.stats.rejected += 1;
+                self.transmits.push_back(Transmit {
+                    transport: source.transport,
+                    from_local: source.local,
+                    to: source.remote,
+                    bytes: response.to_bytes(),
+                });
+                return;
+            }
+        }
         let reliable = source.transport.is_reliable();
         let machine = if request.method == Method::Invite {
             ServerMachine::Invite(ServerInvite::new(self.config.timers, reliable))
@@ -581,10 +602,14 @@ impl Endpoint {
         };
         let id = ServerTxId(self.next_id());
         self.server_keys.insert(key.clone(), id);
+        if let Some(mk) = &merge_key {
+            self.merge_keys.insert(mk.clone(), id);
+        }
         self.server.insert(
             id,
             ServerEntry {
                 key: key.clone(),
+                merge_key,
                 request: request.clone(),
                 source,
                 to_tag: None,
@@ -804,9 +829,15 @@ impl Endpoint {
         }
         if entry.machine.is_terminated() {
             let key = entry.key.clone();
+            let merge_key = entry.merge_key.clone();
             self.server.remove(&id);
             if self.server_keys.get(&key) == Some(&id) {
                 self.server_keys.remove(&key);
+            }
+            if let Some(mk) = merge_key {
+                if self.merge_keys.get(&mk) == Some(&id) {
+                    self.merge_keys.remove(&mk);
+                }
             }
         }
     }
@@ -1005,6 +1036,22 @@ fn build_non_2xx_ack(invite: &Request, response: &Response) -> Bytes {
     ack.to_bytes()
 }
 
+/// The §8.2.2.2 identity of an out-of-dialog request (no To tag); CANCEL is excluded because it
+/// shares its INVITE's identity by design.
+fn merge_key(request: &Request) -> Option<MergeKey> {
+    if has_to_tag(request) || request.method == Method::Cancel {
+        return None;
+    }
+    let from = request.headers.from().ok()?;
+    let cseq = request.headers.cseq().ok()?;
+    Some((
+        from.tag()?.to_owned(),
+        request.headers.call_id().ok()?.to_string(),
+        cseq.seq,
+        cseq.method,
+    ))
+}
+
 fn has_to_tag(request: &Request) -> bool {
     request
         .headers
@@ -1018,5 +1065,310 @@ pub fn host_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LOCAL: &str = "127.0.0.1:5060";
+    const PEER: &str = "127.0.0.1:40000";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn endpoint() -> Endpoint {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        ep.add_local(Local {
+            transport: Transport::Udp,
+            addr: addr(LOCAL),
+            advertise: None,
+        });
+        ep
+    }
+
+    fn msg(method: &str, branch: &str, to_tag: &str, cseq: &str, via_host: &str) -> Bytes {
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        Bytes::from(format!(
+            "{method} sip:uas@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {via_host};branch={branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:uac@127.0.0.1>;tag=f1\r\n\
+             To: <sip:uas@127.0.0.1>{to_tag}\r\n\
+             Call-ID: ep-1\r\n\
+             CSeq: {cseq}\r\n\
+             Contact: <sip:uac@127.0.0.1:40000>\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    }
+
+    fn feed(ep: &mut Endpoint, now: Instant, bytes: Bytes) {
+        ep.handle_datagram(now, Transport::Udp, addr(LOCAL), addr(PEER), bytes);
+    }
+
+    fn transmits(ep: &mut Endpoint) -> Vec<String> {
+        std::iter::from_fn(|| ep.poll_transmit())
+            .map(|t| {
+                assert_eq!(t.to, addr(PEER));
+                String::from_utf8_lossy(&t.bytes).into_owned()
+            })
+            .collect()
+    }
+
+    fn request_event(ep: &mut Endpoint) -> (ServerTxId, Request) {
+        match ep.poll_event() {
+            Some(Event::Request { id, request, .. }) => (id, request),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invite_gets_100_trying_at_once_and_non_2xx_ack_is_absorbed() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKi1", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        let sent = transmits(&mut ep);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("SIP/2.0 100 Trying"));
+        let (id, req) = request_event(&mut ep);
+        let busy = Response::for_request(&req, StatusCode::BUSY_HERE, None).with_to_tag("t1");
+        ep.respond(now, id, busy).unwrap();
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 486"));
+        feed(
+            &mut ep,
+            now,
+            msg("ACK", "z9hG4bKi1", "t1", "1 ACK", "127.0.0.1:40000"),
+        );
+        assert_eq!(
+            ep.poll_event(),
+            None,
+            "the ACK for a non-2xx never reaches the TU"
+        );
+        ep.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(ep.transaction_count(), (0, 0), "Confirmed ended by Timer I");
+    }
+
+    #[test]
+    fn ack_for_2xx_goes_to_the_tu() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKi2", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        transmits(&mut ep);
+        let (id, req) = request_event(&mut ep);
+        let ok = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t2");
+        ep.respond(now, id, ok).unwrap();
+        transmits(&mut ep);
+        feed(
+            &mut ep,
+            now,
+            msg("ACK", "z9hG4bKnew", "t2", "1 ACK", "127.0.0.1:40000"),
+        );
+        assert!(matches!(ep.poll_event(), Some(Event::Ack { .. })));
+    }
+
+    #[test]
+    fn cancel_without_invite_gets_481_and_after_final_gets_200_only() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("CANCEL", "z9hG4bKnone", "", "1 CANCEL", "127.0.0.1:40000"),
+        );
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 481"));
+        assert_eq!(ep.poll_event(), None);
+
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKi3", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        transmits(&mut ep);
+        let (id, req) = request_event(&mut ep);
+        let ok = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t3");
+        ep.respond(now, id, ok).unwrap();
+        transmits(&mut ep);
+        feed(
+            &mut ep,
+            now,
+            msg("CANCEL", "z9hG4bKi3", "", "1 CANCEL", "127.0.0.1:40000"),
+        );
+        let sent = transmits(&mut ep);
+        assert_eq!(sent.len(), 1, "no 487 after a 2xx: {sent:?}");
+        assert!(sent[0].starts_with("SIP/2.0 200"));
+        assert!(
+            sent[0].contains("tag=t3"),
+            "same To tag as the INVITE's answer"
+        );
+        assert_eq!(ep.poll_event(), None);
+    }
+
+    #[test]
+    fn cancel_of_pending_invite_answers_487_with_the_same_tag() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKi4", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        transmits(&mut ep);
+        let (id, req) = request_event(&mut ep);
+        let ringing = Response::for_request(&req, StatusCode::RINGING, None).with_to_tag("t4");
+        ep.respond(now, id, ringing).unwrap();
+        transmits(&mut ep);
+        feed(
+            &mut ep,
+            now,
+            msg("CANCEL", "z9hG4bKi4", "", "1 CANCEL", "127.0.0.1:40000"),
+        );
+        let sent = transmits(&mut ep);
+        assert!(sent[0].starts_with("SIP/2.0 200") && sent[0].contains("CSeq: 1 CANCEL"));
+        assert!(sent[1].starts_with("SIP/2.0 487") && sent[1].contains("tag=t4"));
+        assert!(matches!(ep.poll_event(), Some(Event::Cancelled { id: c, .. }) if c == id));
+        let late = Response::for_request(&req, StatusCode::OK, None);
+        assert!(
+            ep.respond(now, id, late).is_err(),
+            "the INVITE was already answered"
+        );
+    }
+
+    #[test]
+    fn received_is_added_only_when_needed() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("OPTIONS", "z9hG4bKo1", "", "1 OPTIONS", "127.0.0.1:40000"),
+        );
+        let (_, req) = request_event(&mut ep);
+        let via = req.headers.top_via().unwrap();
+        assert_eq!(via.received(), None, "sent-by already is the source IP");
+        feed(
+            &mut ep,
+            now,
+            msg("OPTIONS", "z9hG4bKo2", "", "2 OPTIONS", "pc.example.com"),
+        );
+        let (_, req) = request_event(&mut ep);
+        assert_eq!(req.headers.top_via().unwrap().received(), Some("127.0.0.1"));
+        assert_eq!(req.headers.top_via().unwrap().rport(), None);
+    }
+
+    #[test]
+    fn send_request_adds_via_with_rport_and_max_forwards() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
+        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let target = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        ep.send_request(now, req.clone(), target).unwrap();
+        let sent = transmits(&mut ep);
+        assert!(
+            sent[0].contains("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"),
+            "{}",
+            sent[0]
+        );
+        assert!(sent[0].contains(";rport") && sent[0].contains("Max-Forwards: 70"));
+        let v6 = Target {
+            transport: Transport::Udp,
+            addr: addr("[::1]:5060"),
+        };
+        assert_eq!(
+            ep.send_request(now, req.clone(), v6),
+            Err(EndpointError::NoLocal(Transport::Udp, addr("[::1]:5060")))
+        );
+        let ack = Request::new(Method::Ack, "sip:x@127.0.0.1".parse().unwrap());
+        assert_eq!(
+            ep.send_request(now, ack, target),
+            Err(EndpointError::WrongMethod)
+        );
+    }
+
+    #[test]
+    fn non_2xx_ack_copies_the_invite_and_takes_the_response_to() {
+        let invite =
+            Request::parse(msg("INVITE", "z9hG4bKa1", "", "5 INVITE", "127.0.0.1")).unwrap();
+        let mut resp =
+            Response::for_request(&invite, StatusCode::NOT_FOUND, None).with_to_tag("x9");
+        resp.headers
+            .push(HeaderName::Contact, "<sip:ignored@127.0.0.1>");
+        let ack = Request::parse(build_non_2xx_ack(&invite, &resp)).unwrap();
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.uri, invite.uri);
+        assert_eq!(ack.headers.top_via().unwrap().branch(), Some("z9hG4bKa1"));
+        assert_eq!(ack.headers.to().unwrap().tag(), Some("x9"));
+        assert_eq!(ack.headers.cseq().unwrap().seq, 5);
+        assert_eq!(ack.headers.cseq().unwrap().method, Method::Ack);
+    }
+
+    #[test]
+    fn transport_error_ends_the_peer_s_transactions() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
+        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let target = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        let id = ep.send_request(now, req, target).unwrap();
+        transmits(&mut ep);
+        ep.handle_transport_error(now, Transport::Udp, addr(PEER));
+        assert_eq!(
+            ep.poll_event(),
+            Some(Event::TransportError {
+                id: TxId::Client(id)
+            })
+        );
+        assert_eq!(ep.transaction_count(), (0, 0));
+    }
+
+    #[test]
+    fn merged_request_gets_482() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKpath1", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        transmits(&mut ep);
+        request_event(&mut ep);
+        feed(
+            &mut ep,
+            now,
+            msg("INVITE", "z9hG4bKpath2", "", "1 INVITE", "127.0.0.1:40000"),
+        );
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 482"));
+        assert_eq!(ep.poll_event(), None);
+    }
+
+    #[test]
+    fn tags_and_branches_are_unique() {
+        let mut ep = endpoint();
+        let tags: std::collections::HashSet<String> = (0..1000).map(|_| ep.new_tag()).collect();
+        assert_eq!(tags.len(), 1000);
+        let branch = ep.new_branch();
+        assert!(branch.starts_with(MAGIC_COOKIE) && branch.len() > MAGIC_COOKIE.len());
+        assert!(ep.new_call_id("example.com").ends_with("@example.com"));
     }
 }

@@ -455,3 +455,86 @@ impl Pair {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transmit(transport: Transport, n: u8) -> Transmit {
+        Transmit {
+            transport,
+            from_local: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+            to: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
+            bytes: Bytes::from(vec![b'0' + n]),
+        }
+    }
+
+    fn deliver_all(net: &mut Network) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(at) = net.next_delivery() {
+            while let Some(p) = net.pop_due(at) {
+                out.push(p.bytes[0] - b'0');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_seed_same_fate() {
+        let link = LinkConfig {
+            loss: 0.3,
+            duplicate: 0.2,
+            delay: Duration::from_millis(5),
+            jitter: Duration::from_millis(50),
+        };
+        let run = |seed| {
+            let mut net = Network::new(Instant::now(), seed, link);
+            for n in 0..40 {
+                net.send(transmit(Transport::Udp, n % 10));
+            }
+            let fates: Vec<Fate> = net.trace.iter().map(|t| t.fate).collect();
+            (fates, deliver_all(&mut net))
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let (fates, _) = run(7);
+        assert!(fates.contains(&Fate::Lost) && fates.contains(&Fate::Duplicated));
+    }
+
+    #[test]
+    fn jitter_reorders_udp_but_never_tcp() {
+        let link = LinkConfig {
+            loss: 1.0,
+            duplicate: 0.0,
+            delay: Duration::from_millis(5),
+            jitter: Duration::from_millis(50),
+        };
+        let mut net = Network::new(Instant::now(), 3, link);
+        for n in 0..10 {
+            net.send(transmit(Transport::Tcp, n));
+        }
+        assert_eq!(
+            deliver_all(&mut net),
+            (0..10).collect::<Vec<u8>>(),
+            "no loss, in order"
+        );
+        net.link.loss = 0.0;
+        for n in 0..10 {
+            net.send(transmit(Transport::Udp, n));
+        }
+        let got = deliver_all(&mut net);
+        assert_eq!(got.len(), 10);
+        assert_ne!(got, (0..10).collect::<Vec<u8>>(), "jitter reordered UDP");
+    }
+
+    #[test]
+    fn drop_rule_drops_only_what_it_matches() {
+        let mut net = Network::new(Instant::now(), 1, LinkConfig::perfect());
+        net.drop_if(|p| p.bytes[0] == b'3');
+        for n in 0..5 {
+            net.send(transmit(Transport::Udp, n));
+        }
+        assert_eq!(deliver_all(&mut net), vec![0, 1, 2, 4]);
+        assert_eq!(net.trace[3].fate, Fate::Dropped);
+    }
+}
