@@ -1342,6 +1342,43 @@ mod tests {
         assert_eq!(ep.transaction_count(), (0, 0));
     }
 
+    proptest::proptest! {
+        /// Whatever arrives (valid messages with bytes overwritten, in any order, with the clock
+        /// running), the endpoint neither panics nor keeps transactions past their timers.
+        #[test]
+        fn never_panics_on_mangled_traffic(
+            edits in proptest::collection::vec((0usize..5, 0usize..400, proptest::num::u8::ANY), 0..40),
+        ) {
+            let now = Instant::now();
+            let mut ep = endpoint();
+            let base = [
+                msg("INVITE", "z9hG4bKp1", "", "1 INVITE", "127.0.0.1:40000"),
+                msg("ACK", "z9hG4bKp1", "t", "1 ACK", "127.0.0.1:40000"),
+                msg("CANCEL", "z9hG4bKp1", "", "1 CANCEL", "pc.example"),
+                msg("BYE", "z9hG4bKp2", "t", "2 BYE", "[::1]:5060"),
+                Bytes::from_static(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"),
+            ];
+            for (step, (which, at, byte)) in edits.into_iter().enumerate() {
+                let mut bytes = base[which].to_vec();
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = byte;
+                }
+                let t = now + Duration::from_millis(step as u64 * 300);
+                feed(&mut ep, t, Bytes::from(bytes));
+                ep.handle_timeout(t);
+                while ep.poll_transmit().is_some() {}
+                while let Some(ev) = ep.poll_event() {
+                    if let Event::Request { id, request, .. } = ev {
+                        let r = Response::for_request(&request, StatusCode::OK, None).with_to_tag("p");
+                        let _ = ep.respond(t, id, r);
+                    }
+                }
+            }
+            ep.handle_timeout(now + Duration::from_secs(3600));
+            proptest::prop_assert_eq!(ep.transaction_count(), (0, 0));
+        }
+    }
+
     #[test]
     fn merged_request_gets_482() {
         let now = Instant::now();

@@ -585,6 +585,7 @@ impl Dialog {
             .first()
             .is_some_and(|r| !r.uri.params().has("lr"));
         let (uri, routes): (Uri, Vec<String>) = if strict {
+            // Indexing is safe: `strict` implies the route set has a first element.
             let mut routes: Vec<String> =
                 self.route_set[1..].iter().map(|r| r.to_string()).collect();
             routes.push(format!("<{}>", self.remote_target));
