@@ -25,6 +25,9 @@
 
 mod seq;
 
+/// Re-exported so the driver and tests parse/build RTP with the same crate version.
+pub use rtp_rs;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
