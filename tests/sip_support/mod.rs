@@ -17,7 +17,7 @@ use veilig_bellen::sip_driver::{self, Credentials, SipConfig, SipServer};
 /// The agent every test registers as.
 pub const AGENT: &str = "agent";
 /// Its password.
-pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "Corr3ct-H0rse-Battery";
 /// The realm.
 pub const REALM: &str = "veilig-bellen.test";
 
