@@ -526,11 +526,9 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return true;
+            // hyper-rustls nests io::Error(Other, io::Error(InvalidData, rustls::Error)).
+            if let Some(inner) = io.get_ref() {
+                return is_tls(inner);
             }
         }
         cur = err.source();

@@ -27,7 +27,9 @@ use crate::tenant::Condiscon;
 /// Largest request body the simulator reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The simulator as a router, meant to be nested at `/irma-sim` (its `public_url` must match).
+/// The simulator as a router, meant to be nested at `/irma-sim` (its `public_url` must match):
+/// `Router::new().nest("/irma-sim", simulator_router(sim))`. The demo page is then at `/irma-sim`
+/// (axum's `nest` does not route `/irma-sim/` with a trailing slash).
 pub fn simulator_router(sim: Simulator) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)

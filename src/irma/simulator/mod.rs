@@ -218,7 +218,7 @@ impl Simulator {
                 age: now.saturating_duration_since(s.created),
             })
             .collect();
-        out.sort_by(|a, b| b.age.cmp(&a.age));
+        out.sort_by_key(|p| std::cmp::Reverse(p.age));
         out
     }
 

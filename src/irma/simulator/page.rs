@@ -64,7 +64,7 @@ output {{ display: block; margin-top: .5rem; }}
 <h1>IRMA simulator</h1>
 <p>Each form below is a session waiting for the Yivi app. Edit values, then <em>Scan and disclose</em> does what the
 app would do; the answer shows the <code>tel:</code> link the app would dial. Empty a field to leave it out.
-<a href="{base_path}/">Refresh</a></p>
+<a href="{refresh}">Refresh</a></p>
 {sessions}
 <script>
 for (const form of document.querySelectorAll('form.session')) {{
@@ -95,7 +95,11 @@ for (const form of document.querySelectorAll('form.session')) {{
         base_js = serde_json::to_string(&base_path)
             .unwrap_or_default()
             .replace('<', "\\u003c"),
-        base_path = escape(&base_path),
+        refresh = if base_path.is_empty() {
+            "/".to_owned()
+        } else {
+            escape(&base_path)
+        },
     )
 }
 
