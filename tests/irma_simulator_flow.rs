@@ -460,3 +460,72 @@ async fn every_response_says_it_is_not_an_irma_server() {
     let r = s.http.get(&s.base).send().await.unwrap();
     assert_eq!(r.status(), 404, "no demo page unless asked for");
 }
+
+/// Collects everything logged, for the test below.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn trace_log_holds_no_attribute_values_codes_or_tokens() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime is single-threaded, so the server and client tasks log through this default.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = Sim::start(|c| c.sse = false).await;
+    let c = s.authed();
+    let tenant = Tenant::demo();
+    let started = c
+        .start_disclosure(&tenant.disclosure, RETURN_URL)
+        .await
+        .unwrap();
+    s.app(&started, json!({"attributes": {}})).await;
+    assert_eq!(
+        c.wait_terminal(&started.token, soon()).await.unwrap(),
+        SessionStatus::Done
+    );
+    let verified = accept_result(&tenant, &c.result(&started.token).await.unwrap()).unwrap();
+    tracing::debug!(?started, ?verified, "flow done");
+    // Failures log too: a dead server and an unknown session.
+    let _ = c
+        .result(&veilig_bellen::irma::RequestorToken::new("nope"))
+        .await;
+    let dead = IrmaClient::new(IrmaServerConfig {
+        url: "http://127.0.0.1:9".into(),
+        auth: IrmaAuth::None,
+        request_timeout: Duration::from_millis(500),
+        retries: 1,
+    })
+    .unwrap();
+    let _ = dead.status(&started.token).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("flow done"), "the capture works: {text}");
+    for secret in [
+        "999993653",
+        "Jan de Vries",
+        "12345678",
+        started.token.expose(),
+        TOKEN,
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} leaked into the log:\n{text}"
+        );
+    }
+}

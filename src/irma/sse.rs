@@ -118,6 +118,21 @@ mod tests {
         assert_eq!(got, vec!["a\nb".to_owned(), String::new()]);
     }
 
+    proptest::proptest! {
+        /// Any bytes: no panic, and where the stream is cut makes no difference.
+        #[test]
+        fn arbitrary_bytes_parse_the_same_however_split(bytes: Vec<u8>, cut: usize) {
+            let whole = SseParser::new().push(&bytes);
+            let cut = cut % (bytes.len() + 1);
+            let mut p = SseParser::new();
+            let split = p.push(&bytes[..cut]).and_then(|mut a| {
+                a.extend(p.push(&bytes[cut..])?);
+                Ok(a)
+            });
+            proptest::prop_assert_eq!(whole, split);
+        }
+    }
+
     #[test]
     fn endless_line_is_refused() {
         let mut p = SseParser::new();
