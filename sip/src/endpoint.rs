@@ -35,7 +35,7 @@ use bytes::Bytes;
 
 use crate::message::validate::{self, Inbound, Policy};
 use crate::message::{
-    CSeq, HeaderName, Method, Request, Response, StatusCode, TransactionKey, Via, MAGIC_COOKIE,
+    CSeq, HeaderName, Method, Request, Response, StatusCode, TransactionKey, Uri, Via, MAGIC_COOKIE,
 };
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, ServerInvite, ServerNonInvite, TimerConfig,
@@ -88,7 +88,8 @@ pub struct Transmit {
 pub struct Local {
     pub transport: Transport,
     pub addr: SocketAddr,
-    /// Host (name or IP) for Via/Contact; `None` writes `addr`'s IP.
+    /// Host (name or IP) for Via/Contact; `None` writes `addr`'s IP (so give a concrete address,
+    /// not `0.0.0.0`, or set this).
     pub advertise: Option<String>,
 }
 
@@ -510,6 +511,28 @@ impl Endpoint {
             entry.cancel = CancelState::Pending;
         }
         Ok(())
+    }
+
+    /// Our Contact URI for requests to (or dialogs with) `target`: `sip:user@host:port`, with
+    /// `;transport=tcp|tls` for reliable transports, from the local address a request to `target`
+    /// would leave from.
+    pub fn contact_uri(&self, user: Option<&str>, target: Target) -> Result<Uri, EndpointError> {
+        let local = self.pick_local(target)?;
+        let host = local
+            .advertise
+            .clone()
+            .unwrap_or_else(|| host_text(local.addr.ip()));
+        let uri = Uri::sip(user, &host, Some(local.addr.port()))
+            .map_err(|_| EndpointError::BadRequest(HeaderName::Contact))?;
+        match local.transport {
+            Transport::Udp => Ok(uri),
+            Transport::Tcp => uri
+                .with_param("transport", Some("tcp"))
+                .map_err(|_| EndpointError::BadRequest(HeaderName::Contact)),
+            Transport::Tls => uri
+                .with_param("transport", Some("tls"))
+                .map_err(|_| EndpointError::BadRequest(HeaderName::Contact)),
+        }
     }
 
     /// A fresh tag for From/To (§19.3), unique per endpoint seed.
@@ -1397,6 +1420,32 @@ mod tests {
         );
         assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 482"));
         assert_eq!(ep.poll_event(), None);
+    }
+
+    #[test]
+    fn contact_uri_follows_the_local_address_and_transport() {
+        let mut ep = endpoint();
+        ep.add_local(Local {
+            transport: Transport::Tcp,
+            addr: addr("[::1]:5070"),
+            advertise: None,
+        });
+        let udp = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        let tcp6 = Target {
+            transport: Transport::Tcp,
+            addr: addr("[::1]:40000"),
+        };
+        assert_eq!(
+            ep.contact_uri(Some("vb"), udp).unwrap().as_str(),
+            "sip:vb@127.0.0.1:5060"
+        );
+        assert_eq!(
+            ep.contact_uri(None, tcp6).unwrap().as_str(),
+            "sip:[::1]:5070;transport=tcp"
+        );
     }
 
     #[test]
