@@ -452,6 +452,59 @@ async fn status_events_are_followed_without_polling() {
 }
 
 #[tokio::test]
+async fn a_silent_event_stream_is_backed_by_status_checks() {
+    // The stream says INITIALIZED and then nothing, forever; the session meanwhile finishes.
+    let polls = counter();
+    let p = polls.clone();
+    let router = Router::new()
+        .route(
+            "/session/{t}/statusevents",
+            get(|| async {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(
+                        b"data: \"INITIALIZED\"\n\n",
+                    ))
+                });
+                let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(
+                    first,
+                    futures_util::stream::pending(),
+                ));
+                ([(header::CONTENT_TYPE, "text/event-stream")], body)
+            }),
+        )
+        .route(
+            "/session/{t}/status",
+            get(move || {
+                let n = p.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    json(
+                        StatusCode::OK,
+                        if n < 2 { "\"INITIALIZED\"" } else { "\"DONE\"" }.into(),
+                    )
+                }
+            }),
+        );
+    let c = client(
+        &serve(router).await,
+        IrmaAuth::None,
+        Duration::from_millis(300),
+        0,
+    );
+    let got = c
+        .wait_terminal(
+            &RequestorToken::new("tok"),
+            Instant::now() + Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(got.unwrap(), SessionStatus::Done);
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        3,
+        "before, after subscribing, and one check of the quiet stream"
+    );
+}
+
+#[tokio::test]
 async fn at_the_deadline_the_last_status_is_returned() {
     let router = Router::new()
         .route(

@@ -353,11 +353,25 @@ impl IrmaClient {
             Err(_) => {}
         }
         let mut parser = SseParser::new();
+        // A stream can die silently (a proxy keeps the socket, the server restarted): check the
+        // status whenever the stream has been quiet for three request timeouts.
+        let quiet = (self.inner.timeout * 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
         loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(map_reqwest(e)),
+            let chunk = tokio::select! {
+                chunk = response.chunk() => match chunk {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(map_reqwest(e)),
+                },
+                _ = tokio::time::sleep(quiet) => {
+                    match self.status(token).await {
+                        Ok(s) if s.is_terminal() => return Ok(Some(s)),
+                        Ok(s) => *last = Some(s),
+                        Err(IrmaError::SessionUnknown) => return Err(IrmaError::SessionUnknown),
+                        Err(e) => tracing::debug!("IRMA status check beside the event stream failed: {e}"),
+                    }
+                    continue;
+                }
             };
             let events = parser
                 .push(&chunk)

@@ -8,7 +8,8 @@
 //!    for yivi-frontend. `augmentReturnUrl` is never set: irmago would append the token to the URL.
 //! 2. [`IrmaClient::wait_terminal`] follows `GET /session/{token}/statusevents` (server-sent events,
 //!    each `data:` a JSON-quoted status) and falls back to polling `GET /session/{token}/status` every
-//!    second, until DONE, CANCELLED, TIMEOUT or the caller's deadline.
+//!    second, until DONE, CANCELLED, TIMEOUT or the caller's deadline. A quiet stream is backed by a
+//!    status check every three request timeouts (1–30 s), so a silently dead stream costs little.
 //! 3. On DONE, fetch [`IrmaClient::result`] at once: irmago forgets results 5 minutes after the end.
 //! 4. [`accept_result`] is the only way to [`VerifiedAttribute`]s: status DONE, proofStatus VALID,
 //!    every requested disjunction satisfied, every disclosed id on the tenant's allow-list.
