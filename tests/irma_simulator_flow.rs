@@ -529,3 +529,43 @@ async fn trace_log_holds_no_attribute_values_codes_or_tokens() {
         );
     }
 }
+
+#[tokio::test]
+async fn signed_jwt_requests_are_verified_by_the_simulator() {
+    let key = b"shared-hmac-key".to_vec();
+    let s = Sim::start(|c| {
+        c.requestor_token = None;
+        c.requestor_hs256 = Some(("veilig-bellen".into(), key.clone()));
+    })
+    .await;
+    let tenant = Tenant::demo();
+    let signed = s.client(IrmaAuth::Hs256 {
+        issuer: "veilig-bellen".into(),
+        key: key.clone(),
+    });
+    let started = signed
+        .start_disclosure(&tenant.disclosure, RETURN_URL)
+        .await
+        .unwrap();
+    let (_, answer) = s.app(&started, json!({"attributes": {}})).await;
+    assert_eq!(answer["clientReturnUrl"], RETURN_URL);
+    assert!(accept_result(&tenant, &signed.result(&started.token).await.unwrap()).is_ok());
+
+    let wrong_key = s.client(IrmaAuth::Hs256 {
+        issuer: "veilig-bellen".into(),
+        key: b"guess".to_vec(),
+    });
+    let wrong_issuer = s.client(IrmaAuth::Hs256 {
+        issuer: "someone".into(),
+        key,
+    });
+    for c in [wrong_key, wrong_issuer, s.client(IrmaAuth::None)] {
+        match c.start_disclosure(&tenant.disclosure, RETURN_URL).await {
+            Err(IrmaError::Server {
+                status: 400, error, ..
+            }) => assert_eq!(error, "INVALID_REQUEST"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(s.sim.pending().is_empty());
+}

@@ -26,6 +26,8 @@ use crate::tenant::Condiscon;
 
 /// Largest request body the simulator reads.
 const MAX_BODY: usize = 64 * 1024;
+/// Oldest signed request accepted, seconds (irmago `max_request_age` default).
+const MAX_REQUEST_AGE: u64 = 300;
 
 /// The simulator as a router, meant to be nested at `/irma-sim` (its `public_url` must match):
 /// `Router::new().nest("/irma-sim", simulator_router(sim))`. The demo page is then at `/irma-sim`
@@ -161,45 +163,8 @@ async fn demo_page(State(sim): State<Simulator>) -> Reply {
 /// `Authorization` is 403 UNAUTHORIZED; a request no authenticator applies to (no header, or a
 /// `text/plain` JWT, which the simulator does not verify) is 400 INVALID_REQUEST.
 async fn start_session(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Reply {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let authorization = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/json") && !content_type.starts_with("text/plain") {
-        return Err(IrmaErr::new(
-            400,
-            "INVALID_REQUEST",
-            "Invalid HTTP request",
-            format!("Unsupported Content-Type: {content_type}"),
-        ));
-    }
-    let json = content_type.starts_with("application/json");
-    match &sim.config().requestor_token {
-        Some(expected) if json && !authorization.is_empty() => {
-            if authorization != expected {
-                return Err(IrmaErr::new(
-                    403,
-                    "UNAUTHORIZED",
-                    "You are not authorized to issue or verify this attribute",
-                    "",
-                ));
-            }
-        }
-        None if json => {}
-        _ => {
-            return Err(IrmaErr::new(
-                400,
-                "INVALID_REQUEST",
-                "Invalid HTTP request",
-                "request could not be authenticated",
-            ))
-        }
-    }
-    let (disclose, client_return_url, augment) = parse_session_request(&body)?;
+    let request = authenticate(&sim, &headers, &body)?;
+    let (disclose, client_return_url, augment) = parse_session_request(&request)?;
     let new = sim.start(disclose, client_return_url, augment)?;
     let u = format!(
         "{}/irma/session/{}",
@@ -218,15 +183,135 @@ async fn start_session(State(sim): State<Simulator>, headers: HeaderMap, body: B
     .into_response())
 }
 
+/// Requestor authentication as irmago's authenticators do it (`server/requestorserver/auth.go`):
+/// `application/json` with the pre-shared token in `Authorization` (wrong token: 403 UNAUTHORIZED),
+/// or `application/json` without one under `no_auth`, or a `text/plain` HS256 JWT signed with the
+/// configured requestor key. A request no authenticator applies to is 400 INVALID_REQUEST. Returns
+/// the session request as JSON.
+fn authenticate(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, IrmaErr> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (content_type, authorization) = (header(CONTENT_TYPE), header(AUTHORIZATION));
+    let unauthenticated = || {
+        IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            "request could not be authenticated",
+        )
+    };
+    let unauthorized = |m: &str| {
+        IrmaErr::new(
+            403,
+            "UNAUTHORIZED",
+            "You are not authorized to issue or verify this attribute",
+            m,
+        )
+    };
+    let config = sim.config();
+    if content_type.starts_with("application/json") {
+        match &config.requestor_token {
+            Some(expected) if !authorization.is_empty() => {
+                if authorization != expected {
+                    return Err(unauthorized(""));
+                }
+            }
+            None if config.requestor_hs256.is_none() => {}
+            _ => return Err(unauthenticated()),
+        }
+        return serde_json::from_slice(body).map_err(|_| {
+            IrmaErr::new(
+                400,
+                "INVALID_REQUEST",
+                "Invalid HTTP request",
+                "Failed to JSON unmarshal request bytes",
+            )
+        });
+    }
+    if !content_type.starts_with("text/plain") {
+        return Err(IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            format!("Unsupported Content-Type: {content_type}"),
+        ));
+    }
+    let Some((issuer, key)) = &config.requestor_hs256 else {
+        return Err(unauthenticated());
+    };
+    #[derive(Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        iat: u64,
+        sprequest: serde_json::Value,
+    }
+    let jwt = std::str::from_utf8(body)
+        .map_err(|_| unauthenticated())?
+        .trim();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let claims = jsonwebtoken::decode::<Claims>(
+        jwt,
+        &jsonwebtoken::DecodingKey::from_secret(key),
+        &validation,
+    )
+    .map_err(|e| {
+        IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            e.to_string(),
+        )
+    })?
+    .claims;
+    if &claims.iss != issuer {
+        return Err(IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            "Unknown requestor",
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if claims.iat > now + 60 {
+        return Err(unauthorized("jwt not yet valid"));
+    }
+    if now.saturating_sub(claims.iat) > MAX_REQUEST_AGE {
+        return Err(unauthorized("jwt too old"));
+    }
+    if claims.sub != "verification_request" {
+        return Err(IrmaErr::new(
+            400,
+            "INVALID_REQUEST",
+            "Invalid HTTP request",
+            "the simulator only does disclosure sessions",
+        ));
+    }
+    Ok(claims.sprequest)
+}
+
 /// Parses a disclosure request, bare or wrapped as `{"request": {...}}` (irmago
 /// `ServiceProviderRequest`). Attribute requests may be strings or `{"type": ...}` objects.
-fn parse_session_request(body: &[u8]) -> Result<(Condiscon, Option<String>, bool), SimError> {
+fn parse_session_request(
+    value: &serde_json::Value,
+) -> Result<(Condiscon, Option<String>, bool), SimError> {
     let bad = |m: &str| SimError::InvalidRequest(m.to_owned());
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| bad("Failed to JSON unmarshal request bytes"))?;
     let request = match value.get("request") {
         Some(inner) if value.get("@context").is_none() => inner,
-        _ => &value,
+        _ => value,
     };
     if request.get("@context").and_then(|c| c.as_str()) != Some(DISCLOSURE_CONTEXT) {
         return Err(bad(

@@ -38,14 +38,17 @@ pub const SIMULATOR_HEADER: (&str, &str) = (
 const MAX_SESSIONS: usize = 10_000;
 
 /// How the simulator is reached and how strict it is.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimulatorConfig {
     /// Public base URL of the nested router, e.g. `http://127.0.0.1:8080/irma-sim`; session pointers
     /// (`u`) are built from it.
     pub public_url: String,
     /// Requestor token `POST /session` demands in `Authorization` (irmago "token" requestor auth);
-    /// `None` behaves like irmago's `no_auth`.
+    /// without it (and without `requestor_hs256`) it behaves like irmago's `no_auth`.
     pub requestor_token: Option<String>,
+    /// `(issuer, key)` of a requestor allowed to post HS256-signed JWT session requests
+    /// (irmago "hmac" requestor auth). With neither this nor a token, no authentication is asked.
+    pub requestor_hs256: Option<(String, Vec<u8>)>,
     /// Serve the demo page at `GET /` where a person picks attributes and "scans".
     pub demo_page: bool,
     /// A session not finished within this time of its last activity becomes TIMEOUT (irmago 5 min).
@@ -57,11 +60,35 @@ pub struct SimulatorConfig {
     pub sse: bool,
 }
 
+impl std::fmt::Debug for SimulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorConfig")
+            .field("public_url", &self.public_url)
+            .field(
+                "requestor_token",
+                &self.requestor_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "requestor_hs256",
+                &self
+                    .requestor_hs256
+                    .as_ref()
+                    .map(|(iss, _)| (iss, "[redacted]")),
+            )
+            .field("demo_page", &self.demo_page)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("result_lifetime", &self.result_lifetime)
+            .field("sse", &self.sse)
+            .finish()
+    }
+}
+
 impl SimulatorConfig {
     pub fn new(public_url: impl Into<String>) -> Self {
         SimulatorConfig {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
             requestor_token: None,
+            requestor_hs256: None,
             demo_page: false,
             session_lifetime: Duration::from_secs(5 * 60),
             result_lifetime: Duration::from_secs(5 * 60),
