@@ -197,8 +197,13 @@ pub struct SessionResult {
         skip_serializing_if = "Option::is_none"
     )]
     pub proof_status: Option<ProofStatus>,
-    /// One inner list per disjunction of the request (extra attributes after those).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// One inner list per disjunction of the request (extra attributes after those). Go marshals a
+    /// nil list as `null`; those arrive here as empty lists.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "nullable_lists"
+    )]
     pub disclosed: Vec<Vec<DisclosedAttribute>>,
     /// Set when the session failed at the server (irmago `irma.RemoteError`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,6 +235,18 @@ pub(crate) struct DisclosureRequest<'a> {
     pub disclose: &'a Condiscon,
     #[serde(rename = "clientReturnUrl")]
     pub client_return_url: &'a str,
+}
+
+/// `disclosed` as Go writes it: `null`, or lists that may be `null` or hold `null` entries.
+fn nullable_lists<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Vec<DisclosedAttribute>>, D::Error> {
+    let lists: Option<Vec<Option<Vec<Option<DisclosedAttribute>>>>> = Option::deserialize(d)?;
+    Ok(lists
+        .unwrap_or_default()
+        .into_iter()
+        .map(|list| list.unwrap_or_default().into_iter().flatten().collect())
+        .collect())
 }
 
 /// Serde for [`Pii`] fields: the wire carries the plain value.
@@ -289,6 +306,23 @@ mod tests {
         assert!(!dbg.contains("999993653"), "{dbg}");
         assert!(!dbg.contains("KzxuWKwL5KGLKr4uerws"), "{dbg}");
         assert!(dbg.contains("irma-demo.gemeente.personalData.bsn"));
+    }
+
+    #[test]
+    fn go_nil_lists_in_disclosed_read_as_empty() {
+        let r: SessionResult = serde_json::from_str(
+            r#"{"token":"t","status":"DONE","type":"disclosing","proofStatus":"MISSING_ATTRIBUTES",
+            "disclosed":[null,[null,{"rawvalue":null,"id":"a.b.c.d","status":"NULL"}]]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.disclosed.len(), 2);
+        assert!(r.disclosed[0].is_empty());
+        assert_eq!(r.disclosed[1].len(), 1);
+        let r: SessionResult = serde_json::from_str(
+            r#"{"token":"t","status":"CANCELLED","type":"disclosing","disclosed":null}"#,
+        )
+        .unwrap();
+        assert!(r.disclosed.is_empty());
     }
 
     #[test]
