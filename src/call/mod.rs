@@ -5,7 +5,9 @@
 
 pub mod collect;
 pub mod machine;
+pub mod manager;
 pub mod registry;
+pub mod task;
 
 use serde::Serialize;
 use std::fmt;

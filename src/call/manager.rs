@@ -1,0 +1,284 @@
+//! The call manager: takes the SIP driver's events, starts one [`task`](super::task) per trunk call
+//! and routes every later message to the call it belongs to.
+//!
+//! Routing, without races:
+//! - a new INVITE (no To tag) becomes a call here, and its Call-ID and INVITE server transaction are
+//!   registered before anything else is read, so a fast BYE or CANCEL finds the call;
+//! - requests and responses of the agent legs carry Call-IDs we made (`vb-<call>-<n>@…`), so they find
+//!   their call from the Call-ID alone, even a 200 OK that overtakes the task's bookkeeping;
+//! - transaction timeouts carry only a transaction id: call tasks record their client transactions in
+//!   [`Routes::client_txs`] before such a timeout can fire (Timer B/F is 32 s).
+//!
+//! Capacity: more than [`CallFlowConfig::max_calls`] live calls → `503 Service Unavailable` with
+//! `Retry-After`.
+
+use super::machine::CallConfig;
+use super::registry::Registry;
+use super::task::{self, CallTaskContext, CallInput};
+use super::CallId;
+use crate::links::LinkService;
+use crate::sip_driver::{self, BoundAddrs, SipEvent, SipHandle};
+use crate::tenant::Tenants;
+use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
+use sip::message::{HeaderName, Method, Request, Scheme};
+use sip::ports::SharedPortPool;
+use sip::sdp::MediaPreferences;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What the caller hears while waiting for an agent.
+#[derive(Clone, Debug)]
+pub enum Comfort {
+    /// Dutch ringback: 425 Hz, 1 s on, 4 s off.
+    Ringback,
+    /// A looped 8 kHz mono prompt (linear samples).
+    Prompt(Arc<[i16]>),
+}
+
+/// Settings of the call flow.
+#[derive(Clone, Debug)]
+pub struct CallFlowConfig {
+    pub call: CallConfig,
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Address written into our SDP; defaults to the IP of the SIP listener the INVITE came in on.
+    pub media_ip: Option<IpAddr>,
+    pub max_calls: usize,
+    /// Seconds in the `Retry-After` of a 503 when we are full.
+    pub retry_after: u32,
+    pub media: MediaPreferences,
+    pub comfort: Comfort,
+    /// No RTP from the caller for this long ends the call (dead trunk, lost BYE).
+    pub media_timeout: std::time::Duration,
+}
+
+impl Default for CallFlowConfig {
+    fn default() -> Self {
+        CallFlowConfig {
+            call: CallConfig::default(),
+            rtp_ports: 20000..=29999,
+            media_ip: None,
+            max_calls: 2500,
+            retry_after: 30,
+            media: MediaPreferences::default(),
+            comfort: Comfort::Ringback,
+            media_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the manager needs from the rest of the server.
+#[derive(Clone)]
+pub struct CallContext {
+    pub config: CallFlowConfig,
+    pub registry: Arc<Registry>,
+    pub links: LinkService,
+    pub tenants: Arc<Tenants>,
+    pub sip: SipHandle,
+    pub sip_local: BoundAddrs,
+}
+
+/// Where messages go. Shared with the call tasks (they add client transactions).
+#[derive(Default)]
+pub struct Routes {
+    /// Trunk Call-ID → call.
+    trunk_calls: HashMap<String, CallId>,
+    /// Trunk INVITE server transaction → call (CANCEL, timer H).
+    server_txs: HashMap<ServerTxId, CallId>,
+    /// Client transactions of call tasks → call (timeouts, transport errors).
+    pub client_txs: HashMap<ClientTxId, CallId>,
+    calls: HashMap<CallId, mpsc::UnboundedSender<CallInput>>,
+}
+
+/// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.
+pub const AGENT_CALL_ID_PREFIX: &str = "vb-";
+
+/// Which call an agent-leg Call-ID belongs to.
+pub fn call_of_agent_call_id(call_id: &str) -> Option<CallId> {
+    let rest = call_id.strip_prefix(AGENT_CALL_ID_PREFIX)?;
+    let (id, _) = rest.split_once('-')?;
+    id.parse().ok().map(CallId)
+}
+
+/// Starts the manager task.
+pub fn spawn(ctx: CallContext, events: mpsc::Receiver<SipEvent>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(ctx, events))
+}
+
+async fn run(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
+    let ports = match SharedPortPool::new(*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("RTP port range {:?} is unusable: {e}; calls will be refused", ctx.config.rtp_ports);
+            return refuse_all(ctx, events).await;
+        }
+    };
+    let routes = Arc::new(Mutex::new(Routes::default()));
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
+    let task_ctx = Arc::new(CallTaskContext {
+        flow: ctx.config.clone(),
+        registry: ctx.registry.clone(),
+        links: ctx.links.clone(),
+        tenants: ctx.tenants.clone(),
+        sip: ctx.sip.clone(),
+        ports,
+        routes: routes.clone(),
+        ended: ended_tx,
+    });
+    let mut next_id: u64 = 1;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let SipEvent::Endpoint(event) = event else { continue };
+                dispatch(&task_ctx, &routes, &mut next_id, event).await;
+            }
+            Some(id) = ended_rx.recv() => {
+                let mut r = lock(&routes);
+                r.calls.remove(&id);
+                r.trunk_calls.retain(|_, c| *c != id);
+                r.server_txs.retain(|_, c| *c != id);
+                r.client_txs.retain(|_, c| *c != id);
+            }
+        }
+    }
+}
+
+async fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, next_id: &mut u64, event: Event) {
+    let target = {
+        let r = lock(routes);
+        match &event {
+            Event::Request { request, .. } | Event::Ack { request, .. } => {
+                route_by_call_id(&r, call_id_of(&request.headers))
+            }
+            Event::Response { response, .. } => route_by_call_id(&r, call_id_of(&response.headers)),
+            Event::Cancelled { id, .. } => r.server_txs.get(id).copied(),
+            Event::Timeout { id } | Event::TransportError { id } => match id {
+                TxId::Server(s) => r.server_txs.get(s).copied(),
+                TxId::Client(c) => r.client_txs.get(c).copied(),
+            },
+        }
+        .and_then(|id| r.calls.get(&id).cloned())
+    };
+    if let Some(call) = target {
+        let _ = call.send(CallInput::Sip(event));
+        return;
+    }
+    match event {
+        Event::Request { id, request, source } if request.method == Method::Invite && !has_to_tag(&request) => {
+            new_call(ctx, routes, next_id, id, request, source).await;
+        }
+        Event::Request { id, request, .. } if request.method != Method::Ack => {
+            // No call knows this dialog (it ended, or never existed): RFC 3261 §12.2.2.
+            let status = if request.method == Method::Options { 200 } else { 481 };
+            let _ = ctx.sip.respond(id, sip_driver::tu::finish_response(&request, status, None)).await;
+        }
+        _ => {}
+    }
+}
+
+async fn new_call(
+    ctx: &Arc<CallTaskContext>,
+    routes: &Arc<Mutex<Routes>>,
+    next_id: &mut u64,
+    tx: ServerTxId,
+    request: Request,
+    source: sip::endpoint::Source,
+) {
+    let live = lock(routes).calls.len();
+    if live >= ctx.flow.max_calls {
+        tracing::warn!(live, "at capacity: refusing a call with 503");
+        let mut resp = sip_driver::tu::finish_response(&request, 503, None);
+        resp.headers.push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
+        let _ = ctx.sip.respond(tx, resp).await;
+        return;
+    }
+    let called = called_number(&request);
+    let Some(tenant) = ctx.tenants.for_called(&called).cloned() else {
+        tracing::info!("no municipality answers the called number; 404");
+        let _ = ctx.sip.respond(tx, sip_driver::tu::finish_response(&request, 404, None)).await;
+        return;
+    };
+    let id = CallId(*next_id);
+    *next_id += 1;
+    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    {
+        let mut r = lock(routes);
+        if let Some(call_id) = call_id_of(&request.headers) {
+            r.trunk_calls.insert(call_id.to_owned(), id);
+        }
+        r.server_txs.insert(tx, id);
+        r.calls.insert(id, input_tx);
+    }
+    tokio::spawn(task::run(ctx.clone(), id, tenant, tx, request, source, input_rx));
+}
+
+/// The user part of the Request-URI (`sip:+31…@host`) or the number of a `tel:` URI.
+fn called_number(request: &Request) -> String {
+    match request.uri.scheme() {
+        Scheme::Tel => {
+            let opaque = request.uri.opaque();
+            opaque.split(';').next().unwrap_or(opaque).to_owned()
+        }
+        _ => request.uri.user().unwrap_or_default().to_owned(),
+    }
+}
+
+fn has_to_tag(request: &Request) -> bool {
+    request.headers.to().ok().is_some_and(|to| to.tag().is_some())
+}
+
+fn call_id_of(headers: &sip::message::Headers) -> Option<&str> {
+    headers.get(&HeaderName::CallId).map(|t| t.as_ref())
+}
+
+fn route_by_call_id(routes: &Routes, call_id: Option<&str>) -> Option<CallId> {
+    let call_id = call_id?;
+    routes.trunk_calls.get(call_id).copied().or_else(|| call_of_agent_call_id(call_id))
+}
+
+fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
+    // Critical sections only insert/remove map entries; a poisoned lock still holds consistent maps.
+    routes.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Without RTP ports we cannot take calls: answer every INVITE 503 and keep the SIP side polite.
+async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
+    while let Some(event) = events.recv().await {
+        if let SipEvent::Endpoint(Event::Request { id, request, .. }) = event {
+            if request.method == Method::Ack {
+                continue;
+            }
+            let status = if request.method == Method::Invite { 503 } else { 481 };
+            let _ = ctx.sip.respond(id, sip_driver::tu::finish_response(&request, status, None)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_call_ids_lead_back_to_their_call() {
+        assert_eq!(call_of_agent_call_id("vb-42-3@127.0.0.1"), Some(CallId(42)));
+        assert_eq!(call_of_agent_call_id("vb-x-3@h"), None);
+        assert_eq!(call_of_agent_call_id("a84b4c76e66710@pc33"), None);
+        assert_eq!(call_of_agent_call_id("vb-42"), None);
+    }
+
+    #[test]
+    fn the_called_number_comes_from_the_request_uri() {
+        let req = |uri: &str| {
+            let raw = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:x@y>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            Request::parse(raw.into_bytes()).unwrap()
+        };
+        assert_eq!(called_number(&req("sip:+31850000000@127.0.0.1")), "+31850000000");
+        assert_eq!(called_number(&req("tel:+31850000000;phone-context=example.com")), "+31850000000");
+    }
+}

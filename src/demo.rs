@@ -1,0 +1,114 @@
+//! `veilig-bellen demo`: the whole product on embedded defaults, for a first look and for tests.
+//!
+//! One tenant ("Gemeente Demodam") answers every called number; one agent `agent` registers a
+//! softphone with digest auth; the embedded IRMA simulator (not an IRMA server!) stands in for the
+//! municipality's IRMA server and the citizen's Yivi app. Secrets not given on the command line are
+//! generated and printed, because a person has to type them into a softphone.
+
+use crate::call::manager::CallFlowConfig;
+use crate::links::LinkConfig;
+use crate::pii::Pii;
+use crate::server::{self, IrmaBackend, ServerConfig};
+use crate::sip_driver::{Credentials, SipConfig};
+use crate::tenant::{Tenant, Tenants};
+use anyhow::Context;
+use clap::Args;
+use rand::RngExt;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// SIP address (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    pub sip: SocketAddr,
+    /// HTTP address (agents' API, public session API, widget, IRMA simulator).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Bearer token of the agents' API; random and printed when absent.
+    #[arg(long)]
+    pub api_token: Option<String>,
+    /// Password of SIP user `agent`; random and printed when absent.
+    #[arg(long)]
+    pub agent_password: Option<String>,
+    /// RTP port range, e.g. 20000-20999.
+    #[arg(long, value_parser = parse_port_range, default_value = "20000-29999")]
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Where the session database and key live; a fresh temporary directory when absent.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (low, high) = s.split_once('-').ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
+    let low: u16 = low.trim().parse().map_err(|_| format!("bad low port {low:?}"))?;
+    let high: u16 = high.trim().parse().map_err(|_| format!("bad high port {high:?}"))?;
+    if low == 0 || high < low.saturating_add(1) {
+        return Err(format!("the range {low}-{high} must hold at least one RTP/RTCP port pair"));
+    }
+    Ok(low..=high)
+}
+
+fn random_secret(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Builds the demo configuration from the arguments.
+pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, String) {
+    let api_token = args.api_token.clone().unwrap_or_else(|| random_secret(24));
+    let agent_password = args.agent_password.clone().unwrap_or_else(|| random_secret(12));
+    let tenant = Tenant::demo();
+    let mut sip = SipConfig::new(args.sip, "veilig-bellen");
+    sip.credentials = tenant
+        .agents
+        .values()
+        .map(|a| Credentials { username: a.sip_username.clone(), password: agent_password.clone() })
+        .collect();
+    let calls = CallFlowConfig { rtp_ports: args.rtp_ports.clone(), ..CallFlowConfig::default() };
+    let config = ServerConfig {
+        sip,
+        http: args.http,
+        api_token: Pii::new(api_token.clone()),
+        tenants: Tenants::new(vec![tenant]),
+        data_dir,
+        irma: IrmaBackend::Simulator,
+        links: LinkConfig::default(),
+        calls,
+        demo_pages: true,
+    };
+    (config, api_token, agent_password)
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let (data_dir, _temp) = match &args.data {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new().prefix("veilig-bellen-demo-").tempdir().context("creating a temporary data directory")?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let (config, api_token, agent_password) = config(&args, data_dir.clone());
+    let running = server::start(config).await?;
+    let http = running.http;
+    let sip_udp = running.sip.udp.first().copied().unwrap_or(args.sip);
+    println!("veilig-bellen demo is running (IRMA simulator: NOT a real IRMA server)");
+    println!();
+    println!("  SIP trunk and softphones   sip:{sip_udp} (UDP and TCP)");
+    println!("  agent softphone            user agent, password {agent_password}, realm veilig-bellen");
+    println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
+    println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
+    println!("  website button demo        http://{http}/button-demo");
+    println!("  IRMA simulator (scan page) {}/", running.irma_url);
+    println!("  data directory             {}", data_dir.display());
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    println!("stopping");
+    running.shutdown().await;
+    Ok(())
+}
