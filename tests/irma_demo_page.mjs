@@ -1,0 +1,50 @@
+// The IRMA simulator's demo page in a real browser (Debian's Chromium driven by playwright-core from
+// tests/browser/node_modules): a person finds the waiting session, changes a value and "scans"; the
+// page shows the tel: link the Yivi app would dial. Started by tests/irma_demo_page_in_chromium.rs.
+//
+//   node tests/irma_demo_page.mjs http://127.0.0.1:PORT/irma-sim <clientToken> <expected tel: URL>
+//
+// Environment: CHROMIUM (default /usr/bin/chromium). Exits 0 and prints "ok" when the scenario passes.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const require = createRequire(new URL('./browser/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const [base, clientToken, expected] = process.argv.slice(2);
+if (!base || !/^http:\/\/127\.0\.0\.1:\d+\/irma-sim$/.test(base) || !clientToken || !expected) {
+  console.error('usage: node irma_demo_page.mjs http://127.0.0.1:PORT/irma-sim CLIENT_TOKEN TEL_URL (loopback only)');
+  process.exit(2);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'vb-irma-sim-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-sync'],
+});
+try {
+  const page = await context.newPage();
+  const response = await page.goto(base);
+  assert.match(response.headers()['x-irma-simulator'], /NOT an IRMA server/);
+  assert.match(await page.locator('.banner').textContent(), /NOT an IRMA server/);
+
+  const form = page.locator(`form.session[data-client="${clientToken}"]`);
+  await form.waitFor({ timeout: 20_000 });
+  await form.locator('input[name="irma-demo.gemeente.personalData.fullname"]').fill('Piet Puk');
+  assert.equal(await form.locator('input[name="irma-demo.gemeente.personalData.bsn"]').inputValue(), '999993653');
+  await form.locator('button[name="scan"]').click();
+
+  const link = form.locator('output a');
+  await link.waitFor({ timeout: 20_000 });
+  assert.equal(await link.getAttribute('href'), expected);
+  assert.match(await form.locator('output').textContent(), /DONE \/ VALID/);
+  console.log('ok');
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

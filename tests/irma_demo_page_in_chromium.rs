@@ -1,0 +1,100 @@
+//! The IRMA simulator's demo page in headless Chromium: a person edits a value and "scans", the page
+//! shows the `tel:` link the Yivi app would dial, and the requestor gets exactly those values. The
+//! browser part is `tests/irma_demo_page.mjs` (playwright-core from `tests/browser/node_modules`,
+//! Debian's /usr/bin/chromium). Without node, Chromium or playwright-core the test prints why and
+//! passes, unless `CI` is set, where it fails.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::time::Instant;
+use veilig_bellen::irma::simulator::{simulator_router, Simulator, SimulatorConfig};
+use veilig_bellen::irma::{accept_result, IrmaAuth, IrmaClient, IrmaServerConfig, SessionStatus};
+use veilig_bellen::tenant::Tenant;
+
+const RETURN_URL: &str = "tel:+31850000000,12345678";
+
+fn missing_tool() -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node is not installed".into());
+    }
+    if !Path::new(&chromium).exists() {
+        return Some(format!("{chromium} is missing (apt-get install chromium)"));
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return Some("playwright-core is missing (npm ci --prefix tests/browser)".into());
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_scans_on_the_demo_page_and_the_requestor_gets_those_values() {
+    if let Some(why) = missing_tool() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test: {why}"
+        );
+        eprintln!("skipping the Chromium demo-page test: {why}");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/irma-sim", listener.local_addr().unwrap());
+    let mut config = SimulatorConfig::new(&base);
+    config.demo_page = true;
+    let app = Router::new().nest("/irma-sim", simulator_router(Simulator::new(config)));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = IrmaClient::new(IrmaServerConfig {
+        url: base.clone(),
+        auth: IrmaAuth::None,
+        request_timeout: Duration::from_secs(5),
+        retries: 1,
+    })
+    .unwrap();
+    let tenant = Tenant::demo();
+    let started = client
+        .start_disclosure(&tenant.disclosure, RETURN_URL)
+        .await
+        .unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irma_demo_page.mjs");
+    let mut node = tokio::process::Command::new("node");
+    node.arg(&script)
+        .arg(&base)
+        .arg(started.client_token().unwrap())
+        .arg(RETURN_URL)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), node.output())
+        .await
+        .expect("browser finished within 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("ok"),
+        "demo page scenario failed:\n{stdout}\n{stderr}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    assert_eq!(
+        client
+            .wait_terminal(&started.token, deadline)
+            .await
+            .unwrap(),
+        SessionStatus::Done
+    );
+    let verified = accept_result(&tenant, &client.result(&started.token).await.unwrap()).unwrap();
+    assert_eq!(
+        verified[0].value.expose().as_deref(),
+        Some("Piet Puk"),
+        "the value typed on the page"
+    );
+    assert_eq!(verified[1].value.expose().as_deref(), Some("999993653"));
+}
