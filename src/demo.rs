@@ -103,7 +103,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
     println!("  website button demo        http://{http}/button-demo");
-    println!("  IRMA simulator (scan page) {}/", running.irma_url);
+    println!("  IRMA simulator (scan page) {}", running.irma_url);
     println!("  data directory             {}", data_dir.display());
     println!();
     println!("Press Ctrl-C to stop.");
