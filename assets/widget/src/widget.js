@@ -11,7 +11,8 @@
 // call. The link code never reaches this page: only the Yivi app gets it, in the tel: return URL.
 //
 // Optional attributes: data-lang="nl|en" on the script (default: the page's <html lang>, else nl),
-// data-tenant on a button (overrides the script's).
+// data-debug on the script (yivi-frontend logs to the console), data-tenant on a button (overrides
+// the script's).
 
 import yivi from '@privacybydesign/yivi-frontend';
 
@@ -69,6 +70,7 @@ function start(button) {
   show(button, 'busy', text.busy);
 
   const popup = yivi.newPopup({
+    debugging: Boolean(script && script.hasAttribute('data-debug')),
     language: lang,
     session: {
       url: apiBase,
@@ -84,6 +86,10 @@ function start(button) {
         parseResponse: (r) => r.json(),
       },
     },
+    // Follow the IRMA session by polling its client API (every 500 ms). irmago serves status
+    // events only when started with --sse (off by default) and they rarely survive proxies;
+    // polling behaves the same everywhere.
+    state: { serverSentEvents: false },
   });
 
   popup
