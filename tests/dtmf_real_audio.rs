@@ -231,6 +231,9 @@ fn codes_survive_the_amr_nb_mobile_codec() {
     let low = amr_correct_codes(&dir, 0);
     let high = amr_correct_codes(&dir, 7);
     eprintln!("AMR-NB: {low}/50 codes fully correct at 4.75 kbit/s, {high}/50 at 12.2 kbit/s");
-    assert!(high >= 48, "12.2 kbit/s: {high}/50");
-    assert!(low >= 30, "4.75 kbit/s: {low}/50");
+    assert!(high >= 47, "12.2 kbit/s: {high}/50 (measured 49)");
+    assert!(
+        low >= 42,
+        "4.75 kbit/s: {low}/50 (measured 48; peers read 16–22)"
+    );
 }

@@ -12,9 +12,13 @@ use std::f64::consts::PI;
 /// Peak amplitude of a 0 dBm0 sine (ITU-T G.711: 3.14 dBm0 full scale).
 pub const DBM0_PEAK: f64 = 22_827.0;
 
+/// Full-scale sine level of G.711 in dBm0 (not π).
+#[allow(clippy::approx_constant)]
+pub const FULL_SCALE_DBM0: f64 = 3.14;
+
 /// Peak amplitude of a sine at `dbm0`.
 pub fn dbm0_amplitude(dbm0: f64) -> f64 {
-    32768.0 * 10f64.powf((dbm0 - 3.14) / 20.0)
+    32768.0 * 10f64.powf((dbm0 - FULL_SCALE_DBM0) / 20.0)
 }
 
 /// Mean power (mean square) of a sine at `dbm0`.

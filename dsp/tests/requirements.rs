@@ -6,7 +6,7 @@ use dsp::dtmf::{DtmfDetector, DtmfEvent};
 use dsp::testsig::{code, dbm0_power, Channel, Rng, Signal, Tone};
 
 /// Detected digits (from `Ended` events, which carry start and end).
-fn detect(pcm: &[i16]) -> Vec<(char, u64, u64)> {
+pub fn detect(pcm: &[i16]) -> Vec<(char, u64, u64)> {
     let mut d = DtmfDetector::new();
     let mut out = Vec::new();
     let mut started: Option<char> = None;
@@ -41,7 +41,7 @@ fn detect(pcm: &[i16]) -> Vec<(char, u64, u64)> {
     out
 }
 
-fn digits(pcm: &[i16]) -> String {
+pub fn digits(pcm: &[i16]) -> String {
     detect(pcm).iter().map(|d| d.0).collect()
 }
 
