@@ -256,6 +256,15 @@ impl Dialog {
         DialogId::for_uac(response).ok().flatten().as_ref() == Some(&self.id)
     }
 
+    /// Ends the dialog from outside its messages (the INVITE was cancelled — the endpoint sent the
+    /// 487 — or the owner gave up). Stops every dialog timer.
+    pub fn terminate(&mut self) {
+        self.state = DialogState::Terminated;
+        self.ack_wait = None;
+        self.session = None;
+        self.offer_retry_at = None;
+    }
+
     // ---- received requests -------------------------------------------------------------------
 
     /// An in-dialog request arrived (§12.2.2). `Err` holds the response to send instead of
@@ -942,6 +951,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status.as_u16(), 481);
         assert_eq!(d.bye().unwrap_err(), DialogError::Terminated);
+    }
+
+    #[test]
+    fn terminate_stops_all_timers() {
+        let (mut d, _, ok) = uas_dialog();
+        let now = Instant::now();
+        d.handle_sent_response(now, &ok);
+        assert!(d.poll_timeout().is_some());
+        d.terminate();
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.state(), DialogState::Terminated);
     }
 
     #[test]
