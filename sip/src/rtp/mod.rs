@@ -58,7 +58,8 @@ pub struct RtpConfig {
     pub initial_timestamp: u32,
     /// RTP clock rate of the audio codec and telephone-event (8000 for G.711).
     pub clock_rate: u32,
-    /// No RTP for this long while we expect to receive → [`RtpEvent::MediaTimeout`].
+    /// No RTP for this long while we expect to receive (our direction receives and the peer has not
+    /// put us on hold) → [`RtpEvent::MediaTimeout`].
     pub media_timeout: Duration,
     /// Consecutive packets from a new source needed to re-latch.
     pub relatch_packets: u32,
@@ -417,7 +418,8 @@ impl RtpSession {
     }
 
     fn media_deadline(&self) -> Option<Instant> {
-        (self.media.direction.receives() && !self.timeout_reported)
+        // On hold the peer may legitimately send nothing (RFC 3264 §8.4), so no timeout then.
+        (self.media.direction.receives() && !self.media.on_hold && !self.timeout_reported)
             .then(|| self.last_rx + self.config.media_timeout)
     }
 

@@ -409,6 +409,18 @@ fn no_media_timeout_while_the_peer_holds_us() {
     m.direction = Direction::SendOnly; // peer sent recvonly/ we only send (e.g. we hold them)
     let s = RtpSession::new(t0, m, RtpConfig::default());
     assert_eq!(s.poll_timeout(), None);
+    // RFC 2543 hold (c=0.0.0.0): we would receive, but the holder need not send anything.
+    let mut m = media(None);
+    m.direction = Direction::RecvOnly;
+    m.on_hold = true;
+    let mut s = RtpSession::new(t0, m, RtpConfig::default());
+    assert_eq!(s.poll_timeout(), None);
+    s.update_media(t0, media(None));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t0 + Duration::from_secs(30)),
+        "resumed"
+    );
 }
 
 #[test]
