@@ -72,7 +72,10 @@ async fn baresip_registers_and_shows_up_in_the_registrar() {
     );
     let b = &bindings[0];
     // baresip's Contact user is `agent-0x<instance>`; the AOR is what matters.
-    assert!(b.contact.uri.user().is_some_and(|u| u.starts_with(AGENT)), "{b:?}");
+    assert!(
+        b.contact.uri.user().is_some_and(|u| u.starts_with(AGENT)),
+        "{b:?}"
+    );
     assert_eq!(b.target.ip().to_string(), "127.0.0.1");
     assert_ne!(b.target, server.udp());
     assert!(b.remaining(std::time::Instant::now()) > 500, "{b:?}");

@@ -36,6 +36,9 @@ async fn options_ping_gets_200_with_capabilities_over_udp_and_tcp() {
         .map(|s| s.to_string())
         .collect();
         let (ok, out) = sipp(&args, Duration::from_secs(20)).await;
-        assert!(ok, "OPTIONS over {transport} not answered as expected:\n{out}");
+        assert!(
+            ok,
+            "OPTIONS over {transport} not answered as expected:\n{out}"
+        );
     }
 }

@@ -59,10 +59,24 @@ async fn wrong_passwords_get_401_then_the_source_is_blocked() {
          Content-Length: 0\r\n\r\n",
         srv = server.udp()
     );
-    let answer = udp_exchange(&sock, server.udp(), register.as_bytes(), Duration::from_millis(1500)).await;
-    assert_eq!(answer, None, "a blocked source must get no answer to REGISTER");
-    let answer = udp_exchange(&sock, server.udp(), options(me, "opt1").as_bytes(), Duration::from_secs(3))
-        .await
-        .expect("OPTIONS from a blocked source is still answered");
+    let answer = udp_exchange(
+        &sock,
+        server.udp(),
+        register.as_bytes(),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(
+        answer, None,
+        "a blocked source must get no answer to REGISTER"
+    );
+    let answer = udp_exchange(
+        &sock,
+        server.udp(),
+        options(me, "opt1").as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("OPTIONS from a blocked source is still answered");
     assert_eq!(status_of(&answer), Some(200), "{answer}");
 }

@@ -100,9 +100,10 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
     let call_id = format!("{:016x}@test", rand::random::<u64>());
     let aor = format!("<sip:{AGENT}@{us}>");
     let mut invite = Request::new(Method::Invite, binding.contact.uri.clone());
-    invite
-        .headers
-        .push(HeaderName::From, "<sip:veilig-bellen@127.0.0.1>;tag=caller1");
+    invite.headers.push(
+        HeaderName::From,
+        "<sip:veilig-bellen@127.0.0.1>;tag=caller1",
+    );
     invite.headers.push(HeaderName::To, aor.as_str());
     invite.headers.push(HeaderName::CallId, call_id.as_str());
     invite.headers.push(HeaderName::CSeq, "1 INVITE");
@@ -140,8 +141,10 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
         .ok_or("200 OK without Contact")?;
 
     let mut ack = Request::new(Method::Ack, remote_target.clone());
-    ack.headers
-        .push(HeaderName::From, "<sip:veilig-bellen@127.0.0.1>;tag=caller1");
+    ack.headers.push(
+        HeaderName::From,
+        "<sip:veilig-bellen@127.0.0.1>;tag=caller1",
+    );
     ack.headers.push(HeaderName::To, to.as_str());
     ack.headers.push(HeaderName::CallId, call_id.as_str());
     ack.headers.push(HeaderName::CSeq, "1 ACK");
@@ -153,8 +156,10 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     let mut bye = Request::new(Method::Bye, remote_target);
-    bye.headers
-        .push(HeaderName::From, "<sip:veilig-bellen@127.0.0.1>;tag=caller1");
+    bye.headers.push(
+        HeaderName::From,
+        "<sip:veilig-bellen@127.0.0.1>;tag=caller1",
+    );
     bye.headers.push(HeaderName::To, to.as_str());
     bye.headers.push(HeaderName::CallId, call_id.as_str());
     bye.headers.push(HeaderName::CSeq, "2 BYE");

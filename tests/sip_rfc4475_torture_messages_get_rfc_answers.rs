@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sip::auth::{authorize, Challenge};
+use sip::transaction::TimerConfig;
 use sip_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use sip::transaction::TimerConfig;
 use veilig_bellen::sip_driver::Credentials;
 
 /// Longer than every server transaction lives with the test's timers (64·T1 = 320 ms).
@@ -79,7 +79,9 @@ fn contact_after_auth(file: &str) -> Option<&'static str> {
     match file {
         "cparam01.dat" => Some("<sip:+19725552222@gw1.example.net>;unknownparam;expires=3600"),
         "cparam02.dat" => Some("<sip:+19725552222@gw1.example.net;unknownparam>;expires=3600"),
-        "regescrt.dat" => Some("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>;expires=3600"),
+        "regescrt.dat" => {
+            Some("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>;expires=3600")
+        }
         _ => None,
     }
 }
@@ -115,7 +117,10 @@ fn torture_messages_get_the_answers_rfc4475_asks_for() {
             .env(INNER, "1")
             .status()
             .unwrap();
-        assert!(status.success(), "the run inside the network namespace failed");
+        assert!(
+            status.success(),
+            "the run inside the network namespace failed"
+        );
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -167,7 +172,11 @@ async fn inside_namespace() {
                 tcp_exchange(server.tcp(), &msg).await
             } else {
                 let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                let wait = if expected(file, tcp) == [None] { 1000 } else { 3000 };
+                let wait = if expected(file, tcp) == [None] {
+                    1000
+                } else {
+                    3000
+                };
                 udp_exchange(&sock, server.udp(), &msg, Duration::from_millis(wait)).await
             };
             let code = got.as_deref().and_then(status_of);
@@ -175,28 +184,43 @@ async fn inside_namespace() {
             let transport = if tcp { "TCP" } else { "UDP" };
             println!("{transport} {file}: {code:?} (want one of {want:?})");
             if !want.contains(&code) {
-                failures.push(format!("{transport} {file}: got {code:?}, want one of {want:?}"));
+                failures.push(format!(
+                    "{transport} {file}: got {code:?}, want one of {want:?}"
+                ));
                 continue;
             }
             if let (Some(resp), Some(contact)) = (got.as_deref(), contact_after_auth(file)) {
                 if !tcp {
                     let ok = register_with_auth(&server, file, &msg, resp).await;
                     if !ok.lines().any(|l| l == format!("Contact: {contact}")) {
-                        failures.push(format!("{file}: after auth want Contact {contact}, got:\n{ok}"));
+                        failures.push(format!(
+                            "{file}: after auth want Contact {contact}, got:\n{ok}"
+                        ));
                     }
                 }
             }
         }
         let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let me = probe.local_addr().unwrap();
-        let answer = udp_exchange(&probe, server.udp(), options(me, "after").as_bytes(), Duration::from_secs(3)).await;
+        let answer = udp_exchange(
+            &probe,
+            server.udp(),
+            options(me, "after").as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
         assert_eq!(
             answer.as_deref().and_then(status_of),
             Some(200),
             "the server no longer answers OPTIONS after the torture messages"
         );
     }
-    assert!(failures.is_empty(), "{} wrong answers:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} wrong answers:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Sends over a fresh TCP connection; the first final response, or `None` if the server stays
@@ -230,7 +254,10 @@ fn top_via(msg: &[u8]) -> String {
         .lines()
         .find(|l| {
             let l = l.to_ascii_lowercase();
-            l.starts_with("via:") || l.starts_with("v:") || l.starts_with("via ") || l.starts_with("v ")
+            l.starts_with("via:")
+                || l.starts_with("v:")
+                || l.starts_with("via ")
+                || l.starts_with("v ")
         })
         .unwrap_or_default()
         .to_string()
@@ -242,7 +269,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Answers a 401 for torture REGISTER `msg` with credentials (new branch, CSeq + 1) over UDP and
 /// returns the final response text.
-async fn register_with_auth(server: &Server, file: &str, msg: &[u8], challenge_resp: &str) -> String {
+async fn register_with_auth(
+    server: &Server,
+    file: &str,
+    msg: &[u8],
+    challenge_resp: &str,
+) -> String {
     let ch = challenge_resp
         .lines()
         .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
@@ -255,7 +287,15 @@ async fn register_with_auth(server: &Server, file: &str, msg: &[u8], challenge_r
         .and_then(|t| t.split('@').next())
         .expect("torture REGISTER has To: sip:user@...")
         .to_string();
-    let auth = authorize(&ch, &user, PASSWORD, "REGISTER", "sip:example.com", "c0ffee", 1);
+    let auth = authorize(
+        &ch,
+        &user,
+        PASSWORD,
+        "REGISTER",
+        "sip:example.com",
+        "c0ffee",
+        1,
+    );
     let mut out = String::new();
     for line in text.split("\r\n") {
         let lower = line.to_ascii_lowercase();

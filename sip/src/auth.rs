@@ -207,7 +207,12 @@ impl Challenge {
 
 impl fmt::Display for Challenge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest realm={}, nonce=\"{}\"", quote(&self.realm), self.nonce)?;
+        write!(
+            f,
+            "Digest realm={}, nonce=\"{}\"",
+            quote(&self.realm),
+            self.nonce
+        )?;
         if let Some(o) = &self.opaque {
             write!(f, ", opaque={}", quote(o))?;
         }
@@ -266,7 +271,8 @@ impl DigestResponse {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<DigestResponse, AuthError> {
         let mut r = DigestResponse::default();
-        let (mut user, mut realm, mut nonce, mut uri, mut resp) = (false, false, false, false, false);
+        let (mut user, mut realm, mut nonce, mut uri, mut resp) =
+            (false, false, false, false, false);
         for (name, value) in params {
             let v = value.to_string();
             let n = name.to_ascii_lowercase();
@@ -402,16 +408,16 @@ impl Authenticator {
         }
         let now_ms = self.ms(now);
         let issued_ms = self.check_nonce(&creds.nonce).ok_or(AuthError::Stale)?;
-        if issued_ms > now_ms
-            || now_ms - issued_ms > duration_ms(self.config.nonce_lifetime)
-        {
+        if issued_ms > now_ms || now_ms - issued_ms > duration_ms(self.config.nonce_lifetime) {
             return Err(AuthError::Stale);
         }
 
         let realm = self.config.realm.as_str();
         let ha1 = secret.and_then(|s| s.ha1(algorithm, &creds.username, realm));
         // Hash even for an unknown user so the answer takes the same time.
-        let ha1_hex = ha1.clone().unwrap_or_else(|| algorithm.hex(&[&self.secret]));
+        let ha1_hex = ha1
+            .clone()
+            .unwrap_or_else(|| algorithm.hex(&[&self.secret]));
         let expected = response_hex(
             algorithm,
             &ha1_hex,
@@ -486,7 +492,10 @@ impl Authenticator {
         let issued = u64::from_str_radix(nonce.get(0..16)?, 16).ok()?;
         let counter = u64::from_str_radix(nonce.get(16..32)?, 16).ok()?;
         let expected = hex(&self.nonce_mac(issued, counter));
-        let ok: bool = expected.as_bytes().ct_eq(nonce.get(32..)?.as_bytes()).into();
+        let ok: bool = expected
+            .as_bytes()
+            .ct_eq(nonce.get(32..)?.as_bytes())
+            .into();
         ok.then_some(issued)
     }
 
@@ -623,9 +632,7 @@ fn parse_digest(value: &str) -> Result<Vec<(String, String)>, ParamError> {
         if rest.is_empty() {
             break;
         }
-        let name_end = rest
-            .find(|c: char| !is_token_char(c))
-            .unwrap_or(rest.len());
+        let name_end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
         if name_end == 0 {
             return Err(ParamError::Syntax("expected a parameter name"));
         }
@@ -700,7 +707,12 @@ mod tests {
     #[test]
     fn rfc2617_example_md5_qop_auth() {
         // RFC 2617 §3.5.
-        let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let r = response_hex(
             Algorithm::Md5,
             &ha1,
@@ -719,7 +731,10 @@ mod tests {
         let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
         for (alg, want) in [
-            (Algorithm::Sha256, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+            (
+                Algorithm::Sha256,
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
             (Algorithm::Md5, "8ca523f5e9506fed4657c9700eebdbec"),
         ] {
             let h = ha1(alg, "Mufasa", "http-auth@example.org", "Circle of Life");
@@ -735,7 +750,10 @@ mod tests {
         let ch = a.challenges(t, false);
         assert_eq!(ch.len(), 2);
         let first = ch[0].to_string();
-        assert!(first.starts_with("Digest realm=\"veilig-bellen\", nonce=\""), "{first}");
+        assert!(
+            first.starts_with("Digest realm=\"veilig-bellen\", nonce=\""),
+            "{first}"
+        );
         assert!(first.contains("algorithm=SHA-256"), "{first}");
         assert!(first.contains("qop=\"auth\""), "{first}");
         assert!(!first.contains("stale"), "{first}");
@@ -743,7 +761,10 @@ mod tests {
         assert_eq!(Challenge::parse(&first), Some(ch[0].clone()));
         let stale = a.challenges(t, true);
         assert!(stale[0].to_string().ends_with("stale=true"));
-        assert_ne!(stale[0].nonce, ch[0].nonce, "every challenge gets a fresh nonce");
+        assert_ne!(
+            stale[0].nonce, ch[0].nonce,
+            "every challenge gets a fresh nonce"
+        );
     }
 
     #[test]
@@ -753,7 +774,11 @@ mod tests {
         let secret = Secret::Password("geheim".into());
         for ch in a.challenges(t, false) {
             // The two challenges share one nonce, so each use needs a fresh nonce-count.
-            let nc = if ch.algorithm == Algorithm::Sha256 { 1 } else { 2 };
+            let nc = if ch.algorithm == Algorithm::Sha256 {
+                1
+            } else {
+                2
+            };
             let c = creds_for(&ch, "agent", "geheim", "REGISTER", "sip:127.0.0.1", nc);
             let v = a.verify(t, "REGISTER", "sip:127.0.0.1", &c, Some(&secret));
             assert_eq!(
@@ -791,7 +816,9 @@ mod tests {
         let secret = Secret::Password("right".into());
         let ch = a.challenges(t, false);
         let c = creds_for(&ch[0], "agent", "wrong", "REGISTER", "sip:x", 1);
-        let e = a.verify(t, "REGISTER", "sip:x", &c, Some(&secret)).unwrap_err();
+        let e = a
+            .verify(t, "REGISTER", "sip:x", &c, Some(&secret))
+            .unwrap_err();
         assert_eq!(e, AuthError::WrongCredentials);
         assert!(e.counts_as_failure() && !e.stale());
         let c = creds_for(&ch[0], "nobody", "right", "REGISTER", "sip:x", 1);
@@ -809,7 +836,10 @@ mod tests {
         let ch = a.challenges(t, false).remove(0);
         for nc in 1..=9 {
             let c = creds_for(&ch, "agent", "pw", "REGISTER", "sip:x", nc);
-            assert!(a.verify(t, "REGISTER", "sip:x", &c, Some(&s)).is_ok(), "nc {nc}");
+            assert!(
+                a.verify(t, "REGISTER", "sip:x", &c, Some(&s)).is_ok(),
+                "nc {nc}"
+            );
         }
         let c9 = creds_for(&ch, "agent", "pw", "REGISTER", "sip:x", 9);
         assert_eq!(c9.nc.as_deref(), Some("00000009"));

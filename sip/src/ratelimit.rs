@@ -122,8 +122,7 @@ impl FailureLimiter {
         if e.blocked(now) {
             return true;
         }
-        if now.saturating_duration_since(e.window_start) > cfg.window || e.blocked_until.is_some()
-        {
+        if now.saturating_duration_since(e.window_start) > cfg.window || e.blocked_until.is_some() {
             // The window (or an earlier block) is over: start counting afresh.
             e.window_start = now;
             e.failures = 0;
@@ -208,7 +207,10 @@ mod tests {
         assert!(!l.is_blocked(A, t + Duration::from_secs(1)));
         assert!(l.record_failure(A, t + Duration::from_secs(2)));
         assert!(l.is_blocked(A, t + Duration::from_secs(3)));
-        assert!(!l.is_blocked(B, t + Duration::from_secs(3)), "other sources unaffected");
+        assert!(
+            !l.is_blocked(B, t + Duration::from_secs(3)),
+            "other sources unaffected"
+        );
         assert!(l.is_blocked(A, t + Duration::from_secs(121)));
         assert!(!l.is_blocked(A, t + Duration::from_secs(123)));
         // After the block, one more failure does not re-block at once.
@@ -244,10 +246,19 @@ mod tests {
         let t = Instant::now();
         let mut l = FailureLimiter::new(cfg());
         for i in 1..=3u16 {
-            l.record_failure(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)), t);
+            l.record_failure(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)),
+                t,
+            );
         }
-        assert!(l.is_blocked(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 9, 9, 9, 9)), t));
-        assert!(!l.is_blocked(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1)), t));
+        assert!(l.is_blocked(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 9, 9, 9, 9)),
+            t
+        ));
+        assert!(!l.is_blocked(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1)),
+            t
+        ));
     }
 
     #[test]
@@ -261,6 +272,9 @@ mod tests {
             l.record_failure(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), t);
             assert!(l.len() <= 4);
         }
-        assert!(l.is_blocked(A, t), "an attacker cannot flush its own block with spoofed sources");
+        assert!(
+            l.is_blocked(A, t),
+            "an attacker cannot flush its own block with spoofed sources"
+        );
     }
 }

@@ -145,7 +145,9 @@ impl Binding {
     /// The Contact header value for a 200 OK: `<uri>;params;expires=N`.
     pub fn contact_value(&self, now: Instant) -> String {
         let mut c = self.contact.clone();
-        c.params = c.params.with("expires", Some(&self.remaining(now).to_string()));
+        c.params = c
+            .params
+            .with("expires", Some(&self.remaining(now).to_string()));
         c.to_string()
     }
 }
@@ -197,7 +199,9 @@ impl Registrar {
         let star = req.contacts.iter().any(|c| matches!(c, Contact::Star));
         if star {
             if req.contacts.len() != 1 {
-                return Err(RegisterError::BadRequest("'*' Contact mixed with other contacts"));
+                return Err(RegisterError::BadRequest(
+                    "'*' Contact mixed with other contacts",
+                ));
             }
             if req.expires != Some(0) {
                 return Err(RegisterError::BadRequest("'*' Contact requires Expires: 0"));
@@ -381,7 +385,10 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].remaining(t), 3600);
         assert_eq!(b[0].target, "192.0.2.7:40000".parse().unwrap());
-        assert_eq!(b[0].contact_value(t), "<sip:agent@10.0.0.5:5060>;expires=3600");
+        assert_eq!(
+            b[0].contact_value(t),
+            "<sip:agent@10.0.0.5:5060>;expires=3600"
+        );
         assert_eq!(r.lookup("agent", t).len(), 1);
         assert_eq!(
             r.poll_event(),
@@ -400,7 +407,11 @@ mod tests {
             .handle_register(
                 t,
                 &req(
-                    &["<sip:a@h1>;expires=120", "<sip:a@h2>;expires=99999", "<sip:a@h3>"],
+                    &[
+                        "<sip:a@h1>;expires=120",
+                        "<sip:a@h2>;expires=99999",
+                        "<sip:a@h3>",
+                    ],
                     Some(300),
                     "c1",
                     1,
@@ -417,7 +428,10 @@ mod tests {
         let t = Instant::now();
         let mut r = Registrar::new(RegistrarConfig::default());
         let e = r
-            .handle_register(t, &req(&["<sip:a@h1>", "<sip:a@h2>;expires=10"], None, "c", 1))
+            .handle_register(
+                t,
+                &req(&["<sip:a@h1>", "<sip:a@h2>;expires=10"], None, "c", 1),
+            )
             .unwrap_err();
         assert_eq!(e, RegisterError::IntervalTooBrief { min_expires: 60 });
         assert_eq!(e.status(), 423);
@@ -450,7 +464,9 @@ mod tests {
         let mut r = Registrar::new(RegistrarConfig::default());
         r.handle_register(t, &req(&["<sip:a@h1>", "<sip:a@h2>"], None, "c", 1))
             .unwrap();
-        let e = r.handle_register(t, &req(&["*"], None, "c", 2)).unwrap_err();
+        let e = r
+            .handle_register(t, &req(&["*"], None, "c", 2))
+            .unwrap_err();
         assert_eq!(e.status(), 400);
         let e = r
             .handle_register(t, &req(&["*", "<sip:a@h3>"], Some(0), "c", 2))
@@ -511,10 +527,18 @@ mod tests {
         let b = r
             .handle_register(
                 t,
-                &req(&["sip:+19725552222@gw1.example.net;unknownparam"], None, "c1", 1),
+                &req(
+                    &["sip:+19725552222@gw1.example.net;unknownparam"],
+                    None,
+                    "c1",
+                    1,
+                ),
             )
             .unwrap();
-        assert_eq!(b[0].contact.uri.as_str(), "sip:+19725552222@gw1.example.net");
+        assert_eq!(
+            b[0].contact.uri.as_str(),
+            "sip:+19725552222@gw1.example.net"
+        );
         assert!(b[0].contact.params.has("unknownparam"));
         assert_eq!(
             b[0].contact_value(t),
@@ -524,7 +548,12 @@ mod tests {
         let b = r
             .handle_register(
                 t,
-                &req(&["<sip:+19725552222@gw1.example.net;unknownparam>"], None, "c2", 1),
+                &req(
+                    &["<sip:+19725552222@gw1.example.net;unknownparam>"],
+                    None,
+                    "c2",
+                    1,
+                ),
             )
             .unwrap();
         assert_eq!(
@@ -535,7 +564,12 @@ mod tests {
         let b = r
             .handle_register(
                 t,
-                &req(&["<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"], None, "c3", 1),
+                &req(
+                    &["<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"],
+                    None,
+                    "c3",
+                    1,
+                ),
             )
             .unwrap();
         assert_eq!(
@@ -552,7 +586,10 @@ mod tests {
             ..RegistrarConfig::default()
         });
         let e = r
-            .handle_register(t, &req(&["<sip:a@h1>", "<sip:a@h2>", "<sip:a@h3>"], None, "c", 1))
+            .handle_register(
+                t,
+                &req(&["<sip:a@h1>", "<sip:a@h2>", "<sip:a@h3>"], None, "c", 1),
+            )
             .unwrap_err();
         assert_eq!(e, RegisterError::TooManyContacts);
         assert!(r.is_empty());
@@ -562,7 +599,8 @@ mod tests {
     fn aor_must_be_sip_with_user() {
         // RFC 4475 unksm2: `To: isbn:2983792873`.
         assert_eq!(
-            RegisterRequest::aor_of(&Uri::parse("isbn:2983792873").unwrap()).map_err(|e| e.status()),
+            RegisterRequest::aor_of(&Uri::parse("isbn:2983792873").unwrap())
+                .map_err(|e| e.status()),
             Err(400)
         );
         assert_eq!(

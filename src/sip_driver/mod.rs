@@ -42,8 +42,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip::auth::{Algorithm, DigestConfig};
 use sip::endpoint::{
-    ClientTxId, Endpoint, EndpointConfig, EndpointError, Event, Local, ServerTxId, Target,
-    Transmit,
+    ClientTxId, Endpoint, EndpointConfig, EndpointError, Event, Local, ServerTxId, Target, Transmit,
 };
 use sip::message::validate::Policy;
 use sip::message::{HeaderName, Method, Request, Response};
@@ -177,9 +176,21 @@ pub struct SipServer {
 }
 
 enum Command {
-    Respond(ServerTxId, Box<Response>, oneshot::Sender<Result<(), EndpointError>>),
-    SendRequest(Box<Request>, Target, oneshot::Sender<Result<ClientTxId, EndpointError>>),
-    SendAck(Box<Request>, Target, oneshot::Sender<Result<(), EndpointError>>),
+    Respond(
+        ServerTxId,
+        Box<Response>,
+        oneshot::Sender<Result<(), EndpointError>>,
+    ),
+    SendRequest(
+        Box<Request>,
+        Target,
+        oneshot::Sender<Result<ClientTxId, EndpointError>>,
+    ),
+    SendAck(
+        Box<Request>,
+        Target,
+        oneshot::Sender<Result<(), EndpointError>>,
+    ),
     Cancel(ClientTxId, oneshot::Sender<Result<(), EndpointError>>),
     Lookup(String, oneshot::Sender<Vec<Binding>>),
 }
@@ -255,11 +266,13 @@ pub async fn run(
     let mut locals = Vec::new();
 
     for &addr in &config.udp {
-        let sock = UdpSocket::bind(addr).await.map_err(|source| DriverError::Bind {
-            transport: Transport::Udp,
-            addr,
-            source,
-        })?;
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DriverError::Bind {
+                transport: Transport::Udp,
+                addr,
+                source,
+            })?;
         let bound = sock.local_addr().map_err(|source| DriverError::Bind {
             transport: Transport::Udp,
             addr,
@@ -283,7 +296,10 @@ pub async fn run(
         locals.push((Transport::Tcp, bound));
     }
     if !config.tls.is_empty() {
-        let files = config.tls_files.as_ref().ok_or(DriverError::TlsWithoutFiles)?;
+        let files = config
+            .tls_files
+            .as_ref()
+            .ok_or(DriverError::TlsWithoutFiles)?;
         let acceptor = tls::acceptor(files)?;
         for &addr in &config.tls {
             let listener = bind_tcp(addr, &[]).await?;

@@ -68,7 +68,10 @@ mod tests {
             cert_chain: "/nonexistent/cert.pem".into(),
             private_key: "/nonexistent/key.pem".into(),
         };
-        let e = acceptor(&cfg).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = acceptor(&cfg)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("/nonexistent/cert.pem"), "{e}");
     }
 

@@ -128,7 +128,9 @@ impl Streams {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let Ok(local) = stream.local_addr() else { return };
+            let Ok(local) = stream.local_addr() else {
+                return;
+            };
             this.run_connection(stream, Transport::Tcp, local, remote, Some(first))
                 .await;
         });

@@ -17,7 +17,9 @@ use std::time::Instant;
 use sip::auth::{Authenticator, DigestConfig, DigestResponse, Secret};
 use sip::message::{Contact, HeaderName, Method, Request, Response, StatusCode};
 use sip::ratelimit::{FailureLimiter, LimitConfig};
-use sip::registrar::{Binding, RegisterError, RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent};
+use sip::registrar::{
+    Binding, RegisterError, RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent,
+};
 use sip::transaction::Transport;
 
 /// Our `Server` / `User-Agent` value.
@@ -148,7 +150,8 @@ impl Tu {
                 }
                 let mut resp = Response::for_request(req, status(401), None);
                 for ch in self.auth.challenges(now, stale) {
-                    resp.headers.push(HeaderName::WwwAuthenticate, ch.to_string());
+                    resp.headers
+                        .push(HeaderName::WwwAuthenticate, ch.to_string());
                 }
                 return finish(req, resp);
             }
@@ -360,7 +363,15 @@ mod tests {
         assert_eq!(r.status.as_u16(), 401);
         assert_eq!(challenge(&r, 0).algorithm, sip::auth::Algorithm::Sha256);
         assert_eq!(challenge(&r, 1).algorithm, sip::auth::Algorithm::Md5);
-        let a = authorize(&challenge(&r, 1), "agent", "pw", "REGISTER", "sip:127.0.0.1", "cn", 1);
+        let a = authorize(
+            &challenge(&r, 1),
+            "agent",
+            "pw",
+            "REGISTER",
+            "sip:127.0.0.1",
+            "cn",
+            1,
+        );
         let r = outcome(&mut t, now, &register("agent", 2, Some(a))).unwrap();
         assert_eq!(r.status.as_u16(), 200, "{r:?}");
         let contact = r.headers.get(&HeaderName::Contact).unwrap();
@@ -376,7 +387,15 @@ mod tests {
         let mut t = tu(now);
         for i in 0..3 {
             let r = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
-            let a = authorize(&challenge(&r, 0), "agent", "bad", "REGISTER", "sip:127.0.0.1", "c", 1);
+            let a = authorize(
+                &challenge(&r, 0),
+                "agent",
+                "bad",
+                "REGISTER",
+                "sip:127.0.0.1",
+                "c",
+                1,
+            );
             let r = outcome(&mut t, now, &register("agent", 2 + i, Some(a))).unwrap();
             assert_eq!(r.status.as_u16(), 401);
         }
@@ -396,7 +415,15 @@ mod tests {
         let now = Instant::now();
         let mut t = tu(now);
         let r = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
-        let a = authorize(&challenge(&r, 0), "other", "pw2", "REGISTER", "sip:127.0.0.1", "c", 1);
+        let a = authorize(
+            &challenge(&r, 0),
+            "other",
+            "pw2",
+            "REGISTER",
+            "sip:127.0.0.1",
+            "c",
+            1,
+        );
         let r = outcome(&mut t, now, &register("agent", 2, Some(a))).unwrap();
         assert_eq!(r.status.as_u16(), 403);
         assert!(t.lookup("agent", now).is_empty());

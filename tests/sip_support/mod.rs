@@ -120,7 +120,10 @@ pub async fn sipp(args: &[String], limit: Duration) -> (bool, String) {
             ),
         ),
         Ok(Err(e)) => (false, format!("sipp failed to run: {e}")),
-        Err(_) => (false, format!("sipp did not finish within {limit:?}\n{errors}")),
+        Err(_) => (
+            false,
+            format!("sipp did not finish within {limit:?}\n{errors}"),
+        ),
     }
 }
 
@@ -141,7 +144,12 @@ pub fn fixture(rel: &str) -> String {
 }
 
 /// Sends `msg` from `sock` to `to` and returns the first final (non-1xx) response within `wait`.
-pub async fn udp_exchange(sock: &UdpSocket, to: SocketAddr, msg: &[u8], wait: Duration) -> Option<String> {
+pub async fn udp_exchange(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    msg: &[u8],
+    wait: Duration,
+) -> Option<String> {
     sock.send_to(msg, to).await.unwrap();
     read_final(sock, wait).await
 }
