@@ -1,0 +1,761 @@
+//! The sans-IO SIP endpoint: transport layer (RFC 3261 §18, RFC 3581) and transaction layer
+//! (§17) in one object the tokio driver feeds.
+//!
+//! It validates every received message ([`crate::message::validate`]: stateless 400/505/416/501/
+//! 420/415 answers, malformed responses dropped), stamps `received`/`rport` on the top Via of
+//! requests (§18.2.1, RFC 3581), matches requests and responses to transactions (§17.1.3, §17.2.3
+//! with the RFC 2543 fallback), absorbs retransmissions, creates server transactions for new
+//! requests, answers CANCEL itself (§9.2: 200 to the CANCEL, 487 to the INVITE), and passes the
+//! rest up to the transaction user (TU) as [`Event`]s.
+//!
+//! Responses go to the address the request came from (§18.2.2 as amended by RFC 3581: the
+//! packet's source IP and port); requests go to the [`Target`] the TU names. The endpoint never
+//! resolves or sends to a host named inside a message.
+//!
+//! # Driving it
+//!
+//! ```text
+//! loop {
+//!     wait for a datagram / stream frame, or until poll_timeout()
+//!     handle_datagram(now, ..) / handle_stream_message(now, ..) / handle_timeout(now)
+//!     while let Some(t) = poll_transmit() { send t.bytes from t.from_local to t.to over t.transport }
+//!     while let Some(e) = poll_event()    { TU reacts: respond(), send_request(), cancel(), send_ack() }
+//!     (drain poll_transmit() again after TU calls)
+//! }
+//! ```
+//!
+//! Polling order after any input or TU call: drain `poll_transmit()`, then drain `poll_event()`,
+//! then read `poll_timeout()`.
+//!
+//! Files: this one holds the types and the public API; `inbound.rs` receives (validation,
+//! matching, CANCEL, OPTIONS), `outbound.rs` sends (client transactions, CANCEL, ACK for non-2xx).
+
+mod inbound;
+mod outbound;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::message::validate::Policy;
+use crate::message::{
+    CSeq, HeaderName, Method, Request, Response, StatusCode, TransactionKey, Uri, Via, MAGIC_COOKIE,
+};
+use crate::transaction::{
+    ClientInvite, ClientNonInvite, Delivery, ServerInvite, ServerNonInvite, TimerConfig,
+    TransactionError, Transport, TxEvent,
+};
+
+/// Identifies a server transaction (a request we received).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(u64);
+
+/// Identifies a client transaction (a request we sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(u64);
+
+/// Either kind of transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxId {
+    Server(ServerTxId),
+    Client(ClientTxId),
+}
+
+/// Where to send a request: transport and a socket address the TU chose (never one read from a
+/// message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Where a message came from: transport, our local socket, the peer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// A message to put on the wire. For TCP/TLS the driver uses (or opens) the connection between
+/// `from_local` and `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub transport: Transport,
+    pub from_local: SocketAddr,
+    pub to: SocketAddr,
+    pub bytes: Bytes,
+}
+
+/// A local listening address, and the host to write into Via sent-by for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// Host (name or IP) for Via/Contact; `None` writes `addr`'s IP (so give a concrete address,
+    /// not `0.0.0.0`, or set this).
+    pub advertise: Option<String>,
+}
+
+/// What the endpoint tells the TU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new request; answer it with [`Endpoint::respond`]. The top Via carries `received`/`rport`.
+    Request {
+        id: ServerTxId,
+        request: Request,
+        source: Source,
+    },
+    /// An ACK outside any transaction: the ACK for a 2xx (§13.3.1.4, RFC 6026), for the dialog.
+    Ack { request: Request, source: Source },
+    /// The INVITE of server transaction `id` was cancelled; the endpoint already answered the CANCEL
+    /// with 200 and the INVITE with 487 (§9.2).
+    Cancelled { id: ServerTxId, cancel: Request },
+    /// A response to request `id`: provisional, final, or (INVITE only) a retransmitted 2xx the
+    /// dialog must ACK again.
+    Response { id: ClientTxId, response: Response },
+    /// Transaction `id` timed out: Timer B/F (no final response) or H (no ACK for our non-2xx).
+    Timeout { id: TxId },
+    /// The transport could not deliver for transaction `id`.
+    TransportError { id: TxId },
+}
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub timers: TimerConfig,
+    /// What [`validate::check`] accepts; also the Allow/Accept/Supported of automatic OPTIONS answers.
+    pub policy: Policy<'static>,
+    /// Answer out-of-dialog OPTIONS with 200 ourselves instead of passing them to the TU.
+    pub answer_options: bool,
+    /// Seed for branch, tag and Call-ID generation; give each endpoint a random one.
+    pub seed: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            timers: TimerConfig::default(),
+            policy: Policy::DEFAULT,
+            answer_options: false,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Counters of what the endpoint discarded or answered on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Requests answered statelessly by validation (400, 505, 416, 501, 420, 415, 406).
+    pub rejected: u64,
+    /// Messages dropped by validation (unanswerable requests, malformed responses, bad ACKs).
+    pub dropped: u64,
+    /// Responses that matched no client transaction.
+    pub stray_responses: u64,
+    /// Request retransmissions absorbed by a server transaction.
+    pub absorbed_requests: u64,
+}
+
+/// A TU call the endpoint could not carry out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("no such transaction (it may have terminated)")]
+    UnknownTransaction,
+    #[error("no local address for {0} towards {1}")]
+    NoLocal(Transport, SocketAddr),
+    #[error("use send_ack for ACK and cancel for CANCEL")]
+    WrongMethod,
+    #[error("only an INVITE client transaction can be cancelled")]
+    NotInvite,
+    #[error("request has no valid {0} header")]
+    BadRequest(HeaderName),
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+}
+
+/// The SIP endpoint. See the module docs for the driving loop and polling order.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    locals: Vec<Local>,
+    next_id: u64,
+    rng: u64,
+    server: HashMap<ServerTxId, ServerEntry>,
+    server_keys: HashMap<TransactionKey, ServerTxId>,
+    client: HashMap<ClientTxId, ClientEntry>,
+    client_keys: HashMap<(String, Method), ClientTxId>,
+    /// Out-of-dialog requests by (From tag, Call-ID, CSeq) to detect merged requests (§8.2.2.2).
+    merge_keys: HashMap<MergeKey, ServerTxId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: EndpointStats,
+}
+
+type MergeKey = (String, String, u32, Method);
+
+#[derive(Debug)]
+struct ServerEntry {
+    key: TransactionKey,
+    merge_key: Option<MergeKey>,
+    request: Request,
+    source: Source,
+    /// The To tag of our responses, so a 487 after CANCEL carries the same tag.
+    to_tag: Option<String>,
+    machine: ServerMachine,
+}
+
+#[derive(Debug)]
+enum ServerMachine {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    key: (String, Method),
+    request: Request,
+    target: Target,
+    local: SocketAddr,
+    machine: ClientMachine,
+    cancel: CancelState,
+}
+
+#[derive(Debug)]
+enum ClientMachine {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelState {
+    None,
+    /// The TU asked to cancel before any provisional response; send on the first one (§9.1).
+    Pending,
+    Sent,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Self {
+        Endpoint {
+            rng: config.seed,
+            config,
+            locals: Vec::new(),
+            next_id: 1,
+            server: HashMap::new(),
+            server_keys: HashMap::new(),
+            client: HashMap::new(),
+            client_keys: HashMap::new(),
+            merge_keys: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Registers a local listening address; requests to a [`Target`] are sent from the first local
+    /// address with the same transport and IP family.
+    pub fn add_local(&mut self, local: Local) {
+        self.locals.push(local);
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Number of live transactions (server, client).
+    pub fn transaction_count(&self) -> (usize, usize) {
+        (self.server.len(), self.client.len())
+    }
+
+    // ---- inputs from the network -------------------------------------------------------------
+
+    /// A UDP datagram arrived on `local` from `remote`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Bytes,
+    ) {
+        self.handle_inbound(
+            now,
+            Source {
+                transport,
+                local,
+                remote,
+            },
+            bytes,
+        );
+    }
+
+    /// One complete message framed by [`crate::message::StreamFramer`] arrived on a TCP/TLS
+    /// connection between `local` and `remote`.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Bytes,
+    ) {
+        self.handle_inbound(
+            now,
+            Source {
+                transport,
+                local,
+                remote,
+            },
+            bytes,
+        );
+    }
+
+    /// The transport failed towards `remote` (TCP connect refused, connection reset, ICMP
+    /// unreachable): every transaction with that peer ends with [`Event::TransportError`]
+    /// (§17.1.4, §17.2.4).
+    pub fn handle_transport_error(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        remote: SocketAddr,
+    ) {
+        let servers: Vec<ServerTxId> = self
+            .server
+            .iter()
+            .filter(|(_, e)| e.source.transport == transport && e.source.remote == remote)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in servers {
+            if let Some(e) = self.server.get_mut(&id) {
+                match &mut e.machine {
+                    ServerMachine::Invite(m) => m.handle_transport_error(now),
+                    ServerMachine::NonInvite(m) => m.handle_transport_error(now),
+                }
+            }
+            self.flush_server(id);
+        }
+        let clients: Vec<ClientTxId> = self
+            .client
+            .iter()
+            .filter(|(_, e)| e.target.transport == transport && e.target.addr == remote)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in clients {
+            if let Some(e) = self.client.get_mut(&id) {
+                match &mut e.machine {
+                    ClientMachine::Invite(m) => m.handle_transport_error(now),
+                    ClientMachine::NonInvite(m) => m.handle_transport_error(now),
+                }
+            }
+            self.flush_client(id);
+        }
+    }
+
+    /// Fires every transaction timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due_servers: Vec<ServerTxId> = self
+            .server
+            .iter()
+            .filter(|(_, e)| e.machine.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due_servers {
+            if let Some(e) = self.server.get_mut(&id) {
+                match &mut e.machine {
+                    ServerMachine::Invite(m) => m.handle_timeout(now),
+                    ServerMachine::NonInvite(m) => m.handle_timeout(now),
+                }
+            }
+            self.flush_server(id);
+        }
+        let due_clients: Vec<ClientTxId> = self
+            .client
+            .iter()
+            .filter(|(_, e)| e.machine.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due_clients {
+            if let Some(e) = self.client.get_mut(&id) {
+                match &mut e.machine {
+                    ClientMachine::Invite(m) => m.handle_timeout(now),
+                    ClientMachine::NonInvite(m) => m.handle_timeout(now),
+                }
+            }
+            self.flush_client(id);
+        }
+    }
+
+    // ---- the four verbs' outputs -------------------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest transaction deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let s = self
+            .server
+            .values()
+            .filter_map(|e| e.machine.poll_timeout());
+        let c = self
+            .client
+            .values()
+            .filter_map(|e| e.machine.poll_timeout());
+        s.chain(c).min()
+    }
+
+    // ---- TU actions --------------------------------------------------------------------------
+
+    /// Sends `response` on server transaction `id` (to the request's source address). A 2xx to an
+    /// INVITE may be sent again (the UAS core's retransmissions) while the transaction is Accepted.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: ServerTxId,
+        response: Response,
+    ) -> Result<(), EndpointError> {
+        let entry = self
+            .server
+            .get_mut(&id)
+            .ok_or(EndpointError::UnknownTransaction)?;
+        let status = response.status.as_u16();
+        if status > 100 {
+            if let Some(tag) = response
+                .headers
+                .to()
+                .ok()
+                .and_then(|t| t.tag().map(str::to_owned))
+            {
+                entry.to_tag.get_or_insert(tag);
+            }
+        }
+        let bytes = response.to_bytes();
+        match &mut entry.machine {
+            ServerMachine::Invite(m) => m.send_response(now, status, bytes)?,
+            ServerMachine::NonInvite(m) => m.send_response(now, status, bytes)?,
+        }
+        self.flush_server(id);
+        Ok(())
+    }
+
+    /// Sends `request` to `target` in a new client transaction. The endpoint adds the top Via
+    /// (fresh branch, `rport`) and Max-Forwards: 70 if missing; everything else (From/To/Call-ID/
+    /// CSeq/Contact/body) is the TU's.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        mut request: Request,
+        target: Target,
+    ) -> Result<ClientTxId, EndpointError> {
+        if matches!(request.method, Method::Ack | Method::Cancel) {
+            return Err(EndpointError::WrongMethod);
+        }
+        let local = self.pick_local(target)?;
+        let branch = self.new_branch();
+        let via = self.via_for(&local, &branch);
+        request.headers.push_front(HeaderName::Via, via.to_string());
+        if request.headers.get(&HeaderName::MaxForwards).is_none() {
+            request.headers.push(HeaderName::MaxForwards, "70");
+        }
+        Ok(self.start_client(now, request, target, local.addr, branch))
+    }
+
+    /// Sends the ACK for a 2xx (§13.2.2.4): outside any transaction, with a fresh branch. The dialog
+    /// builds it; call again for every retransmitted 2xx.
+    pub fn send_ack(
+        &mut self,
+        _now: Instant,
+        mut ack: Request,
+        target: Target,
+    ) -> Result<(), EndpointError> {
+        if ack.method != Method::Ack {
+            return Err(EndpointError::WrongMethod);
+        }
+        let local = self.pick_local(target)?;
+        let branch = self.new_branch();
+        let via = self.via_for(&local, &branch);
+        ack.headers.push_front(HeaderName::Via, via.to_string());
+        if ack.headers.get(&HeaderName::MaxForwards).is_none() {
+            ack.headers.push(HeaderName::MaxForwards, "70");
+        }
+        self.transmits.push_back(Transmit {
+            transport: target.transport,
+            from_local: local.addr,
+            to: target.addr,
+            bytes: ack.to_bytes(),
+        });
+        Ok(())
+    }
+
+    /// Cancels INVITE client transaction `id` (§9.1). Before any provisional response the CANCEL
+    /// waits for one; after a final response this does nothing. The CANCEL's own response arrives as
+    /// an [`Event::Response`] with a new id; the INVITE's 487 arrives on `id`.
+    pub fn cancel(&mut self, now: Instant, id: ClientTxId) -> Result<(), EndpointError> {
+        let entry = self
+            .client
+            .get_mut(&id)
+            .ok_or(EndpointError::UnknownTransaction)?;
+        let ClientMachine::Invite(m) = &entry.machine else {
+            return Err(EndpointError::NotInvite);
+        };
+        if entry.cancel != CancelState::None || m.final_status().is_some() {
+            return Ok(());
+        }
+        if m.is_proceeding() {
+            self.send_cancel(now, id);
+        } else {
+            entry.cancel = CancelState::Pending;
+        }
+        Ok(())
+    }
+
+    /// Our Contact URI for requests to (or dialogs with) `target`: `sip:user@host:port`, with
+    /// `;transport=tcp|tls` for reliable transports, from the local address a request to `target`
+    /// would leave from.
+    pub fn contact_uri(&self, user: Option<&str>, target: Target) -> Result<Uri, EndpointError> {
+        let local = self.pick_local(target)?;
+        let host = local
+            .advertise
+            .clone()
+            .unwrap_or_else(|| host_text(local.addr.ip()));
+        let uri = Uri::sip(user, &host, Some(local.addr.port()))
+            .map_err(|_| EndpointError::BadRequest(HeaderName::Contact))?;
+        match local.transport {
+            Transport::Udp => Ok(uri),
+            Transport::Tcp => uri
+                .with_param("transport", Some("tcp"))
+                .map_err(|_| EndpointError::BadRequest(HeaderName::Contact)),
+            Transport::Tls => uri
+                .with_param("transport", Some("tls"))
+                .map_err(|_| EndpointError::BadRequest(HeaderName::Contact)),
+        }
+    }
+
+    /// A fresh tag for From/To (§19.3), unique per endpoint seed.
+    pub fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.next_random())
+    }
+
+    /// A fresh Call-ID (§8.1.1.4) at `host`.
+    pub fn new_call_id(&mut self, host: &str) -> String {
+        format!(
+            "{:016x}{:08x}@{host}",
+            self.next_random(),
+            self.next_random() as u32
+        )
+    }
+}
+
+impl ServerMachine {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ServerMachine::Invite(m) => m.poll_timeout(),
+            ServerMachine::NonInvite(m) => m.poll_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            ServerMachine::Invite(m) => m.is_terminated(),
+            ServerMachine::NonInvite(m) => m.is_terminated(),
+        }
+    }
+}
+
+impl ClientMachine {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientMachine::Invite(m) => m.poll_timeout(),
+            ClientMachine::NonInvite(m) => m.poll_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            ClientMachine::Invite(m) => m.is_terminated(),
+            ClientMachine::NonInvite(m) => m.is_terminated(),
+        }
+    }
+}
+
+/// An IP as URI host text (IPv6 in brackets).
+pub fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[cfg(test)]
+mod testutil {
+    use super::*;
+
+    pub(super) const LOCAL: &str = "127.0.0.1:5060";
+    pub(super) const PEER: &str = "127.0.0.1:40000";
+
+    pub(super) fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    pub(super) fn endpoint() -> Endpoint {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        ep.add_local(Local {
+            transport: Transport::Udp,
+            addr: addr(LOCAL),
+            advertise: None,
+        });
+        ep
+    }
+
+    pub(super) fn msg(
+        method: &str,
+        branch: &str,
+        to_tag: &str,
+        cseq: &str,
+        via_host: &str,
+    ) -> Bytes {
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        Bytes::from(format!(
+            "{method} sip:uas@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {via_host};branch={branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:uac@127.0.0.1>;tag=f1\r\n\
+             To: <sip:uas@127.0.0.1>{to_tag}\r\n\
+             Call-ID: ep-1\r\n\
+             CSeq: {cseq}\r\n\
+             Contact: <sip:uac@127.0.0.1:40000>\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    }
+
+    pub(super) fn feed(ep: &mut Endpoint, now: Instant, bytes: Bytes) {
+        ep.handle_datagram(now, Transport::Udp, addr(LOCAL), addr(PEER), bytes);
+    }
+
+    pub(super) fn transmits(ep: &mut Endpoint) -> Vec<String> {
+        std::iter::from_fn(|| ep.poll_transmit())
+            .map(|t| {
+                assert_eq!(t.to, addr(PEER));
+                String::from_utf8_lossy(&t.bytes).into_owned()
+            })
+            .collect()
+    }
+
+    pub(super) fn request_event(ep: &mut Endpoint) -> (ServerTxId, Request) {
+        match ep.poll_event() {
+            Some(Event::Request { id, request, .. }) => (id, request),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn send_request_adds_via_with_rport_and_max_forwards() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
+        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let target = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        ep.send_request(now, req.clone(), target).unwrap();
+        let sent = transmits(&mut ep);
+        assert!(
+            sent[0].contains("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"),
+            "{}",
+            sent[0]
+        );
+        assert!(sent[0].contains(";rport") && sent[0].contains("Max-Forwards: 70"));
+        let v6 = Target {
+            transport: Transport::Udp,
+            addr: addr("[::1]:5060"),
+        };
+        assert_eq!(
+            ep.send_request(now, req.clone(), v6),
+            Err(EndpointError::NoLocal(Transport::Udp, addr("[::1]:5060")))
+        );
+        let ack = Request::new(Method::Ack, "sip:x@127.0.0.1".parse().unwrap());
+        assert_eq!(
+            ep.send_request(now, ack, target),
+            Err(EndpointError::WrongMethod)
+        );
+    }
+
+    #[test]
+    fn transport_error_ends_the_peer_s_transactions() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
+        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let target = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        let id = ep.send_request(now, req, target).unwrap();
+        transmits(&mut ep);
+        ep.handle_transport_error(now, Transport::Udp, addr(PEER));
+        assert_eq!(
+            ep.poll_event(),
+            Some(Event::TransportError {
+                id: TxId::Client(id)
+            })
+        );
+        assert_eq!(ep.transaction_count(), (0, 0));
+    }
+
+    #[test]
+    fn contact_uri_follows_the_local_address_and_transport() {
+        let mut ep = endpoint();
+        ep.add_local(Local {
+            transport: Transport::Tcp,
+            addr: addr("[::1]:5070"),
+            advertise: None,
+        });
+        let udp = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        let tcp6 = Target {
+            transport: Transport::Tcp,
+            addr: addr("[::1]:40000"),
+        };
+        assert_eq!(
+            ep.contact_uri(Some("vb"), udp).unwrap().as_str(),
+            "sip:vb@127.0.0.1:5060"
+        );
+        assert_eq!(
+            ep.contact_uri(None, tcp6).unwrap().as_str(),
+            "sip:[::1]:5070;transport=tcp"
+        );
+    }
+
+    #[test]
+    fn tags_and_branches_are_unique() {
+        let mut ep = endpoint();
+        let tags: std::collections::HashSet<String> = (0..1000).map(|_| ep.new_tag()).collect();
+        assert_eq!(tags.len(), 1000);
+        let branch = ep.new_branch();
+        assert!(branch.starts_with(MAGIC_COOKIE) && branch.len() > MAGIC_COOKIE.len());
+        assert!(ep.new_call_id("example.com").ends_with("@example.com"));
+    }
+}
