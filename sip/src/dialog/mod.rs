@@ -18,6 +18,19 @@
 //! Requests reach [`Dialog::peer`], the transport address the dialog was set up with — never a host
 //! named in Contact or Record-Route (we do not resolve). The route set is still written into Route
 //! headers so proxies on the path see it.
+//!
+//! A complete user agent built from [`crate::endpoint::Endpoint`] and [`Dialog`] — answering an
+//! INVITE, ACKing 2xx, retransmitting 2xx, glare retry, session refresh, REFER/NOTIFY — is the
+//! `Phone` in `sip/tests/dialogs.rs`; the call flow follows the same pattern:
+//!
+//! * UAS: on `Event::Request` (INVITE) build the 2xx (with
+//!   [`session_timer::answer_request`] applied, or its 422), `Dialog::uas`, `Endpoint::respond`,
+//!   then `handle_sent_response`; on `Event::Ack` call `handle_ack`; on
+//!   [`DialogEvent::Retransmit2xx`] respond again on the same server transaction.
+//! * UAC: on a 2xx `Event::Response`, `Dialog::uac` (or `handle_response` when it exists), then
+//!   `Endpoint::send_ack(dialog.ack(cseq))` — for every 2xx, retransmissions included.
+//! * In-dialog requests: `handle_request` → `Err(response)` to send as is, or `Ok` and answer with
+//!   `dialog.response(..)` + `handle_sent_response`.
 
 pub mod ack_wait;
 pub mod glare;
