@@ -381,14 +381,28 @@ impl RtpSession {
         event: EventPayload,
         new_event: bool,
     ) -> Option<Transmit> {
+        self.send_event_segment(now, event, new_event, 0)
+    }
+
+    /// [`RtpSession::send_event`] for events longer than 0xFFFF samples: `timestamp_offset` is added
+    /// to the event's start timestamp (RFC 4733 §2.5.1.3 segments; see
+    /// [`crate::rfc4733::PlannedPacket::timestamp_offset`]).
+    pub fn send_event_segment(
+        &mut self,
+        now: Instant,
+        event: EventPayload,
+        new_event: bool,
+        timestamp_offset: u32,
+    ) -> Option<Transmit> {
         let pt = self.media.telephone_event_pt?;
         let to = self.sendable()?;
-        let timestamp = match (self.event_timestamp, new_event) {
+        let start = match (self.event_timestamp, new_event) {
             (Some(ts), false) => ts,
             _ => self.media_timestamp(now),
         };
+        let timestamp = start.wrapping_add(timestamp_offset);
         let bytes = self.build(pt, timestamp, new_event, &event.to_bytes())?;
-        self.event_timestamp = Some(timestamp);
+        self.event_timestamp = Some(start);
         Some(Transmit { to, bytes })
     }
 

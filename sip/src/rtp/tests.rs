@@ -371,6 +371,35 @@ fn relayed_events_get_our_pt_and_one_timestamp_per_event() {
 }
 
 #[test]
+fn a_relayed_20_second_event_in_segments_arrives_as_one_digit() {
+    let t0 = Instant::now();
+    let mut sender = RtpSession::new(t0, media(Some(96)), RtpConfig::default());
+    let mut receiver = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let mut receiver_te = receiver.media().clone();
+    receiver_te.telephone_event_pt = Some(96);
+    receiver.update_media(t0, receiver_te);
+    let plan = packets_for_digit(
+        Digit::from_char('#').expect("digit"),
+        Duration::from_secs(20),
+        &SenderConfig::default(),
+    );
+    for p in &plan {
+        let tx = sender
+            .send_event_segment(t0 + p.at, p.payload, p.marker, p.timestamp_offset)
+            .expect("te negotiated");
+        receiver
+            .handle_packet(t0 + p.at, addr("10.0.0.5:4000"), &tx.bytes)
+            .expect("valid");
+    }
+    let evs = events(&mut receiver);
+    assert_eq!(digits(&evs), "#");
+    assert!(evs.contains(&RtpEvent::Digit(DigitEvent::DigitEnd {
+        digit: Digit::from_char('#').expect("digit"),
+        duration: Duration::from_secs(20),
+    })));
+}
+
+#[test]
 fn nothing_is_sent_when_direction_forbids_it() {
     let t0 = Instant::now();
     let mut m = media(None);
