@@ -501,4 +501,19 @@ mod tests {
         v.extend_from_slice(b"data\x01\0\0\0\xd5\0");
         assert_eq!(read_all(&v, InputFormat::Wav).unwrap(), [8]);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, alone or behind a valid RIFF/WAVE/fmt prefix, give samples or an error.
+        #[test]
+        fn arbitrary_input_never_panics(
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            prefix_len in 0usize..=36,
+        ) {
+            let _ = read_all(&tail, InputFormat::Wav);
+            let mut f = wav(TAG_ALAW, 1, 8000, 8, 0, &[])[..prefix_len].to_vec();
+            f.extend_from_slice(&tail);
+            let _ = read_all(&f, InputFormat::Wav);
+            let _ = read_all(&tail, InputFormat::RawS16le);
+        }
+    }
 }
