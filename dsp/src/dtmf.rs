@@ -395,7 +395,7 @@ impl DtmfDetector {
     #[inline]
     fn analyse(&mut self, block: &[f32; SUB]) {
         let t = &*TABLES;
-        let sums = if self.fused {
+        let (sums, energy) = if self.fused {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `fused` is only set when the CPU reported AVX2 and FMA (see `new`).
             unsafe {
@@ -406,13 +406,6 @@ impl DtmfDetector {
         } else {
             dft_portable(block, &t.dft)
         };
-        let mut e = [0.0f32; 8];
-        for chunk in block.chunks_exact(8) {
-            for i in 0..8 {
-                e[i] += chunk[i] * chunk[i];
-            }
-        }
-        let energy: f32 = e.iter().sum();
         let mut dft = [0.0f32; 16];
         let (pr, pi) = (&mut self.phasor_re, &mut self.phasor_im);
         for k in 0..8 {
@@ -463,8 +456,9 @@ impl DtmfDetector {
             power[k] = (dft[k] * dft[k] + dft[k + 8] * dft[k + 8]) * scale;
         }
         let mean_power = energy / WIN as f32;
-        // No bin can exceed twice the mean power (Cauchy–Schwarz): quiet windows skip the test.
-        let candidate = if 2.0 * mean_power < MIN_TONE_POWER {
+        // Quiet windows skip the test (no bin can exceed twice the mean power, by Cauchy–Schwarz).
+        let loudest = power.iter().fold(0.0f32, |m, &p| m.max(p));
+        let candidate = if loudest < MIN_TONE_POWER || 2.0 * mean_power < MIN_TONE_POWER {
             None
         } else {
             qualify(&power, mean_power)
@@ -715,10 +709,10 @@ impl DtmfDetector {
     }
 }
 
-/// Complex DFT of one sub-block at the eight frequencies (re 0..8, im 8..16). Written as 16-lane array
+/// Complex DFT of one sub-block at the eight frequencies (re 0..8, im 8..16), and its energy. Written as 16-lane array
 /// loops so LLVM vectorises them; `FUSED` uses fused multiply–add (only where the CPU has it).
 #[inline(always)]
-fn dft_kernel<const FUSED: bool>(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> [f32; 16] {
+fn dft_kernel<const FUSED: bool>(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> ([f32; 16], f32) {
     // Two accumulator sets (even/odd samples) halve the add-latency chain.
     let mut a0 = [0.0f32; 16];
     let mut a1 = [0.0f32; 16];
@@ -738,16 +732,26 @@ fn dft_kernel<const FUSED: bool>(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -
     for k in 0..16 {
         out[k] = a0[k] + a1[k];
     }
-    out
+    let mut e = [0.0f32; 8];
+    for chunk in block.chunks_exact(8) {
+        for i in 0..8 {
+            e[i] = if FUSED {
+                chunk[i].mul_add(chunk[i], e[i])
+            } else {
+                e[i] + chunk[i] * chunk[i]
+            };
+        }
+    }
+    (out, e.iter().sum())
 }
 
-fn dft_portable(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> [f32; 16] {
+fn dft_portable(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> ([f32; 16], f32) {
     dft_kernel::<false>(block, table)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dft_avx2_fma(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> [f32; 16] {
+fn dft_avx2_fma(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> ([f32; 16], f32) {
     dft_kernel::<true>(block, table)
 }
 
@@ -781,13 +785,17 @@ fn qualify(power: &[f32; 8], mean_power: f32) -> Option<u8> {
 /// Index and value of the largest of four powers, and the second largest value.
 #[inline]
 fn best_two(p: &[f32]) -> (usize, f32, f32) {
-    let mut best = 0;
-    for i in 1..p.len() {
-        if p[i] > p[best] {
+    let (mut best, mut top, mut second) = (0, p[0], 0.0f32);
+    for (i, &v) in p.iter().enumerate().skip(1) {
+        if v > top {
+            second = top;
+            top = v;
             best = i;
+        } else {
+            second = second.max(v);
         }
     }
-    (best, p[best], runner_up(p, best))
+    (best, top, second)
 }
 
 /// Largest of `p` other than index `skip`.
@@ -892,12 +900,15 @@ mod tests {
         for (n, x) in block.iter_mut().enumerate() {
             *x = (20000.0 * (n as f32 * 0.7).sin()).round() - 3000.0;
         }
-        let plain = dft_portable(&block, &t.dft);
+        let (plain, plain_energy) = dft_portable(&block, &t.dft);
+        let energy: f32 = block.iter().map(|x| x * x).sum();
+        assert!((plain_energy / energy - 1.0).abs() < 1e-5);
         if cpu_has_fma() {
             #[cfg(target_arch = "x86_64")]
             {
                 // SAFETY: the CPU reported AVX2 and FMA just above.
-                let fused = unsafe { dft_avx2_fma(&block, &t.dft) };
+                let (fused, fused_energy) = unsafe { dft_avx2_fma(&block, &t.dft) };
+                assert!((fused_energy / energy - 1.0).abs() < 1e-5);
                 for k in 0..16 {
                     assert!(
                         (plain[k] - fused[k]).abs() <= 1e-4 * plain[k].abs().max(1000.0),
@@ -909,7 +920,7 @@ mod tests {
         // And the DFT is right: bin k of a pure tone at ω_k carries amplitude·SUB/2.
         let w = t.omega[5];
         let tone: [f32; SUB] = std::array::from_fn(|n| (1000.0 * (w * n as f64).cos()) as f32);
-        let x = dft_portable(&tone, &t.dft);
+        let (x, _) = dft_portable(&tone, &t.dft);
         let mag = (x[5] * x[5] + x[13] * x[13]).sqrt();
         assert!(
             (mag / (1000.0 * SUB as f32 / 2.0) - 1.0).abs() < 0.05,
