@@ -208,9 +208,8 @@ fn restarted_service_resumes_pending_sessions() {
         .build()
         .unwrap();
     life.block_on(async {
-        let store = Arc::new(RedbStore::open(&dir.join("sessions.redb")).unwrap());
-        let key = AttributeKey::load_or_create(&key_dir).unwrap();
-        let links = links_common::service(&base, store.clone(), key, LinkConfig::default());
+        let (store, key) = veilig_bellen::store::open_data_dir(&key_dir, None).unwrap();
+        let links = links_common::service(&base, Arc::new(store), key, LinkConfig::default());
         assert_eq!(links.resume().await.unwrap(), 1);
         let token = FrontendToken::parse(session["token"].as_str().unwrap()).unwrap();
         let (status, _) = links

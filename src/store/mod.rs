@@ -30,6 +30,7 @@ pub mod redb_store;
 pub mod rules;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,6 +40,45 @@ pub use code::{CodeError, FrontendToken, LinkCode};
 pub use key::{AttributeKey, KeyError};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
+
+/// Why a data directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Open the durable store of a data directory: `<dir>/sessions.redb`, with the attribute key from
+/// config (`configured_key`, base64 of 32 bytes) or else from `<dir>/attribute.key` (created 0600
+/// on first use). The directory is created (0700) when missing.
+pub fn open_data_dir(
+    dir: &Path,
+    configured_key: Option<&str>,
+) -> Result<(RedbStore, AttributeKey), DataDirError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |source| DataDirError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let key = match configured_key {
+        Some(text) => AttributeKey::from_base64(text)?,
+        None => AttributeKey::load_or_create(dir)?,
+    };
+    let store = RedbStore::open(&dir.join(redb_store::DB_FILE))?;
+    Ok((store, key))
+}
 
 /// Seconds since the Unix epoch.
 pub type UnixSeconds = u64;
