@@ -457,7 +457,7 @@ impl DtmfDetector {
         }
         let mean_power = energy / WIN as f32;
         // Quiet windows skip the test (no bin can exceed twice the mean power, by Cauchy–Schwarz).
-        let loudest = power.iter().fold(0.0f32, |m, &p| m.max(p));
+        let loudest = loudest(&power);
         let candidate = if loudest < MIN_TONE_POWER || 2.0 * mean_power < MIN_TONE_POWER {
             None
         } else {
@@ -713,7 +713,7 @@ impl DtmfDetector {
 /// loops so LLVM vectorises them; `FUSED` uses fused multiply–add (only where the CPU has it).
 #[inline(always)]
 fn dft_kernel<const FUSED: bool>(block: &[f32; SUB], table: &[[f32; 16]; SUB]) -> ([f32; 16], f32) {
-    // Two accumulator sets (even/odd samples) halve the add-latency chain.
+    // Two accumulator sets (even/odd samples) halve the multiply–add latency chain.
     let mut a0 = [0.0f32; 16];
     let mut a1 = [0.0f32; 16];
     for (pair, coef) in block.chunks_exact(2).zip(table.chunks_exact(2)) {
@@ -787,15 +787,29 @@ fn qualify(power: &[f32; 8], mean_power: f32) -> Option<u8> {
 fn best_two(p: &[f32]) -> (usize, f32, f32) {
     let (mut best, mut top, mut second) = (0, p[0], 0.0f32);
     for (i, &v) in p.iter().enumerate().skip(1) {
-        if v > top {
-            second = top;
-            top = v;
-            best = i;
+        // Selects, not branches: noise makes the order random.
+        let above = v > top;
+        second = if above {
+            top
+        } else if v > second {
+            v
         } else {
-            second = second.max(v);
-        }
+            second
+        };
+        best = if above { i } else { best };
+        top = if above { v } else { top };
     }
     (best, top, second)
+}
+
+/// Largest of eight powers (a tree of plain compares; powers are never NaN).
+#[inline]
+fn loudest(p: &[f32; 8]) -> f32 {
+    let m = |a: f32, b: f32| if a > b { a } else { b };
+    m(
+        m(m(p[0], p[4]), m(p[1], p[5])),
+        m(m(p[2], p[6]), m(p[3], p[7])),
+    )
 }
 
 /// Largest of `p` other than index `skip`.
