@@ -63,6 +63,10 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
     let agent_password = args.agent_password.clone().unwrap_or_else(|| random_secret(12));
     let tenant = Tenant::demo();
     let mut sip = SipConfig::new(args.sip, "veilig-bellen");
+    // Common softphones (baresip 1.0, sipp 3.6, many desk phones) give up on a 401 that carries any
+    // SHA-256 challenge, even next to an MD5 one; the demo must work with them. Production configs
+    // choose their own list (SHA-256 first by default).
+    sip.digest_algorithms = vec![sip::auth::Algorithm::Md5];
     sip.credentials = tenant
         .agents
         .values()
