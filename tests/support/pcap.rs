@@ -142,6 +142,30 @@ pub fn write_dtmf_pcap(path: &Path, code: &str, cfg: &DtmfPcapConfig) -> io::Res
     std::fs::write(path, dtmf_call_pcap(code, cfg)?)
 }
 
+/// Builds the RTP datagrams of a call that sends `alaw` (8 kHz A-law samples, e.g. DTMF tones for
+/// in-band detection) as PCMA, one packet per `cfg.ptime`; the last partial frame is padded with
+/// silence. Only `src`, `dst`, `audio_pt`, `ssrc`, `initial_seq`, `initial_timestamp` and `ptime`
+/// of `cfg` are used.
+pub fn pcma_call_rtp(alaw: &[u8], cfg: &DtmfPcapConfig) -> Vec<PcapPacket> {
+    let mut w = Writer {
+        cfg,
+        out: Vec::new(),
+        seq: cfg.initial_seq,
+        talkspurt: true,
+    };
+    let frame = (cfg.ptime.as_micros() * 8 / 1000) as usize;
+    let mut at = Duration::ZERO;
+    for chunk in alaw.chunks(frame.max(1)) {
+        let mut payload = chunk.to_vec();
+        payload.resize(frame, PCMA_SILENCE);
+        let ts = w.timestamp_at(at);
+        let marker = std::mem::take(&mut w.talkspurt);
+        w.push(at, cfg.audio_pt, ts, marker, &payload);
+        at += cfg.ptime;
+    }
+    w.out
+}
+
 /// Serialises datagrams as Ethernet/IPv4/UDP records of a classic pcap file.
 pub fn to_pcap(packets: &[PcapPacket]) -> Vec<u8> {
     const EPOCH_SECS: u64 = 1_700_000_000;

@@ -1,0 +1,283 @@
+//! Test support: the whole product in the test process via `server::start` on loopback (SIP, HTTP and
+//! the embedded IRMA simulator on `127.0.0.1:0`, a fresh data directory), plus helpers that act as the
+//! municipality's website (start a session), as the Yivi app (disclose, read the code from the
+//! `tel:` return URL) and as an agent's portal (`GET /api/v1/calls`).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use super::sipp::{skip_or_fail, Sipp, TrunkCall};
+use serde_json::{json, Value};
+use veilig_bellen::call::manager::CallFlowConfig;
+use veilig_bellen::links::LinkConfig;
+use veilig_bellen::pii::Pii;
+use veilig_bellen::server::{self, IrmaBackend, Running, ServerConfig};
+use veilig_bellen::sip_driver::SipConfig;
+use veilig_bellen::tenant::{Tenant, Tenants};
+
+/// Bearer token of the agents' API in tests.
+pub const API_TOKEN: &str = "test-api-token-h8";
+/// The number the demo tenant's citizens dial (and what the Yivi app gets in `tel:`).
+pub const TENANT_NUMBER: &str = "+31850000000";
+
+/// A running server and what a test needs to reach it.
+pub struct TestServer {
+    pub running: Running,
+    pub http_base: String,
+    /// Where trunks send SIP over UDP.
+    pub sip_udp: SocketAddr,
+    pub rtp_ports: RangeInclusive<u16>,
+    client: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+/// The configuration tests start from: demo tenant, embedded IRMA simulator, a private RTP range of
+/// `rtp_pairs` even/odd pairs that are free right now.
+pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let calls = CallFlowConfig {
+        rtp_ports: free_rtp_range(rtp_pairs),
+        ..CallFlowConfig::default()
+    };
+    ServerConfig {
+        sip: SipConfig::new(loopback, "veilig-bellen"),
+        http: loopback,
+        api_token: Pii::new(API_TOKEN.to_owned()),
+        tenants: Tenants::new(vec![Tenant::demo()]),
+        data_dir,
+        irma: IrmaBackend::Simulator,
+        links: LinkConfig::default(),
+        calls,
+        demo_pages: false,
+    }
+}
+
+/// Starts a server with [`test_config`] changed by `tweak`.
+pub async fn start(rtp_pairs: u16, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let data = tempfile::Builder::new()
+        .prefix("vb-call-test-")
+        .tempdir()
+        .expect("temp data dir");
+    let mut config = test_config(data.path().to_path_buf(), rtp_pairs);
+    tweak(&mut config);
+    let rtp_ports = config.calls.rtp_ports.clone();
+    let running = server::start(config).await.expect("server starts");
+    let sip_udp = *running.sip.udp.first().expect("a UDP SIP listener");
+    TestServer {
+        http_base: format!("http://{}", running.http),
+        sip_udp,
+        rtp_ports,
+        running,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client"),
+        _data: data,
+    }
+}
+
+/// An RTP range of `pairs` pairs whose ports nobody holds now (other tests run in parallel).
+fn free_rtp_range(pairs: u16) -> RangeInclusive<u16> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = u64::from(std::process::id()) ^ u64::from(nanos);
+    let span = 2 * pairs;
+    for attempt in 0..200u64 {
+        let slot = (seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 1000;
+        let low = 40000 + (slot as u16) * 20;
+        let high = low + span - 1;
+        let all_free = (low..=high).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return low..=high;
+        }
+    }
+    panic!("no free RTP port range found on loopback");
+}
+
+impl TestServer {
+    /// What the website widget does on a click: `POST /api/v1/sessions`.
+    pub async fn start_session(&self) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/sessions", self.http_base))
+            .json(&json!({"tenant": "demo"}))
+            .send()
+            .await
+            .expect("POST /api/v1/sessions");
+        assert_eq!(response.status(), 200, "session start refused");
+        response.json().await.expect("session JSON")
+    }
+
+    /// What the Yivi app does after scanning: disclose the simulator's demo values. Returns the code
+    /// from the `tel:<number>,<code>` return URL, once the website sees the session `done`.
+    pub async fn disclose(&self, session: &Value) -> String {
+        let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
+        let client_token = u.rsplit('/').next().expect("client token");
+        let response = self
+            .client
+            .post(format!(
+                "{}/irma-sim/session/{client_token}/disclose",
+                self.http_base
+            ))
+            .json(&json!({"attributes": {}}))
+            .send()
+            .await
+            .expect("disclose");
+        assert_eq!(response.status(), 200, "simulator refused the disclosure");
+        let answer: Value = response.json().await.expect("disclose JSON");
+        let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
+        let code = url
+            .strip_prefix(&format!("tel:{TENANT_NUMBER},"))
+            .expect("tel:<tenant number>,<code>")
+            .to_owned();
+        assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
+        let token = session["token"].as_str().expect("token");
+        let status: Value = self
+            .client
+            .get(format!(
+                "{}/api/v1/sessions/{token}/status?wait=5",
+                self.http_base
+            ))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status JSON");
+        assert_eq!(status["status"], "done", "the website sees the disclosure");
+        code
+    }
+
+    /// A fresh link code, as a citizen gets it: session, disclosure.
+    pub async fn new_code(&self) -> String {
+        let session = self.start_session().await;
+        self.disclose(&session).await
+    }
+
+    /// `GET /api/v1/calls` with the agents' token.
+    pub async fn calls(&self) -> Vec<Value> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/calls", self.http_base))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET /api/v1/calls");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("calls JSON")
+    }
+
+    /// Polls the call list until a call satisfies `pred` (bounded by `limit`); `Err` with the last
+    /// list otherwise.
+    pub async fn wait_for_call(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let start = Instant::now();
+        loop {
+            let calls = self.calls().await;
+            if let Some(call) = calls.iter().find(|c| pred(c)) {
+                return Ok(call.clone());
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "no call as expected within {limit:?}; calls: {calls:#?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Places `call` with sipp and waits (bounded by `limit`) until the agents' list shows it
+    /// `waiting`. `None` when sipp is missing or cannot play pcap audio here (test skipped).
+    pub async fn call_until_waiting(
+        &self,
+        call: &TrunkCall,
+        limit: Duration,
+    ) -> Option<(Sipp, Value)> {
+        let sipp = Sipp::start(self.sip_udp, call)?;
+        let caller = call.caller.clone();
+        let waiting = self
+            .wait_for_call(limit, |c| {
+                c["state"] == "waiting" && c["caller"] == caller.as_str()
+            })
+            .await;
+        match waiting {
+            Ok(view) => Some((sipp, view)),
+            Err(_) if call.pcap.is_some() && sipp.pcap_play_failed() => {
+                skip_or_fail(&format!("sipp cannot play pcap audio: {}", sipp.logs()));
+                None
+            }
+            Err(e) => panic!("{e}\nsipp:\n{}", sipp.logs()),
+        }
+    }
+
+    /// The trunk hangs up call `id` (BYE from sipp); checks sipp's scenario passed, the list shows
+    /// the call `ended` without attributes or calling number, and — when no other call lasts — every
+    /// RTP port is free again.
+    pub async fn hang_up_and_check_ended(&self, sipp: Sipp, id: &Value) -> Value {
+        sipp.hang_up();
+        if let Err(e) = sipp.finish().await {
+            panic!("the trunk's call did not end cleanly: {e}");
+        }
+        let ended = self
+            .wait_for_call(Duration::from_secs(3), |c| {
+                &c["id"] == id && c["state"] == "ended"
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ended["attributes"],
+            json!([]),
+            "attributes gone after the call"
+        );
+        assert_eq!(ended["caller"], "", "calling number gone after the call");
+        if self.calls().await.iter().all(|c| c["state"] == "ended") {
+            self.wait_rtp_ports_free(Duration::from_secs(3)).await;
+        }
+        ended
+    }
+
+    /// Waits (bounded) until no call holds an RTP port of our range.
+    pub async fn wait_rtp_ports_free(&self, limit: Duration) {
+        let start = Instant::now();
+        while !self.rtp_ports_free() {
+            assert!(
+                start.elapsed() < limit,
+                "RTP ports still held {limit:?} after the calls ended"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Whether every RTP port of the range can be bound again (no call holds one).
+    pub fn rtp_ports_free(&self) -> bool {
+        self.rtp_ports
+            .clone()
+            .step_by(2)
+            .all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// The demo tenant's attributes with the values the simulator discloses, as `(id, label, value)`.
+pub fn expected_attributes() -> Vec<(String, String, String)> {
+    Tenant::demo()
+        .allowed_attributes
+        .iter()
+        .map(|a| {
+            (
+                a.id.clone(),
+                a.label_nl.clone(),
+                veilig_bellen::irma::simulator::Simulator::demo_value(&a.id).to_owned(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,383 @@
+//! Test support: real SIPp as the municipality's SIP trunk, bounded in time.
+//!
+//! [`TrunkCall`] describes one call (calling number, RTP pcap to play, SIP INFO digits, whether the
+//! INVITE is expected to be refused) and renders it as a SIPp UAC scenario. [`Sipp::start`] runs
+//! `sipp -m 1` against our server on loopback; an answered call then waits in the dialog until the test
+//! says [`Sipp::hang_up`] (an out-of-dialog-looking OPTIONS with the call's Call-ID that the scenario
+//! receives, then sends BYE), so a test can look at the call while it lasts without guessing pauses.
+//!
+//! Needs `sipp` (Debian `sip-tester`) and, for `play_pcap_audio`, raw-socket permission (root or
+//! CAP_NET_RAW). Missing: [`find_sipp`] returns `None` and the test is skipped locally, failed under `CI`.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a sipp process may run in any test.
+pub const SIPP_LIMIT: Duration = Duration::from_secs(14);
+
+/// The sipp binary, or `None` (after a note, or a failure under `CI`).
+pub fn find_sipp() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("sipp"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        skip_or_fail("sipp not found (Debian package sip-tester)");
+    }
+    found
+}
+
+/// Skips locally, fails under `CI`.
+pub fn skip_or_fail(why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipping: {why}");
+}
+
+/// One trunk call.
+#[derive(Clone, Debug)]
+pub struct TrunkCall {
+    /// Calling number in the From URI.
+    pub caller: String,
+    /// Number dialled (Request-URI user part).
+    pub called: String,
+    /// A pcap image of the RTP to play once the call is up (RFC 4733 events and/or PCMA audio).
+    pub pcap: Option<Vec<u8>>,
+    /// Digits sent as SIP INFO `application/dtmf-relay`, one request each.
+    pub info_digits: String,
+    /// The INVITE is refused with this status instead of answered.
+    pub expect_refusal: Option<u16>,
+    /// Echo every RTP packet received back to its sender (`sipp -rtp_echo`): what the agent says
+    /// comes back to the agent, proving media flows both ways through us.
+    pub rtp_echo: bool,
+    /// The far end (the agent) hangs up: the scenario waits for our BYE instead of sending one.
+    pub await_bye: bool,
+}
+
+impl TrunkCall {
+    pub fn new(caller: &str) -> Self {
+        TrunkCall {
+            caller: caller.to_owned(),
+            called: super::server::TENANT_NUMBER.to_owned(),
+            pcap: None,
+            info_digits: String::new(),
+            expect_refusal: None,
+            rtp_echo: false,
+            await_bye: false,
+        }
+    }
+
+    /// The SIPp scenario XML; `pcap` is where [`TrunkCall::pcap`] was written.
+    pub fn scenario(&self, pcap: Option<&Path>) -> String {
+        let mut s = String::from(
+            r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="veilig-bellen trunk call">
+"#,
+        );
+        let from = format!(
+            "From: <sip:{}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+            self.caller
+        );
+        let ruri = format!("sip:{}@[remote_ip]:[remote_port]", self.called);
+        let to = format!("To: <{ruri}>");
+        let common = |method: &str, cseq: u32, uri: &str, to: &str| {
+            format!(
+                "      {method} {uri} SIP/2.0\n      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n      {from}\n      {to}\n      Call-ID: [call_id]\n      CSeq: {cseq} {method}\n      Contact: <sip:trunk@[local_ip]:[local_port]>\n      Max-Forwards: 70\n"
+            )
+        };
+        let _ = write!(
+            s,
+            r#"  <send retrans="500">
+    <![CDATA[
+{}      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=trunk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+"#,
+            common("INVITE", 1, &ruri, &to)
+        );
+        if let Some(status) = self.expect_refusal {
+            let _ = write!(
+                s,
+                r#"  <recv response="{status}">
+    <action>
+      <ereg regexp="[0-9]+" search_in="hdr" header="Retry-After:" check_it="true" assign_to="retry_after"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK {ruri} SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="retry_after"/>
+</scenario>
+"#
+            );
+            return s;
+        }
+        let in_dialog_to = format!("{to};tag=[$peer_tag]");
+        let target = "sip:veilig-bellen@[remote_ip]:[remote_port]";
+        let _ = write!(
+            s,
+            r#"  <recv response="200" rtd="true">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true" assign_to="to_tag_match,peer_tag"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+{}      Content-Length: 0
+    ]]>
+  </send>
+"#,
+            common("ACK", 1, &ruri, &in_dialog_to)
+        );
+        if let Some(pcap) = pcap {
+            let _ = write!(
+                s,
+                r#"  <nop>
+    <action>
+      <exec play_pcap_audio="{}"/>
+    </action>
+  </nop>
+"#,
+                pcap.display()
+            );
+        }
+        let mut cseq = 2;
+        for (i, digit) in self.info_digits.chars().enumerate() {
+            if i > 0 {
+                s.push_str("  <pause milliseconds=\"120\"/>\n");
+            }
+            let _ = write!(
+                s,
+                r#"  <send retrans="500">
+    <![CDATA[
+{}      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={digit}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
+"#,
+                common("INFO", cseq, target, &in_dialog_to)
+            );
+            cseq += 1;
+        }
+        if self.await_bye {
+            let _ = write!(
+                s,
+                r#"  <recv request="BYE" timeout="{}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#,
+                SIPP_LIMIT.as_millis()
+            );
+            return s;
+        }
+        let _ = write!(
+            s,
+            r#"  <recv request="OPTIONS" timeout="{}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+{}      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+  <Reference variables="to_tag_match"/>
+</scenario>
+"#,
+            SIPP_LIMIT.as_millis(),
+            common("BYE", cseq, target, &in_dialog_to)
+        );
+        s
+    }
+}
+
+/// A running sipp with its files.
+pub struct Sipp {
+    child: Child,
+    dir: tempfile::TempDir,
+    call_id: String,
+    sip_port: u16,
+    started: Instant,
+}
+
+impl Sipp {
+    /// Starts sipp for `call` against `server`; `None` when sipp is missing (test skipped).
+    pub fn start(server: SocketAddr, call: &TrunkCall) -> Option<Sipp> {
+        let sipp = find_sipp()?;
+        let dir = tempfile::Builder::new()
+            .prefix("vb-sipp-")
+            .tempdir()
+            .expect("sipp temp dir");
+        let pcap = call.pcap.as_ref().map(|bytes| {
+            let path = dir.path().join("caller.pcap");
+            std::fs::write(&path, bytes).expect("write pcap");
+            path
+        });
+        let scenario = dir.path().join("trunk.xml");
+        std::fs::write(&scenario, call.scenario(pcap.as_deref())).expect("write scenario");
+        let sip_port = free_udp_port();
+        let tag = format!("h8-{}-{sip_port}", std::process::id());
+        let stderr = std::fs::File::create(dir.path().join("sipp.stderr")).expect("log file");
+        let child = Command::new(sipp)
+            .arg(server.to_string())
+            .args(["-sf", &scenario.to_string_lossy()])
+            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-nostdin"])
+            .args(["-timeout", &format!("{}s", SIPP_LIMIT.as_secs())])
+            .arg("-timeout_error")
+            .args(["-p", &sip_port.to_string()])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-cid_str", &format!("{tag}-%u@%s")])
+            .args(if call.rtp_echo {
+                &["-rtp_echo"][..]
+            } else {
+                &[][..]
+            })
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sipp");
+        Some(Sipp {
+            child,
+            call_id: format!("{tag}-1@127.0.0.1"),
+            dir,
+            sip_port,
+            started: Instant::now(),
+        })
+    }
+
+    /// Tells the scenario to hang up (BYE) now.
+    pub fn hang_up(&self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let me = sock.local_addr().expect("addr");
+        let msg = format!(
+            "OPTIONS sip:trunk@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-h8-{n}\r\n\
+             From: <sip:test@{me}>;tag=h8test\r\nTo: <sip:trunk@127.0.0.1:{port}>\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            port = self.sip_port,
+            n = self.started.elapsed().as_nanos(),
+            cid = self.call_id,
+        );
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port))
+            .expect("send OPTIONS to sipp");
+    }
+
+    /// Waits (bounded) for sipp to end; `Ok` with the SIP messages it sent and received, `Err` with
+    /// its logs when the scenario failed.
+    pub async fn finish(mut self) -> Result<String, String> {
+        let limit = SIPP_LIMIT + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(self.messages()),
+                Ok(Some(status)) => {
+                    return Err(format!("sipp failed ({status}):\n{}", self.logs()))
+                }
+                Ok(None) if self.started.elapsed() > limit => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "sipp still running after {limit:?}:\n{}",
+                        self.logs()
+                    ));
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => return Err(format!("waiting for sipp: {e}")),
+            }
+        }
+    }
+
+    /// SIP messages sipp sent and received.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+    }
+
+    /// Whether sipp could not send pcap audio (no raw socket permission).
+    pub fn pcap_play_failed(&self) -> bool {
+        let logs = self.logs();
+        logs.contains("raw") && logs.contains("socket")
+    }
+
+    /// Everything sipp logged, for failure messages.
+    pub fn logs(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- stderr\n{}\n--- errors\n{}\n--- messages\n{}",
+            read("sipp.stderr"),
+            read("errors.log"),
+            read("messages.log")
+        )
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free UDP port on loopback right now.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
