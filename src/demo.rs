@@ -51,6 +51,16 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(low..=high)
 }
 
+/// The origins a browser shows for pages served on `http`: `http://ADDR`, and for loopback also
+/// `http://localhost:PORT` (what people type).
+fn demo_origins(http: SocketAddr) -> Vec<String> {
+    let mut origins = vec![format!("http://{http}")];
+    if http.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", http.port()));
+    }
+    origins
+}
+
 fn random_secret(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
@@ -61,7 +71,14 @@ fn random_secret(len: usize) -> String {
 pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, String) {
     let api_token = args.api_token.clone().unwrap_or_else(|| random_secret(24));
     let agent_password = args.agent_password.clone().unwrap_or_else(|| random_secret(12));
-    let tenant = Tenant::demo();
+    let mut tenant = Tenant::demo();
+    // The button demo is served by us: its page's origin must be allowed to start sessions, also when
+    // `--http` is not the default address.
+    for origin in demo_origins(args.http) {
+        if !tenant.website_origins.contains(&origin) {
+            tenant.website_origins.push(origin);
+        }
+    }
     let mut sip = SipConfig::new(args.sip, "veilig-bellen");
     // Common softphones (baresip 1.0, sipp 3.6, many desk phones) give up on a 401 that carries any
     // SHA-256 challenge, even next to an MD5 one; the demo must work with them. Production configs
@@ -115,4 +132,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("stopping");
     running.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_button_demo_may_start_sessions_on_any_http_address() {
+        let args = DemoArgs {
+            sip: "127.0.0.1:25060".parse().unwrap(),
+            http: "127.0.0.1:28080".parse().unwrap(),
+            api_token: Some("t".into()),
+            agent_password: Some("p".into()),
+            rtp_ports: 20000..=20099,
+            data: None,
+        };
+        let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
+        let demo = config.tenants.by_id(&crate::tenant::TenantId("demo".into())).unwrap();
+        assert!(demo.website_origins.iter().any(|o| o == "http://127.0.0.1:28080"));
+        assert!(demo.website_origins.iter().any(|o| o == "http://localhost:28080"));
+        assert!(demo.website_origins.iter().any(|o| o == "http://127.0.0.1:8080"), "defaults kept");
+    }
 }
