@@ -8,11 +8,13 @@ use super::lex;
 use super::Text;
 
 macro_rules! header_names {
-    ($( $var:ident => $name:literal $(, $compact:literal)? ;)*) => {
+    ($( $var:ident => $name:literal / $lower:literal $(, $compact:literal)? ;)*) => {
         /// A header field name. Known names are matched case-insensitively, compact forms are
         /// mapped to their full name; anything else is [`HeaderName::Other`] with the name as
         /// received.
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        ///
+        /// Equality and hashing of [`HeaderName::Other`] ignore ASCII case.
+        #[derive(Debug, Clone)]
         #[non_exhaustive]
         pub enum HeaderName {
             $( $var, )*
@@ -37,85 +39,108 @@ macro_rules! header_names {
             }
 
             fn lookup(name: &str) -> Option<HeaderName> {
-                if name.len() == 1 {
-                    let c = name.as_bytes()[0].to_ascii_lowercase() as char;
+                let b = name.as_bytes();
+                if b.len() == 1 {
+                    let c = b[0].to_ascii_lowercase() as char;
                     $( $( if c == $compact { return Some(HeaderName::$var); } )? )*
                     return None;
                 }
-                $( if name.len() == $name.len() && name.eq_ignore_ascii_case($name) {
-                    return Some(HeaderName::$var);
-                } )*
-                None
+                // Fast path: the common headers in their canonical spelling.
+                match b {
+                    b"Via" => return Some(HeaderName::Via),
+                    b"From" => return Some(HeaderName::From),
+                    b"To" => return Some(HeaderName::To),
+                    b"Call-ID" => return Some(HeaderName::CallId),
+                    b"CSeq" => return Some(HeaderName::CSeq),
+                    b"Contact" => return Some(HeaderName::Contact),
+                    b"Max-Forwards" => return Some(HeaderName::MaxForwards),
+                    b"Content-Type" => return Some(HeaderName::ContentType),
+                    b"Content-Length" => return Some(HeaderName::ContentLength),
+                    b"Route" => return Some(HeaderName::Route),
+                    b"Record-Route" => return Some(HeaderName::RecordRoute),
+                    b"Allow" => return Some(HeaderName::Allow),
+                    b"Supported" => return Some(HeaderName::Supported),
+                    _ => {}
+                }
+                let mut buf = [0u8; 24];
+                let lower = buf.get_mut(..b.len())?;
+                for (d, s) in lower.iter_mut().zip(b) {
+                    *d = s.to_ascii_lowercase();
+                }
+                match &*lower {
+                    $( $lower => Some(HeaderName::$var), )*
+                    _ => None,
+                }
             }
         }
     };
 }
 
 header_names! {
-    Via => "Via", 'v';
-    From => "From", 'f';
-    To => "To", 't';
-    CallId => "Call-ID", 'i';
-    CSeq => "CSeq";
-    Contact => "Contact", 'm';
-    MaxForwards => "Max-Forwards";
-    Route => "Route";
-    RecordRoute => "Record-Route";
-    ContentLength => "Content-Length", 'l';
-    ContentType => "Content-Type", 'c';
-    ContentEncoding => "Content-Encoding", 'e';
-    ContentDisposition => "Content-Disposition";
-    ContentLanguage => "Content-Language";
-    Expires => "Expires";
-    MinExpires => "Min-Expires";
-    Authorization => "Authorization";
-    ProxyAuthorization => "Proxy-Authorization";
-    WwwAuthenticate => "WWW-Authenticate";
-    ProxyAuthenticate => "Proxy-Authenticate";
-    AuthenticationInfo => "Authentication-Info";
-    Supported => "Supported", 'k';
-    Require => "Require";
-    ProxyRequire => "Proxy-Require";
-    Unsupported => "Unsupported";
-    Allow => "Allow";
-    Accept => "Accept";
-    AcceptEncoding => "Accept-Encoding";
-    AcceptLanguage => "Accept-Language";
-    Subject => "Subject", 's';
-    Event => "Event", 'o';
-    AllowEvents => "Allow-Events", 'u';
-    SubscriptionState => "Subscription-State";
-    ReferTo => "Refer-To", 'r';
-    ReferredBy => "Referred-By", 'b';
-    Replaces => "Replaces";
-    SessionExpires => "Session-Expires", 'x';
-    MinSe => "Min-SE";
-    Identity => "Identity", 'y';
-    AcceptContact => "Accept-Contact", 'a';
-    RejectContact => "Reject-Contact", 'j';
-    RequestDisposition => "Request-Disposition", 'd';
-    RetryAfter => "Retry-After";
-    Reason => "Reason";
-    Warning => "Warning";
-    UserAgent => "User-Agent";
-    Server => "Server";
-    Date => "Date";
-    Timestamp => "Timestamp";
-    RSeq => "RSeq";
-    RAck => "RAck";
-    PAssertedIdentity => "P-Asserted-Identity";
-    PPreferredIdentity => "P-Preferred-Identity";
-    Privacy => "Privacy";
-    Organization => "Organization";
-    InReplyTo => "In-Reply-To";
-    ReplyTo => "Reply-To";
-    Priority => "Priority";
-    AlertInfo => "Alert-Info";
-    CallInfo => "Call-Info";
-    ErrorInfo => "Error-Info";
-    MimeVersion => "MIME-Version";
-    Path => "Path";
-    ServiceRoute => "Service-Route";
+    Via => "Via" / b"via", 'v';
+    From => "From" / b"from", 'f';
+    To => "To" / b"to", 't';
+    CallId => "Call-ID" / b"call-id", 'i';
+    CSeq => "CSeq" / b"cseq";
+    Contact => "Contact" / b"contact", 'm';
+    MaxForwards => "Max-Forwards" / b"max-forwards";
+    Route => "Route" / b"route";
+    RecordRoute => "Record-Route" / b"record-route";
+    ContentLength => "Content-Length" / b"content-length", 'l';
+    ContentType => "Content-Type" / b"content-type", 'c';
+    ContentEncoding => "Content-Encoding" / b"content-encoding", 'e';
+    ContentDisposition => "Content-Disposition" / b"content-disposition";
+    ContentLanguage => "Content-Language" / b"content-language";
+    Expires => "Expires" / b"expires";
+    MinExpires => "Min-Expires" / b"min-expires";
+    Authorization => "Authorization" / b"authorization";
+    ProxyAuthorization => "Proxy-Authorization" / b"proxy-authorization";
+    WwwAuthenticate => "WWW-Authenticate" / b"www-authenticate";
+    ProxyAuthenticate => "Proxy-Authenticate" / b"proxy-authenticate";
+    AuthenticationInfo => "Authentication-Info" / b"authentication-info";
+    Supported => "Supported" / b"supported", 'k';
+    Require => "Require" / b"require";
+    ProxyRequire => "Proxy-Require" / b"proxy-require";
+    Unsupported => "Unsupported" / b"unsupported";
+    Allow => "Allow" / b"allow";
+    Accept => "Accept" / b"accept";
+    AcceptEncoding => "Accept-Encoding" / b"accept-encoding";
+    AcceptLanguage => "Accept-Language" / b"accept-language";
+    Subject => "Subject" / b"subject", 's';
+    Event => "Event" / b"event", 'o';
+    AllowEvents => "Allow-Events" / b"allow-events", 'u';
+    SubscriptionState => "Subscription-State" / b"subscription-state";
+    ReferTo => "Refer-To" / b"refer-to", 'r';
+    ReferredBy => "Referred-By" / b"referred-by", 'b';
+    Replaces => "Replaces" / b"replaces";
+    SessionExpires => "Session-Expires" / b"session-expires", 'x';
+    MinSe => "Min-SE" / b"min-se";
+    Identity => "Identity" / b"identity", 'y';
+    AcceptContact => "Accept-Contact" / b"accept-contact", 'a';
+    RejectContact => "Reject-Contact" / b"reject-contact", 'j';
+    RequestDisposition => "Request-Disposition" / b"request-disposition", 'd';
+    RetryAfter => "Retry-After" / b"retry-after";
+    Reason => "Reason" / b"reason";
+    Warning => "Warning" / b"warning";
+    UserAgent => "User-Agent" / b"user-agent";
+    Server => "Server" / b"server";
+    Date => "Date" / b"date";
+    Timestamp => "Timestamp" / b"timestamp";
+    RSeq => "RSeq" / b"rseq";
+    RAck => "RAck" / b"rack";
+    PAssertedIdentity => "P-Asserted-Identity" / b"p-asserted-identity";
+    PPreferredIdentity => "P-Preferred-Identity" / b"p-preferred-identity";
+    Privacy => "Privacy" / b"privacy";
+    Organization => "Organization" / b"organization";
+    InReplyTo => "In-Reply-To" / b"in-reply-to";
+    ReplyTo => "Reply-To" / b"reply-to";
+    Priority => "Priority" / b"priority";
+    AlertInfo => "Alert-Info" / b"alert-info";
+    CallInfo => "Call-Info" / b"call-info";
+    ErrorInfo => "Error-Info" / b"error-info";
+    MimeVersion => "MIME-Version" / b"mime-version";
+    Path => "Path" / b"path";
+    ServiceRoute => "Service-Route" / b"service-route";
 }
 
 impl HeaderName {
@@ -124,8 +149,10 @@ impl HeaderName {
         HeaderName::lookup(name).unwrap_or_else(|| HeaderName::Other(Text::from(name)))
     }
 
-    pub(crate) fn from_text(name: Text) -> HeaderName {
-        HeaderName::lookup(&name).unwrap_or(HeaderName::Other(name))
+    /// Map a name that is a slice of `buf` without touching the buffer's refcount for known
+    /// names.
+    pub(crate) fn from_slice(buf: &Text, name: &str) -> HeaderName {
+        HeaderName::lookup(name).unwrap_or_else(|| HeaderName::Other(buf.slice_ref(name)))
     }
 
     /// True for headers whose value is a comma-separated list that may be split across several
@@ -169,6 +196,28 @@ impl HeaderName {
         match HeaderName::lookup(name) {
             Some(known) => &known == self,
             None => matches!(self, HeaderName::Other(t) if t.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &HeaderName) -> bool {
+        match (self, other) {
+            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl std::hash::Hash for HeaderName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        if let HeaderName::Other(t) = self {
+            for b in t.bytes() {
+                state.write_u8(b.to_ascii_lowercase());
+            }
         }
     }
 }
@@ -385,6 +434,8 @@ mod tests {
             HeaderName::Other(Text::from("C%6Fntact"))
         );
         assert!(HeaderName::Via.matches("V"));
+        assert_eq!(HeaderName::parse("X-Foo"), HeaderName::parse("x-fOO"));
+        assert_ne!(HeaderName::parse("X-Foo"), HeaderName::parse("X-Bar"));
     }
 
     #[test]

@@ -5,14 +5,27 @@
 
 use std::borrow::Cow;
 
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
 /// RFC 3261 `token` character: alphanum / `-.!%*_+`'~`.
 #[inline]
 pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[b as usize]
 }
 
 /// True if `s` is a non-empty RFC 3261 `token`.
@@ -45,7 +58,18 @@ pub(crate) fn is_word_char(b: u8) -> bool {
 /// Trim SP/HT (and stray CR/LF left by unfolding) on both sides.
 #[inline]
 pub(crate) fn trim(s: &str) -> &str {
-    s.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+    let b = s.as_bytes();
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && ws(b[start]) {
+        start += 1;
+    }
+    while end > start && ws(b[end - 1]) {
+        end -= 1;
+    }
+    // Only ASCII bytes were skipped, so both ends are char boundaries.
+    s.get(start..end).unwrap_or("")
 }
 
 /// Split `s` at every top-level `sep` byte: separators inside a quoted string (with backslash
@@ -82,35 +106,49 @@ impl<'a> Iterator for SplitTop<'a> {
 /// Index of the first top-level `sep` in `s` (outside quotes and angle brackets).
 pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
     let b = s.as_bytes();
-    // Fast path: no quote and no angle bracket means every separator is top-level.
-    if memchr::memchr2(b'"', b'<', b).is_none() {
-        return memchr::memchr(sep, b);
-    }
     let mut i = 0;
-    let mut in_quote = false;
-    let mut in_angle = false;
     while i < b.len() {
         let c = b[i];
-        if in_quote {
-            match c {
-                b'\\' => i += 1,
-                b'"' => in_quote = false,
-                _ => {}
-            }
-        } else if in_angle {
-            if c == b'>' {
-                in_angle = false;
-            }
-        } else if c == sep {
+        if c == sep {
             return Some(i);
-        } else if c == b'"' {
-            in_quote = true;
+        }
+        if c == b'"' {
+            i += 1;
+            while i < b.len() {
+                match b[i] {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
+            }
         } else if c == b'<' {
-            in_angle = true;
+            while i < b.len() && b[i] != b'>' {
+                i += 1;
+            }
         }
         i += 1;
     }
     None
+}
+
+/// Index of the first `c` in `s`. A plain loop: SIP values are short, and a vectorised search
+/// costs more in call overhead than it saves.
+#[inline]
+pub(crate) fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&b| b == c)
+}
+
+/// Index of the first SP or HT in `s`.
+#[inline]
+pub(crate) fn find_ws(s: &str) -> Option<usize> {
+    s.as_bytes().iter().position(|&b| b == b' ' || b == b'\t')
+}
+
+/// `s` split around the first `c` (excluded).
+#[inline]
+pub(crate) fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, c)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// If `s` starts with a quoted string, return its length including both quotes.

@@ -45,14 +45,20 @@
 //! etc.; typed values ([`Via`], [`NameAddr`], [`CSeq`], [`Auth`]) implement `Display` for that.
 //! [`Response::for_request`] copies Via/From/To/Call-ID/CSeq (RFC 3261 §8.2.6);
 //! [`Response::with_to_tag`] adds the To tag. [`Request::set_body`] sets body and Content-Type.
-//! [`Request::to_bytes`] / [`Response::to_bytes`] write the message; Content-Length is always
+//! [`Request::cancel`] and [`Request::ack_for_non2xx`] derive CANCEL / non-2xx ACK (§9.1,
+//! §17.1.1.3). [`Request::to_bytes`] / [`Response::to_bytes`] write the message; Content-Length is always
 //! written from the actual body length. Writing a parsed message and parsing it again gives the
 //! same headers, values and body.
+//!
+//! # Personal data
+//! `Debug` of messages, headers and URIs prints caller numbers and names: never log it outside
+//! tests; log method, status, CSeq and Call-ID instead.
 //!
 //! # Keys
 //! [`TransactionKey`] (RFC 3261 §17.1.3/§17.2.3, with the RFC 2543 fallback) and [`DialogId`]
 //! (Call-ID + local/remote tag) are built from requests and responses; see [`keys`].
 
+mod build;
 pub mod framer;
 pub mod header;
 pub mod keys;

@@ -65,7 +65,7 @@ impl NameAddr {
             let q = lex::quoted_len(s).ok_or(NameAddrError::UnterminatedQuote)?;
             (Some(&s[..q]), lex::trim(&s[q..]))
         } else {
-            match s.find('<') {
+            match lex::find_byte(s, b'<') {
                 Some(lt) => {
                     let d = lex::trim(&s[..lt]);
                     if !d.is_empty()
@@ -82,7 +82,7 @@ impl NameAddr {
             }
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(NameAddrError::UnclosedAngle)?;
+            let gt = lex::find_byte(inner, b'>').ok_or(NameAddrError::UnclosedAngle)?;
             let uri = Uri::parse_text(raw.slice_ref(&inner[..gt]))?;
             let rest = lex::trim(&inner[gt + 1..]);
             if !rest.is_empty() && !rest.starts_with(';') {
@@ -102,7 +102,7 @@ impl NameAddr {
             if display.is_some() {
                 return Err(NameAddrError::BadDisplayName);
             }
-            let semi = after_display.find(';').unwrap_or(after_display.len());
+            let semi = lex::find_byte(after_display, b';').unwrap_or(after_display.len());
             let uri = Uri::parse_text(raw.slice_ref(lex::trim(&after_display[..semi])))?;
             let params = Params::from_text(raw.slice_ref(&after_display[semi..]));
             if !params.check(b"[]:/") {

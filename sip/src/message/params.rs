@@ -109,7 +109,11 @@ impl Params {
     /// Strict RFC 3261 check: no empty elements, every name a token, every value a token, host or
     /// quoted string (`extra` allows characters such as `:` `[` `]` `%` `/` that URI params use).
     pub fn check(&self, extra: &[u8]) -> bool {
-        let s: &str = &self.raw;
+        Self::check_str(&self.raw, extra)
+    }
+
+    /// [`Params::check`] on raw text.
+    pub(crate) fn check_str(s: &str, extra: &[u8]) -> bool {
         if s.is_empty() {
             return true;
         }
@@ -162,7 +166,7 @@ fn parse_param(piece: &str) -> Option<Param<'_>> {
     if piece.is_empty() {
         return None;
     }
-    match piece.find('=') {
+    match lex::find_byte(piece, b'=') {
         Some(eq) => Some(Param {
             name: lex::trim(&piece[..eq]),
             value: Some(lex::trim(&piece[eq + 1..])),

@@ -45,86 +45,115 @@ pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
         .count()
 }
 
+/// Line boundaries of a head: `(start, content end)` pairs, inline for typical messages.
+struct Lines {
+    inline: [(u32, u32); 40],
+    n: usize,
+    spill: Vec<(u32, u32)>,
+}
+
+impl Lines {
+    fn new() -> Self {
+        Lines {
+            inline: [(0, 0); 40],
+            n: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, start: usize, end: usize) {
+        let l = (start as u32, end as u32);
+        if self.n < self.inline.len() {
+            self.inline[self.n] = l;
+        } else {
+            self.spill.push(l);
+        }
+        self.n += 1;
+    }
+
+    fn get(&self, i: usize) -> Option<(usize, usize)> {
+        let (a, b) = if i < self.inline.len() {
+            *self.inline.get(i).filter(|_| i < self.n)?
+        } else {
+            *self.spill.get(i - self.inline.len())?
+        };
+        Some((a as usize, b as usize))
+    }
+}
+
 /// Split the head of `buf` (which starts at a start line) into start line and header lines.
+/// One pass finds line ends (rejecting a CR that is not part of CRLF: it would not survive
+/// writing); a second walks the lines without searching again.
 pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
-    let skip = leading_crlf(buf);
-    // A datagram ends the message even when the final empty line is missing (RFC 4475 baddn
-    // archive quirk): take the whole buffer as the head if it ends with a line break.
-    let head_end = match find_head_end(&buf[skip..]) {
-        Some(end) => end + skip,
-        None if buf.len() > skip && buf.ends_with(b"\n") => buf.len(),
-        None => return Err(ParseError::Incomplete),
-    };
-    let raw_head = &buf[skip..head_end];
-    // CR only as part of CRLF: a bare CR inside a header would not survive writing.
-    if memchr::memchr_iter(b'\r', raw_head).any(|i| raw_head.get(i + 1) != Some(&b'\n')) {
+    if buf.len() > u32::MAX as usize {
         return Err(ParseError::BadHeader);
     }
+    let skip = leading_crlf(buf);
+    let mut lines = Lines::new();
+    let mut pos = skip;
+    let head_end = loop {
+        match memchr::memchr2(b'\r', b'\n', &buf[pos..]) {
+            Some(i) => {
+                let at = pos + i;
+                let next = if buf[at] == b'\n' {
+                    at + 1
+                } else if buf.get(at + 1) == Some(&b'\n') {
+                    at + 2
+                } else {
+                    return Err(ParseError::BadHeader);
+                };
+                if at == pos {
+                    break next; // the empty line
+                }
+                lines.push(pos - skip, at - skip);
+                pos = next;
+            }
+            // A datagram ends the message even when the final empty line is missing (RFC 4475
+            // baddn archive quirk): the head is the whole buffer if it ends with a line break.
+            None if pos == buf.len() && lines.n > 0 => break buf.len(),
+            None => return Err(ParseError::Incomplete),
+        }
+    };
     let text = Text::try_from(buf.slice(skip..head_end)).map_err(|_| ParseError::NotUtf8)?;
     let s: &str = &text;
     let b = s.as_bytes();
-    let line_end = |from: usize| -> (usize, usize) {
-        // (content end, next line start)
-        match memchr::memchr(b'\n', &b[from..]) {
-            Some(i) => {
-                let nl = from + i;
-                let end = if nl > from && b[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                (end, nl + 1)
-            }
-            None => (b.len(), b.len()),
-        }
-    };
-    let (sl_end, mut pos) = line_end(0);
-    if sl_end == 0 {
-        return Err(ParseError::BadStartLine);
-    }
+    let (_, sl_end) = lines.get(0).ok_or(ParseError::Incomplete)?;
     let mut headers = Headers::with_capacity(16);
-    loop {
-        let (end, next) = line_end(pos);
-        if end == pos {
-            break; // the empty line
-        }
-        if matches!(b[pos], b' ' | b'\t') {
+    let mut i = 1;
+    while let Some((start, end)) = lines.get(i) {
+        i += 1;
+        if matches!(b[start], b' ' | b'\t') {
             return Err(ParseError::BadHeader); // continuation with nothing to continue
         }
-        let line = &s[pos..end];
-        let colon = memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::BadHeader)?;
-        let name = line[..colon].trim_end_matches([' ', '\t']);
+        let line = &s[start..end];
+        let colon = line
+            .bytes()
+            .position(|c| c == b':')
+            .ok_or(ParseError::BadHeader)?;
+        let name = lex::trim(&line[..colon]);
         if !lex::is_token(name) {
             return Err(ParseError::BadHeader);
         }
-        // Gather continuation lines (folding): lines starting with SP or HT.
-        let mut value_end = end;
-        let mut after = next;
-        let mut folded = false;
-        while after < b.len() && matches!(b[after], b' ' | b'\t') {
-            let (e, n) = line_end(after);
-            value_end = e;
-            after = n;
-            folded = true;
+        let value_start = start + colon + 1;
+        // Folding: following lines that start with SP or HT continue this value.
+        let mut folded: Option<String> = None;
+        while let Some((cs, ce)) = lines
+            .get(i)
+            .filter(|(cs, _)| matches!(b[*cs], b' ' | b'\t'))
+        {
+            let v = folded.get_or_insert_with(|| s[value_start..end].to_owned());
+            v.push(' ');
+            v.push_str(&s[cs..ce]);
+            i += 1;
         }
-        let value_start = pos + colon + 1;
-        let value = if folded {
-            let mut v = String::with_capacity(value_end - value_start);
-            for (i, piece) in s[value_start..value_end].split('\n').enumerate() {
-                if i > 0 {
-                    v.push(' ');
-                }
-                v.push_str(piece.strip_suffix('\r').unwrap_or(piece));
-            }
-            Text::from(lex::trim(&v).to_owned())
-        } else {
-            text.slice_ref(lex::trim(&s[value_start..value_end]))
+        let value = match folded {
+            Some(v) => Text::from(lex::trim(&v).to_owned()),
+            None => text.slice_ref(lex::trim(&s[value_start..end])),
         };
         headers.push_header(Header {
-            name: HeaderName::from_text(text.slice_ref(name)),
+            name: HeaderName::from_slice(&text, name),
             value,
         });
-        pos = after;
     }
     Ok(Head {
         text,
@@ -199,7 +228,7 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 /// tolerated (RFC 4475 lwsstart/trws allow either choice); LWS inside the URI is not.
 pub(crate) fn parse_request_line(text: &Text, line: &str) -> Result<(Method, Uri), ParseError> {
     let line = line.trim_end_matches(' ');
-    let sp = line.find(' ').ok_or(ParseError::BadStartLine)?;
+    let sp = lex::find_byte(line, b' ').ok_or(ParseError::BadStartLine)?;
     let method = &line[..sp];
     if !lex::is_token(method) {
         return Err(ParseError::BadStartLine);
@@ -220,7 +249,7 @@ fn parse_status_line(text: &Text, line: &str) -> Result<(StatusCode, Text), Pars
     let sp = line.find(' ').ok_or(ParseError::BadStartLine)?;
     check_version(&line[..sp])?;
     let rest = &line[sp + 1..];
-    let (code, reason) = match rest.find(' ') {
+    let (code, reason) = match lex::find_byte(rest, b' ') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
     };

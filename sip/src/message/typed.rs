@@ -64,21 +64,21 @@ impl Via {
     /// `any_version` also accepts `SIP/x.y` other than 2.0 (to answer 505).
     pub(crate) fn parse_lenient(v: &Text, any_version: bool) -> Option<Via> {
         let s = lex::trim(v);
-        let (name, rest) = s.split_once('/')?;
-        let (version, rest) = rest.split_once('/')?;
+        let (name, rest) = lex::split_byte(s, b'/')?;
+        let (version, rest) = lex::split_byte(rest, b'/')?;
         if !lex::trim(name).eq_ignore_ascii_case("SIP")
             || (!any_version && lex::trim(version) != "2.0")
         {
             return None;
         }
         let rest = rest.trim_start_matches([' ', '\t']);
-        let t_end = rest.find([' ', '\t']).unwrap_or(rest.len());
+        let t_end = lex::find_ws(rest).unwrap_or(rest.len());
         let transport = &rest[..t_end];
         if !lex::is_token(transport) {
             return None;
         }
         let rest = &rest[t_end..];
-        let semi = rest.find(';').unwrap_or(rest.len());
+        let semi = lex::find_byte(rest, b';').unwrap_or(rest.len());
         let sent_by = lex::trim(&rest[..semi]);
         let (hl, port) = split_hostport(sent_by).ok()?;
         let params = lex::trim(&rest[semi..]);
@@ -158,7 +158,7 @@ pub struct CSeq {
 impl CSeq {
     pub fn parse(v: &str) -> Option<CSeq> {
         let s = lex::trim(v);
-        let split = s.find([' ', '\t'])?;
+        let split = lex::find_ws(s)?;
         let seq = lex::parse_u32(&s[..split])?;
         let m = lex::trim(&s[split..]);
         if !lex::is_token(m) {
@@ -213,7 +213,7 @@ impl Auth {
 
     pub fn parse(v: &Text) -> Option<Auth> {
         let s = lex::trim(v);
-        let end = s.find([' ', '\t']).unwrap_or(s.len());
+        let end = lex::find_ws(s).unwrap_or(s.len());
         let scheme = &s[..end];
         if !lex::is_token(scheme) {
             return None;
@@ -227,7 +227,7 @@ impl Auth {
                 if piece.is_empty() {
                     continue;
                 }
-                match piece.split_once('=') {
+                match lex::split_byte(piece, b'=') {
                     Some((n, val)) if lex::is_token(lex::trim(n)) => {
                         let val = lex::trim(val);
                         if val.starts_with('"') && lex::quoted_len(val) != Some(val.len()) {

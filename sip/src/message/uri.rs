@@ -68,7 +68,14 @@ impl Uri {
         if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(UriError::BadCharacter);
         }
-        let colon = s.find(':').ok_or(UriError::NoScheme)?;
+        let b = s.as_bytes();
+        let find_from = |from: usize, c: u8| -> Option<usize> {
+            b.get(from..)?
+                .iter()
+                .position(|&x| x == c)
+                .map(|i| from + i)
+        };
+        let colon = find_from(0, b':').ok_or(UriError::NoScheme)?;
         let scheme_str = &s[..colon];
         let sb = scheme_str.as_bytes();
         if sb.is_empty()
@@ -103,8 +110,7 @@ impl Uri {
                 raw,
             }),
             Scheme::Tel => {
-                let body = &s[rest_start..];
-                let num_end = rest_start + body.find(';').unwrap_or(body.len());
+                let num_end = find_from(rest_start, b';').unwrap_or(len);
                 if num_end == rest_start {
                     return Err(UriError::BadTelNumber);
                 }
@@ -125,26 +131,21 @@ impl Uri {
                     headers: None,
                     raw,
                 };
-                if !uri.params().check(b"[]/:&+$%") {
+                if !Params::check_str(uri.slice(uri.params.clone()), b"[]/:&+$%") {
                     return Err(UriError::BadParams);
                 }
                 Ok(uri)
             }
             Scheme::Sip | Scheme::Sips => {
-                let body = &s[rest_start..];
                 // userinfo: everything up to the first '@' (neither host, params nor headers may
                 // contain an unescaped '@'; the user part may contain ';' '?' '/').
-                let (user, password, host_start) = match body.find('@') {
+                let (user, password, host_start) = match find_from(rest_start, b'@') {
                     Some(at) => {
-                        let ui = &body[..at];
-                        let (u, p) = match ui.find(':') {
-                            Some(c) => (
-                                r(rest_start, rest_start + c),
-                                Some(r(rest_start + c + 1, rest_start + at)),
-                            ),
-                            None => (r(rest_start, rest_start + at), None),
+                        let (u, p) = match find_from(rest_start, b':').filter(|c| *c < at) {
+                            Some(c) => (r(rest_start, c), Some(r(c + 1, at))),
+                            None => (r(rest_start, at), None),
                         };
-                        (Some(u), p, rest_start + at + 1)
+                        (Some(u), p, at + 1)
                     }
                     None => (None, None, rest_start),
                 };
@@ -160,11 +161,13 @@ impl Uri {
                         return Err(UriError::BadUser);
                     }
                 }
-                let hp = &s[host_start..];
-                let hp_end = host_start + hp.find([';', '?']).unwrap_or(hp.len());
+                let hp_end = b
+                    .get(host_start..)
+                    .and_then(|t| t.iter().position(|&x| x == b';' || x == b'?'))
+                    .map_or(len, |i| host_start + i);
                 let hostport = &s[host_start..hp_end];
                 let (host_len, port) = split_hostport(hostport)?;
-                let headers_start = s[hp_end..].find('?').map(|q| hp_end + q);
+                let headers_start = find_from(hp_end, b'?');
                 let params_end = headers_start.unwrap_or(len);
                 let uri = Uri {
                     scheme,
@@ -176,7 +179,7 @@ impl Uri {
                     headers: headers_start.map(|h| r(h + 1, len)),
                     raw,
                 };
-                if !uri.params().check(b"[]/:&+$%") {
+                if !Params::check_str(uri.slice(uri.params.clone()), b"[]/:&+$%") {
                     return Err(UriError::BadParams);
                 }
                 Ok(uri)
@@ -216,7 +219,7 @@ impl Uri {
     /// The scheme as written (`sip`, `SIP`, `urn`, ...).
     pub fn scheme_str(&self) -> &str {
         let s: &str = &self.raw;
-        &s[..s.find(':').unwrap_or(0)]
+        &s[..lex::find_byte(s, b':').unwrap_or(0)]
     }
 
     /// True for `sip:` and `sips:`.
@@ -257,7 +260,7 @@ impl Uri {
     /// Everything after `scheme:` (the opaque part for unknown schemes).
     pub fn opaque(&self) -> &str {
         let s: &str = &self.raw;
-        &s[s.find(':').map_or(0, |c| c + 1)..]
+        &s[lex::find_byte(s, b':').map_or(0, |c| c + 1)..]
     }
 
     /// `transport` URI parameter, lowercased comparison left to the caller.
@@ -329,36 +332,50 @@ fn esc(a: Option<&str>) -> Option<std::borrow::Cow<'_, [u8]>> {
     a.map(lex::unescape)
 }
 
+const fn user_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'%'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b';'
+                    | b'?'
+                    | b'/'
+                    | b':'
+            );
+        i += 1;
+    }
+    t
+}
+
+static USER: [bool; 256] = user_table();
+
 /// `user` / `password` characters of RFC 3261: unreserved, escaped, user-unreserved.
 fn is_user_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'%'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-                | b';'
-                | b'?'
-                | b'/'
-                | b':'
-        )
+    USER[b as usize]
 }
 
 /// Split `host[:port]`, returning the host length and port.
 pub(crate) fn split_hostport(hp: &str) -> Result<(usize, Option<u16>), UriError> {
+    let b = hp.as_bytes();
     let (host, port) = if hp.starts_with('[') {
-        let end = hp.find(']').ok_or(UriError::BadHost)?;
+        let end = b.iter().position(|&c| c == b']').ok_or(UriError::BadHost)?;
         let inner = &hp[1..end];
         if inner.is_empty()
             || !inner
@@ -370,7 +387,7 @@ pub(crate) fn split_hostport(hp: &str) -> Result<(usize, Option<u16>), UriError>
         let rest = &hp[end + 1..];
         (&hp[..end + 1], rest)
     } else {
-        match hp.find(':') {
+        match b.iter().position(|&c| c == b':') {
             Some(c) => (&hp[..c], &hp[c..]),
             None => (hp, ""),
         }

@@ -11,7 +11,8 @@
 //!    "Missing/Duplicate/Malformed X header";
 //! 5. CSeq method ≠ request method → 400 "CSeq method does not match";
 //! 6. Request-URI scheme not sip/sips (or tel when allowed) → 416;
-//! 7. Require with option tags not in [`Policy::supported`] → 420 with Unsupported;
+//! 7. Require with option tags not in [`Policy::supported`] → 420 with Unsupported (not for
+//!    CANCEL; Proxy-Require is a proxy's business and is ignored here);
 //! 8. body type not in [`Policy::accept`] or a Content-Encoding other than identity → 415 with
 //!    Accept / Accept-Encoding;
 //! 9. INVITE whose Accept excludes everything in [`Policy::produces`] → 406.

@@ -1,0 +1,105 @@
+//! Requests derived from a request we sent: CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx
+//! final response (§17.1.1.3). Both carry only the top Via of the original, so they share its
+//! branch (the CANCEL/ACK match the INVITE's transaction at the peer).
+
+use bytes::Bytes;
+
+use super::header::{HeaderName, Headers};
+use super::method::Method;
+use super::typed::HeaderError;
+use super::{Request, Response};
+
+impl Request {
+    /// The CANCEL for this (INVITE) request: same Request-URI, top Via, From, To, Call-ID, CSeq
+    /// number and Route set; method CANCEL; Max-Forwards 70.
+    pub fn cancel(&self) -> Result<Request, HeaderError> {
+        self.derived(Method::Cancel, None)
+    }
+
+    /// The ACK for a non-2xx final response to this INVITE: like [`Request::cancel`] but with the
+    /// To header of the response (which carries the peer's tag).
+    pub fn ack_for_non2xx(&self, resp: &Response) -> Result<Request, HeaderError> {
+        let to = resp.headers.single(&HeaderName::To)?.clone();
+        self.derived(Method::Ack, Some(to))
+    }
+
+    fn derived(&self, method: Method, to: Option<super::Text>) -> Result<Request, HeaderError> {
+        let cseq = self.headers.cseq()?;
+        let top_via = self
+            .headers
+            .values(&HeaderName::Via)
+            .next()
+            .ok_or(HeaderError::Missing(HeaderName::Via))?;
+        let mut h = Headers::with_capacity(8);
+        h.push(HeaderName::Via, top_via);
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(
+            HeaderName::From,
+            self.headers.single(&HeaderName::From)?.clone(),
+        );
+        h.push(
+            HeaderName::To,
+            match to {
+                Some(t) => t,
+                None => self.headers.single(&HeaderName::To)?.clone(),
+            },
+        );
+        h.push(HeaderName::CallId, self.headers.call_id()?.clone());
+        h.push(HeaderName::CSeq, format!("{} {}", cseq.seq, method));
+        for r in self.headers.get_all(&HeaderName::Route) {
+            h.push(HeaderName::Route, r.clone());
+        }
+        Ok(Request {
+            method,
+            uri: self.uri.clone(),
+            headers: h,
+            body: Bytes::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{StatusCode, TransactionKey};
+
+    fn invite() -> Request {
+        Request::parse(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bKa, SIP/2.0/UDP h0;branch=z9hG4bK0\r\n\
+             Route: <sip:p1;lr>\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 5 INVITE\r\nContact: <sip:a@h1>\r\nContent-Type: application/sdp\r\nl: 3\r\n\r\nv=0",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cancel_targets_the_invite_transaction() {
+        let inv = invite();
+        let c = inv.cancel().unwrap();
+        assert_eq!(c.method, Method::Cancel);
+        assert_eq!(c.uri, inv.uri);
+        assert_eq!(c.headers.vias().count(), 1);
+        assert_eq!(c.headers.cseq().unwrap().seq, 5);
+        assert_eq!(c.headers.get(&HeaderName::Route).unwrap(), "<sip:p1;lr>");
+        assert!(c.body.is_empty() && c.headers.get(&HeaderName::Contact).is_none());
+        assert_eq!(
+            TransactionKey::for_request(&c)
+                .unwrap()
+                .with_method(Method::Invite),
+            TransactionKey::for_request(&inv).unwrap()
+        );
+    }
+
+    #[test]
+    fn ack_for_non2xx_takes_the_response_to_tag() {
+        let inv = invite();
+        let resp = Response::for_request(&inv, StatusCode::BUSY_HERE, None).with_to_tag("x9");
+        let ack = inv.ack_for_non2xx(&resp).unwrap();
+        assert_eq!(ack.headers.to().unwrap().tag(), Some("x9"));
+        assert_eq!(ack.headers.cseq().unwrap().method, Method::Ack);
+        assert_eq!(
+            TransactionKey::for_request(&ack).unwrap(),
+            TransactionKey::for_request(&inv).unwrap()
+        );
+    }
+}
