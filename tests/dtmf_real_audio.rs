@@ -222,6 +222,46 @@ fn amr_correct_codes(dir: &TempDir, mode: u32) -> usize {
     correct
 }
 
+/// 40 long held digits (0.25–1 s): the codec's level swings must not split or drop them.
+fn amr_long_digits_read(dir: &TempDir, mode: u32) -> (String, String) {
+    let mut s = Signal::new(77);
+    s.silence(4000);
+    for _ in 0..40 {
+        let d = s.rng().digit();
+        let len = s.rng().int(2000, 8000) as usize;
+        let level = s.rng().range(-20.0, -10.0);
+        let twist = s.rng().range(0.0, 3.0);
+        s.tone(Tone::new(d, level, len).twist(twist)).silence(1600);
+    }
+    let input = dir.path(&format!("long{mode}.wav"));
+    let amr = dir.path(&format!("long{mode}.amr-nb"));
+    let back = dir.path(&format!("longback{mode}.wav"));
+    write_wav(&input, &s.pcm());
+    run(Command::new("sox")
+        .arg(&input)
+        .args(["-r", "8000", "-C", &mode.to_string()])
+        .arg(&amr));
+    run(Command::new("sox")
+        .arg(&amr)
+        .args(["-r", "8000", "-b", "16"])
+        .arg(&back));
+    let want = s.truth.iter().map(|t| t.digit).collect();
+    let got = detect(&read_wav(&back)).iter().map(|d| d.0).collect();
+    (want, got)
+}
+
+#[test]
+fn long_digits_survive_the_amr_nb_mobile_codec_unsplit() {
+    if !have("sox", &["--version"]) {
+        return;
+    }
+    let dir = TempDir::new("amr-long");
+    for mode in [0, 7] {
+        let (want, got) = amr_long_digits_read(&dir, mode);
+        assert_eq!(got, want, "AMR-NB mode {mode}");
+    }
+}
+
 #[test]
 fn codes_survive_the_amr_nb_mobile_codec() {
     if !have("sox", &["--version"]) {

@@ -27,9 +27,9 @@
 //!   windows completely; a 20 ms tone cannot fill five consecutive windows more than half each, so it
 //!   fails the every-window share.
 //!
-//! A digit **ends** after five consecutive windows (25 ms) in which its pair has fallen more than 10 dB
-//! below its level at the start (or one tone 20 dB, or another digit qualifies): a 40 ms pause leaves at
-//! least five windows fully silent, a 20 ms drop-out at most four windows mostly silent.
+//! A digit **ends** after five consecutive windows (25 ms) that neither qualify for it nor keep its pair
+//! within 10 dB of its running level (each tone within 20 dB), or in which another digit qualifies: a
+//! 40 ms pause leaves at least five windows fully silent, a 20 ms drop-out at most four mostly silent.
 //!
 //! Onset and end positions are refined from the sub-block energies to a few milliseconds.
 //!
@@ -484,18 +484,22 @@ impl DtmfDetector {
                 let (r, c) = split(digit);
                 let p_row = power[r];
                 let p_col = power[c + 4];
-                let other = candidate.is_some_and(|d| d != digit);
-                let present = !other
-                    && p_row + p_col >= PRESENT_FRACTION * (ref_row + ref_col)
-                    && p_row >= PRESENT_SINGLE * ref_row
-                    && p_col >= PRESENT_SINGLE * ref_col
-                    && p_row + p_col >= PRESENT_RATIO * mean_power;
+                let same = candidate == Some(digit);
+                let other = candidate.is_some() && !same;
+                let present = same
+                    || (!other
+                        && p_row + p_col >= PRESENT_FRACTION * (ref_row + ref_col)
+                        && p_row >= PRESENT_SINGLE * ref_row
+                        && p_col >= PRESENT_SINGLE * ref_col
+                        && p_row + p_col >= PRESENT_RATIO * mean_power);
                 if present {
+                    // Follow slow level changes (a codec's gain control) while the digit clearly sounds.
+                    let track = |r: f32, p: f32| if same { 0.75 * r + 0.25 * p } else { r };
                     self.state = State::Active {
                         digit,
                         start,
-                        ref_row,
-                        ref_col,
+                        ref_row: track(ref_row, p_row),
+                        ref_col: track(ref_col, p_col),
                         absent: 0,
                         last_present: last,
                     };
