@@ -2,7 +2,9 @@
 //!
 //! - `GET  /api/v1/calls` → JSON array of calls (`id`, `state`, `verified`, `reason`, `caller`,
 //!   `attributes` (only while a verified call lasts), `since`, `agent`, `tenant`);
-//! - `POST /api/v1/calls/{id}/answer` with `{"agent":"<username>"}` → 202, or 409 if already taken;
+//! - `POST /api/v1/calls/{id}/answer` with `{"agent":"<username>"}` → 202, or 409 if already taken
+//!   (`already_taken`) or when the agent has no registered softphone right now (`agent_unavailable`:
+//!   the agent sees at once that the phone is off, and the call stays `waiting` for someone else);
 //! - `POST /api/v1/calls/{id}/hangup` → 202;
 //! - `GET  /api/v1/calls/events` → server-sent events, one `call` event (a call object) per change and a
 //!   `removed` event (`{"id":…}`) when an ended call leaves the list.
@@ -32,6 +34,9 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub tenants: Arc<Tenants>,
     pub token: Arc<Pii<String>>,
+    /// The SIP side, to see whether the agent's softphone is registered before taking a call; `None`
+    /// skips that check (the call task still sends the call back to `waiting` when nobody is there).
+    pub phones: Option<crate::sip_driver::SipHandle>,
 }
 
 /// The routes above, with bearer auth on every one.
@@ -59,6 +64,8 @@ pub enum ApiError {
     Ended,
     #[error("the call is still reading the caller's code")]
     NotWaiting,
+    #[error("the agent has no registered softphone")]
+    AgentUnavailable,
     #[error("bad request: {0}")]
     BadRequest(String),
 }
@@ -72,6 +79,7 @@ impl ApiError {
             ApiError::AlreadyTaken => "already_taken",
             ApiError::Ended => "call_ended",
             ApiError::NotWaiting => "not_waiting",
+            ApiError::AgentUnavailable => "agent_unavailable",
             ApiError::BadRequest(_) => "bad_request",
         }
     }
@@ -80,7 +88,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::CallNotFound | ApiError::UnknownAgent => StatusCode::NOT_FOUND,
-            ApiError::AlreadyTaken | ApiError::Ended | ApiError::NotWaiting => StatusCode::CONFLICT,
+            ApiError::AlreadyTaken | ApiError::Ended | ApiError::NotWaiting | ApiError::AgentUnavailable => {
+                StatusCode::CONFLICT
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -198,9 +208,17 @@ async fn answer_call(
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let call = state.registry.get(id).ok_or(ApiError::CallNotFound)?;
     let agent = AgentId(body.agent);
-    let known = state.tenants.by_id(&call.tenant).is_some_and(|t| t.agents.contains_key(&agent));
-    if !known {
-        return Err(ApiError::UnknownAgent);
+    let username = state
+        .tenants
+        .by_id(&call.tenant)
+        .and_then(|t| t.agents.get(&agent))
+        .map(|a| a.sip_username.clone())
+        .ok_or(ApiError::UnknownAgent)?;
+    if let Some(phones) = &state.phones {
+        // A driver that stopped answers like an agent without phones: nobody can be rung.
+        if phones.lookup(&username).await.map(|b| b.is_empty()).unwrap_or(true) {
+            return Err(ApiError::AgentUnavailable);
+        }
     }
     state.registry.answer(id, agent)?;
     Ok(StatusCode::ACCEPTED)
@@ -263,6 +281,7 @@ mod tests {
             registry: registry.clone(),
             tenants: Arc::new(Tenants::new(vec![Tenant::demo()])),
             token: Arc::new(Pii::new(TOKEN.to_owned())),
+            phones: None,
         };
         let (tx, rx) = mpsc::channel(8);
         registry.insert(

@@ -54,6 +54,8 @@ pub struct Running {
     pub irma_url: String,
     pub registry: Arc<Registry>,
     pub links: LinkService,
+    /// What the calls hold right now (live tasks, routes, RTP ports).
+    pub calls: crate::call::manager::CallsProbe,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -111,7 +113,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let sip = sip_driver::run(sip_config, until_stopped(stopped.clone())).await.context("starting SIP")?;
     let sip_addrs = sip.local.clone();
     tasks.push(sip.task);
-    tasks.push(crate::call::manager::spawn(
+    let (manager, calls) = crate::call::manager::spawn(
         crate::call::manager::CallContext {
             config: config.calls.clone(),
             registry: registry.clone(),
@@ -121,7 +123,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             sip_local: sip_addrs.clone(),
         },
         sip.events,
-    ));
+    );
+    tasks.push(manager);
 
     let mut public = PublicState::new(links.clone(), RateLimit::default());
     public.demo_page = config.demo_pages;
@@ -129,6 +132,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         registry: registry.clone(),
         tenants,
         token: Arc::new(config.api_token.clone()),
+        phones: Some(sip.handle.clone()),
     }));
     if let Some(sim) = simulator {
         app = app.nest("/irma-sim", simulator_router(sim));
@@ -145,7 +149,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         }
     }));
 
-    Ok(Running { http: http_addr, sip: sip_addrs, irma_url, registry, links, stop, tasks })
+    Ok(Running { http: http_addr, sip: sip_addrs, irma_url, registry, links, calls, stop, tasks })
 }
 
 /// Resolves once [`Running::shutdown`] was called (or the server was dropped).

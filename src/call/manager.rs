@@ -102,20 +102,56 @@ pub fn call_of_agent_call_id(call_id: &str) -> Option<CallId> {
     id.parse().ok().map(CallId)
 }
 
-/// Starts the manager task.
-pub fn spawn(ctx: CallContext, events: mpsc::Receiver<SipEvent>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(ctx, events))
+/// What the calls hold right now: live call tasks, routing entries and RTP ports. For health checks,
+/// and for tests that prove calls leave nothing behind.
+#[derive(Clone)]
+pub struct CallsProbe {
+    routes: Arc<Mutex<Routes>>,
+    ports: Option<SharedPortPool>,
 }
 
-async fn run(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
+impl CallsProbe {
+    /// Call tasks running (each one is in the routing table until its task has released everything).
+    pub fn live_calls(&self) -> usize {
+        lock(&self.routes).calls.len()
+    }
+
+    /// Entries in every routing map together (Call-IDs, transactions, tasks).
+    pub fn routing_entries(&self) -> usize {
+        let r = lock(&self.routes);
+        r.calls.len() + r.trunk_calls.len() + r.server_txs.len() + r.client_txs.len()
+    }
+
+    /// RTP port pairs free and in the pool; `None` when the configured range was unusable.
+    pub fn rtp_pairs(&self) -> Option<(usize, usize)> {
+        self.ports.as_ref().map(|p| (p.available(), p.capacity()))
+    }
+}
+
+/// Starts the manager task.
+pub fn spawn(ctx: CallContext, events: mpsc::Receiver<SipEvent>) -> (tokio::task::JoinHandle<()>, CallsProbe) {
     let ports = match SharedPortPool::new(*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end()) {
-        Ok(p) => p,
+        Ok(p) => Some(p),
         Err(e) => {
             tracing::error!("RTP port range {:?} is unusable: {e}; calls will be refused", ctx.config.rtp_ports);
-            return refuse_all(ctx, events).await;
+            None
         }
     };
-    let routes = Arc::new(Mutex::new(Routes::default()));
+    let probe = CallsProbe { routes: Arc::new(Mutex::new(Routes::default())), ports: ports.clone() };
+    let routes = probe.routes.clone();
+    let task = match ports {
+        Some(ports) => tokio::spawn(run(ctx, events, ports, routes)),
+        None => tokio::spawn(refuse_all(ctx, events)),
+    };
+    (task, probe)
+}
+
+async fn run(
+    ctx: CallContext,
+    mut events: mpsc::Receiver<SipEvent>,
+    ports: SharedPortPool,
+    routes: Arc<Mutex<Routes>>,
+) {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
     let task_ctx = Arc::new(CallTaskContext {
         flow: ctx.config.clone(),

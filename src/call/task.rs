@@ -617,7 +617,11 @@ impl Call {
                         self.caller_gone = true;
                         self.machine.handle_caller_gone(now)
                     }
-                    Leg::Agent => self.machine.handle_agent_gone(now),
+                    Leg::Agent => {
+                        // The agent's dialog is over: nothing to BYE or CANCEL on release.
+                        self.agent = None;
+                        self.machine.handle_agent_gone(now)
+                    }
                 }
             }
             Method::Invite | Method::Update => {
@@ -988,17 +992,37 @@ impl Call {
     }
 
     /// Everything the call held goes: legs, ports, attributes in memory and in the store.
+    ///
+    /// Sockets and RTP ports go first, and the call leaves the routes, before the (possibly slow,
+    /// serialised) store write: the next call must not find the port pool empty because of it.
     async fn release(mut self) {
         self.hangup_agent().await;
         self.detector = None;
         self.comfort = None;
-        let released = self.ctx.links.release_call(&self.store_key, crate::store::unix_now()).await;
-        self.ctx.registry.end(self.id, SystemTime::now());
-        let _ = self.ctx.ended.send(self.id);
+        self.stale_forks.clear();
         let stats = self.trunk_media.rtp.as_ref().map(|r| r.stats());
+        let reason = self.view().reason;
+        // Only a call that got as far as looking a code up can hold one in the store.
+        let code_looked_up = self.lookup.is_some()
+            || !matches!(
+                self.machine.classification(),
+                None | Some(Classification::Unverified(UnverifiedReason::NoCode | UnverifiedReason::IncompleteCode))
+            );
+        let Call { id, ctx, trunk_media, lookup, store_key, .. } = self;
+        drop(trunk_media);
+        ctx.registry.end(id, SystemTime::now());
+        let _ = ctx.ended.send(id);
+        let mut released = false;
+        if code_looked_up {
+            if let Some(in_flight) = lookup {
+                // A bind still running would bind the code after we released it: let it finish.
+                let _ = in_flight.await;
+            }
+            released = ctx.links.release_call(&store_key, crate::store::unix_now()).await;
+        }
         tracing::info!(
-            call = %self.id,
-            reason = self.view().reason.map(|r| r.as_str()).unwrap_or("verified_or_unclassified"),
+            call = %id,
+            reason = reason.map(|r| r.as_str()).unwrap_or("verified_or_unclassified"),
             held_code = released,
             packets = stats.map(|s| s.packets_received).unwrap_or(0),
             "call ended"

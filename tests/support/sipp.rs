@@ -205,6 +205,7 @@ impl TrunkCall {
       Content-Length: 0
     ]]>
   </send>
+  <Reference variables="to_tag_match"/>
 </scenario>
 "#,
                 SIPP_LIMIT.as_millis()

@@ -1,0 +1,208 @@
+//! A thousand short trunk calls, one after the other (SIPp `-l 1 -m 1000`: INVITE, 200, ACK, BYE),
+//! leave nothing behind: no call task, no routing entry, every RTP port back in the pool (and
+//! bindable again), and no memory growth beyond a generous bound.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::server;
+use support::sipp::{find_sipp, free_udp_port};
+
+const CALLS: usize = 1000;
+/// Upper bound on the whole sipp run.
+const SIPP_RUN_LIMIT: Duration = Duration::from_secs(45);
+
+const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="short trunk call">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:+31850000000@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
+      To: <sip:+31850000000@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:trunk@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=trunk 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true" assign_to="m,peer_tag"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
+      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
+      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+  <Reference variables="m"/>
+</scenario>
+"#;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `count` sequential calls; panics with sipp's output when any failed.
+fn run_calls(target: std::net::SocketAddr, dir: &std::path::Path, count: usize) {
+    let sipp = find_sipp().expect("checked by the caller");
+    let scenario = dir.join("short.xml");
+    std::fs::write(&scenario, SCENARIO).expect("scenario");
+    let mut child = Command::new(sipp)
+        .arg(target.to_string())
+        .args(["-sf", &scenario.to_string_lossy()])
+        .args([
+            "-m",
+            &count.to_string(),
+            "-l",
+            "1",
+            "-r",
+            "1000",
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+        ])
+        .args([
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &free_udp_port().to_string(),
+        ])
+        .args([
+            "-timeout",
+            &format!("{}s", SIPP_RUN_LIMIT.as_secs()),
+            "-timeout_error",
+        ])
+        .args(["-trace_err", "-error_file"])
+        .arg(dir.join("errors.log"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sipp");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait sipp") {
+            break status;
+        }
+        if started.elapsed() > SIPP_RUN_LIMIT + Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sipp still running after {SIPP_RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "sipp: some of {count} calls failed ({status}):\n{}",
+        errors.chars().take(4000).collect::<String>()
+    );
+    eprintln!("{count} sequential calls in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sequential_calls_leave_no_port_task_or_memory_behind() {
+    if find_sipp().is_none() {
+        return;
+    }
+    let srv = server::start(8, |_| {}).await;
+    let probe = srv.running.calls.clone();
+    let (_, pairs) = probe.rtp_pairs().expect("RTP pool");
+    let dir = tempfile::Builder::new()
+        .prefix("vb-seq-")
+        .tempdir()
+        .expect("dir");
+    let target = srv.sip_udp;
+
+    // Warm up allocator pools and lazily built state, then measure.
+    let d = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || run_calls(target, &d, 50))
+        .await
+        .expect("warm-up");
+    wait_idle(&probe, pairs).await;
+    let before = rss_kib();
+
+    let d = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || run_calls(target, &d, CALLS))
+        .await
+        .expect("calls");
+    wait_idle(&probe, pairs).await;
+    let after = rss_kib();
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(
+        srv.rtp_ports_free(),
+        "an RTP port is still bound after the calls ended"
+    );
+    assert!(
+        after.saturating_sub(before) < 24 * 1024,
+        "memory grew by {} KiB over {CALLS} calls",
+        after.saturating_sub(before)
+    );
+    // Ended calls stay listed (without personal data) for 10 minutes, by design.
+    let calls = srv.calls().await;
+    assert_eq!(calls.len(), CALLS + 50);
+    assert!(calls.iter().all(|c| c["state"] == "ended"));
+    srv.shutdown().await;
+}
+
+/// Waits (bounded) until no call task runs, no route is left and every RTP pair is free.
+async fn wait_idle(probe: &veilig_bellen::call::manager::CallsProbe, pairs: usize) {
+    let started = Instant::now();
+    loop {
+        let live = probe.live_calls();
+        let routes = probe.routing_entries();
+        let free = probe.rtp_pairs().map(|(a, _)| a).unwrap_or(0);
+        if live == 0 && routes == 0 && free == pairs {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "after the calls: {live} call tasks, {routes} routing entries, {free}/{pairs} RTP pairs free"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
