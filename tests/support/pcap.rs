@@ -166,6 +166,26 @@ pub fn pcma_call_rtp(alaw: &[u8], cfg: &DtmfPcapConfig) -> Vec<PcapPacket> {
     w.out
 }
 
+/// Merges two packet lists of one RTP stream (e.g. RFC 4733 events and audio sent beside them) in
+/// time order and renumbers the RTP sequence from `initial_seq`, as one sender would.
+pub fn merge_streams(a: Vec<PcapPacket>, b: Vec<PcapPacket>, initial_seq: u16) -> Vec<PcapPacket> {
+    let mut all: Vec<PcapPacket> = a.into_iter().chain(b).collect();
+    all.sort_by_key(|p| p.at);
+    let mut seq = initial_seq;
+    for p in &mut all {
+        if let Some(field) = p.payload.get_mut(2..4) {
+            field.copy_from_slice(&seq.to_be_bytes());
+        }
+        seq = seq.wrapping_add(1);
+    }
+    all
+}
+
+/// The RTP payload type of a datagram this module wrote.
+pub fn payload_type(p: &PcapPacket) -> Option<u8> {
+    p.payload.get(1).map(|b| b & 0x7f)
+}
+
 /// Serialises datagrams as Ethernet/IPv4/UDP records of a classic pcap file.
 pub fn to_pcap(packets: &[PcapPacket]) -> Vec<u8> {
     const EPOCH_SECS: u64 = 1_700_000_000;
