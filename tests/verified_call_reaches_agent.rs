@@ -59,6 +59,11 @@ async fn connect(
         "the agent's own voice, echoed by the caller's phone, is only {share:.2} of what the agent heard: \
          RTP did not make the round trip agent → caller → agent"
     );
+    assert!(
+        !phone.log().contains("received event"),
+        "digits of the caller's link code reached the agent's phone:\n{}",
+        phone.log()
+    );
     Some((sipp, id))
 }
 

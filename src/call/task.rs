@@ -73,6 +73,10 @@ struct MediaLeg {
     rtp: Option<RtpSession>,
     /// Timestamp of the RFC 4733 event being relayed from this leg, to spot new events.
     relayed_event: Option<u32>,
+    /// The event being received from this leg began while the legs were bridged. An event that was
+    /// already running when the agent answered (the tail of the link code's last digit) is not
+    /// relayed: the code is the caller's secret, not the agent's.
+    relay_this_event: bool,
 }
 
 /// An INVITE sent to one of the agent's registered phones.
@@ -273,7 +277,7 @@ async fn answer(
         machine: CallMachine::new(ctx.flow.call.clone(), now),
         trunk_tx: tx,
         trunk: dialog,
-        trunk_media: MediaLeg { socket, _lease: lease, local, sdp, rtp, relayed_event: None },
+        trunk_media: MediaLeg { socket, _lease: lease, local, sdp, rtp, relayed_event: None, relay_this_event: false },
         detector: Some((DtmfDetector::new(), None)),
         comfort: None,
         next_frame: now,
@@ -486,8 +490,12 @@ impl Call {
             Ok(Received::TelephoneEvent(info)) => {
                 let new_event = self.trunk_media.relayed_event != Some(info.timestamp);
                 self.trunk_media.relayed_event = Some(info.timestamp);
-                if let (Some(AgentLeg::Connected { media, .. }), Ok(event)) =
-                    (&mut self.agent, EventPayload::parse(info.payload))
+                let bridged = matches!(self.agent, Some(AgentLeg::Connected { .. }));
+                if new_event {
+                    self.trunk_media.relay_this_event = bridged;
+                }
+                if let (true, Some(AgentLeg::Connected { media, .. }), Ok(event)) =
+                    (self.trunk_media.relay_this_event, &mut self.agent, EventPayload::parse(info.payload))
                 {
                     relay_event(now, event, new_event, media);
                 }
@@ -813,7 +821,7 @@ impl Call {
             self.machine.handle_agent_failed(now, AgentLegFailure::Rejected);
             return;
         }
-        let media = MediaLeg { socket, _lease: lease, local, sdp, rtp: None, relayed_event: None };
+        let media = MediaLeg { socket, _lease: lease, local, sdp, rtp: None, relayed_event: None, relay_this_event: false };
         self.agent = Some(AgentLeg::Ringing { forks, media });
     }
 
