@@ -260,11 +260,14 @@ fn hex(b: u8) -> Option<u8> {
 pub(crate) fn escapes_valid(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
-    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
-        let p = i + off;
-        match (b.get(p + 1), b.get(p + 2)) {
-            (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => i = p + 3,
-            _ => return false,
+    while i < b.len() {
+        if b[i] == b'%' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
         }
     }
     true

@@ -371,45 +371,51 @@ fn is_user_char(b: u8) -> bool {
     USER[b as usize]
 }
 
-/// Split `host[:port]`, returning the host length and port.
+/// Split `host[:port]`, returning the host length and port. One pass over the bytes.
 pub(crate) fn split_hostport(hp: &str) -> Result<(usize, Option<u16>), UriError> {
     let b = hp.as_bytes();
-    let (host, port) = if hp.starts_with('[') {
+    let host_len = if b.first() == Some(&b'[') {
         let end = b.iter().position(|&c| c == b']').ok_or(UriError::BadHost)?;
-        let inner = &hp[1..end];
+        let inner = &b[1..end];
         if inner.is_empty()
             || !inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.')
         {
             return Err(UriError::BadHost);
         }
-        let rest = &hp[end + 1..];
-        (&hp[..end + 1], rest)
+        end + 1
     } else {
-        match b.iter().position(|&c| c == b':') {
-            Some(c) => (&hp[..c], &hp[c..]),
-            None => (hp, ""),
+        let mut i = 0;
+        while i < b.len() && b[i] != b':' {
+            let c = b[i];
+            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+                return Err(UriError::BadHost);
+            }
+            i += 1;
         }
+        if i == 0 {
+            return Err(UriError::BadHost);
+        }
+        i
     };
-    if !host.starts_with('[')
-        && (host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-    {
-        return Err(UriError::BadHost);
+    let rest = &b[host_len..];
+    if rest.is_empty() {
+        return Ok((host_len, None));
     }
-    let port = if port.is_empty() {
-        None
-    } else {
-        let digits = port.strip_prefix(':').ok_or(UriError::BadPort)?;
-        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = rest.strip_prefix(b":").ok_or(UriError::BadPort)?;
+    if digits.is_empty() || digits.len() > 5 {
+        return Err(UriError::BadPort);
+    }
+    let mut port: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
             return Err(UriError::BadPort);
         }
-        Some(digits.parse::<u16>().map_err(|_| UriError::BadPort)?)
-    };
-    Ok((host.len(), port))
+        port = port * 10 + u32::from(d - b'0');
+    }
+    let port = u16::try_from(port).map_err(|_| UriError::BadPort)?;
+    Ok((host_len, Some(port)))
 }
 
 impl FromStr for Uri {
