@@ -453,7 +453,8 @@ async fn status_events_are_followed_without_polling() {
 
 #[tokio::test]
 async fn a_silent_event_stream_is_backed_by_status_checks() {
-    // The stream says INITIALIZED and then nothing, forever; the session meanwhile finishes.
+    // The stream sends irmago's data-less `open` event and then nothing, forever; the session
+    // meanwhile finishes.
     let polls = counter();
     let p = polls.clone();
     let router = Router::new()
@@ -462,7 +463,7 @@ async fn a_silent_event_stream_is_backed_by_status_checks() {
             get(|| async {
                 let first = futures_util::stream::once(async {
                     Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(
-                        b"data: \"INITIALIZED\"\n\n",
+                        b"event: open\n\n",
                     ))
                 });
                 let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(

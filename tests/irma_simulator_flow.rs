@@ -216,22 +216,39 @@ async fn frontend_follows_the_session_through_the_client_api() {
         "frontend endpoints need the frontend authorization"
     );
 
-    // The status stream the popup listens to: JSON-quoted statuses, ending at DONE.
+    // The status stream yivi-frontend listens to, as irmago sends it: no current status (yivi-client
+    // 0.1.3 shows an error on an INITIALIZED message), a data-less `open` event after ~200 ms,
+    // then each change as a `{"status":..}` object, closed after the terminal one.
     let mut events = s
         .http
-        .get(format!("{u}/statusevents"))
+        .get(format!("{u}/frontend/statusevents"))
+        .header("Authorization", &auth)
         .send()
         .await
         .unwrap();
+    assert_eq!(events.status(), 200);
     assert!(events.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    s.app(&started, json!({"attributes": {}})).await;
     let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("an open event within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(
+        text, "event: open\n\n",
+        "the first event is irmago's open event"
+    );
+    s.app(&started, json!({"attributes": {}})).await;
+    text.clear();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), events.chunk())
         .await
-        .unwrap()
+        .expect("the stream closes after DONE")
         .unwrap()
     {
         text.push_str(&String::from_utf8_lossy(&chunk));
@@ -240,8 +257,64 @@ async fn frontend_follows_the_session_through_the_client_api() {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .collect();
-    assert_eq!(statuses.first(), Some(&"\"INITIALIZED\""));
-    assert_eq!(statuses.last(), Some(&"\"DONE\""), "{text}");
+    assert_eq!(
+        statuses,
+        [r#"{"status":"CONNECTED"}"#, r#"{"status":"DONE"}"#],
+        "{text}"
+    );
+
+    // A finished session refuses new subscriptions (irmago: 500 EXCEPTION on the client API).
+    for (path, auth) in [
+        ("frontend/statusevents", Some(&auth)),
+        ("statusevents", None),
+    ] {
+        let mut r = s.http.get(format!("{u}/{path}"));
+        if let Some(auth) = auth {
+            r = r.header("Authorization", auth);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 500, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "EXCEPTION");
+    }
+}
+
+#[tokio::test]
+async fn requestor_status_stream_sends_changes_only() {
+    let s = Sim::start(|_| {}).await;
+    let c = s.authed();
+    let started = c
+        .start_disclosure(&Tenant::demo().disclosure, RETURN_URL)
+        .await
+        .unwrap();
+    let url = format!("{}/session/{}/statusevents", s.base, started.token.expose());
+    let mut events = s.http.get(&url).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    // Let the open event pass, then the requestor cancels.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.cancel(&started.token).await.unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+        .await
+        .expect("the stream closes after CANCELLED")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(text, "event: open\n\ndata: \"CANCELLED\"\n\n");
+    // And the client, which never relies on the stream for the current status, sees it at once.
+    assert_eq!(
+        c.wait_terminal(&started.token, soon()).await.unwrap(),
+        SessionStatus::Cancelled
+    );
+    let r = s.http.get(&url).send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap()["error"].clone()
+        ),
+        (501, json!("UNSUPPORTED")),
+        "irmago's requestor server refuses a finished session's stream"
+    );
 }
 
 #[tokio::test]

@@ -260,8 +260,11 @@ impl IrmaClient {
     }
 
     /// Follows `GET /session/{token}/statusevents` (SSE; each `data` is a JSON-quoted status), falls
-    /// back to polling `/status` every second; returns at a terminal status (DONE, CANCELLED,
-    /// TIMEOUT) or, at `deadline`, with the last status seen (check [`SessionStatus::is_terminal`]).
+    /// back to polling `/status` every second. irmago's stream carries status changes only (plus a
+    /// data-less `open` event, which the parser drops) and refuses finished sessions, so the current
+    /// status comes from `/status` before and after subscribing, never from the stream. Returns at a
+    /// terminal status (DONE, CANCELLED, TIMEOUT) or, at `deadline`, with the last status seen
+    /// (check [`SessionStatus::is_terminal`]).
     /// SESSION_UNKNOWN ends the wait with that error; other failures are retried until the deadline,
     /// and returned only if no status was ever obtained.
     pub async fn wait_terminal(

@@ -2,6 +2,9 @@
 //! the client-API status endpoints yivi-frontend polls (`server/irmaserver/api.go`: `/irma/session/
 //! {clientToken}/status|statusevents`, `/frontend/status|statusevents|options`), the app stand-in
 //! `POST /session/{clientToken}/disclose` and the demo page. Errors use irmago's `RemoteError` body.
+//! The three status streams behave as irmago's (`subscribeServerSentEvents`,
+//! `serverSentEventsHandler`): status changes only, a data-less `open` event 200 ms after
+//! subscribing, closed after the terminal status; a finished session refuses the subscription.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tower_http::cors::{Any, CorsLayer};
 
 use super::{page, valid_attribute_id, Disclosure, Key, SimError, Simulator, SIMULATOR_HEADER};
@@ -142,6 +146,13 @@ impl From<SimError> for IrmaErr {
             SimError::TooManySessions => {
                 IrmaErr::new(429, "TOO_MANY_REQUESTS", "Too many requests", "")
             }
+            // irmago's client API answers ErrorUnknown with the subscription error's text.
+            SimError::SessionFinished => IrmaErr::new(
+                500,
+                "EXCEPTION",
+                "Encountered unexpected problem",
+                "can't subscribe to server sent events of finished session",
+            ),
         }
     }
 }
@@ -377,8 +388,16 @@ async fn requestor_cancel(State(sim): State<Simulator>, Path(token): Path<String
     Ok(StatusCode::OK.into_response())
 }
 
+/// irmago's requestor server answers every failed subscription (unknown or finished session) with
+/// 501 UNSUPPORTED and no message (`requestorserver` `handleStatusEvents`).
 async fn requestor_events(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {
-    events(sim, Key::Requestor(&token), Shape::String)
+    events(sim, Key::Requestor(&token), Shape::String).map_err(|e| {
+        if e.error == "SSE_DISABLED" {
+            e
+        } else {
+            IrmaErr::new(501, "UNSUPPORTED", "Unsupported by this server", "")
+        }
+    })
 }
 
 async fn client_status(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
@@ -531,13 +550,18 @@ async fn app_disclose(
     Ok(Json(answer).into_response())
 }
 
-/// How a status event's data is written: irmago's requestor and legacy client streams send a JSON
-/// string, the frontend stream an object.
+/// How a status event's data is written: irmago's requestor and client streams send a JSON string
+/// (`"DONE"`), the frontend stream an `irma.FrontendSessionStatus` object (`{"status":"DONE"}`;
+/// `nextSession` is omitted, the simulator chains no sessions).
 #[derive(Clone, Copy)]
 enum Shape {
     String,
     Object,
 }
+
+/// Delay of the `open` event after subscribing (irmago `subscribeServerSentEvents`: 200 ms, so a
+/// client that just connected does not miss it).
+const OPEN_EVENT_DELAY: Duration = Duration::from_millis(200);
 
 fn events(sim: Simulator, key: Key<'_>, shape: Shape) -> Reply {
     if !sim.config().sse {
@@ -551,32 +575,51 @@ fn events(sim: Simulator, key: Key<'_>, shape: Shape) -> Reply {
     }
     let rx = sim.subscribe(key)?;
     let owned = match key {
-        Key::Requestor(t) => (true, t.to_owned()),
-        Key::Client(c) => (false, c.to_owned()),
+        Key::Requestor(t) => OwnedKey::Requestor(t.to_owned()),
+        Key::Client(c) => OwnedKey::Client(c.to_owned()),
     };
-    Ok(Sse::new(status_stream(sim, owned, rx, shape)).into_response())
+    let open_at = tokio::time::Instant::now() + OPEN_EVENT_DELAY;
+    Ok(Sse::new(status_stream(sim, owned, rx, open_at, shape)).into_response())
 }
 
-/// Sends the current status, then each change, and ends after a terminal status or when the session
-/// is forgotten. Wakes every second to apply lifetimes even when nothing else touches the simulator.
+enum OwnedKey {
+    Requestor(String),
+    Client(String),
+}
+
+impl OwnedKey {
+    fn key(&self) -> Key<'_> {
+        match self {
+            OwnedKey::Requestor(t) => Key::Requestor(t),
+            OwnedKey::Client(c) => Key::Client(c),
+        }
+    }
+}
+
+/// irmago's status stream: nothing about the current status (the subscriber asks `/status` for
+/// that), an `open` event with no data at `open_at` (irmago's signal that the stream works; a
+/// data-less event, so `EventSource` `message` listeners never see it), then one event per status
+/// change, ending after a terminal status or when the session is forgotten. Wakes every second so
+/// an idle session's TIMEOUT is applied and sent even when nothing else touches the simulator.
 fn status_stream(
     sim: Simulator,
-    key: (bool, String),
-    rx: tokio::sync::watch::Receiver<SessionStatus>,
+    key: OwnedKey,
+    rx: broadcast::Receiver<SessionStatus>,
+    open_at: tokio::time::Instant,
     shape: Shape,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct St {
         sim: Simulator,
-        key: (bool, String),
-        rx: tokio::sync::watch::Receiver<SessionStatus>,
-        last: Option<SessionStatus>,
+        key: OwnedKey,
+        rx: broadcast::Receiver<SessionStatus>,
+        open_at: Option<tokio::time::Instant>,
         done: bool,
     }
     let start = St {
         sim,
         key,
         rx,
-        last: None,
+        open_at: Some(open_at),
         done: false,
     };
     futures_util::stream::unfold(start, move |mut st| async move {
@@ -584,29 +627,223 @@ fn status_stream(
             return None;
         }
         loop {
-            let key = if st.key.0 {
-                Key::Requestor(&st.key.1)
-            } else {
-                Key::Client(&st.key.1)
+            let open_at = st.open_at;
+            let open = async move {
+                match open_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
-            let current = st.sim.status(key).ok()?;
-            if st.last != Some(current) {
-                st.last = Some(current);
-                st.done = current.is_terminal();
-                let data = match shape {
-                    Shape::String => format!("\"{}\"", current.as_str()),
-                    Shape::Object => format!("{{\"status\":\"{}\"}}", current.as_str()),
-                };
-                return Some((Ok(Event::default().data(data)), st));
-            }
             tokio::select! {
-                changed = st.rx.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                biased;
+                received = st.rx.recv() => match received {
+                    Ok(status) => {
+                        st.done = status.is_terminal();
+                        return Some((Ok(status_event(status, shape)), st));
+                    }
+                    // Fell behind (cannot happen with a handful of changes): go on with the
+                    // oldest change still buffered.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // The session was forgotten.
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                () = open => {
+                    st.open_at = None;
+                    return Some((Ok(Event::default().event("open")), st));
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    // Applies the lifetimes; a TIMEOUT arrives through `rx`.
+                    if st.sim.status(st.key.key()).is_err() {
+                        return None;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     })
+}
+
+fn status_event(status: SessionStatus, shape: Shape) -> Event {
+    let data = match shape {
+        Shape::String => json!(status),
+        Shape::Object => json!({ "status": status }),
+    };
+    Event::default().data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::irma::simulator::SimulatorConfig;
+    use axum::body::{Body, BodyDataStream};
+    use axum::http::Request;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    const NAME: &str = "irma-demo.gemeente.personalData.fullname";
+
+    fn sim() -> Simulator {
+        Simulator::new(SimulatorConfig::new("http://127.0.0.1:9/irma-sim"))
+    }
+
+    fn start(sim: &Simulator) -> super::super::NewSession {
+        sim.start(vec![vec![vec![NAME.to_owned()]]], None, false)
+            .unwrap()
+    }
+
+    async fn get(sim: &Simulator, path: &str, auth: Option<&str>) -> Response {
+        let mut request = Request::get(path);
+        if let Some(auth) = auth {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        simulator_router(sim.clone())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// The next event of a stream as sent on the wire; `None` when the server ends the stream.
+    async fn next(body: &mut BodyDataStream) -> Option<String> {
+        let frame = tokio::time::timeout(Duration::from_secs(30), body.next())
+            .await
+            .expect("no event within 30 s")?;
+        Some(String::from_utf8(frame.unwrap().to_vec()).unwrap())
+    }
+
+    async fn error(response: Response) -> (u16, serde_json::Value) {
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn frontend_stream_sends_open_then_only_changes_as_objects() {
+        let s = sim();
+        let new = start(&s);
+        let subscribed = tokio::time::Instant::now();
+        let response = get(
+            &s,
+            &format!("/irma/session/{}/frontend/statusevents", new.client_token),
+            Some(&new.frontend_auth),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+        let mut body = response.into_body().into_data_stream();
+        // Not the current INITIALIZED (yivi-client 0.1.3 fails on it): irmago's data-less `open`.
+        assert_eq!(next(&mut body).await.as_deref(), Some("event: open\n\n"));
+        assert!(subscribed.elapsed() >= OPEN_EVENT_DELAY);
+        s.disclose(&new.client_token, Disclosure::default())
+            .unwrap();
+        assert_eq!(
+            next(&mut body).await.as_deref(),
+            Some("data: {\"status\":\"CONNECTED\"}\n\n")
+        );
+        assert_eq!(
+            next(&mut body).await.as_deref(),
+            Some("data: {\"status\":\"DONE\"}\n\n")
+        );
+        assert_eq!(next(&mut body).await, None, "the stream ends at DONE");
+    }
+
+    #[tokio::test]
+    async fn requestor_and_client_streams_send_quoted_changes() {
+        let s = sim();
+        let new = start(&s);
+        let requestor = get(
+            &s,
+            &format!("/session/{}/statusevents", new.requestor_token),
+            None,
+        )
+        .await;
+        let client = get(
+            &s,
+            &format!("/irma/session/{}/statusevents", new.client_token),
+            None,
+        )
+        .await;
+        let mut requestor = requestor.into_body().into_data_stream();
+        let mut client = client.into_body().into_data_stream();
+        // The app answers before the `open` event is due: the changes come first.
+        s.disclose(
+            &new.client_token,
+            Disclosure {
+                cancel: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for body in [&mut requestor, &mut client] {
+            assert_eq!(next(body).await.as_deref(), Some("data: \"CONNECTED\"\n\n"));
+            assert_eq!(next(body).await.as_deref(), Some("data: \"CANCELLED\"\n\n"));
+            assert_eq!(next(body).await, None);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_streams_its_timeout() {
+        let s = sim();
+        let new = start(&s);
+        let response = get(
+            &s,
+            &format!("/session/{}/statusevents", new.requestor_token),
+            None,
+        )
+        .await;
+        let mut body = response.into_body().into_data_stream();
+        assert_eq!(next(&mut body).await.as_deref(), Some("event: open\n\n"));
+        s.advance_clock(s.config().session_lifetime);
+        assert_eq!(
+            next(&mut body).await.as_deref(),
+            Some("data: \"TIMEOUT\"\n\n")
+        );
+        assert_eq!(next(&mut body).await, None);
+    }
+
+    #[tokio::test]
+    async fn finished_and_unknown_sessions_refuse_subscriptions_as_irmago_does() {
+        let s = sim();
+        let new = start(&s);
+        s.disclose(&new.client_token, Disclosure::default())
+            .unwrap();
+        let ct = &new.client_token;
+        for (path, auth) in [
+            (format!("/irma/session/{ct}/statusevents"), None),
+            (
+                format!("/irma/session/{ct}/frontend/statusevents"),
+                Some(new.frontend_auth.as_str()),
+            ),
+        ] {
+            let (status, body) = error(get(&s, &path, auth).await).await;
+            assert_eq!(
+                (status, &body["error"]),
+                (500, &json!("EXCEPTION")),
+                "{path}"
+            );
+        }
+        let (status, body) = error(
+            get(
+                &s,
+                &format!("/session/{}/statusevents", new.requestor_token),
+                None,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!((status, &body["error"]), (501, &json!("UNSUPPORTED")));
+
+        let (status, body) = error(get(&s, "/session/nosuchtoken/statusevents", None).await).await;
+        assert_eq!((status, &body["error"]), (501, &json!("UNSUPPORTED")));
+        let (status, body) = error(
+            get(
+                &s,
+                "/irma/session/nosuchtoken/frontend/statusevents",
+                Some("x"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!((status, &body["error"]), (400, &json!("SESSION_UNKNOWN")));
+    }
 }

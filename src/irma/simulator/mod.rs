@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 pub use http::simulator_router;
 
@@ -36,6 +36,8 @@ pub const SIMULATOR_HEADER: (&str, &str) = (
 
 /// Most sessions held at once; beyond that `POST /session` answers 429.
 const MAX_SESSIONS: usize = 10_000;
+/// Status changes buffered per subscriber; a session changes status at most three times.
+const STATUS_CHANNEL: usize = 8;
 
 /// How the simulator is reached and how strict it is.
 #[derive(Clone)]
@@ -143,6 +145,9 @@ pub enum SimError {
     InvalidRequest(String),
     #[error("too many sessions")]
     TooManySessions,
+    /// A status-events subscription to a finished session (irmago refuses those).
+    #[error("can't subscribe to server sent events of a finished session")]
+    SessionFinished,
 }
 
 /// The simulator state; clone it freely (shared inside).
@@ -176,7 +181,8 @@ struct Session {
     last_active: Instant,
     ended: Option<Instant>,
     result: SessionResult,
-    status_tx: watch::Sender<SessionStatus>,
+    /// Status changes, for the status-events streams (one receiver per subscriber).
+    status_tx: broadcast::Sender<SessionStatus>,
 }
 
 impl Session {
@@ -184,13 +190,18 @@ impl Session {
         self.result.status
     }
 
+    /// Records a new status and tells the subscribers about a change (irmago sends changes only).
     fn set_status(&mut self, status: SessionStatus, now: Instant) {
-        self.result.status = status;
         self.last_active = now;
+        if status == self.result.status {
+            return;
+        }
+        self.result.status = status;
         if status.is_terminal() {
             self.ended = Some(now);
         }
-        self.status_tx.send_replace(status);
+        // No subscribers is fine: nobody is listening.
+        let _ = self.status_tx.send(status);
     }
 }
 
@@ -227,6 +238,8 @@ impl Simulator {
     /// lifetimes at once, so status watchers see the change.
     pub fn advance_clock(&self, by: Duration) {
         *lock(&self.inner.offset) += by;
+        // Taking the state applies the lifetimes (TIMEOUT goes out to the subscribers); nothing
+        // else is needed from it, so the lock is released at once.
         drop(self.state());
     }
 
@@ -300,7 +313,7 @@ impl Simulator {
             disclosed: Vec::new(),
             error: None,
         };
-        let (status_tx, _) = watch::channel(SessionStatus::Initialized);
+        let (status_tx, _) = broadcast::channel(STATUS_CHANNEL);
         state
             .by_client
             .insert(client_token.clone(), requestor_token.clone());
@@ -335,11 +348,18 @@ impl Simulator {
         self.with_session(key, |s, _| Ok(s.result.clone()))
     }
 
+    /// Subscribes to a session's status changes from now on; a finished session refuses, as in
+    /// irmago (`subscribeServerSentEvents`).
     pub(crate) fn subscribe(
         &self,
         key: Key<'_>,
-    ) -> Result<watch::Receiver<SessionStatus>, SimError> {
-        self.with_session(key, |s, _| Ok(s.status_tx.subscribe()))
+    ) -> Result<broadcast::Receiver<SessionStatus>, SimError> {
+        self.with_session(key, |s, _| {
+            if s.status().is_terminal() {
+                return Err(SimError::SessionFinished);
+            }
+            Ok(s.status_tx.subscribe())
+        })
     }
 
     pub(crate) fn frontend_auth_ok(
@@ -672,6 +692,26 @@ mod tests {
             Err(SimError::SessionUnknown)
         );
         assert!(s.pending().is_empty());
+    }
+
+    #[test]
+    fn subscribers_get_each_change_once_and_finished_sessions_refuse() {
+        let s = sim();
+        let new = s.start(request(), None, false).unwrap();
+        let mut rx = s.subscribe(Key::Client(&new.client_token)).unwrap();
+        assert!(rx.try_recv().is_err(), "no current status on subscribing");
+        s.cancel(Key::Requestor(&new.requestor_token)).unwrap();
+        s.cancel(Key::Requestor(&new.requestor_token)).unwrap();
+        assert_eq!(rx.try_recv(), Ok(SessionStatus::Cancelled));
+        assert!(rx.try_recv().is_err(), "a repeated cancel is no change");
+        assert_eq!(
+            s.subscribe(Key::Requestor(&new.requestor_token)).err(),
+            Some(SimError::SessionFinished)
+        );
+        assert_eq!(
+            s.subscribe(Key::Client("nosuchtoken")).err(),
+            Some(SimError::SessionUnknown)
+        );
     }
 
     #[test]
