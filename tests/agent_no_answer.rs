@@ -4,6 +4,7 @@
 //!   here, 20 s by default) our CANCEL stops the ringing and the call is `waiting`; answering again
 //!   rings the phone again, and this time it is picked up;
 //! - the agent rejects the ringing call (486 Busy Here from baresip): `waiting` at once;
+//! - the caller hangs up while the agent's phone rings: our CANCEL stops the ringing;
 //! - the agent has no registered phone: the API says `409 agent_unavailable` and the call stays
 //!   `waiting` — the agent sees at once that the softphone is off instead of a call that seems taken.
 
@@ -144,5 +145,28 @@ async fn agent_without_a_registered_phone_gets_409_and_the_call_keeps_waiting() 
     assert_eq!(still["agent"], Value::Null);
 
     srv.hang_up_and_check_ended(sipp, &id).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_hanging_up_while_the_agent_phone_rings_stops_the_ringing() {
+    let srv = server_with_agent(|_| {}).await;
+    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Manual).await else {
+        return;
+    };
+    let Some((sipp, id)) = waiting_call(&srv).await else {
+        return;
+    };
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    phone
+        .wait_event("CALL_INCOMING", Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone
+        .wait_event("CALL_CLOSED", Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|e| panic!("the agent's phone kept ringing for a caller who left: {e}"));
+    phone.stop().await;
     srv.shutdown().await;
 }

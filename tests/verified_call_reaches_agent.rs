@@ -3,7 +3,8 @@
 //! (baresip, registered with digest auth, auto-answer) is INVITEd when the agent answers through the
 //! API; the call shows `connected`; the agent's voice (a 440 Hz tone) goes to the caller, whose phone
 //! (`sipp -rtp_echo`) sends it straight back, and the agent hears it — so RTP went through us both
-//! ways. Then one side hangs up and the other side's call ends too.
+//! ways (once through PCMA↔PCMU transcoding, once with the same codec on both legs). Then one side
+//! hangs up and the other side's call ends too.
 
 mod support;
 
@@ -70,7 +71,10 @@ async fn connect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_talks_to_a_verified_caller_until_the_caller_hangs_up() {
     let srv = server_with_agent(|_| {}).await;
-    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
+    // The trunk speaks A-law, this phone only µ-law: every packet is transcoded both ways.
+    let Some(mut phone) =
+        AgentPhone::register_with(srv.sip_udp, Answer::Auto, ";audio_codecs=PCMU/8000/1").await
+    else {
         return;
     };
     let code = srv.new_code().await;
@@ -80,6 +84,11 @@ async fn agent_talks_to_a_verified_caller_until_the_caller_hangs_up() {
     let Some((sipp, id)) = connect(&srv, &mut phone, &call).await else {
         return;
     };
+    assert!(
+        phone.log().contains("audio decoder: PCMU"),
+        "the agent leg is not µ-law:\n{}",
+        phone.log()
+    );
 
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = phone

@@ -82,8 +82,18 @@ pub fn find_baresip() -> Option<PathBuf> {
 }
 
 impl AgentPhone {
-    /// Starts baresip registering `agent` at `server` and waits (bounded) for `REGISTER_OK`.
+    /// Starts baresip registering `agent` at `server` and waits (bounded) until it is registered.
     pub async fn register(server: SocketAddr, answer: Answer) -> Option<AgentPhone> {
+        Self::register_with(server, answer, "").await
+    }
+
+    /// As [`register`](Self::register), with extra baresip account parameters (e.g.
+    /// `;audio_codecs=PCMU/8000/1` for a phone that speaks only µ-law).
+    pub async fn register_with(
+        server: SocketAddr,
+        answer: Answer,
+        params: &str,
+    ) -> Option<AgentPhone> {
         let baresip = find_baresip()?;
         let dir = tempfile::Builder::new()
             .prefix("vb-baresip-")
@@ -124,7 +134,7 @@ impl AgentPhone {
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:agent@{server};transport=udp>;auth_pass={AGENT_PASSWORD}{mode};regint=600\n"
+                "<sip:agent@{server};transport=udp>;auth_pass={AGENT_PASSWORD}{mode};regint=600{params}\n"
             ),
         )
         .expect("baresip accounts");
