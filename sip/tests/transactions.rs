@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sip::dialog::ack_wait::{AckWait, AckWaitEvent};
@@ -134,6 +135,25 @@ fn start_invite(pair: &mut Pair) -> (ClientTxId, AckingUac) {
     )
 }
 
+/// Sends a `method` request from A to B in a new client transaction.
+fn send_from_a(pair: &mut Pair, method: Method, call_id: &str, cseq: u32) -> ClientTxId {
+    let req = request(method, pair.a_addr, pair.b_addr, call_id, cseq);
+    let now = pair.now();
+    pair.a.send_request(now, req, pair.target_b()).unwrap()
+}
+
+/// A fresh endpoint on 127.0.0.1:5060 that received `raw` over UDP from `source`.
+fn endpoint_fed(now: Instant, source: SocketAddr, raw: &str) -> Endpoint {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let raw = raw.as_bytes().to_vec().into();
+    ep.handle_datagram(now, Transport::Udp, local_5060(), source, raw);
+    ep
+}
+
+fn local_5060() -> SocketAddr {
+    "127.0.0.1:5060".parse().unwrap()
+}
+
 fn statuses(events: &[(Instant, Event)]) -> Vec<u16> {
     events
         .iter()
@@ -243,8 +263,7 @@ fn non_invite_retransmits_per_timer_e_and_times_out_with_timer_f() {
     let start = Instant::now();
     let mut pair = Pair::new(start, 5, LinkConfig::perfect(), Transport::Udp);
     pair.net.drop_if(|p| p.first_line().starts_with("OPTIONS"));
-    let req = request(Method::Options, pair.a_addr, pair.b_addr, "opt-1", 1);
-    let id = pair.a.send_request(start, req, pair.target_b()).unwrap();
+    let id = send_from_a(&mut pair, Method::Options, "opt-1", 1);
     let (mut a, mut b) = (Recorder::default(), Recorder::default());
     pair.run(secs(60), &mut a, &mut b);
     assert_eq!(
@@ -265,8 +284,7 @@ fn non_invite_retransmits_per_timer_e_and_times_out_with_timer_f() {
 fn non_invite_final_response_stops_timer_e_and_timer_k_ends_the_transaction() {
     let start = Instant::now();
     let mut pair = Pair::new(start, 6, LinkConfig::perfect(), Transport::Udp);
-    let req = request(Method::Options, pair.a_addr, pair.b_addr, "opt-2", 1);
-    pair.a.send_request(start, req, pair.target_b()).unwrap();
+    send_from_a(&mut pair, Method::Options, "opt-2", 1);
     let mut a = Recorder::default();
     let mut uas = AnsweringUas::default();
     pair.run(ms(100), &mut a, &mut uas);
@@ -296,8 +314,7 @@ fn reliable_transport_never_retransmits() {
     // A peer that never answers INVITE or OPTIONS.
     pair.net.drop_if(|p| !p.first_line().starts_with("SIP/2.0"));
     let (id, mut uac) = start_invite(&mut pair);
-    let opt = request(Method::Options, pair.a_addr, pair.b_addr, "opt-3", 1);
-    let opt_id = pair.a.send_request(start, opt, pair.target_b()).unwrap();
+    let opt_id = send_from_a(&mut pair, Method::Options, "opt-3", 1);
     let mut b = Recorder::default();
     pair.run(secs(60), &mut uac, &mut b);
     assert_eq!(send_times(&pair, "INVITE"), vec![0]);
@@ -325,8 +342,7 @@ fn reliable_transport_never_retransmits() {
 fn reliable_transport_call_leaves_no_transaction_behind_after_ack() {
     let start = Instant::now();
     let mut pair = Pair::new(start, 8, LinkConfig::perfect(), Transport::Tcp);
-    let opt = request(Method::Bye, pair.a_addr, pair.b_addr, "bye-1", 2);
-    pair.a.send_request(start, opt, pair.target_b()).unwrap();
+    send_from_a(&mut pair, Method::Bye, "bye-1", 2);
     let mut a = Recorder::default();
     let mut uas = AnsweringUas::default();
     pair.run(ms(100), &mut a, &mut uas);
@@ -402,8 +418,7 @@ fn duplicated_requests_and_responses_are_absorbed() {
         ..LinkConfig::perfect()
     };
     let mut pair = Pair::new(start, 11, link, Transport::Udp);
-    let req = request(Method::Options, pair.a_addr, pair.b_addr, "dup-1", 1);
-    pair.a.send_request(start, req, pair.target_b()).unwrap();
+    send_from_a(&mut pair, Method::Options, "dup-1", 1);
     let mut a = Recorder::default();
     let mut uas = AnsweringUas::default();
     pair.run(secs(1), &mut a, &mut uas);
@@ -466,8 +481,7 @@ fn options_answered_by_the_endpoint_when_configured() {
         ..EndpointConfig::default()
     };
     let mut pair = Pair::with_config(start, 13, LinkConfig::perfect(), Transport::Udp, config);
-    let req = request(Method::Options, pair.a_addr, pair.b_addr, "opt-4", 1);
-    pair.a.send_request(start, req, pair.target_b()).unwrap();
+    send_from_a(&mut pair, Method::Options, "opt-4", 1);
     let (mut a, mut b) = (Recorder::default(), Recorder::default());
     pair.run(secs(1), &mut a, &mut b);
     assert!(b.events.is_empty(), "the TU never saw the OPTIONS");
@@ -483,9 +497,7 @@ fn options_answered_by_the_endpoint_when_configured() {
 #[test]
 fn response_goes_to_packet_source_with_received_and_rport() {
     let start = Instant::now();
-    let mut ep = Endpoint::new(EndpointConfig::default());
-    let source: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let local: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     // The Via names a host we must never contact.
     let raw = "OPTIONS sip:uas@127.0.0.1 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.0.2.7:5999;branch=z9hG4bKnat1;rport\r\n\
@@ -495,19 +507,14 @@ fn response_goes_to_packet_source_with_received_and_rport() {
         Call-ID: nat-1\r\n\
         CSeq: 7 OPTIONS\r\n\
         Content-Length: 0\r\n\r\n";
-    ep.handle_datagram(
-        start,
-        Transport::Udp,
-        local,
-        source,
-        raw.as_bytes().to_vec().into(),
-    );
+    let mut ep = endpoint_fed(start, source, raw);
     let Some(Event::Request { id, request, .. }) = ep.poll_event() else {
         panic!("expected the request");
     };
     let via = request.headers.top_via().unwrap();
     assert_eq!(via.received(), Some("127.0.0.1"));
     assert_eq!(via.rport(), Some(Some(40000)));
+    let local = local_5060();
     let resp = answer(&request, 200, "t", local);
     ep.respond(start, id, resp).unwrap();
     let t = ep.poll_transmit().unwrap();
@@ -521,9 +528,7 @@ fn response_goes_to_packet_source_with_received_and_rport() {
 #[test]
 fn malformed_request_is_answered_400_statelessly_to_its_source() {
     let start = Instant::now();
-    let mut ep = Endpoint::new(EndpointConfig::default());
-    let source: std::net::SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    let local: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let source: SocketAddr = "127.0.0.1:40001".parse().unwrap();
     let raw = "OPTIONS sip:uas@127.0.0.1 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKbad1\r\n\
         Max-Forwards: 70\r\n\
@@ -531,13 +536,7 @@ fn malformed_request_is_answered_400_statelessly_to_its_source() {
         To: <sip:uas@127.0.0.1>\r\n\
         CSeq: 7 OPTIONS\r\n\
         Content-Length: 0\r\n\r\n";
-    ep.handle_datagram(
-        start,
-        Transport::Udp,
-        local,
-        source,
-        raw.as_bytes().to_vec().into(),
-    );
+    let mut ep = endpoint_fed(start, source, raw);
     let t = ep.poll_transmit().expect("a 400");
     assert_eq!(t.to, source);
     assert!(t.bytes.starts_with(b"SIP/2.0 400"));

@@ -16,15 +16,7 @@ impl Endpoint {
         match validate::check(bytes, &self.config.policy) {
             Inbound::Request(request) => self.handle_request(now, request, source),
             Inbound::Response(response) => self.handle_response(now, response, source),
-            Inbound::Reject(response) => {
-                self.stats.rejected += 1;
-                self.transmits.push_back(Transmit {
-                    transport: source.transport,
-                    from_local: source.local,
-                    to: source.remote,
-                    bytes: response.to_bytes(),
-                });
-            }
+            Inbound::Reject(response) => self.reject(source, response),
             Inbound::Drop(_) => self.stats.dropped += 1,
         }
     }
@@ -68,13 +60,7 @@ impl Endpoint {
             if self.merge_keys.contains_key(mk) {
                 // §8.2.2.2: the same request reached us twice by different paths.
                 let response = Response::for_request(&request, StatusCode::LOOP_DETECTED, None);
-                self.stats.rejected += 1;
-                self.transmits.push_back(Transmit {
-                    transport: source.transport,
-                    from_local: source.local,
-                    to: source.remote,
-                    bytes: response.to_bytes(),
-                });
+                self.reject(source, response);
                 return;
             }
         }
@@ -122,6 +108,17 @@ impl Endpoint {
                 source,
             }),
         }
+    }
+
+    /// Answers a request statelessly (no transaction), to the packet's source.
+    fn reject(&mut self, source: Source, response: Response) {
+        self.stats.rejected += 1;
+        self.transmits.push_back(Transmit {
+            transport: source.transport,
+            from_local: source.local,
+            to: source.remote,
+            bytes: response.to_bytes(),
+        });
     }
 
     /// §9.2: answer the CANCEL; if its INVITE is still unanswered, answer that with 487.
@@ -264,11 +261,7 @@ mod tests {
     fn invite_gets_100_trying_at_once_and_non_2xx_ack_is_absorbed() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKi1", "", "1 INVITE", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "INVITE", "z9hG4bKi1", "", "1 INVITE");
         let sent = transmits(&mut ep);
         assert_eq!(sent.len(), 1);
         assert!(sent[0].starts_with("SIP/2.0 100 Trying"));
@@ -276,11 +269,7 @@ mod tests {
         let busy = Response::for_request(&req, StatusCode::BUSY_HERE, None).with_to_tag("t1");
         ep.respond(now, id, busy).unwrap();
         assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 486"));
-        feed(
-            &mut ep,
-            now,
-            msg("ACK", "z9hG4bKi1", "t1", "1 ACK", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "ACK", "z9hG4bKi1", "t1", "1 ACK");
         assert_eq!(
             ep.poll_event(),
             None,
@@ -294,21 +283,8 @@ mod tests {
     fn ack_for_2xx_goes_to_the_tu() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKi2", "", "1 INVITE", "127.0.0.1:40000"),
-        );
-        transmits(&mut ep);
-        let (id, req) = request_event(&mut ep);
-        let ok = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t2");
-        ep.respond(now, id, ok).unwrap();
-        transmits(&mut ep);
-        feed(
-            &mut ep,
-            now,
-            msg("ACK", "z9hG4bKnew", "t2", "1 ACK", "127.0.0.1:40000"),
-        );
+        answered_invite(&mut ep, now, "z9hG4bKi2", StatusCode::OK, "t2");
+        feed_from_peer(&mut ep, now, "ACK", "z9hG4bKnew", "t2", "1 ACK");
         assert!(matches!(ep.poll_event(), Some(Event::Ack { .. })));
     }
 
@@ -316,29 +292,12 @@ mod tests {
     fn cancel_without_invite_gets_481_and_after_final_gets_200_only() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("CANCEL", "z9hG4bKnone", "", "1 CANCEL", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "CANCEL", "z9hG4bKnone", "", "1 CANCEL");
         assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 481"));
         assert_eq!(ep.poll_event(), None);
 
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKi3", "", "1 INVITE", "127.0.0.1:40000"),
-        );
-        transmits(&mut ep);
-        let (id, req) = request_event(&mut ep);
-        let ok = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t3");
-        ep.respond(now, id, ok).unwrap();
-        transmits(&mut ep);
-        feed(
-            &mut ep,
-            now,
-            msg("CANCEL", "z9hG4bKi3", "", "1 CANCEL", "127.0.0.1:40000"),
-        );
+        answered_invite(&mut ep, now, "z9hG4bKi3", StatusCode::OK, "t3");
+        feed_from_peer(&mut ep, now, "CANCEL", "z9hG4bKi3", "", "1 CANCEL");
         let sent = transmits(&mut ep);
         assert_eq!(sent.len(), 1, "no 487 after a 2xx: {sent:?}");
         assert!(sent[0].starts_with("SIP/2.0 200"));
@@ -353,21 +312,8 @@ mod tests {
     fn cancel_of_pending_invite_answers_487_with_the_same_tag() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKi4", "", "1 INVITE", "127.0.0.1:40000"),
-        );
-        transmits(&mut ep);
-        let (id, req) = request_event(&mut ep);
-        let ringing = Response::for_request(&req, StatusCode::RINGING, None).with_to_tag("t4");
-        ep.respond(now, id, ringing).unwrap();
-        transmits(&mut ep);
-        feed(
-            &mut ep,
-            now,
-            msg("CANCEL", "z9hG4bKi4", "", "1 CANCEL", "127.0.0.1:40000"),
-        );
+        let (id, req) = answered_invite(&mut ep, now, "z9hG4bKi4", StatusCode::RINGING, "t4");
+        feed_from_peer(&mut ep, now, "CANCEL", "z9hG4bKi4", "", "1 CANCEL");
         let sent = transmits(&mut ep);
         assert!(sent[0].starts_with("SIP/2.0 200") && sent[0].contains("CSeq: 1 CANCEL"));
         assert!(sent[1].starts_with("SIP/2.0 487") && sent[1].contains("tag=t4"));
@@ -383,11 +329,7 @@ mod tests {
     fn received_is_added_only_when_needed() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("OPTIONS", "z9hG4bKo1", "", "1 OPTIONS", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "OPTIONS", "z9hG4bKo1", "", "1 OPTIONS");
         let (_, req) = request_event(&mut ep);
         let via = req.headers.top_via().unwrap();
         assert_eq!(via.received(), None, "sent-by already is the source IP");
@@ -442,18 +384,10 @@ mod tests {
     fn merged_request_gets_482() {
         let now = Instant::now();
         let mut ep = endpoint();
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKpath1", "", "1 INVITE", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "INVITE", "z9hG4bKpath1", "", "1 INVITE");
         transmits(&mut ep);
         request_event(&mut ep);
-        feed(
-            &mut ep,
-            now,
-            msg("INVITE", "z9hG4bKpath2", "", "1 INVITE", "127.0.0.1:40000"),
-        );
+        feed_from_peer(&mut ep, now, "INVITE", "z9hG4bKpath2", "", "1 INVITE");
         assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 482"));
         assert_eq!(ep.poll_event(), None);
     }

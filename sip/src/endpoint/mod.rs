@@ -45,7 +45,7 @@ use crate::message::{
 };
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, ServerInvite, ServerNonInvite, TimerConfig,
-    TransactionError, Transport, TxEvent,
+    Transaction, TransactionError, Transport, TxEvent,
 };
 
 /// Identifies a server transaction (a request we received).
@@ -206,11 +206,15 @@ struct ServerEntry {
     machine: ServerMachine,
 }
 
+/// A transaction of either kind: `I` is the INVITE machine, `N` the non-INVITE one.
 #[derive(Debug)]
-enum ServerMachine {
-    Invite(ServerInvite),
-    NonInvite(ServerNonInvite),
+enum Machine<I, N> {
+    Invite(I),
+    NonInvite(N),
 }
+
+type ServerMachine = Machine<ServerInvite, ServerNonInvite>;
+type ClientMachine = Machine<ClientInvite, ClientNonInvite>;
 
 #[derive(Debug)]
 struct ClientEntry {
@@ -220,12 +224,6 @@ struct ClientEntry {
     local: SocketAddr,
     machine: ClientMachine,
     cancel: CancelState,
-}
-
-#[derive(Debug)]
-enum ClientMachine {
-    Invite(ClientInvite),
-    NonInvite(ClientNonInvite),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,15 +282,12 @@ impl Endpoint {
         remote: SocketAddr,
         bytes: Bytes,
     ) {
-        self.handle_inbound(
-            now,
-            Source {
-                transport,
-                local,
-                remote,
-            },
-            bytes,
-        );
+        let source = Source {
+            transport,
+            local,
+            remote,
+        };
+        self.handle_inbound(now, source, bytes);
     }
 
     /// One complete message framed by [`crate::message::StreamFramer`] arrived on a TCP/TLS
@@ -305,15 +300,8 @@ impl Endpoint {
         remote: SocketAddr,
         bytes: Bytes,
     ) {
-        self.handle_inbound(
-            now,
-            Source {
-                transport,
-                local,
-                remote,
-            },
-            bytes,
-        );
+        // Framing already happened; from here a stream message is handled like a datagram.
+        self.handle_datagram(now, transport, local, remote, bytes);
     }
 
     /// The transport failed towards `remote` (TCP connect refused, connection reset, ICMP
@@ -325,69 +313,26 @@ impl Endpoint {
         transport: Transport,
         remote: SocketAddr,
     ) {
-        let servers: Vec<ServerTxId> = self
-            .server
-            .iter()
-            .filter(|(_, e)| e.source.transport == transport && e.source.remote == remote)
-            .map(|(id, _)| *id)
-            .collect();
+        let servers =
+            self.server_ids(|e| e.source.transport == transport && e.source.remote == remote);
         for id in servers {
-            if let Some(e) = self.server.get_mut(&id) {
-                match &mut e.machine {
-                    ServerMachine::Invite(m) => m.handle_transport_error(now),
-                    ServerMachine::NonInvite(m) => m.handle_transport_error(now),
-                }
-            }
-            self.flush_server(id);
+            self.with_server(id, |m| m.handle_transport_error(now));
         }
-        let clients: Vec<ClientTxId> = self
-            .client
-            .iter()
-            .filter(|(_, e)| e.target.transport == transport && e.target.addr == remote)
-            .map(|(id, _)| *id)
-            .collect();
+        let clients =
+            self.client_ids(|e| e.target.transport == transport && e.target.addr == remote);
         for id in clients {
-            if let Some(e) = self.client.get_mut(&id) {
-                match &mut e.machine {
-                    ClientMachine::Invite(m) => m.handle_transport_error(now),
-                    ClientMachine::NonInvite(m) => m.handle_transport_error(now),
-                }
-            }
-            self.flush_client(id);
+            self.with_client(id, |m| m.handle_transport_error(now));
         }
     }
 
     /// Fires every transaction timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due_servers: Vec<ServerTxId> = self
-            .server
-            .iter()
-            .filter(|(_, e)| e.machine.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due_servers {
-            if let Some(e) = self.server.get_mut(&id) {
-                match &mut e.machine {
-                    ServerMachine::Invite(m) => m.handle_timeout(now),
-                    ServerMachine::NonInvite(m) => m.handle_timeout(now),
-                }
-            }
-            self.flush_server(id);
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        for id in self.server_ids(|e| due(e.machine.tx().poll_timeout())) {
+            self.with_server(id, |m| m.handle_timeout(now));
         }
-        let due_clients: Vec<ClientTxId> = self
-            .client
-            .iter()
-            .filter(|(_, e)| e.machine.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due_clients {
-            if let Some(e) = self.client.get_mut(&id) {
-                match &mut e.machine {
-                    ClientMachine::Invite(m) => m.handle_timeout(now),
-                    ClientMachine::NonInvite(m) => m.handle_timeout(now),
-                }
-            }
-            self.flush_client(id);
+        for id in self.client_ids(|e| due(e.machine.tx().poll_timeout())) {
+            self.with_client(id, |m| m.handle_timeout(now));
         }
     }
 
@@ -403,15 +348,12 @@ impl Endpoint {
 
     /// The earliest transaction deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self
-            .server
-            .values()
-            .filter_map(|e| e.machine.poll_timeout());
-        let c = self
-            .client
-            .values()
-            .filter_map(|e| e.machine.poll_timeout());
-        s.chain(c).min()
+        let servers = self.server.values().map(|e| e.machine.tx());
+        let clients = self.client.values().map(|e| e.machine.tx());
+        servers
+            .chain(clients)
+            .filter_map(|tx| tx.poll_timeout())
+            .min()
     }
 
     // ---- TU actions --------------------------------------------------------------------------
@@ -460,14 +402,8 @@ impl Endpoint {
         if matches!(request.method, Method::Ack | Method::Cancel) {
             return Err(EndpointError::WrongMethod);
         }
-        let local = self.pick_local(target)?;
-        let branch = self.new_branch();
-        let via = self.via_for(&local, &branch);
-        request.headers.push_front(HeaderName::Via, via.to_string());
-        if request.headers.get(&HeaderName::MaxForwards).is_none() {
-            request.headers.push(HeaderName::MaxForwards, "70");
-        }
-        Ok(self.start_client(now, request, target, local.addr, branch))
+        let (local, branch) = self.add_top_via(&mut request, target)?;
+        Ok(self.start_client(now, request, target, local, branch))
     }
 
     /// Sends the ACK for a 2xx (§13.2.2.4): outside any transaction, with a fresh branch. The dialog
@@ -481,16 +417,10 @@ impl Endpoint {
         if ack.method != Method::Ack {
             return Err(EndpointError::WrongMethod);
         }
-        let local = self.pick_local(target)?;
-        let branch = self.new_branch();
-        let via = self.via_for(&local, &branch);
-        ack.headers.push_front(HeaderName::Via, via.to_string());
-        if ack.headers.get(&HeaderName::MaxForwards).is_none() {
-            ack.headers.push(HeaderName::MaxForwards, "70");
-        }
+        let (local, _) = self.add_top_via(&mut ack, target)?;
         self.transmits.push_back(Transmit {
             transport: target.transport,
-            from_local: local.addr,
+            from_local: local,
             to: target.addr,
             bytes: ack.to_bytes(),
         });
@@ -556,34 +486,18 @@ impl Endpoint {
     }
 }
 
-impl ServerMachine {
-    fn poll_timeout(&self) -> Option<Instant> {
+impl<I: Transaction, N: Transaction> Machine<I, N> {
+    fn tx(&self) -> &dyn Transaction {
         match self {
-            ServerMachine::Invite(m) => m.poll_timeout(),
-            ServerMachine::NonInvite(m) => m.poll_timeout(),
+            Machine::Invite(m) => m,
+            Machine::NonInvite(m) => m,
         }
     }
 
-    fn is_terminated(&self) -> bool {
+    fn tx_mut(&mut self) -> &mut dyn Transaction {
         match self {
-            ServerMachine::Invite(m) => m.is_terminated(),
-            ServerMachine::NonInvite(m) => m.is_terminated(),
-        }
-    }
-}
-
-impl ClientMachine {
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            ClientMachine::Invite(m) => m.poll_timeout(),
-            ClientMachine::NonInvite(m) => m.poll_timeout(),
-        }
-    }
-
-    fn is_terminated(&self) -> bool {
-        match self {
-            ClientMachine::Invite(m) => m.is_terminated(),
-            ClientMachine::NonInvite(m) => m.is_terminated(),
+            Machine::Invite(m) => m,
+            Machine::NonInvite(m) => m,
         }
     }
 }
@@ -646,6 +560,36 @@ mod testutil {
         ep.handle_datagram(now, Transport::Udp, addr(LOCAL), addr(PEER), bytes);
     }
 
+    /// Feeds `method` as sent from [`PEER`] (Via sent-by is its address).
+    pub(super) fn feed_from_peer(
+        ep: &mut Endpoint,
+        now: Instant,
+        method: &str,
+        branch: &str,
+        to_tag: &str,
+        cseq: &str,
+    ) {
+        feed(ep, now, msg(method, branch, to_tag, cseq, PEER));
+    }
+
+    /// Feeds an INVITE from [`PEER`] and answers it with `status` and To tag `tag`; returns the
+    /// server transaction and the request, with all output drained.
+    pub(super) fn answered_invite(
+        ep: &mut Endpoint,
+        now: Instant,
+        branch: &str,
+        status: StatusCode,
+        tag: &str,
+    ) -> (ServerTxId, Request) {
+        feed_from_peer(ep, now, "INVITE", branch, "", "1 INVITE");
+        transmits(ep);
+        let (id, req) = request_event(ep);
+        let response = Response::for_request(&req, status, None).with_to_tag(tag);
+        ep.respond(now, id, response).unwrap();
+        transmits(ep);
+        (id, req)
+    }
+
     pub(super) fn transmits(ep: &mut Endpoint) -> Vec<String> {
         std::iter::from_fn(|| ep.poll_transmit())
             .map(|t| {
@@ -653,6 +597,17 @@ mod testutil {
                 String::from_utf8_lossy(&t.bytes).into_owned()
             })
             .collect()
+    }
+
+    /// An OPTIONS request (no Via yet) and the UDP target [`PEER`].
+    pub(super) fn options_to_peer() -> (Request, Target) {
+        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
+        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let target = Target {
+            transport: Transport::Udp,
+            addr: addr(PEER),
+        };
+        (req, target)
     }
 
     pub(super) fn request_event(ep: &mut Endpoint) -> (ServerTxId, Request) {
@@ -672,12 +627,7 @@ mod tests {
     fn send_request_adds_via_with_rport_and_max_forwards() {
         let now = Instant::now();
         let mut ep = endpoint();
-        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
-        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
-        let target = Target {
-            transport: Transport::Udp,
-            addr: addr(PEER),
-        };
+        let (req, target) = options_to_peer();
         ep.send_request(now, req.clone(), target).unwrap();
         let sent = transmits(&mut ep);
         assert!(
@@ -705,12 +655,7 @@ mod tests {
     fn transport_error_ends_the_peer_s_transactions() {
         let now = Instant::now();
         let mut ep = endpoint();
-        let mut req = Request::new(Method::Options, "sip:x@127.0.0.1".parse().unwrap());
-        req.headers.push(HeaderName::CSeq, "1 OPTIONS");
-        let target = Target {
-            transport: Transport::Udp,
-            addr: addr(PEER),
-        };
+        let (req, target) = options_to_peer();
         let id = ep.send_request(now, req, target).unwrap();
         transmits(&mut ep);
         ep.handle_transport_error(now, Transport::Udp, addr(PEER));

@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::*;
+use crate::message::Text;
 
 impl Endpoint {
     pub(super) fn start_client(
@@ -58,112 +59,79 @@ impl Endpoint {
             m.handle_cancel_sent(now);
         }
         let invite = &entry.request;
-        let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
-        if let Some(via) = invite.headers.values(&HeaderName::Via).next() {
-            cancel.headers.push(HeaderName::Via, via);
-        }
-        cancel.headers.push(HeaderName::MaxForwards, "70");
-        for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
-            if let Some(v) = invite.headers.get(&name) {
-                cancel.headers.push(name, v.clone());
-            }
-        }
-        let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
-        cancel.headers.push(
-            HeaderName::CSeq,
-            CSeq {
-                seq,
-                method: Method::Cancel,
-            }
-            .to_string(),
-        );
-        for route in invite.headers.get_all(&HeaderName::Route) {
-            cancel.headers.push(HeaderName::Route, route.clone());
-        }
+        let cancel = copy_of_invite(Method::Cancel, invite, invite.headers.get(&HeaderName::To));
         let (target, local, branch) = (entry.target, entry.local, entry.key.0.clone());
         self.start_client(now, cancel, target, local, branch);
     }
 
+    /// Ids of the server transactions whose entry satisfies `pick`.
+    pub(super) fn server_ids(&self, pick: impl Fn(&ServerEntry) -> bool) -> Vec<ServerTxId> {
+        let picked = self.server.iter().filter(|(_, e)| pick(e));
+        picked.map(|(id, _)| *id).collect()
+    }
+
+    /// Ids of the client transactions whose entry satisfies `pick`.
+    pub(super) fn client_ids(&self, pick: impl Fn(&ClientEntry) -> bool) -> Vec<ClientTxId> {
+        let picked = self.client.iter().filter(|(_, e)| pick(e));
+        picked.map(|(id, _)| *id).collect()
+    }
+
+    /// Gives server transaction `id` an input, then flushes its output.
+    pub(super) fn with_server(&mut self, id: ServerTxId, input: impl FnOnce(&mut dyn Transaction)) {
+        if let Some(e) = self.server.get_mut(&id) {
+            input(e.machine.tx_mut());
+        }
+        self.flush_server(id);
+    }
+
+    /// Gives client transaction `id` an input, then flushes its output.
+    pub(super) fn with_client(&mut self, id: ClientTxId, input: impl FnOnce(&mut dyn Transaction)) {
+        if let Some(e) = self.client.get_mut(&id) {
+            input(e.machine.tx_mut());
+        }
+        self.flush_client(id);
+    }
+
+    /// Moves server transaction `id`'s output into the endpoint's queues (responses go to the
+    /// request's source) and forgets the transaction once it terminated.
     pub(super) fn flush_server(&mut self, id: ServerTxId) {
         let Some(entry) = self.server.get_mut(&id) else {
             return;
         };
         let src = entry.source;
-        loop {
-            let bytes = match &mut entry.machine {
-                ServerMachine::Invite(m) => m.poll_transmit(),
-                ServerMachine::NonInvite(m) => m.poll_transmit(),
-            };
-            let Some(bytes) = bytes else { break };
-            self.transmits.push_back(Transmit {
-                transport: src.transport,
-                from_local: src.local,
-                to: src.remote,
-                bytes,
-            });
+        let out = (&mut self.transmits, &mut self.events);
+        let route = (src.transport, src.local, src.remote);
+        if !drain(entry.machine.tx_mut(), TxId::Server(id), route, out) {
+            return;
         }
-        loop {
-            let ev = match &mut entry.machine {
-                ServerMachine::Invite(m) => m.poll_event(),
-                ServerMachine::NonInvite(m) => m.poll_event(),
-            };
-            let Some(ev) = ev else { break };
-            let id = TxId::Server(id);
-            self.events.push_back(match ev {
-                TxEvent::Timeout(_) => Event::Timeout { id },
-                TxEvent::TransportError => Event::TransportError { id },
-            });
+        let key = entry.key.clone();
+        let merge_key = entry.merge_key.clone();
+        self.server.remove(&id);
+        if self.server_keys.get(&key) == Some(&id) {
+            self.server_keys.remove(&key);
         }
-        if entry.machine.is_terminated() {
-            let key = entry.key.clone();
-            let merge_key = entry.merge_key.clone();
-            self.server.remove(&id);
-            if self.server_keys.get(&key) == Some(&id) {
-                self.server_keys.remove(&key);
-            }
-            if let Some(mk) = merge_key {
-                if self.merge_keys.get(&mk) == Some(&id) {
-                    self.merge_keys.remove(&mk);
-                }
+        if let Some(mk) = merge_key {
+            if self.merge_keys.get(&mk) == Some(&id) {
+                self.merge_keys.remove(&mk);
             }
         }
     }
 
+    /// Moves client transaction `id`'s output into the endpoint's queues (requests go to its
+    /// target) and forgets the transaction once it terminated.
     pub(super) fn flush_client(&mut self, id: ClientTxId) {
         let Some(entry) = self.client.get_mut(&id) else {
             return;
         };
-        loop {
-            let bytes = match &mut entry.machine {
-                ClientMachine::Invite(m) => m.poll_transmit(),
-                ClientMachine::NonInvite(m) => m.poll_transmit(),
-            };
-            let Some(bytes) = bytes else { break };
-            self.transmits.push_back(Transmit {
-                transport: entry.target.transport,
-                from_local: entry.local,
-                to: entry.target.addr,
-                bytes,
-            });
+        let out = (&mut self.transmits, &mut self.events);
+        let route = (entry.target.transport, entry.local, entry.target.addr);
+        if !drain(entry.machine.tx_mut(), TxId::Client(id), route, out) {
+            return;
         }
-        loop {
-            let ev = match &mut entry.machine {
-                ClientMachine::Invite(m) => m.poll_event(),
-                ClientMachine::NonInvite(m) => m.poll_event(),
-            };
-            let Some(ev) = ev else { break };
-            let id = TxId::Client(id);
-            self.events.push_back(match ev {
-                TxEvent::Timeout(_) => Event::Timeout { id },
-                TxEvent::TransportError => Event::TransportError { id },
-            });
-        }
-        if entry.machine.is_terminated() {
-            let key = entry.key.clone();
-            self.client.remove(&id);
-            if self.client_keys.get(&key) == Some(&id) {
-                self.client_keys.remove(&key);
-            }
+        let key = entry.key.clone();
+        self.client.remove(&id);
+        if self.client_keys.get(&key) == Some(&id) {
+            self.client_keys.remove(&key);
         }
     }
 
@@ -173,6 +141,23 @@ impl Endpoint {
             .find(|l| l.transport == target.transport && l.addr.is_ipv4() == target.addr.is_ipv4())
             .cloned()
             .ok_or(EndpointError::NoLocal(target.transport, target.addr))
+    }
+
+    /// Adds our top Via (fresh branch, `rport`) for a request to `target`, and Max-Forwards: 70 if
+    /// missing; returns the local address it leaves from and the branch.
+    pub(super) fn add_top_via(
+        &mut self,
+        request: &mut Request,
+        target: Target,
+    ) -> Result<(SocketAddr, String), EndpointError> {
+        let local = self.pick_local(target)?;
+        let branch = self.new_branch();
+        let via = self.via_for(&local, &branch);
+        request.headers.push_front(HeaderName::Via, via.to_string());
+        if request.headers.get(&HeaderName::MaxForwards).is_none() {
+            request.headers.push(HeaderName::MaxForwards, "70");
+        }
+        Ok((local.addr, branch))
     }
 
     pub(super) fn via_for(&self, local: &Local, branch: &str) -> Via {
@@ -232,38 +217,68 @@ impl Endpoint {
     }
 }
 
+/// Moves what transaction `id` wants sent (over `route`: transport, local address, peer) and
+/// reported into `out` (the endpoint's transmit and event queues); returns whether it terminated.
+fn drain(
+    tx: &mut dyn Transaction,
+    id: TxId,
+    route: (Transport, SocketAddr, SocketAddr),
+    out: (&mut VecDeque<Transmit>, &mut VecDeque<Event>),
+) -> bool {
+    let (transport, from_local, to) = route;
+    let (transmits, events) = out;
+    while let Some(bytes) = tx.poll_transmit() {
+        transmits.push_back(Transmit {
+            transport,
+            from_local,
+            to,
+            bytes,
+        });
+    }
+    while let Some(ev) = tx.poll_event() {
+        events.push_back(match ev {
+            TxEvent::Timeout(_) => Event::Timeout { id },
+            TxEvent::TransportError => Event::TransportError { id },
+        });
+    }
+    tx.is_terminated()
+}
+
 /// §17.1.1.3: the ACK for a non-2xx final response.
 pub(super) fn build_non_2xx_ack(invite: &Request, response: &Response) -> Bytes {
-    let mut ack = Request::new(Method::Ack, invite.uri.clone());
-    if let Some(via) = invite.headers.values(&HeaderName::Via).next() {
-        ack.headers.push(HeaderName::Via, via);
-    }
-    ack.headers.push(HeaderName::MaxForwards, "70");
-    for name in [HeaderName::From, HeaderName::CallId] {
-        if let Some(v) = invite.headers.get(&name) {
-            ack.headers.push(name, v.clone());
-        }
-    }
-    if let Some(to) = response
+    let to = response
         .headers
         .get(&HeaderName::To)
-        .or_else(|| invite.headers.get(&HeaderName::To))
-    {
-        ack.headers.push(HeaderName::To, to.clone());
+        .or_else(|| invite.headers.get(&HeaderName::To));
+    copy_of_invite(Method::Ack, invite, to).to_bytes()
+}
+
+/// A CANCEL (§9.1) or non-2xx ACK (§17.1.1.3) for `invite`: its Request-URI, top Via (same
+/// branch), From, Call-ID, CSeq number and Route set, Max-Forwards: 70, and the given To.
+fn copy_of_invite(method: Method, invite: &Request, to: Option<&Text>) -> Request {
+    let mut copy = Request::new(method.clone(), invite.uri.clone());
+    if let Some(via) = invite.headers.values(&HeaderName::Via).next() {
+        copy.headers.push(HeaderName::Via, via);
+    }
+    copy.headers.push(HeaderName::MaxForwards, "70");
+    let from = invite.headers.get(&HeaderName::From);
+    let call_id = invite.headers.get(&HeaderName::CallId);
+    for (name, value) in [
+        (HeaderName::From, from),
+        (HeaderName::To, to),
+        (HeaderName::CallId, call_id),
+    ] {
+        if let Some(v) = value {
+            copy.headers.push(name, v.clone());
+        }
     }
     let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
-    ack.headers.push(
-        HeaderName::CSeq,
-        CSeq {
-            seq,
-            method: Method::Ack,
-        }
-        .to_string(),
-    );
+    let cseq = CSeq { seq, method };
+    copy.headers.push(HeaderName::CSeq, cseq.to_string());
     for route in invite.headers.get_all(&HeaderName::Route) {
-        ack.headers.push(HeaderName::Route, route.clone());
+        copy.headers.push(HeaderName::Route, route.clone());
     }
-    ack.to_bytes()
+    copy
 }
 
 #[cfg(test)]

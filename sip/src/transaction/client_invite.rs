@@ -12,12 +12,11 @@
 //! (the ACK's To tag comes from the response), so the endpoint hands it a closure that encodes one; it
 //! is called once, on the first non-2xx final. The ACK for a 2xx is the TU's (dialog's) business.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
-use super::{Delivery, TimerConfig, TimerKind, Timers, TxEvent};
+use super::shared::{transaction_verbs, TxCore};
+use super::{Delivery, TimerConfig, TimerKind};
 
 /// States of the INVITE client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,68 +35,39 @@ pub enum ClientInviteState {
 /// [`poll_timeout`](Self::poll_timeout).
 #[derive(Debug)]
 pub struct ClientInvite {
-    state: ClientInviteState,
-    config: TimerConfig,
-    reliable: bool,
-    timers: Timers,
-    request: Bytes,
+    core: TxCore<ClientInviteState>,
     /// Current Timer A interval (T1, doubling without bound).
     a_interval: Duration,
-    ack: Option<Bytes>,
-    final_status: Option<u16>,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
 }
+
+transaction_verbs!(ClientInvite, ClientInviteState);
 
 impl ClientInvite {
     /// Starts the transaction: the encoded INVITE is queued for sending, Timers A and B armed.
     pub fn new(now: Instant, config: TimerConfig, reliable: bool, request: Bytes) -> Self {
-        let mut timers = Timers::default();
-        if !reliable {
-            timers.set(TimerKind::A, now + config.t1);
-        }
-        timers.set(TimerKind::B, now + config.t1x64());
+        let state = ClientInviteState::Calling;
+        let timers = (TimerKind::A, TimerKind::B);
         ClientInvite {
-            state: ClientInviteState::Calling,
-            config,
-            reliable,
-            timers,
-            transmits: VecDeque::from([request.clone()]),
-            request,
+            core: TxCore::start_client(now, state, config, reliable, request, timers),
             a_interval: config.t1,
-            ack: None,
-            final_status: None,
-            events: VecDeque::new(),
         }
-    }
-
-    pub fn state(&self) -> ClientInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ClientInviteState::Terminated
-    }
-
-    /// The first final status received, if any.
-    pub fn final_status(&self) -> Option<u16> {
-        self.final_status
     }
 
     /// The owner sent a CANCEL for this INVITE (RFC 3261 §9.1): if no final response arrives within
     /// 64·T1 the transaction gives up (Timer B, re-armed here, fires in Proceeding too).
     pub fn handle_cancel_sent(&mut self, now: Instant) {
         if matches!(
-            self.state,
+            self.core.state,
             ClientInviteState::Calling | ClientInviteState::Proceeding
         ) {
-            self.timers.set(TimerKind::B, now + self.config.t1x64());
+            let at = now + self.core.config.t1x64();
+            self.core.timers.set(TimerKind::B, at);
         }
     }
 
     /// Whether a provisional response arrived and no final yet: the INVITE may be cancelled now.
     pub fn is_proceeding(&self) -> bool {
-        self.state == ClientInviteState::Proceeding
+        self.core.state == ClientInviteState::Proceeding
     }
 
     /// A response matched this transaction. `build_ack` encodes the ACK for a non-2xx final response;
@@ -108,39 +78,32 @@ impl ClientInvite {
         status: u16,
         build_ack: impl FnOnce() -> Bytes,
     ) -> Delivery {
-        match (self.state, status) {
+        let core = &mut self.core;
+        match (core.state, status) {
             (ClientInviteState::Calling | ClientInviteState::Proceeding, 100..=199) => {
-                self.state = ClientInviteState::Proceeding;
-                self.timers.stop(TimerKind::A);
-                self.timers.stop(TimerKind::B);
+                core.state = ClientInviteState::Proceeding;
+                core.timers.stop(TimerKind::A);
+                core.timers.stop(TimerKind::B);
                 Delivery::ToTu
             }
             (ClientInviteState::Calling | ClientInviteState::Proceeding, 200..=299) => {
-                self.final_status = Some(status);
-                self.timers.stop_all();
-                self.state = ClientInviteState::Accepted;
-                self.timers.set(TimerKind::M, now + self.config.t1x64());
+                core.final_status = Some(status);
+                core.timers.stop_all();
+                let wait = core.config.t1x64();
+                core.linger(now, ClientInviteState::Accepted, TimerKind::M, wait);
                 Delivery::ToTu
             }
             (ClientInviteState::Calling | ClientInviteState::Proceeding, 300..=699) => {
-                self.final_status = Some(status);
-                self.timers.stop_all();
-                let ack = build_ack();
-                self.transmits.push_back(ack.clone());
-                self.ack = Some(ack);
-                let wait = self.config.timer_d(self.reliable);
-                if wait.is_zero() {
-                    self.terminate();
-                } else {
-                    self.state = ClientInviteState::Completed;
-                    self.timers.set(TimerKind::D, now + wait);
-                }
+                core.final_status = Some(status);
+                core.timers.stop_all();
+                // From now on a retransmission repeats the ACK, not the INVITE.
+                core.send(build_ack());
+                let wait = core.config.timer_d(core.reliable);
+                core.linger(now, ClientInviteState::Completed, TimerKind::D, wait);
                 Delivery::ToTu
             }
             (ClientInviteState::Completed, 300..=699) => {
-                if let Some(ack) = &self.ack {
-                    self.transmits.push_back(ack.clone());
-                }
+                core.resend();
                 Delivery::Absorbed
             }
             // RFC 6026 §7.2: every 2xx in Accepted goes to the TU, which re-ACKs it.
@@ -151,60 +114,39 @@ impl ClientInvite {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.timers.pop_expired(now) {
-            match (self.state, kind) {
+        while let Some(kind) = self.core.timers.pop_expired(now) {
+            match (self.core.state, kind) {
                 (ClientInviteState::Calling, TimerKind::A) => {
-                    self.transmits.push_back(self.request.clone());
                     self.a_interval = self.a_interval.saturating_mul(2);
-                    self.timers.set(TimerKind::A, now + self.a_interval);
+                    self.core.retransmit(now, TimerKind::A, self.a_interval);
                 }
                 (ClientInviteState::Calling | ClientInviteState::Proceeding, TimerKind::B) => {
-                    self.events.push_back(TxEvent::Timeout(TimerKind::B));
-                    self.terminate();
+                    self.core.time_out(TimerKind::B)
                 }
                 (ClientInviteState::Completed, TimerKind::D)
-                | (ClientInviteState::Accepted, TimerKind::M) => self.terminate(),
+                | (ClientInviteState::Accepted, TimerKind::M) => self.core.terminate(),
                 _ => {}
             }
         }
-    }
-
-    /// The transport failed to send the request or ACK (§17.1.4): Terminated.
-    pub fn handle_transport_error(&mut self, _now: Instant) {
-        if self.state != ClientInviteState::Terminated {
-            self.events.push_back(TxEvent::TransportError);
-            self.terminate();
-        }
-    }
-
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    fn terminate(&mut self) {
-        self.state = ClientInviteState::Terminated;
-        self.timers.stop_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::testutil::{drain, ms, sends_until};
+    use crate::transaction::TxEvent;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn drain(tx: &mut ClientInvite) -> Vec<Bytes> {
-        std::iter::from_fn(|| tx.poll_transmit()).collect()
+    /// An INVITE transaction over UDP with RFC 3261 timers, its first send drained.
+    fn udp_invite(t0: Instant) -> ClientInvite {
+        let mut tx = ClientInvite::new(
+            t0,
+            TimerConfig::default(),
+            false,
+            Bytes::from_static(b"INV"),
+        );
+        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"INV")]);
+        tx
     }
 
     fn ack() -> Bytes {
@@ -214,18 +156,8 @@ mod tests {
     #[test]
     fn timer_a_doubles_until_timer_b_times_out() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(
-            t0,
-            TimerConfig::default(),
-            false,
-            Bytes::from_static(b"INV"),
-        );
-        assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"INV")]);
-        let mut sends = Vec::new();
-        while let Some(at) = tx.poll_timeout() {
-            tx.handle_timeout(at);
-            sends.extend(drain(&mut tx).into_iter().map(|_| at - t0));
-        }
+        let mut tx = udp_invite(t0);
+        let sends = sends_until(&mut tx, t0, t0 + Duration::from_secs(60));
         let expected: Vec<Duration> = [500, 1500, 3500, 7500, 15500, 31500]
             .into_iter()
             .map(ms)
@@ -238,13 +170,7 @@ mod tests {
     #[test]
     fn provisional_stops_retransmission_and_final_failure_is_acked_once_then_resent() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(
-            t0,
-            TimerConfig::default(),
-            false,
-            Bytes::from_static(b"INV"),
-        );
-        drain(&mut tx);
+        let mut tx = udp_invite(t0);
         assert_eq!(tx.handle_response(t0 + ms(100), 180, ack), Delivery::ToTu);
         assert_eq!(tx.state(), ClientInviteState::Proceeding);
         assert_eq!(
@@ -282,13 +208,7 @@ mod tests {
     #[test]
     fn accepted_passes_2xx_retransmissions_up_until_timer_m() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(
-            t0,
-            TimerConfig::default(),
-            false,
-            Bytes::from_static(b"INV"),
-        );
-        drain(&mut tx);
+        let mut tx = udp_invite(t0);
         assert_eq!(tx.handle_response(t0 + ms(50), 200, ack), Delivery::ToTu);
         assert_eq!(tx.state(), ClientInviteState::Accepted);
         assert!(
@@ -337,13 +257,7 @@ mod tests {
     #[test]
     fn cancel_without_final_response_gives_up_after_64_t1() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(
-            t0,
-            TimerConfig::default(),
-            false,
-            Bytes::from_static(b"INV"),
-        );
-        drain(&mut tx);
+        let mut tx = udp_invite(t0);
         tx.handle_response(t0 + ms(10), 180, ack);
         assert!(tx.is_proceeding());
         tx.handle_cancel_sent(t0 + ms(1000));
@@ -356,12 +270,7 @@ mod tests {
     #[test]
     fn transport_error_terminates_with_event() {
         let t0 = Instant::now();
-        let mut tx = ClientInvite::new(
-            t0,
-            TimerConfig::default(),
-            false,
-            Bytes::from_static(b"INV"),
-        );
+        let mut tx = udp_invite(t0);
         tx.handle_transport_error(t0);
         assert_eq!(tx.poll_event(), Some(TxEvent::TransportError));
         assert!(tx.is_terminated());

@@ -15,6 +15,9 @@
 //! Polling order after every `handle_*` call: drain `poll_transmit()` until `None`, then drain
 //! `poll_event()` until `None`, then read `poll_timeout()`. Once `is_terminated()` the owner drops it.
 //!
+//! The bookkeeping the four machines share (output queues, timer table, resending the last
+//! message, ending) lives in `shared.rs`; each machine file holds only its states and transitions.
+//!
 //! On a reliable transport (TCP, TLS) no request or response is retransmitted and Timers D, I, J and K
 //! are zero, so the transaction goes straight to Terminated (RFC 3261 Table 4).
 
@@ -22,12 +25,14 @@ pub mod client_invite;
 pub mod client_non_invite;
 pub mod server_invite;
 pub mod server_non_invite;
+pub(crate) mod shared;
 pub mod timer;
 
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
+pub(crate) use shared::Transaction;
 pub use timer::{TimerConfig, TimerKind, Timers};
 
 use std::fmt;
@@ -98,5 +103,53 @@ pub(crate) fn check_status(status: u16) -> Result<(), TransactionError> {
         Ok(())
     } else {
         Err(TransactionError::BadStatus(status))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Clock-driving helpers for the state machines' unit tests.
+
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::Transaction;
+
+    pub(crate) fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A response as the tests' TU encodes it: just its status code.
+    pub(crate) fn encoded(status: u16) -> Bytes {
+        Bytes::from(status.to_string())
+    }
+
+    /// Everything the transaction queued for the wire, oldest first.
+    pub(crate) fn drain(tx: &mut impl Transaction) -> Vec<Bytes> {
+        std::iter::from_fn(|| tx.poll_transmit()).collect()
+    }
+
+    /// Runs the clock to `until`, waking at every deadline; returns, per message sent, the wake
+    /// time since `t0`.
+    pub(crate) fn sends_until(
+        tx: &mut impl Transaction,
+        t0: Instant,
+        until: Instant,
+    ) -> Vec<Duration> {
+        let mut sends = Vec::new();
+        while let Some(at) = tx.poll_timeout().filter(|at| *at <= until) {
+            tx.handle_timeout(at);
+            sends.extend(drain(tx).iter().map(|_| at - t0));
+        }
+        sends
+    }
+
+    /// Retransmissions at T1 doubling up to T2 (Timers E and G, §17.1.2.2, §17.2.1) until 64·T1.
+    pub(crate) fn doubling_to_t2() -> Vec<Duration> {
+        let at = [
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+        ];
+        at.into_iter().map(ms).collect()
     }
 }

@@ -11,12 +11,11 @@
 //! The endpoint answers 100 Trying at once by calling [`ServerInvite::send_response`] with the
 //! encoded 100 right after creating the transaction (we never wait the 200 ms §17.2.1 allows).
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
-use super::{check_status, Delivery, TimerConfig, TimerKind, Timers, TransactionError, TxEvent};
+use super::shared::{transaction_verbs, TxCore};
+use super::{check_status, Delivery, TimerConfig, TimerKind, TransactionError};
 
 /// States of the INVITE server transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,45 +33,20 @@ pub enum ServerInviteState {
 /// then [`poll_event`](Self::poll_event), then read [`poll_timeout`](Self::poll_timeout).
 #[derive(Debug)]
 pub struct ServerInvite {
-    state: ServerInviteState,
-    config: TimerConfig,
-    reliable: bool,
-    timers: Timers,
+    core: TxCore<ServerInviteState>,
     /// Current Timer G interval (T1, doubling up to T2).
     g_interval: Duration,
-    last_response: Option<Bytes>,
-    final_status: Option<u16>,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
 }
+
+transaction_verbs!(ServerInvite, ServerInviteState);
 
 impl ServerInvite {
     /// A new transaction for a received INVITE, in Proceeding.
     pub fn new(config: TimerConfig, reliable: bool) -> Self {
         ServerInvite {
-            state: ServerInviteState::Proceeding,
-            config,
-            reliable,
-            timers: Timers::default(),
+            core: TxCore::new(ServerInviteState::Proceeding, config, reliable),
             g_interval: config.t1,
-            last_response: None,
-            final_status: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
         }
-    }
-
-    pub fn state(&self) -> ServerInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ServerInviteState::Terminated
-    }
-
-    /// The final status sent so far, if any.
-    pub fn final_status(&self) -> Option<u16> {
-        self.final_status
     }
 
     /// The TU sends a response. In Accepted, further 2xx (the TU's retransmissions, RFC 6026) are sent.
@@ -83,30 +57,30 @@ impl ServerInvite {
         encoded: Bytes,
     ) -> Result<(), TransactionError> {
         check_status(status)?;
-        match self.state {
+        let core = &mut self.core;
+        match core.state {
             ServerInviteState::Proceeding => {
-                self.transmits.push_back(encoded.clone());
-                self.last_response = Some(encoded);
+                core.send(encoded);
                 match status {
                     100..=199 => {}
                     200..=299 => {
-                        self.final_status = Some(status);
-                        self.state = ServerInviteState::Accepted;
-                        self.timers.set(TimerKind::L, now + self.config.t1x64());
+                        core.final_status = Some(status);
+                        let wait = core.config.t1x64();
+                        core.linger(now, ServerInviteState::Accepted, TimerKind::L, wait);
                     }
                     _ => {
-                        self.final_status = Some(status);
-                        self.state = ServerInviteState::Completed;
-                        if !self.reliable {
-                            self.timers.set(TimerKind::G, now + self.g_interval);
+                        core.final_status = Some(status);
+                        core.state = ServerInviteState::Completed;
+                        if !core.reliable {
+                            core.timers.set(TimerKind::G, now + self.g_interval);
                         }
-                        self.timers.set(TimerKind::H, now + self.config.t1x64());
+                        core.timers.set(TimerKind::H, now + core.config.t1x64());
                     }
                 }
                 Ok(())
             }
             ServerInviteState::Accepted if (200..=299).contains(&status) => {
-                self.transmits.push_back(encoded);
+                core.send(encoded);
                 Ok(())
             }
             ServerInviteState::Terminated => Err(TransactionError::Terminated),
@@ -116,12 +90,8 @@ impl ServerInvite {
 
     /// A retransmission of the INVITE arrived: resend the last provisional or non-2xx final.
     pub fn handle_request_retransmission(&mut self, _now: Instant) {
-        match self.state {
-            ServerInviteState::Proceeding | ServerInviteState::Completed => {
-                if let Some(last) = &self.last_response {
-                    self.transmits.push_back(last.clone());
-                }
-            }
+        match self.core.state {
+            ServerInviteState::Proceeding | ServerInviteState::Completed => self.core.resend(),
             // RFC 6026 §7.1: absorbed in Accepted; the TU retransmits the 2xx itself.
             ServerInviteState::Accepted
             | ServerInviteState::Confirmed
@@ -131,17 +101,13 @@ impl ServerInvite {
 
     /// An ACK matched this transaction. In Accepted it is the ACK for the 2xx and goes to the TU.
     pub fn handle_ack(&mut self, now: Instant) -> Delivery {
-        match self.state {
+        let core = &mut self.core;
+        match core.state {
             ServerInviteState::Completed => {
-                self.timers.stop(TimerKind::G);
-                self.timers.stop(TimerKind::H);
-                let wait = self.config.t4_or_zero(self.reliable);
-                if wait.is_zero() {
-                    self.terminate();
-                } else {
-                    self.state = ServerInviteState::Confirmed;
-                    self.timers.set(TimerKind::I, now + wait);
-                }
+                core.timers.stop(TimerKind::G);
+                core.timers.stop(TimerKind::H);
+                let wait = core.config.t4_or_zero(core.reliable);
+                core.linger(now, ServerInviteState::Confirmed, TimerKind::I, wait);
                 Delivery::Absorbed
             }
             ServerInviteState::Accepted => Delivery::ToTu,
@@ -151,97 +117,45 @@ impl ServerInvite {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.timers.pop_expired(now) {
-            match (self.state, kind) {
+        while let Some(kind) = self.core.timers.pop_expired(now) {
+            match (self.core.state, kind) {
                 (ServerInviteState::Completed, TimerKind::G) => {
-                    if let Some(last) = &self.last_response {
-                        self.transmits.push_back(last.clone());
-                    }
-                    self.g_interval = (self.g_interval * 2).min(self.config.t2);
-                    self.timers.set(TimerKind::G, now + self.g_interval);
+                    self.g_interval = (self.g_interval * 2).min(self.core.config.t2);
+                    self.core.retransmit(now, TimerKind::G, self.g_interval);
                 }
-                (ServerInviteState::Completed, TimerKind::H) => {
-                    self.events.push_back(TxEvent::Timeout(TimerKind::H));
-                    self.terminate();
-                }
+                (ServerInviteState::Completed, TimerKind::H) => self.core.time_out(TimerKind::H),
                 (ServerInviteState::Confirmed, TimerKind::I)
-                | (ServerInviteState::Accepted, TimerKind::L) => self.terminate(),
+                | (ServerInviteState::Accepted, TimerKind::L) => self.core.terminate(),
                 _ => {}
             }
         }
-    }
-
-    /// The transport failed to send a response (RFC 3261 §17.2.4): Terminated.
-    pub fn handle_transport_error(&mut self, _now: Instant) {
-        if self.state != ServerInviteState::Terminated {
-            self.events.push_back(TxEvent::TransportError);
-            self.terminate();
-        }
-    }
-
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    fn terminate(&mut self) {
-        self.state = ServerInviteState::Terminated;
-        self.timers.stop_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::testutil::{doubling_to_t2, drain, encoded, ms, sends_until};
+    use crate::transaction::TxEvent;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn drain(tx: &mut ServerInvite) -> Vec<Bytes> {
-        std::iter::from_fn(|| tx.poll_transmit()).collect()
-    }
-
-    /// Runs the clock to `until`, waking at every deadline; returns the wake times that sent something.
-    fn run_until(tx: &mut ServerInvite, t0: Instant, until: Instant) -> Vec<Duration> {
-        let mut sends = Vec::new();
-        while let Some(at) = tx.poll_timeout().filter(|at| *at <= until) {
-            tx.handle_timeout(at);
-            for _ in drain(tx) {
-                sends.push(at - t0);
-            }
-        }
-        sends
+    /// An INVITE server transaction over UDP with RFC 3261 timers.
+    fn udp() -> ServerInvite {
+        ServerInvite::new(TimerConfig::default(), false)
     }
 
     #[test]
     fn non_2xx_final_is_retransmitted_with_timer_g_doubling_to_t2_then_h_times_out() {
         let t0 = Instant::now();
-        let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, Bytes::from_static(b"100"))
-            .unwrap();
-        tx.send_response(t0, 486, Bytes::from_static(b"486"))
-            .unwrap();
+        let mut tx = udp();
+        tx.send_response(t0, 100, encoded(100)).unwrap();
+        tx.send_response(t0, 486, encoded(486)).unwrap();
         assert_eq!(
             drain(&mut tx),
             vec![Bytes::from_static(b"100"), Bytes::from_static(b"486")]
         );
         assert_eq!(tx.state(), ServerInviteState::Completed);
-        let sends = run_until(&mut tx, t0, t0 + Duration::from_secs(40));
-        let expected: Vec<Duration> = [
-            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
-        ]
-        .into_iter()
-        .map(ms)
-        .collect();
-        assert_eq!(sends, expected);
+        let sends = sends_until(&mut tx, t0, t0 + Duration::from_secs(40));
+        assert_eq!(sends, doubling_to_t2());
         assert_eq!(tx.poll_event(), Some(TxEvent::Timeout(TimerKind::H)));
         assert!(tx.is_terminated());
     }
@@ -249,16 +163,15 @@ mod tests {
     #[test]
     fn ack_stops_retransmissions_and_timer_i_terminates() {
         let t0 = Instant::now();
-        let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 603, Bytes::from_static(b"603"))
-            .unwrap();
+        let mut tx = udp();
+        tx.send_response(t0, 603, encoded(603)).unwrap();
         drain(&mut tx);
         assert_eq!(tx.handle_ack(t0 + ms(100)), Delivery::Absorbed);
         assert_eq!(tx.state(), ServerInviteState::Confirmed);
         // A retransmitted ACK is absorbed too.
         assert_eq!(tx.handle_ack(t0 + ms(200)), Delivery::Absorbed);
         assert_eq!(tx.poll_timeout(), Some(t0 + ms(5100)));
-        let sends = run_until(&mut tx, t0, t0 + Duration::from_secs(10));
+        let sends = sends_until(&mut tx, t0, t0 + Duration::from_secs(10));
         assert!(sends.is_empty());
         assert!(tx.is_terminated());
         assert_eq!(tx.poll_event(), None);
@@ -267,16 +180,13 @@ mod tests {
     #[test]
     fn request_retransmission_resends_last_response() {
         let t0 = Instant::now();
-        let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, Bytes::from_static(b"100"))
-            .unwrap();
-        tx.send_response(t0, 180, Bytes::from_static(b"180"))
-            .unwrap();
+        let mut tx = udp();
+        tx.send_response(t0, 100, encoded(100)).unwrap();
+        tx.send_response(t0, 180, encoded(180)).unwrap();
         drain(&mut tx);
         tx.handle_request_retransmission(t0 + ms(500));
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"180")]);
-        tx.send_response(t0 + ms(600), 480, Bytes::from_static(b"480"))
-            .unwrap();
+        tx.send_response(t0 + ms(600), 480, encoded(480)).unwrap();
         drain(&mut tx);
         tx.handle_request_retransmission(t0 + ms(700));
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"480")]);
@@ -285,9 +195,8 @@ mod tests {
     #[test]
     fn accepted_absorbs_invite_passes_ack_up_and_ends_on_timer_l() {
         let t0 = Instant::now();
-        let mut tx = ServerInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 200, Bytes::from_static(b"200"))
-            .unwrap();
+        let mut tx = udp();
+        tx.send_response(t0, 200, encoded(200)).unwrap();
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert_eq!(tx.state(), ServerInviteState::Accepted);
         tx.handle_request_retransmission(t0 + ms(500));
@@ -295,8 +204,7 @@ mod tests {
             drain(&mut tx).is_empty(),
             "the TU, not the transaction, retransmits 2xx"
         );
-        tx.send_response(t0 + ms(500), 200, Bytes::from_static(b"200"))
-            .unwrap();
+        tx.send_response(t0 + ms(500), 200, encoded(200)).unwrap();
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert_eq!(tx.handle_ack(t0 + ms(600)), Delivery::ToTu);
         assert_eq!(
@@ -313,8 +221,7 @@ mod tests {
     fn reliable_transport_never_retransmits_and_skips_confirmed() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 404, Bytes::from_static(b"404"))
-            .unwrap();
+        tx.send_response(t0, 404, encoded(404)).unwrap();
         drain(&mut tx);
         assert_eq!(
             tx.poll_timeout(),
@@ -329,10 +236,9 @@ mod tests {
     fn reliable_transport_missing_ack_times_out_without_resending() {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 500, Bytes::from_static(b"500"))
-            .unwrap();
+        tx.send_response(t0, 500, encoded(500)).unwrap();
         drain(&mut tx);
-        let sends = run_until(&mut tx, t0, t0 + Duration::from_secs(40));
+        let sends = sends_until(&mut tx, t0, t0 + Duration::from_secs(40));
         assert!(sends.is_empty());
         assert_eq!(tx.poll_event(), Some(TxEvent::Timeout(TimerKind::H)));
     }
@@ -340,7 +246,7 @@ mod tests {
     #[test]
     fn bad_status_and_transport_error() {
         let t0 = Instant::now();
-        let mut tx = ServerInvite::new(TimerConfig::default(), false);
+        let mut tx = udp();
         assert_eq!(
             tx.send_response(t0, 99, Bytes::new()),
             Err(TransactionError::BadStatus(99))

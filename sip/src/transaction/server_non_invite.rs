@@ -8,12 +8,11 @@
 //! Request retransmissions are absorbed in Trying and answered with the last response afterwards.
 //! Timer J is 64·T1 on unreliable transports and zero on reliable ones.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use std::time::Instant;
 
-use super::{check_status, TimerConfig, TimerKind, Timers, TransactionError, TxEvent};
+use super::shared::{transaction_verbs, TxCore};
+use super::{check_status, TimerConfig, TimerKind, TransactionError};
 
 /// States of the non-INVITE server transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,42 +29,17 @@ pub enum ServerNonInviteState {
 /// then [`poll_event`](Self::poll_event), then read [`poll_timeout`](Self::poll_timeout).
 #[derive(Debug)]
 pub struct ServerNonInvite {
-    state: ServerNonInviteState,
-    config: TimerConfig,
-    reliable: bool,
-    timers: Timers,
-    last_response: Option<Bytes>,
-    final_status: Option<u16>,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    core: TxCore<ServerNonInviteState>,
 }
+
+transaction_verbs!(ServerNonInvite, ServerNonInviteState);
 
 impl ServerNonInvite {
     /// A new transaction for a received request, in Trying.
     pub fn new(config: TimerConfig, reliable: bool) -> Self {
         ServerNonInvite {
-            state: ServerNonInviteState::Trying,
-            config,
-            reliable,
-            timers: Timers::default(),
-            last_response: None,
-            final_status: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            core: TxCore::new(ServerNonInviteState::Trying, config, reliable),
         }
-    }
-
-    pub fn state(&self) -> ServerNonInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ServerNonInviteState::Terminated
-    }
-
-    /// The final status sent so far, if any.
-    pub fn final_status(&self) -> Option<u16> {
-        self.final_status
     }
 
     /// The TU sends a response.
@@ -76,21 +50,16 @@ impl ServerNonInvite {
         encoded: Bytes,
     ) -> Result<(), TransactionError> {
         check_status(status)?;
-        match self.state {
+        let core = &mut self.core;
+        match core.state {
             ServerNonInviteState::Trying | ServerNonInviteState::Proceeding => {
-                self.transmits.push_back(encoded.clone());
-                self.last_response = Some(encoded);
+                core.send(encoded);
                 if status < 200 {
-                    self.state = ServerNonInviteState::Proceeding;
+                    core.state = ServerNonInviteState::Proceeding;
                 } else {
-                    self.final_status = Some(status);
-                    let wait = self.config.timer_j(self.reliable);
-                    if wait.is_zero() {
-                        self.terminate();
-                    } else {
-                        self.state = ServerNonInviteState::Completed;
-                        self.timers.set(TimerKind::J, now + wait);
-                    }
+                    core.final_status = Some(status);
+                    let wait = core.config.timer_j(core.reliable);
+                    core.linger(now, ServerNonInviteState::Completed, TimerKind::J, wait);
                 }
                 Ok(())
             }
@@ -102,58 +71,29 @@ impl ServerNonInvite {
     /// A retransmission of the request arrived.
     pub fn handle_request_retransmission(&mut self, _now: Instant) {
         if matches!(
-            self.state,
+            self.core.state,
             ServerNonInviteState::Proceeding | ServerNonInviteState::Completed
         ) {
-            if let Some(last) = &self.last_response {
-                self.transmits.push_back(last.clone());
-            }
+            self.core.resend();
         }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(kind) = self.timers.pop_expired(now) {
-            if kind == TimerKind::J && self.state == ServerNonInviteState::Completed {
-                self.terminate();
+        while let Some(kind) = self.core.timers.pop_expired(now) {
+            if kind == TimerKind::J && self.core.state == ServerNonInviteState::Completed {
+                self.core.terminate();
             }
         }
-    }
-
-    /// The transport failed to send a response (§17.2.4): Terminated.
-    pub fn handle_transport_error(&mut self, _now: Instant) {
-        if self.state != ServerNonInviteState::Terminated {
-            self.events.push_back(TxEvent::TransportError);
-            self.terminate();
-        }
-    }
-
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    fn terminate(&mut self) {
-        self.state = ServerNonInviteState::Terminated;
-        self.timers.stop_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::testutil::{drain, encoded};
+    use crate::transaction::TxEvent;
     use std::time::Duration;
-
-    fn drain(tx: &mut ServerNonInvite) -> Vec<Bytes> {
-        std::iter::from_fn(|| tx.poll_transmit()).collect()
-    }
 
     #[test]
     fn retransmission_in_trying_is_absorbed() {
@@ -168,8 +108,7 @@ mod tests {
     fn completed_answers_retransmissions_until_timer_j() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 200, Bytes::from_static(b"200"))
-            .unwrap();
+        tx.send_response(t0, 200, encoded(200)).unwrap();
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         tx.handle_request_retransmission(t0 + Duration::from_secs(1));
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
@@ -188,16 +127,14 @@ mod tests {
     fn provisional_then_final_in_proceeding() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), false);
-        tx.send_response(t0, 100, Bytes::from_static(b"100"))
-            .unwrap();
+        tx.send_response(t0, 100, encoded(100)).unwrap();
         assert_eq!(tx.state(), ServerNonInviteState::Proceeding);
         tx.handle_request_retransmission(t0);
         assert_eq!(
             drain(&mut tx),
             vec![Bytes::from_static(b"100"), Bytes::from_static(b"100")]
         );
-        tx.send_response(t0, 202, Bytes::from_static(b"202"))
-            .unwrap();
+        tx.send_response(t0, 202, encoded(202)).unwrap();
         assert_eq!(tx.state(), ServerNonInviteState::Completed);
     }
 
@@ -205,8 +142,7 @@ mod tests {
     fn reliable_final_terminates_at_once() {
         let t0 = Instant::now();
         let mut tx = ServerNonInvite::new(TimerConfig::default(), true);
-        tx.send_response(t0, 200, Bytes::from_static(b"200"))
-            .unwrap();
+        tx.send_response(t0, 200, encoded(200)).unwrap();
         assert_eq!(drain(&mut tx), vec![Bytes::from_static(b"200")]);
         assert!(tx.is_terminated());
         assert_eq!(tx.poll_timeout(), None);
