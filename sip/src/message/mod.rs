@@ -37,8 +37,11 @@
 //! Use [`validate::check`] on every received datagram / stream frame: it returns
 //! [`Inbound::Request`] (well-formed and acceptable), [`Inbound::Response`], [`Inbound::Reject`]
 //! (a ready response to send back: 400 with the reason, 505, 501, 416, 420 with Unsupported, 415
-//! with Accept, 406), or [`Inbound::Drop`]. For TCP/TLS, push received bytes into a
-//! [`StreamFramer`] and pop complete frames.
+//! with Accept, 406), or [`Inbound::Drop`] (with a [`validate::DropReason`]). The [`Policy`]
+//! lists supported option tags, accepted body types, methods; `Policy::DEFAULT` is a sane UAS.
+//! For TCP/TLS, push received bytes into a [`StreamFramer`] and pop [`framer::Frame`]s (a
+//! message, or a CRLF keep-alive ping to answer with CRLF); a [`FramerError`] means close the
+//! connection.
 //!
 //! # Building and writing
 //! [`Request::new`] (method, Request-URI), then `req.headers.push(HeaderName::Via, via.to_string())`

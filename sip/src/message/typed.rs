@@ -380,9 +380,8 @@ impl Headers {
             return Err(HeaderError::Duplicate(HeaderName::CallId));
         }
         let ok = !v.is_empty()
-            && v.split_once('@').map_or(true, |(a, b)| {
-                !a.is_empty() && !b.is_empty() && !b.contains('@')
-            })
+            && v.split_once('@')
+                .is_none_or(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'))
             && v.bytes().all(|b| lex::is_word_char(b) || b == b'@');
         if !ok {
             return Err(HeaderError::Malformed(HeaderName::CallId));
