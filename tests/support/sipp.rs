@@ -55,6 +55,9 @@ pub struct TrunkCall {
     pub rtp_echo: bool,
     /// The far end (the agent) hangs up: the scenario waits for our BYE instead of sending one.
     pub await_bye: bool,
+    /// RTP port on 127.0.0.1 written into the SDP offer instead of sipp's media port (a test socket
+    /// that listens to what the caller hears). Not with `pcap`.
+    pub media_port: Option<u16>,
 }
 
 impl TrunkCall {
@@ -67,6 +70,7 @@ impl TrunkCall {
             expect_refusal: None,
             rtp_echo: false,
             await_bye: false,
+            media_port: None,
         }
     }
 
@@ -101,7 +105,7 @@ impl TrunkCall {
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [media_port] RTP/AVP 8 101
+      m=audio {} RTP/AVP 8 101
       a=rtpmap:8 PCMA/8000
       a=rtpmap:101 telephone-event/8000
       a=fmtp:101 0-15
@@ -111,7 +115,9 @@ impl TrunkCall {
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
 "#,
-            common("INVITE", 1, &ruri, &to)
+            common("INVITE", 1, &ruri, &to),
+            self.media_port
+                .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string())
         );
         if let Some(status) = self.expect_refusal {
             let _ = write!(
