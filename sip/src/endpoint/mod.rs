@@ -126,7 +126,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub timers: TimerConfig,
-    /// What [`validate::check`] accepts; also the Allow/Accept/Supported of automatic OPTIONS answers.
+    /// What [`validate::check`](crate::message::validate::check) accepts; also the
+    /// Allow/Accept/Supported of automatic OPTIONS answers.
     pub policy: Policy<'static>,
     /// Answer out-of-dialog OPTIONS with 200 ourselves instead of passing them to the TU.
     pub answer_options: bool,
