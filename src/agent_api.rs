@@ -241,23 +241,19 @@ async fn call_events(
     authorize(&state, &headers)?;
     let rx = state.registry.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(CallEvent::Updated(view)) => {
-                    let data = serde_json::to_string(&CallJson::from(&view)).unwrap_or_default();
-                    return Some((Ok(Event::default().event("call").data(data)), rx));
-                }
-                Ok(CallEvent::Removed(id)) => {
-                    let data = serde_json::json!({ "id": id }).to_string();
-                    return Some((Ok(Event::default().event("removed").data(data)), rx));
-                }
-                // A slow client missed events: tell it to reload the list.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("resync").data("{}")), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        let event = match rx.recv().await {
+            Ok(CallEvent::Updated(view)) => {
+                let data = serde_json::to_string(&CallJson::from(&view)).unwrap_or_default();
+                Event::default().event("call").data(data)
             }
-        }
+            Ok(CallEvent::Removed(id)) => {
+                Event::default().event("removed").data(serde_json::json!({ "id": id }).to_string())
+            }
+            // A slow client missed events: tell it to reload the list.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
