@@ -5,7 +5,7 @@
 #   concurrency       simultaneous calls with RTP both ways and the in-band detector on: CPU and memory
 #                     per call (target >= 2000)                VB_CONCURRENT (2000), VB_RAMP_RATE (250)
 #   verified_latency  last digit's end packet -> `verified` event, p50/p90/p99 (target p99 <= 50 ms)
-#                                                              VB_LATENCY_CALLS (100)
+#                                                              VB_LATENCY_CALLS (50)
 # The harness is tests/call_path_bench.rs (#[ignore]d, so CI never runs it): the server runs in the
 # harness process, SIPp plays the pcaps (needs raw-socket permission: root or CAP_NET_RAW).
 # Pick one with: benches/call_rate.sh [call_rate|concurrency|verified_latency]
