@@ -88,9 +88,10 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::CallNotFound | ApiError::UnknownAgent => StatusCode::NOT_FOUND,
-            ApiError::AlreadyTaken | ApiError::Ended | ApiError::NotWaiting | ApiError::AgentUnavailable => {
-                StatusCode::CONFLICT
-            }
+            ApiError::AlreadyTaken
+            | ApiError::Ended
+            | ApiError::NotWaiting
+            | ApiError::AgentUnavailable => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -112,9 +113,10 @@ impl IntoResponse for ApiError {
         let body = Json(serde_json::json!({ "error": self.name(), "message": self.to_string() }));
         let mut response = (self.status(), body).into_response();
         if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -154,7 +156,11 @@ impl From<&CallView> for CallJson {
             attributes: v
                 .attributes
                 .iter()
-                .map(|a| AttributeJson { id: a.id.clone(), label: a.label.clone(), value: a.value.expose().clone() })
+                .map(|a| AttributeJson {
+                    id: a.id.clone(),
+                    label: a.label.clone(),
+                    value: a.value.expose().clone(),
+                })
                 .collect(),
             since: humantime::format_rfc3339_seconds(v.since).to_string(),
             agent: v.agent.as_ref().map(|a| a.0.clone()),
@@ -191,7 +197,10 @@ fn parse_id(raw: &str) -> Result<CallId, ApiError> {
     raw.parse().map(CallId).map_err(|_| ApiError::CallNotFound)
 }
 
-async fn list_calls(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Vec<CallJson>>, ApiError> {
+async fn list_calls(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<CallJson>>, ApiError> {
     authorize(&state, &headers)?;
     let calls = state.registry.list(SystemTime::now());
     Ok(Json(calls.iter().map(CallJson::from).collect()))
@@ -216,7 +225,12 @@ async fn answer_call(
         .ok_or(ApiError::UnknownAgent)?;
     if let Some(phones) = &state.phones {
         // A driver that stopped answers like an agent without phones: nobody can be rung.
-        if phones.lookup(&username).await.map(|b| b.is_empty()).unwrap_or(true) {
+        if phones
+            .lookup(&username)
+            .await
+            .map(|b| b.is_empty())
+            .unwrap_or(true)
+        {
             return Err(ApiError::AgentUnavailable);
         }
     }
@@ -246,11 +260,13 @@ async fn call_events(
                 let data = serde_json::to_string(&CallJson::from(&view)).unwrap_or_default();
                 Event::default().event("call").data(data)
             }
-            Ok(CallEvent::Removed(id)) => {
-                Event::default().event("removed").data(serde_json::json!({ "id": id }).to_string())
-            }
+            Ok(CallEvent::Removed(id)) => Event::default()
+                .event("removed")
+                .data(serde_json::json!({ "id": id }).to_string()),
             // A slow client missed events: tell it to reload the list.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Event::default().event("resync").data("{}")
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
         Some((Ok(event), rx))
@@ -302,22 +318,48 @@ mod tests {
         (router(state), registry, rx)
     }
 
-    async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
-        let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let response = app.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let response = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test]
     async fn the_list_needs_the_token() {
         let (app, _, _) = setup();
-        assert_eq!(call(&app, "GET", "/api/v1/calls", None, "").await.0, StatusCode::UNAUTHORIZED);
-        assert_eq!(call(&app, "GET", "/api/v1/calls", Some("wrong"), "").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            call(&app, "GET", "/api/v1/calls", None, "").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&app, "GET", "/api/v1/calls", Some("wrong"), "")
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
         let (status, body) = call(&app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body[0]["id"], 7);
@@ -334,7 +376,12 @@ mod tests {
     async fn answering_twice_gives_409_and_one_command() {
         let (app, _, mut rx) = setup();
         let body = r#"{"agent":"agent"}"#;
-        assert_eq!(call(&app, "POST", "/api/v1/calls/7/answer", Some(TOKEN), body).await.0, StatusCode::ACCEPTED);
+        assert_eq!(
+            call(&app, "POST", "/api/v1/calls/7/answer", Some(TOKEN), body)
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
         let (status, err) = call(&app, "POST", "/api/v1/calls/7/answer", Some(TOKEN), body).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(err["error"], "already_taken");
@@ -346,10 +393,30 @@ mod tests {
     async fn bad_requests_get_named_errors() {
         let (app, _, _) = setup();
         let (s, e) = call(&app, "POST", "/api/v1/calls/7/answer", Some(TOKEN), "{nope").await;
-        assert_eq!((s, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
-        let (s, e) = call(&app, "POST", "/api/v1/calls/7/answer", Some(TOKEN), r#"{"agent":"mallory"}"#).await;
-        assert_eq!((s, e["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_agent")));
-        let (s, _) = call(&app, "POST", "/api/v1/calls/99/answer", Some(TOKEN), r#"{"agent":"agent"}"#).await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
+        let (s, e) = call(
+            &app,
+            "POST",
+            "/api/v1/calls/7/answer",
+            Some(TOKEN),
+            r#"{"agent":"mallory"}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("unknown_agent"))
+        );
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/v1/calls/99/answer",
+            Some(TOKEN),
+            r#"{"agent":"agent"}"#,
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _) = call(&app, "POST", "/api/v1/calls/x/hangup", Some(TOKEN), "").await;
         assert_eq!(s, StatusCode::NOT_FOUND);

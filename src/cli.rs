@@ -13,7 +13,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "veilig-bellen", version, about = "Veilig bellen: know who is calling, with Yivi proof")]
+#[command(
+    name = "veilig-bellen",
+    version,
+    about = "Veilig bellen: know who is calling, with Yivi proof"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,12 +44,18 @@ pub fn run(cli: Cli) -> u8 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn run_async(task: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("veilig-bellen: starting the async runtime: {e}");

@@ -42,11 +42,21 @@ pub struct DemoArgs {
 
 /// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (low, high) = s.split_once('-').ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
-    let low: u16 = low.trim().parse().map_err(|_| format!("bad low port {low:?}"))?;
-    let high: u16 = high.trim().parse().map_err(|_| format!("bad high port {high:?}"))?;
+    let (low, high) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad low port {low:?}"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad high port {high:?}"))?;
     if low == 0 || high < low.saturating_add(1) {
-        return Err(format!("the range {low}-{high} must hold at least one RTP/RTCP port pair"));
+        return Err(format!(
+            "the range {low}-{high} must hold at least one RTP/RTCP port pair"
+        ));
     }
     Ok(low..=high)
 }
@@ -64,13 +74,18 @@ fn demo_origins(http: SocketAddr) -> Vec<String> {
 fn random_secret(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Builds the demo configuration from the arguments.
 pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, String) {
     let api_token = args.api_token.clone().unwrap_or_else(|| random_secret(24));
-    let agent_password = args.agent_password.clone().unwrap_or_else(|| random_secret(12));
+    let agent_password = args
+        .agent_password
+        .clone()
+        .unwrap_or_else(|| random_secret(12));
     let mut tenant = Tenant::demo();
     // The button demo is served by us: its page's origin must be allowed to start sessions, also when
     // `--http` is not the default address.
@@ -87,9 +102,15 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
     sip.credentials = tenant
         .agents
         .values()
-        .map(|a| Credentials { username: a.sip_username.clone(), password: agent_password.clone() })
+        .map(|a| Credentials {
+            username: a.sip_username.clone(),
+            password: agent_password.clone(),
+        })
         .collect();
-    let calls = CallFlowConfig { rtp_ports: args.rtp_ports.clone(), ..CallFlowConfig::default() };
+    let calls = CallFlowConfig {
+        rtp_ports: args.rtp_ports.clone(),
+        ..CallFlowConfig::default()
+    };
     let config = ServerConfig {
         sip,
         http: args.http,
@@ -109,7 +130,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (data_dir, _temp) = match &args.data {
         Some(dir) => (dir.clone(), None),
         None => {
-            let temp = tempfile::Builder::new().prefix("veilig-bellen-demo-").tempdir().context("creating a temporary data directory")?;
+            let temp = tempfile::Builder::new()
+                .prefix("veilig-bellen-demo-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
             (temp.path().to_path_buf(), Some(temp))
         }
     };
@@ -120,7 +144,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("veilig-bellen demo is running (IRMA simulator: NOT a real IRMA server)");
     println!();
     println!("  SIP trunk and softphones   sip:{sip_udp} (UDP and TCP)");
-    println!("  agent softphone            user agent, password {agent_password}, realm veilig-bellen");
+    println!(
+        "  agent softphone            user agent, password {agent_password}, realm veilig-bellen"
+    );
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
     println!("  website button demo        http://{http}/button-demo");
@@ -128,7 +154,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  data directory             {}", data_dir.display());
     println!();
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping");
     running.shutdown().await;
     Ok(())
@@ -149,9 +177,23 @@ mod tests {
             data: None,
         };
         let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
-        let demo = config.tenants.by_id(&crate::tenant::TenantId("demo".into())).unwrap();
-        assert!(demo.website_origins.iter().any(|o| o == "http://127.0.0.1:28080"));
-        assert!(demo.website_origins.iter().any(|o| o == "http://localhost:28080"));
-        assert!(demo.website_origins.iter().any(|o| o == "http://127.0.0.1:8080"), "defaults kept");
+        let demo = config
+            .tenants
+            .by_id(&crate::tenant::TenantId("demo".into()))
+            .unwrap();
+        assert!(demo
+            .website_origins
+            .iter()
+            .any(|o| o == "http://127.0.0.1:28080"));
+        assert!(demo
+            .website_origins
+            .iter()
+            .any(|o| o == "http://localhost:28080"));
+        assert!(
+            demo.website_origins
+                .iter()
+                .any(|o| o == "http://127.0.0.1:8080"),
+            "defaults kept"
+        );
     }
 }

@@ -80,14 +80,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http))?;
-    let http_addr = http_listener.local_addr().context("reading the HTTP address")?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("reading the HTTP address")?;
     let base_url = format!("http://{http_addr}");
 
     let (irma_config, simulator) = match &config.irma {
         IrmaBackend::Simulator => {
             let mut sim = SimulatorConfig::new(format!("{base_url}/irma-sim"));
             sim.demo_page = config.demo_pages;
-            (IrmaServerConfig::new(format!("{base_url}/irma-sim")), Some(Simulator::new(sim)))
+            (
+                IrmaServerConfig::new(format!("{base_url}/irma-sim")),
+                Some(Simulator::new(sim)),
+            )
         }
         IrmaBackend::Server(server) => (server.clone(), None),
     };
@@ -95,13 +100,24 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let irma = IrmaClient::new(irma_config).context("setting up the IRMA client")?;
 
     let store: Arc<dyn SessionStore> = Arc::new(
-        RedbStore::open(&config.data_dir.join("sessions.redb")).context("opening the session store")?,
+        RedbStore::open(&config.data_dir.join("sessions.redb"))
+            .context("opening the session store")?,
     );
-    let key = AttributeKey::load_or_create(&config.data_dir).context("loading the attribute key")?;
-    let links = LinkService::new(store, irma, config.tenants.clone(), key, config.links.clone());
+    let key =
+        AttributeKey::load_or_create(&config.data_dir).context("loading the attribute key")?;
+    let links = LinkService::new(
+        store,
+        irma,
+        config.tenants.clone(),
+        key,
+        config.links.clone(),
+    );
     let resumed = links.resume().await.context("resuming link sessions")?;
     if resumed > 0 {
-        tracing::info!(resumed, "resumed watching link sessions from before the restart");
+        tracing::info!(
+            resumed,
+            "resumed watching link sessions from before the restart"
+        );
     }
     let mut tasks = vec![links.spawn_maintenance()];
 
@@ -110,7 +126,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let mut sip_config = config.sip.clone();
     sip_config.forward_requests = true;
-    let sip = sip_driver::run(sip_config, until_stopped(stopped.clone())).await.context("starting SIP")?;
+    let sip = sip_driver::run(sip_config, until_stopped(stopped.clone()))
+        .await
+        .context("starting SIP")?;
     let sip_addrs = sip.local.clone();
     tasks.push(sip.task);
     let (manager, calls) = crate::call::manager::spawn(
@@ -149,7 +167,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         }
     }));
 
-    Ok(Running { http: http_addr, sip: sip_addrs, irma_url, registry, links, calls, stop, tasks })
+    Ok(Running {
+        http: http_addr,
+        sip: sip_addrs,
+        irma_url,
+        registry,
+        links,
+        calls,
+        stop,
+        tasks,
+    })
 }
 
 /// Resolves once [`Running::shutdown`] was called (or the server was dropped).

@@ -80,7 +80,9 @@ impl Tenant {
 
     /// The allow-list entry for an attribute id, if the tenant accepts it.
     pub fn allowed(&self, attribute_id: &str) -> Option<&AllowedAttribute> {
-        self.allowed_attributes.iter().find(|a| a.id == attribute_id)
+        self.allowed_attributes
+            .iter()
+            .find(|a| a.id == attribute_id)
     }
 
     /// The tenant `veilig-bellen demo` runs with: answers every number, asks name and BSN from the
@@ -93,9 +95,16 @@ impl Tenant {
         };
         let allowed_attributes = vec![
             attr("irma-demo.gemeente.personalData.fullname", "Naam", "Name"),
-            attr("irma-demo.gemeente.personalData.bsn", "BSN", "Citizen service number"),
+            attr(
+                "irma-demo.gemeente.personalData.bsn",
+                "BSN",
+                "Citizen service number",
+            ),
         ];
-        let disclosure = allowed_attributes.iter().map(|a| vec![vec![a.id.clone()]]).collect();
+        let disclosure = allowed_attributes
+            .iter()
+            .map(|a| vec![vec![a.id.clone()]])
+            .collect();
         let agent = Agent {
             id: AgentId("agent".to_owned()),
             display_name: "Demo agent".to_owned(),
@@ -108,11 +117,15 @@ impl Tenant {
             called_numbers: vec!["*".to_owned()],
             disclosure,
             allowed_attributes,
-            website_origins: vec!["http://127.0.0.1:8080".to_owned(), "http://localhost:8080".to_owned()],
+            website_origins: vec![
+                "http://127.0.0.1:8080".to_owned(),
+                "http://localhost:8080".to_owned(),
+            ],
             links: vec![AgentLink {
                 label: "Zaaksysteem".to_owned(),
-                url_template: "https://zaken.demodam.example/burger/{irma-demo.gemeente.personalData.bsn}"
-                    .to_owned(),
+                url_template:
+                    "https://zaken.demodam.example/burger/{irma-demo.gemeente.personalData.bsn}"
+                        .to_owned(),
             }],
             agents: BTreeMap::from([(agent.id.clone(), agent)]),
         }
@@ -165,8 +178,14 @@ mod tests {
         nijmegen.id = TenantId("nijmegen".into());
         nijmegen.called_numbers = vec!["+31243290000".into()];
         let tenants = Tenants::new(vec![Tenant::demo(), nijmegen]);
-        assert_eq!(tenants.for_called("+31243290000").map(|t| t.id.0.as_str()), Some("nijmegen"));
-        assert_eq!(tenants.for_called("+31201234567").map(|t| t.id.0.as_str()), Some("demo"));
+        assert_eq!(
+            tenants.for_called("+31243290000").map(|t| t.id.0.as_str()),
+            Some("nijmegen")
+        );
+        assert_eq!(
+            tenants.for_called("+31201234567").map(|t| t.id.0.as_str()),
+            Some("demo")
+        );
         assert!(tenants.single().is_none());
     }
 }

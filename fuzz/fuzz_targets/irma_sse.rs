@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use veilig_bellen::irma::SseParser;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let at = usize::from(split).min(rest.len());
     let mut parser = SseParser::new();
     let _ = parser.push(&rest[..at]);

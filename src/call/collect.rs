@@ -119,10 +119,16 @@ impl DigitCollector {
         if self.recent_oob.len() == RECENT_OOB_KEPT {
             self.recent_oob.pop_front();
         }
-        self.recent_oob.push_back(OutOfBand { digit, source, start: now, end });
+        self.recent_oob.push_back(OutOfBand {
+            digit,
+            source,
+            start: now,
+            end,
+        });
         // Any in-band digit overlapping this one is the same key press.
         let guard = self.config.inband_guard;
-        self.pending_inband.retain(|p| !(p.start <= now + guard && now <= p.end + guard));
+        self.pending_inband
+            .retain(|p| !(p.start <= now + guard && now <= p.end + guard));
         if !duplicate {
             self.accept(now, digit);
         }
@@ -130,7 +136,12 @@ impl DigitCollector {
 
     /// An RFC 4733 event ended (end bit, or the event timed out).
     pub fn handle_out_of_band_end(&mut self, now: Instant, digit: char) {
-        if let Some(last) = self.recent_oob.iter_mut().rev().find(|d| d.digit == digit && d.end.is_none()) {
+        if let Some(last) = self
+            .recent_oob
+            .iter_mut()
+            .rev()
+            .find(|d| d.digit == digit && d.end.is_none())
+        {
             last.end = Some(now);
         }
         self.flush_inband(now);
@@ -147,7 +158,8 @@ impl DigitCollector {
             o.start <= end + guard && start <= o_end + guard
         });
         if !overlaps_oob {
-            self.pending_inband.push_back(PendingInBand { digit, start, end });
+            self.pending_inband
+                .push_back(PendingInBand { digit, start, end });
         }
         self.flush_inband(now);
     }
@@ -162,7 +174,9 @@ impl DigitCollector {
             self.outcome = Some(if self.digits.is_empty() {
                 Outcome::NoCode
             } else {
-                Outcome::Incomplete { digits: self.digits.len() }
+                Outcome::Incomplete {
+                    digits: self.digits.len(),
+                }
             });
         }
     }
@@ -172,7 +186,10 @@ impl DigitCollector {
         if self.outcome.is_some() {
             return None;
         }
-        let inband = self.pending_inband.front().map(|p| p.end + self.config.inband_guard);
+        let inband = self
+            .pending_inband
+            .front()
+            .map(|p| p.end + self.config.inband_guard);
         Some(match inband {
             Some(t) => t.min(self.digit_deadline()),
             None => self.digit_deadline(),

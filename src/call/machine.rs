@@ -208,7 +208,10 @@ impl CallMachine {
     /// the agent with 409 in that case).
     pub fn handle_answer_request(&mut self, now: Instant, agent: AgentId) {
         if matches!(self.state, State::Waiting) {
-            self.state = State::Ringing { agent: agent.clone(), until: now + self.config.agent_ring_timeout };
+            self.state = State::Ringing {
+                agent: agent.clone(),
+                until: now + self.config.agent_ring_timeout,
+            };
             self.actions.push_back(Action::RingAgent(agent));
             self.actions.push_back(Action::Publish);
         }
@@ -217,7 +220,9 @@ impl CallMachine {
     /// One of the agent's phones answered.
     pub fn handle_agent_answered(&mut self, _now: Instant) {
         if let State::Ringing { agent, .. } = &self.state {
-            self.state = State::Connected { agent: agent.clone() };
+            self.state = State::Connected {
+                agent: agent.clone(),
+            };
             self.actions.push_back(Action::StopComfort);
             self.actions.push_back(Action::Bridge);
             self.actions.push_back(Action::Publish);
@@ -287,7 +292,9 @@ impl CallMachine {
                 if self.wait_deadline().is_some_and(|d| now >= d) {
                     self.actions.push_back(Action::StopComfort);
                     match self.config.on_max_wait.clone() {
-                        MaxWaitPolicy::Overflow(target) => self.actions.push_back(Action::Transfer(target)),
+                        MaxWaitPolicy::Overflow(target) => {
+                            self.actions.push_back(Action::Transfer(target))
+                        }
                         MaxWaitPolicy::Goodbye => self.actions.push_back(Action::Goodbye),
                     }
                     self.end();
@@ -304,8 +311,12 @@ impl CallMachine {
     }
 
     fn after_collect_input(&mut self, now: Instant) {
-        let State::Collecting(c) = &self.state else { return };
-        let Some(outcome) = c.outcome().cloned() else { return };
+        let State::Collecting(c) = &self.state else {
+            return;
+        };
+        let Some(outcome) = c.outcome().cloned() else {
+            return;
+        };
         self.actions.push_back(Action::StopDigitDetection);
         // The caller hears the comfort signal from here on, also while we look the code up.
         self.actions.push_back(Action::StartComfort);
@@ -314,10 +325,13 @@ impl CallMachine {
                 self.state = State::Classifying;
                 self.actions.push_back(Action::LookupCode(Pii::new(code)));
             }
-            Outcome::NoCode => self.classify(now, Classification::Unverified(UnverifiedReason::NoCode)),
-            Outcome::Incomplete { .. } => {
-                self.classify(now, Classification::Unverified(UnverifiedReason::IncompleteCode))
+            Outcome::NoCode => {
+                self.classify(now, Classification::Unverified(UnverifiedReason::NoCode))
             }
+            Outcome::Incomplete { .. } => self.classify(
+                now,
+                Classification::Unverified(UnverifiedReason::IncompleteCode),
+            ),
         }
     }
 
@@ -377,8 +391,15 @@ mod tests {
             t += ms(150);
         }
         let actions = drain(&mut m);
-        assert!(actions.contains(&Action::LookupCode(Pii::new("12345678".into()))), "{actions:?}");
-        assert_eq!(m.state(), CallState::Collecting, "still collecting while the lookup runs");
+        assert!(
+            actions.contains(&Action::LookupCode(Pii::new("12345678".into()))),
+            "{actions:?}"
+        );
+        assert_eq!(
+            m.state(),
+            CallState::Collecting,
+            "still collecting while the lookup runs"
+        );
         m.handle_lookup(t, verified());
         assert_eq!(m.state(), CallState::Waiting);
         drain(&mut m);
@@ -390,13 +411,26 @@ mod tests {
         let (mut m, t) = waiting_call(CallConfig::default());
         assert_eq!(m.classification(), Some(&verified()));
         m.handle_answer_request(t + ms(10), AgentId("agent".into()));
-        assert_eq!(drain(&mut m), vec![Action::RingAgent(AgentId("agent".into())), Action::Publish]);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::RingAgent(AgentId("agent".into())), Action::Publish]
+        );
         m.handle_agent_answered(t + ms(900));
-        assert_eq!(drain(&mut m), vec![Action::StopComfort, Action::Bridge, Action::Publish]);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::StopComfort, Action::Bridge, Action::Publish]
+        );
         assert_eq!(m.state(), CallState::Connected);
         m.handle_caller_gone(t + Duration::from_secs(60));
-        assert_eq!(drain(&mut m), vec![Action::HangupAgent, Action::Publish, Action::Release]);
-        assert_eq!(m.classification(), Some(&Classification::Verified(vec![])), "attributes dropped at the end");
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::HangupAgent, Action::Publish, Action::Release]
+        );
+        assert_eq!(
+            m.classification(),
+            Some(&Classification::Verified(vec![])),
+            "attributes dropped at the end"
+        );
     }
 
     #[test]
@@ -409,7 +443,10 @@ mod tests {
         assert!(actions.contains(&Action::StartComfort));
         assert!(!actions.iter().any(|a| matches!(a, Action::LookupCode(_))));
         assert_eq!(m.state(), CallState::Waiting);
-        assert_eq!(m.classification(), Some(&Classification::Unverified(UnverifiedReason::NoCode)));
+        assert_eq!(
+            m.classification(),
+            Some(&Classification::Unverified(UnverifiedReason::NoCode))
+        );
     }
 
     #[test]
@@ -422,7 +459,12 @@ mod tests {
         let deadline = m.poll_timeout().unwrap();
         assert_eq!(deadline, t0 + ms(600) + Duration::from_secs(3));
         m.handle_timeout(deadline);
-        assert_eq!(m.classification(), Some(&Classification::Unverified(UnverifiedReason::IncompleteCode)));
+        assert_eq!(
+            m.classification(),
+            Some(&Classification::Unverified(
+                UnverifiedReason::IncompleteCode
+            ))
+        );
     }
 
     #[test]
@@ -451,10 +493,21 @@ mod tests {
 
     #[test]
     fn max_wait_says_goodbye_or_overflows() {
-        let (mut m, t) = waiting_call(CallConfig { max_wait: Duration::from_secs(120), ..Default::default() });
+        let (mut m, t) = waiting_call(CallConfig {
+            max_wait: Duration::from_secs(120),
+            ..Default::default()
+        });
         assert_eq!(m.poll_timeout(), Some(t + Duration::from_secs(120)));
         m.handle_timeout(t + Duration::from_secs(120));
-        assert_eq!(drain(&mut m), vec![Action::StopComfort, Action::Goodbye, Action::Publish, Action::Release]);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Action::StopComfort,
+                Action::Goodbye,
+                Action::Publish,
+                Action::Release
+            ]
+        );
         assert_eq!(m.state(), CallState::Ended);
 
         let config = CallConfig {
@@ -473,7 +526,10 @@ mod tests {
         m.handle_answer_request(t, AgentId("agent".into()));
         drain(&mut m);
         m.handle_caller_gone(t + ms(500));
-        assert_eq!(drain(&mut m), vec![Action::CancelAgent, Action::Publish, Action::Release]);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::CancelAgent, Action::Publish, Action::Release]
+        );
         assert_eq!(m.poll_timeout(), None);
         // Late events after the end change nothing.
         m.handle_agent_answered(t + ms(600));
@@ -488,7 +544,10 @@ mod tests {
         m.handle_agent_answered(t + ms(100));
         drain(&mut m);
         m.handle_agent_gone(t + ms(5000));
-        assert_eq!(drain(&mut m), vec![Action::HangupCaller, Action::Publish, Action::Release]);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::HangupCaller, Action::Publish, Action::Release]
+        );
     }
 
     #[test]
@@ -497,7 +556,10 @@ mod tests {
         let mut m = CallMachine::new(CallConfig::default(), t0);
         drain(&mut m);
         m.handle_hangup_request(t0 + ms(100));
-        assert_eq!(drain(&mut m), vec![Action::HangupCaller, Action::Publish, Action::Release]);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::HangupCaller, Action::Publish, Action::Release]
+        );
         // A lookup answer arriving after the end is ignored.
         m.handle_lookup(t0 + ms(200), verified());
         assert_eq!(m.classification(), None);

@@ -14,7 +14,7 @@
 
 use super::machine::CallConfig;
 use super::registry::Registry;
-use super::task::{self, CallTaskContext, CallInput};
+use super::task::{self, CallInput, CallTaskContext};
 use super::CallId;
 use crate::links::LinkService;
 use crate::sip_driver::{self, BoundAddrs, SipEvent, SipHandle};
@@ -129,15 +129,25 @@ impl CallsProbe {
 }
 
 /// Starts the manager task.
-pub fn spawn(ctx: CallContext, events: mpsc::Receiver<SipEvent>) -> (tokio::task::JoinHandle<()>, CallsProbe) {
-    let ports = match SharedPortPool::new(*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end()) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::error!("RTP port range {:?} is unusable: {e}; calls will be refused", ctx.config.rtp_ports);
-            None
-        }
+pub fn spawn(
+    ctx: CallContext,
+    events: mpsc::Receiver<SipEvent>,
+) -> (tokio::task::JoinHandle<()>, CallsProbe) {
+    let ports =
+        match SharedPortPool::new(*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(
+                    "RTP port range {:?} is unusable: {e}; calls will be refused",
+                    ctx.config.rtp_ports
+                );
+                None
+            }
+        };
+    let probe = CallsProbe {
+        routes: Arc::new(Mutex::new(Routes::default())),
+        ports: ports.clone(),
     };
-    let probe = CallsProbe { routes: Arc::new(Mutex::new(Routes::default())), ports: ports.clone() };
     let routes = probe.routes.clone();
     let task = match ports {
         Some(ports) => tokio::spawn(run(ctx, events, ports, routes)),
@@ -182,7 +192,12 @@ async fn run(
     }
 }
 
-async fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, next_id: &mut u64, event: Event) {
+async fn dispatch(
+    ctx: &Arc<CallTaskContext>,
+    routes: &Arc<Mutex<Routes>>,
+    next_id: &mut u64,
+    event: Event,
+) {
     let target = {
         let r = lock(routes);
         match &event {
@@ -203,13 +218,24 @@ async fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, next_
         return;
     }
     match event {
-        Event::Request { id, request, source } if request.method == Method::Invite && !has_to_tag(&request) => {
+        Event::Request {
+            id,
+            request,
+            source,
+        } if request.method == Method::Invite && !has_to_tag(&request) => {
             new_call(ctx, routes, next_id, id, request, source).await;
         }
         Event::Request { id, request, .. } if request.method != Method::Ack => {
             // No call knows this dialog (it ended, or never existed): RFC 3261 §12.2.2.
-            let status = if request.method == Method::Options { 200 } else { 481 };
-            let _ = ctx.sip.respond(id, sip_driver::tu::finish_response(&request, status, None)).await;
+            let status = if request.method == Method::Options {
+                200
+            } else {
+                481
+            };
+            let _ = ctx
+                .sip
+                .respond(id, sip_driver::tu::finish_response(&request, status, None))
+                .await;
         }
         _ => {}
     }
@@ -227,14 +253,18 @@ async fn new_call(
     if live >= ctx.flow.max_calls {
         tracing::warn!(live, "at capacity: refusing a call with 503");
         let mut resp = sip_driver::tu::finish_response(&request, 503, None);
-        resp.headers.push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
+        resp.headers
+            .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
         let _ = ctx.sip.respond(tx, resp).await;
         return;
     }
     let called = called_number(&request);
     let Some(tenant) = ctx.tenants.for_called(&called).cloned() else {
         tracing::info!("no municipality answers the called number; 404");
-        let _ = ctx.sip.respond(tx, sip_driver::tu::finish_response(&request, 404, None)).await;
+        let _ = ctx
+            .sip
+            .respond(tx, sip_driver::tu::finish_response(&request, 404, None))
+            .await;
         return;
     };
     let id = CallId(*next_id);
@@ -248,7 +278,15 @@ async fn new_call(
         r.server_txs.insert(tx, id);
         r.calls.insert(id, input_tx);
     }
-    tokio::spawn(task::run(ctx.clone(), id, tenant, tx, request, source, input_rx));
+    tokio::spawn(task::run(
+        ctx.clone(),
+        id,
+        tenant,
+        tx,
+        request,
+        source,
+        input_rx,
+    ));
 }
 
 /// The user part of the Request-URI (`sip:+31…@host`) or the number of a `tel:` URI.
@@ -263,7 +301,11 @@ fn called_number(request: &Request) -> String {
 }
 
 fn has_to_tag(request: &Request) -> bool {
-    request.headers.to().ok().is_some_and(|to| to.tag().is_some())
+    request
+        .headers
+        .to()
+        .ok()
+        .is_some_and(|to| to.tag().is_some())
 }
 
 fn call_id_of(headers: &sip::message::Headers) -> Option<&str> {
@@ -272,7 +314,11 @@ fn call_id_of(headers: &sip::message::Headers) -> Option<&str> {
 
 fn route_by_call_id(routes: &Routes, call_id: Option<&str>) -> Option<CallId> {
     let call_id = call_id?;
-    routes.trunk_calls.get(call_id).copied().or_else(|| call_of_agent_call_id(call_id))
+    routes
+        .trunk_calls
+        .get(call_id)
+        .copied()
+        .or_else(|| call_of_agent_call_id(call_id))
 }
 
 fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
@@ -287,8 +333,15 @@ async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
             if request.method == Method::Ack {
                 continue;
             }
-            let status = if request.method == Method::Invite { 503 } else { 481 };
-            let _ = ctx.sip.respond(id, sip_driver::tu::finish_response(&request, status, None)).await;
+            let status = if request.method == Method::Invite {
+                503
+            } else {
+                481
+            };
+            let _ = ctx
+                .sip
+                .respond(id, sip_driver::tu::finish_response(&request, status, None))
+                .await;
         }
     }
 }
@@ -314,7 +367,13 @@ mod tests {
             );
             Request::parse(raw.into_bytes()).unwrap()
         };
-        assert_eq!(called_number(&req("sip:+31850000000@127.0.0.1")), "+31850000000");
-        assert_eq!(called_number(&req("tel:+31850000000;phone-context=example.com")), "+31850000000");
+        assert_eq!(
+            called_number(&req("sip:+31850000000@127.0.0.1")),
+            "+31850000000"
+        );
+        assert_eq!(
+            called_number(&req("tel:+31850000000;phone-context=example.com")),
+            "+31850000000"
+        );
     }
 }

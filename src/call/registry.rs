@@ -92,7 +92,10 @@ impl Registry {
 
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(1024);
-        Registry { calls: Mutex::new(BTreeMap::new()), events }
+        Registry {
+            calls: Mutex::new(BTreeMap::new()),
+            events,
+        }
     }
 
     /// Listens to changes from now on.
@@ -111,7 +114,9 @@ impl Registry {
     pub fn update(&self, id: CallId, change: impl FnOnce(&mut CallView)) {
         let snapshot = {
             let mut calls = self.lock();
-            let Some(entry) = calls.get_mut(&id) else { return };
+            let Some(entry) = calls.get_mut(&id) else {
+                return;
+            };
             change(&mut entry.view);
             if entry.view.state == CallState::Ended {
                 forget_personal_data(&mut entry.view);
@@ -148,12 +153,16 @@ impl Registry {
             match entry.view.state {
                 CallState::Waiting => {}
                 CallState::Ended => return Err(CommandError::Ended),
-                CallState::Ringing | CallState::Connected => return Err(CommandError::AlreadyTaken),
+                CallState::Ringing | CallState::Connected => {
+                    return Err(CommandError::AlreadyTaken)
+                }
                 CallState::Collecting => return Err(CommandError::NotWaiting),
             }
             entry
                 .commands
-                .try_send(CallCommand::Answer { agent: agent.clone() })
+                .try_send(CallCommand::Answer {
+                    agent: agent.clone(),
+                })
                 .map_err(|_| CommandError::Ended)?;
             entry.view.state = CallState::Ringing;
             entry.view.agent = Some(agent);
@@ -171,7 +180,10 @@ impl Registry {
         if entry.view.state == CallState::Ended {
             return Err(CommandError::Ended);
         }
-        entry.commands.try_send(CallCommand::Hangup).map_err(|_| CommandError::Ended)
+        entry
+            .commands
+            .try_send(CallCommand::Hangup)
+            .map_err(|_| CommandError::Ended)
     }
 
     fn prune(&self, now: SystemTime) {
@@ -199,7 +211,9 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<CallId, Entry>> {
         // A panic while holding this lock would be a bug in this file; the map stays consistent because
         // every critical section above only does infallible updates, so a poisoned lock is still usable.
-        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -237,10 +251,21 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         reg.insert(view(1, CallState::Waiting), tx);
         assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Ok(()));
-        assert_eq!(reg.answer(CallId(1), AgentId("b".into())), Err(CommandError::AlreadyTaken));
-        assert_eq!(rx.try_recv().ok(), Some(CallCommand::Answer { agent: AgentId("a".into()) }));
+        assert_eq!(
+            reg.answer(CallId(1), AgentId("b".into())),
+            Err(CommandError::AlreadyTaken)
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(CallCommand::Answer {
+                agent: AgentId("a".into())
+            })
+        );
         assert!(rx.try_recv().is_err());
-        assert_eq!(reg.get(CallId(1)).map(|v| v.state), Some(CallState::Ringing));
+        assert_eq!(
+            reg.get(CallId(1)).map(|v| v.state),
+            Some(CallState::Ringing)
+        );
     }
 
     #[test]
@@ -248,8 +273,14 @@ mod tests {
         let reg = Registry::new();
         let (tx, _rx) = mpsc::channel(4);
         reg.insert(view(1, CallState::Collecting), tx);
-        assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Err(CommandError::NotWaiting));
-        assert_eq!(reg.answer(CallId(9), AgentId("a".into())), Err(CommandError::NotFound));
+        assert_eq!(
+            reg.answer(CallId(1), AgentId("a".into())),
+            Err(CommandError::NotWaiting)
+        );
+        assert_eq!(
+            reg.answer(CallId(9), AgentId("a".into())),
+            Err(CommandError::NotFound)
+        );
     }
 
     #[test]
@@ -265,13 +296,19 @@ mod tests {
         assert_eq!(listed[0].state, CallState::Ended);
         assert!(listed[0].attributes.is_empty());
         assert!(listed[0].caller.expose().is_empty());
-        assert_eq!(reg.answer(CallId(1), AgentId("a".into())), Err(CommandError::Ended));
+        assert_eq!(
+            reg.answer(CallId(1), AgentId("a".into())),
+            Err(CommandError::Ended)
+        );
         assert!(reg.list(t + Duration::from_secs(600)).is_empty());
         let mut saw_removed = false;
         while let Ok(e) = events.try_recv() {
             if let CallEvent::Updated(v) = &e {
                 if v.state == CallState::Ended {
-                    assert!(v.attributes.is_empty(), "ended snapshot must not carry attributes");
+                    assert!(
+                        v.attributes.is_empty(),
+                        "ended snapshot must not carry attributes"
+                    );
                 }
             }
             saw_removed |= matches!(e, CallEvent::Removed(CallId(1)));

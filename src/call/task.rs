@@ -182,7 +182,9 @@ pub async fn run(
 
 async fn recv_agent(agent: &Option<AgentLeg>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
     let socket = match agent {
-        Some(AgentLeg::Ringing { media, .. }) | Some(AgentLeg::Connected { media, .. }) => &media.socket,
+        Some(AgentLeg::Ringing { media, .. }) | Some(AgentLeg::Connected { media, .. }) => {
+            &media.socket
+        }
         None => return std::future::pending().await,
     };
     socket.recv_from(buf).await.ok()
@@ -215,13 +217,17 @@ async fn answer(
         Err(e) => {
             tracing::warn!(call = %id, "no RTP port for a new call: {e}; 503");
             let mut resp = reject(503);
-            resp.headers.push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
+            resp.headers
+                .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
             let _ = ctx.sip.respond(tx, resp).await;
             return None;
         }
     };
     let (socket, lease) = media;
-    let local = LocalMedia { addr: media_ip, rtp_port: lease.rtp_port() };
+    let local = LocalMedia {
+        addr: media_ip,
+        rtp_port: lease.rtp_port(),
+    };
     let mut sdp = LocalSdp::new(rand::random(), ctx.flow.media.clone());
     let (body, negotiated) = if invite.body.is_empty() {
         // Late offer: we offer in the 200, the trunk answers in the ACK.
@@ -233,7 +239,10 @@ async fn answer(
                 tracing::info!(call = %id, "cannot agree on media with the trunk: {e}");
                 let mut resp = reject(e.sip_status());
                 if e.sip_status() == 488 {
-                    resp.headers.push(HeaderName::parse("Warning"), "304 veilig-bellen \"Media type not available\"");
+                    resp.headers.push(
+                        HeaderName::parse("Warning"),
+                        "304 veilig-bellen \"Media type not available\"",
+                    );
                 }
                 let _ = ctx.sip.respond(tx, resp).await;
                 return None;
@@ -249,10 +258,16 @@ async fn answer(
     };
     let mut ok = tu::finish_response(invite, 200, None);
     ok.headers.push(HeaderName::Contact, contact.to_string());
-    ok.headers.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY");
+    ok.headers.push(
+        HeaderName::Allow,
+        "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY",
+    );
     ok.headers.push(HeaderName::Supported, "timer, replaces");
     ok.set_body(Some("application/sdp"), body);
-    let peer = Target { transport: source.transport, addr: source.remote };
+    let peer = Target {
+        transport: source.transport,
+        addr: source.remote,
+    };
     let mut dialog = match Dialog::uas(invite, &ok, contact, peer, Default::default()) {
         Ok(d) => d,
         Err(e) => {
@@ -277,7 +292,15 @@ async fn answer(
         machine: CallMachine::new(ctx.flow.call.clone(), now),
         trunk_tx: tx,
         trunk: dialog,
-        trunk_media: MediaLeg { socket, _lease: lease, local, sdp, rtp, relayed_event: None, relay_this_event: false },
+        trunk_media: MediaLeg {
+            socket,
+            _lease: lease,
+            local,
+            sdp,
+            rtp,
+            relayed_event: None,
+            relay_this_event: false,
+        },
         detector: Some((DtmfDetector::new(), None)),
         comfort: None,
         next_frame: now,
@@ -381,7 +404,11 @@ impl Call {
                 verified
                     .attributes
                     .iter()
-                    .map(|a| ShownAttribute { id: a.id.clone(), label: a.label_nl.clone(), value: a.value.clone() })
+                    .map(|a| ShownAttribute {
+                        id: a.id.clone(),
+                        label: a.label_nl.clone(),
+                        value: a.value.clone(),
+                    })
                     .collect(),
             ),
             Err(reason) => Classification::Unverified(map_reason(reason)),
@@ -439,7 +466,9 @@ fn contact_for(local: SocketAddr) -> Option<NameAddr> {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    Uri::sip(Some("veilig-bellen"), &host, Some(local.port())).ok().map(NameAddr::new)
+    Uri::sip(Some("veilig-bellen"), &host, Some(local.port()))
+        .ok()
+        .map(NameAddr::new)
 }
 
 /// The calling number: P-Asserted-Identity when the trunk sends it, else the From URI's user part.
@@ -450,7 +479,11 @@ fn caller_of(invite: &Request) -> Pii<String> {
         .filter_map(Result::ok)
         .find_map(|na| uri_number(&na.uri));
     let from_from = invite.headers.from().ok().and_then(|f| uri_number(&f.uri));
-    Pii::new(from_pai.or(from_from).unwrap_or_else(|| "anonymous".to_owned()))
+    Pii::new(
+        from_pai
+            .or(from_from)
+            .unwrap_or_else(|| "anonymous".to_owned()),
+    )
 }
 
 fn uri_number(uri: &Uri) -> Option<String> {
@@ -458,7 +491,8 @@ fn uri_number(uri: &Uri) -> Option<String> {
         let o = uri.opaque();
         return Some(o.split(';').next().unwrap_or(o).to_owned());
     }
-    uri.user().map(|u| u.split(';').next().unwrap_or(u).to_owned())
+    uri.user()
+        .map(|u| u.split(';').next().unwrap_or(u).to_owned())
 }
 
 impl Call {
@@ -466,7 +500,9 @@ impl Call {
 
     fn handle_trunk_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let now = Instant::now();
-        let Some(rtp) = self.trunk_media.rtp.as_mut() else { return };
+        let Some(rtp) = self.trunk_media.rtp.as_mut() else {
+            return;
+        };
         let codec = rtp.media().codec.kind();
         match rtp.handle_packet(now, from, bytes) {
             Ok(Received::Audio(info)) => {
@@ -479,7 +515,12 @@ impl Call {
                     detector.push(&pcm[..n]);
                     while let Some(event) = detector.poll_event() {
                         if let DtmfEvent::Ended { digit, start, end } = event {
-                            self.machine.handle_inband_digit(now, digit, base + samples(start), base + samples(end));
+                            self.machine.handle_inband_digit(
+                                now,
+                                digit,
+                                base + samples(start),
+                                base + samples(end),
+                            );
                         }
                     }
                 }
@@ -494,9 +535,11 @@ impl Call {
                 if new_event {
                     self.trunk_media.relay_this_event = bridged;
                 }
-                if let (true, Some(AgentLeg::Connected { media, .. }), Ok(event)) =
-                    (self.trunk_media.relay_this_event, &mut self.agent, EventPayload::parse(info.payload))
-                {
+                if let (true, Some(AgentLeg::Connected { media, .. }), Ok(event)) = (
+                    self.trunk_media.relay_this_event,
+                    &mut self.agent,
+                    EventPayload::parse(info.payload),
+                ) {
                     relay_event(now, event, new_event, media);
                 }
             }
@@ -507,11 +550,17 @@ impl Call {
 
     fn handle_agent_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let now = Instant::now();
-        let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else { return };
-        let Some(rtp) = media.rtp.as_mut() else { return };
+        let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else {
+            return;
+        };
+        let Some(rtp) = media.rtp.as_mut() else {
+            return;
+        };
         let codec = rtp.media().codec.kind();
         match rtp.handle_packet(now, from, bytes) {
-            Ok(Received::Audio(info)) => relay_audio(now, codec, info.payload, &mut self.trunk_media),
+            Ok(Received::Audio(info)) => {
+                relay_audio(now, codec, info.payload, &mut self.trunk_media)
+            }
             Ok(Received::TelephoneEvent(info)) => {
                 let new_event = media.relayed_event != Some(info.timestamp);
                 media.relayed_event = Some(info.timestamp);
@@ -526,11 +575,14 @@ impl Call {
 
     fn drain_trunk_rtp_events(&mut self) {
         let now = Instant::now();
-        let Some(rtp) = self.trunk_media.rtp.as_mut() else { return };
+        let Some(rtp) = self.trunk_media.rtp.as_mut() else {
+            return;
+        };
         while let Some(event) = rtp.poll_event() {
             match event {
                 RtpEvent::Digit(DigitEvent::DigitStart { digit, at }) => {
-                    self.machine.handle_digit(at, DigitSource::Rfc4733, digit.as_char())
+                    self.machine
+                        .handle_digit(at, DigitSource::Rfc4733, digit.as_char())
                 }
                 RtpEvent::Digit(DigitEvent::DigitEnd { digit, .. }) => {
                     self.machine.handle_digit_end(now, digit.as_char())
@@ -546,7 +598,9 @@ impl Call {
     }
 
     fn send_comfort_frame(&mut self, now: Instant) {
-        let Some(source) = self.comfort.as_mut() else { return };
+        let Some(source) = self.comfort.as_mut() else {
+            return;
+        };
         let mut pcm = [0i16; FRAME];
         source.fill(&mut pcm);
         if let Some(rtp) = self.trunk_media.rtp.as_mut() {
@@ -571,10 +625,15 @@ impl Call {
             Event::Request { id, request, .. } => {
                 if self.trunk.matches_request(&request) {
                     self.handle_in_dialog(now, id, request, Leg::Trunk).await;
-                } else if matches!(&self.agent, Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_request(&request)) {
+                } else if matches!(&self.agent, Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_request(&request))
+                {
                     self.handle_in_dialog(now, id, request, Leg::Agent).await;
                 } else {
-                    let _ = self.ctx.sip.respond(id, tu::finish_response(&request, 481, None)).await;
+                    let _ = self
+                        .ctx
+                        .sip
+                        .respond(id, tu::finish_response(&request, 481, None))
+                        .await;
                 }
             }
             Event::Ack { request, .. } => {
@@ -583,7 +642,8 @@ impl Call {
                     if self.trunk_media.rtp.is_none() && !request.body.is_empty() {
                         match self.trunk_media.sdp.handle_answer(&request.body) {
                             Ok(media) => {
-                                self.trunk_media.rtp = Some(RtpSession::new(now, media, rtp_config(&self.ctx.flow)))
+                                self.trunk_media.rtp =
+                                    Some(RtpSession::new(now, media, rtp_config(&self.ctx.flow)))
                             }
                             Err(e) => {
                                 tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
@@ -642,13 +702,24 @@ impl Call {
                         Ok(answer) => {
                             match media.rtp.as_mut() {
                                 Some(rtp) => rtp.update_media(now, answer.media),
-                                None => media.rtp = Some(RtpSession::new(now, answer.media, rtp_config(&self.ctx.flow))),
+                                None => {
+                                    media.rtp = Some(RtpSession::new(
+                                        now,
+                                        answer.media,
+                                        rtp_config(&self.ctx.flow),
+                                    ))
+                                }
                             }
                             answer.body
                         }
                         Err(e) => {
-                            let status = StatusCode::new(e.sip_status()).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
-                            let _ = self.ctx.sip.respond(id, dialog.response(&request, status)).await;
+                            let status = StatusCode::new(e.sip_status())
+                                .unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
+                            let _ = self
+                                .ctx
+                                .sip
+                                .respond(id, dialog.response(&request, status))
+                                .await;
                             return;
                         }
                     }
@@ -661,8 +732,16 @@ impl Call {
             }
             Method::Info => {
                 let digit = dtmf_from_info(&request);
-                let status = if digit.is_some() || request.body.is_empty() { StatusCode::OK } else { StatusCode::new(415).unwrap_or(StatusCode::OK) };
-                let _ = self.ctx.sip.respond(id, dialog.response(&request, status)).await;
+                let status = if digit.is_some() || request.body.is_empty() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::new(415).unwrap_or(StatusCode::OK)
+                };
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(id, dialog.response(&request, status))
+                    .await;
                 if let (Some(d), Leg::Trunk) = (digit, leg) {
                     self.machine.handle_digit(now, DigitSource::Info, d);
                 }
@@ -681,17 +760,35 @@ impl Call {
             }
             Method::Refer => {
                 // Nobody transfers our calls but us.
-                let _ = self.ctx.sip.respond(id, dialog.response(&request, StatusCode::new(403).unwrap_or(StatusCode::OK))).await;
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(
+                        id,
+                        dialog.response(&request, StatusCode::new(403).unwrap_or(StatusCode::OK)),
+                    )
+                    .await;
             }
             _ => {
-                let _ = self.ctx.sip.respond(id, dialog.response(&request, StatusCode::new(501).unwrap_or(StatusCode::OK))).await;
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(
+                        id,
+                        dialog.response(&request, StatusCode::new(501).unwrap_or(StatusCode::OK)),
+                    )
+                    .await;
             }
         }
     }
 
     async fn handle_response(&mut self, now: Instant, id: ClientTxId, response: Response) {
         let status = response.status.as_u16();
-        let is_invite = response.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false);
+        let is_invite = response
+            .headers
+            .cseq()
+            .map(|c| c.method == Method::Invite)
+            .unwrap_or(false);
         if let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent {
             if let Some(i) = forks.iter().position(|f| f.tx == id) {
                 if response.status.is_provisional() {
@@ -717,7 +814,13 @@ impl Call {
             }
             return;
         }
-        if status >= 300 && response.headers.cseq().map(|c| c.method == Method::Refer).unwrap_or(false) {
+        if status >= 300
+            && response
+                .headers
+                .cseq()
+                .map(|c| c.method == Method::Refer)
+                .unwrap_or(false)
+        {
             tracing::info!(call = %self.id, status, "the trunk refused the transfer");
             self.work.push(Work::ByeCaller);
         }
@@ -725,11 +828,19 @@ impl Call {
 
     /// A phone of the agent answered: it wins, the other forks are cancelled.
     async fn connect_agent(&mut self, now: Instant, index: usize, response: Response) {
-        let Some(AgentLeg::Ringing { forks, media }) = self.agent.take() else { return };
+        let Some(AgentLeg::Ringing { forks, media }) = self.agent.take() else {
+            return;
+        };
         // `index` came from `position()` on these very forks.
         let fork = &forks[index];
         let tx = fork.tx;
-        let dialog = match Dialog::uac(now, &fork.request, &response, fork.target, Default::default()) {
+        let dialog = match Dialog::uac(
+            now,
+            &fork.request,
+            &response,
+            fork.target,
+            Default::default(),
+        ) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(call = %self.id, "agent's 200 OK unusable for a dialog: {e}");
@@ -748,19 +859,35 @@ impl Call {
         let mut media = media;
         match media.sdp.handle_answer(&response.body) {
             Ok(m) => media.rtp = Some(RtpSession::new(now, m, rtp_config(&self.ctx.flow))),
-            Err(e) => tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent"),
+            Err(e) => {
+                tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent")
+            }
         }
-        self.stale_forks.extend(forks.into_iter().enumerate().filter(|(i, _)| *i != index).map(|(_, f)| f));
+        self.stale_forks.extend(
+            forks
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, f)| f),
+        );
         self.agent = Some(AgentLeg::Connected { dialog, media });
         self.machine.handle_agent_answered(now);
     }
 
     fn fork_failed(&mut self, now: Instant, tx: ClientTxId, status: u16) {
-        let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent else { return };
-        let Some(fork) = forks.iter_mut().find(|f| f.tx == tx) else { return };
+        let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent else {
+            return;
+        };
+        let Some(fork) = forks.iter_mut().find(|f| f.tx == tx) else {
+            return;
+        };
         fork.done = true;
         if forks.iter().all(|f| f.done) {
-            let why = if matches!(status, 486 | 600 | 603) { AgentLegFailure::Busy } else { AgentLegFailure::Rejected };
+            let why = if matches!(status, 486 | 600 | 603) {
+                AgentLegFailure::Busy
+            } else {
+                AgentLegFailure::Rejected
+            };
             self.agent = None;
             self.machine.handle_agent_failed(now, why);
         }
@@ -768,8 +895,16 @@ impl Call {
 
     /// A 2xx we no longer want (a losing fork, or after the call moved on): ACK it, then BYE it.
     async fn ack_and_bye_stray(&mut self, now: Instant, id: ClientTxId, response: &Response) {
-        let Some(fork) = self.stale_forks.iter().find(|f| f.tx == id) else { return };
-        if let Ok(mut dialog) = Dialog::uac(now, &fork.request, response, fork.target, Default::default()) {
+        let Some(fork) = self.stale_forks.iter().find(|f| f.tx == id) else {
+            return;
+        };
+        if let Ok(mut dialog) = Dialog::uac(
+            now,
+            &fork.request,
+            response,
+            fork.target,
+            Default::default(),
+        ) {
             let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
             let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
             if let Ok(bye) = dialog.bye() {
@@ -779,14 +914,19 @@ impl Call {
     }
 
     async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
-        let username = self.tenant.agents.get(&agent).map(|a| a.sip_username.clone());
+        let username = self
+            .tenant
+            .agents
+            .get(&agent)
+            .map(|a| a.sip_username.clone());
         let bindings = match username {
             Some(u) => self.ctx.sip.lookup(&u).await.unwrap_or_default(),
             None => Vec::new(),
         };
         if bindings.is_empty() {
             tracing::info!(call = %self.id, agent = %agent, "agent has no registered phone");
-            self.machine.handle_agent_failed(now, AgentLegFailure::NoContacts);
+            self.machine
+                .handle_agent_failed(now, AgentLegFailure::NoContacts);
             return;
         }
         let ip = self.trunk_media.local.addr;
@@ -794,11 +934,15 @@ impl Call {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(call = %self.id, "no RTP port for the agent leg: {e}");
-                self.machine.handle_agent_failed(now, AgentLegFailure::Rejected);
+                self.machine
+                    .handle_agent_failed(now, AgentLegFailure::Rejected);
                 return;
             }
         };
-        let local = LocalMedia { addr: ip, rtp_port: lease.rtp_port() };
+        let local = LocalMedia {
+            addr: ip,
+            rtp_port: lease.rtp_port(),
+        };
         let mut sdp = LocalSdp::new(rand::random(), self.ctx.flow.media.clone());
         let offer = sdp.offer(local, Direction::SendRecv);
         let mut forks = Vec::new();
@@ -808,20 +952,37 @@ impl Call {
                 Some(r) => r,
                 None => continue,
             };
-            let target = Target { transport: binding.transport, addr: binding.target };
+            let target = Target {
+                transport: binding.transport,
+                addr: binding.target,
+            };
             match self.ctx.sip.send_request(request.clone(), target).await {
                 Ok(tx) => {
                     self.lock_routes().client_txs.insert(tx, self.id);
-                    forks.push(Fork { tx, request, target, done: false });
+                    forks.push(Fork {
+                        tx,
+                        request,
+                        target,
+                        done: false,
+                    });
                 }
                 Err(e) => tracing::warn!(call = %self.id, "could not INVITE an agent phone: {e}"),
             }
         }
         if forks.is_empty() {
-            self.machine.handle_agent_failed(now, AgentLegFailure::Rejected);
+            self.machine
+                .handle_agent_failed(now, AgentLegFailure::Rejected);
             return;
         }
-        let media = MediaLeg { socket, _lease: lease, local, sdp, rtp: None, relayed_event: None, relay_this_event: false };
+        let media = MediaLeg {
+            socket,
+            _lease: lease,
+            local,
+            sdp,
+            rtp: None,
+            relayed_event: None,
+            relay_this_event: false,
+        };
         self.agent = Some(AgentLeg::Ringing { forks, media });
     }
 
@@ -830,25 +991,49 @@ impl Call {
         let mut req = Request::new(Method::Invite, uri.clone());
         let host = self.local_host();
         let caller = self.caller.expose();
-        let from_user: String = caller.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+').collect();
-        let from_user = if from_user.is_empty() { "anonymous".to_owned() } else { from_user };
+        let from_user: String = caller
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+            .collect();
+        let from_user = if from_user.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            from_user
+        };
         let display = match self.machine.classification() {
             Some(Classification::Verified(_)) => "Veilig bellen (geverifieerd)",
             _ => "Veilig bellen (niet geverifieerd)",
         };
-        req.headers.push(HeaderName::From, format!("\"{display}\" <sip:{from_user}@{host}>;tag={}", tu::new_tag()));
-        req.headers.push(HeaderName::To, format!("<{}>", uri.as_str()));
+        req.headers.push(
+            HeaderName::From,
+            format!(
+                "\"{display}\" <sip:{from_user}@{host}>;tag={}",
+                tu::new_tag()
+            ),
+        );
+        req.headers
+            .push(HeaderName::To, format!("<{}>", uri.as_str()));
         req.headers.push(
             HeaderName::CallId,
-            format!("{AGENT_CALL_ID_PREFIX}{}-{}-{:08x}@{host}", self.id, self.agent_legs_made, rand::random::<u32>()),
+            format!(
+                "{AGENT_CALL_ID_PREFIX}{}-{}-{:08x}@{host}",
+                self.id,
+                self.agent_legs_made,
+                rand::random::<u32>()
+            ),
         );
         req.headers.push(HeaderName::CSeq, "1 INVITE");
-        req.headers.push(HeaderName::Contact, format!("<sip:veilig-bellen@{host}>"));
+        req.headers
+            .push(HeaderName::Contact, format!("<sip:veilig-bellen@{host}>"));
         for path in &binding.path {
             req.headers.push(HeaderName::Route, path.clone());
         }
-        req.headers.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
-        req.headers.push(HeaderName::parse("User-Agent"), tu::PRODUCT);
+        req.headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
+        );
+        req.headers
+            .push(HeaderName::parse("User-Agent"), tu::PRODUCT);
         req.set_body(Some("application/sdp"), offer.to_vec());
         Some(req)
     }
@@ -1014,9 +1199,18 @@ impl Call {
         let code_looked_up = self.lookup.is_some()
             || !matches!(
                 self.machine.classification(),
-                None | Some(Classification::Unverified(UnverifiedReason::NoCode | UnverifiedReason::IncompleteCode))
+                None | Some(Classification::Unverified(
+                    UnverifiedReason::NoCode | UnverifiedReason::IncompleteCode
+                ))
             );
-        let Call { id, ctx, trunk_media, lookup, store_key, .. } = self;
+        let Call {
+            id,
+            ctx,
+            trunk_media,
+            lookup,
+            store_key,
+            ..
+        } = self;
         drop(trunk_media);
         ctx.registry.end(id, SystemTime::now());
         let _ = ctx.ended.send(id);
@@ -1026,7 +1220,10 @@ impl Call {
                 // A bind still running would bind the code after we released it: let it finish.
                 let _ = in_flight.await;
             }
-            released = ctx.links.release_call(&store_key, crate::store::unix_now()).await;
+            released = ctx
+                .links
+                .release_call(&store_key, crate::store::unix_now())
+                .await;
         }
         tracing::info!(
             call = %id,
@@ -1098,12 +1295,17 @@ fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut Medi
 
 /// The digit of an INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
 fn dtmf_from_info(request: &Request) -> Option<char> {
-    let content_type = request.headers.get(&HeaderName::ContentType)?.to_ascii_lowercase();
+    let content_type = request
+        .headers
+        .get(&HeaderName::ContentType)?
+        .to_ascii_lowercase();
     let body = std::str::from_utf8(&request.body).ok()?;
     let value = if content_type.starts_with("application/dtmf-relay") {
         body.lines().find_map(|l| {
             let (k, v) = l.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| v.trim().to_owned())
         })?
     } else if content_type.starts_with("application/dtmf") {
         body.trim().to_owned()
@@ -1139,9 +1341,24 @@ mod tests {
 
     #[test]
     fn info_digits_in_both_trunk_formats() {
-        assert_eq!(dtmf_from_info(&info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")), Some('5'));
-        assert_eq!(dtmf_from_info(&info("application/dtmf-relay", "Signal= #\r\nDuration=100\r\n")), Some('#'));
-        assert_eq!(dtmf_from_info(&info("application/dtmf-relay", "Signal=11\r\n")), Some('#'));
+        assert_eq!(
+            dtmf_from_info(&info(
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n"
+            )),
+            Some('5')
+        );
+        assert_eq!(
+            dtmf_from_info(&info(
+                "application/dtmf-relay",
+                "Signal= #\r\nDuration=100\r\n"
+            )),
+            Some('#')
+        );
+        assert_eq!(
+            dtmf_from_info(&info("application/dtmf-relay", "Signal=11\r\n")),
+            Some('#')
+        );
         assert_eq!(dtmf_from_info(&info("application/dtmf", "7")), Some('7'));
         assert_eq!(dtmf_from_info(&info("application/dtmf", "x")), None);
         assert_eq!(dtmf_from_info(&info("text/plain", "5")), None);
