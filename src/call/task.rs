@@ -87,6 +87,8 @@ struct Fork {
     done: bool,
 }
 
+// One agent leg per call, moved rarely: the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum AgentLeg {
     Ringing { forks: Vec<Fork>, media: MediaLeg },
     Connected { dialog: Dialog, media: MediaLeg },

@@ -155,6 +155,8 @@ pub struct BoundAddrs {
 }
 
 /// What the driver tells the application.
+// Each event crosses one channel once; boxing would only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SipEvent {
     /// An endpoint event the TU passed on (requests, ACKs, CANCELs, responses, timeouts).
