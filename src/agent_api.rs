@@ -27,6 +27,7 @@ use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
+use subtle::ConstantTimeEq;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -179,18 +180,16 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(presented.trim().as_bytes(), state.token.expose().as_bytes()) {
+    let matches: bool = presented
+        .trim()
+        .as_bytes()
+        .ct_eq(state.token.expose().as_bytes())
+        .into();
+    if matches {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_id(raw: &str) -> Result<CallId, ApiError> {

@@ -20,7 +20,7 @@ use crate::links::LinkService;
 use crate::sip_driver::{self, BoundAddrs, SipEvent, SipHandle};
 use crate::tenant::Tenants;
 use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
-use sip::message::{HeaderName, Method, Request, Scheme};
+use sip::message::{HeaderName, Method, Request};
 use sip::ports::SharedPortPool;
 use sip::sdp::MediaPreferences;
 use std::collections::HashMap;
@@ -291,13 +291,7 @@ async fn new_call(
 
 /// The user part of the Request-URI (`sip:+31…@host`) or the number of a `tel:` URI.
 fn called_number(request: &Request) -> String {
-    match request.uri.scheme() {
-        Scheme::Tel => {
-            let opaque = request.uri.opaque();
-            opaque.split(';').next().unwrap_or(opaque).to_owned()
-        }
-        _ => request.uri.user().unwrap_or_default().to_owned(),
-    }
+    task::uri_number(&request.uri).unwrap_or_default()
 }
 
 fn has_to_tag(request: &Request) -> bool {

@@ -147,7 +147,7 @@ impl Registry {
     /// An agent takes a waiting call. Exactly one of racing agents succeeds; the call moves to
     /// `ringing` here, so the list shows it taken before the call task even runs.
     pub fn answer(&self, id: CallId, agent: AgentId) -> Result<(), CommandError> {
-        let (snapshot, commands) = {
+        let snapshot = {
             let mut calls = self.lock();
             let entry = calls.get_mut(&id).ok_or(CommandError::NotFound)?;
             match entry.view.state {
@@ -166,9 +166,8 @@ impl Registry {
                 .map_err(|_| CommandError::Ended)?;
             entry.view.state = CallState::Ringing;
             entry.view.agent = Some(agent);
-            (entry.view.clone(), entry.commands.clone())
+            entry.view.clone()
         };
-        drop(commands);
         let _ = self.events.send(CallEvent::Updated(snapshot));
         Ok(())
     }

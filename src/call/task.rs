@@ -112,8 +112,8 @@ struct Call {
     agent: Option<AgentLeg>,
     agent_legs_made: u32,
     lookup: Option<oneshot::Receiver<Result<crate::links::Verified, Unverified>>>,
-    /// SIP work decided in synchronous handlers, done in [`Call::apply_actions`].
-    work: Vec<Work>,
+    /// A synchronous handler decided to BYE the caller; [`Call::apply_actions`] sends it.
+    bye_caller_pending: bool,
     /// The machine said Release; we stop once the goodbye signal (if any) has played.
     releasing: bool,
     /// Forks that lost or were cancelled: a late 2xx from them is ACKed and hung up.
@@ -125,12 +125,6 @@ struct Call {
     /// Unique key of this call in the link-session store (call ids restart with the process).
     store_key: String,
     finished: bool,
-}
-
-/// SIP work queued by synchronous handlers.
-#[derive(Debug)]
-enum Work {
-    ByeCaller,
 }
 
 /// Runs a call from its INVITE to the end.
@@ -310,7 +304,7 @@ async fn answer(
         agent: None,
         agent_legs_made: 0,
         lookup: None,
-        work: Vec::new(),
+        bye_caller_pending: false,
         releasing: false,
         stale_forks: Vec::new(),
         caller_gone: false,
@@ -384,7 +378,7 @@ impl Call {
         if self.goodbye_at.is_some_and(|t| now >= t) {
             self.goodbye_at = None;
             self.comfort = None;
-            self.work.push(Work::ByeCaller);
+            self.bye_caller_pending = true;
             if self.releasing {
                 self.finished = true;
             }
@@ -464,10 +458,7 @@ async fn bind_media(ports: &SharedPortPool, ip: IpAddr) -> Result<(UdpSocket, Po
 }
 
 fn contact_for(local: SocketAddr) -> Option<NameAddr> {
-    let host = match local.ip() {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    };
+    let host = sip::endpoint::host_text(local.ip());
     Uri::sip(Some("veilig-bellen"), &host, Some(local.port()))
         .ok()
         .map(NameAddr::new)
@@ -488,7 +479,8 @@ fn caller_of(invite: &Request) -> Pii<String> {
     )
 }
 
-fn uri_number(uri: &Uri) -> Option<String> {
+/// The number in a `tel:` URI, or the user part of a `sip:` URI, without parameters.
+pub(super) fn uri_number(uri: &Uri) -> Option<String> {
     if uri.scheme_str().eq_ignore_ascii_case("tel") {
         let o = uri.opaque();
         return Some(o.split(';').next().unwrap_or(o).to_owned());
@@ -591,7 +583,7 @@ impl Call {
                 }
                 RtpEvent::MediaTimeout => {
                     tracing::info!(call = %self.id, "no RTP from the caller for too long; ending the call");
-                    self.work.push(Work::ByeCaller);
+                    self.bye_caller_pending = true;
                     self.machine.handle_caller_gone(now);
                 }
                 RtpEvent::Latched(_) | RtpEvent::SsrcChanged { .. } => {}
@@ -649,7 +641,7 @@ impl Call {
                             }
                             Err(e) => {
                                 tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
-                                self.work.push(Work::ByeCaller);
+                                self.bye_caller_pending = true;
                                 self.machine.handle_caller_gone(now);
                             }
                         }
@@ -753,7 +745,7 @@ impl Call {
                 if let Some((status, _)) = Dialog::read_refer_notify(&request) {
                     if status.code >= 300 {
                         tracing::info!(call = %self.id, code = status.code, "the trunk could not transfer the call");
-                        self.work.push(Work::ByeCaller);
+                        self.bye_caller_pending = true;
                     }
                 }
             }
@@ -824,7 +816,7 @@ impl Call {
                 .unwrap_or(false)
         {
             tracing::info!(call = %self.id, status, "the trunk refused the transfer");
-            self.work.push(Work::ByeCaller);
+            self.bye_caller_pending = true;
         }
     }
 
@@ -1040,11 +1032,9 @@ impl Call {
         Some(req)
     }
 
+    /// `host:port` of our SIP address (IPv6 in brackets, as `SocketAddr` writes it).
     fn local_host(&self) -> String {
-        match self.sip_local.ip() {
-            IpAddr::V6(v6) => format!("[{v6}]:{}", self.sip_local.port()),
-            IpAddr::V4(v4) => format!("{v4}:{}", self.sip_local.port()),
-        }
+        self.sip_local.to_string()
     }
 
     fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
@@ -1095,7 +1085,7 @@ impl Call {
                     }
                     DialogEvent::AckTimeout | DialogEvent::SessionExpired => {
                         tracing::info!(call = %self.id, "trunk dialog lost (no ACK or session expired)");
-                        self.work.push(Work::ByeCaller);
+                        self.bye_caller_pending = true;
                         self.machine.handle_caller_gone(Instant::now());
                     }
                     DialogEvent::RetryOffer | DialogEvent::SessionRefreshDue => {}
@@ -1111,11 +1101,9 @@ impl Call {
                     self.machine.handle_agent_gone(Instant::now());
                 }
             }
-            for work in std::mem::take(&mut self.work) {
+            if std::mem::take(&mut self.bye_caller_pending) {
                 busy = true;
-                match work {
-                    Work::ByeCaller => self.bye_caller().await,
-                }
+                self.bye_caller().await;
             }
             if !busy {
                 break;
@@ -1159,7 +1147,7 @@ impl Call {
                         // The trunk ends our leg when the transfer works; if not, we hang up then.
                         self.goodbye_at = Some(now + Duration::from_secs(32));
                     }
-                    Err(_) => self.work.push(Work::ByeCaller),
+                    Err(_) => self.bye_caller_pending = true,
                 }
             }
             Action::Goodbye => {
@@ -1167,7 +1155,7 @@ impl Call {
                 self.next_frame = now;
                 self.goodbye_at = Some(now + GOODBYE_TIME);
             }
-            Action::HangupCaller => self.work.push(Work::ByeCaller),
+            Action::HangupCaller => self.bye_caller_pending = true,
             Action::HangupAgent => self.hangup_agent().await,
             Action::Publish => {
                 let view = self.view();
