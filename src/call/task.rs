@@ -29,7 +29,7 @@ use sip::endpoint::{ClientTxId, Event, ServerTxId, Source, Target};
 use sip::message::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use sip::ports::{PortLease, SharedPortPool};
 use sip::rfc4733::{DigitEvent, EventPayload};
-use sip::rtp::{Received, RtpConfig, RtpEvent, RtpSession};
+use sip::rtp::{Received, RtpConfig, RtpEvent, RtpSession, RTP_HEADER_LEN};
 use sip::sdp::{CodecKind, Direction, LocalMedia, LocalSdp};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -600,8 +600,10 @@ impl Call {
         if let Some(rtp) = self.trunk_media.rtp.as_mut() {
             let mut payload = [0u8; FRAME];
             encode(rtp.media().codec.kind(), &pcm, &mut payload);
-            if let Some(t) = rtp.send_audio(now, &payload, FRAME as u32) {
-                let _ = self.trunk_media.socket.try_send_to(&t.bytes, t.to);
+            let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
+            if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet)
+            {
+                let _ = self.trunk_media.socket.try_send_to(&packet[..len], dest);
             }
         }
         self.next_frame += FRAME_TIME;
@@ -1270,8 +1272,9 @@ fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg)
             _ => i,
         };
     }
-    if let Some(t) = rtp.send_audio(now, &buf[..n], n as u32) {
-        let _ = to.socket.try_send_to(&t.bytes, t.to);
+    let mut packet = [0u8; RTP_HEADER_LEN + 2048];
+    if let Some((dest, len)) = rtp.send_audio_into(now, &buf[..n], n as u32, &mut packet) {
+        let _ = to.socket.try_send_to(&packet[..len], dest);
     }
 }
 

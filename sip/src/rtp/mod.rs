@@ -78,6 +78,9 @@ impl Default for RtpConfig {
     }
 }
 
+/// Length of the RTP header we write (no CSRCs, no extension).
+pub const RTP_HEADER_LEN: usize = 12;
+
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -347,6 +350,22 @@ impl RtpSession {
     /// the first after a pause longer than two packet durations; the timestamp then jumps by the
     /// pause (RFC 3550 §5.1, RFC 3551 §4.1).
     pub fn send_audio(&mut self, now: Instant, payload: &[u8], samples: u32) -> Option<Transmit> {
+        let mut bytes = vec![0u8; RTP_HEADER_LEN + payload.len()];
+        let (to, len) = self.send_audio_into(now, payload, samples, &mut bytes)?;
+        bytes.truncate(len);
+        Some(Transmit { to, bytes })
+    }
+
+    /// [`RtpSession::send_audio`] into a caller's buffer (at least [`RTP_HEADER_LEN`] + payload
+    /// bytes), for the per-packet relay path: no allocation. Returns the destination and the packet
+    /// length; `None` also when `out` is too small (nothing is consumed then).
+    pub fn send_audio_into(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        samples: u32,
+        out: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
         let to = self.sendable()?;
         let (timestamp, marker) = match self.last_audio {
             None => (self.config.initial_timestamp, true),
@@ -361,14 +380,20 @@ impl RtpSession {
                 }
             }
         };
-        let bytes = self.build(self.media.codec.payload_type(), timestamp, marker, payload)?;
+        let len = self.build_into(
+            self.media.codec.payload_type(),
+            timestamp,
+            marker,
+            payload,
+            out,
+        )?;
         self.last_audio = Some(LastAudio {
             at: now,
             timestamp,
             samples,
         });
         self.event_timestamp = None;
-        Some(Transmit { to, bytes })
+        Some((to, len))
     }
 
     /// Builds a telephone-event packet with OUR negotiated telephone-event PT (this is the PT mapping
@@ -505,19 +530,33 @@ impl RtpSession {
     }
 
     fn build(&mut self, pt: u8, timestamp: u32, marker: bool, payload: &[u8]) -> Option<Vec<u8>> {
-        let bytes = RtpPacketBuilder::new()
+        let mut bytes = vec![0u8; RTP_HEADER_LEN + payload.len()];
+        let len = self.build_into(pt, timestamp, marker, payload, &mut bytes)?;
+        bytes.truncate(len);
+        Some(bytes)
+    }
+
+    fn build_into(
+        &mut self,
+        pt: u8,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let len = RtpPacketBuilder::new()
             .payload_type(pt)
             .ssrc(self.config.local_ssrc)
             .sequence(Seq::from(self.next_seq))
             .timestamp(timestamp)
             .marked(marker)
             .payload(payload)
-            .build()
+            .build_into(out)
             .ok()?;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.stats.packets_sent += 1;
         self.stats.octets_sent += payload.len() as u64;
-        Some(bytes)
+        Some(len)
     }
 
     fn arrival_units(&self, now: Instant) -> u32 {

@@ -518,3 +518,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn send_audio_into_a_buffer_writes_the_same_packets_and_a_short_buffer_consumes_nothing() {
+    let t0 = Instant::now();
+    let cfg = RtpConfig {
+        local_ssrc: 0xABCD,
+        initial_seq: 7,
+        initial_timestamp: 1000,
+        ..RtpConfig::default()
+    };
+    let mut allocating = RtpSession::new(t0, media(None), cfg);
+    let mut into = RtpSession::new(t0, media(None), cfg);
+    let p = [0xD5; 160];
+    let mut small = [0u8; RTP_HEADER_LEN + 100];
+    assert_eq!(into.send_audio_into(t0, &p, 160, &mut small), None);
+    assert_eq!(into.stats().packets_sent, 0);
+    for i in 0..3u64 {
+        let now = t0 + Duration::from_millis(20 * i);
+        let expected = allocating.send_audio(now, &p, 160).expect("send");
+        let mut buf = [0u8; RTP_HEADER_LEN + 160];
+        let (to, len) = into.send_audio_into(now, &p, 160, &mut buf).expect("send");
+        assert_eq!((to, &buf[..len]), (expected.to, &expected.bytes[..]));
+    }
+}
