@@ -96,3 +96,53 @@ async fn an_unanswered_caller_hears_ringback_then_goodbye_and_is_hung_up() {
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     srv.shutdown().await;
 }
+
+/// While the code comes in we already send RTP (A-law silence, every 20 ms): trunks hang up answered
+/// calls without media, and the caller's NAT binding must stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_entering_the_code_receives_a_steady_silence_stream() {
+    let srv = server::start(4, |c| {
+        c.calls.call.collect.first_digit_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let ear = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind caller media");
+    let mut call = TrunkCall::new("+31655557777");
+    call.media_port = Some(ear.local_addr().expect("addr").port());
+    let Some(sipp) = support::sipp::Sipp::start(srv.sip_udp, &call) else {
+        return;
+    };
+    let mut buf = [0u8; 2048];
+    let mut first: Option<Instant> = None;
+    let mut packets = 0u32;
+    let mut loud = 0u32;
+    let listen = Instant::now();
+    while listen.elapsed() < Duration::from_secs(4) {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), ear.recv(&mut buf)).await
+        {
+            if n <= 12 || buf[1] & 0x7f != 8 {
+                continue;
+            }
+            let t = *first.get_or_insert_with(Instant::now);
+            if t.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            packets += 1;
+            // A-law silence is 0xD5 (or 0x55); anything far from it is sound.
+            loud += u32::from(buf[12..n].iter().any(|&b| (b ^ 0x55) & 0x7f > 2));
+        }
+    }
+    let calls = srv.calls().await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["state"], "collecting", "still entering the code");
+    assert!(
+        (85..=110).contains(&packets),
+        "about 100 packets in 2 s of collecting, got {packets}"
+    );
+    assert_eq!(loud, 0, "only silence while collecting");
+    sipp.hang_up();
+    let _ = sipp.finish().await;
+    srv.shutdown().await;
+}

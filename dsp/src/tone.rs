@@ -1,6 +1,6 @@
 //! Comfort signals the caller hears while we work: cadenced call-progress tones ([`ToneGenerator`]:
 //! Dutch ringback and busy, ITU-T E.180 Suppl. 2 / KPN: 425 Hz) and a looped recorded prompt
-//! ([`LoopedPrompt`]). Both fill caller-supplied frames of 16-bit linear PCM at 8 kHz, keep their place
+//! ([`LoopedPrompt`]), or [`Silence`]. All fill caller-supplied frames of 16-bit linear PCM at 8 kHz, keep their place
 //! between calls (so consecutive 20 ms frames join without a click) and never allocate.
 //!
 //! Levels are in dBm0 on the A-law scale of ITU-T G.711: a sine whose peak just reaches the codec's
@@ -38,6 +38,17 @@ pub enum ToneError {
 pub trait SignalSource {
     /// Overwrites all of `out` with the next `out.len()` samples and advances by that many.
     fn fill(&mut self, out: &mut [i16]);
+}
+
+/// Digital silence: what an answered call sends before there is anything to hear, so the far end's
+/// RTP inactivity timers and NAT bindings see a live stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Silence;
+
+impl SignalSource for Silence {
+    fn fill(&mut self, out: &mut [i16]) {
+        out.fill(0);
+    }
 }
 
 /// On/off pattern of a tone, in samples. `off == 0` means a continuous tone.

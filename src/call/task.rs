@@ -23,7 +23,7 @@ use crate::pii::Pii;
 use crate::sip_driver::{tu, SipHandle};
 use crate::tenant::{AgentId, Tenant, Tenants};
 use dsp::dtmf::{DtmfDetector, DtmfEvent};
-use dsp::tone::{LoopedPrompt, SignalSource, ToneGenerator};
+use dsp::tone::{LoopedPrompt, SignalSource, Silence, ToneGenerator};
 use sip::dialog::{Dialog, DialogEvent};
 use sip::endpoint::{ClientTxId, Event, ServerTxId, Source, Target};
 use sip::message::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
@@ -298,7 +298,9 @@ async fn answer(
             relay_this_event: false,
         },
         detector: Some((DtmfDetector::new(), None)),
-        comfort: None,
+        // Silence while the code comes in: trunks hang up answered calls that send no RTP, and
+        // the caller's NAT binding stays open.
+        comfort: Some(Box::new(Silence)),
         next_frame: now,
         goodbye_at: None,
         agent: None,
