@@ -1,15 +1,15 @@
 //! A trunk or phone probes us with OPTIONS (SIPp running fixtures/sipp/options_ping.xml over UDP
 //! and TCP; a raw probe over IPv6 loopback): each gets 200 OK with Allow, Accept and Supported.
 
-mod sip_support;
+mod support;
 
 use std::time::Duration;
 
-use sip_support::*;
+use support::sip_alone::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_ping_gets_200_with_capabilities_over_udp_and_tcp() {
-    if tool("sipp").is_none() {
+    if support::tool("sipp").is_none() {
         return;
     }
     let server = start(config()).await;

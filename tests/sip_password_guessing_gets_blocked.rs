@@ -2,18 +2,18 @@
 //! every wrong answer gets 401 again, and after the configured number of failures the source's
 //! REGISTERs go unanswered — even a fresh one — while OPTIONS from it are still answered.
 
-mod sip_support;
+mod support;
 
 use std::time::Duration;
 
-use sip_support::*;
+use support::sip_alone::*;
 use tokio::net::UdpSocket;
 
 const MAX_FAILURES: u32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_get_401_then_the_source_is_blocked() {
-    if tool("sipp").is_none() {
+    if support::tool("sipp").is_none() {
         return;
     }
     let mut cfg = config();

@@ -2,14 +2,14 @@
 //! preferred challenge): 401, then 200 OK listing its contact; the binding records the TLS
 //! connection it came on, and OPTIONS on the same connection gets 200.
 
-mod sip_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sip::auth::{authorize, Algorithm, Challenge};
 use sip::transaction::Transport;
-use sip_support::*;
+use support::sip_alone::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;

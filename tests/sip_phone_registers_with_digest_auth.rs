@@ -2,15 +2,15 @@
 //! is challenged with 401, the answer with digest credentials gets 200 OK, and the registrar then
 //! lists the phone's contact, reachable at the address it registered from.
 
-mod sip_support;
+mod support;
 
 use std::time::Duration;
 
-use sip_support::*;
+use support::sip_alone::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phone_registers_with_digest_auth_over_udp_and_tcp() {
-    if tool("sipp").is_none() {
+    if support::tool("sipp").is_none() {
         return;
     }
     let server = start(config()).await;

@@ -3,73 +3,30 @@
 //! registered from — and the phone answers 200 OK with SDP; we ACK and hang up with BYE (200).
 //! This is the path the call flow uses to ring an agent.
 
-mod sip_support;
+mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use sip::endpoint::{ClientTxId, Event, Target};
 use sip::message::{HeaderName, Method, Request, Response};
-use sip_support::*;
+use support::agent::{AgentPhone, Answer};
+use support::sip_alone::*;
 use tokio::sync::mpsc;
 use veilig_bellen::sip_driver::SipEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_phone_answers_when_called_at_its_registered_address() {
-    if tool("baresip").is_none() {
-        return;
-    }
     let mut cfg = config();
     cfg.forward_requests = true;
     let mut server = start(cfg).await;
-    let dir = tempdir();
-    std::fs::write(
-        dir.join("config"),
-        "poll_method\t\tepoll\n\
-         sip_listen\t\t127.0.0.1:0\n\
-         audio_player\t\taufile,/dev/null\n\
-         audio_source\t\tausine,440\n\
-         ausrc_srate\t\t48000\n\
-         ausrc_channels\t\t2\n\
-         audio_alert\t\taufile,/dev/null\n\
-         module_path\t\t/usr/lib/baresip/modules\n\
-         module\t\t\tg711.so\n\
-         module\t\t\taufile.so\n\
-         module\t\t\tausine.so\n\
-         module_app\t\taccount.so\n\
-         module_app\t\tctrl_tcp.so\n\
-         ctrl_tcp_listen\t\t127.0.0.1:0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:{AGENT}@{};transport=udp>;auth_pass={PASSWORD};answermode=auto;regint=600\n",
-            server.udp()
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new("baresip")
-        .arg("-f")
-        .arg(&dir)
-        .args(["-t", "20"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("baresip starts");
-
+    let Some(phone) = AgentPhone::register(server.udp(), Answer::Auto).await else {
+        return;
+    };
     let result = call_the_agent(&mut server).await;
-    let _ = child.start_kill();
-    let out = child.wait_with_output().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let log = phone.log();
+    phone.stop().await;
     if let Err(e) = result {
-        panic!(
-            "{e}\nbaresip said:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        panic!("{e}\nbaresip said:\n{log}");
     }
 }
 

@@ -14,14 +14,14 @@
 //! leave the machine even if the server tried. Answers go to the packet's source (RFC 3261
 //! §18.2.2 with RFC 3581), which is the only way the test can see them.
 
-mod sip_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use sip::auth::{authorize, Challenge};
 use sip::transaction::TimerConfig;
-use sip_support::*;
+use support::sip_alone::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use veilig_bellen::sip_driver::Credentials;
@@ -89,7 +89,7 @@ fn contact_after_auth(file: &str) -> Option<&'static str> {
 #[test]
 fn torture_messages_get_the_answers_rfc4475_asks_for() {
     if std::env::var_os(INNER).is_none() {
-        if tool("unshare").is_none() || tool("ip").is_none() {
+        if support::tool("unshare").is_none() || support::tool("ip").is_none() {
             return;
         }
         let can = std::process::Command::new("unshare")

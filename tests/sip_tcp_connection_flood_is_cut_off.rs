@@ -2,11 +2,11 @@
 //! over the limit are closed at once, idle ones are closed after the idle timeout, and afterwards
 //! a phone can connect and get answers again.
 
-mod sip_support;
+mod support;
 
 use std::time::Duration;
 
-use sip_support::*;
+use support::sip_alone::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

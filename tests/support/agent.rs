@@ -68,17 +68,9 @@ pub struct AgentPhone {
     seen: Vec<String>,
 }
 
-/// The baresip binary, or `None` (after a note, or a failure under `CI`).
+/// The baresip binary (Debian baresip-core), or `None` (after a note, or a failure under `CI`).
 pub fn find_baresip() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("baresip"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        super::sipp::skip_or_fail("baresip not found (Debian package baresip-core)");
-    }
-    found
+    super::tool("baresip")
 }
 
 impl AgentPhone {

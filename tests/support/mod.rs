@@ -1,8 +1,26 @@
 //! Shared helpers for the integration tests (`mod support;` in a test file): pcap writing, an
-//! in-process server on loopback, and SIPp as the trunk.
+//! in-process server on loopback, SIPp as the trunk, baresip as the agent's phone, and the SIP
+//! driver alone for the `sip_*` tests.
 #![allow(dead_code)] // each integration test uses a different part of these modules
 
 pub mod agent;
 pub mod pcap;
 pub mod server;
+pub mod sip_alone;
 pub mod sipp;
+
+/// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every
+/// peer), else `None` after a note, and the test skips.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        sipp::skip_or_fail(&format!(
+            "{name} not found on PATH (see scripts/install-test-deps.sh)"
+        ));
+    }
+    found
+}

@@ -18,17 +18,9 @@ use std::time::{Duration, Instant};
 /// Longest a sipp process may run in any test.
 pub const SIPP_LIMIT: Duration = Duration::from_secs(14);
 
-/// The sipp binary, or `None` (after a note, or a failure under `CI`).
+/// The sipp binary (Debian sip-tester), or `None` (after a note, or a failure under `CI`).
 pub fn find_sipp() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        skip_or_fail("sipp not found (Debian package sip-tester)");
-    }
-    found
+    super::tool("sipp")
 }
 
 /// Skips locally, fails under `CI`.

@@ -1,8 +1,5 @@
-//! Shared helpers for the `tests/sip_*.rs` integration tests: start the SIP driver on loopback,
-//! find external peers (sipp, baresip, unshare), run them with bounded lifetimes, and talk raw SIP
-//! over UDP. Not a test file itself (a directory module).
-
-#![allow(dead_code)]
+//! Test support for the `tests/sip_*.rs` tests: the SIP driver alone (no call flow) on loopback with
+//! one agent, sipp runs with bounded lifetimes, and raw SIP over UDP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,26 +13,10 @@ use veilig_bellen::sip_driver::{self, Credentials, SipConfig, SipServer};
 
 /// The agent every test registers as.
 pub const AGENT: &str = "agent";
-/// Its password.
-pub const PASSWORD: &str = "Corr3ct-H0rse-Battery";
+/// Its password (the same as the full server's agent in [`super::agent`]).
+pub const PASSWORD: &str = super::agent::AGENT_PASSWORD;
 /// The realm.
 pub const REALM: &str = "veilig-bellen.test";
-
-/// Finds an external program. Missing: a failure when `CI` is set, else `None` (skip, with a note).
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is required in CI but not installed");
-        }
-        eprintln!("SKIPPED: {name} not installed");
-    }
-    found
-}
 
 /// A running driver and the means to stop it.
 pub struct Server {
