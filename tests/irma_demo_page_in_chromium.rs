@@ -4,8 +4,6 @@
 //! Debian's /usr/bin/chromium). Without node, Chromium or playwright-core the test prints why and
 //! passes, unless `CI` is set, where it fails.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,34 +12,13 @@ use veilig_bellen::irma::simulator::{simulator_router, Simulator, SimulatorConfi
 use veilig_bellen::irma::{accept_result, IrmaAuth, IrmaClient, IrmaServerConfig, SessionStatus};
 use veilig_bellen::tenant::Tenant;
 
-const RETURN_URL: &str = "tel:+31850000000,12345678";
+mod support;
 
-fn missing_tool() -> Option<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node is not installed".into());
-    }
-    if !Path::new(&chromium).exists() {
-        return Some(format!("{chromium} is missing (apt-get install chromium)"));
-    }
-    if !root
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return Some("playwright-core is missing (npm ci --prefix tests/browser)".into());
-    }
-    None
-}
+const RETURN_URL: &str = "tel:+31850000000,12345678";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_scans_on_the_demo_page_and_the_requestor_gets_those_values() {
-    if let Some(why) = missing_tool() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: {why}"
-        );
-        eprintln!("skipping the Chromium demo-page test: {why}");
+    if !support::browser::ready("demo-page test") {
         return;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -64,21 +41,13 @@ async fn a_person_scans_on_the_demo_page_and_the_requestor_gets_those_values() {
         .await
         .unwrap();
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/irma_demo_page.mjs");
-    let mut node = tokio::process::Command::new("node");
-    node.arg(&script)
-        .arg(&base)
-        .arg(started.client_token().unwrap())
-        .arg(RETURN_URL)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), node.output())
-        .await
-        .expect("browser finished within 2 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (ok, stdout, stderr) = support::browser::run_node(
+        "tests/irma_demo_page.mjs",
+        &[&base, started.client_token().unwrap(), RETURN_URL],
+    )
+    .await;
     assert!(
-        output.status.success() && stdout.contains("ok"),
+        ok && stdout.contains("ok"),
         "demo page scenario failed:\n{stdout}\n{stderr}"
     );
 

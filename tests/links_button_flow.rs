@@ -4,24 +4,16 @@
 
 mod links_common;
 
-use std::sync::Arc;
-
-use links_common::{code_from_return_url, start_app};
+use links_common::{code_from_return_url, start_memory_app};
 use serde_json::json;
 use veilig_bellen::irma::simulator::Simulator;
-use veilig_bellen::links::{LinkConfig, Unverified};
+use veilig_bellen::links::Unverified;
 use veilig_bellen::pii::Pii;
-use veilig_bellen::store::{unix_now, AttributeKey, FrontendToken, MemoryStore};
+use veilig_bellen::store::{unix_now, FrontendToken};
 
 #[tokio::test]
 async fn button_disclosure_gives_the_call_verified_attributes() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
 
     let session = app.start_session().await;
     let token = session["token"].as_str().expect("token");
@@ -97,13 +89,7 @@ async fn button_disclosure_gives_the_call_verified_attributes() {
 
 #[tokio::test]
 async fn declined_disclosure_leaves_the_call_unverified() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
     let session = app.start_session().await;
     let token = session["token"].as_str().unwrap();
     let answer = app.app_disclose(&session, json!({"cancel": true})).await;
@@ -118,13 +104,7 @@ async fn declined_disclosure_leaves_the_call_unverified() {
 
 #[tokio::test]
 async fn invalid_proof_is_not_accepted() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
     let session = app.start_session().await;
     let token = session["token"].as_str().unwrap();
     let answer = app
@@ -149,12 +129,7 @@ async fn invalid_proof_is_not_accepted() {
 
 #[tokio::test]
 async fn digits_that_are_not_a_code_name_their_problem() {
-    let app = start_app(
-        Arc::new(MemoryStore::new()),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (_, app) = start_memory_app().await;
     for (digits, reason) in [
         ("", Unverified::NoCode),
         ("1234", Unverified::IncompleteCode),

@@ -6,7 +6,7 @@ mod links_common;
 
 use std::sync::Arc;
 
-use links_common::{code_from_return_url, start_app};
+use links_common::{code_from_return_url, start_app, start_memory_app};
 use serde_json::json;
 use veilig_bellen::links::{LinkConfig, Unverified};
 use veilig_bellen::pii::Pii;
@@ -65,13 +65,7 @@ async fn a_code_binds_until_its_last_second_and_not_after() {
 
 #[tokio::test]
 async fn a_call_after_fifteen_minutes_gets_expired_code() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        veilig_bellen::store::AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
     let started_at = unix_now();
     let session = app.start_session().await;
     let token = session["token"].as_str().unwrap();
@@ -90,13 +84,7 @@ async fn a_call_after_fifteen_minutes_gets_expired_code() {
 
 #[tokio::test]
 async fn maintenance_expires_unused_codes_and_cancels_their_irma_sessions() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        veilig_bellen::store::AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
     let now = unix_now();
     let scanned = app.start_session().await;
     let unscanned = app.start_session().await;

@@ -4,22 +4,13 @@
 
 mod links_common;
 
-use std::sync::Arc;
-
-use links_common::{code_from_return_url, start_app, SITE};
+use links_common::{code_from_return_url, start_memory_app, SITE};
 use serde_json::json;
-use veilig_bellen::links::LinkConfig;
-use veilig_bellen::store::{AttributeKey, FrontendToken, MemoryStore, SessionStore};
+use veilig_bellen::store::{FrontendToken, SessionStore};
 
 #[tokio::test]
 async fn no_response_body_contains_the_code_or_the_requestor_token() {
-    let store = Arc::new(MemoryStore::new());
-    let app = start_app(
-        store.clone(),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (store, app) = start_memory_app().await;
     let mut bodies = Vec::new();
     let get = |url: String, origin: Option<&'static str>| {
         let mut request = app.http.get(url);

@@ -7,12 +7,11 @@ mod links_common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use links_common::{code_from_return_url, start_app};
+use links_common::{code_from_return_url, start_memory_app};
 use serde_json::json;
 use veilig_bellen::irma::simulator::Simulator;
-use veilig_bellen::links::LinkConfig;
 use veilig_bellen::pii::Pii;
-use veilig_bellen::store::{unix_now, AttributeKey, FrontendToken, MemoryStore, SessionStore};
+use veilig_bellen::store::{unix_now, FrontendToken, SessionStore};
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -45,13 +44,7 @@ fn trace_logs_of_a_whole_journey_hold_no_code_values_or_tokens() {
         .unwrap();
 
     let secrets = runtime.block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let app = start_app(
-            store.clone(),
-            AttributeKey::generate(),
-            LinkConfig::default(),
-        )
-        .await;
+        let (store, app) = start_memory_app().await;
         let session = app.start_session().await;
         let answer = app.app_disclose(&session, json!({"attributes": {}})).await;
         let code = code_from_return_url(answer["clientReturnUrl"].as_str().unwrap());

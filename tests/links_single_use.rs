@@ -6,13 +6,13 @@ mod links_common;
 
 use std::sync::Arc;
 
-use links_common::{code_from_return_url, start_app};
+use links_common::{code_from_return_url, start_memory_app};
 use serde_json::json;
-use veilig_bellen::links::{LinkConfig, Unverified};
+use veilig_bellen::links::Unverified;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{
-    unix_now, AttributeKey, BindOutcome, FrontendToken, LinkCode, MemoryStore, RedbStore,
-    SessionRow, SessionStore,
+    unix_now, BindOutcome, FrontendToken, LinkCode, MemoryStore, RedbStore, SessionRow,
+    SessionStore,
 };
 
 const CONTENDERS: usize = 32;
@@ -77,12 +77,7 @@ async fn concurrent_binds_in_memory_have_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_with_one_code_verify_only_one_caller() {
-    let app = start_app(
-        Arc::new(MemoryStore::new()),
-        AttributeKey::generate(),
-        LinkConfig::default(),
-    )
-    .await;
+    let (_, app) = start_memory_app().await;
     let session = app.start_session().await;
     let answer = app.app_disclose(&session, json!({"attributes": {}})).await;
     let code = code_from_return_url(answer["clientReturnUrl"].as_str().unwrap());

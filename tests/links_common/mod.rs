@@ -13,7 +13,7 @@ use veilig_bellen::http::{public_router, PublicState, RateLimit};
 use veilig_bellen::irma::simulator::{simulator_router, Simulator, SimulatorConfig};
 use veilig_bellen::irma::{IrmaClient, IrmaServerConfig};
 use veilig_bellen::links::{LinkConfig, LinkService};
-use veilig_bellen::store::{AttributeKey, SessionStore};
+use veilig_bellen::store::{AttributeKey, MemoryStore, SessionStore};
 use veilig_bellen::tenant::{Tenant, Tenants};
 
 /// An origin the demo tenant allows besides the server's own.
@@ -71,6 +71,18 @@ pub async fn start_app(store: Arc<dyn SessionStore>, key: AttributeKey, config: 
         bodies: Default::default(),
         server,
     }
+}
+
+/// [`start_app`] on a fresh in-memory store with a new key and the default link settings.
+pub async fn start_memory_app() -> (Arc<MemoryStore>, App) {
+    let store = Arc::new(MemoryStore::new());
+    let app = start_app(
+        store.clone(),
+        AttributeKey::generate(),
+        LinkConfig::default(),
+    )
+    .await;
+    (store, app)
 }
 
 /// A link service talking to the simulator under `base`.

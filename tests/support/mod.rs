@@ -1,9 +1,10 @@
 //! Shared helpers for the integration tests (`mod support;` in a test file): pcap writing, an
-//! in-process server on loopback, SIPp as the trunk, baresip as the agent's phone, and the SIP
+//! in-process server on loopback, SIPp as the trunk, baresip as the agent's phone, Chromium, and the SIP
 //! driver alone for the `sip_*` tests.
 #![allow(dead_code)] // each integration test uses a different part of these modules
 
 pub mod agent;
+pub mod browser;
 pub mod pcap;
 pub mod server;
 pub mod sip_alone;
