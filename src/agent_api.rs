@@ -1,7 +1,8 @@
 //! The agents' HTTP API (issue 4): the call list, taking a call, hanging up, and a live event stream.
 //!
 //! - `GET  /api/v1/calls` → JSON array of calls (`id`, `state`, `verified`, `reason`, `caller`,
-//!   `attributes` (only while a verified call lasts), `since`, `agent`, `tenant`);
+//!   `attributes` (only while a verified call lasts), `since`, `agent`, `tenant`, `media`
+//!   (`relay` or `direct`), `transferred` (the call left us by REFER));
 //! - `POST /api/v1/calls/{id}/answer` with `{"agent":"<username>"}` → 202, or 409 if already taken
 //!   (`already_taken`) or when the agent has no registered softphone right now (`agent_unavailable`:
 //!   the agent sees at once that the phone is off, and the call stays `waiting` for someone else);
@@ -136,6 +137,10 @@ pub struct CallJson {
     /// RFC 3339, UTC.
     pub since: String,
     pub agent: Option<String>,
+    /// `relay` or `direct`: whether the call's audio runs through us.
+    pub media: crate::call::direct::MediaPath,
+    /// The call left us by REFER (to the agent, or the overflow target).
+    pub transferred: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -165,6 +170,8 @@ impl From<&CallView> for CallJson {
                 .collect(),
             since: humantime::format_rfc3339_seconds(v.since).to_string(),
             agent: v.agent.as_ref().map(|a| a.0.clone()),
+            media: v.media,
+            transferred: v.transferred,
         }
     }
 }
@@ -311,6 +318,8 @@ mod tests {
                 since: SystemTime::UNIX_EPOCH,
                 agent: None,
                 ended_at: None,
+                media: Default::default(),
+                transferred: false,
             },
             tx,
         );

@@ -5,6 +5,8 @@
 //! municipality's IRMA server and the citizen's Yivi app. Secrets not given on the command line are
 //! generated and printed, because a person has to type them into a softphone.
 
+use crate::call::direct::AgentMedia;
+use crate::call::machine::{CallConfig, TransferMode};
 use crate::call::manager::CallFlowConfig;
 use crate::links::LinkConfig;
 use crate::pii::Pii;
@@ -38,6 +40,13 @@ pub struct DemoArgs {
     /// Where the session database and key live; a fresh temporary directory when absent.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Media of answered calls: through our relay, or end to end after re-INVITEs (relay fallback).
+    #[arg(long, value_enum, default_value = "relay")]
+    pub media: AgentMedia,
+    /// How an agent gets the call: we bridge it, or REFER the trunk to the agent's phone (bridge
+    /// fallback).
+    #[arg(long, value_enum, default_value = "bridge")]
+    pub transfer: TransferMode,
 }
 
 /// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
@@ -109,6 +118,11 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         .collect();
     let calls = CallFlowConfig {
         rtp_ports: args.rtp_ports.clone(),
+        agent_media: args.media,
+        call: CallConfig {
+            transfer: args.transfer,
+            ..CallConfig::default()
+        },
         ..CallFlowConfig::default()
     };
     let config = ServerConfig {
@@ -149,6 +163,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
+    println!(
+        "  agent connect              transfer {:?}, media {:?} (--transfer bridge|refer, --media relay|direct)",
+        args.transfer, args.media
+    );
     println!("  website button demo        http://{http}/button-demo");
     println!("  IRMA simulator (scan page) {}", running.irma_url);
     println!("  data directory             {}", data_dir.display());
@@ -175,6 +193,8 @@ mod tests {
             agent_password: Some("p".into()),
             rtp_ports: 20000..=20099,
             data: None,
+            media: AgentMedia::Relay,
+            transfer: TransferMode::Bridge,
         };
         let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
         let demo = config
@@ -194,6 +214,37 @@ mod tests {
                 .iter()
                 .any(|o| o == "http://127.0.0.1:8080"),
             "defaults kept"
+        );
+    }
+
+    #[test]
+    fn connect_mode_flags_reach_the_call_flow() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "veilig-bellen",
+            "demo",
+            "--media",
+            "direct",
+            "--transfer",
+            "refer",
+        ])
+        .unwrap();
+        let crate::cli::Command::Demo(args) = cli.command else {
+            panic!("not the demo command");
+        };
+        let (built, _, _) = config(&args, PathBuf::from("/nonexistent"));
+        assert_eq!(built.calls.agent_media, AgentMedia::Direct);
+        assert_eq!(built.calls.call.transfer, TransferMode::Refer);
+
+        let cli = crate::cli::Cli::try_parse_from(["veilig-bellen", "demo"]).unwrap();
+        let crate::cli::Command::Demo(args) = cli.command else {
+            panic!("not the demo command");
+        };
+        let (built, _, _) = config(&args, PathBuf::from("/nonexistent"));
+        assert_eq!(built.calls.agent_media, AgentMedia::Relay, "default");
+        assert_eq!(built.calls.call.transfer, TransferMode::Bridge, "default");
+        assert!(
+            crate::cli::Cli::try_parse_from(["veilig-bellen", "demo", "--media", "p2p"]).is_err()
         );
     }
 }

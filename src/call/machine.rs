@@ -7,6 +7,14 @@
 //!      └──────────────── caller BYE / hang-up command / max wait ─────────────────────────────────▶ Ended
 //! ```
 //!
+//! Handing the caller over by REFER (RFC 3515, transferor side of RFC 5589 §6.1) is a state of its
+//! own, `Referring` (shown as `ringing`): with [`TransferMode::Refer`] an agent's answer sends REFER
+//! to the trunk (Refer-To the agent's phone) instead of ringing the agent ourselves, and a max wait
+//! with [`MaxWaitPolicy::Overflow`] sends REFER to the fallback. A final 2xx sipfrag in the trunk's
+//! NOTIFY means the trunk has the new call: we BYE our leg and the call ends *transferred*. A refused
+//! REFER, a final non-2xx sipfrag or no final NOTIFY within [`CallConfig::refer_timeout`] falls back:
+//! to ringing the agent ourselves (then bridging), or, for overflow, to the goodbye signal and BYE.
+//!
 //! The machine decides; the call task (the thin tokio driver) does. Inputs are `handle_*(now, …)`
 //! calls; outputs are [`Action`]s from [`CallMachine::poll_action`]; [`CallMachine::poll_timeout`] says
 //! when to call [`CallMachine::handle_timeout`]. Polling order after any input: drain `poll_action()`,
@@ -33,6 +41,27 @@ pub enum MaxWaitPolicy {
     Goodbye,
 }
 
+/// How a call reaches the agent who takes it (`transfer = "bridge" | "refer"`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    /// We INVITE the agent's phones and stay in the call as a B2BUA.
+    #[default]
+    Bridge,
+    /// We REFER the trunk to the agent's phone and leave the call; bridging is the fallback.
+    Refer,
+}
+
 /// Per-call timing; defaults follow issue 4.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallConfig {
@@ -41,6 +70,10 @@ pub struct CallConfig {
     pub on_max_wait: MaxWaitPolicy,
     /// An agent's phones ring this long before the call goes back to waiting.
     pub agent_ring_timeout: Duration,
+    /// How an agent's answer connects the call.
+    pub transfer: TransferMode,
+    /// A REFER without a final NOTIFY after this long counts as failed (the fallback runs).
+    pub refer_timeout: Duration,
 }
 
 impl Default for CallConfig {
@@ -50,6 +83,9 @@ impl Default for CallConfig {
             max_wait: Duration::from_secs(10 * 60),
             on_max_wait: MaxWaitPolicy::Goodbye,
             agent_ring_timeout: Duration::from_secs(20),
+            transfer: TransferMode::Bridge,
+            // 64·T1: a transferee that got our REFER has long tried its INVITE by then.
+            refer_timeout: Duration::from_secs(32),
         }
     }
 }
@@ -86,9 +122,12 @@ pub enum Action {
     RingAgent(AgentId),
     /// Stop ringing the agent (CANCEL outstanding INVITEs, BYE a late 200).
     CancelAgent,
-    /// Connect caller and agent (B2BUA relay, direct media or REFER, per configuration).
+    /// Connect caller and agent (B2BUA relay, or direct media, per configuration).
     Bridge,
-    /// Transfer the caller elsewhere (overflow).
+    /// REFER the trunk to this agent's newest registered phone; answer with
+    /// [`CallMachine::handle_refer_refused`] / [`CallMachine::handle_refer_progress`].
+    ReferToAgent(AgentId),
+    /// REFER the trunk to this fallback URI or number (overflow); answered the same way.
     Transfer(String),
     /// Play the goodbye prompt, then BYE the caller.
     Goodbye,
@@ -107,8 +146,18 @@ enum State {
     Collecting(DigitCollector),
     Classifying,
     Waiting,
-    Ringing { agent: AgentId, until: Instant },
-    Connected { agent: AgentId },
+    Ringing {
+        agent: AgentId,
+        until: Instant,
+    },
+    /// A REFER is out: to the agent (`Some`) or to the overflow target (`None`).
+    Referring {
+        agent: Option<AgentId>,
+        until: Instant,
+    },
+    Connected {
+        agent: AgentId,
+    },
     Ended,
 }
 
@@ -120,6 +169,8 @@ pub struct CallMachine {
     classification: Option<Classification>,
     /// When the caller started waiting for an agent (after classification).
     waiting_since: Option<Instant>,
+    /// The call was handed over by REFER (to this agent, or `None` for the overflow target).
+    transferred: Option<Option<AgentId>>,
     actions: VecDeque<Action>,
 }
 
@@ -132,6 +183,7 @@ impl CallMachine {
             state: State::Collecting(collector),
             classification: None,
             waiting_since: None,
+            transferred: None,
             actions: VecDeque::new(),
         };
         m.actions.push_back(Action::Publish);
@@ -142,20 +194,27 @@ impl CallMachine {
         match self.state {
             State::Collecting(_) | State::Classifying => CallState::Collecting,
             State::Waiting => CallState::Waiting,
-            State::Ringing { .. } => CallState::Ringing,
+            State::Ringing { .. } | State::Referring { .. } => CallState::Ringing,
             State::Connected { .. } => CallState::Connected,
             State::Ended => CallState::Ended,
         }
+    }
+
+    /// Whether the call ended handed over by REFER (the trunk connected it elsewhere).
+    pub fn transferred(&self) -> bool {
+        self.transferred.is_some()
     }
 
     pub fn classification(&self) -> Option<&Classification> {
         self.classification.as_ref()
     }
 
-    /// The agent ringing or talking, if any.
+    /// The agent ringing, being referred to, talking, or who got the call by REFER.
     pub fn agent(&self) -> Option<&AgentId> {
         match &self.state {
             State::Ringing { agent, .. } | State::Connected { agent } => Some(agent),
+            State::Referring { agent, .. } => agent.as_ref(),
+            State::Ended => self.transferred.as_ref().and_then(Option::as_ref),
             _ => None,
         }
     }
@@ -169,7 +228,7 @@ impl CallMachine {
             State::Collecting(c) => c.poll_timeout(),
             State::Classifying | State::Connected { .. } | State::Ended => None,
             State::Waiting => self.wait_deadline(),
-            State::Ringing { until, .. } => Some(*until),
+            State::Ringing { until, .. } | State::Referring { until, .. } => Some(*until),
         }
     }
 
@@ -207,13 +266,44 @@ impl CallMachine {
     /// An agent clicked "Opnemen". Ignored unless the call is waiting (the registry already answered
     /// the agent with 409 in that case).
     pub fn handle_answer_request(&mut self, now: Instant, agent: AgentId) {
-        if matches!(self.state, State::Waiting) {
-            self.state = State::Ringing {
-                agent: agent.clone(),
-                until: now + self.config.agent_ring_timeout,
-            };
-            self.actions.push_back(Action::RingAgent(agent));
-            self.actions.push_back(Action::Publish);
+        if !matches!(self.state, State::Waiting) {
+            return;
+        }
+        match self.config.transfer {
+            TransferMode::Bridge => self.ring(now, agent),
+            TransferMode::Refer => {
+                self.state = State::Referring {
+                    agent: Some(agent.clone()),
+                    until: now + self.config.refer_timeout,
+                };
+                self.actions.push_back(Action::ReferToAgent(agent));
+                self.actions.push_back(Action::Publish);
+            }
+        }
+    }
+
+    /// The trunk answered our REFER with an error (or never answered it), or there was nothing to
+    /// refer to: the fallback runs.
+    pub fn handle_refer_refused(&mut self, now: Instant) {
+        self.refer_failed(now);
+    }
+
+    /// A NOTIFY of the REFER's implicit subscription carried this sipfrag status (RFC 3515 §2.4.5):
+    /// 1xx is progress, 2xx hands the call over, anything else makes the fallback run.
+    pub fn handle_refer_progress(&mut self, now: Instant, status: u16) {
+        let State::Referring { agent, .. } = &self.state else {
+            return;
+        };
+        match status {
+            100..=199 => {}
+            200..=299 => {
+                // RFC 5589 §6.1: the transferor ends its dialog with the transferee.
+                self.transferred = Some(agent.clone());
+                self.actions.push_back(Action::StopComfort);
+                self.actions.push_back(Action::HangupCaller);
+                self.end();
+            }
+            _ => self.refer_failed(now),
         }
     }
 
@@ -234,6 +324,32 @@ impl CallMachine {
         if matches!(self.state, State::Ringing { .. }) {
             self.back_to_waiting();
         }
+    }
+
+    fn ring(&mut self, now: Instant, agent: AgentId) {
+        self.state = State::Ringing {
+            agent: agent.clone(),
+            until: now + self.config.agent_ring_timeout,
+        };
+        self.actions.push_back(Action::RingAgent(agent));
+        self.actions.push_back(Action::Publish);
+    }
+
+    fn refer_failed(&mut self, now: Instant) {
+        let State::Referring { agent, .. } = &self.state else {
+            return;
+        };
+        match agent.clone() {
+            // Fall back to bridging: ring the agent ourselves.
+            Some(agent) => self.ring(now, agent),
+            None => self.goodbye(),
+        }
+    }
+
+    fn goodbye(&mut self) {
+        self.actions.push_back(Action::StopComfort);
+        self.actions.push_back(Action::Goodbye);
+        self.end();
     }
 
     /// The caller hung up (BYE or CANCEL from the trunk, or media timeout).
@@ -290,20 +406,29 @@ impl CallMachine {
             }
             State::Waiting => {
                 if self.wait_deadline().is_some_and(|d| now >= d) {
-                    self.actions.push_back(Action::StopComfort);
                     match self.config.on_max_wait.clone() {
                         MaxWaitPolicy::Overflow(target) => {
-                            self.actions.push_back(Action::Transfer(target))
+                            // The caller keeps hearing the comfort signal while the trunk tries.
+                            self.state = State::Referring {
+                                agent: None,
+                                until: now + self.config.refer_timeout,
+                            };
+                            self.actions.push_back(Action::Transfer(target));
+                            self.actions.push_back(Action::Publish);
                         }
-                        MaxWaitPolicy::Goodbye => self.actions.push_back(Action::Goodbye),
+                        MaxWaitPolicy::Goodbye => self.goodbye(),
                     }
-                    self.end();
                 }
             }
             State::Ringing { until, .. } => {
                 if now >= *until {
                     self.actions.push_back(Action::CancelAgent);
                     self.back_to_waiting();
+                }
+            }
+            State::Referring { until, .. } => {
+                if now >= *until {
+                    self.refer_failed(now);
                 }
             }
             State::Classifying | State::Connected { .. } | State::Ended => {}
@@ -573,5 +698,168 @@ mod tests {
         m.handle_answer_request(t0, AgentId("agent".into()));
         assert!(drain(&mut m).is_empty());
         assert_eq!(m.state(), CallState::Collecting);
+    }
+
+    fn refer_config() -> CallConfig {
+        CallConfig {
+            transfer: TransferMode::Refer,
+            ..Default::default()
+        }
+    }
+
+    fn agent() -> AgentId {
+        AgentId("agent".into())
+    }
+
+    #[test]
+    fn refer_mode_hands_the_call_over_on_a_2xx_sipfrag() {
+        let (mut m, t) = waiting_call(refer_config());
+        m.handle_answer_request(t, agent());
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::ReferToAgent(agent()), Action::Publish]
+        );
+        assert_eq!(m.state(), CallState::Ringing);
+        assert_eq!(m.agent(), Some(&agent()));
+        m.handle_refer_progress(t + ms(50), 100);
+        assert!(drain(&mut m).is_empty(), "1xx is progress only");
+        m.handle_refer_progress(t + ms(900), 200);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Action::StopComfort,
+                Action::HangupCaller,
+                Action::Publish,
+                Action::Release
+            ]
+        );
+        assert_eq!(m.state(), CallState::Ended);
+        assert!(m.transferred());
+        assert_eq!(m.agent(), Some(&agent()), "the agent who got the call");
+        assert_eq!(m.classification(), Some(&Classification::Verified(vec![])));
+    }
+
+    #[test]
+    fn refused_refer_falls_back_to_ringing_the_agent() {
+        let (mut m, t) = waiting_call(refer_config());
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_refer_refused(t + ms(20));
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::RingAgent(agent()), Action::Publish]
+        );
+        assert_eq!(m.poll_timeout(), Some(t + ms(20) + Duration::from_secs(20)));
+        m.handle_agent_answered(t + ms(700));
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::StopComfort, Action::Bridge, Action::Publish]
+        );
+        assert!(!m.transferred());
+        // A late NOTIFY of the failed REFER changes nothing.
+        m.handle_refer_progress(t + ms(800), 200);
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.state(), CallState::Connected);
+    }
+
+    #[test]
+    fn a_final_error_sipfrag_falls_back_to_ringing_the_agent() {
+        let (mut m, t) = waiting_call(refer_config());
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_refer_progress(t + ms(100), 180);
+        m.handle_refer_progress(t + ms(3000), 486);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::RingAgent(agent()), Action::Publish]
+        );
+    }
+
+    #[test]
+    fn no_final_notify_within_the_refer_timeout_falls_back() {
+        let config = CallConfig {
+            refer_timeout: Duration::from_secs(8),
+            ..refer_config()
+        };
+        let (mut m, t) = waiting_call(config);
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        assert_eq!(m.poll_timeout(), Some(t + Duration::from_secs(8)));
+        m.handle_refer_progress(t + ms(100), 100);
+        m.handle_timeout(t + Duration::from_secs(8) - ms(1));
+        assert!(drain(&mut m).is_empty());
+        m.handle_timeout(t + Duration::from_secs(8));
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::RingAgent(agent()), Action::Publish]
+        );
+        assert_eq!(m.state(), CallState::Ringing);
+    }
+
+    #[test]
+    fn overflow_refer_hands_over_or_says_goodbye() {
+        let config = CallConfig {
+            max_wait: Duration::from_secs(60),
+            on_max_wait: MaxWaitPolicy::Overflow("sip:+31240000000@trunk".into()),
+            refer_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let (mut m, t) = waiting_call(config.clone());
+        m.handle_timeout(t + Duration::from_secs(60));
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Action::Transfer("sip:+31240000000@trunk".into()),
+                Action::Publish
+            ]
+        );
+        m.handle_refer_progress(t + Duration::from_secs(61), 200);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Action::StopComfort,
+                Action::HangupCaller,
+                Action::Publish,
+                Action::Release
+            ]
+        );
+        assert!(m.transferred());
+        assert_eq!(m.agent(), None);
+
+        // Refused, failed, or silent: the goodbye signal, then BYE.
+        for fail in 0..3 {
+            let (mut m, t) = waiting_call(config.clone());
+            let t1 = t + Duration::from_secs(60);
+            m.handle_timeout(t1);
+            drain(&mut m);
+            match fail {
+                0 => m.handle_refer_refused(t1 + ms(10)),
+                1 => m.handle_refer_progress(t1 + ms(10), 503),
+                _ => m.handle_timeout(t1 + Duration::from_secs(10)),
+            }
+            assert_eq!(
+                drain(&mut m),
+                vec![
+                    Action::StopComfort,
+                    Action::Goodbye,
+                    Action::Publish,
+                    Action::Release
+                ],
+                "failure {fail}"
+            );
+            assert!(!m.transferred());
+        }
+    }
+
+    #[test]
+    fn caller_hanging_up_during_a_refer_ends_the_call() {
+        let (mut m, t) = waiting_call(refer_config());
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_caller_gone(t + ms(300));
+        assert_eq!(drain(&mut m), vec![Action::Publish, Action::Release]);
+        m.handle_refer_progress(t + ms(400), 200);
+        assert!(drain(&mut m).is_empty());
+        assert!(!m.transferred());
     }
 }

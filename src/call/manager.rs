@@ -12,6 +12,7 @@
 //! Capacity: more than [`CallFlowConfig::max_calls`] live calls → `503 Service Unavailable` with
 //! `Retry-After`.
 
+use super::direct::AgentMedia;
 use super::machine::CallConfig;
 use super::registry::Registry;
 use super::task::{self, CallInput, CallTaskContext};
@@ -26,6 +27,7 @@ use sip::sdp::MediaPreferences;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -52,6 +54,9 @@ pub struct CallFlowConfig {
     pub comfort: Comfort,
     /// No RTP from the caller for this long ends the call (dead trunk, lost BYE).
     pub media_timeout: std::time::Duration,
+    /// Whether a connected call's RTP stays on our relay or is moved end to end by re-INVITEs.
+    /// (How the agent is reached — bridge or REFER — is [`CallConfig::transfer`] in `call`.)
+    pub agent_media: AgentMedia,
 }
 
 impl Default for CallFlowConfig {
@@ -65,6 +70,7 @@ impl Default for CallFlowConfig {
             media: MediaPreferences::default(),
             comfort: Comfort::Ringback,
             media_timeout: std::time::Duration::from_secs(60),
+            agent_media: AgentMedia::Relay,
         }
     }
 }
@@ -108,9 +114,16 @@ pub fn call_of_agent_call_id(call_id: &str) -> Option<CallId> {
 pub struct CallsProbe {
     routes: Arc<Mutex<Routes>>,
     ports: Option<SharedPortPool>,
+    relayed: Arc<AtomicU64>,
 }
 
 impl CallsProbe {
+    /// RTP packets (audio and RFC 4733) our relay has forwarded between caller and agent legs, all
+    /// calls together, since start. Stays flat while connected calls run on direct media.
+    pub fn relayed_packets(&self) -> u64 {
+        self.relayed.load(Ordering::Relaxed)
+    }
+
     /// Call tasks running (each one is in the routing table until its task has released everything).
     pub fn live_calls(&self) -> usize {
         lock(&self.routes).calls.len()
@@ -147,10 +160,12 @@ pub fn spawn(
     let probe = CallsProbe {
         routes: Arc::new(Mutex::new(Routes::default())),
         ports: ports.clone(),
+        relayed: Arc::new(AtomicU64::new(0)),
     };
     let routes = probe.routes.clone();
+    let relayed = probe.relayed.clone();
     let task = match ports {
-        Some(ports) => tokio::spawn(run(ctx, events, ports, routes)),
+        Some(ports) => tokio::spawn(run(ctx, events, ports, routes, relayed)),
         None => tokio::spawn(refuse_all(ctx, events)),
     };
     (task, probe)
@@ -161,6 +176,7 @@ async fn run(
     mut events: mpsc::Receiver<SipEvent>,
     ports: SharedPortPool,
     routes: Arc<Mutex<Routes>>,
+    relayed: Arc<AtomicU64>,
 ) {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
     let task_ctx = Arc::new(CallTaskContext {
@@ -172,6 +188,7 @@ async fn run(
         ports,
         routes: routes.clone(),
         ended: ended_tx,
+        relayed,
     });
     let mut next_id: u64 = 1;
     loop {

@@ -2,8 +2,10 @@
 //!
 //! - [`collect`]: merging RFC 4733, SIP INFO and in-band digits into the link code, with timeouts.
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
+//! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
 
 pub mod collect;
+pub mod direct;
 pub mod machine;
 pub mod manager;
 pub mod registry;

@@ -41,6 +41,10 @@ pub struct CallView {
     /// The agent who took the call.
     pub agent: Option<AgentId>,
     pub ended_at: Option<SystemTime>,
+    /// Whether caller and agent talk through our relay or end to end (`media = "direct"`).
+    pub media: super::direct::MediaPath,
+    /// The call was handed over by REFER and left us (`transfer = "refer"`, or overflow).
+    pub transferred: bool,
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
@@ -241,6 +245,8 @@ mod tests {
             since: SystemTime::UNIX_EPOCH,
             agent: None,
             ended_at: None,
+            media: Default::default(),
+            transferred: false,
         }
     }
 

@@ -10,10 +10,17 @@
 //! the code lookup, the earliest timer}; feed it to the owning state machine; then apply the machine's
 //! actions and publish the call view. Nothing here decides *what* happens to the call; the machine does.
 //!
+//! The connect modes (`media = "direct"` re-INVITEs, `transfer = "refer"`), RFC 4028 session refreshes
+//! and every other in-dialog request *we* send are driven from `task_connect.rs`, a child module.
+//!
 //! When the call ends every socket and port lease is dropped, the link code's attributes are purged from
 //! the store and from memory, and the manager forgets the call's routes.
 
+#[path = "task_connect.rs"]
+mod connect;
+
 use super::collect::DigitSource;
+use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
 use super::machine::{Action, AgentLegFailure, CallMachine, Classification};
 use super::manager::{CallFlowConfig, Comfort, Routes, AGENT_CALL_ID_PREFIX};
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
@@ -32,6 +39,7 @@ use sip::rfc4733::{DigitEvent, EventPayload};
 use sip::rtp::{Received, RtpConfig, RtpEvent, RtpSession, RTP_HEADER_LEN};
 use sip::sdp::{CodecKind, Direction, LocalMedia, LocalSdp};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
@@ -56,6 +64,8 @@ pub struct CallTaskContext {
     pub routes: Arc<Mutex<Routes>>,
     /// Tell the manager the call is gone.
     pub ended: mpsc::UnboundedSender<CallId>,
+    /// Packets the relay forwarded between legs, all calls ([`super::manager::CallsProbe`]).
+    pub relayed: Arc<AtomicU64>,
 }
 
 /// Input routed to a call by the manager.
@@ -124,6 +134,12 @@ struct Call {
     sip_local: SocketAddr,
     /// Unique key of this call in the link-session store (call ids restart with the process).
     store_key: String,
+    /// The trunk's SDP (its offer, or its answer in the ACK): which codecs it accepts.
+    trunk_remote_sdp: Vec<u8>,
+    /// The direct-media switch, once a connected call tries it (`media = "direct"`).
+    direct: Option<DirectMedia>,
+    /// Our in-dialog requests awaiting their final response.
+    pending: Vec<connect::Pending>,
     finished: bool,
 }
 
@@ -252,7 +268,14 @@ async fn answer(
             return None;
         }
     };
+    // RFC 4028: honour the trunk's session timer; we refresh when it leaves that to us.
+    let session_timer = sip::dialog::session_timer::answer_request(&Default::default(), invite);
+    if let Some(too_small) = session_timer.reject(invite) {
+        let _ = ctx.sip.respond(tx, too_small).await;
+        return None;
+    }
     let mut ok = tu::finish_response(invite, 200, None);
+    session_timer.apply(&mut ok);
     ok.headers.push(HeaderName::Contact, contact.to_string());
     ok.headers.push(
         HeaderName::Allow,
@@ -312,6 +335,9 @@ async fn answer(
         caller_gone: false,
         sip_local: source.local,
         store_key: format!("{id}-{}", uuid::Uuid::new_v4()),
+        trunk_remote_sdp: invite.body.to_vec(),
+        direct: None,
+        pending: Vec::new(),
         finished: false,
     })
 }
@@ -334,7 +360,23 @@ impl Call {
             since: self.since,
             agent: self.machine.agent().cloned(),
             ended_at: None,
+            media: self.direct.as_ref().map_or(MediaPath::Relay, |d| d.path()),
+            transferred: self.machine.transferred(),
         }
+    }
+
+    /// The view changed: publish it (the registry drops personal data once it shows `ended`).
+    fn publish(&self) {
+        let view = self.view();
+        let now = SystemTime::now();
+        self.ctx.registry.update(self.id, |v| {
+            let ended_at = match view.state {
+                CallState::Ended => v.ended_at.or(Some(now)),
+                _ => None,
+            };
+            *v = view;
+            v.ended_at = ended_at;
+        });
     }
 
     fn next_deadline(&self) -> Instant {
@@ -346,6 +388,7 @@ impl Call {
             }
         };
         consider(self.machine.poll_timeout());
+        consider(self.direct.as_ref().and_then(DirectMedia::poll_timeout));
         consider(self.trunk.poll_timeout());
         consider(self.trunk_media.rtp.as_ref().and_then(|r| r.poll_timeout()));
         if self.comfort.is_some() {
@@ -362,6 +405,9 @@ impl Call {
     fn handle_timeout(&mut self) {
         let now = Instant::now();
         self.machine.handle_timeout(now);
+        if let Some(direct) = &mut self.direct {
+            direct.handle_timeout(now);
+        }
         self.trunk.handle_timeout(now);
         if let Some(rtp) = &mut self.trunk_media.rtp {
             rtp.handle_timeout(now);
@@ -521,7 +567,9 @@ impl Call {
                     }
                 }
                 if let Some(AgentLeg::Connected { media, .. }) = &mut self.agent {
-                    relay_audio(now, codec, info.payload, media);
+                    if relay_audio(now, codec, info.payload, media) {
+                        self.count_relayed();
+                    }
                 }
             }
             Ok(Received::TelephoneEvent(info)) => {
@@ -536,7 +584,9 @@ impl Call {
                     &mut self.agent,
                     EventPayload::parse(info.payload),
                 ) {
-                    relay_event(now, event, new_event, media);
+                    if relay_event(now, event, new_event, media) {
+                        self.count_relayed();
+                    }
                 }
             }
             Ok(_) | Err(_) => {}
@@ -553,20 +603,22 @@ impl Call {
             return;
         };
         let codec = rtp.media().codec.kind();
-        match rtp.handle_packet(now, from, bytes) {
+        let relayed = match rtp.handle_packet(now, from, bytes) {
             Ok(Received::Audio(info)) => {
                 relay_audio(now, codec, info.payload, &mut self.trunk_media)
             }
             Ok(Received::TelephoneEvent(info)) => {
                 let new_event = media.relayed_event != Some(info.timestamp);
                 media.relayed_event = Some(info.timestamp);
-                if let Ok(event) = EventPayload::parse(info.payload) {
-                    relay_event(now, event, new_event, &mut self.trunk_media);
-                }
+                EventPayload::parse(info.payload)
+                    .is_ok_and(|event| relay_event(now, event, new_event, &mut self.trunk_media))
             }
-            Ok(_) | Err(_) => {}
-        }
+            Ok(_) | Err(_) => false,
+        };
         while rtp.poll_event().is_some() {}
+        if relayed {
+            self.count_relayed();
+        }
     }
 
     fn drain_trunk_rtp_events(&mut self) {
@@ -583,6 +635,12 @@ impl Call {
                 RtpEvent::Digit(DigitEvent::DigitEnd { digit, .. }) => {
                     self.machine.handle_digit_end(now, digit.as_char())
                 }
+                // On direct media the trunk's RTP goes to the agent, not to us.
+                RtpEvent::MediaTimeout
+                    if self
+                        .direct
+                        .as_ref()
+                        .is_some_and(DirectMedia::trunk_media_elsewhere) => {}
                 RtpEvent::MediaTimeout => {
                     tracing::info!(call = %self.id, "no RTP from the caller for too long; ending the call");
                     self.bye_caller_pending = true;
@@ -638,6 +696,7 @@ impl Call {
                 if self.trunk.matches_request(&request) {
                     self.trunk.handle_ack(now, &request);
                     if self.trunk_media.rtp.is_none() && !request.body.is_empty() {
+                        self.trunk_remote_sdp = request.body.to_vec();
                         match self.trunk_media.sdp.handle_answer(&request.body) {
                             Ok(media) => {
                                 self.trunk_media.rtp =
@@ -656,7 +715,9 @@ impl Call {
             Event::Response { id, response } => self.handle_response(now, id, response).await,
             Event::Timeout { id } | Event::TransportError { id } => {
                 if let sip::endpoint::TxId::Client(tx) = id {
-                    self.fork_failed(now, tx, 408);
+                    if !self.handle_dialog_timeout(now, tx).await {
+                        self.fork_failed(now, tx, 408);
+                    }
                 }
             }
         }
@@ -746,11 +807,8 @@ impl Call {
             }
             Method::Notify => {
                 let _ = self.ctx.sip.respond(id, ok(dialog)).await;
-                if let Some((status, _)) = Dialog::read_refer_notify(&request) {
-                    if status.code >= 300 {
-                        tracing::info!(call = %self.id, code = status.code, "the trunk could not transfer the call");
-                        self.bye_caller_pending = true;
-                    }
+                if leg == Leg::Trunk {
+                    self.handle_refer_notify(now, &request);
                 }
             }
             Method::Options => {
@@ -781,6 +839,11 @@ impl Call {
     }
 
     async fn handle_response(&mut self, now: Instant, id: ClientTxId, response: Response) {
+        if self.handle_dialog_response(now, id, &response).await
+            || self.reack_trunk(&response).await
+        {
+            return;
+        }
         let status = response.status.as_u16();
         let is_invite = response
             .headers
@@ -810,17 +873,6 @@ impl Call {
                 }
                 _ => self.ack_and_bye_stray(now, id, &response).await,
             }
-            return;
-        }
-        if status >= 300
-            && response
-                .headers
-                .cseq()
-                .map(|c| c.method == Method::Refer)
-                .unwrap_or(false)
-        {
-            tracing::info!(call = %self.id, status, "the trunk refused the transfer");
-            self.bye_caller_pending = true;
         }
     }
 
@@ -1075,6 +1127,8 @@ impl Call {
 
     /// Applies everything the state machines asked for, until they are quiet.
     async fn apply_actions(&mut self) {
+        // Re-INVITEs the dialogs ask for: (leg, glare retry rather than session refresh).
+        let mut offers: Vec<(Leg, bool)> = Vec::new();
         loop {
             let mut busy = false;
             while let Some(action) = self.machine.poll_action() {
@@ -1092,19 +1146,34 @@ impl Call {
                         self.bye_caller_pending = true;
                         self.machine.handle_caller_gone(Instant::now());
                     }
-                    DialogEvent::RetryOffer | DialogEvent::SessionRefreshDue => {}
+                    DialogEvent::RetryOffer => offers.push((Leg::Trunk, true)),
+                    DialogEvent::SessionRefreshDue => offers.push((Leg::Trunk, false)),
                 }
             }
             if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
                 let mut gone = false;
                 while let Some(event) = dialog.poll_event() {
-                    gone |= matches!(event, DialogEvent::SessionExpired | DialogEvent::AckTimeout);
+                    match event {
+                        DialogEvent::SessionExpired | DialogEvent::AckTimeout => gone = true,
+                        DialogEvent::RetryOffer => offers.push((Leg::Agent, true)),
+                        DialogEvent::SessionRefreshDue => offers.push((Leg::Agent, false)),
+                        DialogEvent::Retransmit2xx(_) => {}
+                    }
                 }
                 if gone {
                     busy = true;
                     self.machine.handle_agent_gone(Instant::now());
                 }
             }
+            for (leg, retry) in offers.drain(..) {
+                busy = true;
+                if retry {
+                    self.retry_offer(leg).await;
+                } else {
+                    self.refresh_session(leg).await;
+                }
+            }
+            busy |= self.drive_direct().await;
             if std::mem::take(&mut self.bye_caller_pending) {
                 busy = true;
                 self.bye_caller().await;
@@ -1142,17 +1211,15 @@ impl Call {
             Action::StopComfort => self.comfort = None,
             Action::RingAgent(agent) => self.ring_agent(now, agent).await,
             Action::CancelAgent => self.hangup_agent().await,
-            Action::Bridge => {}
+            Action::Bridge => {
+                if self.ctx.flow.agent_media == AgentMedia::Direct {
+                    self.start_direct_media(now);
+                }
+            }
+            Action::ReferToAgent(agent) => self.refer_to_agent(now, agent).await,
             Action::Transfer(target) => {
                 tracing::info!(call = %self.id, "nobody answered in time: transferring the caller to the fallback");
-                match self.trunk.refer(&target) {
-                    Ok(refer) => {
-                        let _ = self.ctx.sip.send_request(refer, self.trunk.peer()).await;
-                        // The trunk ends our leg when the transfer works; if not, we hang up then.
-                        self.goodbye_at = Some(now + Duration::from_secs(32));
-                    }
-                    Err(_) => self.bye_caller_pending = true,
-                }
+                self.send_refer(now, &target).await;
             }
             Action::Goodbye => {
                 self.comfort = Some(Box::new(ToneGenerator::dutch_busy()));
@@ -1161,14 +1228,7 @@ impl Call {
             }
             Action::HangupCaller => self.bye_caller_pending = true,
             Action::HangupAgent => self.hangup_agent().await,
-            Action::Publish => {
-                let view = self.view();
-                if view.state == CallState::Ended {
-                    self.ctx.registry.end(self.id, SystemTime::now());
-                } else {
-                    self.ctx.registry.update(self.id, |v| *v = view);
-                }
-            }
+            Action::Publish => self.publish(),
             Action::Release => {
                 self.releasing = true;
                 if self.goodbye_at.is_none() {
@@ -1229,12 +1289,6 @@ impl Call {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Leg {
-    Trunk,
-    Agent,
-}
-
 fn samples(n: u64) -> Duration {
     Duration::from_micros(n.saturating_mul(125))
 }
@@ -1262,8 +1316,11 @@ fn encode(codec: CodecKind, input: &[i16], out: &mut [u8]) {
 }
 
 /// Sends audio received on one leg out of the other, transcoding G.711 law when the legs differ.
-fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg) {
-    let Some(rtp) = to.rtp.as_mut() else { return };
+/// Returns whether a packet went out.
+fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg) -> bool {
+    let Some(rtp) = to.rtp.as_mut() else {
+        return false;
+    };
     let target = rtp.media().codec.kind();
     let mut buf = [0u8; 2048];
     let n = payload.len().min(buf.len());
@@ -1275,16 +1332,20 @@ fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg)
         };
     }
     let mut packet = [0u8; RTP_HEADER_LEN + 2048];
-    if let Some((dest, len)) = rtp.send_audio_into(now, &buf[..n], n as u32, &mut packet) {
-        let _ = to.socket.try_send_to(&packet[..len], dest);
+    match rtp.send_audio_into(now, &buf[..n], n as u32, &mut packet) {
+        Some((dest, len)) => to.socket.try_send_to(&packet[..len], dest).is_ok(),
+        None => false,
     }
 }
 
-/// Re-sends an RFC 4733 event with the other leg's payload type.
-fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut MediaLeg) {
-    let Some(rtp) = to.rtp.as_mut() else { return };
-    if let Some(t) = rtp.send_event(now, event, new_event) {
-        let _ = to.socket.try_send_to(&t.bytes, t.to);
+/// Re-sends an RFC 4733 event with the other leg's payload type. Returns whether a packet went out.
+fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut MediaLeg) -> bool {
+    let Some(rtp) = to.rtp.as_mut() else {
+        return false;
+    };
+    match rtp.send_event(now, event, new_event) {
+        Some(t) => to.socket.try_send_to(&t.bytes, t.to).is_ok(),
+        None => false,
     }
 }
 

@@ -293,6 +293,20 @@ impl LocalSdp {
         self.finish(sdp)
     }
 
+    /// An offer on behalf of another endpoint (third-party call control, RFC 3725 §4.1 flow I):
+    /// `media` is that endpoint's RTP address and `prefs` its codec, so the peer sends RTP there;
+    /// the origin line (`o=` id and version) stays this leg's (RFC 3264 §8).
+    pub fn offer_for(
+        &mut self,
+        media: LocalMedia,
+        direction: Direction,
+        prefs: &MediaPreferences,
+    ) -> Vec<u8> {
+        self.offered_direction = direction;
+        let sdp = answer::build_offer(prefs, media, direction);
+        self.finish(sdp)
+    }
+
     /// Reads the peer's answer to our last [`LocalSdp::offer`].
     pub fn handle_answer(&self, answer: &[u8]) -> Result<MediaSession, SdpError> {
         let session = parse(answer)?;
