@@ -9,6 +9,7 @@ pub mod pcap;
 pub mod server;
 pub mod sip_alone;
 pub mod sipp;
+pub mod sipp_phone;
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every
 /// peer), else `None` after a note, and the test skips.

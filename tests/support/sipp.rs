@@ -50,6 +50,22 @@ pub struct TrunkCall {
     /// RTP port on 127.0.0.1 written into the SDP offer instead of sipp's media port (a test socket
     /// that listens to what the caller hears). Not with `pcap`.
     pub media_port: Option<u16>,
+    /// re-INVITEs the trunk sends while the call lasts (hold, resume, session refresh, a new RTP
+    /// port), each one when the test calls [`Sipp::proceed`].
+    pub reinvites: Vec<TrunkReinvite>,
+}
+
+/// One re-INVITE from the trunk (RFC 3261 §14, hold per RFC 3264 §8.4).
+#[derive(Clone, Debug)]
+pub struct TrunkReinvite {
+    /// The offer: `None` sends no SDP (we must offer in the 200 OK; the trunk answers in the ACK);
+    /// `Some("")` repeats the first INVITE's SDP unchanged (a pure session refresh); otherwise this
+    /// direction attribute (`sendonly`, `sendrecv`, …) in a new version of the SDP.
+    pub sdp: Option<&'static str>,
+    /// RTP port in the offer instead of the first one (a trunk moving its media).
+    pub port: Option<u16>,
+    /// A regular expression our 200 OK's SDP must match (`a=recvonly` for hold), or "".
+    pub expect: &'static str,
 }
 
 impl TrunkCall {
@@ -63,6 +79,7 @@ impl TrunkCall {
             rtp_echo: false,
             await_bye: false,
             media_port: None,
+            reinvites: Vec::new(),
         }
     }
 
@@ -188,6 +205,74 @@ impl TrunkCall {
             );
             cseq += 1;
         }
+        let mut checks = Vec::new();
+        for (i, re) in self.reinvites.iter().enumerate() {
+            let port = re
+                .port
+                .or(self.media_port)
+                .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string());
+            let first_sdp = re.sdp == Some("") && re.port.is_none();
+            let version = 2353687637u64 + if first_sdp { 0 } else { i as u64 + 1 };
+            let direction = match re.sdp {
+                Some(d) if !d.is_empty() => format!("      a={d}\n"),
+                _ => String::new(),
+            };
+            let body = format!(
+                "      v=0\n      o=trunk 53655765 {version} IN IP[local_ip_type] [local_ip]\n      s=-\n      c=IN IP[media_ip_type] [media_ip]\n      t=0 0\n      m=audio {port} RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n      a=ptime:20\n{direction}"
+            );
+            let (offer, answer) = match re.sdp {
+                Some(_) => (
+                    format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{body}"),
+                    "      Content-Length: 0\n".to_owned(),
+                ),
+                None => (
+                    "      Content-Length: 0\n".to_owned(),
+                    format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{body}"),
+                ),
+            };
+            let check = if re.expect.is_empty() {
+                String::new()
+            } else {
+                checks.push(format!("reinvite_{i}"));
+                format!(
+                    "\n    <action>\n      <ereg regexp=\"{}\" search_in=\"body\" check_it=\"true\" assign_to=\"reinvite_{i}\"/>\n    </action>\n  ",
+                    re.expect
+                )
+            };
+            let _ = write!(
+                s,
+                r#"  <recv request="OPTIONS" timeout="{}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+{}{offer}    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">{check}</recv>
+  <send>
+    <![CDATA[
+{}{answer}    ]]>
+  </send>
+"#,
+                SIPP_LIMIT.as_millis(),
+                common("INVITE", cseq, target, &in_dialog_to),
+                common("ACK", cseq, target, &in_dialog_to)
+            );
+            cseq += 1;
+        }
+        for check in checks {
+            let _ = writeln!(s, "  <Reference variables=\"{check}\"/>");
+        }
         if self.await_bye {
             let _ = write!(
                 s,
@@ -302,6 +387,11 @@ impl Sipp {
 
     /// Tells the scenario to hang up (BYE) now.
     pub fn hang_up(&self) {
+        self.proceed();
+    }
+
+    /// Tells the scenario to go on (its next step waits for this: a re-INVITE, or the BYE).
+    pub fn proceed(&self) {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let me = sock.local_addr().expect("addr");
         let msg = format!(

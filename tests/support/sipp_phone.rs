@@ -1,0 +1,429 @@
+//! Test support: SIPp as one more registered phone of the demo agent `agent` (RFC 3261 §10: an AOR
+//! may have several bindings), for forking tests.
+//!
+//! The test registers the phone's address with digest auth (RFC 3261 §22) from a socket on the
+//! phone's port — our registrar sends to the address a REGISTER came from — then frees the port and
+//! starts `sipp` as a UAS there with one of the scenarios below. The scenario is the assertion: sipp
+//! fails if what it expects (our CANCEL, our ACK and BYE, our answer's SDP direction) never comes.
+//! Every sipp runs at most [`SIPP_LIMIT`].
+
+use super::agent::AGENT_PASSWORD;
+use super::sipp::{free_udp_port, SIPP_LIMIT};
+use sip::auth::{authorize, Challenge};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// The SDP every scenario answers with (PCMA, telephone-event), on sipp's media port.
+const ANSWER_SDP: &str = "      v=0
+      o=phone 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+";
+
+/// Reads the INVITE: the headers in-dialog requests from this side need, and its routes.
+const RECV_INVITE: &str = r#"  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="their_from"/>
+      <ereg regexp="^[^;]*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Length: 0
+    ]]>
+  </send>
+"#;
+
+/// The response that answers the INVITE.
+fn ok_invite() -> String {
+    format!(
+        r#"  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{ANSWER_SDP}    ]]>
+  </send>
+"#
+    )
+}
+
+/// Answers a request (BYE, CANCEL) with 200 OK.
+const OK_LAST: &str = r#"  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"#;
+
+fn scenario(name: &str, body: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n\
+         <scenario name=\"{name}\">\n{body}  <Reference variables=\"their_from,our_to,invite_cseq\"/>\n</scenario>\n"
+    )
+}
+
+/// Rings (180) and never answers: expects our CANCEL, answers it 200 and the INVITE 487, takes the
+/// ACK. Fails when no CANCEL comes.
+pub fn ring_until_cancelled() -> String {
+    let wait = SIPP_LIMIT.as_millis();
+    scenario(
+        "agent phone that only rings",
+        &format!(
+            r#"{RECV_INVITE}  <recv request="CANCEL" timeout="{wait}"/>
+{OK_LAST}  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#
+        ),
+    )
+}
+
+/// Answers 200 OK at once. Winner or loser of a race, it then gets our ACK and later our BYE (a
+/// loser at once; a CANCEL that crossed its 200 is answered 200 and changes nothing).
+pub fn answer_at_once() -> String {
+    let wait = SIPP_LIMIT.as_millis();
+    scenario(
+        "agent phone that answers at once",
+        &format!(
+            r#"{RECV_INVITE}{}  <recv request="CANCEL" optional="true" next="1"/>
+  <recv request="ACK" next="2"/>
+  <label id="1"/>
+{OK_LAST}  <recv request="ACK"/>
+  <label id="2"/>
+  <recv request="BYE" timeout="{wait}"/>
+{OK_LAST}"#,
+            ok_invite()
+        ),
+    )
+}
+
+/// Answers at once, then after `pause` puts the caller on hold (re-INVITE `a=sendonly`; our answer
+/// must say `a=recvonly`), after another `pause` resumes (`a=sendrecv`, answered `a=sendrecv`), and
+/// after a third hangs up (BYE).
+pub fn answer_hold_resume_hang_up(pause: Duration) -> String {
+    let pause = pause.as_millis();
+    let reinvite = |cseq: u32, direction: &str, expect: &str| {
+        let sdp = ANSWER_SDP
+            .replace("o=phone 1 1", &format!("o=phone 1 {cseq}"))
+            .replace(
+                "a=ptime:20\n",
+                &format!("a=ptime:20\n      a={direction}\n"),
+            );
+        format!(
+            r#"  <pause milliseconds="{pause}"/>
+  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]SIPpTag01[call_number]
+      To: [$their_from]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp}    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="{expect}" search_in="body" check_it="true" assign_to="answer_{cseq}"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]SIPpTag01[call_number]
+      To: [$their_from]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="answer_{cseq}"/>
+"#
+        )
+    };
+    scenario(
+        "agent phone that holds and resumes",
+        &format!(
+            r#"{RECV_INVITE}{}  <recv request="ACK"/>
+{}{}  <pause milliseconds="{pause}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]SIPpTag01[call_number]
+      To: [$their_from]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 4 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+"#,
+            ok_invite(),
+            reinvite(2, "sendonly", "a=recvonly"),
+            reinvite(3, "sendrecv", "a=sendrecv"),
+        ),
+    )
+}
+
+/// A running sipp phone.
+pub struct SippPhone {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its SIP port on 127.0.0.1 (the registered contact).
+    pub port: u16,
+    started: Instant,
+}
+
+impl SippPhone {
+    /// Registers a new contact of `agent` at `server` and starts sipp there with `scenario`
+    /// (`rtp_echo`: sipp echoes RTP back). `None` when sipp is missing (test skipped).
+    pub async fn register(server: SocketAddr, scenario: &str, rtp_echo: bool) -> Option<SippPhone> {
+        let sipp = super::tool("sipp")?;
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let me = sock.local_addr().expect("addr");
+        register(&sock, server).await;
+        drop(sock);
+        let dir = tempfile::Builder::new()
+            .prefix("vb-sipp-phone-")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().join("phone.xml");
+        std::fs::write(&path, scenario).expect("write scenario");
+        let stderr = std::fs::File::create(dir.path().join("sipp.stderr")).expect("log file");
+        let child = Command::new(sipp)
+            .args(["-sf", &path.to_string_lossy()])
+            .args(["-m", "1", "-i", "127.0.0.1", "-nostdin"])
+            .args(["-p", &me.port().to_string()])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-timeout", &format!("{}s", SIPP_LIMIT.as_secs())])
+            .arg("-timeout_error")
+            .args(if rtp_echo {
+                &["-rtp_echo"][..]
+            } else {
+                &[][..]
+            })
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sipp");
+        // sipp binds its port at once; give it a moment before anyone INVITEs it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Some(SippPhone {
+            child,
+            dir,
+            port: me.port(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits (bounded) for the scenario to end: `Ok` with its SIP messages, `Err` with its logs.
+    pub async fn finish(mut self) -> Result<String, String> {
+        let limit = SIPP_LIMIT + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(self.messages()),
+                Ok(Some(status)) => {
+                    return Err(format!("sipp phone failed ({status}):\n{}", self.logs()))
+                }
+                Ok(None) if self.started.elapsed() > limit => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "sipp phone still running after {limit:?}:\n{}",
+                        self.logs()
+                    ));
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => return Err(format!("waiting for sipp: {e}")),
+            }
+        }
+    }
+
+    /// Whether the scenario has ended (passed or failed).
+    pub fn ended(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIP messages sipp sent and received so far.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+    }
+
+    /// Everything sipp logged, for failure messages.
+    pub fn logs(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- stderr\n{}\n--- errors\n{}\n--- messages\n{}",
+            read("sipp.stderr"),
+            read("errors.log"),
+            read("messages.log")
+        )
+    }
+}
+
+impl Drop for SippPhone {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// REGISTER `agent` with the contact `sock` is bound to, answering the digest challenge.
+async fn register(sock: &UdpSocket, server: SocketAddr) {
+    let me = sock.local_addr().expect("addr");
+    let uri = format!("sip:{server}");
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-phone-{}-{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:agent@{server}>;tag=phone{}\r\nTo: <sip:agent@{server}>\r\n\
+             Call-ID: phone-reg-{}@127.0.0.1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:agent@{me}>\r\n\
+             Expires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
+            me.port(),
+            me.port(),
+            me.port()
+        )
+    };
+    let final_response = |sent: String| async move {
+        sock.send_to(sent.as_bytes(), server)
+            .await
+            .expect("send REGISTER");
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+                .await
+                .expect("an answer to REGISTER within 3 s")
+                .expect("recv");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    };
+    let challenge = final_response(request(1, "")).await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let ch = challenge
+        .lines()
+        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .and_then(Challenge::parse)
+        .expect("digest challenge");
+    let auth = authorize(
+        &ch,
+        "agent",
+        AGENT_PASSWORD,
+        "REGISTER",
+        &uri,
+        "phonecnonce",
+        1,
+    );
+    let ok = final_response(request(2, &format!("Authorization: {auth}\r\n"))).await;
+    assert!(
+        ok.starts_with("SIP/2.0 200"),
+        "second phone's REGISTER: {ok}"
+    );
+}
+
+// ---- the caller's side, when a test socket is the trunk's RTP endpoint (`TrunkCall::media_port`) --
+
+/// The RTP port in our 200 OK to the trunk's INVITE.
+pub fn trunk_rtp_port(messages: &str) -> Option<u16> {
+    let ok = messages.find("SIP/2.0 200 OK")?;
+    let m = messages[ok..].find("m=audio ")? + ok + "m=audio ".len();
+    messages[m..].split(' ').next()?.parse().ok()
+}
+
+/// Sends 20 ms PCMA packets of a marked payload from `ear` to our port for `time`; counts the packets
+/// with that payload that come back (what the caller heard before, e.g. ringback, is skipped).
+pub async fn talk(ear: &UdpSocket, our_port: u16, time: Duration) -> u32 {
+    const MARK: u8 = 0x2a;
+    let mut buf = [0u8; 2048];
+    while ear.try_recv_from(&mut buf).is_ok() {}
+    let start = Instant::now();
+    let mut received = 0;
+    let mut next = tokio::time::Instant::now();
+    while start.elapsed() < time {
+        ear.send_to(&caller_packet(MARK), ("127.0.0.1", our_port))
+            .await
+            .expect("send RTP");
+        next += Duration::from_millis(20);
+        while let Ok(Ok((n, _))) = tokio::time::timeout_at(next, ear.recv_from(&mut buf)).await {
+            if n == 12 + 160 && buf[1] & 0x7f == 8 && buf[12..n].iter().all(|&b| b == MARK) {
+                received += 1;
+            }
+        }
+    }
+    received
+}
+
+/// The caller's next RTP packet (PCMA, 20 ms of `byte`): one stream for the whole test process, so
+/// sequence numbers never repeat between talk spells (a repeat is a duplicate and is dropped).
+pub fn caller_packet(byte: u8) -> Vec<u8> {
+    static SEQ: AtomicU16 = AtomicU16::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut packet = vec![0x80, 8];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x5eed_u32.to_be_bytes());
+    packet.extend(std::iter::repeat_n(byte, 160));
+    packet
+}
