@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod browser;
 pub mod pcap;
+pub mod refer;
 pub mod server;
 pub mod sip_alone;
 pub mod sipp;

@@ -53,6 +53,15 @@ pub struct TrunkCall {
     /// re-INVITEs the trunk sends while the call lasts (hold, resume, session refresh, a new RTP
     /// port), each one when the test calls [`Sipp::proceed`].
     pub reinvites: Vec<TrunkReinvite>,
+    /// Extra header lines on the INVITE (e.g. `Session-Expires: 90;refresher=uas`), one per line.
+    pub invite_headers: Vec<String>,
+    /// Scenario steps (SIPp XML) run once the call is up, after the INFO digits: what the trunk does
+    /// with our in-dialog requests (REFER, re-INVITE). `[$peer_tag]` is our To tag.
+    pub after_answer: String,
+    /// How many requests (with CSeq) `after_answer` sends; later requests number after them.
+    pub after_answer_requests: u32,
+    /// Longest this sipp may run, instead of [`SIPP_LIMIT`].
+    pub limit: Option<Duration>,
 }
 
 /// One re-INVITE from the trunk (RFC 3261 §14, hold per RFC 3264 §8.4).
@@ -80,6 +89,10 @@ impl TrunkCall {
             await_bye: false,
             media_port: None,
             reinvites: Vec::new(),
+            invite_headers: Vec::new(),
+            after_answer: String::new(),
+            after_answer_requests: 0,
+            limit: None,
         }
     }
 
@@ -124,7 +137,12 @@ impl TrunkCall {
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
 "#,
-            common("INVITE", 1, &ruri, &to),
+            common("INVITE", 1, &ruri, &to)
+                + &self
+                    .invite_headers
+                    .iter()
+                    .map(|h| format!("      {h}\n"))
+                    .collect::<String>(),
             self.media_port
                 .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string())
         );
@@ -205,6 +223,8 @@ impl TrunkCall {
             );
             cseq += 1;
         }
+        s.push_str(&self.after_answer);
+        cseq += self.after_answer_requests;
         let mut checks = Vec::new();
         for (i, re) in self.reinvites.iter().enumerate() {
             let port = re
@@ -332,6 +352,7 @@ pub struct Sipp {
     call_id: String,
     sip_port: u16,
     started: Instant,
+    limit: Duration,
 }
 
 impl Sipp {
@@ -356,7 +377,10 @@ impl Sipp {
             .arg(server.to_string())
             .args(["-sf", &scenario.to_string_lossy()])
             .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-nostdin"])
-            .args(["-timeout", &format!("{}s", SIPP_LIMIT.as_secs())])
+            .args([
+                "-timeout",
+                &format!("{}s", call.limit.unwrap_or(SIPP_LIMIT).as_secs()),
+            ])
             .arg("-timeout_error")
             .args(["-p", &sip_port.to_string()])
             .args(["-mp", &free_udp_port().to_string()])
@@ -382,6 +406,7 @@ impl Sipp {
             dir,
             sip_port,
             started: Instant::now(),
+            limit: call.limit.unwrap_or(SIPP_LIMIT),
         })
     }
 
@@ -409,7 +434,7 @@ impl Sipp {
     /// Waits (bounded) for sipp to end; `Ok` with the SIP messages it sent and received, `Err` with
     /// its logs when the scenario failed.
     pub async fn finish(mut self) -> Result<String, String> {
-        let limit = SIPP_LIMIT + Duration::from_secs(2);
+        let limit = self.limit + Duration::from_secs(2);
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(self.messages()),
