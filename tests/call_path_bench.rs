@@ -18,7 +18,8 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::pcap::{dtmf_call_rtp, pcma_call_rtp, to_pcap, DtmfPcapConfig, PCMA_SILENCE};
+use support::loadgen::{self, LoadConfig, LoadGen};
+use support::pcap::{dtmf_call_rtp, to_pcap, DtmfPcapConfig};
 use support::server::{self, TestServer};
 use support::sipp::{find_sipp, free_udp_port, Sipp, TrunkCall};
 use veilig_bellen::call::registry::CallEvent;
@@ -31,74 +32,11 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A UAC scenario: INVITE, 200, ACK, play `pcap`, hold `hold_ms`, BYE.
-fn scenario(pcap: &std::path::Path, hold_ms: u128) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="bench call">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:+31850000000@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:trunk@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200">
-    <action>
-      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true" assign_to="m,peer_tag"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      ACK sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="{}"/></action></nop>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-  <Reference variables="m"/>
-</scenario>
-"#,
-        pcap.display()
-    )
+/// A trunk call that plays `pcap` and hangs up `hold` after the answer, for `sipp -m N`.
+fn scenario(pcap: &std::path::Path, hold: Duration) -> String {
+    let mut call = TrunkCall::new("+31611111111");
+    call.hangup_after = Some(hold);
+    call.scenario(Some(pcap))
 }
 
 /// Runs sipp with `args` until it exits (bounded by `limit`); returns whether every call succeeded
@@ -222,7 +160,7 @@ async fn call_rate() {
     std::fs::write(&pcap, to_pcap(&packets)).expect("pcap");
     std::fs::write(
         dir.path().join("bench.xml"),
-        scenario(&pcap, length.as_millis() + 100),
+        scenario(&pcap, length + Duration::from_millis(100)),
     )
     .expect("xml");
     let args: Vec<String> = [
@@ -281,89 +219,291 @@ async fn call_rate() {
 #[ignore = "benchmark: benches/call_rate.sh"]
 async fn concurrency() {
     let n = env("VB_CONCURRENT", 2000);
-    let ramp = env("VB_RAMP_RATE", 250);
-    let collect_s = env("VB_COLLECT_S", 20) as u64;
+    let rate = env("VB_RAMP_RATE", 400);
+    let hold = Duration::from_secs(env("VB_HOLD_S", 10) as u64);
+    let wait = Duration::from_secs(env("VB_WAIT_S", 5) as u64);
+    let real_codes = env("VB_REAL_CODES", n).min(n);
+    let fds = open_files_limit();
+    assert!(
+        fds >= 2 * n as u64 + 256,
+        "{n} calls need ~{} open files, the limit is {fds}: raise `ulimit -n`",
+        2 * n + 256
+    );
+    let ramp = Duration::from_secs_f64(n as f64 / rate as f64 + 1.0);
     let srv = big_server((n + 50) as u16, |c| {
-        c.calls.call.collect.first_digit_timeout = Duration::from_secs(collect_s);
+        // Everybody keeps collecting (detector on) until the codes come at the end of the hold.
+        c.calls.call.collect.first_digit_timeout = ramp + hold + Duration::from_secs(30);
     })
     .await;
-    let dir = tempfile::tempdir().expect("dir");
-    // Audio long enough for ramp-up, both phases, and a margin.
-    let ramp_s = n as u64 / ramp as u64 + 1;
-    let audio_s = collect_s + ramp_s + 12;
-    let alaw = vec![PCMA_SILENCE ^ 0x55; (audio_s * 8000) as usize];
-    let pcap = dir.path().join("audio.pcap");
-    std::fs::write(
-        &pcap,
-        to_pcap(&pcma_call_rtp(&alaw, &DtmfPcapConfig::default())),
-    )
-    .expect("pcap");
-    std::fs::write(
-        dir.path().join("bench.xml"),
-        scenario(&pcap, u128::from(audio_s) * 1000),
-    )
-    .expect("xml");
-    let args: Vec<String> = [
-        "-sf",
-        "bench.xml",
-        "-r",
-        &ramp.to_string(),
-        "-m",
-        &n.to_string(),
-        "-l",
-        &n.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let made = Instant::now();
+    let codes = link_codes(&srv, real_codes, n).await;
+    let codes_took = made.elapsed();
     let rss0 = rss_mib();
-    let target = srv.sip_udp;
-    let d = dir.path().to_path_buf();
-    let sipp = tokio::task::spawn_blocking(move || {
-        run_sipp(&d, target, &args, Duration::from_secs(audio_s + 60))
-    });
+    let generator = LoadGen::start(LoadConfig {
+        server: srv.sip_udp,
+        codes: codes.clone(),
+        rate: rate as u32,
+        called: server::TENANT_NUMBER.to_owned(),
+        limit: ramp + hold + wait + Duration::from_secs(60),
+    })
+    .expect("load generator starts");
     let registry = srv.running.registry.clone();
-    let count = |s: CallState| {
+    let count = |pred: &dyn Fn(&veilig_bellen::call::registry::CallView) -> bool| {
         registry
             .list(std::time::SystemTime::now())
             .iter()
-            .filter(|c| c.state == s)
+            .filter(|c| pred(c))
             .count()
     };
-    // Phase 1: all up and collecting.
+
+    // Ramp: every call answered (or refused) and collecting.
     let start = Instant::now();
-    while count(CallState::Collecting) < n && start.elapsed() < Duration::from_secs(ramp_s + 10) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let up = count(CallState::Collecting);
-    let (c0, t0) = (cpu_seconds(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let collecting_cpu = (cpu_seconds() - c0) / t0.elapsed().as_secs_f64();
-    let collecting_rss = rss_mib();
-    let still_collecting = count(CallState::Collecting);
-    // Phase 2: the first-digit timeout classifies them; comfort goes out, audio keeps coming in.
-    while count(CallState::Waiting) < up
-        && start.elapsed() < Duration::from_secs(ramp_s + collect_s + 10)
+    while (generator.answered() + generator.failed() < n
+        || count(&|c| c.state == CallState::Collecting) < generator.answered())
+        && start.elapsed() < ramp + Duration::from_secs(15)
     {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let waiting = count(CallState::Waiting);
-    let (c1, t1) = (cpu_seconds(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let both_cpu = (cpu_seconds() - c1) / t1.elapsed().as_secs_f64();
-    let both_rss = rss_mib();
-    let (ok, _) = sipp.await.expect("sipp");
+    let up = generator.answered();
+    let ramp_took = start.elapsed();
+
+    // Phase 1, hold: all collecting, the in-band detector on every caller packet, silence back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let collect = measure(hold.saturating_sub(Duration::from_secs(1))).await;
+    let collecting_rss = rss_mib();
+    let collecting = count(&|c| c.state == CallState::Collecting);
+
+    // The codes: every call keys its own 8 digits as tones.
+    let code_audio = generator.send_codes();
+    let sent_codes = Instant::now();
+    while count(&|c| c.state == CallState::Collecting) > 0
+        && sent_codes.elapsed() < code_audio + Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let classify_took = sent_codes.elapsed();
+
+    // Phase 2, waiting: ringback out, the caller's audio still coming in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let waiting_cpu = measure(wait).await;
+    let waiting = count(&|c| c.state == CallState::Waiting);
+    let list = registry.list(std::time::SystemTime::now());
+    let report = tokio::task::spawn_blocking(move || generator.finish())
+        .await
+        .expect("load generator");
+
+    // Each call's classification against the code it keyed.
+    let mut correct = 0;
+    let mut wrong = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let caller = loadgen::caller(i);
+        let Some(view) = list.iter().find(|v| v.caller.expose() == &caller) else {
+            continue;
+        };
+        let expected_verified = i < real_codes;
+        let ok = if expected_verified {
+            view.verified
+        } else {
+            view.reason.map(|r| r.as_str()) == Some("unknown_code")
+        };
+        if ok {
+            correct += 1;
+        } else {
+            let got = view.reason.map(|r| r.as_str()).unwrap_or(if view.verified {
+                "verified"
+            } else {
+                "unclassified"
+            });
+            *wrong.entry(got).or_insert(0) += 1;
+        }
+    }
+    let per_call = |w: &Window, calls: usize| w.server_cpu * 1e6 / calls.max(1) as f64;
     println!(
-        "BENCH concurrency: {up}/{n} calls up; phase collecting ({still_collecting} calls, in-band detector on): \
-         {:.0}% of a core = {:.1} µs CPU per call-second, RSS {collecting_rss:.0} MiB ({:.1} KiB/call over {rss0:.0} MiB); \
-         phase waiting ({waiting} calls, RTP both ways): {:.0}% of a core = {:.1} µs CPU per call-second, RSS {both_rss:.0} MiB; sipp all ok: {ok}",
-        collecting_cpu * 100.0,
-        collecting_cpu * 1e6 / still_collecting.max(1) as f64,
-        (collecting_rss - rss0) * 1024.0 / still_collecting.max(1) as f64,
-        both_cpu * 100.0,
-        both_cpu * 1e6 / waiting.max(1) as f64,
+        "BENCH concurrency (server in this process, generator on its own threads; load average before: {}): \
+         {up}/{n} calls up (ramp {rate}/s, {:.1} s; {} failed); \
+         collecting ({collecting} calls, in-band detector on, PCMA noise in, silence out): server {:.0}% of a core = {:.1} µs CPU per call-second, \
+         RSS {collecting_rss:.0} MiB = {:.1} KiB/call over {rss0:.0} MiB; \
+         codes as in-band tones: {correct}/{up} read correctly ({real_codes} real codes made in {:.1} s, rest random → unknown_code; wrong: {wrong:?}), all classified {:.1} s after the first tone; \
+         waiting ({waiting} calls, ringback out, noise in): server {:.0}% of a core = {:.1} µs per call-second; \
+         RTP sent {} (errors {}), received {}, lost {} ({} calls got none back); SIP retransmissions {}; hung up {}, ended by server {}; \
+         generator CPU: collecting {:.0}%, waiting {:.0}% of a core (server/generator {:.2}, {:.2})",
+        collect.load_before,
+        ramp_took.as_secs_f64(),
+        report.failed.len(),
+        collect.server_cpu * 100.0,
+        per_call(&collect, collecting),
+        (collecting_rss - rss0) * 1024.0 / collecting.max(1) as f64,
+        codes_took.as_secs_f64(),
+        classify_took.as_secs_f64(),
+        waiting_cpu.server_cpu * 100.0,
+        per_call(&waiting_cpu, waiting),
+        report.rtp_sent,
+        report.rtp_send_errors,
+        report.rtp_received,
+        report.rtp_lost,
+        report.calls_without_rtp_back,
+        report.retransmissions,
+        report.hung_up,
+        report.ended_by_server,
+        collect.generator_cpu * 100.0,
+        waiting_cpu.generator_cpu * 100.0,
+        collect.server_cpu / collect.generator_cpu.max(1e-9),
+        waiting_cpu.server_cpu / waiting_cpu.generator_cpu.max(1e-9),
+    );
+    println!(
+        "BENCH concurrency threads (collecting): {}",
+        collect.threads
+    );
+    println!(
+        "BENCH concurrency threads (waiting): {}",
+        waiting_cpu.threads
+    );
+    assert_eq!(up, n, "calls not answered: {:?}", report.failed);
+    assert_eq!(
+        correct, n,
+        "calls whose code was not read correctly: {wrong:?}"
     );
     srv.shutdown().await;
+}
+
+/// `real` link codes as citizens get them (session started in-process, disclosed at the embedded
+/// IRMA simulator), then random 8-digit codes up to `n` (no session: `unknown_code`, still 8 digits).
+async fn link_codes(srv: &TestServer, real: usize, n: usize) -> Vec<String> {
+    use futures_util::StreamExt;
+    let client = reqwest::Client::new();
+    let links = srv.running.links.clone();
+    let tenant = veilig_bellen::tenant::Tenant::demo();
+    let mut codes: Vec<String> = futures_util::stream::iter(0..real)
+        .map(|_| {
+            let (client, links, tenant) = (client.clone(), links.clone(), tenant.clone());
+            let base = srv.http_base.clone();
+            async move {
+                let session = links
+                    .start(&tenant, veilig_bellen::store::unix_now())
+                    .await
+                    .expect("link session");
+                let u = session.session_ptr["u"].as_str().expect("sessionPtr.u");
+                let client_token = u.rsplit('/').next().expect("client token");
+                let answer: serde_json::Value = client
+                    .post(format!("{base}/irma-sim/session/{client_token}/disclose"))
+                    .json(&serde_json::json!({"attributes": {}}))
+                    .send()
+                    .await
+                    .expect("disclose")
+                    .json()
+                    .await
+                    .expect("disclose JSON");
+                let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
+                let code = url
+                    .rsplit(',')
+                    .next()
+                    .expect("tel:<number>,<code>")
+                    .to_owned();
+                // The session's watcher records the disclosure; the call must find it done.
+                let status = links
+                    .wait_status(&session.token, Duration::from_secs(10))
+                    .await
+                    .expect("status");
+                assert!(
+                    matches!(status, Some((veilig_bellen::links::PublicStatus::Done, _))),
+                    "disclosed session not done"
+                );
+                code
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    while codes.len() < n {
+        codes.push(format!("{:08}", rand::random::<u32>() % 100_000_000));
+    }
+    codes
+}
+
+/// CPU use over one measuring window.
+struct Window {
+    /// Cores' worth of CPU the server's threads used (everything but the generator's).
+    server_cpu: f64,
+    generator_cpu: f64,
+    /// CPU per thread name, in % of a core.
+    threads: String,
+    load_before: String,
+}
+
+/// Measures the threads' CPU over `length`.
+async fn measure(length: Duration) -> Window {
+    let load_before = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let (before, t0) = (thread_ticks(), Instant::now());
+    tokio::time::sleep(length).await;
+    let (after, secs) = (thread_ticks(), t0.elapsed().as_secs_f64());
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    let (mut server, mut generator) = (0.0, 0.0);
+    for (tid, (name, ticks)) in &after {
+        let used = ticks - before.get(tid).map_or(0.0, |(_, t)| *t);
+        let cores = used / 100.0 / secs;
+        if name.starts_with(loadgen::THREAD_PREFIX) {
+            generator += cores;
+        } else {
+            server += cores;
+        }
+        *by_name.entry(name.clone()).or_default() += cores * 100.0;
+    }
+    let threads = by_name
+        .iter()
+        .filter(|(_, pct)| **pct >= 0.5)
+        .map(|(name, pct)| format!("{name} {pct:.0}%"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Window {
+        server_cpu: server,
+        generator_cpu: generator,
+        threads,
+        load_before,
+    }
+}
+
+/// Per thread of this process: name and CPU ticks (user + system, 1/100 s).
+fn thread_ticks() -> std::collections::HashMap<u64, (String, f64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // After the name: state is field 0, utime 11, stime 12.
+        out.insert(tid, (name, ticks(11) + ticks(12)));
+    }
+    out
+}
+
+/// The soft limit on open files of this process.
+fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

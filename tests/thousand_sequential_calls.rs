@@ -7,72 +7,11 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::server;
-use support::sipp::{find_sipp, free_udp_port};
+use support::sipp::{find_sipp, free_udp_port, TrunkCall};
 
 const CALLS: usize = 1000;
 /// Upper bound on the whole sipp run.
 const SIPP_RUN_LIMIT: Duration = Duration::from_secs(45);
-
-const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="short trunk call">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:+31850000000@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:trunk@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200">
-    <action>
-      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true" assign_to="m,peer_tag"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      ACK sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+31611111111@[local_ip]:[local_port]>;tag=[pid]T[call_number]
-      To: <sip:+31850000000@[remote_ip]:[remote_port]>;tag=[$peer_tag]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-  <Reference variables="m"/>
-</scenario>
-"#;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -89,7 +28,10 @@ fn rss_kib() -> u64 {
 fn run_calls(target: std::net::SocketAddr, dir: &std::path::Path, count: usize) {
     let sipp = find_sipp().expect("checked by the caller");
     let scenario = dir.join("short.xml");
-    std::fs::write(&scenario, SCENARIO).expect("scenario");
+    // INVITE, 200, ACK, BYE at once.
+    let mut call = TrunkCall::new("+31611111111");
+    call.hangup_after = Some(Duration::ZERO);
+    std::fs::write(&scenario, call.scenario(None)).expect("scenario");
     let mut child = Command::new(sipp)
         .arg(target.to_string())
         .args(["-sf", &scenario.to_string_lossy()])

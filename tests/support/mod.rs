@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod browser;
+pub mod loadgen;
 pub mod pcap;
 pub mod refer;
 pub mod server;

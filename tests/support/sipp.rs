@@ -50,6 +50,9 @@ pub struct TrunkCall {
     /// RTP port on 127.0.0.1 written into the SDP offer instead of sipp's media port (a test socket
     /// that listens to what the caller hears). Not with `pcap`.
     pub media_port: Option<u16>,
+    /// Hang up (BYE) by itself this long after the ACK instead of waiting for [`Sipp::hang_up`]: for
+    /// runs of many calls (`sipp -m N` with the scenario from [`TrunkCall::scenario`]).
+    pub hangup_after: Option<Duration>,
     /// re-INVITEs the trunk sends while the call lasts (hold, resume, session refresh, a new RTP
     /// port), each one when the test calls [`Sipp::proceed`].
     pub reinvites: Vec<TrunkReinvite>,
@@ -88,6 +91,7 @@ impl TrunkCall {
             rtp_echo: false,
             await_bye: false,
             media_port: None,
+            hangup_after: None,
             reinvites: Vec::new(),
             invite_headers: Vec::new(),
             after_answer: String::new(),
@@ -315,9 +319,15 @@ impl TrunkCall {
             );
             return s;
         }
-        let _ = write!(
-            s,
-            r#"  <recv request="OPTIONS" timeout="{}"/>
+        match self.hangup_after {
+            Some(after) if after.is_zero() => {}
+            Some(after) => {
+                let _ = writeln!(s, "  <pause milliseconds=\"{}\"/>", after.as_millis());
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    r#"  <recv request="OPTIONS" timeout="{}"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -329,7 +339,14 @@ impl TrunkCall {
       Content-Length: 0
     ]]>
   </send>
-  <send retrans="500">
+"#,
+                    SIPP_LIMIT.as_millis()
+                );
+            }
+        }
+        let _ = write!(
+            s,
+            r#"  <send retrans="500">
     <![CDATA[
 {}      Content-Length: 0
     ]]>
@@ -338,7 +355,6 @@ impl TrunkCall {
   <Reference variables="to_tag_match"/>
 </scenario>
 "#,
-            SIPP_LIMIT.as_millis(),
             common("BYE", cseq, target, &in_dialog_to)
         );
         s
