@@ -162,7 +162,12 @@ async fn caller_and_agent_talk_end_to_end_after_the_reinvites() {
         "the agent's voice, echoed by the caller's phone end to end, is only {share:.2} of what it heard"
     );
 
-    srv.hang_up_and_check_ended(sipp, &id).await;
+    let ended = srv.hang_up_and_check_ended(sipp, &id).await;
+    assert_eq!(
+        ended["agent"], "agent",
+        "the agent stays on record: {ended:#}"
+    );
+    assert_eq!(ended["transferred"], false);
     if let Err(e) = phone
         .wait_event("CALL_CLOSED", Duration::from_secs(5))
         .await

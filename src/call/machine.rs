@@ -169,8 +169,10 @@ pub struct CallMachine {
     classification: Option<Classification>,
     /// When the caller started waiting for an agent (after classification).
     waiting_since: Option<Instant>,
-    /// The call was handed over by REFER (to this agent, or `None` for the overflow target).
-    transferred: Option<Option<AgentId>>,
+    /// The call was handed over by REFER (to the agent, or to the overflow target).
+    transferred: bool,
+    /// The agent who talked to the caller or got the call by REFER; kept after the end.
+    agent_of_record: Option<AgentId>,
     actions: VecDeque<Action>,
 }
 
@@ -183,7 +185,8 @@ impl CallMachine {
             state: State::Collecting(collector),
             classification: None,
             waiting_since: None,
-            transferred: None,
+            transferred: false,
+            agent_of_record: None,
             actions: VecDeque::new(),
         };
         m.actions.push_back(Action::Publish);
@@ -202,19 +205,20 @@ impl CallMachine {
 
     /// Whether the call ended handed over by REFER (the trunk connected it elsewhere).
     pub fn transferred(&self) -> bool {
-        self.transferred.is_some()
+        self.transferred
     }
 
     pub fn classification(&self) -> Option<&Classification> {
         self.classification.as_ref()
     }
 
-    /// The agent ringing, being referred to, talking, or who got the call by REFER.
+    /// The agent ringing, being referred to, or talking; after the end, the agent who talked to the
+    /// caller or got the call by REFER.
     pub fn agent(&self) -> Option<&AgentId> {
         match &self.state {
             State::Ringing { agent, .. } | State::Connected { agent } => Some(agent),
             State::Referring { agent, .. } => agent.as_ref(),
-            State::Ended => self.transferred.as_ref().and_then(Option::as_ref),
+            State::Ended => self.agent_of_record.as_ref(),
             _ => None,
         }
     }
@@ -298,7 +302,8 @@ impl CallMachine {
             100..=199 => {}
             200..=299 => {
                 // RFC 5589 §6.1: the transferor ends its dialog with the transferee.
-                self.transferred = Some(agent.clone());
+                self.transferred = true;
+                self.agent_of_record = agent.clone();
                 self.actions.push_back(Action::StopComfort);
                 self.actions.push_back(Action::HangupCaller);
                 self.end();
@@ -310,6 +315,7 @@ impl CallMachine {
     /// One of the agent's phones answered.
     pub fn handle_agent_answered(&mut self, _now: Instant) {
         if let State::Ringing { agent, .. } = &self.state {
+            self.agent_of_record = Some(agent.clone());
             self.state = State::Connected {
                 agent: agent.clone(),
             };
@@ -556,6 +562,8 @@ mod tests {
             Some(&Classification::Verified(vec![])),
             "attributes dropped at the end"
         );
+        assert_eq!(m.agent(), Some(&AgentId("agent".into())), "kept on record");
+        assert!(!m.transferred());
     }
 
     #[test]
