@@ -96,7 +96,8 @@ async fn both_phones_ring_the_one_that_answers_gets_the_call_the_other_is_cancel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_phones_answer_the_loser_gets_ack_and_bye_and_the_call_stays_with_the_winner() {
     let srv = server_with_agent(|_| {}).await;
-    // Two phones that both answer at once: their 200 OKs race, so one of them crosses our CANCEL.
+    // Two phones that both answer at once, without ringing: the loser's 200 OK comes after we chose
+    // the winner (and before any CANCEL could go out: no provisional response to cancel after).
     let Some(mut first) = SippPhone::register(srv.sip_udp, &answer_at_once(), true).await else {
         return;
     };

@@ -37,7 +37,10 @@ const RECV_INVITE: &str = r#"  <recv request="INVITE" rrs="true">
       <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
     </action>
   </recv>
-  <send>
+"#;
+
+/// Rings: 180 to the INVITE just received.
+const RINGING: &str = r#"  <send>
     <![CDATA[
       SIP/2.0 180 Ringing
       [last_Via:]
@@ -100,7 +103,7 @@ pub fn ring_until_cancelled() -> String {
     scenario(
         "agent phone that only rings",
         &format!(
-            r#"{RECV_INVITE}  <recv request="CANCEL" timeout="{wait}"/>
+            r#"{RECV_INVITE}{RINGING}  <recv request="CANCEL" timeout="{wait}"/>
 {OK_LAST}  <send>
     <![CDATA[
       SIP/2.0 487 Request Terminated
@@ -118,18 +121,15 @@ pub fn ring_until_cancelled() -> String {
     )
 }
 
-/// Answers 200 OK at once. Winner or loser of a race, it then gets our ACK and later our BYE (a
-/// loser at once; a CANCEL that crossed its 200 is answered 200 and changes nothing).
+/// Answers 200 OK at once, without ringing first: we may not CANCEL before a provisional response
+/// (RFC 3261 §9.1), so when two such phones answer, the loser's 200 OK always crosses our decision.
+/// Winner or loser, it then gets our ACK and later our BYE (a loser at once).
 pub fn answer_at_once() -> String {
     let wait = SIPP_LIMIT.as_millis();
     scenario(
         "agent phone that answers at once",
         &format!(
-            r#"{RECV_INVITE}{}  <recv request="CANCEL" optional="true" next="1"/>
-  <recv request="ACK" next="2"/>
-  <label id="1"/>
-{OK_LAST}  <recv request="ACK"/>
-  <label id="2"/>
+            r#"{RECV_INVITE}{}  <recv request="ACK"/>
   <recv request="BYE" timeout="{wait}"/>
 {OK_LAST}"#,
             ok_invite()
@@ -193,7 +193,7 @@ pub fn answer_hold_resume_hang_up(pause: Duration) -> String {
     scenario(
         "agent phone that holds and resumes",
         &format!(
-            r#"{RECV_INVITE}{}  <recv request="ACK"/>
+            r#"{RECV_INVITE}{RINGING}{}  <recv request="ACK"/>
 {}{}  <pause milliseconds="{pause}"/>
   <send retrans="500">
     <![CDATA[
