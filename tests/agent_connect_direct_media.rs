@@ -2,7 +2,9 @@
 //! with the agent's RTP address and then the agent with the trunk's, so caller and agent talk end to
 //! end. A user sees it as: the call still works (the agent hears its own voice echoed by the caller's
 //! phone, `sipp -rtp_echo`), the call shows `media: "direct"`, and our relay forwards nothing any more.
-//! A trunk that refuses the re-INVITE (488) keeps the call on the relay, and audio still flows.
+//! A trunk that refuses the re-INVITE (488) keeps the call on the relay, and audio still flows; a
+//! trunk whose re-INVITE crossed one of its own (491) gets ours again after the back-off; an agent
+//! phone that refuses its re-INVITE after the trunk moved gets the trunk moved back to our relay.
 //!
 //! Real peers on loopback: SIPp as the trunk, baresip as the agent's phone.
 
@@ -13,6 +15,7 @@ use std::time::Duration;
 use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
+use support::sipp_phone::SippPhone;
 use veilig_bellen::call::direct::AgentMedia;
 
 const CALLER: &str = "+31612340001";
@@ -62,6 +65,86 @@ const TRUNK_REFUSES_REINVITE: &str = r#"  <recv request="INVITE" timeout="10000"
   <recv request="ACK"/>
 "#;
 
+/// Glare (RFC 3261 §14.1): the trunk answers our first re-INVITE 491, then accepts the retry.
+const TRUNK_GLARE_THEN_ACCEPTS: &str = r#"  <recv request="INVITE" timeout="10000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 491 Request Pending
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#;
+
+/// An agent phone (SIPp) that answers the call but refuses any media change (488), then waits for
+/// our BYE.
+const AGENT_REFUSES_REINVITE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent phone refusing re-INVITEs">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="INVITE" timeout="10000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 488 Not Acceptable Here
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="BYE" timeout="14000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="invite_cseq"/>
+</scenario>
+"#;
+
 async fn direct_media_server() -> TestServer {
     server_with_agent(|c| {
         c.calls.agent_media = AgentMedia::Direct;
@@ -108,13 +191,22 @@ async fn listen(srv: &TestServer, phone: &AgentPhone) -> (u64, usize, f64) {
 
 /// The `m=audio` port of the re-INVITE the trunk received from us (the second INVITE in its log).
 fn reinvite_port(messages: &str) -> Option<u16> {
-    let at = messages.match_indices("INVITE sip:trunk@").next()?.0;
-    let rest = &messages[at..];
-    let m = rest.find("m=audio ")?;
-    rest[m + 8..]
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
+    reinvite_ports(messages).first().copied()
+}
+
+/// The `m=audio` ports of every re-INVITE the trunk received from us, in order.
+fn reinvite_ports(messages: &str) -> Vec<u16> {
+    messages
+        .split("INVITE sip:trunk@")
+        .skip(1)
+        .filter_map(|rest| {
+            let m = rest.find("m=audio ")?;
+            rest[m + 8..]
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,5 +322,88 @@ async fn a_trunk_refusing_the_reinvite_keeps_the_call_on_the_relay() {
         panic!("the agent's call did not end: {e}\n{}", phone.log());
     }
     phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_answering_491_gets_the_reinvite_again_and_media_goes_direct() {
+    let srv = direct_media_server().await;
+    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.rtp_echo = true;
+    call.after_answer = TRUNK_GLARE_THEN_ACCEPTS.to_owned() + TRUNK_ACCEPTS_REINVITE;
+    let (sipp, id) = connect(&srv, &mut phone, &call).await;
+    let started = std::time::Instant::now();
+    srv.wait_for_call(Duration::from_secs(8), |c| {
+        c["id"] == id && c["media"] == "direct"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nsipp:\n{}\n{}", sipp.logs(), phone.log()));
+    eprintln!("direct after a 491 in {:?}", started.elapsed());
+    let ports = reinvite_ports(&sipp.messages());
+    assert_eq!(
+        ports.len(),
+        2,
+        "one re-INVITE refused with 491, one retried: {ports:?}"
+    );
+    assert_eq!(ports[0], ports[1], "the retry offers the same media");
+    let (relayed, heard_ms, share) = listen(&srv, &phone).await;
+    assert!(
+        relayed <= 5 && heard_ms >= 700 && share > 0.3,
+        "after the retry: relay forwarded {relayed}, agent heard {heard_ms} ms, share {share:.2}"
+    );
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refusing_its_reinvite_gets_the_trunk_moved_back_to_the_relay() {
+    let srv = direct_media_server().await;
+    let Some(agent) = SippPhone::register(srv.sip_udp, AGENT_REFUSES_REINVITE, false).await else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    // First to the agent, then back to us.
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.repeat(2);
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    let start = std::time::Instant::now();
+    let ports = loop {
+        let ports = reinvite_ports(&sipp.messages());
+        if ports.len() >= 2 {
+            break ports;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the trunk was not moved back: re-INVITE ports {ports:?}\ntrunk:\n{}\nagent:\n{}",
+            sipp.logs(),
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        !srv.rtp_ports.contains(&ports[0]),
+        "the first re-INVITE points at our relay ({ports:?}), not at the agent"
+    );
+    assert!(
+        srv.rtp_ports.contains(&ports[1]),
+        "the second re-INVITE does not bring the trunk back to our relay: {ports:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = srv.calls().await;
+    let view = calls.iter().find(|c| c["id"] == id).expect("listed");
+    assert_eq!(view["state"], "connected", "{view:#}");
+    assert_eq!(view["media"], "relay", "{view:#}");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent phone's scenario failed (no BYE?): {e}");
+    }
     srv.shutdown().await;
 }
