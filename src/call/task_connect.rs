@@ -137,7 +137,9 @@ impl Call {
                     telephone_event_pt: p.telephone_event_pt.unwrap_or(prefs.telephone_event_pt),
                     ..prefs
                 };
-                media.sdp.offer_for(their, Direction::SendRecv, &prefs)
+                media
+                    .sdp
+                    .offer_for(media.local, their, Direction::SendRecv, &prefs)
             }
         };
         let request = match dialog.reinvite(Some(("application/sdp", Bytes::from(body)))) {

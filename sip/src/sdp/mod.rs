@@ -294,16 +294,18 @@ impl LocalSdp {
     }
 
     /// An offer on behalf of another endpoint (third-party call control, RFC 3725 §4.1 flow I):
-    /// `media` is that endpoint's RTP address and `prefs` its codec, so the peer sends RTP there;
-    /// the origin line (`o=` id and version) stays this leg's (RFC 3264 §8).
+    /// `theirs` is that endpoint's RTP address and `prefs` its codec, so the peer sends RTP there.
+    /// The origin line stays this leg's (`ours`, same id, version bumped on change: RFC 3264 §8).
     pub fn offer_for(
         &mut self,
-        media: LocalMedia,
+        ours: LocalMedia,
+        theirs: LocalMedia,
         direction: Direction,
         prefs: &MediaPreferences,
     ) -> Vec<u8> {
         self.offered_direction = direction;
-        let sdp = answer::build_offer(prefs, media, direction);
+        let mut sdp = answer::build_offer(prefs, theirs, direction);
+        sdp.origin = answer::build_offer(prefs, ours, direction).origin;
         self.finish(sdp)
     }
 

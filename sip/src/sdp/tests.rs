@@ -280,6 +280,35 @@ fn our_offer_lists_pcma_pcmu_te101_ptime20() {
 }
 
 #[test]
+fn offer_for_another_endpoint_points_at_it_and_keeps_our_origin() {
+    let mut ours = LocalSdp::new(42, MediaPreferences::default());
+    ours.answer(fixture!("sipp_uac_pcap_offer_pcma_te101.sdp"), local())
+        .expect("answerable");
+    let agent = LocalMedia {
+        addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+        rtp_port: 31000,
+    };
+    let prefs = MediaPreferences {
+        codecs: vec![CodecKind::Pcmu],
+        telephone_event_pt: 96,
+        ..MediaPreferences::default()
+    };
+    let body = String::from_utf8(ours.offer_for(local(), agent, Direction::SendRecv, &prefs))
+        .expect("ascii");
+    assert!(body.contains("o=- 42 2 IN IP4 192.0.2.99\r\n"), "{body}");
+    assert!(body.contains("c=IN IP4 198.51.100.7\r\n"), "{body}");
+    assert!(body.contains("m=audio 31000 RTP/AVP 0 96\r\n"), "{body}");
+    assert!(!body.contains("PCMA"), "only the agent's codec: {body}");
+    // The peer's answer is read as usual.
+    let answer = b"v=0\r\no=t 1 2 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n\
+        m=audio 6000 RTP/AVP 0 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+    let media = ours.handle_answer(answer).expect("answer");
+    assert_eq!(media.remote_addr, addr("203.0.113.5:6000"));
+    assert_eq!(media.codec.kind(), CodecKind::Pcmu);
+    assert_eq!(media.telephone_event_pt, Some(96));
+}
+
+#[test]
 fn origin_version_increments_only_when_our_sdp_changes() {
     let mut ours = LocalSdp::new(42, MediaPreferences::default());
     ours.offer(local(), Direction::SendRecv);
