@@ -133,7 +133,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     tasks.push(sip.task);
     let (manager, calls) = crate::call::manager::spawn(
         crate::call::manager::CallContext {
-            config: config.calls.clone(),
+            config: crate::call::manager::CallFlowConfig {
+                sip_timers: config.sip.timers,
+                ..config.calls.clone()
+            },
             registry: registry.clone(),
             links: links.clone(),
             tenants: tenants.clone(),

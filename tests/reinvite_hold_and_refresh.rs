@@ -113,7 +113,8 @@ fn answer_to(messages: &str, cseq: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
-    let srv = server_with_agent(|_| {}).await;
+    // T1 = 25 ms: a 2xx whose ACK we missed would end the call 1.6 s later (RFC 3261 §13.3.1.4).
+    let srv = server_with_agent(|c| c.sip.timers.t1 = Duration::from_millis(25)).await;
     let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
         return;
     };
@@ -257,10 +258,12 @@ async fn trunk_moving_its_rtp_port_gets_our_rtp_on_the_new_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_phone_holding_gets_recvonly_and_nothing_until_it_resumes() {
-    let srv = server_with_agent(|_| {}).await;
-    // The agent's phone: answers, holds after 2 s, resumes 2 s later, hangs up 2 s after that; it
-    // echoes what it receives, and fails unless our answers say recvonly, then sendrecv.
-    let scenario = answer_hold_resume_hang_up(Duration::from_secs(2));
+    // T1 = 25 ms: a 2xx whose ACK we miss is given up on (64·T1, RFC 3261 §13.3.1.4) after 1.6 s,
+    // well within the hold and within the resumed call.
+    let srv = server_with_agent(|c| c.sip.timers.t1 = Duration::from_millis(25)).await;
+    // The agent's phone: answers, holds after 2.5 s, resumes 2.5 s later, hangs up 2.5 s after
+    // that; it echoes what it receives, and fails unless our answers say recvonly, then sendrecv.
+    let scenario = answer_hold_resume_hang_up(Duration::from_millis(2500));
     let Some(phone) = SippPhone::register(srv.sip_udp, &scenario, true).await else {
         return;
     };
@@ -301,11 +304,20 @@ async fn agent_phone_holding_gets_recvonly_and_nothing_until_it_resumes() {
     assert_eq!(held["state"], "connected", "hold ended the call");
 
     wait_for(&phone.messages(), "CSeq: 3 ACK", || phone.messages()).await;
-    let echoed = talk(&ear, our_port, Duration::from_millis(1000)).await;
+    let echoed = talk(&ear, our_port, Duration::from_millis(1200)).await;
     assert!(
         echoed >= 30,
-        "after resume only {echoed} of 50 packets made the round trip\n{}",
+        "after resume only {echoed} of 60 packets made the round trip\n{}",
         phone.logs()
+    );
+    // More than 64·T1 after the hold: the agent's ACKs to our answers were taken.
+    let resumed = srv
+        .wait_for_call(Duration::from_secs(1), |c| c["id"] == id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        resumed["state"], "connected",
+        "the call did not outlive the agent's re-INVITEs: {resumed:#}"
     );
 
     phone

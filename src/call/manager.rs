@@ -24,6 +24,7 @@ use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
 use sip::message::{HeaderName, Method, Request};
 use sip::ports::SharedPortPool;
 use sip::sdp::MediaPreferences;
+use sip::transaction::TimerConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -57,6 +58,9 @@ pub struct CallFlowConfig {
     /// Whether a connected call's RTP stays on our relay or is moved end to end by re-INVITEs.
     /// (How the agent is reached — bridge or REFER — is [`CallConfig::transfer`] in `call`.)
     pub agent_media: AgentMedia,
+    /// RFC 3261 timers of the calls' dialogs (2xx retransmission and ACK wait, §13.3.1.4): the
+    /// server sets the SIP driver's, so both follow the configured T1.
+    pub sip_timers: TimerConfig,
 }
 
 impl Default for CallFlowConfig {
@@ -71,6 +75,7 @@ impl Default for CallFlowConfig {
             comfort: Comfort::Ringback,
             media_timeout: std::time::Duration::from_secs(60),
             agent_media: AgentMedia::Relay,
+            sip_timers: TimerConfig::default(),
         }
     }
 }

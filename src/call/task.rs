@@ -287,7 +287,7 @@ async fn answer(
         transport: source.transport,
         addr: source.remote,
     };
-    let mut dialog = match Dialog::uas(invite, &ok, contact, peer, Default::default()) {
+    let mut dialog = match Dialog::uas(invite, &ok, contact, peer, ctx.flow.sip_timers) {
         Ok(d) => d,
         Err(e) => {
             tracing::info!(call = %id, "INVITE unusable for a dialog: {e}; 400");
@@ -709,6 +709,12 @@ impl Call {
                             }
                         }
                     }
+                } else if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
+                    // The agent's phone ACKs our 2xx to its re-INVITE (hold/resume): without this
+                    // the dialog gives up after 64·T1 and the call loses its agent.
+                    if dialog.matches_request(&request) {
+                        dialog.handle_ack(now, &request);
+                    }
                 }
             }
             Event::Cancelled { .. } => self.machine.handle_caller_gone(now),
@@ -889,7 +895,7 @@ impl Call {
             &fork.request,
             &response,
             fork.target,
-            Default::default(),
+            self.ctx.flow.sip_timers,
         ) {
             Ok(d) => d,
             Err(e) => {
@@ -953,7 +959,7 @@ impl Call {
             &fork.request,
             response,
             fork.target,
-            Default::default(),
+            self.ctx.flow.sip_timers,
         ) {
             let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
             let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
