@@ -201,6 +201,18 @@ async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_moving_its_rtp_port_gets_our_rtp_on_the_new_port() {
+    trunk_moves_its_rtp(Some("sendrecv")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_answering_our_offer_in_the_ack_with_a_new_port_gets_our_rtp_there() {
+    // A re-INVITE without SDP: we offer in the 200 OK, the trunk's answer in the ACK moves its RTP.
+    trunk_moves_its_rtp(None).await;
+}
+
+/// The trunk moves its RTP to a new port with a re-INVITE whose `sdp` is as in [`TrunkReinvite`]:
+/// our RTP (the agent's voice) follows to the new port.
+async fn trunk_moves_its_rtp(sdp: Option<&'static str>) {
     let srv = server_with_agent(|_| {}).await;
     let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
         return;
@@ -210,7 +222,7 @@ async fn trunk_moving_its_rtp_port_gets_our_rtp_on_the_new_port() {
         .expect("bind");
     let port = new_port.local_addr().expect("addr").port();
     let reinvites = vec![TrunkReinvite {
-        sdp: Some("sendrecv"),
+        sdp,
         port: Some(port),
         expect: "a=sendrecv",
     }];

@@ -708,12 +708,15 @@ impl Call {
                                 self.machine.handle_caller_gone(now);
                             }
                         }
+                    } else {
+                        ack_answer(now, &mut self.trunk_media, &request.body);
                     }
-                } else if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
+                } else if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
                     // The agent's phone ACKs our 2xx to its re-INVITE (hold/resume): without this
                     // the dialog gives up after 64·T1 and the call loses its agent.
                     if dialog.matches_request(&request) {
                         dialog.handle_ack(now, &request);
+                        ack_answer(now, media, &request.body);
                     }
                 }
             }
@@ -1318,6 +1321,17 @@ fn encode(codec: CodecKind, input: &[i16], out: &mut [u8]) {
         CodecKind::Pcmu => {
             dsp::g711::encode_ulaw_into(input, out);
         }
+    }
+}
+
+/// An SDP body in the ACK of a re-INVITE that had none is the answer to the offer we made in our 2xx
+/// (RFC 3264 §4, RFC 3261 §13.2.1): the peer may have moved its RTP. Other ACKs carry no body.
+fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) {
+    if body.is_empty() {
+        return;
+    }
+    if let (Some(rtp), Ok(media)) = (leg.rtp.as_mut(), leg.sdp.handle_answer(body)) {
+        rtp.update_media(now, media);
     }
 }
 
