@@ -163,8 +163,15 @@ pub async fn run(
 
     let mut trunk_buf = vec![0u8; 2048];
     let mut agent_buf = vec![0u8; 2048];
+    // One timer for the task's life, moved only when the next deadline changes: most wake-ups are
+    // RTP packets that leave it where it was (no timer-wheel insert and cancel per packet).
+    let timer = tokio::time::sleep_until(call.next_deadline().into());
+    tokio::pin!(timer);
     while !call.finished {
-        let deadline = call.next_deadline();
+        let deadline = tokio::time::Instant::from_std(call.next_deadline());
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
             input = inputs.recv() => match input {
                 Some(CallInput::Sip(event)) => call.handle_sip(event).await,
@@ -185,7 +192,7 @@ pub async fn run(
                 call.lookup = None;
                 call.handle_lookup(result);
             }
-            _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(),
+            _ = &mut timer => call.handle_timeout(),
         }
         call.apply_actions().await;
     }
