@@ -269,7 +269,7 @@ async fn concurrency() {
 
     // Phase 1, hold: all collecting, the in-band detector on every caller packet, silence back.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let collect = measure(hold.saturating_sub(Duration::from_secs(1))).await;
+    let collect = measure(&generator, hold.saturating_sub(Duration::from_secs(1))).await;
     let collecting_rss = rss_mib();
     let collecting = count(&|c| c.state == CallState::Collecting);
 
@@ -285,7 +285,7 @@ async fn concurrency() {
 
     // Phase 2, waiting: ringback out, the caller's audio still coming in.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let waiting_cpu = measure(wait).await;
+    let waiting_cpu = measure(&generator, wait).await;
     let waiting = count(&|c| c.state == CallState::Waiting);
     let list = registry.list(std::time::SystemTime::now());
     let report = tokio::task::spawn_blocking(move || generator.finish())
@@ -318,25 +318,36 @@ async fn concurrency() {
         }
     }
     let per_call = |w: &Window, calls: usize| w.server_cpu * 1e6 / calls.max(1) as f64;
+    let phase = |w: &Window, calls: usize| {
+        format!(
+            "server {:.0}% of a core = {:.0} µs CPU per call-second, RTP {:.1} in / {:.1} out per call-second \
+             (nominal 50), kernel UDP buffer drops {}; generator {:.0}% (server/generator {:.2})",
+            w.server_cpu * 100.0,
+            per_call(w, calls),
+            w.rtp_in_rate,
+            w.rtp_out_rate,
+            w.udp_drops,
+            w.generator_cpu * 100.0,
+            w.server_cpu / w.generator_cpu.max(1e-9),
+        )
+    };
     println!(
-        "BENCH concurrency (server in this process, generator on its own threads; load average before: {}): \
-         {up}/{n} calls up (ramp {rate}/s, {:.1} s; {} failed); \
-         collecting ({collecting} calls, in-band detector on, PCMA noise in, silence out): server {:.0}% of a core = {:.1} µs CPU per call-second, \
-         RSS {collecting_rss:.0} MiB = {:.1} KiB/call over {rss0:.0} MiB; \
-         codes as in-band tones: {correct}/{up} read correctly ({real_codes} real codes made in {:.1} s, rest random → unknown_code; wrong: {wrong:?}), all classified {:.1} s after the first tone; \
-         waiting ({waiting} calls, ringback out, noise in): server {:.0}% of a core = {:.1} µs per call-second; \
-         RTP sent {} (errors {}), received {}, lost {} ({} calls got none back); SIP retransmissions {}; hung up {}, ended by server {}; \
-         generator CPU: collecting {:.0}%, waiting {:.0}% of a core (server/generator {:.2}, {:.2})",
+        "BENCH concurrency: load average {}; {up}/{n} calls up ({rate}/s ramp in {:.1} s, {} failed); \
+         codes read from in-band tones correctly on {correct}/{up} calls ({real_codes} real link codes, the rest \
+         random → unknown_code; wrong {wrong:?}; all classified {:.1} s after the first tone); \
+         collecting ({collecting} calls, detector on, noise in, silence out): {}; \
+         waiting ({waiting} calls, ringback out, noise in): {}; \
+         RSS {:.1} KiB per call ({rss0:.0} → {collecting_rss:.0} MiB); \
+         RTP sent {} (errors {}), received {}, lost {} by sequence gaps ({} calls got none); SIP retransmissions {}; \
+         hung up {}, ended by the server {}; server in this process, CPU per thread from /proc/self/task \
+         (collecting: {}; waiting: {})",
         collect.load_before,
         ramp_took.as_secs_f64(),
         report.failed.len(),
-        collect.server_cpu * 100.0,
-        per_call(&collect, collecting),
-        (collecting_rss - rss0) * 1024.0 / collecting.max(1) as f64,
-        codes_took.as_secs_f64(),
         classify_took.as_secs_f64(),
-        waiting_cpu.server_cpu * 100.0,
-        per_call(&waiting_cpu, waiting),
+        phase(&collect, collecting),
+        phase(&waiting_cpu, waiting),
+        (collecting_rss - rss0) * 1024.0 / collecting.max(1) as f64,
         report.rtp_sent,
         report.rtp_send_errors,
         report.rtp_received,
@@ -345,19 +356,10 @@ async fn concurrency() {
         report.retransmissions,
         report.hung_up,
         report.ended_by_server,
-        collect.generator_cpu * 100.0,
-        waiting_cpu.generator_cpu * 100.0,
-        collect.server_cpu / collect.generator_cpu.max(1e-9),
-        waiting_cpu.server_cpu / waiting_cpu.generator_cpu.max(1e-9),
+        collect.threads,
+        waiting_cpu.threads,
     );
-    println!(
-        "BENCH concurrency threads (collecting): {}",
-        collect.threads
-    );
-    println!(
-        "BENCH concurrency threads (waiting): {}",
-        waiting_cpu.threads
-    );
+    eprintln!("link codes made in {:.1} s", codes_took.as_secs_f64());
     assert_eq!(up, n, "calls not answered: {:?}", report.failed);
     assert_eq!(
         correct, n,
@@ -428,23 +430,32 @@ struct Window {
     /// CPU per thread name, in % of a core.
     threads: String,
     load_before: String,
+    /// RTP packets per call per second the generator sent (nominal 50).
+    rtp_in_rate: f64,
+    /// RTP packets per call per second the server sent back (nominal 50).
+    rtp_out_rate: f64,
+    /// Datagrams the kernel dropped for full receive buffers (whole network namespace).
+    udp_drops: u64,
 }
 
-/// Measures the threads' CPU over `length`.
-async fn measure(length: Duration) -> Window {
+/// Measures the threads' CPU and the RTP rates over `length`.
+async fn measure(generator: &LoadGen, length: Duration) -> Window {
     let load_before = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
+    let (udp0, rtp0) = (udp_receive_buffer_drops(), generator.rtp_counts());
     let (before, t0) = (thread_ticks(), Instant::now());
     tokio::time::sleep(length).await;
     let (after, secs) = (thread_ticks(), t0.elapsed().as_secs_f64());
+    let rtp1 = generator.rtp_counts();
+    let calls = generator.answered().max(1) as f64;
     let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
-    let (mut server, mut generator) = (0.0, 0.0);
+    let (mut server, mut generator_cpu) = (0.0, 0.0);
     for (tid, (name, ticks)) in &after {
         let used = ticks - before.get(tid).map_or(0.0, |(_, t)| *t);
         let cores = used / 100.0 / secs;
         if name.starts_with(loadgen::THREAD_PREFIX) {
-            generator += cores;
+            generator_cpu += cores;
         } else {
             server += cores;
         }
@@ -458,9 +469,12 @@ async fn measure(length: Duration) -> Window {
         .join(", ");
     Window {
         server_cpu: server,
-        generator_cpu: generator,
+        generator_cpu,
         threads,
         load_before,
+        rtp_in_rate: (rtp1.0 - rtp0.0) as f64 / secs / calls,
+        rtp_out_rate: (rtp1.1 - rtp0.1) as f64 / secs / calls,
+        udp_drops: udp_receive_buffer_drops().saturating_sub(udp0),
     }
 }
 
@@ -492,6 +506,21 @@ fn thread_ticks() -> std::collections::HashMap<u64, (String, f64)> {
         out.insert(tid, (name, ticks(11) + ticks(12)));
     }
     out
+}
+
+/// `RcvbufErrors` of `/proc/net/snmp`: UDP datagrams dropped for a full socket buffer.
+fn udp_receive_buffer_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The soft limit on open files of this process.

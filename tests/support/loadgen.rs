@@ -31,6 +31,8 @@ pub const MAX_SENDS: u32 = 6;
 const FRAME: usize = 160;
 const FRAME_TIME: Duration = Duration::from_millis(20);
 const T1: Duration = Duration::from_millis(500);
+/// How long the receiver sleeps once its socket is drained.
+const RX_BATCH: Duration = Duration::from_millis(5);
 /// Frames of one key press and of the pause after it (80 ms each).
 const KEY_FRAMES: u64 = 4;
 /// Silence before and after the code, in frames.
@@ -100,6 +102,9 @@ struct Shared {
     stop_media: AtomicBool,
     hang_up: AtomicBool,
     stop_rx: AtomicBool,
+    /// RTP packets sent and received so far, for rates over a window.
+    sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl LoadGen {
@@ -117,6 +122,8 @@ impl LoadGen {
             stop_media: AtomicBool::new(false),
             hang_up: AtomicBool::new(false),
             stop_rx: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         });
         let (up_tx, up_rx) = mpsc::channel();
         let rx_socket = media.try_clone()?;
@@ -149,6 +156,14 @@ impl LoadGen {
     /// Calls refused or given up so far.
     pub fn failed(&self) -> usize {
         self.shared.failed.load(Relaxed)
+    }
+
+    /// RTP packets sent and received so far.
+    pub fn rtp_counts(&self) -> (u64, u64) {
+        (
+            self.shared.sent.load(Relaxed),
+            self.shared.received.load(Relaxed),
+        )
     }
 
     /// Every answered call sends its code as in-band tones from the next frame on; returns how long
@@ -652,7 +667,10 @@ fn send_media(
             packet[8..12].copy_from_slice(&(0x4c47_0000 + c.index as u32).to_be_bytes());
             packet[12..].copy_from_slice(audio.frame(c.index, tick, code_tick));
             match socket.send_to(&packet, c.dest) {
-                Ok(_) => stats.sent += 1,
+                Ok(_) => {
+                    stats.sent += 1;
+                    shared.sent.fetch_add(1, Relaxed);
+                }
                 Err(_) => stats.errors += 1,
             }
             c.seq = c.seq.wrapping_add(1);
@@ -705,15 +723,20 @@ impl PortStats {
 
 fn receive_media(socket: &UdpSocket, shared: &Shared) -> Vec<PortStats> {
     let mut ports = vec![PortStats::default(); 1 << 16];
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(50)));
+    // Drain in batches rather than block per packet: a reader asleep in recv makes every packet
+    // the server sends also wake this thread, work a real trunk on another machine never causes
+    // the server (on loopback it is charged to the sender's send_to).
+    let _ = socket.set_nonblocking(true);
     let mut buf = [0u8; 2048];
     while !shared.stop_rx.load(Relaxed) && Instant::now() < shared.deadline {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else {
-            continue;
-        };
-        if n >= 12 && buf[0] >> 6 == 2 {
-            let seq = u16::from_be_bytes([buf[2], buf[3]]);
-            ports[usize::from(from.port())].packet(seq);
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if n >= 12 && buf[0] >> 6 == 2 => {
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                ports[usize::from(from.port())].packet(seq);
+                shared.received.fetch_add(1, Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(RX_BATCH),
         }
     }
     ports
