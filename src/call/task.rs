@@ -111,7 +111,10 @@ struct Call {
     caller: Pii<String>,
     since: SystemTime,
     machine: CallMachine,
+    /// The trunk's latest INVITE (the first, or a re-INVITE): our 2xx is resent through it.
     trunk_tx: ServerTxId,
+    /// The agent phone's latest re-INVITE: our 2xx is resent through it.
+    agent_invite_tx: Option<ServerTxId>,
     trunk: Dialog,
     trunk_media: MediaLeg,
     detector: Option<(DtmfDetector, Option<Instant>)>,
@@ -317,6 +320,7 @@ async fn answer(
         since: SystemTime::now(),
         machine: CallMachine::new(ctx.flow.call.clone(), now),
         trunk_tx: tx,
+        agent_invite_tx: None,
         trunk: dialog,
         trunk_media: MediaLeg {
             socket,
@@ -802,6 +806,11 @@ impl Call {
                 response.set_body(Some("application/sdp"), body);
                 if request.method == Method::Invite {
                     dialog.handle_sent_response(now, &response);
+                    // The 2xx is resent through this INVITE's transaction until the ACK comes.
+                    match leg {
+                        Leg::Trunk => self.trunk_tx = id,
+                        Leg::Agent => self.agent_invite_tx = Some(id),
+                    }
                 }
                 let _ = self.ctx.sip.respond(id, response).await;
             }
@@ -1168,12 +1177,18 @@ impl Call {
             }
             if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
                 let mut gone = false;
+                let mut resend = Vec::new();
                 while let Some(event) = dialog.poll_event() {
                     match event {
                         DialogEvent::SessionExpired | DialogEvent::AckTimeout => gone = true,
                         DialogEvent::RetryOffer => offers.push((Leg::Agent, true)),
                         DialogEvent::SessionRefreshDue => offers.push((Leg::Agent, false)),
-                        DialogEvent::Retransmit2xx(_) => {}
+                        DialogEvent::Retransmit2xx(response) => resend.push(response),
+                    }
+                }
+                for response in resend {
+                    if let Some(tx) = self.agent_invite_tx {
+                        let _ = self.ctx.sip.respond(tx, response).await;
                     }
                 }
                 if gone {
