@@ -1,16 +1,19 @@
-//! Benchmarks of the call path (issue 4), SIPp-driven, loopback only, bounded. Not run in CI: every
-//! test here is `#[ignore]`; `benches/call_rate.sh` runs them in a release build and prints figures.
+//! Benchmarks of the call path (issue 4), loopback only, bounded; SIPp or the Rust load generator as
+//! the trunk. Not run in CI: every test here is `#[ignore]`; `benches/call_rate.sh` runs them in a
+//! release build and prints figures.
 //! They live among the integration tests to reuse the in-process server, pcap writer and SIPp helpers.
 //!
 //! - `call_rate`: calls that answer, receive 8 RFC 4733 digits and hang up, at `VB_RATE` calls/s
 //!   (default 300) for `VB_CALLS` calls (default 3000); every call must succeed in SIPp and end in our
 //!   list classified from 8 digits (`unknown_code`: the code is random, the 8 digits still arrived).
-//! - `concurrency`: `VB_CONCURRENT` calls (default 2000) up at once, each playing PCMA; phase 1 all
-//!   collecting with the in-band detector on every packet; phase 2 all waiting with the comfort signal
-//!   going out while the caller's audio keeps coming in (RTP both ways). CPU and memory per call.
-//!   Caveat: SIPp plays every pcap in its own thread; on a 2-core machine it overloads (watchdog
-//!   trips) far below 2,000 streams, so the figure is bounded by the generator, not by us. A lighter
-//!   RTP generator (one socket loop for all calls) is needed to measure the real ceiling.
+//! - `concurrency`: `VB_CONCURRENT` calls (default 2000) up at once from the light Rust trunk in
+//!   `support::loadgen` (one SIP socket, one RTP socket for every call's media, PCMA speech-like noise
+//!   every 20 ms per call), ramped at `VB_RAMP_RATE` calls/s (400). Phase 1, `VB_HOLD_S` s (10): all
+//!   collecting, the in-band detector on every packet, silence going back. Then every call keys its
+//!   own code as in-band DTMF tones: `VB_REAL_CODES` (all) real link codes must end `verified`, the
+//!   rest random (`unknown_code`: 8 digits read). Phase 2, `VB_WAIT_S` s (5): all waiting, ringback
+//!   out, noise still coming in. Server and generator share the process; CPU is split per thread
+//!   (`/proc/self/task/*/stat`, generator threads are named `loadgen-*`), RSS per call from VmRSS.
 //! - `verified_latency`: `VB_LATENCY_CALLS` calls (default 50) with real link codes; time from the
 //!   last digit's end packet (its offset in the pcap, from our 200 OK) to the `verified` event.
 
