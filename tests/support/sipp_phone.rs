@@ -330,7 +330,7 @@ impl Drop for SippPhone {
 }
 
 /// REGISTER `agent` with the contact `sock` is bound to, answering the digest challenge.
-async fn register(sock: &UdpSocket, server: SocketAddr) {
+pub async fn register(sock: &UdpSocket, server: SocketAddr) {
     let me = sock.local_addr().expect("addr");
     let uri = format!("sip:{server}");
     let request = |cseq: u32, auth: &str| {
