@@ -226,10 +226,10 @@ async fn concurrency() {
     let hold = Duration::from_secs(env("VB_HOLD_S", 10) as u64);
     let wait = Duration::from_secs(env("VB_WAIT_S", 5) as u64);
     let real_codes = env("VB_REAL_CODES", n).min(n);
-    let fds = open_files_limit();
+    let fds = raise_open_files(2 * n as u64 + 256);
     assert!(
         fds >= 2 * n as u64 + 256,
-        "{n} calls need ~{} open files, the limit is {fds}: raise `ulimit -n`",
+        "{n} calls need ~{} open files, the hard limit allows {fds}: raise `ulimit -Hn`",
         2 * n + 256
     );
     let ramp = Duration::from_secs_f64(n as f64 / rate as f64 + 1.0);
@@ -526,16 +526,22 @@ fn udp_receive_buffer_drops() -> u64 {
         .unwrap_or(0)
 }
 
-/// The soft limit on open files of this process.
-fn open_files_limit() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+/// Raises this process's soft limit on open files to `want` (at most the hard limit); returns the
+/// soft limit now.
+fn raise_open_files(want: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < want) {
+        let soft = limit.maximum.map_or(want, |hard| hard.min(want));
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(soft),
+                maximum: limit.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -524,7 +524,8 @@ impl SipSide {
 
     /// The server's requests (BYE after its max wait, OPTIONS): 200, and a BYE ends the call.
     fn handle_request(&mut self, r: &Request) {
-        let Some(ok) = sip::message::StatusCode::new(200) else {
+        let Some(ok) = sip::message::StatusCode::new(200).filter(|_| r.method != Method::Ack)
+        else {
             return;
         };
         let response = Response::for_request(r, ok, None);
