@@ -47,7 +47,7 @@ async fn both_phones_ring_the_one_that_answers_gets_the_call_the_other_is_cancel
         return;
     };
 
-    desk.wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
+    desk.wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
         .await
         .unwrap_or_else(|e| {
             panic!(

@@ -93,7 +93,7 @@ async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
     let id = waiting["id"].clone();
     assert_eq!(answer(&srv, &id).await.0, 202);
     phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
         .await
         .unwrap_or_else(|e| panic!("the agent's phone never took the call: {e}"));
     srv.wait_for_call(Duration::from_secs(3), |c| {
