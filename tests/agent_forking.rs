@@ -176,3 +176,43 @@ async fn both_phones_answer_the_loser_gets_ack_and_bye_and_the_call_stays_with_t
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_neither_phone_answers_both_are_cancelled_and_the_call_waits_again() {
+    let srv =
+        server_with_agent(|c| c.calls.call.agent_ring_timeout = Duration::from_millis(1500)).await;
+    let Some(desk) = SippPhone::register(srv.sip_udp, &ring_until_cancelled(), false).await else {
+        return;
+    };
+    let Some(mobile) = SippPhone::register(srv.sip_udp, &ring_until_cancelled(), false).await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.info_digits = srv.new_code().await;
+    let Some((sipp, id)) = answered(&srv, &call).await else {
+        return;
+    };
+    srv.wait_for_call(Duration::from_secs(2), |c| {
+        c["id"] == id && c["state"] == "ringing"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // After the ring timeout both phones get our CANCEL (their scenarios fail otherwise)…
+    for (name, phone) in [("desk", desk), ("mobile", mobile)] {
+        phone
+            .finish()
+            .await
+            .unwrap_or_else(|e| panic!("the {name} phone kept ringing: {e}"));
+    }
+    // …and the caller waits for an agent again.
+    let back = srv
+        .wait_for_call(Duration::from_secs(2), |c| {
+            c["id"] == id && c["state"] == "waiting"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back["agent"], Value::Null);
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    srv.shutdown().await;
+}
