@@ -19,7 +19,8 @@ use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
 use support::sipp_phone::{
-    answer_hold_resume_hang_up, caller_packet, talk, trunk_rtp_port, SippPhone,
+    answer_hold_resume_hang_up, answer_move_rtp_in_ack_hang_up, caller_packet, talk,
+    trunk_rtp_port, SippPhone,
 };
 
 const CALLER: &str = "+31611112222";
@@ -469,4 +470,68 @@ async fn hears_agent(ear: &tokio::net::UdpSocket, our_port: u16, time: Duration)
         }
     }
     (packets, tone_share(&heard, 8000.0, 440.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_phone_moving_its_rtp_in_an_ack_gets_our_rtp_there() {
+    let srv = server_with_agent(|_| {}).await;
+    let new_port = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = new_port.local_addr().expect("addr").port();
+    // The agent's phone re-INVITEs without SDP 2 s after answering, answers our offer in its ACK
+    // with RTP on `port`, and hangs up 2 s later.
+    let scenario = answer_move_rtp_in_ack_hang_up(Duration::from_secs(2), port);
+    let Some(phone) = SippPhone::register(srv.sip_udp, &scenario, false).await else {
+        return;
+    };
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut call = TrunkCall::new(CALLER);
+    call.info_digits = srv.new_code().await;
+    call.media_port = Some(ear.local_addr().expect("addr").port());
+    call.await_bye = true;
+    let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+        return;
+    };
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
+    wait_for(&phone.messages(), "CSeq: 2 ACK", || phone.messages()).await;
+
+    // The caller talks; what it says now reaches the phone's new port.
+    let count = async {
+        let mut buf = [0u8; 2048];
+        let mut packets = 0u32;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(until, new_port.recv_from(&mut buf)).await
+        {
+            if srv.rtp_ports.contains(&from.port()) && n > 12 && buf[1] & 0x7f == 8 {
+                packets += 1;
+            }
+        }
+        packets
+    };
+    let (_, packets) = tokio::join!(talk(&ear, our_port, Duration::from_millis(1200)), count);
+    assert!(
+        packets >= 25,
+        "only {packets} RTP packets reached the port the agent's phone moved to in its ACK"
+    );
+
+    phone
+        .finish()
+        .await
+        .unwrap_or_else(|e| panic!("the agent's phone saw a wrong answer: {e}"));
+    if let Err(e) = sipp.finish().await {
+        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
+    }
+    srv.wait_for_call(Duration::from_secs(3), |c| {
+        c["id"] == id && c["state"] == "ended"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
+    srv.shutdown().await;
 }

@@ -141,31 +141,80 @@ pub fn answer_at_once() -> String {
 /// must say `a=recvonly`), after another `pause` resumes (`a=sendrecv`, answered `a=sendrecv`), and
 /// after a third hangs up (BYE).
 pub fn answer_hold_resume_hang_up(pause: Duration) -> String {
+    answer_reinvite_hang_up(
+        "agent phone that holds and resumes",
+        pause,
+        &[
+            PhoneReinvite::Offer("sendonly", "a=recvonly"),
+            PhoneReinvite::Offer("sendrecv", "a=sendrecv"),
+        ],
+    )
+}
+
+/// Answers at once, then after `pause` sends a re-INVITE without SDP; our 200 OK must offer audio,
+/// and the phone's answer in the ACK moves its RTP to `port` (RFC 3264 §4: offer in the 2xx,
+/// answer in the ACK). Hangs up after another `pause`.
+pub fn answer_move_rtp_in_ack_hang_up(pause: Duration, port: u16) -> String {
+    answer_reinvite_hang_up(
+        "agent phone that moves its RTP in an ACK",
+        pause,
+        &[PhoneReinvite::AnswerInAck(port)],
+    )
+}
+
+/// A re-INVITE an agent phone sends.
+enum PhoneReinvite {
+    /// An offer with this direction; our answer must match the regular expression.
+    Offer(&'static str, &'static str),
+    /// No offer; our 200 OK's offer is answered in the ACK with RTP on this port.
+    AnswerInAck(u16),
+}
+
+fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite]) -> String {
     let pause = pause.as_millis();
-    let reinvite = |cseq: u32, direction: &str, expect: &str| {
-        let sdp = ANSWER_SDP
-            .replace("o=phone 1 1", &format!("o=phone 1 {cseq}"))
-            .replace(
-                "a=ptime:20\n",
-                &format!("a=ptime:20\n      a={direction}\n"),
-            );
+    let head = |method: &str, cseq: usize| {
         format!(
-            r#"  <pause milliseconds="{pause}"/>
-  <send retrans="500">
-    <![CDATA[
-      INVITE [next_url] SIP/2.0
+            "      {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: [$our_to];tag=[pid]SIPpTag01[call_number]
       To: [$their_from]
       [routes]
       Call-ID: [call_id]
-      CSeq: {cseq} INVITE
+      CSeq: {cseq} {method}
       Contact: <sip:agent@[local_ip]:[local_port]>
       Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{sdp}    ]]>
+"
+        )
+    };
+    let with_sdp = |sdp: String| {
+        format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{sdp}")
+    };
+    let mut body = String::new();
+    let mut checks = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let cseq = i + 2;
+        let version = |sdp: &str| sdp.replace("o=phone 1 1", &format!("o=phone 1 {cseq}"));
+        let (offer, expect, ack) = match step {
+            PhoneReinvite::Offer(direction, expect) => (
+                with_sdp(version(ANSWER_SDP).replace(
+                    "a=ptime:20\n",
+                    &format!("a=ptime:20\n      a={direction}\n"),
+                )),
+                *expect,
+                "      Content-Length: 0\n".to_owned(),
+            ),
+            PhoneReinvite::AnswerInAck(port) => (
+                "      Content-Length: 0\n".to_owned(),
+                "m=audio [0-9]+ RTP/AVP",
+                with_sdp(version(ANSWER_SDP).replace("[media_port]", &port.to_string())),
+            ),
+        };
+        checks.push(format!("answer_{cseq}"));
+        body.push_str(&format!(
+            r#"  <pause milliseconds="{pause}"/>
+  <send retrans="500">
+    <![CDATA[
+{}{offer}    ]]>
   </send>
   <recv response="100" optional="true"/>
   <recv response="200">
@@ -175,44 +224,30 @@ pub fn answer_hold_resume_hang_up(pause: Duration) -> String {
   </recv>
   <send>
     <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$our_to];tag=[pid]SIPpTag01[call_number]
-      To: [$their_from]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: {cseq} ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
+{}{ack}    ]]>
   </send>
-  <Reference variables="answer_{cseq}"/>
-"#
-        )
-    };
+"#,
+            head("INVITE", cseq),
+            head("ACK", cseq),
+        ));
+    }
+    let bye_cseq = steps.len() + 2;
     scenario(
-        "agent phone that holds and resumes",
+        name,
         &format!(
             r#"{RECV_INVITE}{RINGING}{}  <recv request="ACK"/>
-{}{}  <pause milliseconds="{pause}"/>
+{body}  <pause milliseconds="{pause}"/>
   <send retrans="500">
     <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$our_to];tag=[pid]SIPpTag01[call_number]
-      To: [$their_from]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 4 BYE
-      Max-Forwards: 70
-      Content-Length: 0
+{}      Content-Length: 0
     ]]>
   </send>
   <recv response="200"/>
+  <Reference variables="{}"/>
 "#,
             ok_invite(),
-            reinvite(2, "sendonly", "a=recvonly"),
-            reinvite(3, "sendrecv", "a=sendrecv"),
+            head("BYE", bye_cseq),
+            checks.join(","),
         ),
     )
 }
