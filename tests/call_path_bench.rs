@@ -342,7 +342,7 @@ async fn concurrency() {
          waiting ({waiting} calls, ringback out, noise in): {}; \
          RSS {:.1} KiB per call ({rss0:.0} → {collecting_rss:.0} MiB); \
          RTP sent {} (errors {}), received {}, lost {} by sequence gaps ({} calls got none); SIP retransmissions {}; \
-         hung up {}, ended by the server {}; server in this process, CPU per thread from /proc/self/task \
+         hung up {}, ended by the server {}, BYE unanswered {}; server in this process, CPU per thread from /proc/self/task \
          (collecting: {}; waiting: {})",
         collect.load_before,
         ramp_took.as_secs_f64(),
@@ -359,6 +359,7 @@ async fn concurrency() {
         report.retransmissions,
         report.hung_up,
         report.ended_by_server,
+        report.bye_unanswered,
         collect.threads,
         waiting_cpu.threads,
     );

@@ -80,6 +80,8 @@ pub struct LoadReport {
     pub hung_up: usize,
     /// Answered calls the server hung up (its BYE) before ours.
     pub ended_by_server: usize,
+    /// Answered calls whose BYE got no final answer.
+    pub bye_unanswered: usize,
     /// SIP retransmissions we sent (INVITE + BYE).
     pub retransmissions: u64,
     pub rtp_sent: u64,
@@ -206,6 +208,10 @@ impl LoadGen {
                     report.answered += 1;
                     report.ended_by_server += 1;
                 }
+                State::ByeUnanswered => {
+                    report.answered += 1;
+                    report.bye_unanswered += 1;
+                }
             }
             if let Some(port) = call.rtp_port {
                 let stats = ports.get(usize::from(port)).copied().unwrap_or_default();
@@ -244,6 +250,8 @@ enum State {
     Up,
     Byeing,
     Done,
+    /// Our BYE was sent [`MAX_SENDS`] times without a final answer.
+    ByeUnanswered,
     EndedByServer,
     Failed(u16),
 }
@@ -438,11 +446,10 @@ impl SipSide {
                 if inviting {
                     self.shared.failed.fetch_add(1, Relaxed);
                 }
-                // A BYE never answered still ends our side of the call.
                 self.calls[i].state = if inviting {
                     State::Failed(0)
                 } else {
-                    State::Done
+                    State::ByeUnanswered
                 };
                 continue;
             }
