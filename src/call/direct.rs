@@ -14,11 +14,18 @@
 //! - the agent refuses (or never answers) after the trunk moved → re-INVITE the trunk back to our
 //!   relay address.
 //!
+//! Once direct, offers either leg makes (hold, resume, refresh, a new port) go through
+//! [`DirectMedia::handle_offer`]: answered with the other endpoint's media and mirrored to the other
+//! leg by [`Synced`] (`direct_sync.rs`, RFC 3264 §8); an offer the other endpoint cannot take (its
+//! codec missing), or the other leg refusing or never answering the change, moves both legs back to
+//! the relay and the view shows `relay` again.
+//!
 //! A 491 (glare, §14.1) is not an answer: the dialog's back-off ends in `DialogEvent::RetryOffer`,
 //! and [`DirectMedia::handle_retry`] says what to send again.
 
+use super::direct_sync::{Offered, Synced};
 use serde::Serialize;
-use sip::sdp::Codec;
+use sip::sdp::{Codec, Direction};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -52,21 +59,42 @@ pub enum Leg {
     Agent,
 }
 
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::Trunk => Leg::Agent,
+            Leg::Agent => Leg::Trunk,
+        }
+    }
+}
+
 /// One endpoint's media as negotiated: where it receives RTP and with what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerMedia {
     pub addr: SocketAddr,
     pub codec: Codec,
     pub telephone_event_pt: Option<u8>,
+    /// The endpoint's own direction, as SDP describing it says (`sendonly`: it only sends).
+    pub direction: Direction,
 }
 
-/// What an offer on a leg points the peer at.
+/// What an offer (or our answer) on a leg points the peer at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offer {
     /// Our relay socket of that leg (our normal SDP).
     Relay,
     /// The other endpoint's media.
     Peer(PeerMedia),
+}
+
+/// An offer a leg sent us in a re-INVITE or UPDATE, as the driver read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncomingOffer {
+    /// No SDP: we offer in the 2xx, the answer comes in the ACK.
+    Late,
+    /// SDP read against the other leg's codec ([`DirectMedia::peer_of`]); `None` when it lacks that
+    /// codec or holds more than the one audio stream we can mirror.
+    Sdp(Option<Offered>),
 }
 
 /// What the driver must do.
@@ -88,6 +116,17 @@ pub enum NotTried {
     CodecNotAcceptedByTrunk,
 }
 
+/// One leg's way back to the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Back {
+    /// At the relay (or nothing more we can do).
+    Done,
+    /// Our re-INVITE to the relay is out.
+    Sent,
+    /// Another re-INVITE of ours is still out on this leg: offer the relay once it is answered.
+    AfterPending,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     /// Trunk re-INVITE with the agent's media is out.
@@ -98,10 +137,14 @@ enum Step {
         trunk: PeerMedia,
         until: Instant,
     },
-    /// End to end.
-    Direct { agent: PeerMedia, trunk: PeerMedia },
-    /// Trunk re-INVITE back to our relay is out.
-    Reverting { until: Instant },
+    /// End to end; later offers are mirrored to the other leg.
+    Direct(Synced),
+    /// Re-INVITEs back to our relay are out.
+    Reverting {
+        trunk: Back,
+        agent: Back,
+        until: Instant,
+    },
     /// Relayed for good (never tried, refused, or reverted).
     Relay,
 }
@@ -145,7 +188,7 @@ impl DirectMedia {
 
     pub fn path(&self) -> MediaPath {
         match self.step {
-            Step::Direct { .. } => MediaPath::Direct,
+            Step::Direct(_) => MediaPath::Direct,
             _ => MediaPath::Relay,
         }
     }
@@ -153,19 +196,27 @@ impl DirectMedia {
     /// Whether the trunk may be sending its RTP elsewhere than to us (no media timeout on our relay
     /// socket then).
     pub fn trunk_media_elsewhere(&self) -> bool {
-        matches!(
-            self.step,
-            Step::AgentOffered { .. } | Step::Direct { .. } | Step::Reverting { .. }
-        )
+        match self.step {
+            Step::AgentOffered { .. } | Step::Direct(_) => true,
+            Step::Reverting { trunk, .. } => trunk != Back::Done,
+            Step::TrunkOffered { .. } | Step::Relay => false,
+        }
     }
 
     /// What a session refresh on `leg` must offer to change nothing.
     pub fn current_offer(&self, leg: Leg) -> Offer {
         match (self.step, leg) {
-            (Step::AgentOffered { agent, .. }, Leg::Trunk)
-            | (Step::Direct { agent, .. }, Leg::Trunk) => Offer::Peer(agent),
-            (Step::Direct { trunk, .. }, Leg::Agent) => Offer::Peer(trunk),
+            (Step::AgentOffered { agent, .. }, Leg::Trunk) => Offer::Peer(agent),
+            (Step::Direct(s), leg) => Offer::Peer(s.current_offer(leg)),
             _ => Offer::Relay,
+        }
+    }
+
+    /// While direct: the other endpoint's media, to read `leg`'s offer against its codec.
+    pub fn peer_of(&self, leg: Leg) -> Option<PeerMedia> {
+        match self.step {
+            Step::Direct(s) => Some(s.peer_of(leg)),
+            _ => None,
         }
     }
 
@@ -177,8 +228,46 @@ impl DirectMedia {
         match self.step {
             Step::TrunkOffered { until, .. }
             | Step::AgentOffered { until, .. }
-            | Step::Reverting { until } => Some(until),
-            Step::Direct { .. } | Step::Relay => None,
+            | Step::Reverting { until, .. } => Some(until),
+            Step::Direct(s) => s.poll_timeout(),
+            Step::Relay => None,
+        }
+    }
+
+    /// `leg` sent us an offer (re-INVITE or UPDATE): how to answer it. While direct the answer
+    /// points at the other endpoint and a change goes on to the other leg; an offer the other
+    /// endpoint cannot take is answered from the relay, and the other leg is moved back to it too.
+    /// Outside direct media every offer is answered from the relay, as before.
+    pub fn handle_offer(&mut self, now: Instant, leg: Leg, offer: IncomingOffer) -> Offer {
+        let Step::Direct(mut s) = self.step else {
+            return Offer::Relay;
+        };
+        let answer = match offer {
+            IncomingOffer::Late => Some(s.late_offer(leg)),
+            IncomingOffer::Sdp(Some(o)) => {
+                s.handle_offer(now, leg, o, self.step_timeout, &mut self.actions)
+            }
+            IncomingOffer::Sdp(None) => None,
+        };
+        match answer {
+            Some(a) => {
+                self.step = Step::Direct(s);
+                Offer::Peer(a)
+            }
+            None => {
+                // `leg` is answered from the relay; only the other leg needs moving back.
+                self.fallback(now, s.outstanding(), Some(leg));
+                Offer::Relay
+            }
+        }
+    }
+
+    /// `leg` answered an offer that was not a step of ours: the ACK to our late offer, or the 2xx
+    /// to a session refresh. `None`: no usable answer (ignored).
+    pub fn handle_peer_answer(&mut self, now: Instant, leg: Leg, answer: Option<PeerMedia>) {
+        if let (Step::Direct(mut s), Some(a)) = (self.step, answer) {
+            s.handle_answer(now, leg, a, self.step_timeout, &mut self.actions);
+            self.step = Step::Direct(s);
         }
     }
 
@@ -198,13 +287,61 @@ impl DirectMedia {
             }
             // Refused: the trunk still sends to our relay.
             (Step::TrunkOffered { .. }, Leg::Trunk, None) => self.step = Step::Relay,
-            (Step::AgentOffered { agent, trunk, .. }, Leg::Agent, Some(_)) => {
-                self.step = Step::Direct { agent, trunk };
+            (Step::AgentOffered { agent, trunk, .. }, Leg::Agent, Some(answered)) => {
+                self.step = Step::Direct(Synced::new(trunk, agent));
                 self.actions
                     .push_back(DirectAction::Path(MediaPath::Direct));
+                // An agent that moved while answering is offered on to the trunk.
+                self.handle_peer_answer(now, Leg::Agent, Some(answered));
             }
-            (Step::AgentOffered { .. }, Leg::Agent, None) => self.revert(now),
-            (Step::Reverting { .. }, Leg::Trunk, _) => self.step = Step::Relay,
+            (Step::AgentOffered { .. }, Leg::Agent, None) => {
+                self.step = Step::Reverting {
+                    trunk: Back::Sent,
+                    agent: Back::Done,
+                    until: now + self.step_timeout,
+                };
+                self.actions
+                    .push_back(DirectAction::Offer(Leg::Trunk, Offer::Relay));
+            }
+            (Step::Direct(mut s), leg, answer) if s.outstanding() == Some(leg) => match answer {
+                Some(a) => {
+                    s.handle_answer(now, leg, a, self.step_timeout, &mut self.actions);
+                    self.step = Step::Direct(s);
+                }
+                // The other end refused the change: both legs back to the relay.
+                None => self.fallback(now, None, None),
+            },
+            (
+                Step::Reverting {
+                    mut trunk,
+                    mut agent,
+                    until,
+                },
+                leg,
+                _,
+            ) => {
+                let back = match leg {
+                    Leg::Trunk => &mut trunk,
+                    Leg::Agent => &mut agent,
+                };
+                *back = match *back {
+                    Back::AfterPending => {
+                        self.actions
+                            .push_back(DirectAction::Offer(leg, Offer::Relay));
+                        Back::Sent
+                    }
+                    Back::Sent | Back::Done => Back::Done,
+                };
+                self.step = if trunk == Back::Done && agent == Back::Done {
+                    Step::Relay
+                } else {
+                    Step::Reverting {
+                        trunk,
+                        agent,
+                        until,
+                    }
+                };
+            }
             _ => {}
         }
     }
@@ -215,7 +352,22 @@ impl DirectMedia {
         let offer = match (self.step, leg) {
             (Step::TrunkOffered { agent, .. }, Leg::Trunk) => Offer::Peer(agent),
             (Step::AgentOffered { trunk, .. }, Leg::Agent) => Offer::Peer(trunk),
-            (Step::Reverting { .. }, Leg::Trunk) => Offer::Relay,
+            (Step::Direct(s), leg) => match s.retry(leg) {
+                Some(p) => Offer::Peer(p),
+                None => return false,
+            },
+            (
+                Step::Reverting {
+                    trunk: Back::Sent, ..
+                },
+                Leg::Trunk,
+            ) => Offer::Relay,
+            (
+                Step::Reverting {
+                    agent: Back::Sent, ..
+                },
+                Leg::Agent,
+            ) => Offer::Relay,
             _ => return false,
         };
         self.actions.push_back(DirectAction::Offer(leg, offer));
@@ -228,18 +380,45 @@ impl DirectMedia {
         }
         match self.step {
             // Unknown whether the trunk moved: point it back at us to be sure.
-            Step::TrunkOffered { .. } | Step::AgentOffered { .. } => self.revert(now),
+            Step::TrunkOffered { .. } | Step::AgentOffered { .. } => {
+                self.step = Step::Reverting {
+                    trunk: Back::Sent,
+                    agent: Back::Done,
+                    until: now + self.step_timeout,
+                };
+                self.actions
+                    .push_back(DirectAction::Offer(Leg::Trunk, Offer::Relay));
+            }
+            // The other end never answered our change: both back to the relay.
+            Step::Direct(_) => self.fallback(now, None, None),
             Step::Reverting { .. } => self.step = Step::Relay,
-            Step::Direct { .. } | Step::Relay => {}
+            Step::Relay => {}
         }
     }
 
-    fn revert(&mut self, now: Instant) {
+    /// From direct media back to the relay on both legs: `pending` is a leg whose re-INVITE of ours
+    /// is still out (the relay offer waits for its answer), `answered` a leg already answered from
+    /// the relay.
+    fn fallback(&mut self, now: Instant, pending: Option<Leg>, answered: Option<Leg>) {
+        let mut back = |leg: Leg| {
+            if answered == Some(leg) {
+                Back::Done
+            } else if pending == Some(leg) {
+                Back::AfterPending
+            } else {
+                self.actions
+                    .push_back(DirectAction::Offer(leg, Offer::Relay));
+                Back::Sent
+            }
+        };
+        let trunk = back(Leg::Trunk);
+        let agent = back(Leg::Agent);
         self.step = Step::Reverting {
+            trunk,
+            agent,
             until: now + self.step_timeout,
         };
-        self.actions
-            .push_back(DirectAction::Offer(Leg::Trunk, Offer::Relay));
+        self.actions.push_back(DirectAction::Path(MediaPath::Relay));
     }
 }
 
@@ -252,6 +431,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             codec,
             telephone_event_pt: Some(101),
+            direction: Direction::SendRecv,
         }
     }
 
@@ -378,6 +558,195 @@ mod tests {
         assert_eq!(
             drain(&mut d),
             vec![DirectAction::Offer(Leg::Trunk, Offer::Relay)]
+        );
+    }
+
+    fn direct_call(t: Instant) -> (DirectMedia, PeerMedia, PeerMedia) {
+        let agent = media(AGENT, Codec::Pcma { pt: 8 });
+        let trunk = media(TRUNK, Codec::Pcma { pt: 8 });
+        let mut d = DirectMedia::start(t, Some(agent), true).unwrap();
+        d.handle_answer(t, Leg::Trunk, Some(trunk));
+        d.handle_answer(t, Leg::Agent, Some(agent));
+        drain(&mut d);
+        assert_eq!(d.path(), MediaPath::Direct);
+        (d, trunk, agent)
+    }
+
+    fn offered(port: u16, codec: Codec, direction: Direction) -> IncomingOffer {
+        IncomingOffer::Sdp(Some(Offered {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+            codec,
+            telephone_event_pt: Some(101),
+            direction,
+        }))
+    }
+
+    #[test]
+    fn offers_before_direct_media_are_answered_from_the_relay() {
+        let t = Instant::now();
+        let mut d = DirectMedia::start(t, Some(media(AGENT, Codec::Pcma { pt: 8 })), true).unwrap();
+        let hold = offered(TRUNK, Codec::Pcma { pt: 8 }, Direction::SendOnly);
+        assert_eq!(d.handle_offer(t, Leg::Agent, hold), Offer::Relay);
+    }
+
+    #[test]
+    fn a_hold_while_direct_stays_direct() {
+        let t = Instant::now();
+        let (mut d, _, agent) = direct_call(t);
+        let answer = d.handle_offer(
+            t,
+            Leg::Trunk,
+            offered(TRUNK, Codec::Pcma { pt: 8 }, Direction::SendOnly),
+        );
+        assert_eq!(
+            answer,
+            Offer::Peer(PeerMedia {
+                direction: Direction::RecvOnly,
+                ..agent
+            })
+        );
+        assert!(matches!(
+            drain(&mut d).as_slice(),
+            [DirectAction::Offer(Leg::Agent, Offer::Peer(p))] if p.direction == Direction::SendOnly
+        ));
+        // A 491 from the agent: the same hold again.
+        assert!(d.handle_retry(Leg::Agent));
+        assert!(matches!(
+            drain(&mut d).as_slice(),
+            [DirectAction::Offer(Leg::Agent, Offer::Peer(p))] if p.direction == Direction::SendOnly
+        ));
+        d.handle_answer(
+            t,
+            Leg::Agent,
+            Some(PeerMedia {
+                direction: Direction::RecvOnly,
+                ..agent
+            }),
+        );
+        assert!(drain(&mut d).is_empty());
+        assert_eq!(d.path(), MediaPath::Direct);
+        assert!(d.trunk_media_elsewhere());
+    }
+
+    #[test]
+    fn a_codec_the_other_leg_lacks_moves_both_legs_back_to_the_relay() {
+        let t = Instant::now();
+        let (mut d, _, _) = direct_call(t);
+        let pcmu = offered(TRUNK, Codec::Pcmu { pt: 0 }, Direction::SendRecv);
+        assert_eq!(d.handle_offer(t, Leg::Trunk, pcmu), Offer::Relay);
+        // The trunk is answered from the relay; the agent is moved back to it.
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                DirectAction::Offer(Leg::Agent, Offer::Relay),
+                DirectAction::Path(MediaPath::Relay)
+            ]
+        );
+        assert_eq!(d.path(), MediaPath::Relay);
+        assert!(!d.trunk_media_elsewhere());
+        d.handle_answer(t, Leg::Agent, Some(media(AGENT, Codec::Pcma { pt: 8 })));
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.current_offer(Leg::Agent), Offer::Relay);
+        // Later offers are answered from the relay.
+        let again = offered(TRUNK, Codec::Pcma { pt: 8 }, Direction::SendRecv);
+        assert_eq!(d.handle_offer(t, Leg::Trunk, again), Offer::Relay);
+        assert!(drain(&mut d).is_empty());
+    }
+
+    #[test]
+    fn the_other_leg_refusing_a_change_moves_both_back_to_the_relay() {
+        let t = Instant::now();
+        let (mut d, _, _) = direct_call(t);
+        d.handle_offer(
+            t,
+            Leg::Agent,
+            offered(AGENT + 2, Codec::Pcma { pt: 8 }, Direction::SendRecv),
+        );
+        assert!(matches!(
+            drain(&mut d).as_slice(),
+            [DirectAction::Offer(Leg::Trunk, Offer::Peer(_))]
+        ));
+        d.handle_answer(t, Leg::Trunk, None);
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                DirectAction::Offer(Leg::Trunk, Offer::Relay),
+                DirectAction::Offer(Leg::Agent, Offer::Relay),
+                DirectAction::Path(MediaPath::Relay)
+            ]
+        );
+        d.handle_answer(t, Leg::Trunk, Some(media(TRUNK, Codec::Pcma { pt: 8 })));
+        assert!(d.poll_timeout().is_some(), "the agent has not answered yet");
+        d.handle_answer(t, Leg::Agent, Some(media(AGENT, Codec::Pcma { pt: 8 })));
+        assert_eq!(d.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_fallback_while_our_reinvite_is_out_waits_for_its_answer() {
+        let t = Instant::now();
+        let (mut d, _, _) = direct_call(t);
+        // Agent hold goes to the trunk; before the trunk answers, the agent offers PCMU only.
+        d.handle_offer(
+            t,
+            Leg::Agent,
+            offered(AGENT, Codec::Pcma { pt: 8 }, Direction::SendOnly),
+        );
+        drain(&mut d);
+        let pcmu = offered(AGENT, Codec::Pcmu { pt: 0 }, Direction::SendRecv);
+        assert_eq!(d.handle_offer(t, Leg::Agent, pcmu), Offer::Relay);
+        assert_eq!(drain(&mut d), vec![DirectAction::Path(MediaPath::Relay)]);
+        // The trunk answers the hold; only then is it offered the relay.
+        d.handle_answer(t, Leg::Trunk, Some(media(TRUNK, Codec::Pcma { pt: 8 })));
+        assert_eq!(
+            drain(&mut d),
+            vec![DirectAction::Offer(Leg::Trunk, Offer::Relay)]
+        );
+        assert!(d.trunk_media_elsewhere());
+        d.handle_answer(t, Leg::Trunk, Some(media(TRUNK, Codec::Pcma { pt: 8 })));
+        assert!(!d.trunk_media_elsewhere());
+        assert_eq!(d.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_silent_other_leg_times_out_into_the_relay() {
+        let t = Instant::now();
+        let (mut d, _, _) = direct_call(t);
+        d.handle_offer(
+            t,
+            Leg::Trunk,
+            offered(TRUNK + 2, Codec::Pcma { pt: 8 }, Direction::SendRecv),
+        );
+        drain(&mut d);
+        let step = DirectMedia::STEP_TIMEOUT;
+        assert_eq!(d.poll_timeout(), Some(t + step));
+        d.handle_timeout(t + step);
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                DirectAction::Offer(Leg::Trunk, Offer::Relay),
+                DirectAction::Offer(Leg::Agent, Offer::Relay),
+                DirectAction::Path(MediaPath::Relay)
+            ]
+        );
+        d.handle_timeout(t + 2 * step);
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.path(), MediaPath::Relay);
+    }
+
+    #[test]
+    fn a_refresh_answer_from_a_new_address_is_offered_on() {
+        let t = Instant::now();
+        let (mut d, trunk, _) = direct_call(t);
+        let moved = PeerMedia {
+            addr: SocketAddr::from(([127, 0, 0, 1], TRUNK + 4)),
+            ..trunk
+        };
+        d.handle_peer_answer(t, Leg::Trunk, Some(trunk));
+        assert!(drain(&mut d).is_empty());
+        d.handle_peer_answer(t, Leg::Trunk, Some(moved));
+        assert_eq!(
+            drain(&mut d),
+            vec![DirectAction::Offer(Leg::Agent, Offer::Peer(moved))]
         );
     }
 }

@@ -3,9 +3,11 @@
 //! - [`collect`]: merging RFC 4733, SIP INFO and in-band digits into the link code, with timeouts.
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
 //! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
+//! - [`direct_sync`]: keeping it end to end when either leg re-INVITEs (hold, resume, a new port).
 
 pub mod collect;
 pub mod direct;
+pub mod direct_sync;
 pub mod machine;
 pub mod manager;
 pub mod registry;

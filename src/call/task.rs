@@ -20,7 +20,7 @@
 mod connect;
 
 use super::collect::DigitSource;
-use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
+use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath, Offer};
 use super::machine::{Action, AgentLegFailure, CallMachine, Classification};
 use super::manager::{CallFlowConfig, Comfort, Routes, AGENT_CALL_ID_PREFIX};
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
@@ -719,7 +719,13 @@ impl Call {
                                 self.machine.handle_caller_gone(now);
                             }
                         }
-                    } else {
+                    } else if !connect::direct_ack(
+                        &mut self.direct,
+                        now,
+                        Leg::Trunk,
+                        &self.trunk_media,
+                        &request.body,
+                    ) {
                         ack_answer(now, &mut self.trunk_media, &request.body);
                     }
                 } else if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
@@ -727,7 +733,15 @@ impl Call {
                     // the dialog gives up after 64·T1 and the call loses its agent.
                     if dialog.matches_request(&request) {
                         dialog.handle_ack(now, &request);
-                        ack_answer(now, media, &request.body);
+                        if !connect::direct_ack(
+                            &mut self.direct,
+                            now,
+                            Leg::Agent,
+                            media,
+                            &request.body,
+                        ) {
+                            ack_answer(now, media, &request.body);
+                        }
                     }
                 }
             }
@@ -772,9 +786,13 @@ impl Call {
                 }
             }
             Method::Invite | Method::Update => {
-                // Hold/unhold, session refresh, or a new media address.
+                // Hold/unhold, session refresh, or a new media address. While direct, answered
+                // with the other endpoint's media and mirrored to the other leg (direct_sync.rs).
                 let mut response = ok(dialog);
-                let body = if request.body.is_empty() {
+                let reply = connect::direct_reply(&mut self.direct, now, leg, &request.body);
+                let body = if let Offer::Peer(p) = reply {
+                    connect::peer_sdp(media, p, &self.ctx.flow.media)
+                } else if request.body.is_empty() {
                     media.sdp.offer(media.local, Direction::SendRecv)
                 } else {
                     match media.sdp.answer(&request.body, media.local) {

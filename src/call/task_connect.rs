@@ -11,7 +11,8 @@
 //!   hands over (RFC 5589 §6.1: we BYE our leg) or falls back.
 
 use super::{Call, MediaLeg};
-use crate::call::direct::{DirectAction, DirectMedia, Leg, Offer, PeerMedia};
+use crate::call::direct::{DirectAction, DirectMedia, IncomingOffer, Leg, Offer, PeerMedia};
+use crate::call::direct_sync::Offered;
 use crate::tenant::AgentId;
 use bytes::Bytes;
 use sip::dialog::Dialog;
@@ -126,21 +127,7 @@ impl Call {
         };
         let body = match offer {
             Offer::Relay => media.sdp.offer(media.local, Direction::SendRecv),
-            Offer::Peer(p) => {
-                let their = LocalMedia {
-                    addr: p.addr.ip(),
-                    rtp_port: p.addr.port(),
-                };
-                let prefs = MediaPreferences {
-                    codecs: vec![p.codec.kind()],
-                    telephone_event: p.telephone_event_pt.is_some(),
-                    telephone_event_pt: p.telephone_event_pt.unwrap_or(prefs.telephone_event_pt),
-                    ..prefs
-                };
-                media
-                    .sdp
-                    .offer_for(media.local, their, Direction::SendRecv, &prefs)
-            }
+            Offer::Peer(p) => peer_sdp(media, p, &prefs),
         };
         let request = match dialog.reinvite(Some(("application/sdp", Bytes::from(body)))) {
             Ok(r) => r,
@@ -288,8 +275,15 @@ impl Call {
             }
             let _ = self.ctx.sip.send_ack(ack, peer).await;
         }
-        if purpose == Purpose::Direct {
-            self.direct_answer(now, leg, answer.as_ref().and_then(peer_media));
+        match purpose {
+            Purpose::Direct => self.direct_answer(now, leg, answer.as_ref().and_then(peer_media)),
+            // While direct, a refreshed leg may answer from a new address: the other leg follows.
+            Purpose::Refresh => {
+                if let Some(d) = self.direct.as_mut() {
+                    d.handle_peer_answer(now, leg, answer.as_ref().and_then(peer_media));
+                }
+            }
+            Purpose::Refer => {}
         }
         if matches!(status, 408 | 481) {
             tracing::info!(call = %self.id, ?leg, status, "re-INVITE answered {status}: that leg is gone");
@@ -351,5 +345,86 @@ fn peer_media(m: &MediaSession) -> Option<PeerMedia> {
         addr: m.remote_addr?,
         codec: m.codec,
         telephone_event_pt: m.telephone_event_pt,
+        // `m.direction` is ours; the endpoint's is its reverse.
+        direction: m.direction.reverse(),
+    })
+}
+
+/// SDP on `media`'s leg describing another endpoint `p` (RFC 3725 §4.1): its address, its one codec
+/// and telephone-event, its direction; our origin line. For offers and, mirrored, for answers.
+pub(super) fn peer_sdp(media: &mut MediaLeg, p: PeerMedia, prefs: &MediaPreferences) -> Vec<u8> {
+    let their = LocalMedia {
+        addr: p.addr.ip(),
+        rtp_port: p.addr.port(),
+    };
+    let prefs = MediaPreferences {
+        codecs: vec![p.codec.kind()],
+        telephone_event: p.telephone_event_pt.is_some(),
+        telephone_event_pt: p.telephone_event_pt.unwrap_or(prefs.telephone_event_pt),
+        ..prefs.clone()
+    };
+    media.sdp.offer_for(media.local, their, p.direction, &prefs)
+}
+
+/// An offer `leg` sent in a re-INVITE or UPDATE (`body` empty: none): how [`DirectMedia`] wants it
+/// answered — from the relay (as outside direct media), or with the other endpoint's media (an
+/// answer body from [`answer_body`]).
+pub(super) fn direct_reply(
+    direct: &mut Option<DirectMedia>,
+    now: Instant,
+    leg: Leg,
+    body: &[u8],
+) -> Offer {
+    let Some(d) = direct.as_mut() else {
+        return Offer::Relay;
+    };
+    let offer = if body.is_empty() {
+        IncomingOffer::Late
+    } else {
+        match d.peer_of(leg) {
+            Some(peer) => IncomingOffer::Sdp(read_offer(body, peer)),
+            None => return Offer::Relay,
+        }
+    };
+    d.handle_offer(now, leg, offer)
+}
+
+/// While direct, an SDP answer in an ACK (to the offer we made in our 2xx) says where that leg
+/// receives now; returns whether it was taken here (else the relay session follows it as before).
+pub(super) fn direct_ack(
+    direct: &mut Option<DirectMedia>,
+    now: Instant,
+    leg: Leg,
+    media: &MediaLeg,
+    body: &[u8],
+) -> bool {
+    let Some(d) = direct.as_mut() else {
+        return false;
+    };
+    if d.path() != crate::call::direct::MediaPath::Direct || body.is_empty() {
+        return false;
+    }
+    let answer = media.sdp.handle_answer(body).ok();
+    d.handle_peer_answer(now, leg, answer.as_ref().and_then(peer_media));
+    true
+}
+
+/// Reads an offer against the other endpoint's codec; `None` if it lacks that codec or has more
+/// than one media stream (an answer pointing elsewhere could not reject the others in place).
+fn read_offer(body: &[u8], peer: PeerMedia) -> Option<Offered> {
+    let session = sip::sdp::parse(body).ok()?;
+    if session.medias.len() != 1 {
+        return None;
+    }
+    let prefs = MediaPreferences {
+        codecs: vec![peer.codec.kind()],
+        ..MediaPreferences::default()
+    };
+    let m = sip::sdp::describe(body, &prefs).ok()?;
+    Some(Offered {
+        addr: m.remote_addr,
+        codec: m.codec,
+        telephone_event_pt: m.telephone_event_pt,
+        direction: m.direction.reverse(),
     })
 }

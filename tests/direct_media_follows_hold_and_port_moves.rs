@@ -1,0 +1,550 @@
+//! `media = "direct"` stays direct when a leg re-INVITEs (RFC 3725 §4.1, RFC 3264 §8): the trunk
+//! putting the caller's side on hold (`a=sendonly`) is answered with the agent's media
+//! (`a=recvonly`, the agent's RTP port — not our relay), the hold goes on to the agent's phone, and
+//! a resume brings the audio back end to end; our relay forwards nothing throughout and the call
+//! keeps showing `media: "direct"`. A trunk moving its RTP port gets the agent's phone sending
+//! there, directly.
+//!
+//! Real peers on loopback: SIPp as the trunk, baresip as the agent's phone.
+
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::server::TestServer;
+use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
+use veilig_bellen::call::direct::AgentMedia;
+
+const CALLER: &str = "+31612340002";
+
+/// The trunk takes our direct-media re-INVITE and answers with its own media address.
+const TRUNK_ACCEPTS_REINVITE: &str = r#"  <recv request="INVITE" timeout="10000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:trunk@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=trunk 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#;
+
+async fn direct_media_server() -> TestServer {
+    server_with_agent(|c| {
+        c.calls.agent_media = AgentMedia::Direct;
+        c.calls.call.collect.first_digit_timeout = Duration::from_millis(600);
+    })
+    .await
+}
+
+/// Calls, lets the agent answer, waits until media is direct; returns sipp, the call's id and the
+/// agent's RTP port (from our re-INVITE to the trunk).
+async fn connect_direct(
+    srv: &TestServer,
+    phone: &mut AgentPhone,
+    call: &TrunkCall,
+) -> (Sipp, Value, u16) {
+    let (sipp, waiting) = srv
+        .call_until_waiting(call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(srv, &id).await.0, 202);
+    if let Err(e) = phone
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
+        .await
+    {
+        panic!(
+            "the agent's phone never took the call: {e}\n{}",
+            phone.log()
+        );
+    }
+    srv.wait_for_call(Duration::from_secs(5), |c| {
+        c["id"] == id && c["media"] == "direct"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nsipp:\n{}\n{}", sipp.logs(), phone.log()));
+    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no re-INVITE reached the trunk:\n{}", sipp.logs()));
+    assert!(!srv.rtp_ports.contains(&agent_port));
+    (sipp, id, agent_port)
+}
+
+/// The `m=audio` ports of the messages in sipp's log that start with `start`, in order.
+fn audio_ports(messages: &str, start: &str) -> Vec<u16> {
+    messages
+        .split(start)
+        .skip(1)
+        .filter_map(|rest| {
+            // Only this message: up to sipp's next log separator.
+            let rest = rest.split("\n-----").next().unwrap_or(rest);
+            let m = rest.find("m=audio ")?;
+            rest[m + 8..]
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
+}
+
+/// Our 200 OKs with SDP to the trunk's re-INVITEs: (m=audio port, direction attribute).
+fn our_answers(messages: &str) -> Vec<(u16, String)> {
+    messages
+        .split("SIP/2.0 200 OK")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.split("\n-----").next().unwrap_or(rest);
+            // Answers to re-INVITEs only (the first INVITE is CSeq 1).
+            let cseq = rest.split("CSeq:").nth(1)?.lines().next()?.trim();
+            if !cseq.ends_with(" INVITE") || cseq.starts_with("1 ") {
+                return None;
+            }
+            let m = rest.find("m=audio ")?;
+            let port = rest[m + 8..].split_whitespace().next()?.parse().ok()?;
+            let dir = ["sendrecv", "sendonly", "recvonly", "inactive"]
+                .into_iter()
+                .find(|d| rest.contains(&format!("a={d}")))
+                .unwrap_or("sendrecv");
+            Some((port, dir.to_owned()))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until sipp's log satisfies `pred`.
+async fn wait_messages(sipp: &Sipp, what: &str, pred: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    while !pred(&sipp.messages()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what} never happened:\n{}",
+            sipp.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Over `time`: how many ms the agent newly heard and the 440 Hz share of it.
+async fn listen(phone: &AgentPhone, time: Duration) -> (usize, f64) {
+    let before = phone.heard().1.len();
+    tokio::time::sleep(time).await;
+    let (rate, heard) = phone.heard();
+    let new = heard.get(before..).unwrap_or_default();
+    (
+        new.len() * 1000 / rate.max(1) as usize,
+        tone_share(new, f64::from(rate), 440.0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct() {
+    let srv = direct_media_server().await;
+    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.rtp_echo = true;
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.after_answer_requests = 0;
+    call.reinvites = vec![
+        TrunkReinvite {
+            sdp: Some("sendonly"),
+            port: None,
+            expect: "a=recvonly",
+        },
+        TrunkReinvite {
+            sdp: Some("sendrecv"),
+            port: None,
+            expect: "a=sendrecv",
+        },
+    ];
+    let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
+    let relayed_before = srv.running.calls.relayed_packets();
+
+    // Hold.
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the hold", |m| {
+        our_answers(m).iter().any(|(_, d)| d == "recvonly")
+    })
+    .await;
+    if let Err(e) = phone
+        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
+        .await
+    {
+        panic!(
+            "the hold never reached the agent's phone: {e}\n{}",
+            phone.log()
+        );
+    }
+    let (held_ms, held_share) = listen(&phone, Duration::from_millis(1000)).await;
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "on hold: {view:#}");
+
+    // Resume.
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the resume", |m| {
+        our_answers(m).len() >= 2
+    })
+    .await;
+    if let Err(e) = phone
+        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
+        .await
+    {
+        panic!(
+            "the resume never reached the agent's phone: {e}\n{}",
+            phone.log()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (heard_ms, share) = listen(&phone, Duration::from_millis(1500)).await;
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    let answers = our_answers(&sipp.messages());
+    eprintln!(
+        "hold/resume while direct: our answers {answers:?} (agent RTP port {agent_port}); on hold the agent heard {held_ms} ms (440 Hz share {held_share:.2}); after resume {heard_ms} ms in 1.5 s, share {share:.2}; relay forwarded {relayed}"
+    );
+    assert_eq!(
+        answers,
+        vec![
+            (agent_port, "recvonly".to_owned()),
+            (agent_port, "sendrecv".to_owned())
+        ],
+        "the trunk's hold and resume must be answered with the agent's media"
+    );
+    assert!(
+        relayed <= 5,
+        "our relay forwarded {relayed} packets during hold and resume of a direct call"
+    );
+    // baresip 1.0.0 renegotiates correctly (its SIP trace: `a=recvonly` to the hold, `a=sendrecv`
+    // to the resume, both on the trunk's RTP port) but does not restart its audio source after a
+    // recvonly stretch (its own status line reads 0 bit/s both ways), so no audio is asserted
+    // here: the SIPp phone test below checks what the agent is told on resume.
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "after resume: {view:#}");
+
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_moving_its_rtp_port_gets_the_agents_rtp_there_directly() {
+    let srv = direct_media_server().await;
+    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
+        return;
+    };
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ear_port = ear.local_addr().expect("addr").port();
+    let mut call = TrunkCall::new(CALLER);
+    call.rtp_echo = true;
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.reinvites = vec![TrunkReinvite {
+        sdp: Some("sendrecv"),
+        port: Some(ear_port),
+        expect: "",
+    }];
+    let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
+    let relayed_before = srv.running.calls.relayed_packets();
+
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the move", |m| {
+        !our_answers(m).is_empty()
+    })
+    .await;
+    // Drain what came before the move, then count what reaches the new port for 1 s.
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut packets = 0u32;
+    let mut sources = std::collections::BTreeSet::new();
+    while start.elapsed() < Duration::from_millis(1500) {
+        match tokio::time::timeout(Duration::from_millis(200), ear.recv_from(&mut buf)).await {
+            Ok(Ok((_, from))) if start.elapsed() > Duration::from_millis(500) => {
+                packets += 1;
+                sources.insert(from.port());
+            }
+            _ => {}
+        }
+    }
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    let answers = our_answers(&sipp.messages());
+    eprintln!(
+        "port move while direct: our answer {answers:?}; the new port got {packets} packets in 1 s from ports {sources:?} (agent {agent_port}); relay forwarded {relayed}"
+    );
+    assert_eq!(answers.first().map(|a| a.0), Some(agent_port));
+    assert!(
+        packets >= 25,
+        "the agent's RTP did not follow the trunk to its new port: {packets} packets in 1 s"
+    );
+    assert!(
+        sources.iter().all(|p| !srv.rtp_ports.contains(p)),
+        "RTP reached the new port through our relay: sources {sources:?}"
+    );
+    assert!(relayed <= 5, "our relay forwarded {relayed} packets");
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "{view:#}");
+
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+/// An agent phone (SIPp, echoing RTP) that takes the call and our three re-INVITEs: the direct-media
+/// one (the trunk's answer to ours, on sipp's media port), then the trunk's hold (`a=sendonly`) and
+/// resume (`a=sendrecv`), both pointing at the trunk's RTP port `trunk_port` that its hold moved
+/// to; answers each with its own media, then waits for our BYE.
+fn agent_taking_hold_and_resume(trunk_port: u16) -> String {
+    let answer = |direction: &str| {
+        format!(
+            r#"  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 2 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+      a={direction}
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#
+        )
+    };
+    let reinvite = |i: usize, direction: &str, port: &str| {
+        format!(
+            r#"  <recv request="INVITE" timeout="10000">
+    <action>
+      <ereg regexp="m=audio {port} " search_in="body" check_it="true" assign_to="port_{i}"/>
+      <ereg regexp="a={direction}" search_in="body" check_it="true" assign_to="dir_{i}"/>
+    </action>
+  </recv>
+"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent phone taking hold and resume">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv request="ACK"/>
+{}{}{}{}{}{}  <recv request="BYE" timeout="20000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="invite_cseq,port_0,dir_0,port_1,dir_1,port_2,dir_2"/>
+</scenario>
+"#,
+        reinvite(0, "sendrecv", "[0-9]+"),
+        answer("sendrecv"),
+        reinvite(1, "sendonly", &trunk_port.to_string()),
+        answer("recvonly"),
+        reinvite(2, "sendrecv", &trunk_port.to_string()),
+        answer("sendrecv"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() {
+    let srv = direct_media_server().await;
+    // The trunk's RTP: a test socket that talks to the agent's phone and hears its echo.
+    let mouth = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let trunk_port = mouth.local_addr().expect("addr").port();
+    let Some(agent) = support::sipp_phone::SippPhone::register(
+        srv.sip_udp,
+        &agent_taking_hold_and_resume(trunk_port),
+        true,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.media_port = Some(trunk_port);
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.reinvites = vec![
+        TrunkReinvite {
+            sdp: Some("sendonly"),
+            port: None,
+            expect: "a=recvonly",
+        },
+        TrunkReinvite {
+            sdp: Some("sendrecv"),
+            port: None,
+            expect: "a=sendrecv",
+        },
+    ];
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    srv.wait_for_call(Duration::from_secs(8), |c| {
+        c["id"] == id && c["media"] == "direct"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\ntrunk:\n{}\nagent:\n{}", sipp.logs(), agent.logs()));
+    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
+        .first()
+        .copied()
+        .expect("our re-INVITE reached the trunk");
+    let relayed_before = srv.running.calls.relayed_packets();
+
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the hold", |m| {
+        !our_answers(m).is_empty()
+    })
+    .await;
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the resume", |m| {
+        our_answers(m).len() >= 2
+    })
+    .await;
+    // Wait for the agent to take the resume too.
+    let start = Instant::now();
+    while agent.messages().matches("INVITE sip:").count() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the resume never reached the agent's phone:\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // What our relay sent the caller before the agent answered (ringback) is old news.
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(50), mouth.recv_from(&mut buf)).await
+    {}
+    // The caller talks to the agent's RTP port and hears the agent's phone (echoing) from there.
+    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+    packet.extend([0xd5u8; 160]);
+    let mut echoes = 0u32;
+    let mut sources = std::collections::BTreeSet::new();
+    for seq in 0..50u16 {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        let _ = mouth.send_to(&packet, ("127.0.0.1", agent_port)).await;
+        let until = tokio::time::Instant::now() + Duration::from_millis(20);
+        while let Ok(Ok((_, from))) =
+            tokio::time::timeout_at(until, mouth.recv_from(&mut buf)).await
+        {
+            echoes += 1;
+            sources.insert(from.port());
+        }
+    }
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    let answers = our_answers(&sipp.messages());
+    eprintln!(
+        "hold/resume (SIPp agent): our answers {answers:?}; 50 packets to the agent's port {agent_port} came back {echoes} times from {sources:?}; relay forwarded {relayed}"
+    );
+    assert_eq!(
+        answers,
+        vec![
+            (agent_port, "recvonly".to_owned()),
+            (agent_port, "sendrecv".to_owned())
+        ]
+    );
+    assert!(
+        echoes >= 40,
+        "only {echoes} of 50 packets came back end to end"
+    );
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec![agent_port],
+        "RTP came back from somewhere else than the agent's phone"
+    );
+    assert!(relayed <= 5, "our relay forwarded {relayed} packets");
+
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent's phone was not told hold and resume with the trunk's media: {e}");
+    }
+    srv.shutdown().await;
+}
