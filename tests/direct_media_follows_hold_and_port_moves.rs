@@ -107,7 +107,8 @@ fn audio_ports(messages: &str, start: &str) -> Vec<u16> {
         .collect()
 }
 
-/// Our 200 OKs with SDP to the trunk's re-INVITEs: (m=audio port, direction attribute).
+/// Our 200 OKs with SDP to a peer's re-INVITEs (our origin line is `o=- `): (m=audio port,
+/// direction attribute).
 fn our_answers(messages: &str) -> Vec<(u16, String)> {
     messages
         .split("SIP/2.0 200 OK")
@@ -116,7 +117,7 @@ fn our_answers(messages: &str) -> Vec<(u16, String)> {
             let rest = rest.split("\n-----").next().unwrap_or(rest);
             // Answers to re-INVITEs only (the first INVITE is CSeq 1).
             let cseq = rest.split("CSeq:").nth(1)?.lines().next()?.trim();
-            if !cseq.ends_with(" INVITE") || cseq.starts_with("1 ") {
+            if !cseq.ends_with(" INVITE") || cseq.starts_with("1 ") || !rest.contains("o=- ") {
                 return None;
             }
             let m = rest.find("m=audio ")?;
@@ -545,6 +546,248 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
         panic!("the agent's phone was not told hold and resume with the trunk's media: {e}");
+    }
+    srv.shutdown().await;
+}
+
+/// The trunk accepts a re-INVITE whose offer says `a={offered}`, answering `a={answered}` on sipp's
+/// media port.
+fn trunk_accepts(offered: &str, answered: &str, var: &str) -> String {
+    format!(
+        r#"  <recv request="INVITE" timeout="10000">
+    <action>
+      <ereg regexp="a={offered}" search_in="body" check_it="true" assign_to="{var}"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:trunk@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=trunk 53655765 2353687639 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+      a={answered}
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <Reference variables="{var}"/>
+"#
+    )
+}
+
+/// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then puts the caller
+/// on hold (`a=sendonly`, our answer must say `a=recvonly`) and resumes (`a=sendrecv`), then waits
+/// for our BYE.
+fn agent_holding_and_resuming() -> String {
+    let sdp = |version: u32, direction: &str| {
+        format!(
+            "      v=0
+      o=phone 1 {version} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+      a={direction}
+"
+        )
+    };
+    let head = |method: &str, cseq: u32| {
+        format!(
+            "      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]SIPpTag01[call_number]
+      To: [$their_from]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Max-Forwards: 70
+"
+        )
+    };
+    let reinvite = |cseq: u32, direction: &str, expect: &str| {
+        format!(
+            r#"  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+{}      Content-Type: application/sdp
+      Content-Length: [len]
+
+{}    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="a={expect}" search_in="body" check_it="true" assign_to="answer_{cseq}"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+{}      Content-Length: 0
+    ]]>
+  </send>
+"#,
+            head("INVITE", cseq),
+            sdp(cseq + 1, direction),
+            head("ACK", cseq)
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent phone holding and resuming">
+  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="their_from"/>
+      <ereg regexp="^[^;]*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{}    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="INVITE" timeout="10000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{}    ]]>
+  </send>
+  <recv request="ACK"/>
+{}{}  <recv request="BYE" timeout="20000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="their_from,our_to,invite_cseq,answer_2,answer_3"/>
+</scenario>
+"#,
+        sdp(1, "sendrecv"),
+        sdp(2, "sendrecv"),
+        reinvite(2, "sendonly", "recvonly"),
+        reinvite(3, "sendrecv", "sendrecv"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
+    let srv = direct_media_server().await;
+    let Some(agent) =
+        support::sipp_phone::SippPhone::register(srv.sip_udp, &agent_holding_and_resuming(), false)
+            .await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned()
+        + &trunk_accepts("sendonly", "recvonly", "held")
+        + &trunk_accepts("sendrecv", "sendrecv", "resumed");
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    let relayed_before = srv.running.calls.relayed_packets();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    // Our initial INVITE and direct-media re-INVITE to the phone, then its hold and resume.
+    let start = Instant::now();
+    while our_answers(&agent.messages()).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the agent's hold and resume were not answered:\nagent:\n{}\ntrunk:\n{}",
+            agent.logs(),
+            sipp.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    wait_messages(&sipp, "the resume reaching the trunk", |m| {
+        audio_ports(m, "INVITE sip:trunk@").len() >= 3
+    })
+    .await;
+    let trunk_port = audio_ports(&agent.messages(), "INVITE sip:agent")
+        .get(1)
+        .copied()
+        .expect("our direct-media re-INVITE reached the phone");
+    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
+        .first()
+        .copied()
+        .expect("our direct-media re-INVITE reached the trunk");
+    let to_agent = our_answers(&agent.messages());
+    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    eprintln!(
+        "agent hold/resume while direct: our answers to the phone {to_agent:?} (trunk RTP port {trunk_port}); re-INVITE ports to the trunk {to_trunk:?}; relay forwarded {relayed}"
+    );
+    assert!(!srv.rtp_ports.contains(&trunk_port));
+    assert_eq!(
+        to_agent,
+        vec![
+            (trunk_port, "recvonly".to_owned()),
+            (trunk_port, "sendrecv".to_owned())
+        ],
+        "the phone's hold and resume must be answered with the trunk's media"
+    );
+    assert_eq!(
+        to_trunk,
+        vec![agent_port; 3],
+        "hold and resume must reach the trunk pointing at the agent's phone"
+    );
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "{view:#}");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent's phone scenario failed: {e}");
     }
     srv.shutdown().await;
 }

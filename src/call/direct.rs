@@ -239,8 +239,16 @@ impl DirectMedia {
     /// endpoint cannot take is answered from the relay, and the other leg is moved back to it too.
     /// Outside direct media every offer is answered from the relay, as before.
     pub fn handle_offer(&mut self, now: Instant, leg: Leg, offer: IncomingOffer) -> Offer {
-        let Step::Direct(mut s) = self.step else {
-            return Offer::Relay;
+        let mut s = match self.step {
+            Step::Direct(s) => s,
+            // Mid-switch (the other leg's dialog is busy with our re-INVITE, or this one's would
+            // have answered 491): give up direct media. This leg is answered from the relay, the
+            // other one is moved back once it answered ours.
+            Step::TrunkOffered { .. } | Step::AgentOffered { .. } => {
+                self.fallback(now, Some(leg.other()), Some(leg));
+                return Offer::Relay;
+            }
+            Step::Reverting { .. } | Step::Relay => return Offer::Relay,
         };
         let answer = match offer {
             IncomingOffer::Late => Some(s.late_offer(leg)),
@@ -582,11 +590,31 @@ mod tests {
     }
 
     #[test]
-    fn offers_before_direct_media_are_answered_from_the_relay() {
+    fn an_offer_mid_switch_gives_up_direct_media() {
         let t = Instant::now();
-        let mut d = DirectMedia::start(t, Some(media(AGENT, Codec::Pcma { pt: 8 })), true).unwrap();
+        let agent = media(AGENT, Codec::Pcma { pt: 8 });
+        let trunk = media(TRUNK, Codec::Pcma { pt: 8 });
+        let mut d = DirectMedia::start(t, Some(agent), true).unwrap();
+        d.handle_answer(t, Leg::Trunk, Some(trunk));
+        drain(&mut d);
+        // The trunk re-INVITEs while our re-INVITE to the agent is out.
         let hold = offered(TRUNK, Codec::Pcma { pt: 8 }, Direction::SendOnly);
-        assert_eq!(d.handle_offer(t, Leg::Agent, hold), Offer::Relay);
+        assert_eq!(d.handle_offer(t, Leg::Trunk, hold), Offer::Relay);
+        assert_eq!(drain(&mut d), vec![DirectAction::Path(MediaPath::Relay)]);
+        assert!(!d.trunk_media_elsewhere(), "answered from the relay");
+        // The agent answers ours (pointing it at the trunk): it is moved back to the relay.
+        d.handle_answer(t, Leg::Agent, Some(agent));
+        assert_eq!(
+            drain(&mut d),
+            vec![DirectAction::Offer(Leg::Agent, Offer::Relay)]
+        );
+        d.handle_answer(t, Leg::Agent, Some(agent));
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.path(), MediaPath::Relay);
+        // Offers after that are answered from the relay.
+        let again = offered(TRUNK, Codec::Pcma { pt: 8 }, Direction::SendRecv);
+        assert_eq!(d.handle_offer(t, Leg::Trunk, again), Offer::Relay);
+        assert!(drain(&mut d).is_empty());
     }
 
     #[test]
