@@ -2,10 +2,12 @@
 //! putting the caller's side on hold (`a=sendonly`) is answered with the agent's media
 //! (`a=recvonly`, the agent's RTP port — not our relay), the hold goes on to the agent's phone, and
 //! a resume brings the audio back end to end; our relay forwards nothing throughout and the call
-//! keeps showing `media: "direct"`. A trunk moving its RTP port gets the agent's phone sending
-//! there, directly.
+//! keeps showing `media: "direct"`. The agent's phone holding and resuming reaches the trunk the
+//! same way. A trunk moving its RTP port gets the agent's phone sending there, directly. A trunk
+//! offering a codec the agent's leg lacks is answered from our relay, the agent's phone is moved
+//! back to it too, the call shows `media: "relay"` and the audio goes on (transcoded).
 //!
-//! Real peers on loopback: SIPp as the trunk, baresip as the agent's phone.
+//! Real peers on loopback: SIPp as the trunk, baresip or SIPp as the agent's phone.
 
 mod support;
 
@@ -789,5 +791,160 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
     if let Err(e) = agent.finish().await {
         panic!("the agent's phone scenario failed: {e}");
     }
+    srv.shutdown().await;
+}
+
+/// When the test says so (OPTIONS), the trunk re-INVITEs offering only PCMU — a codec the agent's
+/// leg does not use — and checks our answer takes PCMU.
+fn trunk_offers_pcmu_only() -> String {
+    format!(
+        r#"  <recv request="OPTIONS" timeout="20000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{CALLER}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{number}@[remote_ip]:[remote_port]>;tag=[$peer_tag]
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:trunk@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=trunk 53655765 2353687699 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="PCMU/8000" search_in="body" check_it="true" assign_to="pcmu"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{CALLER}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{number}@[remote_ip]:[remote_port]>;tag=[$peer_tag]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <Reference variables="pcmu"/>
+"#,
+        number = support::server::TENANT_NUMBER
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_relay() {
+    let srv = direct_media_server().await;
+    let Some(mut phone) = AgentPhone::register(srv.sip_udp, Answer::Auto).await else {
+        return;
+    };
+    // The caller's RTP: a test socket that hears what reaches the caller.
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ear_port = ear.local_addr().expect("addr").port().to_string();
+    let mut call = TrunkCall::new(CALLER);
+    call.media_port = ear_port.parse().ok();
+    call.after_answer = (TRUNK_ACCEPTS_REINVITE.to_owned() + &trunk_offers_pcmu_only())
+        .replace("[media_port]", &ear_port);
+    call.after_answer_requests = 1;
+    let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
+
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the PCMU offer", |m| {
+        !our_answers(m).is_empty()
+    })
+    .await;
+    if let Err(e) = phone
+        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
+        .await
+    {
+        panic!(
+            "the agent's phone was not moved back to the relay: {e}\n{}",
+            phone.log()
+        );
+    }
+    srv.wait_for_call(Duration::from_secs(3), |c| {
+        c["id"] == id && c["media"] == "relay"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nsipp:\n{}", sipp.logs()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // What the caller hears now: the agent's 440 Hz, through our relay, in PCMU.
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(5), ear.recv_from(&mut buf)).await
+    {}
+    let relayed_before = srv.running.calls.relayed_packets();
+    let start = Instant::now();
+    let mut pcm = Vec::new();
+    let mut sources = std::collections::BTreeSet::new();
+    let mut payload_types = std::collections::BTreeSet::new();
+    while start.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_millis(100), ear.recv_from(&mut buf)).await
+        {
+            let Some(payload) = buf.get(12..n) else {
+                continue;
+            };
+            sources.insert(from.port());
+            payload_types.insert(buf[1] & 0x7f);
+            let mut out = vec![0i16; payload.len()];
+            dsp::g711::decode_ulaw_into(payload, &mut out);
+            pcm.extend(out);
+        }
+    }
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    let heard_ms = pcm.len() / 8;
+    let share = tone_share(&pcm, 8000.0, 440.0);
+    let answers = our_answers(&sipp.messages());
+    eprintln!(
+        "PCMU offer while direct: our answer {answers:?}; the caller heard {heard_ms} ms in 1.5 s from ports {sources:?} (agent {agent_port}), payload types {payload_types:?}, 440 Hz share {share:.2}; relay forwarded {relayed}"
+    );
+    assert!(
+        answers
+            .first()
+            .is_some_and(|(p, _)| srv.rtp_ports.contains(p)),
+        "the PCMU offer must be answered from our relay: {answers:?}"
+    );
+    assert!(
+        !sources.is_empty() && sources.iter().all(|p| srv.rtp_ports.contains(p)),
+        "the caller's audio must come from our relay now: {sources:?}"
+    );
+    assert_eq!(payload_types.into_iter().collect::<Vec<_>>(), vec![0]);
+    assert!(
+        heard_ms >= 1000 && share > 0.3,
+        "the agent's voice through the relay (PCMA → PCMU): {heard_ms} ms, share {share:.2}"
+    );
+    assert!(relayed >= 50, "the relay forwarded only {relayed} packets");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone.stop().await;
     srv.shutdown().await;
 }
