@@ -86,6 +86,7 @@ impl Endpoint {
                 machine,
             },
         );
+        self.schedule_server(id);
         match request.method {
             Method::Invite => {
                 // §17.2.1: we send 100 Trying at once rather than after 200 ms.

@@ -28,10 +28,13 @@
 //! then read `poll_timeout()`.
 //!
 //! Files: this one holds the types and the public API; `inbound.rs` receives (validation,
-//! matching, CANCEL, OPTIONS), `outbound.rs` sends (client transactions, CANCEL, ACK for non-2xx).
+//! matching, CANCEL, OPTIONS), `outbound.rs` sends (client transactions, CANCEL, ACK for non-2xx),
+//! `timers.rs` indexes the transactions' deadlines so `poll_timeout` and `handle_timeout` cost
+//! O(log n) per due timer instead of a scan of every live transaction.
 
 mod inbound;
 mod outbound;
+mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +50,7 @@ use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, ServerInvite, ServerNonInvite, TimerConfig,
     Transaction, TransactionError, Transport, TxEvent,
 };
+use timers::TimerIndex;
 
 /// Identifies a server transaction (a request we received).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,6 +193,9 @@ pub struct Endpoint {
     client_keys: HashMap<(String, Method), ClientTxId>,
     /// Out-of-dialog requests by (From tag, Call-ID, CSeq) to detect merged requests (§8.2.2.2).
     merge_keys: HashMap<MergeKey, ServerTxId>,
+    /// Every live transaction's next deadline; updated wherever a machine gets an input (the
+    /// `flush_*` calls that follow every input) or ends.
+    timers: TimerIndex,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: EndpointStats,
@@ -247,6 +254,7 @@ impl Endpoint {
             client: HashMap::new(),
             client_keys: HashMap::new(),
             merge_keys: HashMap::new(),
+            timers: TimerIndex::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -326,14 +334,19 @@ impl Endpoint {
         }
     }
 
-    /// Fires every transaction timer due at `now`.
+    /// Fires every transaction timer due at `now` (server transactions first, then client ones).
+    /// A timer a firing re-arms at or before `now` fires on the next call, not in this one.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-        for id in self.server_ids(|e| due(e.machine.tx().poll_timeout())) {
-            self.with_server(id, |m| m.handle_timeout(now));
+        let due = self.timers.take_due(now);
+        for id in &due {
+            if let TxId::Server(id) = *id {
+                self.with_server(id, |m| m.handle_timeout(now));
+            }
         }
-        for id in self.client_ids(|e| due(e.machine.tx().poll_timeout())) {
-            self.with_client(id, |m| m.handle_timeout(now));
+        for id in due {
+            if let TxId::Client(id) = id {
+                self.with_client(id, |m| m.handle_timeout(now));
+            }
         }
     }
 
@@ -347,8 +360,24 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// The earliest transaction deadline.
+    /// The earliest transaction deadline. O(1): read from the timer index, not the transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let earliest = self.timers.earliest();
+        // Every sip unit test (the lossy-network ones included) checks the index against a scan.
+        #[cfg(test)]
+        assert_eq!(
+            earliest,
+            self.poll_timeout_by_scan(),
+            "timer index out of date"
+        );
+        earliest
+    }
+
+    /// The earliest transaction deadline found by visiting every live transaction: what
+    /// [`poll_timeout`](Self::poll_timeout) did before the timer index, O(n). Kept as the reference
+    /// the unit tests and the `sip_endpoint_timers` bench compare against; not for drivers.
+    #[doc(hidden)]
+    pub fn poll_timeout_by_scan(&self) -> Option<Instant> {
         let servers = self.server.values().map(|e| e.machine.tx());
         let clients = self.client.values().map(|e| e.machine.tx());
         servers
@@ -383,9 +412,15 @@ impl Endpoint {
             }
         }
         let bytes = response.to_bytes();
-        match &mut entry.machine {
-            ServerMachine::Invite(m) => m.send_response(now, status, bytes)?,
-            ServerMachine::NonInvite(m) => m.send_response(now, status, bytes)?,
+        let sent = match &mut entry.machine {
+            ServerMachine::Invite(m) => m.send_response(now, status, bytes),
+            ServerMachine::NonInvite(m) => m.send_response(now, status, bytes),
+        };
+        if let Err(e) = sent {
+            // A refused response changes no timer today; re-reading the deadline keeps the index
+            // right even if a machine ever does.
+            self.schedule_server(id);
+            return Err(e.into());
         }
         self.flush_server(id);
         Ok(())
@@ -693,6 +728,129 @@ mod tests {
             ep.contact_uri(None, tcp6).unwrap().as_str(),
             "sip:[::1]:5070;transport=tcp"
         );
+    }
+
+    #[test]
+    fn many_lingering_transactions_fire_exactly_when_due() {
+        use std::time::Duration;
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut ep = endpoint();
+        // 10,000 answered BYEs, one per ms: each server transaction lingers in Completed until
+        // its Timer J, 64·T1 = 32 s after its 200 (§17.2.2).
+        for i in 0..10_000u64 {
+            let now = ms(i);
+            let branch = format!("z9hG4bKbye{i}");
+            feed_from_peer(&mut ep, now, "BYE", &branch, "t", &format!("{} BYE", i + 2));
+            let (id, req) = request_event(&mut ep);
+            let ok = Response::for_request(&req, StatusCode::OK, None);
+            ep.respond(now, id, ok).unwrap();
+        }
+        assert_eq!(transmits(&mut ep).len(), 10_000);
+        assert_eq!(ep.poll_timeout(), Some(ms(32_000)));
+
+        // A request of our own: its Timer E (T1) is now the earliest deadline of all.
+        let (mut req, target) = options_to_peer();
+        req.headers
+            .push(HeaderName::From, "<sip:vb@127.0.0.1>;tag=o1");
+        req.headers.push(HeaderName::To, "<sip:x@127.0.0.1>");
+        req.headers.push(HeaderName::CallId, "options-1");
+        let client = ep.send_request(ms(10_000), req, target).unwrap();
+        let sent = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        assert_eq!(ep.poll_timeout(), Some(ms(10_500)));
+        ep.handle_timeout(ms(10_499));
+        assert!(transmits(&mut ep).is_empty(), "nothing is due 1 ms early");
+        ep.handle_timeout(ms(10_500));
+        assert_eq!(
+            transmits(&mut ep).len(),
+            1,
+            "Timer E retransmits our request once"
+        );
+        assert_eq!(
+            ep.transaction_count(),
+            (10_000, 1),
+            "no lingering BYE fired"
+        );
+        assert_eq!(ep.poll_timeout(), Some(ms(11_500)), "E doubles to 2·T1");
+
+        // Its 200 arrives: Completed, Timer K = T4 = 5 s.
+        let ok = Response::for_request(&sent, StatusCode::OK, None);
+        feed(&mut ep, ms(11_000), ok.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { id, .. }) if id == client));
+        assert_eq!(ep.poll_timeout(), Some(ms(16_000)));
+
+        // Half-way through the BYEs' Timer J: exactly the first 5,000 are gone, and K fired.
+        ep.handle_timeout(ms(36_999));
+        assert_eq!(ep.transaction_count(), (5_000, 0));
+        assert_eq!(ep.poll_timeout(), Some(ms(37_000)));
+        assert_eq!(
+            ep.poll_event(),
+            None,
+            "Timers J and K end transactions silently"
+        );
+        assert!(transmits(&mut ep).is_empty());
+        // A retransmitted BYE of a lingering transaction is still absorbed (its 200 is resent).
+        feed_from_peer(
+            &mut ep,
+            ms(37_000),
+            "BYE",
+            "z9hG4bKbye9999",
+            "t",
+            "10001 BYE",
+        );
+        assert_eq!(transmits(&mut ep).len(), 1);
+        assert_eq!(ep.poll_event(), None);
+        ep.handle_timeout(ms(41_999));
+        assert_eq!(ep.transaction_count(), (0, 0));
+        assert_eq!(ep.poll_timeout(), None);
+    }
+
+    #[test]
+    fn cancelled_invite_waits_64_t1_from_the_cancel_for_its_final_response() {
+        use std::time::Duration;
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut ep = endpoint();
+        let (_, target) = options_to_peer();
+        let mut invite = Request::new(Method::Invite, "sip:x@127.0.0.1".parse().unwrap());
+        for (name, value) in [
+            (HeaderName::From, "<sip:vb@127.0.0.1>;tag=c1"),
+            (HeaderName::To, "<sip:x@127.0.0.1>"),
+            (HeaderName::CallId, "cancel-1"),
+            (HeaderName::CSeq, "1 INVITE"),
+        ] {
+            invite.headers.push(name, value);
+        }
+        let id = ep.send_request(t0, invite, target).unwrap();
+        let sent = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        let ringing = Response::for_request(&sent, StatusCode::RINGING, None).with_to_tag("r1");
+        feed(&mut ep, s(1), ringing.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        assert_eq!(ep.poll_timeout(), None, "Proceeding: no timer runs");
+
+        ep.cancel(s(10), id).unwrap();
+        let cancel = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        let ok = Response::for_request(&cancel, StatusCode::OK, None).with_to_tag("r1");
+        feed(&mut ep, s(11), ok.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        ep.handle_timeout(s(16));
+        assert_eq!(
+            ep.transaction_count(),
+            (0, 1),
+            "the CANCEL's Timer K ended it"
+        );
+        // §9.1: after the CANCEL the INVITE gets 64·T1 more for its 487.
+        assert_eq!(ep.poll_timeout(), Some(s(42)));
+        ep.handle_timeout(s(41));
+        assert_eq!(ep.poll_event(), None);
+        ep.handle_timeout(s(42));
+        assert_eq!(
+            ep.poll_event(),
+            Some(Event::Timeout {
+                id: TxId::Client(id)
+            })
+        );
+        assert_eq!(ep.transaction_count(), (0, 0));
     }
 
     #[test]

@@ -58,6 +58,9 @@ impl Endpoint {
         if let ClientMachine::Invite(m) = &mut entry.machine {
             m.handle_cancel_sent(now);
         }
+        // Sending CANCEL re-arms the INVITE's Timer B.
+        let deadline = entry.machine.tx().poll_timeout();
+        self.timers.set(TxId::Client(invite_id), deadline);
         let invite = &entry.request;
         let cancel = copy_of_invite(Method::Cancel, invite, invite.headers.get(&HeaderName::To));
         let (target, local, branch) = (entry.target, entry.local, entry.key.0.clone());
@@ -74,6 +77,16 @@ impl Endpoint {
     pub(super) fn client_ids(&self, pick: impl Fn(&ClientEntry) -> bool) -> Vec<ClientTxId> {
         let picked = self.client.iter().filter(|(_, e)| pick(e));
         picked.map(|(id, _)| *id).collect()
+    }
+
+    /// Re-reads server transaction `id`'s next deadline into the timer index (for inputs that are
+    /// not followed by [`flush_server`](Self::flush_server), which does this itself).
+    pub(super) fn schedule_server(&mut self, id: ServerTxId) {
+        let deadline = self
+            .server
+            .get(&id)
+            .and_then(|e| e.machine.tx().poll_timeout());
+        self.timers.set(TxId::Server(id), deadline);
     }
 
     /// Gives server transaction `id` an input, then flushes its output.
@@ -102,11 +115,14 @@ impl Endpoint {
         let out = (&mut self.transmits, &mut self.events);
         let route = (src.transport, src.local, src.remote);
         if !drain(entry.machine.tx_mut(), TxId::Server(id), route, out) {
+            let deadline = entry.machine.tx().poll_timeout();
+            self.timers.set(TxId::Server(id), deadline);
             return;
         }
         let key = entry.key.clone();
         let merge_key = entry.merge_key.clone();
         self.server.remove(&id);
+        self.timers.remove(TxId::Server(id));
         if self.server_keys.get(&key) == Some(&id) {
             self.server_keys.remove(&key);
         }
@@ -126,10 +142,13 @@ impl Endpoint {
         let out = (&mut self.transmits, &mut self.events);
         let route = (entry.target.transport, entry.local, entry.target.addr);
         if !drain(entry.machine.tx_mut(), TxId::Client(id), route, out) {
+            let deadline = entry.machine.tx().poll_timeout();
+            self.timers.set(TxId::Client(id), deadline);
             return;
         }
         let key = entry.key.clone();
         self.client.remove(&id);
+        self.timers.remove(TxId::Client(id));
         if self.client_keys.get(&key) == Some(&id) {
             self.client_keys.remove(&key);
         }
