@@ -8,6 +8,9 @@
 //! generation; `current` remembers each transaction's one valid slot, and older slots are skipped
 //! when they reach the top. The top of the heap is kept valid after every change, so reading the
 //! earliest deadline needs no `&mut`.
+//!
+//! The tests at the bottom drive whole endpoints too: thousands of lingering transactions, and
+//! a CANCEL re-arming its INVITE's Timer B.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -141,12 +144,136 @@ impl Ord for Slot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ClientTxId, ServerTxId};
+    use super::super::testutil::*;
+    use super::super::{ClientTxId, Event, ServerTxId};
     use super::*;
+    use crate::message::{HeaderName, Method, Request, Response, StatusCode};
+    use bytes::Bytes;
     use std::time::Duration;
 
     fn server(n: u64) -> TxId {
         TxId::Server(ServerTxId(n))
+    }
+
+    #[test]
+    fn many_lingering_transactions_fire_exactly_when_due() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut ep = endpoint();
+        // 10,000 answered BYEs, one per ms: each server transaction lingers in Completed until
+        // its Timer J, 64·T1 = 32 s after its 200 (§17.2.2).
+        for i in 0..10_000u64 {
+            let now = ms(i);
+            let branch = format!("z9hG4bKbye{i}");
+            feed_from_peer(&mut ep, now, "BYE", &branch, "t", &format!("{} BYE", i + 2));
+            let (id, req) = request_event(&mut ep);
+            let ok = Response::for_request(&req, StatusCode::OK, None);
+            ep.respond(now, id, ok).unwrap();
+        }
+        assert_eq!(transmits(&mut ep).len(), 10_000);
+        assert_eq!(ep.poll_timeout(), Some(ms(32_000)));
+
+        // A request of our own: its Timer E (T1) is now the earliest deadline of all.
+        let (mut req, target) = options_to_peer();
+        req.headers
+            .push(HeaderName::From, "<sip:vb@127.0.0.1>;tag=o1");
+        req.headers.push(HeaderName::To, "<sip:x@127.0.0.1>");
+        req.headers.push(HeaderName::CallId, "options-1");
+        let client = ep.send_request(ms(10_000), req, target).unwrap();
+        let sent = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        assert_eq!(ep.poll_timeout(), Some(ms(10_500)));
+        ep.handle_timeout(ms(10_499));
+        assert!(transmits(&mut ep).is_empty(), "nothing is due 1 ms early");
+        ep.handle_timeout(ms(10_500));
+        assert_eq!(
+            transmits(&mut ep).len(),
+            1,
+            "Timer E retransmits our request once"
+        );
+        assert_eq!(
+            ep.transaction_count(),
+            (10_000, 1),
+            "no lingering BYE fired"
+        );
+        assert_eq!(ep.poll_timeout(), Some(ms(11_500)), "E doubles to 2·T1");
+
+        // Its 200 arrives: Completed, Timer K = T4 = 5 s.
+        let ok = Response::for_request(&sent, StatusCode::OK, None);
+        feed(&mut ep, ms(11_000), ok.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { id, .. }) if id == client));
+        assert_eq!(ep.poll_timeout(), Some(ms(16_000)));
+
+        // Half-way through the BYEs' Timer J: exactly the first 5,000 are gone, and K fired.
+        ep.handle_timeout(ms(36_999));
+        assert_eq!(ep.transaction_count(), (5_000, 0));
+        assert_eq!(ep.poll_timeout(), Some(ms(37_000)));
+        assert_eq!(
+            ep.poll_event(),
+            None,
+            "Timers J and K end transactions silently"
+        );
+        assert!(transmits(&mut ep).is_empty());
+        // A retransmitted BYE of a lingering transaction is still absorbed (its 200 is resent).
+        feed_from_peer(
+            &mut ep,
+            ms(37_000),
+            "BYE",
+            "z9hG4bKbye9999",
+            "t",
+            "10001 BYE",
+        );
+        assert_eq!(transmits(&mut ep).len(), 1);
+        assert_eq!(ep.poll_event(), None);
+        ep.handle_timeout(ms(41_999));
+        assert_eq!(ep.transaction_count(), (0, 0));
+        assert_eq!(ep.poll_timeout(), None);
+    }
+
+    #[test]
+    fn cancelled_invite_waits_64_t1_from_the_cancel_for_its_final_response() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut ep = endpoint();
+        let (_, target) = options_to_peer();
+        let mut invite = Request::new(Method::Invite, "sip:x@127.0.0.1".parse().unwrap());
+        for (name, value) in [
+            (HeaderName::From, "<sip:vb@127.0.0.1>;tag=c1"),
+            (HeaderName::To, "<sip:x@127.0.0.1>"),
+            (HeaderName::CallId, "cancel-1"),
+            (HeaderName::CSeq, "1 INVITE"),
+        ] {
+            invite.headers.push(name, value);
+        }
+        let id = ep.send_request(t0, invite, target).unwrap();
+        let sent = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        let ringing = Response::for_request(&sent, StatusCode::RINGING, None).with_to_tag("r1");
+        feed(&mut ep, s(1), ringing.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        assert_eq!(ep.poll_timeout(), None, "Proceeding: no timer runs");
+
+        ep.cancel(s(10), id).unwrap();
+        let cancel = Request::parse(Bytes::from(transmits(&mut ep).remove(0))).unwrap();
+        let ok = Response::for_request(&cancel, StatusCode::OK, None).with_to_tag("r1");
+        feed(&mut ep, s(11), ok.to_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        ep.handle_timeout(s(16));
+        assert_eq!(
+            ep.transaction_count(),
+            (0, 1),
+            "the CANCEL's Timer K ended it"
+        );
+        // §9.1: after the CANCEL the INVITE gets 64·T1 more for its 487.
+        assert_eq!(ep.poll_timeout(), Some(s(42)));
+        ep.handle_timeout(s(41));
+        assert_eq!(ep.poll_event(), None);
+        ep.handle_timeout(s(42));
+        assert_eq!(
+            ep.poll_event(),
+            Some(Event::Timeout {
+                id: TxId::Client(id)
+            })
+        );
+        assert_eq!(ep.transaction_count(), (0, 0));
     }
 
     #[test]
