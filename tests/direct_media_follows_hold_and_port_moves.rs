@@ -948,3 +948,104 @@ async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_rel
     phone.stop().await;
     srv.shutdown().await;
 }
+
+/// An agent phone (SIPp) that takes the call and exactly one re-INVITE (our direct-media one), then
+/// waits for our BYE: any further re-INVITE fails its scenario.
+fn agent_taking_one_reinvite() -> String {
+    let full = agent_taking_hold_and_resume(0);
+    // Keep the INVITE, its ACK and the first re-INVITE with its answer; drop hold and resume.
+    let first_reinvite_end = full
+        .match_indices("<recv request=\"ACK\"/>")
+        .nth(1)
+        .map(|(i, m)| i + m.len() + 1)
+        .expect("scenario shape");
+    let bye = full
+        .find("  <recv request=\"BYE\"")
+        .expect("scenario shape");
+    format!("{}{}", &full[..first_reinvite_end], &full[bye..])
+        .replace(",port_1,dir_1,port_2,dir_2", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() {
+    let srv = direct_media_server().await;
+    let Some(agent) =
+        support::sipp_phone::SippPhone::register(srv.sip_udp, &agent_taking_one_reinvite(), false)
+            .await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.reinvites = vec![
+        // The first SDP again: a pure session refresh.
+        TrunkReinvite {
+            sdp: Some(""),
+            port: None,
+            expect: "a=sendrecv",
+        },
+        // No SDP: we offer in the 200, the trunk answers the same media in the ACK.
+        TrunkReinvite {
+            sdp: None,
+            port: None,
+            expect: "a=sendrecv",
+        },
+    ];
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    srv.wait_for_call(Duration::from_secs(8), |c| {
+        c["id"] == id && c["media"] == "direct"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\ntrunk:\n{}\nagent:\n{}", sipp.logs(), agent.logs()));
+    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
+        .first()
+        .copied()
+        .expect("our re-INVITE reached the trunk");
+    let relayed_before = srv.running.calls.relayed_packets();
+    sipp.proceed();
+    wait_messages(&sipp, "our answer to the refresh", |m| {
+        !our_answers(m).is_empty()
+    })
+    .await;
+    sipp.proceed();
+    wait_messages(&sipp, "our offer in the 200 to the SDP-less refresh", |m| {
+        our_answers(m).len() >= 2
+    })
+    .await;
+    // Give a wrongly sent re-INVITE time to reach the phone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answers = our_answers(&sipp.messages());
+    let to_agent = agent.messages().matches("INVITE sip:").count();
+    let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    eprintln!(
+        "refreshes while direct: our SDP to the trunk {answers:?} (agent {agent_port}); INVITEs the phone got: {to_agent}; relay forwarded {relayed}"
+    );
+    assert_eq!(
+        answers,
+        vec![
+            (agent_port, "sendrecv".to_owned()),
+            (agent_port, "sendrecv".to_owned())
+        ]
+    );
+    assert_eq!(
+        to_agent, 2,
+        "the phone must get only the call and the direct-media re-INVITE"
+    );
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "{view:#}");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent's phone got more than it should: {e}");
+    }
+    srv.shutdown().await;
+}

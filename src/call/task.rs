@@ -785,6 +785,10 @@ impl Call {
                     }
                 }
             }
+            Method::Update if request.body.is_empty() => {
+                // A refresh without an offer gets no answer (RFC 3311 §5.2, RFC 4028 §9).
+                let _ = self.ctx.sip.respond(id, ok(dialog)).await;
+            }
             Method::Invite | Method::Update => {
                 // Hold/unhold, session refresh, or a new media address. While direct, answered
                 // with the other endpoint's media and mirrored to the other leg (direct_sync.rs).
