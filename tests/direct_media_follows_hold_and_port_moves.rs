@@ -3,7 +3,9 @@
 //! (`a=recvonly`, the agent's RTP port — not our relay), the hold goes on to the agent's phone, and
 //! a resume brings the audio back end to end; our relay forwards nothing throughout and the call
 //! keeps showing `media: "direct"`. The agent's phone holding and resuming reaches the trunk the
-//! same way. A trunk moving its RTP port gets the agent's phone sending there, directly. A trunk
+//! same way. A trunk moving its RTP port gets the agent's phone sending there, directly; an agent
+//! phone moving its RTP in the ACK to our offer gets the trunk re-INVITEd to the new port; session
+//! refreshes with unchanged SDP (or none) send nothing to the other leg. A trunk
 //! offering a codec the agent's leg lacks is answered from our relay, the agent's phone is moved
 //! back to it too, the call shows `media: "relay"` and the audio goes on (transcoded).
 //!
@@ -71,7 +73,7 @@ async fn connect_direct(
     let id = waiting["id"].clone();
     assert_eq!(answer(srv, &id).await.0, 202);
     if let Err(e) = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
         .await
     {
         panic!(
@@ -138,7 +140,7 @@ async fn wait_messages(sipp: &Sipp, what: &str, pred: impl Fn(&str) -> bool) {
     let start = Instant::now();
     while !pred(&sipp.messages()) {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(8),
             "{what} never happened:\n{}",
             sipp.logs()
         );
@@ -596,6 +598,24 @@ fn trunk_accepts(offered: &str, answered: &str, var: &str) -> String {
 /// on hold (`a=sendonly`, our answer must say `a=recvonly`) and resumes (`a=sendrecv`), then waits
 /// for our BYE.
 fn agent_holding_and_resuming() -> String {
+    agent_reinviting(&[
+        PhoneStep::Offer("sendonly", "a=recvonly"),
+        PhoneStep::Offer("sendrecv", "a=sendrecv"),
+    ])
+}
+
+/// A re-INVITE the agent's phone sends once the call is direct.
+enum PhoneStep {
+    /// An offer with this direction; our answer must match the regular expression.
+    Offer(&'static str, &'static str),
+    /// No offer; our offer in the 200 must match the regular expression, and the phone's answer in
+    /// the ACK moves its RTP to this port.
+    LateOffer(&'static str, u16),
+}
+
+/// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then sends `steps`
+/// 300 ms apart, then waits for our BYE.
+fn agent_reinviting(steps: &[PhoneStep]) -> String {
     let sdp = |version: u32, direction: &str| {
         format!(
             "      v=0
@@ -626,37 +646,55 @@ fn agent_holding_and_resuming() -> String {
 "
         )
     };
-    let reinvite = |cseq: u32, direction: &str, expect: &str| {
+    let with_sdp = |sdp: String| {
+        format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{sdp}")
+    };
+    let reinvite = |cseq: u32, step: &PhoneStep| {
+        let (offer, expect, ack) = match *step {
+            PhoneStep::Offer(direction, expect) => (
+                with_sdp(sdp(cseq + 1, direction)),
+                expect,
+                "      Content-Length: 0\n".to_owned(),
+            ),
+            PhoneStep::LateOffer(expect, port) => (
+                "      Content-Length: 0\n".to_owned(),
+                expect,
+                with_sdp(sdp(cseq + 1, "sendrecv").replace("[media_port]", &port.to_string())),
+            ),
+        };
         format!(
             r#"  <pause milliseconds="300"/>
   <send retrans="500">
     <![CDATA[
-{}      Content-Type: application/sdp
-      Content-Length: [len]
-
-{}    ]]>
+{}{offer}    ]]>
   </send>
   <recv response="100" optional="true"/>
   <recv response="200">
     <action>
-      <ereg regexp="a={expect}" search_in="body" check_it="true" assign_to="answer_{cseq}"/>
+      <ereg regexp="{expect}" search_in="body" check_it="true" assign_to="answer_{cseq}"/>
     </action>
   </recv>
   <send>
     <![CDATA[
-{}      Content-Length: 0
-    ]]>
+{}{ack}    ]]>
   </send>
 "#,
             head("INVITE", cseq),
-            sdp(cseq + 1, direction),
             head("ACK", cseq)
         )
     };
+    let steps_xml: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| reinvite(i as u32 + 2, step))
+        .collect();
+    let answers: String = (0..steps.len())
+        .map(|i| format!(",answer_{}", i + 2))
+        .collect();
     format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent phone holding and resuming">
+<scenario name="agent phone re-INVITEing">
   <recv request="INVITE" rrs="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="their_from"/>
@@ -695,7 +733,7 @@ fn agent_holding_and_resuming() -> String {
 {}    ]]>
   </send>
   <recv request="ACK"/>
-{}{}  <recv request="BYE" timeout="20000"/>
+{steps_xml}  <recv request="BYE" timeout="20000"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -707,13 +745,11 @@ fn agent_holding_and_resuming() -> String {
       Content-Length: 0
     ]]>
   </send>
-  <Reference variables="their_from,our_to,invite_cseq,answer_2,answer_3"/>
+  <Reference variables="their_from,our_to,invite_cseq{answers}"/>
 </scenario>
 "#,
         sdp(1, "sendrecv"),
         sdp(2, "sendrecv"),
-        reinvite(2, "sendonly", "recvonly"),
-        reinvite(3, "sendrecv", "sendrecv"),
     )
 }
 
@@ -1046,6 +1082,68 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
         panic!("the agent's phone got more than it should: {e}");
+    }
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_there() {
+    let srv = direct_media_server().await;
+    let new_port = support::sipp::free_udp_port();
+    // Our offer in the 200 must describe the trunk (sipp's media port, not our relay).
+    let Some(agent) = support::sipp_phone::SippPhone::register(
+        srv.sip_udp,
+        &agent_reinviting(&[PhoneStep::LateOffer(
+            "m=audio [0-9]+ RTP/AVP 8 101",
+            new_port,
+        )]),
+        false,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.after_answer =
+        TRUNK_ACCEPTS_REINVITE.to_owned() + &trunk_accepts("sendrecv", "sendrecv", "moved");
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    wait_messages(&sipp, "the agent's new port reaching the trunk", |m| {
+        audio_ports(m, "INVITE sip:trunk@").len() >= 2
+    })
+    .await;
+    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
+    let trunk_port = audio_ports(&agent.messages(), "INVITE sip:agent")
+        .get(1)
+        .copied()
+        .expect("our direct-media re-INVITE reached the phone");
+    let offered_in_200 = audio_ports(&agent.messages(), "SIP/2.0 200 OK")
+        .into_iter()
+        .filter(|p| *p == trunk_port)
+        .count();
+    eprintln!(
+        "agent late offer while direct: re-INVITE ports to the trunk {to_trunk:?} (new agent port {new_port}); trunk port {trunk_port} offered in our 200s {offered_in_200} time(s)"
+    );
+    assert_eq!(to_trunk.get(1), Some(&new_port), "{to_trunk:?}");
+    assert!(!srv.rtp_ports.contains(&trunk_port));
+    assert_eq!(
+        offered_in_200, 1,
+        "our offer in the 200 to the phone's SDP-less re-INVITE must describe the trunk"
+    );
+    let view = srv
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .expect("listed");
+    assert_eq!(view["media"], "direct", "{view:#}");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent's phone scenario failed: {e}");
     }
     srv.shutdown().await;
 }
