@@ -7,7 +7,8 @@
 //! phone moving its RTP in the ACK to our offer gets the trunk re-INVITEd to the new port; session
 //! refreshes with unchanged SDP (or none) send nothing to the other leg. A trunk
 //! offering a codec the agent's leg lacks is answered from our relay, the agent's phone is moved
-//! back to it too, the call shows `media: "relay"` and the audio goes on (transcoded).
+//! back to it too, the call shows `media: "relay"` and the audio goes on (transcoded); so does a
+//! trunk refusing (488) the agent's hold we pass on.
 //!
 //! Real peers on loopback: SIPp as the trunk, baresip or SIPp as the agent's phone.
 
@@ -611,6 +612,8 @@ enum PhoneStep {
     /// No offer; our offer in the 200 must match the regular expression, and the phone's answer in
     /// the ACK moves its RTP to this port.
     LateOffer(&'static str, u16),
+    /// Takes a re-INVITE of ours whose offer matches the regular expression, answering `sendrecv`.
+    Take(&'static str),
 }
 
 /// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then sends `steps`
@@ -649,8 +652,35 @@ fn agent_reinviting(steps: &[PhoneStep]) -> String {
     let with_sdp = |sdp: String| {
         format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{sdp}")
     };
+    let take = |expect: &str, var: String| {
+        format!(
+            r#"  <recv request="INVITE" timeout="10000">
+    <action>
+      <ereg regexp="{expect}" search_in="body" check_it="true" assign_to="{var}"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agent@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{}    ]]>
+  </send>
+  <recv request="ACK"/>
+"#,
+            sdp(9, "sendrecv")
+        )
+    };
     let reinvite = |cseq: u32, step: &PhoneStep| {
         let (offer, expect, ack) = match *step {
+            PhoneStep::Take(expect) => return take(expect, format!("answer_{cseq}")),
             PhoneStep::Offer(direction, expect) => (
                 with_sdp(sdp(cseq + 1, direction)),
                 expect,
@@ -1141,6 +1171,89 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
         .find(|c| c["id"] == id)
         .expect("listed");
     assert_eq!(view["media"], "direct", "{view:#}");
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("the agent's phone scenario failed: {e}");
+    }
+    srv.shutdown().await;
+}
+
+/// The trunk refuses a re-INVITE (488).
+const TRUNK_REFUSES_REINVITE: &str = r#"  <recv request="INVITE" timeout="10000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 488 Not Acceptable Here
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_refusing_the_agents_hold_moves_both_legs_back_to_the_relay() {
+    let srv = direct_media_server().await;
+    let Some(agent) = support::sipp_phone::SippPhone::register(
+        srv.sip_udp,
+        &agent_reinviting(&[
+            PhoneStep::Offer("sendonly", "a=recvonly"),
+            PhoneStep::Take("m=audio [0-9]+ RTP/AVP"),
+        ]),
+        false,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut call = TrunkCall::new(CALLER);
+    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned()
+        + TRUNK_REFUSES_REINVITE
+        + &trunk_accepts("sendrecv", "sendrecv", "back");
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await
+        .expect("no pcap in this call, so no skip");
+    let id = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    wait_messages(&sipp, "our re-INVITE back to the relay", |m| {
+        audio_ports(m, "INVITE sip:trunk@").len() >= 3
+    })
+    .await;
+    let start = Instant::now();
+    while audio_ports(&agent.messages(), "INVITE sip:agent").len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the agent's phone was not moved back to the relay:\n{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
+    let to_agent = audio_ports(&agent.messages(), "INVITE sip:agent");
+    eprintln!(
+        "refused hold while direct: re-INVITE ports to the trunk {to_trunk:?}, to the agent {to_agent:?}"
+    );
+    assert!(
+        !srv.rtp_ports.contains(&to_trunk[0]) && !srv.rtp_ports.contains(&to_trunk[1]),
+        "direct media, then the agent's hold pointing at the agent: {to_trunk:?}"
+    );
+    assert!(
+        srv.rtp_ports.contains(&to_trunk[2]),
+        "the trunk was not moved back to our relay: {to_trunk:?}"
+    );
+    assert!(
+        srv.rtp_ports.contains(&to_agent[2]),
+        "the agent's phone was not moved back to our relay: {to_agent:?}"
+    );
+    srv.wait_for_call(Duration::from_secs(3), |c| {
+        c["id"] == id && c["media"] == "relay" && c["state"] == "connected"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
         panic!("the agent's phone scenario failed: {e}");
