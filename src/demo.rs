@@ -164,8 +164,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
     println!(
-        "  agent connect              transfer {:?}, media {:?} (--transfer bridge|refer, --media relay|direct)",
-        args.transfer, args.media
+        "  agent connect              transfer {}, media {} (--transfer bridge|refer, --media relay|direct)",
+        flag_value(&args.transfer),
+        flag_value(&args.media)
     );
     println!("  website button demo        http://{http}/button-demo");
     println!("  IRMA simulator (scan page) {}", running.irma_url);
@@ -180,9 +181,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a flag value is spelled on the command line (`refer`, not `Refer`).
+fn flag_value(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_names_connect_modes_as_the_flags_spell_them() {
+        assert_eq!(flag_value(&TransferMode::Refer), "refer");
+        assert_eq!(flag_value(&AgentMedia::Direct), "direct");
+    }
 
     #[test]
     fn the_button_demo_may_start_sessions_on_any_http_address() {
