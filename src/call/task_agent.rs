@@ -1,0 +1,262 @@
+//! The call task's agent leg: ringing the agent's phones and keeping the one that answers.
+//!
+//! One INVITE per registered contact of the agent (parallel forking done by us as a B2BUA, not by
+//! a proxy), each with our SDP offer (RFC 3264 §5) on one fresh RTP port. The first 2xx wins: it is
+//! ACKed (RFC 3261 §13.2.2.4) and becomes the agent's UAC dialog (§12.1.2); the other forks are
+//! CANCELled (§9.1). A 2xx arriving later from a losing fork is ACKed and hung up with BYE. When
+//! every fork failed the machine hears why (busy or rejected). Hanging the agent leg up sends BYE
+//! to a connected phone or CANCEL to forks still ringing.
+
+use super::media::{bind_media, rtp_config};
+use super::{AgentLeg, Call, Fork, MediaLeg};
+use crate::call::machine::{AgentLegFailure, Classification};
+use crate::call::manager::AGENT_CALL_ID_PREFIX;
+use crate::sip_driver::tu;
+use crate::tenant::AgentId;
+use sip::dialog::Dialog;
+use sip::endpoint::{ClientTxId, Target};
+use sip::message::{HeaderName, Method, Request, Response};
+use sip::rtp::RtpSession;
+use sip::sdp::{Direction, LocalMedia, LocalSdp};
+use std::time::Instant;
+
+impl Call {
+    /// A phone of the agent answered: it wins, the other forks are cancelled.
+    pub(super) async fn connect_agent(&mut self, now: Instant, index: usize, response: Response) {
+        let Some(AgentLeg::Ringing { forks, media }) = self.agent.take() else {
+            return;
+        };
+        // `index` came from `position()` on these very forks.
+        let fork = &forks[index];
+        let tx = fork.tx;
+        let dialog = match Dialog::uac(
+            now,
+            &fork.request,
+            &response,
+            fork.target,
+            self.ctx.flow.sip_timers,
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = %self.id, "agent's 200 OK unusable for a dialog: {e}");
+                self.agent = Some(AgentLeg::Ringing { forks, media });
+                self.fork_failed(now, tx, 500);
+                return;
+            }
+        };
+        let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
+        for (i, other) in forks.iter().enumerate() {
+            if i != index && !other.done {
+                let _ = self.ctx.sip.cancel(other.tx).await;
+            }
+        }
+        let mut media = media;
+        match media.sdp.handle_answer(&response.body) {
+            Ok(m) => media.rtp = Some(RtpSession::new(now, m, rtp_config(&self.ctx.flow))),
+            Err(e) => {
+                tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent")
+            }
+        }
+        self.stale_forks.extend(
+            forks
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, f)| f),
+        );
+        self.agent = Some(AgentLeg::Connected { dialog, media });
+        self.machine.handle_agent_answered(now);
+    }
+
+    pub(super) fn fork_failed(&mut self, now: Instant, tx: ClientTxId, status: u16) {
+        let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent else {
+            return;
+        };
+        let Some(fork) = forks.iter_mut().find(|f| f.tx == tx) else {
+            return;
+        };
+        fork.done = true;
+        if forks.iter().all(|f| f.done) {
+            let why = if matches!(status, 486 | 600 | 603) {
+                AgentLegFailure::Busy
+            } else {
+                AgentLegFailure::Rejected
+            };
+            self.agent = None;
+            self.machine.handle_agent_failed(now, why);
+        }
+    }
+
+    /// A 2xx we no longer want (a losing fork, or after the call moved on): ACK it, then BYE it.
+    pub(super) async fn ack_and_bye_stray(
+        &mut self,
+        now: Instant,
+        id: ClientTxId,
+        response: &Response,
+    ) {
+        let Some(fork) = self.stale_forks.iter().find(|f| f.tx == id) else {
+            return;
+        };
+        if let Ok(mut dialog) = Dialog::uac(
+            now,
+            &fork.request,
+            response,
+            fork.target,
+            self.ctx.flow.sip_timers,
+        ) {
+            let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
+            let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
+            if let Ok(bye) = dialog.bye() {
+                let _ = self.ctx.sip.send_request(bye, dialog.peer()).await;
+            }
+        }
+    }
+
+    pub(super) async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
+        let username = self
+            .tenant
+            .agents
+            .get(&agent)
+            .map(|a| a.sip_username.clone());
+        let bindings = match username {
+            Some(u) => self.ctx.sip.lookup(&u).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if bindings.is_empty() {
+            tracing::info!(call = %self.id, agent = %agent, "agent has no registered phone");
+            self.machine
+                .handle_agent_failed(now, AgentLegFailure::NoContacts);
+            return;
+        }
+        let ip = self.trunk_media.local.addr;
+        let (socket, lease) = match bind_media(&self.ctx.ports, ip).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(call = %self.id, "no RTP port for the agent leg: {e}");
+                self.machine
+                    .handle_agent_failed(now, AgentLegFailure::Rejected);
+                return;
+            }
+        };
+        let local = LocalMedia {
+            addr: ip,
+            rtp_port: lease.rtp_port(),
+        };
+        let mut sdp = LocalSdp::new(rand::random(), self.ctx.flow.media.clone());
+        let offer = sdp.offer(local, Direction::SendRecv);
+        let mut forks = Vec::new();
+        for binding in bindings {
+            self.agent_legs_made += 1;
+            let request = match self.agent_invite(&binding, &offer) {
+                Some(r) => r,
+                None => continue,
+            };
+            let target = Target {
+                transport: binding.transport,
+                addr: binding.target,
+            };
+            match self.ctx.sip.send_request(request.clone(), target).await {
+                Ok(tx) => {
+                    self.lock_routes().client_txs.insert(tx, self.id);
+                    forks.push(Fork {
+                        tx,
+                        request,
+                        target,
+                        done: false,
+                    });
+                }
+                Err(e) => tracing::warn!(call = %self.id, "could not INVITE an agent phone: {e}"),
+            }
+        }
+        if forks.is_empty() {
+            self.machine
+                .handle_agent_failed(now, AgentLegFailure::Rejected);
+            return;
+        }
+        let media = MediaLeg {
+            socket,
+            _lease: lease,
+            local,
+            sdp,
+            rtp: None,
+            relayed_event: None,
+            relay_this_event: false,
+        };
+        self.agent = Some(AgentLeg::Ringing { forks, media });
+    }
+
+    fn agent_invite(&self, binding: &sip::registrar::Binding, offer: &[u8]) -> Option<Request> {
+        let uri = binding.contact.uri.clone();
+        let mut req = Request::new(Method::Invite, uri.clone());
+        let host = self.local_host();
+        let caller = self.caller.expose();
+        let from_user: String = caller
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+            .collect();
+        let from_user = if from_user.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            from_user
+        };
+        let display = match self.machine.classification() {
+            Some(Classification::Verified(_)) => "Veilig bellen (geverifieerd)",
+            _ => "Veilig bellen (niet geverifieerd)",
+        };
+        req.headers.push(
+            HeaderName::From,
+            format!(
+                "\"{display}\" <sip:{from_user}@{host}>;tag={}",
+                tu::new_tag()
+            ),
+        );
+        req.headers
+            .push(HeaderName::To, format!("<{}>", uri.as_str()));
+        req.headers.push(
+            HeaderName::CallId,
+            format!(
+                "{AGENT_CALL_ID_PREFIX}{}-{}-{:08x}@{host}",
+                self.id,
+                self.agent_legs_made,
+                rand::random::<u32>()
+            ),
+        );
+        req.headers.push(HeaderName::CSeq, "1 INVITE");
+        req.headers
+            .push(HeaderName::Contact, format!("<sip:veilig-bellen@{host}>"));
+        for path in &binding.path {
+            req.headers.push(HeaderName::Route, path.clone());
+        }
+        req.headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
+        );
+        req.headers
+            .push(HeaderName::parse("User-Agent"), tu::PRODUCT);
+        req.set_body(Some("application/sdp"), offer.to_vec());
+        Some(req)
+    }
+
+    /// `host:port` of our SIP address (IPv6 in brackets, as `SocketAddr` writes it).
+    fn local_host(&self) -> String {
+        self.sip_local.to_string()
+    }
+
+    pub(super) async fn hangup_agent(&mut self) {
+        match self.agent.take() {
+            Some(AgentLeg::Connected { mut dialog, .. }) => {
+                if let Ok(bye) = dialog.bye() {
+                    let _ = self.ctx.sip.send_request(bye, dialog.peer()).await;
+                }
+            }
+            Some(AgentLeg::Ringing { forks, .. }) => {
+                for fork in forks.iter().filter(|f| !f.done) {
+                    let _ = self.ctx.sip.cancel(fork.tx).await;
+                }
+                self.stale_forks.extend(forks);
+            }
+            None => {}
+        }
+    }
+}

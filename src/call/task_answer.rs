@@ -1,0 +1,180 @@
+//! The call task's first step: answering the trunk's INVITE at once, before any code is read.
+//!
+//! Binds the trunk leg's RTP port, answers the trunk's SDP offer or makes our own when the INVITE
+//! had none (late offer, RFC 3264 §5 / RFC 3261 §13.2.1), honours the trunk's session timer (RFC
+//! 4028 §9, 422 when too small), sends the 200 OK (RFC 3261 §13.3.1.4) and builds the UAS dialog
+//! (§12.1.1) and the [`Call`]. Errors answer the INVITE instead: 503 with Retry-After when no RTP
+//! port is free, 488 (with a Warning) when no codec is shared, 400/500 for unusable INVITEs. Also
+//! reads the caller's number (P-Asserted-Identity, RFC 3325 §9.1, else From) into a [`Pii`].
+
+use super::media::{bind_media, media_ip, rtp_config};
+use super::{uri_number, Call, CallTaskContext, MediaLeg};
+use crate::call::machine::CallMachine;
+use crate::call::CallId;
+use crate::pii::Pii;
+use crate::sip_driver::tu;
+use crate::tenant::Tenant;
+use dsp::dtmf::DtmfDetector;
+use dsp::tone::Silence;
+use sip::dialog::Dialog;
+use sip::endpoint::{ServerTxId, Source, Target};
+use sip::message::{HeaderName, NameAddr, Request, Uri};
+use sip::rtp::RtpSession;
+use sip::sdp::{Direction, LocalMedia, LocalSdp};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Answers the trunk's INVITE at once with our SDP; `None` when the call could not be taken (the
+/// INVITE was answered with an error).
+pub(super) async fn answer(
+    ctx: &Arc<CallTaskContext>,
+    id: CallId,
+    tenant: Tenant,
+    tx: ServerTxId,
+    invite: &Request,
+    source: Source,
+) -> Option<Call> {
+    let reject = |status: u16| tu::finish_response(invite, status, None);
+    let now = Instant::now();
+    let media_ip = media_ip(&ctx.flow, source.local);
+    let media = match bind_media(&ctx.ports, media_ip).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(call = %id, "no RTP port for a new call: {e}; 503");
+            let mut resp = reject(503);
+            resp.headers
+                .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
+            let _ = ctx.sip.respond(tx, resp).await;
+            return None;
+        }
+    };
+    let (socket, lease) = media;
+    let local = LocalMedia {
+        addr: media_ip,
+        rtp_port: lease.rtp_port(),
+    };
+    let mut sdp = LocalSdp::new(rand::random(), ctx.flow.media.clone());
+    let (body, negotiated) = if invite.body.is_empty() {
+        // Late offer: we offer in the 200, the trunk answers in the ACK.
+        (sdp.offer(local, Direction::SendRecv), None)
+    } else {
+        match sdp.answer(&invite.body, local) {
+            Ok(answer) => (answer.body, Some(answer.media)),
+            Err(e) => {
+                tracing::info!(call = %id, "cannot agree on media with the trunk: {e}");
+                let mut resp = reject(e.sip_status());
+                if e.sip_status() == 488 {
+                    resp.headers.push(
+                        HeaderName::parse("Warning"),
+                        "304 veilig-bellen \"Media type not available\"",
+                    );
+                }
+                let _ = ctx.sip.respond(tx, resp).await;
+                return None;
+            }
+        }
+    };
+    let contact = match contact_for(source.local) {
+        Some(c) => c,
+        None => {
+            let _ = ctx.sip.respond(tx, reject(500)).await;
+            return None;
+        }
+    };
+    // RFC 4028: honour the trunk's session timer; we refresh when it leaves that to us.
+    let session_timer = sip::dialog::session_timer::answer_request(&Default::default(), invite);
+    if let Some(too_small) = session_timer.reject(invite) {
+        let _ = ctx.sip.respond(tx, too_small).await;
+        return None;
+    }
+    let mut ok = tu::finish_response(invite, 200, None);
+    session_timer.apply(&mut ok);
+    ok.headers.push(HeaderName::Contact, contact.to_string());
+    ok.headers.push(
+        HeaderName::Allow,
+        "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY",
+    );
+    ok.headers.push(HeaderName::Supported, "timer, replaces");
+    ok.set_body(Some("application/sdp"), body);
+    let peer = Target {
+        transport: source.transport,
+        addr: source.remote,
+    };
+    let mut dialog = match Dialog::uas(invite, &ok, contact, peer, ctx.flow.sip_timers) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::info!(call = %id, "INVITE unusable for a dialog: {e}; 400");
+            let _ = ctx.sip.respond(tx, reject(400)).await;
+            return None;
+        }
+    };
+    if ctx.sip.respond(tx, ok.clone()).await.is_err() {
+        return None;
+    }
+    dialog.handle_sent_response(now, &ok);
+    let rtp = negotiated.map(|m| RtpSession::new(now, m, rtp_config(&ctx.flow)));
+    let caller = caller_of(invite);
+    tracing::info!(call = %id, tenant = %tenant.id, "answered a call");
+    Some(Call {
+        id,
+        ctx: ctx.clone(),
+        tenant,
+        caller,
+        since: SystemTime::now(),
+        machine: CallMachine::new(ctx.flow.call.clone(), now),
+        trunk_tx: tx,
+        agent_invite_tx: None,
+        trunk: dialog,
+        trunk_media: MediaLeg {
+            socket,
+            _lease: lease,
+            local,
+            sdp,
+            rtp,
+            relayed_event: None,
+            relay_this_event: false,
+        },
+        detector: Some((DtmfDetector::new(), None)),
+        // Silence while the code comes in: trunks hang up answered calls that send no RTP, and
+        // the caller's NAT binding stays open.
+        comfort: Some(Box::new(Silence)),
+        next_frame: now,
+        goodbye_at: None,
+        agent: None,
+        agent_legs_made: 0,
+        lookup: None,
+        bye_caller_pending: false,
+        releasing: false,
+        stale_forks: Vec::new(),
+        caller_gone: false,
+        sip_local: source.local,
+        store_key: format!("{id}-{}", uuid::Uuid::new_v4()),
+        trunk_remote_sdp: invite.body.to_vec(),
+        direct: None,
+        pending: Vec::new(),
+        finished: false,
+    })
+}
+
+fn contact_for(local: SocketAddr) -> Option<NameAddr> {
+    let host = sip::endpoint::host_text(local.ip());
+    Uri::sip(Some("veilig-bellen"), &host, Some(local.port()))
+        .ok()
+        .map(NameAddr::new)
+}
+
+/// The calling number: P-Asserted-Identity when the trunk sends it, else the From URI's user part.
+fn caller_of(invite: &Request) -> Pii<String> {
+    let from_pai = invite
+        .headers
+        .p_asserted_identity()
+        .filter_map(Result::ok)
+        .find_map(|na| uri_number(&na.uri));
+    let from_from = invite.headers.from().ok().and_then(|f| uri_number(&f.uri));
+    Pii::new(
+        from_pai
+            .or(from_from)
+            .unwrap_or_else(|| "anonymous".to_owned()),
+    )
+}

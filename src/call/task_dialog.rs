@@ -1,0 +1,351 @@
+//! The call task's SIP input: every request, ACK and response the manager routes to the call.
+//!
+//! - In-dialog requests on either leg (RFC 3261 §12.2.2): BYE (§15.1.2), re-INVITE and UPDATE
+//!   (§14.2, RFC 3311 §5.2; answered with the other endpoint's media while direct, RFC 4028 §9
+//!   refreshes without an offer get no answer), INFO digits (RFC 6086; `application/dtmf-relay` and
+//!   `application/dtmf`), NOTIFY for our REFER (RFC 3515 §2.4.4), OPTIONS; REFER from the peer is
+//!   refused (403), anything else gets 501. Requests outside both dialogs get 481.
+//! - ACKs (RFC 3261 §13.3.1.4): to our 2xx to the trunk's INVITE (with the trunk's SDP
+//!   answer after a late offer, RFC 3264 §4) and to our 2xx to either leg's re-INVITE.
+//! - Responses to our requests: to our in-dialog requests (handed to `task_connect.rs`), to the
+//!   agent forks (handed to `task_agent.rs`), retransmitted 2xx re-ACKed (RFC 3261 §13.2.2.4).
+
+use super::connect;
+use super::media::rtp_config;
+use super::{AgentLeg, Call, MediaLeg};
+use crate::call::collect::DigitSource;
+use crate::call::direct::{Leg, Offer};
+use crate::sip_driver::tu;
+use sip::dialog::Dialog;
+use sip::endpoint::{ClientTxId, Event, ServerTxId};
+use sip::message::{HeaderName, Method, Request, Response, StatusCode};
+use sip::rtp::RtpSession;
+use sip::sdp::Direction;
+use std::time::Instant;
+
+impl Call {
+    pub(super) async fn handle_sip(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Request { id, request, .. } => {
+                if self.trunk.matches_request(&request) {
+                    self.handle_in_dialog(now, id, request, Leg::Trunk).await;
+                } else if matches!(&self.agent, Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_request(&request))
+                {
+                    self.handle_in_dialog(now, id, request, Leg::Agent).await;
+                } else {
+                    let _ = self
+                        .ctx
+                        .sip
+                        .respond(id, tu::finish_response(&request, 481, None))
+                        .await;
+                }
+            }
+            Event::Ack { request, .. } => {
+                if self.trunk.matches_request(&request) {
+                    self.trunk.handle_ack(now, &request);
+                    if self.trunk_media.rtp.is_none() && !request.body.is_empty() {
+                        self.trunk_remote_sdp = request.body.to_vec();
+                        match self.trunk_media.sdp.handle_answer(&request.body) {
+                            Ok(media) => {
+                                self.trunk_media.rtp =
+                                    Some(RtpSession::new(now, media, rtp_config(&self.ctx.flow)))
+                            }
+                            Err(e) => {
+                                tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
+                                self.bye_caller_pending = true;
+                                self.machine.handle_caller_gone(now);
+                            }
+                        }
+                    } else if !connect::direct_ack(
+                        &mut self.direct,
+                        now,
+                        Leg::Trunk,
+                        &self.trunk_media,
+                        &request.body,
+                    ) {
+                        ack_answer(now, &mut self.trunk_media, &request.body);
+                    }
+                } else if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
+                    // The agent's phone ACKs our 2xx to its re-INVITE (hold/resume): without this
+                    // the dialog gives up after 64·T1 and the call loses its agent.
+                    if dialog.matches_request(&request) {
+                        dialog.handle_ack(now, &request);
+                        if !connect::direct_ack(
+                            &mut self.direct,
+                            now,
+                            Leg::Agent,
+                            media,
+                            &request.body,
+                        ) {
+                            ack_answer(now, media, &request.body);
+                        }
+                    }
+                }
+            }
+            Event::Cancelled { .. } => self.machine.handle_caller_gone(now),
+            Event::Response { id, response } => self.handle_response(now, id, response).await,
+            Event::Timeout { id } | Event::TransportError { id } => {
+                if let sip::endpoint::TxId::Client(tx) = id {
+                    if !self.handle_dialog_timeout(now, tx).await {
+                        self.fork_failed(now, tx, 408);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_in_dialog(&mut self, now: Instant, id: ServerTxId, request: Request, leg: Leg) {
+        let (dialog, media) = match leg {
+            Leg::Trunk => (&mut self.trunk, &mut self.trunk_media),
+            Leg::Agent => match &mut self.agent {
+                Some(AgentLeg::Connected { dialog, media }) => (dialog, media),
+                _ => return,
+            },
+        };
+        if let Err(response) = dialog.handle_request(now, &request) {
+            let _ = self.ctx.sip.respond(id, response).await;
+            return;
+        }
+        let ok = |d: &Dialog| d.response(&request, StatusCode::OK);
+        match request.method {
+            Method::Bye => {
+                let _ = self.ctx.sip.respond(id, ok(dialog)).await;
+                match leg {
+                    Leg::Trunk => {
+                        self.caller_gone = true;
+                        self.machine.handle_caller_gone(now)
+                    }
+                    Leg::Agent => {
+                        // The agent's dialog is over: nothing to BYE or CANCEL on release.
+                        self.agent = None;
+                        self.machine.handle_agent_gone(now)
+                    }
+                }
+            }
+            Method::Update if request.body.is_empty() => {
+                // A refresh without an offer gets no answer (RFC 3311 §5.2, RFC 4028 §9).
+                let _ = self.ctx.sip.respond(id, ok(dialog)).await;
+            }
+            Method::Invite | Method::Update => {
+                // Hold/unhold, session refresh, or a new media address. While direct, answered
+                // with the other endpoint's media and mirrored to the other leg (direct_sync.rs).
+                let mut response = ok(dialog);
+                let reply = connect::direct_reply(&mut self.direct, now, leg, &request.body);
+                let body = if let Offer::Peer(p) = reply {
+                    connect::peer_sdp(media, p, &self.ctx.flow.media)
+                } else if request.body.is_empty() {
+                    media.sdp.offer(media.local, Direction::SendRecv)
+                } else {
+                    match media.sdp.answer(&request.body, media.local) {
+                        Ok(answer) => {
+                            match media.rtp.as_mut() {
+                                Some(rtp) => rtp.update_media(now, answer.media),
+                                None => {
+                                    media.rtp = Some(RtpSession::new(
+                                        now,
+                                        answer.media,
+                                        rtp_config(&self.ctx.flow),
+                                    ))
+                                }
+                            }
+                            answer.body
+                        }
+                        Err(e) => {
+                            let status = StatusCode::new(e.sip_status())
+                                .unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
+                            let _ = self
+                                .ctx
+                                .sip
+                                .respond(id, dialog.response(&request, status))
+                                .await;
+                            return;
+                        }
+                    }
+                };
+                response.set_body(Some("application/sdp"), body);
+                if request.method == Method::Invite {
+                    dialog.handle_sent_response(now, &response);
+                    // The 2xx is resent through this INVITE's transaction until the ACK comes.
+                    match leg {
+                        Leg::Trunk => self.trunk_tx = id,
+                        Leg::Agent => self.agent_invite_tx = Some(id),
+                    }
+                }
+                let _ = self.ctx.sip.respond(id, response).await;
+            }
+            Method::Info => {
+                let digit = dtmf_from_info(&request);
+                let status = if digit.is_some() || request.body.is_empty() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::new(415).unwrap_or(StatusCode::OK)
+                };
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(id, dialog.response(&request, status))
+                    .await;
+                if let (Some(d), Leg::Trunk) = (digit, leg) {
+                    self.machine.handle_digit(now, DigitSource::Info, d);
+                }
+            }
+            Method::Notify => {
+                let _ = self.ctx.sip.respond(id, ok(dialog)).await;
+                if leg == Leg::Trunk {
+                    self.handle_refer_notify(now, &request);
+                }
+            }
+            Method::Options => {
+                let _ = self.ctx.sip.respond(id, ok(dialog)).await;
+            }
+            Method::Refer => {
+                // Nobody transfers our calls but us.
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(
+                        id,
+                        dialog.response(&request, StatusCode::new(403).unwrap_or(StatusCode::OK)),
+                    )
+                    .await;
+            }
+            _ => {
+                let _ = self
+                    .ctx
+                    .sip
+                    .respond(
+                        id,
+                        dialog.response(&request, StatusCode::new(501).unwrap_or(StatusCode::OK)),
+                    )
+                    .await;
+            }
+        }
+    }
+
+    pub(super) async fn handle_response(
+        &mut self,
+        now: Instant,
+        id: ClientTxId,
+        response: Response,
+    ) {
+        if self.handle_dialog_response(now, id, &response).await
+            || self.reack_trunk(&response).await
+        {
+            return;
+        }
+        let status = response.status.as_u16();
+        let is_invite = response
+            .headers
+            .cseq()
+            .map(|c| c.method == Method::Invite)
+            .unwrap_or(false);
+        if let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent {
+            if let Some(i) = forks.iter().position(|f| f.tx == id) {
+                if response.status.is_provisional() {
+                    return;
+                }
+                if response.status.is_success() {
+                    self.connect_agent(now, i, response).await;
+                } else {
+                    self.fork_failed(now, id, status);
+                }
+                return;
+            }
+        }
+        if is_invite && response.status.is_success() {
+            match &mut self.agent {
+                Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_response(&response) => {
+                    // A retransmitted 2xx: our ACK was lost. ACK again.
+                    let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
+                    let ack = dialog.ack(cseq);
+                    let _ = self.ctx.sip.send_ack(ack, dialog.peer()).await;
+                }
+                _ => self.ack_and_bye_stray(now, id, &response).await,
+            }
+        }
+    }
+}
+
+/// An SDP body in the ACK of a re-INVITE that had none is the answer to the offer we made in our 2xx
+/// (RFC 3264 §4, RFC 3261 §13.2.1): the peer may have moved its RTP. Other ACKs carry no body.
+fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) {
+    if body.is_empty() {
+        return;
+    }
+    if let (Some(rtp), Ok(media)) = (leg.rtp.as_mut(), leg.sdp.handle_answer(body)) {
+        rtp.update_media(now, media);
+    }
+}
+
+/// The digit of an INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
+fn dtmf_from_info(request: &Request) -> Option<char> {
+    let content_type = request
+        .headers
+        .get(&HeaderName::ContentType)?
+        .to_ascii_lowercase();
+    let body = std::str::from_utf8(&request.body).ok()?;
+    let value = if content_type.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| v.trim().to_owned())
+        })?
+    } else if content_type.starts_with("application/dtmf") {
+        body.trim().to_owned()
+    } else {
+        return None;
+    };
+    let mut chars = value.chars();
+    let c = chars.next()?.to_ascii_uppercase();
+    if chars.next().is_some() {
+        // "10" and "11" are RFC 2833 codes for * and # in some trunks' dtmf-relay bodies.
+        return match value.as_str() {
+            "10" => Some('*'),
+            "11" => Some('#'),
+            _ => None,
+        };
+    }
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(content_type: &str, body: &str) -> Request {
+        let raw = format!(
+            "INFO sip:vb@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 INFO\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Request::parse(raw.into_bytes()).unwrap()
+    }
+
+    #[test]
+    fn info_digits_in_both_trunk_formats() {
+        assert_eq!(
+            dtmf_from_info(&info(
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n"
+            )),
+            Some('5')
+        );
+        assert_eq!(
+            dtmf_from_info(&info(
+                "application/dtmf-relay",
+                "Signal= #\r\nDuration=100\r\n"
+            )),
+            Some('#')
+        );
+        assert_eq!(
+            dtmf_from_info(&info("application/dtmf-relay", "Signal=11\r\n")),
+            Some('#')
+        );
+        assert_eq!(dtmf_from_info(&info("application/dtmf", "7")), Some('7'));
+        assert_eq!(dtmf_from_info(&info("application/dtmf", "x")), None);
+        assert_eq!(dtmf_from_info(&info("text/plain", "5")), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! The call task's media plane: RTP read from either leg's socket and what happens to it.
+//!
+//! - Trunk RTP (RFC 3550) feeds the in-band [`DtmfDetector`](dsp::dtmf::DtmfDetector) while the
+//!   code comes in, and its RFC 4733 §2.5 events (digit start/end) and media timeout go to the
+//!   call machine.
+//! - Once the agent leg is connected, audio is relayed between the legs (B2BUA), transcoded
+//!   PCMA↔PCMU (ITU-T G.711) when they negotiated different laws; RFC 4733 events are re-sent with
+//!   the other leg's payload type, but never an event that began before the bridge (the tail of
+//!   the link code).
+//! - The comfort signal (silence, ringback, prompt, busy tone) is sent to the trunk in 20 ms frames.
+//! - Setting a leg up: binding an RTP port from the pool and the RTP session configuration.
+
+use super::{AgentLeg, Call, MediaLeg};
+use crate::call::collect::DigitSource;
+use crate::call::direct::DirectMedia;
+use crate::call::manager::CallFlowConfig;
+use dsp::dtmf::DtmfEvent;
+use sip::ports::{PortLease, SharedPortPool};
+use sip::rfc4733::{DigitEvent, EventPayload};
+use sip::rtp::{Received, RtpConfig, RtpEvent, RTP_HEADER_LEN};
+use sip::sdp::CodecKind;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// 20 ms of 8 kHz audio.
+const FRAME: usize = 160;
+const FRAME_TIME: Duration = Duration::from_millis(20);
+/// Attempts at binding an RTP port before refusing the call.
+const BIND_ATTEMPTS: usize = 8;
+
+impl Call {
+    pub(super) fn handle_trunk_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let now = Instant::now();
+        let Some(rtp) = self.trunk_media.rtp.as_mut() else {
+            return;
+        };
+        let codec = rtp.media().codec.kind();
+        match rtp.handle_packet(now, from, bytes) {
+            Ok(Received::Audio(info)) => {
+                if let Some((detector, base)) = &mut self.detector {
+                    let mut pcm = [0i16; 2 * FRAME * 4];
+                    let n = info.payload.len().min(pcm.len());
+                    decode(codec, &info.payload[..n], &mut pcm[..n]);
+                    // Sample positions map to wall time from the first audio packet on.
+                    let base = *base.get_or_insert(now);
+                    detector.push(&pcm[..n]);
+                    while let Some(event) = detector.poll_event() {
+                        if let DtmfEvent::Ended { digit, start, end } = event {
+                            self.machine.handle_inband_digit(
+                                now,
+                                digit,
+                                base + samples(start),
+                                base + samples(end),
+                            );
+                        }
+                    }
+                }
+                if let Some(AgentLeg::Connected { media, .. }) = &mut self.agent {
+                    if relay_audio(now, codec, info.payload, media) {
+                        self.count_relayed();
+                    }
+                }
+            }
+            Ok(Received::TelephoneEvent(info)) => {
+                let new_event = self.trunk_media.relayed_event != Some(info.timestamp);
+                self.trunk_media.relayed_event = Some(info.timestamp);
+                let bridged = matches!(self.agent, Some(AgentLeg::Connected { .. }));
+                if new_event {
+                    self.trunk_media.relay_this_event = bridged;
+                }
+                if let (true, Some(AgentLeg::Connected { media, .. }), Ok(event)) = (
+                    self.trunk_media.relay_this_event,
+                    &mut self.agent,
+                    EventPayload::parse(info.payload),
+                ) {
+                    if relay_event(now, event, new_event, media) {
+                        self.count_relayed();
+                    }
+                }
+            }
+            Ok(_) | Err(_) => {}
+        }
+        self.drain_trunk_rtp_events();
+    }
+
+    pub(super) fn handle_agent_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let now = Instant::now();
+        let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else {
+            return;
+        };
+        let Some(rtp) = media.rtp.as_mut() else {
+            return;
+        };
+        let codec = rtp.media().codec.kind();
+        let relayed = match rtp.handle_packet(now, from, bytes) {
+            Ok(Received::Audio(info)) => {
+                relay_audio(now, codec, info.payload, &mut self.trunk_media)
+            }
+            Ok(Received::TelephoneEvent(info)) => {
+                let new_event = media.relayed_event != Some(info.timestamp);
+                media.relayed_event = Some(info.timestamp);
+                EventPayload::parse(info.payload)
+                    .is_ok_and(|event| relay_event(now, event, new_event, &mut self.trunk_media))
+            }
+            Ok(_) | Err(_) => false,
+        };
+        while rtp.poll_event().is_some() {}
+        if relayed {
+            self.count_relayed();
+        }
+    }
+
+    pub(super) fn drain_trunk_rtp_events(&mut self) {
+        let now = Instant::now();
+        let Some(rtp) = self.trunk_media.rtp.as_mut() else {
+            return;
+        };
+        while let Some(event) = rtp.poll_event() {
+            match event {
+                RtpEvent::Digit(DigitEvent::DigitStart { digit, at }) => {
+                    self.machine
+                        .handle_digit(at, DigitSource::Rfc4733, digit.as_char())
+                }
+                RtpEvent::Digit(DigitEvent::DigitEnd { digit, .. }) => {
+                    self.machine.handle_digit_end(now, digit.as_char())
+                }
+                // On direct media the trunk's RTP goes to the agent, not to us.
+                RtpEvent::MediaTimeout
+                    if self
+                        .direct
+                        .as_ref()
+                        .is_some_and(DirectMedia::trunk_media_elsewhere) => {}
+                RtpEvent::MediaTimeout => {
+                    tracing::info!(call = %self.id, "no RTP from the caller for too long; ending the call");
+                    self.bye_caller_pending = true;
+                    self.machine.handle_caller_gone(now);
+                }
+                RtpEvent::Latched(_) | RtpEvent::SsrcChanged { .. } => {}
+            }
+        }
+    }
+
+    pub(super) fn send_comfort_frame(&mut self, now: Instant) {
+        let Some(source) = self.comfort.as_mut() else {
+            return;
+        };
+        let mut pcm = [0i16; FRAME];
+        source.fill(&mut pcm);
+        if let Some(rtp) = self.trunk_media.rtp.as_mut() {
+            let mut payload = [0u8; FRAME];
+            encode(rtp.media().codec.kind(), &pcm, &mut payload);
+            let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
+            if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet)
+            {
+                let _ = self.trunk_media.socket.try_send_to(&packet[..len], dest);
+            }
+        }
+        self.next_frame += FRAME_TIME;
+        if self.next_frame + 5 * FRAME_TIME < now {
+            // We fell far behind (a stalled runtime); don't burst to catch up.
+            self.next_frame = now + FRAME_TIME;
+        }
+    }
+}
+
+pub(super) fn rtp_config(flow: &CallFlowConfig) -> RtpConfig {
+    RtpConfig {
+        local_ssrc: rand::random(),
+        initial_seq: rand::random(),
+        initial_timestamp: rand::random(),
+        media_timeout: flow.media_timeout,
+        ..RtpConfig::default()
+    }
+}
+
+pub(super) fn media_ip(flow: &CallFlowConfig, local: SocketAddr) -> IpAddr {
+    match flow.media_ip {
+        Some(ip) => ip,
+        None if local.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => local.ip(),
+    }
+}
+
+pub(super) async fn bind_media(
+    ports: &SharedPortPool,
+    ip: IpAddr,
+) -> Result<(UdpSocket, PortLease), String> {
+    let mut last = String::from("no attempt");
+    for _ in 0..BIND_ATTEMPTS {
+        let lease = ports.allocate().map_err(|e| e.to_string())?;
+        match UdpSocket::bind(SocketAddr::new(ip, lease.rtp_port())).await {
+            Ok(socket) => return Ok((socket, lease)),
+            Err(e) => {
+                last = format!("port {}: {e}", lease.rtp_port());
+                lease.taken_elsewhere();
+            }
+        }
+    }
+    Err(last)
+}
+
+fn samples(n: u64) -> Duration {
+    Duration::from_micros(n.saturating_mul(125))
+}
+
+fn decode(codec: CodecKind, input: &[u8], out: &mut [i16]) {
+    match codec {
+        CodecKind::Pcma => {
+            dsp::g711::decode_alaw_into(input, out);
+        }
+        CodecKind::Pcmu => {
+            dsp::g711::decode_ulaw_into(input, out);
+        }
+    }
+}
+
+fn encode(codec: CodecKind, input: &[i16], out: &mut [u8]) {
+    match codec {
+        CodecKind::Pcma => {
+            dsp::g711::encode_alaw_into(input, out);
+        }
+        CodecKind::Pcmu => {
+            dsp::g711::encode_ulaw_into(input, out);
+        }
+    }
+}
+
+/// Sends audio received on one leg out of the other, transcoding G.711 law when the legs differ.
+/// Returns whether a packet went out.
+fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg) -> bool {
+    let Some(rtp) = to.rtp.as_mut() else {
+        return false;
+    };
+    let target = rtp.media().codec.kind();
+    let mut buf = [0u8; 2048];
+    let n = payload.len().min(buf.len());
+    for (o, &i) in buf[..n].iter_mut().zip(payload) {
+        *o = match (from, target) {
+            (CodecKind::Pcma, CodecKind::Pcmu) => dsp::g711::alaw_to_ulaw(i),
+            (CodecKind::Pcmu, CodecKind::Pcma) => dsp::g711::ulaw_to_alaw(i),
+            _ => i,
+        };
+    }
+    let mut packet = [0u8; RTP_HEADER_LEN + 2048];
+    match rtp.send_audio_into(now, &buf[..n], n as u32, &mut packet) {
+        Some((dest, len)) => to.socket.try_send_to(&packet[..len], dest).is_ok(),
+        None => false,
+    }
+}
+
+/// Re-sends an RFC 4733 event with the other leg's payload type. Returns whether a packet went out.
+fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut MediaLeg) -> bool {
+    let Some(rtp) = to.rtp.as_mut() else {
+        return false;
+    };
+    match rtp.send_event(now, event, new_event) {
+        Some(t) => to.socket.try_send_to(&t.bytes, t.to).is_ok(),
+        None => false,
+    }
+}
