@@ -16,49 +16,25 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{answer, tone_share, AgentPhone, Answer};
+use support::direct_media::{
+    answered, call_view, connect, our_answers, server as direct_media_server, trunk_reinvite_ports,
+    wait_direct,
+};
 use support::server::TestServer;
-use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
-use veilig_bellen::call::direct::AgentMedia;
+use support::sipp::{audio_ports, wait_messages, Sipp, TrunkCall, TrunkReinvite};
+use support::sipp_phone::{
+    ok_invite, scenario, send_reinvite, PhoneReinvite, SippPhone, RECV_INVITE,
+};
+use support::sipp_xml::{
+    ok_last_with_sdp, phone_sdp, recv_request, trunk_accepts, trunk_accepts_reinvite,
+    trunk_refuses_reinvite, OK_LAST, RECV_ACK,
+};
 
 const CALLER: &str = "+31612340002";
 
-/// The trunk takes our direct-media re-INVITE and answers with its own media address.
-const TRUNK_ACCEPTS_REINVITE: &str = r#"  <recv request="INVITE" timeout="10000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:trunk@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 53655765 2353687638 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-    ]]>
-  </send>
-  <recv request="ACK"/>
-"#;
-
-async fn direct_media_server() -> TestServer {
-    server_with_agent(|c| {
-        c.calls.agent_media = AgentMedia::Direct;
-        c.calls.call.collect.first_digit_timeout = Duration::from_millis(600);
-    })
-    .await
-}
+/// Longest any step of these calls may take.
+const WAIT: Duration = Duration::from_secs(8);
 
 /// Calls, lets the agent answer, waits until media is direct; returns sipp, the call's id and the
 /// agent's RTP port (from our re-INVITE to the trunk).
@@ -67,86 +43,21 @@ async fn connect_direct(
     phone: &mut AgentPhone,
     call: &TrunkCall,
 ) -> (Sipp, Value, u16) {
-    let (sipp, waiting) = srv
-        .call_until_waiting(call, Duration::from_secs(8))
-        .await
-        .expect("no pcap in this call, so no skip");
-    let id = waiting["id"].clone();
-    assert_eq!(answer(srv, &id).await.0, 202);
-    if let Err(e) = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
-        .await
-    {
-        panic!(
-            "the agent's phone never took the call: {e}\n{}",
-            phone.log()
-        );
-    }
-    srv.wait_for_call(Duration::from_secs(5), |c| {
-        c["id"] == id && c["media"] == "direct"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\nsipp:\n{}\n{}", sipp.logs(), phone.log()));
-    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
-        .first()
-        .copied()
-        .unwrap_or_else(|| panic!("no re-INVITE reached the trunk:\n{}", sipp.logs()));
-    assert!(!srv.rtp_ports.contains(&agent_port));
+    let (sipp, id) = connect(srv, phone, call, WAIT).await;
+    let agent_port = wait_direct(srv, &sipp, &id, Duration::from_secs(5), || phone.log()).await;
     (sipp, id, agent_port)
 }
 
-/// The `m=audio` ports of the messages in sipp's log that start with `start`, in order.
-fn audio_ports(messages: &str, start: &str) -> Vec<u16> {
-    messages
-        .split(start)
-        .skip(1)
-        .filter_map(|rest| {
-            // Only this message: up to sipp's next log separator.
-            let rest = rest.split("\n-----").next().unwrap_or(rest);
-            let m = rest.find("m=audio ")?;
-            rest[m + 8..]
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse().ok())
-        })
-        .collect()
+/// Tells the trunk to send its next re-INVITE and waits until sipp's log holds `answers` of our
+/// answers to its re-INVITEs; fails saying `what` never came.
+async fn proceed_until_answered(sipp: &Sipp, what: &str, answers: usize) {
+    sipp.proceed();
+    wait_messages(sipp, what, WAIT, |m| our_answers(m).len() >= answers).await;
 }
 
-/// Our 200 OKs with SDP to a peer's re-INVITEs (our origin line is `o=- `): (m=audio port,
-/// direction attribute).
-fn our_answers(messages: &str) -> Vec<(u16, String)> {
-    messages
-        .split("SIP/2.0 200 OK")
-        .skip(1)
-        .filter_map(|rest| {
-            let rest = rest.split("\n-----").next().unwrap_or(rest);
-            // Answers to re-INVITEs only (the first INVITE is CSeq 1).
-            let cseq = rest.split("CSeq:").nth(1)?.lines().next()?.trim();
-            if !cseq.ends_with(" INVITE") || cseq.starts_with("1 ") || !rest.contains("o=- ") {
-                return None;
-            }
-            let m = rest.find("m=audio ")?;
-            let port = rest[m + 8..].split_whitespace().next()?.parse().ok()?;
-            let dir = ["sendrecv", "sendonly", "recvonly", "inactive"]
-                .into_iter()
-                .find(|d| rest.contains(&format!("a={d}")))
-                .unwrap_or("sendrecv");
-            Some((port, dir.to_owned()))
-        })
-        .collect()
-}
-
-/// Waits (bounded) until sipp's log satisfies `pred`.
-async fn wait_messages(sipp: &Sipp, what: &str, pred: impl Fn(&str) -> bool) {
-    let start = Instant::now();
-    while !pred(&sipp.messages()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(8),
-            "{what} never happened:\n{}",
-            sipp.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// The `m=audio` ports of every INVITE the agent's SIPp phone received from us, in order.
+fn agent_invite_ports(messages: &str) -> Vec<u16> {
+    audio_ports(messages, "INVITE sip:agent")
 }
 
 /// Over `time`: how many ms the agent newly heard and the 440 Hz share of it.
@@ -169,7 +80,7 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
     };
     let mut call = TrunkCall::new(CALLER);
     call.rtp_echo = true;
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.after_answer = trunk_accepts_reinvite();
     call.after_answer_requests = 0;
     call.reinvites = vec![
         TrunkReinvite {
@@ -188,7 +99,7 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
 
     // Hold.
     sipp.proceed();
-    wait_messages(&sipp, "our answer to the hold", |m| {
+    wait_messages(&sipp, "our answer to the hold", WAIT, |m| {
         our_answers(m).iter().any(|(_, d)| d == "recvonly")
     })
     .await;
@@ -202,20 +113,11 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
         );
     }
     let (held_ms, held_share) = listen(&phone, Duration::from_millis(1000)).await;
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "on hold: {view:#}");
 
     // Resume.
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the resume", |m| {
-        our_answers(m).len() >= 2
-    })
-    .await;
+    proceed_until_answered(&sipp, "our answer to the resume", 2).await;
     if let Err(e) = phone
         .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
         .await
@@ -248,12 +150,7 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
     // to the resume, both on the trunk's RTP port) but does not restart its audio source after a
     // recvonly stretch (its own status line reads 0 bit/s both ways), so no audio is asserted
     // here: the SIPp phone test below checks what the agent is told on resume.
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "after resume: {view:#}");
 
     srv.hang_up_and_check_ended(sipp, &id).await;
@@ -273,7 +170,7 @@ async fn a_trunk_moving_its_rtp_port_gets_the_agents_rtp_there_directly() {
     let ear_port = ear.local_addr().expect("addr").port();
     let mut call = TrunkCall::new(CALLER);
     call.rtp_echo = true;
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.after_answer = trunk_accepts_reinvite();
     call.reinvites = vec![TrunkReinvite {
         sdp: Some("sendrecv"),
         port: Some(ear_port),
@@ -282,11 +179,7 @@ async fn a_trunk_moving_its_rtp_port_gets_the_agents_rtp_there_directly() {
     let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
     let relayed_before = srv.running.calls.relayed_packets();
 
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the move", |m| {
-        !our_answers(m).is_empty()
-    })
-    .await;
+    proceed_until_answered(&sipp, "our answer to the move", 1).await;
     // Drain what came before the move, then count what reaches the new port for 1 s.
     let mut buf = [0u8; 2048];
     let start = Instant::now();
@@ -316,12 +209,7 @@ async fn a_trunk_moving_its_rtp_port_gets_the_agents_rtp_there_directly() {
         "RTP reached the new port through our relay: sources {sources:?}"
     );
     assert!(relayed <= 5, "our relay forwarded {relayed} packets");
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
 
     srv.hang_up_and_check_ended(sipp, &id).await;
@@ -329,109 +217,44 @@ async fn a_trunk_moving_its_rtp_port_gets_the_agents_rtp_there_directly() {
     srv.shutdown().await;
 }
 
+/// An agent phone (SIPp) that takes the call, then each of our re-INVITEs in `reinvites`: (the
+/// direction it must offer, the `m=audio` port it must offer as a regular expression, the direction
+/// the phone answers with its own media); then waits for our BYE. Any other re-INVITE fails it.
+fn agent_taking(reinvites: &[(&str, &str, &str)]) -> String {
+    let mut body = format!("{RECV_INVITE}{}{RECV_ACK}", ok_invite());
+    let mut vars = Vec::new();
+    for (i, (offered, port, answered)) in reinvites.iter().enumerate() {
+        let (port_var, dir_var) = (format!("port_{i}"), format!("dir_{i}"));
+        body += &recv_request(
+            "INVITE",
+            10_000,
+            &[
+                (&format!("m=audio {port} "), "body", &port_var),
+                (&format!("a={offered}"), "body", &dir_var),
+            ],
+        );
+        body += &ok_last_with_sdp("agent", "", &phone_sdp(2, Some(answered)));
+        body += RECV_ACK;
+        vars.extend([port_var, dir_var]);
+    }
+    body += &format!(
+        "  <recv request=\"BYE\" timeout=\"20000\"/>\n{OK_LAST}  <Reference variables=\"{}\"/>\n",
+        vars.join(",")
+    );
+    scenario("agent phone taking re-INVITEs", &body)
+}
+
 /// An agent phone (SIPp, echoing RTP) that takes the call and our three re-INVITEs: the direct-media
 /// one (the trunk's answer to ours, on sipp's media port), then the trunk's hold (`a=sendonly`) and
 /// resume (`a=sendrecv`), both pointing at the trunk's RTP port `trunk_port` that its hold moved
 /// to; answers each with its own media, then waits for our BYE.
 fn agent_taking_hold_and_resume(trunk_port: u16) -> String {
-    let answer = |direction: &str| {
-        format!(
-            r#"  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=phone 1 2 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-      a={direction}
-    ]]>
-  </send>
-  <recv request="ACK"/>
-"#
-        )
-    };
-    let reinvite = |i: usize, direction: &str, port: &str| {
-        format!(
-            r#"  <recv request="INVITE" timeout="10000">
-    <action>
-      <ereg regexp="m=audio {port} " search_in="body" check_it="true" assign_to="port_{i}"/>
-      <ereg regexp="a={direction}" search_in="body" check_it="true" assign_to="dir_{i}"/>
-    </action>
-  </recv>
-"#
-        )
-    };
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent phone taking hold and resume">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
-    </action>
-  </recv>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$invite_cseq] INVITE
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=phone 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-    ]]>
-  </send>
-  <recv request="ACK"/>
-{}{}{}{}{}{}  <recv request="BYE" timeout="20000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <Reference variables="invite_cseq,port_0,dir_0,port_1,dir_1,port_2,dir_2"/>
-</scenario>
-"#,
-        reinvite(0, "sendrecv", "[0-9]+"),
-        answer("sendrecv"),
-        reinvite(1, "sendonly", &trunk_port.to_string()),
-        answer("recvonly"),
-        reinvite(2, "sendrecv", &trunk_port.to_string()),
-        answer("sendrecv"),
-    )
+    let port = trunk_port.to_string();
+    agent_taking(&[
+        ("sendrecv", "[0-9]+", "sendrecv"),
+        ("sendonly", &port, "recvonly"),
+        ("sendrecv", &port, "sendrecv"),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,18 +265,14 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
         .await
         .expect("bind");
     let trunk_port = mouth.local_addr().expect("addr").port();
-    let Some(agent) = support::sipp_phone::SippPhone::register(
-        srv.sip_udp,
-        &agent_taking_hold_and_resume(trunk_port),
-        true,
-    )
-    .await
+    let Some(agent) =
+        SippPhone::register(srv.sip_udp, &agent_taking_hold_and_resume(trunk_port), true).await
     else {
         return;
     };
     let mut call = TrunkCall::new(CALLER);
     call.media_port = Some(trunk_port);
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.after_answer = trunk_accepts_reinvite();
     call.reinvites = vec![
         TrunkReinvite {
             sdp: Some("sendonly"),
@@ -466,43 +285,20 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
             expect: "a=sendrecv",
         },
     ];
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await
-        .expect("no pcap in this call, so no skip");
-    let id = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    srv.wait_for_call(Duration::from_secs(8), |c| {
-        c["id"] == id && c["media"] == "direct"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\ntrunk:\n{}\nagent:\n{}", sipp.logs(), agent.logs()));
-    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
-        .first()
-        .copied()
-        .expect("our re-INVITE reached the trunk");
+    let (sipp, id) = answered(&srv, &call).await;
+    let agent_port = wait_direct(&srv, &sipp, &id, WAIT, || agent.logs()).await;
     let relayed_before = srv.running.calls.relayed_packets();
 
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the hold", |m| {
-        !our_answers(m).is_empty()
-    })
-    .await;
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the resume", |m| {
-        our_answers(m).len() >= 2
-    })
-    .await;
+    proceed_until_answered(&sipp, "our answer to the hold", 1).await;
+    proceed_until_answered(&sipp, "our answer to the resume", 2).await;
     // Wait for the agent to take the resume too.
-    let start = Instant::now();
-    while agent.messages().matches("INVITE sip:").count() < 4 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the resume never reached the agent's phone:\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_messages(
+        &agent,
+        "the resume reaching the agent's phone",
+        Duration::from_secs(5),
+        |m| m.matches("INVITE sip:").count() >= 4,
+    )
+    .await;
 
     // What our relay sent the caller before the agent answered (ringback) is old news.
     let mut buf = [0u8; 2048];
@@ -555,245 +351,64 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
     srv.shutdown().await;
 }
 
-/// The trunk accepts a re-INVITE whose offer says `a={offered}`, answering `a={answered}` on sipp's
-/// media port.
-fn trunk_accepts(offered: &str, answered: &str, var: &str) -> String {
-    format!(
-        r#"  <recv request="INVITE" timeout="10000">
-    <action>
-      <ereg regexp="a={offered}" search_in="body" check_it="true" assign_to="{var}"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:trunk@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 53655765 2353687639 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-      a={answered}
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <Reference variables="{var}"/>
-"#
-    )
-}
-
 /// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then puts the caller
 /// on hold (`a=sendonly`, our answer must say `a=recvonly`) and resumes (`a=sendrecv`), then waits
 /// for our BYE.
 fn agent_holding_and_resuming() -> String {
     agent_reinviting(&[
-        PhoneStep::Offer("sendonly", "a=recvonly"),
-        PhoneStep::Offer("sendrecv", "a=sendrecv"),
+        PhoneStep::Send(PhoneReinvite::Offer("sendonly", "a=recvonly")),
+        PhoneStep::Send(PhoneReinvite::Offer("sendrecv", "a=sendrecv")),
     ])
 }
 
-/// A re-INVITE the agent's phone sends once the call is direct.
+/// What the agent's phone does once the call is direct.
 enum PhoneStep {
-    /// An offer with this direction; our answer must match the regular expression.
-    Offer(&'static str, &'static str),
-    /// No offer; our offer in the 200 must match the regular expression, and the phone's answer in
-    /// the ACK moves its RTP to this port.
-    LateOffer(&'static str, u16),
+    /// Sends this re-INVITE.
+    Send(PhoneReinvite),
     /// Takes a re-INVITE of ours whose offer matches the regular expression, answering `sendrecv`.
     Take(&'static str),
 }
 
-/// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then sends `steps`
-/// 300 ms apart, then waits for our BYE.
+/// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then does `steps`
+/// (sending 300 ms apart), then waits for our BYE.
 fn agent_reinviting(steps: &[PhoneStep]) -> String {
-    let sdp = |version: u32, direction: &str| {
-        format!(
-            "      v=0
-      o=phone 1 {version} IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-      a={direction}
-"
-        )
+    let take_reinvite = |expect: &str, var: &str| {
+        recv_request("INVITE", 10_000, &[(expect, "body", var)])
+            + &ok_last_with_sdp("agent", "", &phone_sdp(9, Some("sendrecv")))
+            + RECV_ACK
     };
-    let head = |method: &str, cseq: u32| {
-        format!(
-            "      {method} [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$our_to];tag=[pid]SIPpTag01[call_number]
-      To: [$their_from]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: {cseq} {method}
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Max-Forwards: 70
-"
-        )
-    };
-    let with_sdp = |sdp: String| {
-        format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{sdp}")
-    };
-    let take = |expect: &str, var: String| {
-        format!(
-            r#"  <recv request="INVITE" timeout="10000">
-    <action>
-      <ereg regexp="{expect}" search_in="body" check_it="true" assign_to="{var}"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{}    ]]>
-  </send>
-  <recv request="ACK"/>
-"#,
-            sdp(9, "sendrecv")
-        )
-    };
-    let reinvite = |cseq: u32, step: &PhoneStep| {
-        let (offer, expect, ack) = match *step {
-            PhoneStep::Take(expect) => return take(expect, format!("answer_{cseq}")),
-            PhoneStep::Offer(direction, expect) => (
-                with_sdp(sdp(cseq + 1, direction)),
-                expect,
-                "      Content-Length: 0\n".to_owned(),
-            ),
-            PhoneStep::LateOffer(expect, port) => (
-                "      Content-Length: 0\n".to_owned(),
-                expect,
-                with_sdp(sdp(cseq + 1, "sendrecv").replace("[media_port]", &port.to_string())),
-            ),
+    let mut body = format!(
+        "{RECV_INVITE}{}{RECV_ACK}{}",
+        ok_invite(),
+        recv_request("INVITE", 10_000, &[])
+            + &ok_last_with_sdp("agent", "", &phone_sdp(2, Some("sendrecv")))
+            + RECV_ACK
+    );
+    let mut answers = Vec::new();
+    for (cseq, step) in (2..).zip(steps) {
+        let var = format!("answer_{cseq}");
+        body += &match step {
+            PhoneStep::Send(reinvite) => send_reinvite(reinvite, cseq, u64::from(cseq) + 1, 300),
+            PhoneStep::Take(expect) => take_reinvite(expect, &var),
         };
-        format!(
-            r#"  <pause milliseconds="300"/>
-  <send retrans="500">
-    <![CDATA[
-{}{offer}    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200">
-    <action>
-      <ereg regexp="{expect}" search_in="body" check_it="true" assign_to="answer_{cseq}"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-{}{ack}    ]]>
-  </send>
-"#,
-            head("INVITE", cseq),
-            head("ACK", cseq)
-        )
-    };
-    let steps_xml: String = steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| reinvite(i as u32 + 2, step))
-        .collect();
-    let answers: String = (0..steps.len())
-        .map(|i| format!(",answer_{}", i + 2))
-        .collect();
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent phone re-INVITEing">
-  <recv request="INVITE" rrs="true">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="their_from"/>
-      <ereg regexp="^[^;]*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
-      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq"/>
-    </action>
-  </recv>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$invite_cseq] INVITE
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{}    ]]>
-  </send>
-  <recv request="ACK"/>
-  <recv request="INVITE" timeout="10000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:agent@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{}    ]]>
-  </send>
-  <recv request="ACK"/>
-{steps_xml}  <recv request="BYE" timeout="20000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <Reference variables="their_from,our_to,invite_cseq{answers}"/>
-</scenario>
-"#,
-        sdp(1, "sendrecv"),
-        sdp(2, "sendrecv"),
-    )
+        answers.push(var);
+    }
+    body += &format!(
+        "  <recv request=\"BYE\" timeout=\"20000\"/>\n{OK_LAST}  <Reference variables=\"{}\"/>\n",
+        answers.join(",")
+    );
+    scenario("agent phone re-INVITEing", &body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
     let srv = direct_media_server().await;
-    let Some(agent) =
-        support::sipp_phone::SippPhone::register(srv.sip_udp, &agent_holding_and_resuming(), false)
-            .await
+    let Some(agent) = SippPhone::register(srv.sip_udp, &agent_holding_and_resuming(), false).await
     else {
         return;
     };
     let mut call = TrunkCall::new(CALLER);
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned()
+    call.after_answer = trunk_accepts_reinvite()
         + &trunk_accepts("sendonly", "recvonly", "held")
         + &trunk_accepts("sendrecv", "sendrecv", "resumed");
     let (sipp, waiting) = srv
@@ -804,30 +419,27 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
     let relayed_before = srv.running.calls.relayed_packets();
     assert_eq!(answer(&srv, &id).await.0, 202);
     // Our initial INVITE and direct-media re-INVITE to the phone, then its hold and resume.
-    let start = Instant::now();
-    while our_answers(&agent.messages()).len() < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(8),
-            "the agent's hold and resume were not answered:\nagent:\n{}\ntrunk:\n{}",
-            agent.logs(),
-            sipp.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    wait_messages(&sipp, "the resume reaching the trunk", |m| {
-        audio_ports(m, "INVITE sip:trunk@").len() >= 3
+    wait_messages(
+        &agent,
+        "our answers to the agent's hold and resume",
+        WAIT,
+        |m| our_answers(m).len() >= 2,
+    )
+    .await;
+    wait_messages(&sipp, "the resume reaching the trunk", WAIT, |m| {
+        trunk_reinvite_ports(m).len() >= 3
     })
     .await;
-    let trunk_port = audio_ports(&agent.messages(), "INVITE sip:agent")
+    let trunk_port = agent_invite_ports(&agent.messages())
         .get(1)
         .copied()
         .expect("our direct-media re-INVITE reached the phone");
-    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
+    let agent_port = trunk_reinvite_ports(&sipp.messages())
         .first()
         .copied()
         .expect("our direct-media re-INVITE reached the trunk");
     let to_agent = our_answers(&agent.messages());
-    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
+    let to_trunk = trunk_reinvite_ports(&sipp.messages());
     let relayed = srv.running.calls.relayed_packets() - relayed_before;
     eprintln!(
         "agent hold/resume while direct: our answers to the phone {to_agent:?} (trunk RTP port {trunk_port}); re-INVITE ports to the trunk {to_trunk:?}; relay forwarded {relayed}"
@@ -846,12 +458,7 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
         vec![agent_port; 3],
         "hold and resume must reach the trunk pointing at the agent's phone"
     );
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
@@ -865,18 +472,7 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
 fn trunk_offers_pcmu_only() -> String {
     format!(
         r#"  <recv request="OPTIONS" timeout="20000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
+{OK_LAST}  <send retrans="500">
     <![CDATA[
       INVITE sip:veilig-bellen@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -938,16 +534,12 @@ async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_rel
     let ear_port = ear.local_addr().expect("addr").port().to_string();
     let mut call = TrunkCall::new(CALLER);
     call.media_port = ear_port.parse().ok();
-    call.after_answer = (TRUNK_ACCEPTS_REINVITE.to_owned() + &trunk_offers_pcmu_only())
-        .replace("[media_port]", &ear_port);
+    call.after_answer =
+        (trunk_accepts_reinvite() + &trunk_offers_pcmu_only()).replace("[media_port]", &ear_port);
     call.after_answer_requests = 1;
     let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
 
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the PCMU offer", |m| {
-        !our_answers(m).is_empty()
-    })
-    .await;
+    proceed_until_answered(&sipp, "our answer to the PCMU offer", 1).await;
     if let Err(e) = phone
         .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
         .await
@@ -1018,31 +610,18 @@ async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_rel
 /// An agent phone (SIPp) that takes the call and exactly one re-INVITE (our direct-media one), then
 /// waits for our BYE: any further re-INVITE fails its scenario.
 fn agent_taking_one_reinvite() -> String {
-    let full = agent_taking_hold_and_resume(0);
-    // Keep the INVITE, its ACK and the first re-INVITE with its answer; drop hold and resume.
-    let first_reinvite_end = full
-        .match_indices("<recv request=\"ACK\"/>")
-        .nth(1)
-        .map(|(i, m)| i + m.len() + 1)
-        .expect("scenario shape");
-    let bye = full
-        .find("  <recv request=\"BYE\"")
-        .expect("scenario shape");
-    format!("{}{}", &full[..first_reinvite_end], &full[bye..])
-        .replace(",port_1,dir_1,port_2,dir_2", "")
+    agent_taking(&[("sendrecv", "[0-9]+", "sendrecv")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() {
     let srv = direct_media_server().await;
-    let Some(agent) =
-        support::sipp_phone::SippPhone::register(srv.sip_udp, &agent_taking_one_reinvite(), false)
-            .await
+    let Some(agent) = SippPhone::register(srv.sip_udp, &agent_taking_one_reinvite(), false).await
     else {
         return;
     };
     let mut call = TrunkCall::new(CALLER);
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned();
+    call.after_answer = trunk_accepts_reinvite();
     call.reinvites = vec![
         // The first SDP again: a pure session refresh.
         TrunkReinvite {
@@ -1057,32 +636,11 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
             expect: "a=sendrecv",
         },
     ];
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await
-        .expect("no pcap in this call, so no skip");
-    let id = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    srv.wait_for_call(Duration::from_secs(8), |c| {
-        c["id"] == id && c["media"] == "direct"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\ntrunk:\n{}\nagent:\n{}", sipp.logs(), agent.logs()));
-    let agent_port = audio_ports(&sipp.messages(), "INVITE sip:trunk@")
-        .first()
-        .copied()
-        .expect("our re-INVITE reached the trunk");
+    let (sipp, id) = answered(&srv, &call).await;
+    let agent_port = wait_direct(&srv, &sipp, &id, WAIT, || agent.logs()).await;
     let relayed_before = srv.running.calls.relayed_packets();
-    sipp.proceed();
-    wait_messages(&sipp, "our answer to the refresh", |m| {
-        !our_answers(m).is_empty()
-    })
-    .await;
-    sipp.proceed();
-    wait_messages(&sipp, "our offer in the 200 to the SDP-less refresh", |m| {
-        our_answers(m).len() >= 2
-    })
-    .await;
+    proceed_until_answered(&sipp, "our answer to the refresh", 1).await;
+    proceed_until_answered(&sipp, "our offer in the 200 to the SDP-less refresh", 2).await;
     // Give a wrongly sent re-INVITE time to reach the phone.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = our_answers(&sipp.messages());
@@ -1102,12 +660,7 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
         to_agent, 2,
         "the phone must get only the call and the direct-media re-INVITE"
     );
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
@@ -1121,12 +674,12 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
     let srv = direct_media_server().await;
     let new_port = support::sipp::free_udp_port();
     // Our offer in the 200 must describe the trunk (sipp's media port, not our relay).
-    let Some(agent) = support::sipp_phone::SippPhone::register(
+    let Some(agent) = SippPhone::register(
         srv.sip_udp,
-        &agent_reinviting(&[PhoneStep::LateOffer(
+        &agent_reinviting(&[PhoneStep::Send(PhoneReinvite::LateOffer(
             "m=audio [0-9]+ RTP/AVP 8 101",
             new_port,
-        )]),
+        ))]),
         false,
     )
     .await
@@ -1134,20 +687,17 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
         return;
     };
     let mut call = TrunkCall::new(CALLER);
-    call.after_answer =
-        TRUNK_ACCEPTS_REINVITE.to_owned() + &trunk_accepts("sendrecv", "sendrecv", "moved");
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await
-        .expect("no pcap in this call, so no skip");
-    let id = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    wait_messages(&sipp, "the agent's new port reaching the trunk", |m| {
-        audio_ports(m, "INVITE sip:trunk@").len() >= 2
-    })
+    call.after_answer = trunk_accepts_reinvite() + &trunk_accepts("sendrecv", "sendrecv", "moved");
+    let (sipp, id) = answered(&srv, &call).await;
+    wait_messages(
+        &sipp,
+        "the agent's new port reaching the trunk",
+        WAIT,
+        |m| trunk_reinvite_ports(m).len() >= 2,
+    )
     .await;
-    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
-    let trunk_port = audio_ports(&agent.messages(), "INVITE sip:agent")
+    let to_trunk = trunk_reinvite_ports(&sipp.messages());
+    let trunk_port = agent_invite_ports(&agent.messages())
         .get(1)
         .copied()
         .expect("our direct-media re-INVITE reached the phone");
@@ -1164,12 +714,7 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
         offered_in_200, 1,
         "our offer in the 200 to the phone's SDP-less re-INVITE must describe the trunk"
     );
-    let view = srv
-        .calls()
-        .await
-        .into_iter()
-        .find(|c| c["id"] == id)
-        .expect("listed");
+    let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
     srv.hang_up_and_check_ended(sipp, &id).await;
     if let Err(e) = agent.finish().await {
@@ -1178,29 +723,13 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
     srv.shutdown().await;
 }
 
-/// The trunk refuses a re-INVITE (488).
-const TRUNK_REFUSES_REINVITE: &str = r#"  <recv request="INVITE" timeout="10000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 488 Not Acceptable Here
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="ACK"/>
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_refusing_the_agents_hold_moves_both_legs_back_to_the_relay() {
     let srv = direct_media_server().await;
-    let Some(agent) = support::sipp_phone::SippPhone::register(
+    let Some(agent) = SippPhone::register(
         srv.sip_udp,
         &agent_reinviting(&[
-            PhoneStep::Offer("sendonly", "a=recvonly"),
+            PhoneStep::Send(PhoneReinvite::Offer("sendonly", "a=recvonly")),
             PhoneStep::Take("m=audio [0-9]+ RTP/AVP"),
         ]),
         false,
@@ -1210,30 +739,23 @@ async fn a_trunk_refusing_the_agents_hold_moves_both_legs_back_to_the_relay() {
         return;
     };
     let mut call = TrunkCall::new(CALLER);
-    call.after_answer = TRUNK_ACCEPTS_REINVITE.to_owned()
-        + TRUNK_REFUSES_REINVITE
+    call.after_answer = trunk_accepts_reinvite()
+        + &trunk_refuses_reinvite("488 Not Acceptable Here")
         + &trunk_accepts("sendrecv", "sendrecv", "back");
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await
-        .expect("no pcap in this call, so no skip");
-    let id = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    wait_messages(&sipp, "our re-INVITE back to the relay", |m| {
-        audio_ports(m, "INVITE sip:trunk@").len() >= 3
+    let (sipp, id) = answered(&srv, &call).await;
+    wait_messages(&sipp, "our re-INVITE back to the relay", WAIT, |m| {
+        trunk_reinvite_ports(m).len() >= 3
     })
     .await;
-    let start = Instant::now();
-    while audio_ports(&agent.messages(), "INVITE sip:agent").len() < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(8),
-            "the agent's phone was not moved back to the relay:\n{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let to_trunk = audio_ports(&sipp.messages(), "INVITE sip:trunk@");
-    let to_agent = audio_ports(&agent.messages(), "INVITE sip:agent");
+    wait_messages(
+        &agent,
+        "the agent's phone moved back to the relay",
+        WAIT,
+        |m| agent_invite_ports(m).len() >= 3,
+    )
+    .await;
+    let to_trunk = trunk_reinvite_ports(&sipp.messages());
+    let to_agent = agent_invite_ports(&agent.messages());
     eprintln!(
         "refused hold while direct: re-INVITE ports to the trunk {to_trunk:?}, to the agent {to_agent:?}"
     );

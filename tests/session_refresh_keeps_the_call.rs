@@ -10,45 +10,24 @@ mod support;
 use std::time::{Duration, Instant};
 use support::server::start;
 use support::sipp::TrunkCall;
+use support::sipp_xml::{ok_last_with_sdp, recv_request, trunk_sdp, RECV_ACK};
 
 const CALLER: &str = "+31612340004";
 
 /// The trunk waits (at most 60 s, when a 90 s session would be given up) for our refresh and
 /// accepts it.
-const TRUNK_AWAITS_REFRESH: &str = r#"  <recv request="INVITE" timeout="60000">
-    <action>
-      <ereg regexp="Session-Expires: *90" search_in="msg" check_it="true" assign_to="refresh_se"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:trunk@[local_ip]:[local_port]>
-      Session-Expires: 90;refresher=uac
-      Require: timer
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <Reference variables="refresh_se"/>
-"#;
+fn trunk_awaits_refresh() -> String {
+    recv_request(
+        "INVITE",
+        60_000,
+        &[("Session-Expires: *90", "msg", "refresh_se")],
+    ) + &ok_last_with_sdp(
+        "trunk",
+        "      Session-Expires: 90;refresher=uac\n      Require: timer\n",
+        &trunk_sdp(2353687637, None),
+    ) + RECV_ACK
+        + "  <Reference variables=\"refresh_se\"/>\n"
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn we_refresh_the_session_when_the_trunk_leaves_it_to_us() {
@@ -63,7 +42,7 @@ async fn we_refresh_the_session_when_the_trunk_leaves_it_to_us() {
         "Session-Expires: 90;refresher=uas".to_owned(),
         "Supported: timer".to_owned(),
     ];
-    call.after_answer = TRUNK_AWAITS_REFRESH.to_owned();
+    call.after_answer = trunk_awaits_refresh();
     call.limit = Some(Duration::from_secs(75));
     let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
         return;

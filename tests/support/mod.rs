@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod browser;
+pub mod direct_media;
 pub mod loadgen;
 pub mod pcap;
 pub mod refer;
@@ -12,6 +13,7 @@ pub mod server;
 pub mod sip_alone;
 pub mod sipp;
 pub mod sipp_phone;
+pub mod sipp_xml;
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every
 /// peer), else `None` after a note, and the test skips.

@@ -9,6 +9,7 @@
 //! Needs `sipp` (Debian `sip-tester`) and, for `play_pcap_audio`, raw-socket permission (root or
 //! CAP_NET_RAW). Missing: [`find_sipp`] returns `None` and the test is skipped locally, failed under `CI`.
 
+use super::sipp_xml::{sdp, OK_LAST};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -126,17 +127,7 @@ impl TrunkCall {
 {}      Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=trunk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio {} RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-    ]]>
+{}    ]]>
   </send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
@@ -147,8 +138,14 @@ impl TrunkCall {
                     .iter()
                     .map(|h| format!("      {h}\n"))
                     .collect::<String>(),
-            self.media_port
-                .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string())
+            sdp(
+                "trunk 53655765",
+                2353687637,
+                &self
+                    .media_port
+                    .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string()),
+                None
+            )
         );
         if let Some(status) = self.expect_refusal {
             let _ = write!(
@@ -237,12 +234,11 @@ impl TrunkCall {
                 .map_or_else(|| "[media_port]".to_owned(), |p| p.to_string());
             let first_sdp = re.sdp == Some("") && re.port.is_none();
             let version = 2353687637u64 + if first_sdp { 0 } else { i as u64 + 1 };
-            let direction = match re.sdp {
-                Some(d) if !d.is_empty() => format!("      a={d}\n"),
-                _ => String::new(),
-            };
-            let body = format!(
-                "      v=0\n      o=trunk 53655765 {version} IN IP[local_ip_type] [local_ip]\n      s=-\n      c=IN IP[media_ip_type] [media_ip]\n      t=0 0\n      m=audio {port} RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n      a=ptime:20\n{direction}"
+            let body = sdp(
+                "trunk 53655765",
+                version,
+                &port,
+                re.sdp.filter(|d| !d.is_empty()),
             );
             let (offer, answer) = match re.sdp {
                 Some(_) => (
@@ -266,18 +262,7 @@ impl TrunkCall {
             let _ = write!(
                 s,
                 r#"  <recv request="OPTIONS" timeout="{}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
+{OK_LAST}  <send retrans="500">
     <![CDATA[
 {}{offer}    ]]>
   </send>
@@ -301,18 +286,7 @@ impl TrunkCall {
             let _ = write!(
                 s,
                 r#"  <recv request="BYE" timeout="{}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <Reference variables="to_tag_match"/>
+{OK_LAST}  <Reference variables="to_tag_match"/>
 </scenario>
 "#,
                 SIPP_LIMIT.as_millis()
@@ -328,18 +302,7 @@ impl TrunkCall {
                 let _ = write!(
                     s,
                     r#"  <recv request="OPTIONS" timeout="{}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-"#,
+{OK_LAST}"#,
                     SIPP_LIMIT.as_millis()
                 );
             }
@@ -502,6 +465,60 @@ impl Drop for Sipp {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A running SIPp (trunk or phone) whose message log a test can read.
+pub trait SippLog {
+    /// SIP messages sipp sent and received so far.
+    fn messages(&self) -> String;
+    /// Everything sipp logged, for failure messages.
+    fn logs(&self) -> String;
+}
+
+impl SippLog for Sipp {
+    fn messages(&self) -> String {
+        Sipp::messages(self)
+    }
+    fn logs(&self) -> String {
+        Sipp::logs(self)
+    }
+}
+
+/// Waits (at most `limit`, looking every 25 ms) until `sipp`'s message log satisfies `pred`; fails
+/// saying `what` never happened, with sipp's logs.
+pub async fn wait_messages(
+    sipp: &impl SippLog,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&str) -> bool,
+) {
+    let start = Instant::now();
+    while !pred(&sipp.messages()) {
+        assert!(
+            start.elapsed() < limit,
+            "{what} never happened:\n{}",
+            sipp.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The `m=audio` ports of the messages in a sipp log that start with `start` (`INVITE sip:trunk@`,
+/// `SIP/2.0 200 OK`), in order; a message without SDP has none.
+pub fn audio_ports(messages: &str, start: &str) -> Vec<u16> {
+    messages
+        .split(start)
+        .skip(1)
+        .filter_map(|rest| {
+            // Only this message: up to sipp's next log separator.
+            let rest = rest.split("\n-----").next().unwrap_or(rest);
+            let m = rest.find("m=audio ")?;
+            rest[m + 8..]
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
 }
 
 /// A free UDP port on loopback right now.

@@ -9,6 +9,7 @@
 
 use super::agent::AGENT_PASSWORD;
 use super::sipp::{free_udp_port, SIPP_LIMIT};
+use super::sipp_xml::{phone_sdp, sdp, OK_LAST};
 use sip::auth::{authorize, Challenge};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -16,21 +17,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
-/// The SDP every scenario answers with (PCMA, telephone-event), on sipp's media port.
-const ANSWER_SDP: &str = "      v=0
-      o=phone 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-";
-
 /// Reads the INVITE: the headers in-dialog requests from this side need, and its routes.
-const RECV_INVITE: &str = r#"  <recv request="INVITE" rrs="true">
+pub const RECV_INVITE: &str = r#"  <recv request="INVITE" rrs="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="their_from"/>
       <ereg regexp="^[^;]*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
@@ -55,7 +43,7 @@ const RINGING: &str = r#"  <send>
 "#;
 
 /// The response that answers the INVITE.
-fn ok_invite() -> String {
+pub fn ok_invite() -> String {
     format!(
         r#"  <send retrans="500">
     <![CDATA[
@@ -69,27 +57,15 @@ fn ok_invite() -> String {
       Content-Type: application/sdp
       Content-Length: [len]
 
-{ANSWER_SDP}    ]]>
+{}    ]]>
   </send>
-"#
+"#,
+        phone_sdp(1, None)
     )
 }
 
-/// Answers a request (BYE, CANCEL) with 200 OK.
-const OK_LAST: &str = r#"  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-"#;
-
-fn scenario(name: &str, body: &str) -> String {
+/// A whole UAS scenario named `name` around `body` (which starts with [`RECV_INVITE`]).
+pub fn scenario(name: &str, body: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n\
          <scenario name=\"{name}\">\n{body}  <Reference variables=\"their_from,our_to,invite_cseq\"/>\n</scenario>\n"
@@ -158,23 +134,23 @@ pub fn answer_move_rtp_in_ack_hang_up(pause: Duration, port: u16) -> String {
     answer_reinvite_hang_up(
         "agent phone that moves its RTP in an ACK",
         pause,
-        &[PhoneReinvite::AnswerInAck(port)],
+        &[PhoneReinvite::LateOffer("m=audio [0-9]+ RTP/AVP", port)],
     )
 }
 
-/// A re-INVITE an agent phone sends.
-enum PhoneReinvite {
+/// A re-INVITE an agent phone sends (RFC 3261 §14).
+pub enum PhoneReinvite {
     /// An offer with this direction; our answer must match the regular expression.
     Offer(&'static str, &'static str),
-    /// No offer; our 200 OK's offer is answered in the ACK with RTP on this port.
-    AnswerInAck(u16),
+    /// No offer; our offer in the 200 must match the regular expression, and the phone's answer in
+    /// the ACK (RFC 3264 §4) moves its RTP to this port.
+    LateOffer(&'static str, u16),
 }
 
-fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite]) -> String {
-    let pause = pause.as_millis();
-    let head = |method: &str, cseq: usize| {
-        format!(
-            "      {method} [next_url] SIP/2.0
+/// The start lines and headers of an in-dialog request from the phone (after [`RECV_INVITE`]).
+pub fn in_dialog_head(method: &str, cseq: u32) -> String {
+    format!(
+        "      {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: [$our_to];tag=[pid]SIPpTag01[call_number]
       To: [$their_from]
@@ -184,34 +160,29 @@ fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite])
       Contact: <sip:agent@[local_ip]:[local_port]>
       Max-Forwards: 70
 "
-        )
-    };
+    )
+}
+
+/// After `pause_ms`, the phone sends `step` as CSeq `cseq` (its SDP with origin version
+/// `version`), checks our 200 into the variable `answer_{cseq}` and ACKs it.
+pub fn send_reinvite(step: &PhoneReinvite, cseq: u32, version: u64, pause_ms: u128) -> String {
     let with_sdp = |sdp: String| {
         format!("      Content-Type: application/sdp\n      Content-Length: [len]\n\n{sdp}")
     };
-    let mut body = String::new();
-    let mut checks = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let cseq = i + 2;
-        let version = |sdp: &str| sdp.replace("o=phone 1 1", &format!("o=phone 1 {cseq}"));
-        let (offer, expect, ack) = match step {
-            PhoneReinvite::Offer(direction, expect) => (
-                with_sdp(version(ANSWER_SDP).replace(
-                    "a=ptime:20\n",
-                    &format!("a=ptime:20\n      a={direction}\n"),
-                )),
-                *expect,
-                "      Content-Length: 0\n".to_owned(),
-            ),
-            PhoneReinvite::AnswerInAck(port) => (
-                "      Content-Length: 0\n".to_owned(),
-                "m=audio [0-9]+ RTP/AVP",
-                with_sdp(version(ANSWER_SDP).replace("[media_port]", &port.to_string())),
-            ),
-        };
-        checks.push(format!("answer_{cseq}"));
-        body.push_str(&format!(
-            r#"  <pause milliseconds="{pause}"/>
+    let (offer, expect, ack) = match *step {
+        PhoneReinvite::Offer(direction, expect) => (
+            with_sdp(phone_sdp(version, Some(direction))),
+            expect,
+            "      Content-Length: 0\n".to_owned(),
+        ),
+        PhoneReinvite::LateOffer(expect, port) => (
+            "      Content-Length: 0\n".to_owned(),
+            expect,
+            with_sdp(sdp("phone 1", version, &port.to_string(), None)),
+        ),
+    };
+    format!(
+        r#"  <pause milliseconds="{pause_ms}"/>
   <send retrans="500">
     <![CDATA[
 {}{offer}    ]]>
@@ -227,11 +198,20 @@ fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite])
 {}{ack}    ]]>
   </send>
 "#,
-            head("INVITE", cseq),
-            head("ACK", cseq),
-        ));
+        in_dialog_head("INVITE", cseq),
+        in_dialog_head("ACK", cseq)
+    )
+}
+
+fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite]) -> String {
+    let pause = pause.as_millis();
+    let mut body = String::new();
+    let mut checks = Vec::new();
+    for (i, step) in (2..).zip(steps) {
+        checks.push(format!("answer_{i}"));
+        body.push_str(&send_reinvite(step, i, u64::from(i), pause));
     }
-    let bye_cseq = steps.len() + 2;
+    let bye_cseq = steps.len() as u32 + 2;
     scenario(
         name,
         &format!(
@@ -246,7 +226,7 @@ fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite])
   <Reference variables="{}"/>
 "#,
             ok_invite(),
-            head("BYE", bye_cseq),
+            in_dialog_head("BYE", bye_cseq),
             checks.join(","),
         ),
     )
@@ -361,6 +341,15 @@ impl Drop for SippPhone {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+impl super::sipp::SippLog for SippPhone {
+    fn messages(&self) -> String {
+        SippPhone::messages(self)
+    }
+    fn logs(&self) -> String {
+        SippPhone::logs(self)
     }
 }
 
