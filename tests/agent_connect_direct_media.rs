@@ -101,15 +101,13 @@ async fn caller_and_agent_talk_end_to_end_after_the_reinvites() {
         "the agent stays on record: {ended:#}"
     );
     assert_eq!(ended["transferred"], false);
-    if let Err(e) = phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-    {
-        panic!(
-            "the caller's BYE did not end the agent's call: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the caller's BYE did not end the agent's call",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }
@@ -150,12 +148,13 @@ async fn a_trunk_refusing_the_reinvite_keeps_the_call_on_the_relay() {
     );
 
     srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-    {
-        panic!("the agent's call did not end: {e}\n{}", phone.log());
-    }
+    phone
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's call did not end",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }

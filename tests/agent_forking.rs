@@ -85,9 +85,12 @@ async fn both_phones_ring_the_one_that_answers_gets_the_call_the_other_is_cancel
     );
 
     srv.hang_up_and_check_ended(sipp, &id).await;
-    desk.wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("the caller's BYE did not reach the agent: {e}"));
+    desk.expect_event(
+        "CALL_CLOSED",
+        Duration::from_secs(5),
+        "the caller's BYE did not reach the agent",
+    )
+    .await;
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     desk.stop().await;
     srv.shutdown().await;

@@ -164,9 +164,12 @@ async fn caller_hanging_up_while_the_agent_phone_rings_stops_the_ringing() {
         .unwrap_or_else(|e| panic!("{e}"));
     srv.hang_up_and_check_ended(sipp, &id).await;
     phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(3))
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone kept ringing for a caller who left: {e}"));
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(3),
+            "the agent's phone kept ringing for a caller who left",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }

@@ -127,12 +127,13 @@ async fn falls_back_to_bridging(after_answer: String, requests: u32) {
         heard.len()
     );
     srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-    {
-        panic!("the agent's call did not end: {e}\n{}", phone.log());
-    }
+    phone
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's call did not end",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }

@@ -93,9 +93,12 @@ async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
     let id = waiting["id"].clone();
     assert_eq!(answer(&srv, &id).await.0, 202);
     phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone never took the call: {e}"));
+        .expect_event(
+            "CALL_ESTABLISHED",
+            Duration::from_secs(8),
+            "the agent's phone never took the call",
+        )
+        .await;
     srv.wait_for_call(Duration::from_secs(3), |c| {
         c["id"] == id && c["state"] == "connected"
     })
@@ -104,9 +107,12 @@ async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
 
     phone.command("hangup").await;
     phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone did not hang up: {e}"));
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's phone did not hang up",
+        )
+        .await;
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");
     }

@@ -103,30 +103,26 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
         our_answers(m).iter().any(|(_, d)| d == "recvonly")
     })
     .await;
-    if let Err(e) = phone
-        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
-        .await
-    {
-        panic!(
-            "the hold never reached the agent's phone: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_REMOTE_SDP",
+            Duration::from_secs(3),
+            "the hold never reached the agent's phone",
+        )
+        .await;
     let (held_ms, held_share) = listen(&phone, Duration::from_millis(1000)).await;
     let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "on hold: {view:#}");
 
     // Resume.
     proceed_until_answered(&sipp, "our answer to the resume", 2).await;
-    if let Err(e) = phone
-        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
-        .await
-    {
-        panic!(
-            "the resume never reached the agent's phone: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_REMOTE_SDP",
+            Duration::from_secs(3),
+            "the resume never reached the agent's phone",
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (heard_ms, share) = listen(&phone, Duration::from_millis(1500)).await;
     let relayed = srv.running.calls.relayed_packets() - relayed_before;
@@ -540,15 +536,13 @@ async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_rel
     let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
 
     proceed_until_answered(&sipp, "our answer to the PCMU offer", 1).await;
-    if let Err(e) = phone
-        .wait_event("CALL_REMOTE_SDP", Duration::from_secs(3))
-        .await
-    {
-        panic!(
-            "the agent's phone was not moved back to the relay: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_REMOTE_SDP",
+            Duration::from_secs(3),
+            "the agent's phone was not moved back to the relay",
+        )
+        .await;
     srv.wait_for_call(Duration::from_secs(3), |c| {
         c["id"] == id && c["media"] == "relay"
     })

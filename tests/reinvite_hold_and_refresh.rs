@@ -36,15 +36,13 @@ async fn connect(
     assert_eq!(waiting["verified"], true, "{waiting:#}");
     let id = waiting["id"].clone();
     assert_eq!(answer(srv, &id).await.0, 202);
-    if let Err(e) = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
-        .await
-    {
-        panic!(
-            "the agent's phone never took the call: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_ESTABLISHED",
+            Duration::from_secs(8),
+            "the agent's phone never took the call",
+        )
+        .await;
     srv.wait_for_call(Duration::from_secs(3), |c| {
         c["id"] == id && c["state"] == "connected"
     })
@@ -192,9 +190,12 @@ async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
 
     srv.hang_up_and_check_ended(sipp, &id).await;
     phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("the caller's BYE did not reach the agent: {e}"));
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the caller's BYE did not reach the agent",
+        )
+        .await;
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     phone.stop().await;
     srv.shutdown().await;
@@ -262,9 +263,12 @@ async fn trunk_moves_its_rtp(sdp: Option<&'static str>) {
     }
     srv.hang_up_and_check_ended(sipp, &id).await;
     phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("the caller's BYE did not reach the agent: {e}"));
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the caller's BYE did not reach the agent",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }
@@ -413,9 +417,12 @@ async fn baresip_agent_holds_and_resumes_then_hangs_up() {
 
     phone.command("hangup").await;
     phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone did not hang up: {e}"));
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's phone did not hang up",
+        )
+        .await;
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");
     }

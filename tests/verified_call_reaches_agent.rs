@@ -91,15 +91,13 @@ async fn agent_talks_to_a_verified_caller_until_the_caller_hangs_up() {
     );
 
     srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-    {
-        panic!(
-            "the caller's BYE did not end the agent's call: {e}\n{}",
-            phone.log()
-        );
-    }
+    phone
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the caller's BYE did not end the agent's call",
+        )
+        .await;
     phone.stop().await;
     srv.shutdown().await;
 }
@@ -120,12 +118,13 @@ async fn agent_hangs_up_and_the_caller_gets_a_bye() {
     };
 
     phone.command("hangup").await;
-    if let Err(e) = phone
-        .wait_event("CALL_CLOSED", Duration::from_secs(5))
-        .await
-    {
-        panic!("the agent's phone did not hang up: {e}\n{}", phone.log());
-    }
+    phone
+        .expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's phone did not hang up",
+        )
+        .await;
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");
     }

@@ -189,6 +189,15 @@ impl AgentPhone {
         }
     }
 
+    /// [`AgentPhone::wait_event`], failing with `why`, the error and the phone's log when `kind`
+    /// does not come within `limit`.
+    pub async fn expect_event(&mut self, kind: &str, limit: Duration, why: &str) -> Value {
+        match self.wait_event(kind, limit).await {
+            Ok(event) => event,
+            Err(e) => panic!("{why}: {e}\n{}", self.log()),
+        }
+    }
+
     /// Sends a ctrl_tcp command (`hangup`, `accept`, …).
     pub async fn command(&mut self, command: &str) {
         let json = serde_json::json!({"command": command, "params": "", "token": "h9"}).to_string();

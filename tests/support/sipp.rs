@@ -324,14 +324,128 @@ impl TrunkCall {
     }
 }
 
-/// A running sipp with its files.
-pub struct Sipp {
+/// A sipp process (`-m 1`, on 127.0.0.1, bounded by `-timeout`) with its working directory: the
+/// scenario file and its logs.
+pub struct SippProcess {
     child: Child,
     dir: tempfile::TempDir,
-    call_id: String,
-    sip_port: u16,
     started: Instant,
     limit: Duration,
+    /// What it is, for failure messages (`sipp`, `sipp phone`).
+    what: &'static str,
+}
+
+impl SippProcess {
+    /// Writes `scenario` into `dir` and starts `sipp` on SIP port `port` with it, after `leading`
+    /// arguments (the remote host first; `-rtp_echo`, …), for at most `limit`.
+    pub fn spawn(
+        sipp: &Path,
+        what: &'static str,
+        dir: tempfile::TempDir,
+        scenario: &str,
+        leading: &[String],
+        port: u16,
+        limit: Duration,
+    ) -> SippProcess {
+        let path = dir.path().join("scenario.xml");
+        std::fs::write(&path, scenario).expect("write scenario");
+        let stderr = std::fs::File::create(dir.path().join("sipp.stderr")).expect("log file");
+        let child = Command::new(sipp)
+            .args(leading)
+            .args(["-sf", &path.to_string_lossy()])
+            .args(["-m", "1", "-i", "127.0.0.1", "-nostdin"])
+            .args(["-timeout", &format!("{}s", limit.as_secs())])
+            .arg("-timeout_error")
+            .args(["-p", &port.to_string()])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sipp");
+        SippProcess {
+            child,
+            dir,
+            started: Instant::now(),
+            limit,
+            what,
+        }
+    }
+
+    /// When it started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Waits (bounded) for sipp to end; `Ok` with the SIP messages it sent and received, `Err` with
+    /// its logs when the scenario failed.
+    pub async fn finish(mut self) -> Result<String, String> {
+        let limit = self.limit + Duration::from_secs(2);
+        let what = self.what;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(self.messages()),
+                Ok(Some(status)) => {
+                    return Err(format!("{what} failed ({status}):\n{}", self.logs()))
+                }
+                Ok(None) if self.started.elapsed() > limit => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "{what} still running after {limit:?}:\n{}",
+                        self.logs()
+                    ));
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => return Err(format!("waiting for sipp: {e}")),
+            }
+        }
+    }
+
+    /// Whether the scenario has ended (passed or failed).
+    pub fn ended(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A file in its directory, "" when missing.
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl SippLog for SippProcess {
+    fn messages(&self) -> String {
+        self.read("messages.log")
+    }
+    fn logs(&self) -> String {
+        format!(
+            "--- stderr\n{}\n--- errors\n{}\n--- messages\n{}",
+            self.read("sipp.stderr"),
+            self.read("errors.log"),
+            self.read("messages.log")
+        )
+    }
+}
+
+/// A running sipp as the trunk, with its files.
+pub struct Sipp {
+    process: SippProcess,
+    call_id: String,
+    sip_port: u16,
 }
 
 impl Sipp {
@@ -347,45 +461,32 @@ impl Sipp {
             std::fs::write(&path, bytes).expect("write pcap");
             path
         });
-        let scenario = dir.path().join("trunk.xml");
-        std::fs::write(&scenario, call.scenario(pcap.as_deref())).expect("write scenario");
+        let scenario = call.scenario(pcap.as_deref());
         let sip_port = free_udp_port();
         let tag = format!("h8-{}-{sip_port}", std::process::id());
-        let stderr = std::fs::File::create(dir.path().join("sipp.stderr")).expect("log file");
-        let child = Command::new(sipp)
-            .arg(server.to_string())
-            .args(["-sf", &scenario.to_string_lossy()])
-            .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-nostdin"])
-            .args([
-                "-timeout",
-                &format!("{}s", call.limit.unwrap_or(SIPP_LIMIT).as_secs()),
-            ])
-            .arg("-timeout_error")
-            .args(["-p", &sip_port.to_string()])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-cid_str", &format!("{tag}-%u@%s")])
-            .args(if call.rtp_echo {
-                &["-rtp_echo"][..]
-            } else {
-                &[][..]
-            })
-            .args(["-trace_msg", "-message_file"])
-            .arg(dir.path().join("messages.log"))
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.path().join("errors.log"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn sipp");
-        Some(Sipp {
-            child,
-            call_id: format!("{tag}-1@127.0.0.1"),
+        let mut leading = vec![
+            server.to_string(),
+            "-l".to_owned(),
+            "1".to_owned(),
+            "-cid_str".to_owned(),
+            format!("{tag}-%u@%s"),
+        ];
+        if call.rtp_echo {
+            leading.push("-rtp_echo".to_owned());
+        }
+        let process = SippProcess::spawn(
+            &sipp,
+            "sipp",
             dir,
+            &scenario,
+            &leading,
             sip_port,
-            started: Instant::now(),
-            limit: call.limit.unwrap_or(SIPP_LIMIT),
+            call.limit.unwrap_or(SIPP_LIMIT),
+        );
+        Some(Sipp {
+            process,
+            call_id: format!("{tag}-1@127.0.0.1"),
+            sip_port,
         })
     }
 
@@ -403,7 +504,7 @@ impl Sipp {
              From: <sip:test@{me}>;tag=h8test\r\nTo: <sip:trunk@127.0.0.1:{port}>\r\nCall-ID: {cid}\r\n\
              CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             port = self.sip_port,
-            n = self.started.elapsed().as_nanos(),
+            n = self.process.started().elapsed().as_nanos(),
             cid = self.call_id,
         );
         sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port))
@@ -412,31 +513,13 @@ impl Sipp {
 
     /// Waits (bounded) for sipp to end; `Ok` with the SIP messages it sent and received, `Err` with
     /// its logs when the scenario failed.
-    pub async fn finish(mut self) -> Result<String, String> {
-        let limit = self.limit + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(self.messages()),
-                Ok(Some(status)) => {
-                    return Err(format!("sipp failed ({status}):\n{}", self.logs()))
-                }
-                Ok(None) if self.started.elapsed() > limit => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(format!(
-                        "sipp still running after {limit:?}:\n{}",
-                        self.logs()
-                    ));
-                }
-                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => return Err(format!("waiting for sipp: {e}")),
-            }
-        }
+    pub async fn finish(self) -> Result<String, String> {
+        self.process.finish().await
     }
 
     /// SIP messages sipp sent and received.
     pub fn messages(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+        self.process.messages()
     }
 
     /// Whether sipp could not send pcap audio (no raw socket permission).
@@ -447,23 +530,7 @@ impl Sipp {
 
     /// Everything sipp logged, for failure messages.
     pub fn logs(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!(
-            "--- stderr\n{}\n--- errors\n{}\n--- messages\n{}",
-            read("sipp.stderr"),
-            read("errors.log"),
-            read("messages.log")
-        )
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.logs()
     }
 }
 
@@ -477,10 +544,10 @@ pub trait SippLog {
 
 impl SippLog for Sipp {
     fn messages(&self) -> String {
-        Sipp::messages(self)
+        self.process.messages()
     }
     fn logs(&self) -> String {
-        Sipp::logs(self)
+        self.process.logs()
     }
 }
 

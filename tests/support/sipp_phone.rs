@@ -8,11 +8,10 @@
 //! Every sipp runs at most [`SIPP_LIMIT`].
 
 use super::agent::AGENT_PASSWORD;
-use super::sipp::{free_udp_port, SIPP_LIMIT};
+use super::sipp::{SippLog, SippProcess, SIPP_LIMIT};
 use super::sipp_xml::{phone_sdp, sdp, OK_LAST};
 use sip::auth::{authorize, Challenge};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -234,11 +233,9 @@ fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite])
 
 /// A running sipp phone.
 pub struct SippPhone {
-    child: Child,
-    dir: tempfile::TempDir,
+    process: SippProcess,
     /// Its SIP port on 127.0.0.1 (the registered contact).
     pub port: u16,
-    started: Instant,
 }
 
 impl SippPhone {
@@ -254,102 +251,55 @@ impl SippPhone {
             .prefix("vb-sipp-phone-")
             .tempdir()
             .expect("temp dir");
-        let path = dir.path().join("phone.xml");
-        std::fs::write(&path, scenario).expect("write scenario");
-        let stderr = std::fs::File::create(dir.path().join("sipp.stderr")).expect("log file");
-        let child = Command::new(sipp)
-            .args(["-sf", &path.to_string_lossy()])
-            .args(["-m", "1", "-i", "127.0.0.1", "-nostdin"])
-            .args(["-p", &me.port().to_string()])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-timeout", &format!("{}s", SIPP_LIMIT.as_secs())])
-            .arg("-timeout_error")
-            .args(if rtp_echo {
-                &["-rtp_echo"][..]
-            } else {
-                &[][..]
-            })
-            .args(["-trace_msg", "-message_file"])
-            .arg(dir.path().join("messages.log"))
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.path().join("errors.log"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn sipp");
+        let leading: &[String] = if rtp_echo {
+            &["-rtp_echo".to_owned()]
+        } else {
+            &[]
+        };
+        let process = SippProcess::spawn(
+            &sipp,
+            "sipp phone",
+            dir,
+            scenario,
+            leading,
+            me.port(),
+            SIPP_LIMIT,
+        );
         // sipp binds its port at once; give it a moment before anyone INVITEs it.
         tokio::time::sleep(Duration::from_millis(200)).await;
         Some(SippPhone {
-            child,
-            dir,
+            process,
             port: me.port(),
-            started: Instant::now(),
         })
     }
 
     /// Waits (bounded) for the scenario to end: `Ok` with its SIP messages, `Err` with its logs.
-    pub async fn finish(mut self) -> Result<String, String> {
-        let limit = SIPP_LIMIT + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(self.messages()),
-                Ok(Some(status)) => {
-                    return Err(format!("sipp phone failed ({status}):\n{}", self.logs()))
-                }
-                Ok(None) if self.started.elapsed() > limit => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(format!(
-                        "sipp phone still running after {limit:?}:\n{}",
-                        self.logs()
-                    ));
-                }
-                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => return Err(format!("waiting for sipp: {e}")),
-            }
-        }
+    pub async fn finish(self) -> Result<String, String> {
+        self.process.finish().await
     }
 
     /// Whether the scenario has ended (passed or failed).
     pub fn ended(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+        self.process.ended()
     }
 
     /// SIP messages sipp sent and received so far.
     pub fn messages(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+        self.process.messages()
     }
 
     /// Everything sipp logged, for failure messages.
     pub fn logs(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!(
-            "--- stderr\n{}\n--- errors\n{}\n--- messages\n{}",
-            read("sipp.stderr"),
-            read("errors.log"),
-            read("messages.log")
-        )
+        self.process.logs()
     }
 }
 
-impl Drop for SippPhone {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl super::sipp::SippLog for SippPhone {
+impl SippLog for SippPhone {
     fn messages(&self) -> String {
-        SippPhone::messages(self)
+        self.process.messages()
     }
     fn logs(&self) -> String {
-        SippPhone::logs(self)
+        self.process.logs()
     }
 }
 
