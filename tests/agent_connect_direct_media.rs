@@ -13,7 +13,8 @@ mod support;
 use std::time::Duration;
 use support::agent::{tone_share, AgentPhone, Answer};
 use support::direct_media::{
-    answered, call_view, connect, server as direct_media_server, trunk_reinvite_ports,
+    answered, call_view, connect, hang_up_with_sipp_agent, server as direct_media_server,
+    trunk_reinvite_ports,
 };
 use support::server::TestServer;
 use support::sipp::{wait_messages, TrunkCall};
@@ -221,9 +222,12 @@ async fn an_agent_refusing_its_reinvite_gets_the_trunk_moved_back_to_the_relay()
     let view = call_view(&srv, &id).await;
     assert_eq!(view["state"], "connected", "{view:#}");
     assert_eq!(view["media"], "relay", "{view:#}");
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent phone's scenario failed (no BYE?): {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(
+        srv,
+        sipp,
+        &id,
+        agent,
+        "the agent phone's scenario failed (no BYE?)",
+    )
+    .await;
 }

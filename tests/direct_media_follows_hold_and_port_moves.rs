@@ -18,8 +18,8 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::agent::{answer, tone_share, AgentPhone, Answer};
 use support::direct_media::{
-    answered, call_view, connect, our_answers, server as direct_media_server, trunk_reinvite_ports,
-    wait_direct,
+    answered, call_view, connect, hang_up_with_sipp_agent, our_answers,
+    server as direct_media_server, trunk_reinvite_ports, wait_direct,
 };
 use support::server::TestServer;
 use support::sipp::{audio_ports, wait_messages, Sipp, TrunkCall, TrunkReinvite};
@@ -340,11 +340,14 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
     );
     assert!(relayed <= 5, "our relay forwarded {relayed} packets");
 
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent's phone was not told hold and resume with the trunk's media: {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(
+        srv,
+        sipp,
+        &id,
+        agent,
+        "the agent's phone was not told hold and resume with the trunk's media",
+    )
+    .await;
 }
 
 /// An agent phone (SIPp) that takes the call and our direct-media re-INVITE, then puts the caller
@@ -456,11 +459,7 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
     );
     let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent's phone scenario failed: {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(srv, sipp, &id, agent, "the agent's phone scenario failed").await;
 }
 
 /// When the test says so (OPTIONS), the trunk re-INVITEs offering only PCMU — a codec the agent's
@@ -656,11 +655,14 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
     );
     let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent's phone got more than it should: {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(
+        srv,
+        sipp,
+        &id,
+        agent,
+        "the agent's phone got more than it should",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,11 +712,7 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
     );
     let view = call_view(&srv, &id).await;
     assert_eq!(view["media"], "direct", "{view:#}");
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent's phone scenario failed: {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(srv, sipp, &id, agent, "the agent's phone scenario failed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,9 +768,5 @@ async fn a_trunk_refusing_the_agents_hold_moves_both_legs_back_to_the_relay() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    if let Err(e) = agent.finish().await {
-        panic!("the agent's phone scenario failed: {e}");
-    }
-    srv.shutdown().await;
+    hang_up_with_sipp_agent(srv, sipp, &id, agent, "the agent's phone scenario failed").await;
 }

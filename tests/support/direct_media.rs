@@ -110,3 +110,19 @@ pub fn our_answers(messages: &str) -> Vec<(u16, String)> {
 pub fn trunk_reinvite_ports(messages: &str) -> Vec<u16> {
     super::sipp::audio_ports(messages, "INVITE sip:trunk@")
 }
+
+/// Ends the test's call: the trunk hangs up (the call must show `ended`), the agent's SIPp phone's
+/// scenario must pass (else a failure saying `why`), and the server shuts down.
+pub async fn hang_up_with_sipp_agent(
+    srv: TestServer,
+    sipp: Sipp,
+    id: &Value,
+    agent: super::sipp_phone::SippPhone,
+    why: &str,
+) {
+    srv.hang_up_and_check_ended(sipp, id).await;
+    if let Err(e) = agent.finish().await {
+        panic!("{why}: {e}");
+    }
+    srv.shutdown().await;
+}
