@@ -105,17 +105,7 @@ async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 
-    phone.command("hangup").await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the agent's phone did not hang up",
-        )
-        .await;
-    if let Err(e) = sipp.finish().await {
-        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
-    }
+    phone.hang_up_on(sipp).await;
 
     // Everything the stream said about this call, in order, up to its end.
     let mut states: Vec<String> = Vec::new();

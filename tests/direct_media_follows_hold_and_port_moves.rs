@@ -82,18 +82,7 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
     call.rtp_echo = true;
     call.after_answer = trunk_accepts_reinvite();
     call.after_answer_requests = 0;
-    call.reinvites = vec![
-        TrunkReinvite {
-            sdp: Some("sendonly"),
-            port: None,
-            expect: "a=recvonly",
-        },
-        TrunkReinvite {
-            sdp: Some("sendrecv"),
-            port: None,
-            expect: "a=sendrecv",
-        },
-    ];
+    call.reinvites = TrunkReinvite::hold_and_resume();
     let (sipp, id, agent_port) = connect_direct(&srv, &mut phone, &call).await;
     let relayed_before = srv.running.calls.relayed_packets();
 
@@ -269,18 +258,7 @@ async fn after_a_trunk_hold_and_resume_rtp_flows_end_to_end_without_the_relay() 
     let mut call = TrunkCall::new(CALLER);
     call.media_port = Some(trunk_port);
     call.after_answer = trunk_accepts_reinvite();
-    call.reinvites = vec![
-        TrunkReinvite {
-            sdp: Some("sendonly"),
-            port: None,
-            expect: "a=recvonly",
-        },
-        TrunkReinvite {
-            sdp: Some("sendrecv"),
-            port: None,
-            expect: "a=sendrecv",
-        },
-    ];
+    call.reinvites = TrunkReinvite::hold_and_resume();
     let (sipp, id) = answered(&srv, &call).await;
     let agent_port = wait_direct(&srv, &sipp, &id, WAIT, || agent.logs()).await;
     let relayed_before = srv.running.calls.relayed_packets();
@@ -617,17 +595,9 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
     call.after_answer = trunk_accepts_reinvite();
     call.reinvites = vec![
         // The first SDP again: a pure session refresh.
-        TrunkReinvite {
-            sdp: Some(""),
-            port: None,
-            expect: "a=sendrecv",
-        },
+        TrunkReinvite::offer(Some(""), "a=sendrecv"),
         // No SDP: we offer in the 200, the trunk answers the same media in the ACK.
-        TrunkReinvite {
-            sdp: None,
-            port: None,
-            expect: "a=sendrecv",
-        },
+        TrunkReinvite::offer(None, "a=sendrecv"),
     ];
     let (sipp, id) = answered(&srv, &call).await;
     let agent_port = wait_direct(&srv, &sipp, &id, WAIT, || agent.logs()).await;

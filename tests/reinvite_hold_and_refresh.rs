@@ -138,26 +138,10 @@ async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
         return;
     };
     let reinvites = vec![
-        TrunkReinvite {
-            sdp: Some("sendonly"),
-            port: None,
-            expect: "a=recvonly",
-        },
-        TrunkReinvite {
-            sdp: Some("sendrecv"),
-            port: None,
-            expect: "a=sendrecv",
-        },
-        TrunkReinvite {
-            sdp: Some(""),
-            port: None,
-            expect: "a=sendrecv",
-        },
-        TrunkReinvite {
-            sdp: None,
-            port: None,
-            expect: "m=audio [0-9]+ RTP/AVP",
-        },
+        TrunkReinvite::offer(Some("sendonly"), "a=recvonly"),
+        TrunkReinvite::offer(Some("sendrecv"), "a=sendrecv"),
+        TrunkReinvite::offer(Some(""), "a=sendrecv"),
+        TrunkReinvite::offer(None, "m=audio [0-9]+ RTP/AVP"),
     ];
     let call = trunk_call(&srv, reinvites, false).await;
     let Some((sipp, id)) = connect(&srv, &mut phone, &call).await else {
@@ -426,17 +410,7 @@ async fn baresip_agent_holds_and_resumes_then_hangs_up() {
         "after resume the caller got {packets} packets, {share:.2} of it the agent's voice"
     );
 
-    phone.command("hangup").await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the agent's phone did not hang up",
-        )
-        .await;
-    if let Err(e) = sipp.finish().await {
-        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
-    }
+    phone.hang_up_on(sipp).await;
     let ended = srv
         .wait_for_call(Duration::from_secs(3), |c| {
             c["id"] == id && c["state"] == "ended"

@@ -117,17 +117,7 @@ async fn agent_hangs_up_and_the_caller_gets_a_bye() {
         return;
     };
 
-    phone.command("hangup").await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the agent's phone did not hang up",
-        )
-        .await;
-    if let Err(e) = sipp.finish().await {
-        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
-    }
+    phone.hang_up_on(sipp).await;
     let ended = srv
         .wait_for_call(Duration::from_secs(3), |c| {
             c["id"] == id && c["state"] == "ended"

@@ -198,6 +198,21 @@ impl AgentPhone {
         }
     }
 
+    /// The agent hangs up on this phone: its call must close within 5 s, and the caller's `sipp`
+    /// (a [`super::sipp::TrunkCall::await_bye`] scenario) must get our BYE and pass.
+    pub async fn hang_up_on(&mut self, sipp: super::sipp::Sipp) {
+        self.command("hangup").await;
+        self.expect_event(
+            "CALL_CLOSED",
+            Duration::from_secs(5),
+            "the agent's phone did not hang up",
+        )
+        .await;
+        if let Err(e) = sipp.finish().await {
+            panic!("the caller did not get the agent's hang-up as a BYE: {e}");
+        }
+    }
+
     /// Sends a ctrl_tcp command (`hangup`, `accept`, …).
     pub async fn command(&mut self, command: &str) {
         let json = serde_json::json!({"command": command, "params": "", "token": "h9"}).to_string();

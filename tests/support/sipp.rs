@@ -81,6 +81,27 @@ pub struct TrunkReinvite {
     pub expect: &'static str,
 }
 
+impl TrunkReinvite {
+    /// A re-INVITE on the first RTP port with this offer ([`TrunkReinvite::sdp`]); our 200 OK must
+    /// match `expect`.
+    pub fn offer(sdp: Option<&'static str>, expect: &'static str) -> Self {
+        TrunkReinvite {
+            sdp,
+            port: None,
+            expect,
+        }
+    }
+
+    /// Hold (`a=sendonly`, answered `a=recvonly`), then resume (`a=sendrecv` both ways): RFC 3264
+    /// §8.4.
+    pub fn hold_and_resume() -> Vec<Self> {
+        vec![
+            Self::offer(Some("sendonly"), "a=recvonly"),
+            Self::offer(Some("sendrecv"), "a=sendrecv"),
+        ]
+    }
+}
+
 impl TrunkCall {
     pub fn new(caller: &str) -> Self {
         TrunkCall {
