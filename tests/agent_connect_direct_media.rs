@@ -11,7 +11,7 @@
 mod support;
 
 use std::time::Duration;
-use support::agent::{tone_share, AgentPhone, Answer};
+use support::agent::{caller_hangs_up, tone_share, AgentPhone, Answer};
 use support::direct_media::{
     answered, call_view, connect, hang_up_with_sipp_agent, server as direct_media_server,
     trunk_reinvite_ports,
@@ -148,16 +148,15 @@ async fn a_trunk_refusing_the_reinvite_keeps_the_call_on_the_relay() {
         "audio stopped after the refused re-INVITE: {heard_ms} ms heard, 440 Hz share {share:.2}"
     );
 
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the agent's call did not end",
-        )
-        .await;
-    phone.stop().await;
-    srv.shutdown().await;
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the agent's call did not end",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::agent::{answer, server_with_agent, AgentPhone, Answer};
+use support::agent::{answer, caller_hangs_up, server_with_agent, AgentPhone, Answer};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
@@ -162,14 +162,13 @@ async fn caller_hanging_up_while_the_agent_phone_rings_stops_the_ringing() {
         .wait_event("CALL_INCOMING", Duration::from_secs(3))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(3),
-            "the agent's phone kept ringing for a caller who left",
-        )
-        .await;
-    phone.stop().await;
-    srv.shutdown().await;
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(3),
+        "the agent's phone kept ringing for a caller who left",
+    )
+    .await;
 }

@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
-use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
 use support::refer::{answer_refer, notify, refer_to, transfer_succeeds};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
@@ -126,16 +126,15 @@ async fn falls_back_to_bridging(after_answer: String, requests: u32) {
         "no audio round trip through the relay after the fallback: {} samples, 440 Hz share {share:.2}",
         heard.len()
     );
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the agent's call did not end",
-        )
-        .await;
-    phone.stop().await;
-    srv.shutdown().await;
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the agent's call did not end",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

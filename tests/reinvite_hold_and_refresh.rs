@@ -14,7 +14,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
@@ -265,16 +265,15 @@ async fn trunk_moves_its_rtp(sdp: Option<&'static str>) {
             ),
         }
     }
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the caller's BYE did not reach the agent",
-        )
-        .await;
-    phone.stop().await;
-    srv.shutdown().await;
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the caller's BYE did not reach the agent",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
-use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
@@ -90,16 +90,15 @@ async fn agent_talks_to_a_verified_caller_until_the_caller_hangs_up() {
         phone.log()
     );
 
-    srv.hang_up_and_check_ended(sipp, &id).await;
-    phone
-        .expect_event(
-            "CALL_CLOSED",
-            Duration::from_secs(5),
-            "the caller's BYE did not end the agent's call",
-        )
-        .await;
-    phone.stop().await;
-    srv.shutdown().await;
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the caller's BYE did not end the agent's call",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

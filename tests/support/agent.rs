@@ -299,6 +299,24 @@ impl AgentPhone {
     }
 }
 
+/// The caller hangs up: the call must show `ended`, and the agent's phone must close its call
+/// within `limit` (else a failure saying `why`); then the phone and the server stop. Returns the
+/// ended call as the API shows it.
+pub async fn caller_hangs_up(
+    srv: TestServer,
+    sipp: super::sipp::Sipp,
+    id: &Value,
+    mut phone: AgentPhone,
+    limit: Duration,
+    why: &str,
+) -> Value {
+    let ended = srv.hang_up_and_check_ended(sipp, id).await;
+    phone.expect_event("CALL_CLOSED", limit, why).await;
+    phone.stop().await;
+    srv.shutdown().await;
+    ended
+}
+
 /// Power of `freq` Hz in `samples` (sample rate `rate`) relative to the total power (0..=1): how much
 /// of what was heard is that tone.
 pub fn tone_share(samples: &[i16], rate: f64, freq: f64) -> f64 {
