@@ -153,7 +153,6 @@ enum Step {
 #[derive(Debug)]
 pub struct DirectMedia {
     step: Step,
-    step_timeout: Duration,
     actions: VecDeque<DirectAction>,
 }
 
@@ -178,7 +177,6 @@ impl DirectMedia {
                 agent,
                 until: now + Self::STEP_TIMEOUT,
             },
-            step_timeout: Self::STEP_TIMEOUT,
             actions: VecDeque::new(),
         };
         d.actions
@@ -252,9 +250,7 @@ impl DirectMedia {
         };
         let answer = match offer {
             IncomingOffer::Late => Some(s.late_offer(leg)),
-            IncomingOffer::Sdp(Some(o)) => {
-                s.handle_offer(now, leg, o, self.step_timeout, &mut self.actions)
-            }
+            IncomingOffer::Sdp(Some(o)) => s.handle_offer(now, leg, o, &mut self.actions),
             IncomingOffer::Sdp(None) => None,
         };
         match answer {
@@ -274,7 +270,7 @@ impl DirectMedia {
     /// to a session refresh. `None`: no usable answer (ignored).
     pub fn handle_peer_answer(&mut self, now: Instant, leg: Leg, answer: Option<PeerMedia>) {
         if let (Step::Direct(mut s), Some(a)) = (self.step, answer) {
-            s.handle_answer(now, leg, a, self.step_timeout, &mut self.actions);
+            s.handle_answer(now, leg, a, &mut self.actions);
             self.step = Step::Direct(s);
         }
     }
@@ -288,7 +284,7 @@ impl DirectMedia {
                 self.step = Step::AgentOffered {
                     agent,
                     trunk,
-                    until: now + self.step_timeout,
+                    until: now + Self::STEP_TIMEOUT,
                 };
                 self.actions
                     .push_back(DirectAction::Offer(Leg::Agent, Offer::Peer(trunk)));
@@ -306,14 +302,14 @@ impl DirectMedia {
                 self.step = Step::Reverting {
                     trunk: Back::Sent,
                     agent: Back::Done,
-                    until: now + self.step_timeout,
+                    until: now + Self::STEP_TIMEOUT,
                 };
                 self.actions
                     .push_back(DirectAction::Offer(Leg::Trunk, Offer::Relay));
             }
             (Step::Direct(mut s), leg, answer) if s.outstanding() == Some(leg) => match answer {
                 Some(a) => {
-                    s.handle_answer(now, leg, a, self.step_timeout, &mut self.actions);
+                    s.handle_answer(now, leg, a, &mut self.actions);
                     self.step = Step::Direct(s);
                 }
                 // The other end refused the change: both legs back to the relay.
@@ -392,7 +388,7 @@ impl DirectMedia {
                 self.step = Step::Reverting {
                     trunk: Back::Sent,
                     agent: Back::Done,
-                    until: now + self.step_timeout,
+                    until: now + Self::STEP_TIMEOUT,
                 };
                 self.actions
                     .push_back(DirectAction::Offer(Leg::Trunk, Offer::Relay));
@@ -424,7 +420,7 @@ impl DirectMedia {
         self.step = Step::Reverting {
             trunk,
             agent,
-            until: now + self.step_timeout,
+            until: now + Self::STEP_TIMEOUT,
         };
         self.actions.push_back(DirectAction::Path(MediaPath::Relay));
     }

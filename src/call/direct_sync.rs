@@ -12,11 +12,11 @@
 //! [`Synced::handle_offer`] (no common codec, an offer we cannot mirror) or a refused re-INVITE into
 //! the fallback to the relay.
 
-use super::direct::{DirectAction, Leg, Offer, PeerMedia};
+use super::direct::{DirectAction, DirectMedia, Leg, Offer, PeerMedia};
 use sip::sdp::{Codec, Direction};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// An endpoint's SDP offer, read against the other leg's codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +83,6 @@ impl Synced {
         now: Instant,
         leg: Leg,
         offer: Offered,
-        timeout: Duration,
         actions: &mut VecDeque<DirectAction>,
     ) -> Option<PeerMedia> {
         let other = *self.media(leg.other());
@@ -99,7 +98,7 @@ impl Synced {
         // An answer carries telephone-event under the offer's payload type, if both ends have it.
         answer.telephone_event_pt = other.telephone_event_pt.and(offer.telephone_event_pt);
         *self.told_mut(leg) = answer;
-        self.propagate(now, leg, timeout, actions);
+        self.propagate(now, leg, actions);
         Some(answer)
     }
 
@@ -117,7 +116,6 @@ impl Synced {
         now: Instant,
         leg: Leg,
         answer: PeerMedia,
-        timeout: Duration,
         actions: &mut VecDeque<DirectAction>,
     ) {
         let m = self.media_mut(leg);
@@ -127,8 +125,8 @@ impl Synced {
         if self.outstanding() == Some(leg) {
             self.out = None;
         }
-        self.propagate(now, leg, timeout, actions);
-        self.propagate(now, leg.other(), timeout, actions);
+        self.propagate(now, leg, actions);
+        self.propagate(now, leg.other(), actions);
     }
 
     /// After a 491 on `leg`: the offer to send again, if ours is the one out there.
@@ -137,13 +135,7 @@ impl Synced {
     }
 
     /// Offers `from`'s media to the other leg if that leg was told something else.
-    fn propagate(
-        &mut self,
-        now: Instant,
-        from: Leg,
-        timeout: Duration,
-        actions: &mut VecDeque<DirectAction>,
-    ) {
+    fn propagate(&mut self, now: Instant, from: Leg, actions: &mut VecDeque<DirectAction>) {
         if self.out.is_some() {
             // Looked at again when that re-INVITE is answered.
             return;
@@ -154,7 +146,7 @@ impl Synced {
             return;
         }
         *self.told_mut(to) = want;
-        self.out = Some((to, now + timeout));
+        self.out = Some((to, now + DirectMedia::STEP_TIMEOUT));
         actions.push_back(DirectAction::Offer(to, Offer::Peer(want)));
     }
 
@@ -201,8 +193,9 @@ impl Synced {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    const STEP: Duration = Duration::from_secs(40);
+    const STEP: Duration = DirectMedia::STEP_TIMEOUT;
 
     fn media(port: u16, direction: Direction) -> PeerMedia {
         PeerMedia {
@@ -242,7 +235,6 @@ mod tests {
                 t,
                 Leg::Trunk,
                 offered(TRUNK, Direction::SendOnly),
-                STEP,
                 &mut actions,
             )
             .unwrap();
@@ -261,7 +253,6 @@ mod tests {
             t,
             Leg::Agent,
             media(AGENT, Direction::RecvOnly),
-            STEP,
             &mut actions,
         );
         assert!(actions.is_empty(), "{actions:?}");
@@ -273,7 +264,6 @@ mod tests {
                 t,
                 Leg::Trunk,
                 offered(TRUNK, Direction::SendRecv),
-                STEP,
                 &mut actions,
             )
             .unwrap();
@@ -295,13 +285,7 @@ mod tests {
         for leg in [Leg::Trunk, Leg::Agent] {
             let port = if leg == Leg::Trunk { TRUNK } else { AGENT };
             let answer = s
-                .handle_offer(
-                    t,
-                    leg,
-                    offered(port, Direction::SendRecv),
-                    STEP,
-                    &mut actions,
-                )
+                .handle_offer(t, leg, offered(port, Direction::SendRecv), &mut actions)
                 .unwrap();
             assert_eq!(answer, s.current_offer(leg));
         }
@@ -311,7 +295,6 @@ mod tests {
             t,
             Leg::Agent,
             media(AGENT, Direction::SendRecv),
-            STEP,
             &mut actions,
         );
         assert!(actions.is_empty(), "{actions:?}");
@@ -327,7 +310,6 @@ mod tests {
             t,
             Leg::Trunk,
             offered(TRUNK + 2, Direction::SendRecv),
-            STEP,
             &mut actions,
         );
         assert_eq!(
@@ -343,7 +325,6 @@ mod tests {
             t,
             Leg::Agent,
             media(AGENT, Direction::SendRecv),
-            STEP,
             &mut actions,
         );
         s.late_offer(Leg::Agent);
@@ -351,7 +332,6 @@ mod tests {
             t,
             Leg::Agent,
             media(AGENT + 2, Direction::SendRecv),
-            STEP,
             &mut actions,
         );
         assert_eq!(
@@ -368,7 +348,7 @@ mod tests {
             addr: None,
             ..offered(0, Direction::SendOnly)
         };
-        s.handle_offer(t, Leg::Trunk, hold, STEP, &mut actions);
+        s.handle_offer(t, Leg::Trunk, hold, &mut actions);
         assert_eq!(
             Vec::from(actions),
             vec![DirectAction::Offer(
@@ -387,7 +367,6 @@ mod tests {
             t,
             Leg::Trunk,
             offered(TRUNK, Direction::SendOnly),
-            STEP,
             &mut actions,
         );
         actions.clear();
@@ -397,7 +376,6 @@ mod tests {
                 t,
                 Leg::Trunk,
                 offered(TRUNK, Direction::SendRecv),
-                STEP,
                 &mut actions,
             )
             .unwrap();
@@ -409,7 +387,6 @@ mod tests {
             t,
             Leg::Agent,
             media(AGENT, Direction::RecvOnly),
-            STEP,
             &mut actions,
         );
         assert_eq!(
@@ -430,10 +407,7 @@ mod tests {
             codec: Codec::Pcmu { pt: 0 },
             ..offered(TRUNK, Direction::SendRecv)
         };
-        assert_eq!(
-            s.handle_offer(t, Leg::Trunk, pcmu, STEP, &mut actions),
-            None
-        );
+        assert_eq!(s.handle_offer(t, Leg::Trunk, pcmu, &mut actions), None);
         assert!(actions.is_empty());
     }
 }
