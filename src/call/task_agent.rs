@@ -113,16 +113,22 @@ impl Call {
         }
     }
 
-    pub(super) async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
-        let username = self
-            .tenant
-            .agents
-            .get(&agent)
-            .map(|a| a.sip_username.clone());
-        let bindings = match username {
-            Some(u) => self.ctx.sip.lookup(&u).await.unwrap_or_default(),
+    /// The registered phones of `agent` (none for an agent this tenant does not know). `&mut self`
+    /// because `Call` is `Send` but not `Sync`: the future must not hold a shared borrow.
+    pub(super) async fn agent_bindings(&mut self, agent: &AgentId) -> Vec<sip::registrar::Binding> {
+        match self.tenant.agents.get(agent) {
+            Some(a) => self
+                .ctx
+                .sip
+                .lookup(&a.sip_username)
+                .await
+                .unwrap_or_default(),
             None => Vec::new(),
-        };
+        }
+    }
+
+    pub(super) async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
+        let bindings = self.agent_bindings(&agent).await;
         if bindings.is_empty() {
             tracing::info!(call = %self.id, agent = %agent, "agent has no registered phone");
             self.machine

@@ -174,15 +174,7 @@ impl Call {
 
     /// `Action::ReferToAgent`: REFER the trunk to the agent's newest registered phone.
     pub(super) async fn refer_to_agent(&mut self, now: Instant, agent: AgentId) {
-        let username = self
-            .tenant
-            .agents
-            .get(&agent)
-            .map(|a| a.sip_username.clone());
-        let bindings = match username {
-            Some(u) => self.ctx.sip.lookup(&u).await.unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let bindings = self.agent_bindings(&agent).await;
         // The newest registration is the one whose expiry lies furthest ahead.
         let Some(binding) = bindings.into_iter().max_by_key(|b| b.expires_at) else {
             tracing::info!(call = %self.id, agent = %agent, "agent has no registered phone to refer to");
