@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use support::loadgen::{self, LoadConfig, LoadGen};
 use support::pcap::{dtmf_call_rtp, to_pcap, DtmfPcapConfig};
 use support::server::{self, TestServer};
-use support::sipp::{find_sipp, free_udp_port, Sipp, TrunkCall};
+use support::sipp::{find_sipp, Sipp, TrunkCall};
 use veilig_bellen::call::registry::CallEvent;
 use veilig_bellen::call::CallState;
 
@@ -60,9 +60,9 @@ fn run_sipp(
             "127.0.0.1",
             "-nostdin",
             "-p",
-            &free_udp_port().to_string(),
+            &support::ports::port().to_string(),
         ])
-        .args(["-mp", &free_udp_port().to_string()])
+        .args(["-mp", &support::ports::port().to_string()])
         .args([
             "-timeout",
             &format!("{}s", limit.as_secs()),

@@ -638,7 +638,7 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_there() {
     let srv = direct_media_server().await;
-    let new_port = support::sipp::free_udp_port();
+    let new_port = support::ports::port();
     // Our offer in the 200 must describe the trunk (sipp's media port, not our relay).
     let Some(agent) = SippPhone::register(
         srv.sip_udp,

@@ -14,7 +14,7 @@ async fn options_ping_gets_200_with_capabilities_over_udp_and_tcp() {
     }
     let server = start(config()).await;
     for (transport, addr) in [("u1", server.udp()), ("t1", server.tcp())] {
-        let port = free_udp_port();
+        let port = support::ports::port();
         let args: Vec<String> = [
             "-sf",
             &fixture("sipp/options_ping.xml"),

@@ -19,7 +19,7 @@ async fn wrong_passwords_get_401_then_the_source_is_blocked() {
     let mut cfg = config();
     cfg.auth_limits.max_failures = MAX_FAILURES;
     let server = start(cfg).await;
-    let port = free_udp_port();
+    let port = support::ports::port();
     let args: Vec<String> = [
         "-sf",
         &fixture("sipp/register_wrong_password.xml"),

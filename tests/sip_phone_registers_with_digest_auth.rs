@@ -15,7 +15,7 @@ async fn phone_registers_with_digest_auth_over_udp_and_tcp() {
     }
     let server = start(config()).await;
     for (transport, addr) in [("u1", server.udp()), ("t1", server.tcp())] {
-        let port = free_udp_port();
+        let port = support::ports::port();
         let args: Vec<String> = [
             "-sf",
             &fixture("sipp/register_auth.xml"),

@@ -73,21 +73,14 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn spawn_sipp(sipp: &Path, scenario: &Path, uas: SocketAddr, dir: &Path) -> Child {
     let err = std::fs::File::create(dir.join("sipp.err")).expect("log file");
     Command::new(sipp)
         .arg(uas.to_string())
         .args(["-sf", &scenario.to_string_lossy()])
         .args(["-m", "1", "-i", "127.0.0.1", "-nostdin", "-timeout", "20s"])
-        .args(["-p", &free_udp_port().to_string()])
-        .args(["-mp", &free_udp_port().to_string()])
+        .args(["-p", &support::ports::port().to_string()])
+        .args(["-mp", &support::ports::port().to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)

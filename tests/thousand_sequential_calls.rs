@@ -7,7 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::server;
-use support::sipp::{find_sipp, free_udp_port, TrunkCall};
+use support::sipp::{find_sipp, TrunkCall};
 
 const CALLS: usize = 1000;
 /// Upper bound on the whole sipp run.
@@ -48,9 +48,9 @@ fn run_calls(target: std::net::SocketAddr, dir: &std::path::Path, count: usize) 
         ])
         .args([
             "-p",
-            &free_udp_port().to_string(),
+            &support::ports::port().to_string(),
             "-mp",
-            &free_udp_port().to_string(),
+            &support::ports::port().to_string(),
         ])
         .args([
             "-timeout",

@@ -91,15 +91,16 @@ impl AgentPhone {
             .prefix("vb-baresip-")
             .tempdir()
             .expect("baresip dir");
-        let ctrl_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free TCP port");
+        // Its control port and RTP ports come from our test ports: picked ahead of use, they must not
+        // be handed to anybody else meanwhile (baresip's default RTP range spans most ports).
+        let ctrl_port = super::ports::port();
+        let rtp = super::ports::range(8);
         std::fs::write(
             dir.path().join("config"),
             format!(
                 "poll_method\t\tepoll\n\
                  sip_listen\t\t127.0.0.1:0\n\
+                 rtp_ports\t\t{}-{}\n\
                  audio_player\t\taubridge,vb\n\
                  audio_source\t\tausine,440\n\
                  ausrc_srate\t\t48000\n\
@@ -115,6 +116,8 @@ impl AgentPhone {
                  module_app\t\tmenu.so\n\
                  module_app\t\tctrl_tcp.so\n\
                  ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n",
+                rtp.start(),
+                rtp.end(),
                 dir.path().display()
             ),
         )

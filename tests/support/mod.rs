@@ -8,6 +8,7 @@ pub mod browser;
 pub mod direct_media;
 pub mod loadgen;
 pub mod pcap;
+pub mod ports;
 pub mod refer;
 pub mod server;
 pub mod sip_alone;

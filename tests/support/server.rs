@@ -33,11 +33,11 @@ pub struct TestServer {
 }
 
 /// The configuration tests start from: demo tenant, embedded IRMA simulator, a private RTP range of
-/// `rtp_pairs` even/odd pairs that are free right now.
+/// `rtp_pairs` even/odd pairs that no other test picks ([`super::ports`]).
 pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     let calls = CallFlowConfig {
-        rtp_ports: free_rtp_range(rtp_pairs),
+        rtp_ports: super::ports::range(2 * rtp_pairs),
         ..CallFlowConfig::default()
     };
     ServerConfig {
@@ -75,26 +75,6 @@ pub async fn start(rtp_pairs: u16, tweak: impl FnOnce(&mut ServerConfig)) -> Tes
             .expect("HTTP client"),
         _data: data,
     }
-}
-
-/// An RTP range of `pairs` pairs whose ports nobody holds now (other tests run in parallel).
-fn free_rtp_range(pairs: u16) -> RangeInclusive<u16> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let seed = u64::from(std::process::id()) ^ u64::from(nanos);
-    let span = 2 * pairs;
-    for attempt in 0..200u64 {
-        let slot = (seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 1000;
-        let low = 40000 + (slot as u16) * 20;
-        let high = low + span - 1;
-        let all_free = (low..=high).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return low..=high;
-        }
-    }
-    panic!("no free RTP port range found on loopback");
 }
 
 impl TestServer {

@@ -67,12 +67,6 @@ pub async fn start(config: SipConfig) -> Server {
     }
 }
 
-/// A currently free UDP port on 127.0.0.1 (for peers that need a port number up front).
-pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
 /// Runs sipp with `args` (plus quiet defaults), killed after `limit`. Returns success and output.
 pub async fn sipp(args: &[String], limit: Duration) -> (bool, String) {
     let dir = tempdir();

@@ -378,7 +378,7 @@ impl SippProcess {
             .args(["-timeout", &format!("{}s", limit.as_secs())])
             .arg("-timeout_error")
             .args(["-p", &port.to_string()])
-            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-mp", &super::ports::port().to_string()])
             .args(["-trace_msg", "-message_file"])
             .arg(dir.path().join("messages.log"))
             .args(["-trace_err", "-error_file"])
@@ -483,7 +483,7 @@ impl Sipp {
             path
         });
         let scenario = call.scenario(pcap.as_deref());
-        let sip_port = free_udp_port();
+        let sip_port = super::ports::port();
         let tag = format!("h8-{}-{sip_port}", std::process::id());
         let mut leading = vec![
             server.to_string(),
@@ -607,12 +607,4 @@ pub fn audio_ports(messages: &str, start: &str) -> Vec<u16> {
                 .and_then(|p| p.parse().ok())
         })
         .collect()
-}
-
-/// A free UDP port on loopback right now.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }

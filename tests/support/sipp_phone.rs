@@ -243,7 +243,10 @@ impl SippPhone {
     /// (`rtp_echo`: sipp echoes RTP back). `None` when sipp is missing (test skipped).
     pub async fn register(server: SocketAddr, scenario: &str, rtp_echo: bool) -> Option<SippPhone> {
         let sipp = super::tool("sipp")?;
-        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        // A port no other test picks meanwhile: sipp binds it again after we register from it.
+        let sock = UdpSocket::bind(("127.0.0.1", super::ports::port()))
+            .await
+            .expect("bind");
         let me = sock.local_addr().expect("addr");
         register(&sock, server).await;
         drop(sock);
