@@ -2,7 +2,8 @@
 //!
 //! - `GET  /api/v1/calls` → JSON array of calls (`id`, `state`, `verified`, `reason`, `caller`,
 //!   `attributes` (only while a verified call lasts), `since`, `agent`, `tenant`, `media`
-//!   (`relay` or `direct`), `transferred` (the call left us by REFER));
+//!   (`relay` or `direct`), `transferred` (the call left us by REFER), `on_hold` (the agent's phone
+//!   holds the caller, who hears the comfort signal meanwhile; false once the call ended));
 //! - `POST /api/v1/calls/{id}/answer` with `{"agent":"<username>"}` → 202, or 409 if already taken
 //!   (`already_taken`) or when the agent has no registered softphone right now (`agent_unavailable`:
 //!   the agent sees at once that the phone is off, and the call stays `waiting` for someone else);
@@ -141,6 +142,8 @@ pub struct CallJson {
     pub media: crate::call::direct::MediaPath,
     /// The call left us by REFER (to the agent, or the overflow target).
     pub transferred: bool,
+    /// The agent's phone holds the caller, who hears the comfort signal meanwhile (relayed calls).
+    pub on_hold: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -172,6 +175,7 @@ impl From<&CallView> for CallJson {
             agent: v.agent.as_ref().map(|a| a.0.clone()),
             media: v.media,
             transferred: v.transferred,
+            on_hold: v.on_hold,
         }
     }
 }
@@ -320,6 +324,7 @@ mod tests {
                 ended_at: None,
                 media: Default::default(),
                 transferred: false,
+                on_hold: false,
             },
             tx,
         );

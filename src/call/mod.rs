@@ -4,10 +4,12 @@
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
 //! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
 //! - [`direct_sync`]: keeping it end to end when either leg re-INVITEs (hold, resume, a new port).
+//! - [`hold`]: the comfort signal for a caller the agent put on hold (relayed calls).
 
 pub mod collect;
 pub mod direct;
 pub mod direct_sync;
+pub mod hold;
 pub mod machine;
 pub mod manager;
 pub mod registry;

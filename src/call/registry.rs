@@ -45,6 +45,9 @@ pub struct CallView {
     pub media: super::direct::MediaPath,
     /// The call was handed over by REFER and left us (`transfer = "refer"`, or overflow).
     pub transferred: bool,
+    /// The agent's phone holds the caller (who hears the comfort signal meanwhile). Never set on an
+    /// ended call.
+    pub on_hold: bool,
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
@@ -124,6 +127,7 @@ impl Registry {
             change(&mut entry.view);
             if entry.view.state == CallState::Ended {
                 forget_personal_data(&mut entry.view);
+                entry.view.on_hold = false;
             }
             entry.view.clone()
         };
@@ -247,6 +251,7 @@ mod tests {
             ended_at: None,
             media: Default::default(),
             transferred: false,
+            on_hold: false,
         }
     }
 
@@ -271,6 +276,20 @@ mod tests {
             reg.get(CallId(1)).map(|v| v.state),
             Some(CallState::Ringing)
         );
+    }
+
+    #[test]
+    fn an_ended_call_is_never_shown_on_hold() {
+        let reg = Registry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        reg.insert(view(1, CallState::Connected), tx);
+        reg.update(CallId(1), |v| v.on_hold = true);
+        assert_eq!(reg.get(CallId(1)).map(|v| v.on_hold), Some(true));
+        // The call task's last view may still say held when the call ends.
+        reg.update(CallId(1), |v| v.state = CallState::Ended);
+        assert_eq!(reg.get(CallId(1)).map(|v| v.on_hold), Some(false));
+        reg.update(CallId(1), |v| v.on_hold = true);
+        assert_eq!(reg.get(CallId(1)).map(|v| v.on_hold), Some(false));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! the code lookup, the earliest timer}; feed it to the owning state machine; then apply the machine's
 //! actions and publish the call view. Nothing here decides *what* happens to the call; the machine does.
 //!
+//! While the agent's phone holds a relayed call, the caller hears the comfort signal again
+//! ([`AgentHold`] decides when, `hold.rs`), and the view shows `on_hold`.
+//!
 //! The connect modes (`media = "direct"` re-INVITEs, `transfer = "refer"`), RFC 4028 session refreshes
 //! and every other in-dialog request *we* send are driven from `task_connect.rs`, a child module.
 //!
@@ -32,6 +35,7 @@ mod dialog;
 mod media;
 
 use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
+use super::hold::{AgentHold, HoldEvent};
 use super::machine::{Action, CallMachine, Classification};
 use super::manager::{CallFlowConfig, Comfort, Routes};
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
@@ -125,6 +129,11 @@ struct Call {
     detector: Option<(DtmfDetector, Option<Instant>)>,
     comfort: Option<Box<dyn SignalSource + Send>>,
     next_frame: Instant,
+    /// Whether the agent's phone holds the caller (relayed media only) and the comfort frames'
+    /// pacing meanwhile (`hold.rs`).
+    hold: AgentHold,
+    /// The comfort signal the caller hears while the agent holds them.
+    hold_signal: Option<Box<dyn SignalSource + Send>>,
     /// Hang up after the goodbye signal, at this time.
     goodbye_at: Option<Instant>,
     agent: Option<AgentLeg>,
@@ -246,6 +255,7 @@ impl Call {
             ended_at: None,
             media: self.direct.as_ref().map_or(MediaPath::Relay, |d| d.path()),
             transferred: self.machine.transferred(),
+            on_hold: self.hold.is_held() && self.machine.state() == CallState::Connected,
         }
     }
 
@@ -278,6 +288,7 @@ impl Call {
         if self.comfort.is_some() {
             consider(Some(self.next_frame));
         }
+        consider(self.hold.poll_timeout());
         consider(self.goodbye_at);
         if let Some(AgentLeg::Connected { dialog, media }) = &self.agent {
             consider(dialog.poll_timeout());
@@ -306,6 +317,9 @@ impl Call {
         }
         if self.comfort.is_some() && now >= self.next_frame {
             self.send_comfort_frame(now);
+        }
+        if self.hold.handle_timeout(now) {
+            self.send_hold_frame(now);
         }
         if self.goodbye_at.is_some_and(|t| now >= t) {
             self.goodbye_at = None;
@@ -342,6 +356,17 @@ impl Call {
             Err(reason) => Classification::Unverified(map_reason(reason)),
         };
         self.machine.handle_lookup(now, classification);
+    }
+}
+
+/// The configured comfort signal, from the start of its loop.
+fn comfort_signal(comfort: &Comfort) -> Box<dyn SignalSource + Send> {
+    match comfort {
+        Comfort::Ringback => Box::new(ToneGenerator::dutch_ringback()),
+        Comfort::Prompt(samples) => match LoopedPrompt::new(samples.clone()) {
+            Ok(p) => Box::new(p),
+            Err(_) => Box::new(ToneGenerator::dutch_ringback()),
+        },
     }
 }
 
@@ -437,6 +462,7 @@ impl Call {
                 }
             }
             busy |= self.drive_direct().await;
+            busy |= self.drive_hold();
             if std::mem::take(&mut self.bye_caller_pending) {
                 busy = true;
                 self.bye_caller().await;
@@ -445,6 +471,27 @@ impl Call {
                 break;
             }
         }
+    }
+
+    /// The agent's hold started or ended: start the comfort signal afresh or stop it, and show it.
+    /// Returns whether there was anything.
+    fn drive_hold(&mut self) -> bool {
+        let mut busy = false;
+        while let Some(event) = self.hold.poll_event() {
+            busy = true;
+            self.hold_signal = match event {
+                HoldEvent::Started => {
+                    tracing::info!(call = %self.id, "the agent put the caller on hold");
+                    Some(comfort_signal(&self.ctx.flow.comfort))
+                }
+                HoldEvent::Ended => {
+                    tracing::info!(call = %self.id, "the caller is off hold");
+                    None
+                }
+            };
+            self.publish();
+        }
+        busy
     }
 
     async fn apply(&mut self, action: Action) {
@@ -462,13 +509,7 @@ impl Call {
             }
             Action::StopDigitDetection => self.detector = None,
             Action::StartComfort => {
-                self.comfort = Some(match &self.ctx.flow.comfort {
-                    Comfort::Ringback => Box::new(ToneGenerator::dutch_ringback()),
-                    Comfort::Prompt(samples) => match LoopedPrompt::new(samples.clone()) {
-                        Ok(p) => Box::new(p),
-                        Err(_) => Box::new(ToneGenerator::dutch_ringback()),
-                    },
-                });
+                self.comfort = Some(comfort_signal(&self.ctx.flow.comfort));
                 self.next_frame = now;
             }
             Action::StopComfort => self.comfort = None,
@@ -509,6 +550,7 @@ impl Call {
         self.hangup_agent().await;
         self.detector = None;
         self.comfort = None;
+        self.hold_signal = None;
         self.stale_forks.clear();
         let stats = self.trunk_media.rtp.as_ref().map(|r| r.stats());
         let reason = self.view().reason;

@@ -9,6 +9,7 @@
 
 use super::media::{bind_media, media_ip, rtp_config};
 use super::{uri_number, Call, CallTaskContext, MediaLeg};
+use crate::call::hold::AgentHold;
 use crate::call::machine::CallMachine;
 use crate::call::CallId;
 use crate::pii::Pii;
@@ -140,6 +141,8 @@ pub(super) async fn answer(
         // the caller's NAT binding stays open.
         comfort: Some(Box::new(Silence)),
         next_frame: now,
+        hold: AgentHold::new(),
+        hold_signal: None,
         goodbye_at: None,
         agent: None,
         agent_legs_made: 0,

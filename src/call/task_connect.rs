@@ -256,6 +256,7 @@ impl Call {
             return;
         }
         let mut answer = None;
+        let mut relayed_hold = None;
         if response.status.is_success() {
             let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
             let ack = dialog.ack(cseq);
@@ -264,8 +265,15 @@ impl Call {
             if let (Offer::Relay, Some(m), Some(rtp)) = (offer, &answer, media.rtp.as_mut()) {
                 // The peer sends to our relay socket (again): follow its answer.
                 rtp.update_media(now, m.clone());
+                if leg == Leg::Agent {
+                    // A phone still holding answers our sendrecv offer sendonly or inactive.
+                    relayed_hold = Some(m.on_hold);
+                }
             }
             let _ = self.ctx.sip.send_ack(ack, peer).await;
+        }
+        if let Some(on_hold) = relayed_hold {
+            self.hold.handle_media(now, on_hold);
         }
         match purpose {
             Purpose::Direct => self.direct_answer(now, leg, answer.as_ref().and_then(peer_media)),

@@ -78,7 +78,9 @@ impl Call {
                             media,
                             &request.body,
                         ) {
-                            ack_answer(now, media, &request.body);
+                            if let Some(on_hold) = ack_answer(now, media, &request.body) {
+                                self.hold.handle_media(now, on_hold);
+                            }
                         }
                     }
                 }
@@ -119,6 +121,7 @@ impl Call {
                     Leg::Agent => {
                         // The agent's dialog is over: nothing to BYE or CANCEL on release.
                         self.agent = None;
+                        self.hold.handle_agent_gone();
                         self.machine.handle_agent_gone(now)
                     }
                 }
@@ -139,6 +142,10 @@ impl Call {
                 } else {
                     match media.sdp.answer(&request.body, media.local) {
                         Ok(answer) => {
+                            if leg == Leg::Agent {
+                                // Relayed: the agent's hold is ours to fill (hold.rs).
+                                self.hold.handle_media(now, answer.media.on_hold);
+                            }
                             match media.rtp.as_mut() {
                                 Some(rtp) => rtp.update_media(now, answer.media),
                                 None => {
@@ -268,14 +275,16 @@ impl Call {
 }
 
 /// An SDP body in the ACK of a re-INVITE that had none is the answer to the offer we made in our 2xx
-/// (RFC 3264 §4, RFC 3261 §13.2.1): the peer may have moved its RTP. Other ACKs carry no body.
-fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) {
+/// (RFC 3264 §4, RFC 3261 §13.2.1): the peer may have moved its RTP, or put the call on hold.
+/// Other ACKs carry no body. Returns whether the answer holds (`None`: no usable answer).
+fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) -> Option<bool> {
     if body.is_empty() {
-        return;
+        return None;
     }
-    if let (Some(rtp), Ok(media)) = (leg.rtp.as_mut(), leg.sdp.handle_answer(body)) {
-        rtp.update_media(now, media);
-    }
+    let media = leg.sdp.handle_answer(body).ok()?;
+    let on_hold = media.on_hold;
+    leg.rtp.as_mut()?.update_media(now, media);
+    Some(on_hold)
 }
 
 /// The digit of an INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).

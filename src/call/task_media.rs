@@ -7,7 +7,9 @@
 //!   PCMA↔PCMU (ITU-T G.711) when they negotiated different laws; RFC 4733 events are re-sent with
 //!   the other leg's payload type, but never an event that began before the bridge (the tail of
 //!   the link code).
-//! - The comfort signal (silence, ringback, prompt, busy tone) is sent to the trunk in 20 ms frames.
+//! - The comfort signal (silence, ringback, prompt, busy tone) is sent to the trunk in 20 ms frames,
+//!   and so is the one the caller hears while the agent holds them (`hold.rs`), unless the agent's
+//!   phone sends its own audio meanwhile.
 //! - Setting a leg up: binding an RTP port from the pool and the RTP session configuration.
 
 use super::{AgentLeg, Call, MediaLeg};
@@ -15,6 +17,7 @@ use crate::call::collect::DigitSource;
 use crate::call::direct::DirectMedia;
 use crate::call::manager::CallFlowConfig;
 use dsp::dtmf::DtmfEvent;
+use dsp::tone::SignalSource;
 use sip::ports::{PortLease, SharedPortPool};
 use sip::rfc4733::{DigitEvent, EventPayload};
 use sip::rtp::{Received, RtpConfig, RtpEvent, RTP_HEADER_LEN};
@@ -95,7 +98,12 @@ impl Call {
         let codec = rtp.media().codec.kind();
         let relayed = match rtp.handle_packet(now, from, bytes) {
             Ok(Received::Audio(info)) => {
-                relay_audio(now, codec, info.payload, &mut self.trunk_media)
+                let relayed = relay_audio(now, codec, info.payload, &mut self.trunk_media);
+                if relayed {
+                    // The phone's own audio (its music on hold, say) wins over our comfort signal.
+                    self.hold.handle_agent_audio(now);
+                }
+                relayed
             }
             Ok(Received::TelephoneEvent(info)) => {
                 let new_event = media.relayed_event != Some(info.timestamp);
@@ -145,21 +153,43 @@ impl Call {
         let Some(source) = self.comfort.as_mut() else {
             return;
         };
-        let mut pcm = [0i16; FRAME];
-        source.fill(&mut pcm);
-        if let Some(rtp) = self.trunk_media.rtp.as_mut() {
-            let mut payload = [0u8; FRAME];
-            encode(rtp.media().codec.kind(), &pcm, &mut payload);
-            let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
-            if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet)
-            {
-                let _ = self.trunk_media.socket.try_send_to(&packet[..len], dest);
-            }
-        }
+        send_frame(now, source.as_mut(), &mut self.trunk_media);
         self.next_frame += FRAME_TIME;
         if self.next_frame + 5 * FRAME_TIME < now {
             // We fell far behind (a stalled runtime); don't burst to catch up.
             self.next_frame = now + FRAME_TIME;
+        }
+    }
+}
+
+impl Call {
+    /// A comfort frame is due while the agent holds the caller ([`AgentHold`](crate::call::hold)
+    /// paces them and leaves them out while the phone's own audio flows). Only while the trunk's
+    /// RTP comes to our relay, the agent leg is connected and no other signal (a goodbye) plays.
+    pub(super) fn send_hold_frame(&mut self, now: Instant) {
+        let relayed = !self
+            .direct
+            .as_ref()
+            .is_some_and(DirectMedia::trunk_media_elsewhere);
+        let connected = matches!(self.agent, Some(AgentLeg::Connected { .. }));
+        if let (true, true, None, Some(source)) =
+            (relayed, connected, &self.comfort, self.hold_signal.as_mut())
+        {
+            send_frame(now, source.as_mut(), &mut self.trunk_media);
+        }
+    }
+}
+
+/// Sends the next 20 ms of `source` to `leg`'s peer (nothing if its direction forbids sending).
+fn send_frame(now: Instant, source: &mut (dyn SignalSource + Send), leg: &mut MediaLeg) {
+    let mut pcm = [0i16; FRAME];
+    source.fill(&mut pcm);
+    if let Some(rtp) = leg.rtp.as_mut() {
+        let mut payload = [0u8; FRAME];
+        encode(rtp.media().codec.kind(), &pcm, &mut payload);
+        let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
+        if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet) {
+            let _ = leg.socket.try_send_to(&packet[..len], dest);
         }
     }
 }
