@@ -163,6 +163,19 @@ async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(on_hold["state"], "connected", "hold ended the call");
+    // The caller's hold is not the agent's: no comfort signal, nothing shown.
+    assert_eq!(on_hold["on_hold"], false, "{on_hold:#}");
+    let (rate, heard) = phone.heard();
+    let last_second = heard.len().saturating_sub(rate as usize);
+    let ringback = tone_share(
+        heard.get(last_second..).unwrap_or_default(),
+        f64::from(rate),
+        425.0,
+    );
+    assert!(
+        ringback < 0.1,
+        "the agent heard {ringback:.2} ringback while the caller held the call"
+    );
 
     // Resume: sendrecv again, audio both ways.
     sipp.proceed();

@@ -202,7 +202,9 @@ pub fn send_reinvite(step: &PhoneReinvite, cseq: u32, version: u64, pause_ms: u1
     )
 }
 
-fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite]) -> String {
+/// Answers at once, then after each `pause` sends the next of `steps` (its answer checked), and after
+/// a last `pause` hangs up (BYE).
+pub fn answer_reinvite_hang_up(name: &str, pause: Duration, steps: &[PhoneReinvite]) -> String {
     let pause = pause.as_millis();
     let mut body = String::new();
     let mut checks = Vec::new();
