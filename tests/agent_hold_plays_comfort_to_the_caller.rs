@@ -201,8 +201,10 @@ fn hold_resume(direction: &'static str, answered: &'static str) -> String {
 struct Held {
     ear: CallerEar,
     connected: Instant,
-    /// When the phone's hold and resume re-INVITEs showed in its message log.
+    /// When the phone's hold and resume re-INVITEs, and its ACK to our answer to the hold, showed
+    /// in its message log.
     hold_sent: Instant,
+    hold_acked: Instant,
     resume_sent: Instant,
 }
 
@@ -225,6 +227,7 @@ async fn hold_and_listen(srv: &TestServer, scenario: &str) -> Option<Held> {
     let mut ear = CallerEar::start(ear, our_port, Duration::from_secs(15));
 
     let hold_sent = seen("CSeq: 2 INVITE", || phone.messages()).await;
+    let hold_acked = seen("CSeq: 2 ACK", || phone.messages()).await;
     shows_on_hold(srv, &id, true).await;
     let resume_sent = seen("CSeq: 3 INVITE", || phone.messages()).await;
     shows_on_hold(srv, &id, false).await;
@@ -270,6 +273,7 @@ async fn hold_and_listen(srv: &TestServer, scenario: &str) -> Option<Held> {
         ear,
         connected,
         hold_sent,
+        hold_acked,
         resume_sent,
     })
 }
@@ -376,16 +380,17 @@ async fn agent_phone_playing_its_own_music_on_hold_is_heard_instead_of_our_ringb
     let Some(held) = hold_and_listen(&srv, &scenario).await else {
         return;
     };
-    // The music's middle second: the phone's audio, once (50 packets a second, not ours as well).
+    // The music's middle second (it starts at the ACK): the phone's audio, once (50 packets a
+    // second, not ours as well).
     let music =
-        held.hold_sent + Duration::from_millis(300)..held.hold_sent + Duration::from_millis(1300);
+        held.hold_acked + Duration::from_millis(200)..held.hold_acked + Duration::from_millis(1200);
     let (_, heard) = held.ear.between(music.start, music.end);
     let packets = heard.len() / 160;
     let share = tone_share(&heard, 8000.0, MUSIC_HZ);
     let ringback = tone_share(&heard, 8000.0, 425.0);
     // After the music, until the resume: our ringback is back.
     let (_, after) = held.ear.between(
-        held.hold_sent + Duration::from_millis(2000),
+        held.hold_acked + Duration::from_millis(1900),
         held.resume_sent,
     );
     let back = tone_share(&after, 8000.0, 425.0);
