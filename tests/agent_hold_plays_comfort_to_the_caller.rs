@@ -201,9 +201,8 @@ fn hold_resume(direction: &'static str, answered: &'static str) -> String {
 struct Held {
     ear: CallerEar,
     connected: Instant,
-    /// When the phone's hold and resume re-INVITEs, and its ACK to our answer to the hold, showed
-    /// in its message log.
-    hold_sent: Instant,
+    /// When the phone's ACK to our answer to its hold, and its resume re-INVITE, showed in its
+    /// message log.
     hold_acked: Instant,
     resume_sent: Instant,
 }
@@ -272,7 +271,6 @@ async fn hold_and_listen(srv: &TestServer, scenario: &str) -> Option<Held> {
     Some(Held {
         ear,
         connected,
-        hold_sent,
         hold_acked,
         resume_sent,
     })
