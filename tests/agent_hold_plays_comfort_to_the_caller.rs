@@ -19,10 +19,10 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::agent::{answer, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{answered_caller_with_ear, server_with_agent, tone_share, AgentPhone, Answer};
 use support::pcap::{pcma_call_rtp, to_pcap, DtmfPcapConfig};
 use support::server::TestServer;
-use support::sipp::{Sipp, TrunkCall};
+use support::sipp::Sipp;
 use support::sipp_phone::{
     answer_hold_resume_hang_up, answer_reinvite_hang_up, caller_packet, trunk_rtp_port,
     PhoneReinvite, SippPhone,
@@ -133,18 +133,7 @@ fn longest_tone(samples: &[i16], freq: f64) -> f64 {
 /// waits for the agent's hang-up. Returns the ear's socket, our trunk-side RTP port, sipp and the
 /// call id once connected. `None`: sipp is missing.
 async fn connected_caller(srv: &TestServer) -> Option<(tokio::net::UdpSocket, u16, Sipp, Value)> {
-    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let mut call = TrunkCall::new(CALLER);
-    call.info_digits = srv.new_code().await;
-    call.media_port = Some(ear.local_addr().expect("addr").port());
-    call.await_bye = true;
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await?;
-    let id = waiting["id"].clone();
-    assert_eq!(answer(srv, &id).await.0, 202);
+    let (ear, sipp, id) = answered_caller_with_ear(srv, CALLER).await?;
     let connected = srv
         .wait_for_call(Duration::from_secs(5), |c| {
             c["id"] == id && c["state"] == "connected"

@@ -14,7 +14,10 @@ mod support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
+use support::agent::{
+    answer, answered_caller_with_ear, caller_hangs_up, server_with_agent, tone_share, AgentPhone,
+    Answer,
+};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
@@ -49,26 +52,6 @@ async fn connect(
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     Some((sipp, id))
-}
-
-/// A verified caller (code in SIP INFO) whose RTP goes to a test socket, the returned `ear`,
-/// and who waits for the agent's hang-up (BYE); the agent answers. `None`: sipp is missing.
-async fn answered_caller_with_ear(
-    srv: &TestServer,
-) -> Option<(tokio::net::UdpSocket, Sipp, Value)> {
-    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let mut call = TrunkCall::new(CALLER);
-    call.info_digits = srv.new_code().await;
-    call.media_port = Some(ear.local_addr().expect("addr").port());
-    call.await_bye = true;
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await?;
-    let id = waiting["id"].clone();
-    assert_eq!(answer(srv, &id).await.0, 202);
-    Some((ear, sipp, id))
 }
 
 /// A verified trunk call whose phone echoes RTP and sends `reinvites` on [`Sipp::proceed`].
@@ -300,7 +283,7 @@ async fn agent_phone_holding_gets_recvonly_and_nothing_until_it_resumes() {
     let Some(phone) = SippPhone::register(srv.sip_udp, &scenario, true).await else {
         return;
     };
-    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv).await else {
+    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
         return;
     };
     srv.wait_for_call(Duration::from_secs(3), |c| {
@@ -489,7 +472,7 @@ async fn agent_phone_moving_its_rtp_in_an_ack_gets_our_rtp_there() {
     let Some(phone) = SippPhone::register(srv.sip_udp, &scenario, false).await else {
         return;
     };
-    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv).await else {
+    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
         return;
     };
     let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");

@@ -51,6 +51,27 @@ pub async fn answer(srv: &TestServer, id: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A verified caller `caller` (code in SIP INFO) whose RTP goes to a test socket, the returned `ear`,
+/// and who waits for the agent's hang-up (BYE); the agent answers. `None`: sipp is missing.
+pub async fn answered_caller_with_ear(
+    srv: &TestServer,
+    caller: &str,
+) -> Option<(tokio::net::UdpSocket, super::sipp::Sipp, Value)> {
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut call = super::sipp::TrunkCall::new(caller);
+    call.info_digits = srv.new_code().await;
+    call.media_port = Some(ear.local_addr().expect("addr").port());
+    call.await_bye = true;
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await?;
+    let id = waiting["id"].clone();
+    assert_eq!(answer(srv, &id).await.0, 202);
+    Some((ear, sipp, id))
+}
+
 /// Whether the phone answers by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
