@@ -22,6 +22,7 @@
 //! says whether to send it. Polling order after any input: drain `poll_event()`, then read
 //! `poll_timeout()`.
 
+use super::pacing::FrameClock;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -30,9 +31,6 @@ use std::time::{Duration, Instant};
 /// packet or two of a phone's music on hold, short enough that the comfort signal is back within
 /// a tenth of a second once the phone goes quiet.
 pub const AGENT_AUDIO_GRACE: Duration = Duration::from_millis(100);
-
-/// One frame of comfort signal: 20 ms.
-pub const FRAME_TIME: Duration = Duration::from_millis(20);
 
 /// The hold started or ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +44,8 @@ pub enum HoldEvent {
 /// Whether the agent holds the caller, and the pacing of the comfort frames meanwhile.
 #[derive(Debug, Default)]
 pub struct AgentHold {
-    held: bool,
-    next_frame: Option<Instant>,
+    /// The comfort frames' grid while the agent holds the caller; `None` while not held.
+    frames: Option<FrameClock>,
     last_agent_audio: Option<Instant>,
     events: VecDeque<HoldEvent>,
 }
@@ -59,17 +57,16 @@ impl AgentHold {
 
     /// Whether the agent's phone holds the caller now.
     pub fn is_held(&self) -> bool {
-        self.held
+        self.frames.is_some()
     }
 
     /// The agent's phone's media was (re)negotiated through the relay: its offer in a re-INVITE or
     /// UPDATE, or its answer (in an ACK, or to our re-INVITE). `on_hold` is what that SDP said
     /// ([`sip::sdp::MediaSession::on_hold`]).
     pub fn handle_media(&mut self, now: Instant, on_hold: bool) {
-        match (self.held, on_hold) {
+        match (self.is_held(), on_hold) {
             (false, true) => {
-                self.held = true;
-                self.next_frame = Some(now);
+                self.frames = Some(FrameClock::starting(now));
                 self.events.push_back(HoldEvent::Started);
             }
             (true, false) => self.end(),
@@ -79,7 +76,7 @@ impl AgentHold {
 
     /// The agent leg is gone (BYE, or media no longer relayed): no more hold.
     pub fn handle_agent_gone(&mut self) {
-        if self.held {
+        if self.is_held() {
             self.end();
         }
     }
@@ -95,31 +92,21 @@ impl AgentHold {
 
     /// When the next comfort frame is due; `None` when not on hold.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_frame.filter(|_| self.held)
+        self.frames.map(|f| f.due())
     }
 
     /// Time passed: whether a comfort frame goes to the caller now. A due frame is skipped (not
     /// sent late) while the phone's own audio reaches the caller.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
-        let Some(due) = self.poll_timeout() else {
-            return false;
-        };
-        if now < due {
+        if !self.frames.as_mut().is_some_and(|f| f.tick(now)) {
             return false;
         }
-        let mut next = due + FRAME_TIME;
-        if next + 5 * FRAME_TIME < now {
-            // Far behind (a stalled runtime): don't burst to catch up.
-            next = now + FRAME_TIME;
-        }
-        self.next_frame = Some(next);
         self.last_agent_audio
             .is_none_or(|t| now.saturating_duration_since(t) >= AGENT_AUDIO_GRACE)
     }
 
     fn end(&mut self) {
-        self.held = false;
-        self.next_frame = None;
+        self.frames = None;
         self.events.push_back(HoldEvent::Ended);
     }
 }
@@ -127,6 +114,7 @@ impl AgentHold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::pacing::FRAME_TIME;
     use sip::sdp::{describe, LocalMedia, LocalSdp, MediaPreferences};
     use std::net::{IpAddr, Ipv4Addr};
 

@@ -5,6 +5,7 @@
 //! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
 //! - [`direct_sync`]: keeping it end to end when either leg re-INVITEs (hold, resume, a new port).
 //! - [`hold`]: the comfort signal for a caller the agent put on hold (relayed calls).
+//! - [`pacing`]: when the next 20 ms frame of a signal we play is due.
 
 pub mod collect;
 pub mod direct;
@@ -12,6 +13,7 @@ pub mod direct_sync;
 pub mod hold;
 pub mod machine;
 pub mod manager;
+pub mod pacing;
 pub mod registry;
 pub mod task;
 

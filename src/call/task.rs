@@ -38,6 +38,7 @@ use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
 use super::hold::{AgentHold, HoldEvent};
 use super::machine::{Action, CallMachine, Classification};
 use super::manager::{CallFlowConfig, Comfort, Routes};
+use super::pacing::FrameClock;
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
 use super::{CallId, CallState, UnverifiedReason};
 use crate::links::{LinkService, Unverified};
@@ -128,7 +129,7 @@ struct Call {
     trunk_media: MediaLeg,
     detector: Option<(DtmfDetector, Option<Instant>)>,
     comfort: Option<Box<dyn SignalSource + Send>>,
-    next_frame: Instant,
+    comfort_clock: FrameClock,
     /// Whether the agent's phone holds the caller (relayed media only) and the comfort frames'
     /// pacing meanwhile (`hold.rs`).
     hold: AgentHold,
@@ -286,7 +287,7 @@ impl Call {
         consider(self.trunk.poll_timeout());
         consider(self.trunk_media.rtp.as_ref().and_then(|r| r.poll_timeout()));
         if self.comfort.is_some() {
-            consider(Some(self.next_frame));
+            consider(Some(self.comfort_clock.due()));
         }
         consider(self.hold.poll_timeout());
         consider(self.goodbye_at);
@@ -315,7 +316,7 @@ impl Call {
                 while rtp.poll_event().is_some() {}
             }
         }
-        if self.comfort.is_some() && now >= self.next_frame {
+        if self.comfort.is_some() && self.comfort_clock.tick(now) {
             self.send_comfort_frame(now);
         }
         if self.hold.handle_timeout(now) {
@@ -510,7 +511,7 @@ impl Call {
             Action::StopDigitDetection => self.detector = None,
             Action::StartComfort => {
                 self.comfort = Some(comfort_signal(&self.ctx.flow.comfort));
-                self.next_frame = now;
+                self.comfort_clock = FrameClock::starting(now);
             }
             Action::StopComfort => self.comfort = None,
             Action::RingAgent(agent) => self.ring_agent(now, agent).await,
@@ -527,7 +528,7 @@ impl Call {
             }
             Action::Goodbye => {
                 self.comfort = Some(Box::new(ToneGenerator::dutch_busy()));
-                self.next_frame = now;
+                self.comfort_clock = FrameClock::starting(now);
                 self.goodbye_at = Some(now + GOODBYE_TIME);
             }
             Action::HangupCaller => self.bye_caller_pending = true,

@@ -11,6 +11,7 @@ use super::media::{bind_media, media_ip, rtp_config};
 use super::{uri_number, Call, CallTaskContext, MediaLeg};
 use crate::call::hold::AgentHold;
 use crate::call::machine::CallMachine;
+use crate::call::pacing::FrameClock;
 use crate::call::CallId;
 use crate::pii::Pii;
 use crate::sip_driver::tu;
@@ -140,7 +141,7 @@ pub(super) async fn answer(
         // Silence while the code comes in: trunks hang up answered calls that send no RTP, and
         // the caller's NAT binding stays open.
         comfort: Some(Box::new(Silence)),
-        next_frame: now,
+        comfort_clock: FrameClock::starting(now),
         hold: AgentHold::new(),
         hold_signal: None,
         goodbye_at: None,

@@ -28,7 +28,6 @@ use tokio::net::UdpSocket;
 
 /// 20 ms of 8 kHz audio.
 const FRAME: usize = 160;
-const FRAME_TIME: Duration = Duration::from_millis(20);
 /// Attempts at binding an RTP port before refusing the call.
 const BIND_ATTEMPTS: usize = 8;
 
@@ -154,11 +153,6 @@ impl Call {
             return;
         };
         send_frame(now, source.as_mut(), &mut self.trunk_media);
-        self.next_frame += FRAME_TIME;
-        if self.next_frame + 5 * FRAME_TIME < now {
-            // We fell far behind (a stalled runtime); don't burst to catch up.
-            self.next_frame = now + FRAME_TIME;
-        }
     }
 }
 
