@@ -278,8 +278,9 @@ fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut Medi
     let Some(rtp) = to.rtp.as_mut() else {
         return false;
     };
-    match rtp.send_event(now, event, new_event) {
-        Some(t) => to.socket.try_send_to(&t.bytes, t.to).is_ok(),
+    let mut packet = [0u8; RTP_HEADER_LEN + 4];
+    match rtp.send_event_segment_into(now, event, new_event, 0, &mut packet) {
+        Some((dest, len)) => to.socket.try_send_to(&packet[..len], dest).is_ok(),
         None => false,
     }
 }

@@ -419,6 +419,24 @@ impl RtpSession {
         new_event: bool,
         timestamp_offset: u32,
     ) -> Option<Transmit> {
+        let mut bytes = vec![0u8; RTP_HEADER_LEN + 4];
+        let (to, len) =
+            self.send_event_segment_into(now, event, new_event, timestamp_offset, &mut bytes)?;
+        bytes.truncate(len);
+        Some(Transmit { to, bytes })
+    }
+
+    /// [`RtpSession::send_event_segment`] into a caller's buffer (at least [`RTP_HEADER_LEN`] + 4
+    /// bytes), for the per-packet relay path: no allocation. Returns the destination and the packet
+    /// length; `None` also when `out` is too small (nothing is consumed then).
+    pub fn send_event_segment_into(
+        &mut self,
+        now: Instant,
+        event: EventPayload,
+        new_event: bool,
+        timestamp_offset: u32,
+        out: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
         let pt = self.media.telephone_event_pt?;
         let to = self.sendable()?;
         let start = match (self.event_timestamp, new_event) {
@@ -426,9 +444,9 @@ impl RtpSession {
             _ => self.media_timestamp(now),
         };
         let timestamp = start.wrapping_add(timestamp_offset);
-        let bytes = self.build(pt, timestamp, new_event, &event.to_bytes())?;
+        let len = self.build_into(pt, timestamp, new_event, &event.to_bytes(), out)?;
         self.event_timestamp = Some(start);
-        Some(Transmit { to, bytes })
+        Some((to, len))
     }
 
     /// Runs timers due at `now`: the media timeout and the digit end timeout.
@@ -527,13 +545,6 @@ impl RtpSession {
                 .timestamp
                 .wrapping_add(self.duration_to_samples(now.saturating_duration_since(last.at))),
         }
-    }
-
-    fn build(&mut self, pt: u8, timestamp: u32, marker: bool, payload: &[u8]) -> Option<Vec<u8>> {
-        let mut bytes = vec![0u8; RTP_HEADER_LEN + payload.len()];
-        let len = self.build_into(pt, timestamp, marker, payload, &mut bytes)?;
-        bytes.truncate(len);
-        Some(bytes)
     }
 
     fn build_into(

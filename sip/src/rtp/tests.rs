@@ -542,3 +542,31 @@ fn send_audio_into_a_buffer_writes_the_same_packets_and_a_short_buffer_consumes_
         assert_eq!((to, &buf[..len]), (expected.to, &expected.bytes[..]));
     }
 }
+
+#[test]
+fn send_event_into_a_buffer_writes_the_same_packets_and_a_short_buffer_consumes_nothing() {
+    let t0 = Instant::now();
+    let mut allocating = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let mut into = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let plan = packets_for_digit(
+        Digit::from_char('4').expect("digit"),
+        Duration::from_millis(100),
+        &SenderConfig::default(),
+    );
+    let mut small = [0u8; RTP_HEADER_LEN + 3];
+    assert_eq!(
+        into.send_event_segment_into(t0, plan[0].payload, true, 0, &mut small),
+        None
+    );
+    let mut buf = [0u8; RTP_HEADER_LEN + 4];
+    for p in &plan {
+        let now = t0 + Duration::from_millis(40) + p.at;
+        let expected = allocating
+            .send_event(now, p.payload, p.marker)
+            .expect("te negotiated");
+        let (to, len) = into
+            .send_event_segment_into(now, p.payload, p.marker, 0, &mut buf)
+            .expect("te negotiated");
+        assert_eq!((to, &buf[..len]), (expected.to, &expected.bytes[..]));
+    }
+}
