@@ -13,6 +13,7 @@
 //! | [`endpoint`] | the transport and transaction layers in one object: matching, retransmission absorption, CANCEL, `received`/`rport` | 3261 §17, §18, §9; 3581 |
 //! | [`transaction`] | the four transaction state machines and their timers (A–M) as data | 3261 §17; 6026 |
 //! | [`dialog`] | dialog state, in-dialog requests, 2xx retransmission until ACK, glare, session timers, REFER | 3261 §12–§15; 4028; 3515 |
+//! | [`routing`] | where a request goes next: first Route or target URI, transport and port, RFC 3263 lookup plans and record ordering | 3261 §8.1.2, §18.1.1; 3263; 2782 |
 //! | [`registrar`], [`auth`], [`ratelimit`] | REGISTER bindings, digest authentication, failed-login limiting | 3261 §10.3, §22.4; 7616; 8760 |
 //! | [`sdp`] | offer/answer for one audio stream (PCMA/PCMU + telephone-event), hold | 4566; 3264 |
 //! | [`rtp`] | one call leg's RTP session: symmetric RTP latching, sequence tracking, media timeout, sending | 3550; 4961 |
@@ -131,6 +132,7 @@ pub mod ports;
 pub mod ratelimit;
 pub mod registrar;
 pub mod rfc4733;
+pub mod routing;
 pub mod rtp;
 pub mod sdp;
 pub mod testnet;

@@ -36,6 +36,8 @@ struct Phone {
     /// Human-readable log: (time, what).
     log: Vec<(Instant, String)>,
     notifies: Vec<(SipFragStatus, bool)>,
+    /// The transport the call runs over (the UAC's dialog peer).
+    transport: Transport,
 }
 
 impl Phone {
@@ -50,6 +52,7 @@ impl Phone {
             random: 0,
             log: Vec::new(),
             notifies: Vec::new(),
+            transport: Transport::Udp,
         }
     }
 
@@ -188,7 +191,7 @@ impl Phone {
             } else {
                 let invite = self.invite.clone().unwrap();
                 let peer = Target {
-                    transport: Transport::Udp,
+                    transport: self.transport,
                     addr: "127.0.0.1:5062".parse().unwrap(),
                 };
                 let d = Dialog::uac(now, &invite, &resp, peer, TimerConfig::default()).unwrap();
@@ -268,8 +271,13 @@ impl Agent for Phone {
 }
 
 fn call(seed: u64, link: LinkConfig) -> (Pair, Phone, Phone) {
-    let mut pair = Pair::new(Instant::now(), seed, link, Transport::Udp);
+    call_over(seed, link, Transport::Udp)
+}
+
+fn call_over(seed: u64, link: LinkConfig, transport: Transport) -> (Pair, Phone, Phone) {
+    let mut pair = Pair::new(Instant::now(), seed, link, transport);
     let mut alice = Phone::new("alice");
+    alice.transport = transport;
     let bob = Phone::new("bob");
     alice.start_call(&mut pair);
     (pair, alice, bob)
@@ -312,6 +320,38 @@ fn call_with_lost_200_ok_is_confirmed_and_bye_ends_it() {
     assert_eq!(
         bob.dialog.as_ref().unwrap().state(),
         DialogState::Terminated
+    );
+}
+
+/// RFC 3261 §13.3.1.4: the UAS resends its 2xx "even if the transport at the UAS is reliable". Our
+/// hop is TCP, but behind a proxy a later hop may be UDP and lose the 200 OK; only our
+/// retransmission (relayed by the proxy) gets the caller its 200 and us its ACK.
+#[test]
+fn over_tcp_a_200_ok_lost_beyond_a_proxy_is_resent_until_acked() {
+    let (mut pair, mut alice, mut bob) = call_over(11, LinkConfig::perfect(), Transport::Tcp);
+    let mut lost = false;
+    pair.net.drop_if(move |p| {
+        let first = p.first_line().starts_with("SIP/2.0 200") && !lost;
+        lost |= first;
+        first
+    });
+    pair.run(secs(2), &mut alice, &mut bob);
+    assert_eq!(bob.logged("Retransmit2xx").len(), 1, "{:?}", bob.log);
+    assert_eq!(bob.logged("got ACK").len(), 1);
+    assert_eq!(bob.dialog.as_ref().unwrap().state(), DialogState::Confirmed);
+    assert_eq!(
+        alice.dialog.as_ref().unwrap().state(),
+        DialogState::Confirmed
+    );
+    pair.run(secs(40), &mut alice, &mut bob);
+    assert!(
+        bob.logged("AckTimeout").is_empty(),
+        "the ACK stopped the wait"
+    );
+    assert_eq!(
+        bob.logged("Retransmit2xx").len(),
+        1,
+        "nothing resent after the ACK"
     );
 }
 

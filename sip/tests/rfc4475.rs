@@ -335,6 +335,26 @@ fn responses_with_odd_reasons() {
 #[test]
 fn rfc2543_request_is_accepted_with_fallback_matching() {
     let r = req("inv2543.dat");
+    // Answered as a UAS would, the 200 OK copies its (strict-routing, maddr) Record-Route
+    // (RFC 3261 §12.1.1), and that route is where our in-dialog requests go.
+    let ok = sip::message::Response::for_request(&r, sip::message::StatusCode::OK, None)
+        .with_to_tag("t1");
+    let rr: Vec<String> = ok
+        .headers
+        .values(&sip::message::HeaderName::RecordRoute)
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(rr, ["<sip:UserB@example.com;maddr=ss1.example.com>"]);
+    let route: Vec<sip::message::NameAddr> = r
+        .headers
+        .routes(&sip::message::HeaderName::RecordRoute)
+        .map(Result::unwrap)
+        .collect();
+    let hop = sip::routing::NextHop::for_route(&route, &r.uri).unwrap();
+    assert_eq!(
+        hop.host,
+        sip::routing::HopHost::Name("ss1.example.com".into())
+    );
     assert_eq!(r.headers.content_length(), Ok(None));
     assert_eq!(r.headers.from().unwrap().tag(), None);
     assert!(r.body.starts_with(b"v=0"));

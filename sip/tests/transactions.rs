@@ -57,11 +57,7 @@ impl Agent for AnsweringUas {
                     let ok = answer(&request, 200, "uas-tag", source.local);
                     ep.respond(now, id, ok.clone()).unwrap();
                     self.response = Some(ok);
-                    self.wait = Some(AckWait::new(
-                        now,
-                        TimerConfig::default(),
-                        source.transport.is_reliable(),
-                    ));
+                    self.wait = Some(AckWait::new(now, TimerConfig::default()));
                 }
                 self.invite = Some((id, request));
             }

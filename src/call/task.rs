@@ -404,7 +404,8 @@ impl Call {
         }
         self.caller_gone = true;
         if let Ok(bye) = self.trunk.bye() {
-            let _ = self.ctx.sip.send_request(bye, self.trunk.peer()).await;
+            let target = self.ctx.sip.route(&self.trunk).await;
+            let _ = self.ctx.sip.send_request(bye, target).await;
         }
     }
 

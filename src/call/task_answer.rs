@@ -23,6 +23,7 @@ use sip::endpoint::{ServerTxId, Source, Target};
 use sip::message::{HeaderName, NameAddr, Request, Uri};
 use sip::rtp::RtpSession;
 use sip::sdp::{Direction, LocalMedia, LocalSdp};
+use sip::transaction::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -77,7 +78,7 @@ pub(super) async fn answer(
             }
         }
     };
-    let contact = match contact_for(source.local) {
+    let contact = match contact_for(source) {
         Some(c) => c,
         None => {
             let _ = ctx.sip.respond(tx, reject(500)).await;
@@ -161,11 +162,19 @@ pub(super) async fn answer(
     })
 }
 
-fn contact_for(local: SocketAddr) -> Option<NameAddr> {
+/// Our Contact for the trunk dialog: the address the INVITE reached, with `;transport=tcp|tls`
+/// when the dialog runs over it (RFC 3261 §8.1.1.8, §19.1.4): without it the trunk or its SBC would
+/// send its BYE to us over UDP.
+fn contact_for(source: Source) -> Option<NameAddr> {
+    let local: SocketAddr = source.local;
     let host = sip::endpoint::host_text(local.ip());
-    Uri::sip(Some("veilig-bellen"), &host, Some(local.port()))
-        .ok()
-        .map(NameAddr::new)
+    let uri = Uri::sip(Some("veilig-bellen"), &host, Some(local.port())).ok()?;
+    let uri = match source.transport {
+        Transport::Udp => uri,
+        Transport::Tcp => uri.with_param("transport", Some("tcp")).ok()?,
+        Transport::Tls => uri.with_param("transport", Some("tls")).ok()?,
+    };
+    Some(NameAddr::new(uri))
 }
 
 /// The calling number: P-Asserted-Identity when the trunk sends it, else the From URI's user part.

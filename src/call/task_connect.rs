@@ -43,6 +43,19 @@ pub(super) struct Pending {
 }
 
 impl Call {
+    /// Where `leg`'s next in-dialog request goes: the trunk's route set or remote target (RFC
+    /// 3261 §12.2.1.1, through an SBC when it record-routes); the agent's phone on the flow it
+    /// registered from.
+    pub(super) async fn leg_target(&mut self, leg: Leg) -> Option<sip::endpoint::Target> {
+        match leg {
+            Leg::Trunk => Some(self.ctx.sip.route(&self.trunk).await),
+            Leg::Agent => match &self.agent {
+                Some(super::AgentLeg::Connected { dialog, .. }) => Some(dialog.peer()),
+                _ => None,
+            },
+        }
+    }
+
     fn leg_mut(&mut self, leg: Leg) -> Option<(&mut Dialog, &mut MediaLeg)> {
         match leg {
             Leg::Trunk => Some((&mut self.trunk, &mut self.trunk_media)),
@@ -140,7 +153,9 @@ impl Call {
                 return;
             }
         };
-        let peer = dialog.peer();
+        let Some(peer) = self.leg_target(leg).await else {
+            return;
+        };
         self.send_pending(leg, purpose, offer, request, peer).await;
     }
 
@@ -190,7 +205,7 @@ impl Call {
     pub(super) async fn send_refer(&mut self, now: Instant, refer_to: &str) {
         match self.trunk.refer(refer_to) {
             Ok(refer) => {
-                let peer = self.trunk.peer();
+                let peer = self.ctx.sip.route(&self.trunk).await;
                 self.send_pending(Leg::Trunk, Purpose::Refer, Offer::Relay, refer, peer)
                     .await;
             }
@@ -257,10 +272,10 @@ impl Call {
         }
         let mut answer = None;
         let mut relayed_hold = None;
+        let mut ack = None;
         if response.status.is_success() {
             let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
-            let ack = dialog.ack(cseq);
-            let peer = dialog.peer();
+            ack = Some(dialog.ack(cseq));
             answer = media.sdp.handle_answer(&response.body).ok();
             if let (Offer::Relay, Some(m), Some(rtp)) = (offer, &answer, media.rtp.as_mut()) {
                 // The peer sends to our relay socket (again): follow its answer.
@@ -270,7 +285,11 @@ impl Call {
                     relayed_hold = Some(m.on_hold);
                 }
             }
-            let _ = self.ctx.sip.send_ack(ack, peer).await;
+        }
+        if let Some(ack) = ack {
+            if let Some(peer) = self.leg_target(leg).await {
+                let _ = self.ctx.sip.send_ack(ack, peer).await;
+            }
         }
         if let Some(on_hold) = relayed_hold {
             self.hold.handle_media(now, on_hold);
@@ -333,7 +352,8 @@ impl Call {
         }
         let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let ack = self.trunk.ack(cseq);
-        let _ = self.ctx.sip.send_ack(ack, self.trunk.peer()).await;
+        let target = self.ctx.sip.route(&self.trunk).await;
+        let _ = self.ctx.sip.send_ack(ack, target).await;
         true
     }
 }

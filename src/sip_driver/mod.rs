@@ -29,6 +29,7 @@
 //! A source that failed digest authentication too often ([`sip::ratelimit`]) has its REGISTERs
 //! dropped before parsing; OPTIONS and calls from that address are still answered.
 
+pub mod resolve;
 pub mod tls;
 pub mod transport;
 pub mod tu;
@@ -41,6 +42,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip::auth::{Algorithm, DigestConfig};
+use sip::dialog::Dialog;
 use sip::endpoint::{
     ClientTxId, Endpoint, EndpointConfig, EndpointError, Event, Local, ServerTxId, Target, Transmit,
 };
@@ -201,9 +203,36 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct SipHandle {
     tx: mpsc::Sender<Command>,
+    resolver: Arc<resolve::Resolver>,
 }
 
 impl SipHandle {
+    /// Where the next in-dialog request of a **trunk** dialog goes (RFC 3261 §12.2.1.1, §8.1.2):
+    /// its first route, else its remote target — an IP address as is, a host name resolved per RFC
+    /// 3263. When the hop cannot be used or resolved, the flow the dialog came in on, with a
+    /// warning: a BYE that may arrive beats one that surely will not. Agent phones' dialogs do not
+    /// come here; they stay on [`Dialog::peer`], the flow the phone registered from.
+    pub async fn route(&self, dialog: &Dialog) -> Target {
+        let flow = dialog.peer();
+        let hop = match dialog.next_hop() {
+            Ok(hop) => hop,
+            Err(e) => {
+                tracing::warn!(?flow, "unusable next hop ({e}); sending to the dialog's source");
+                return flow;
+            }
+        };
+        if let Some(target) = hop.literal_target(Some(flow)) {
+            return target;
+        }
+        match self.resolver.resolve(&hop, flow.addr.ip()).await {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(?flow, "cannot resolve the next hop ({e}); sending to the dialog's source");
+                flow
+            }
+        }
+    }
+
     /// Answers server transaction `id` (provisional or final).
     pub async fn respond(&self, id: ServerTxId, response: Response) -> Result<(), DriverError> {
         self.call(|r| Command::Respond(id, Box::new(response), r))
@@ -364,7 +393,10 @@ pub async fn run(
     tracing::info!(?local, "SIP listening");
     Ok(SipServer {
         local,
-        handle: SipHandle { tx: cmd_tx },
+        handle: SipHandle {
+            tx: cmd_tx,
+            resolver: Arc::default(),
+        },
         events: ev_rx,
         task,
     })

@@ -3,6 +3,10 @@
 //! The INVITE server transaction sends a 2xx once and moves to Accepted; from then on the UAS core
 //! resends it: first after T1, doubling up to T2, until the ACK arrives. If no ACK has arrived after
 //! 64·T1 the UAS gives up and the call must end with a BYE.
+//!
+//! This happens on every transport, "even if the transport at the UAS is reliable" (§13.3.1.4):
+//! behind a proxy the hop towards us may be TCP while a later hop is UDP, and a 2xx lost there is
+//! only ever recovered by our retransmission (the proxy relays 2xx retransmissions statelessly).
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +24,7 @@ pub enum AckWaitEvent {
 /// Waits for the ACK of one 2xx.
 ///
 /// Polling order: call [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout);
-/// it returns what to do. On a reliable transport the 2xx is never resent (`reliable = true`), the
-/// 64·T1 give-up still applies.
+/// it returns what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckWait {
     next_resend: Option<Instant>,
@@ -33,9 +36,9 @@ pub struct AckWait {
 
 impl AckWait {
     /// Starts waiting at `now`, the moment the 2xx was first sent.
-    pub fn new(now: Instant, config: TimerConfig, reliable: bool) -> Self {
+    pub fn new(now: Instant, config: TimerConfig) -> Self {
         AckWait {
-            next_resend: (!reliable).then(|| now + config.t1),
+            next_resend: Some(now + config.t1),
             interval: config.t1,
             give_up: now + config.t1x64(),
             t2: config.t2,
@@ -102,7 +105,7 @@ mod tests {
     #[test]
     fn resends_with_t1_doubling_to_t2_and_gives_up_at_64_t1() {
         let t0 = Instant::now();
-        let mut w = AckWait::new(t0, TimerConfig::default(), false);
+        let mut w = AckWait::new(t0, TimerConfig::default());
         let got = run(&mut w, t0);
         let mut expected: Vec<(u64, AckWaitEvent)> = [
             500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
@@ -118,7 +121,7 @@ mod tests {
     #[test]
     fn ack_stops_everything() {
         let t0 = Instant::now();
-        let mut w = AckWait::new(t0, TimerConfig::default(), false);
+        let mut w = AckWait::new(t0, TimerConfig::default());
         assert_eq!(
             w.handle_timeout(t0 + Duration::from_millis(500)),
             Some(AckWaitEvent::Retransmit)
@@ -126,12 +129,5 @@ mod tests {
         w.handle_ack();
         assert_eq!(w.poll_timeout(), None);
         assert_eq!(w.handle_timeout(t0 + Duration::from_secs(40)), None);
-    }
-
-    #[test]
-    fn reliable_transport_only_gives_up() {
-        let t0 = Instant::now();
-        let mut w = AckWait::new(t0, TimerConfig::default(), true);
-        assert_eq!(run(&mut w, t0), vec![(32000, AckWaitEvent::GaveUp)]);
     }
 }

@@ -15,9 +15,11 @@
 //!
 //! Polling order: after each `handle_*` call drain `poll_event()`, then read `poll_timeout()`.
 //!
-//! Requests reach [`Dialog::peer`], the transport address the dialog was set up with — never a host
-//! named in Contact or Record-Route (we do not resolve). The route set is still written into Route
-//! headers so proxies on the path see it.
+//! Where in-dialog requests go is [`Dialog::next_hop`]: the first entry of the route set, else the
+//! remote target (§12.2.1.1, §8.1.2), read by [`crate::routing::NextHop`]. [`Dialog::peer`] is the
+//! transport address the dialog was set up with (the flow): the owner sends there when it does not
+//! route (an agent's phone stays on the flow it registered from), and [`NextHop::literal_target`]
+//! reuses it only for a hop at that very address.
 //!
 //! A complete user agent built from [`crate::endpoint::Endpoint`] and [`Dialog`] — answering an
 //! INVITE, ACKing 2xx, retransmitting 2xx, glare retry, session refresh, REFER/NOTIFY — is the
@@ -46,6 +48,7 @@ use crate::endpoint::Target;
 use crate::message::{
     CSeq, DialogId, HeaderError, HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri,
 };
+use crate::routing::{NextHop, RouteError};
 use crate::transaction::TimerConfig;
 use ack_wait::{AckWait, AckWaitEvent};
 use refer::{SipFragStatus, SubscriptionState, SIPFRAG_CONTENT_TYPE};
@@ -233,9 +236,17 @@ impl Dialog {
         self.state
     }
 
-    /// Where in-dialog requests are sent.
+    /// The transport address the dialog was set up with: where its first request came from (UAS)
+    /// or went to (UAC).
     pub fn peer(&self) -> Target {
         self.peer
+    }
+
+    /// Where the next in-dialog request goes (§12.2.1.1, §8.1.2): the first route of the route set,
+    /// else the remote target. Resolve it with [`NextHop::literal_target`] (passing
+    /// [`peer`](Self::peer) as the flow) or, for a host name, by RFC 3263.
+    pub fn next_hop(&self) -> Result<NextHop, RouteError> {
+        NextHop::for_route(&self.route_set, &self.remote_target)
     }
 
     pub fn remote_target(&self) -> &Uri {
@@ -362,8 +373,7 @@ impl Dialog {
                     if self.state == DialogState::Early {
                         self.state = DialogState::Confirmed;
                     }
-                    let reliable = self.peer.transport.is_reliable();
-                    let wait = AckWait::new(now, self.timers, reliable);
+                    let wait = AckWait::new(now, self.timers);
                     self.ack_wait = Some((cseq.seq, wait, response.clone()));
                     self.start_session_from_2xx(now, response, false);
                 } else if self.state == DialogState::Early {
@@ -723,10 +733,7 @@ mod tests {
         let mut r = Response::for_request(invite, StatusCode::OK, None).with_to_tag("b1");
         r.headers
             .push(HeaderName::Contact, "<sip:bob@127.0.0.1:5062>");
-        r.headers.push(
-            HeaderName::RecordRoute,
-            "<sip:p1.example;lr>, <sip:p2.example;lr>",
-        );
+        // Record-Route comes from the INVITE (§12.1.1, copied by `for_request`).
         for line in extra.split("\r\n").filter(|l| !l.is_empty()) {
             let (n, v) = line.split_once(':').unwrap();
             r.headers.push(HeaderName::parse(n), v.trim().to_owned());
@@ -802,6 +809,27 @@ mod tests {
         assert_eq!(err.status.as_u16(), 500);
     }
 
+    /// §12.2.1.1: in-dialog requests go to the first route (the proxy), not to where the INVITE
+    /// came from nor straight to the remote target; without a route set, to the remote target.
+    #[test]
+    fn next_hop_is_the_first_route_else_the_remote_target() {
+        use crate::routing::HopHost;
+        let (d, _, _) = uas_dialog();
+        let hop = d.next_hop().unwrap();
+        assert_eq!(hop.host, HopHost::Name("p1.example".into()));
+        let invite = Request::parse(INVITE.replace(
+            "Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n",
+            "",
+        ))
+        .unwrap();
+        let ok = Response::for_request(&invite, StatusCode::OK, None).with_to_tag("b1");
+        let contact = NameAddr::parse("<sip:bob@127.0.0.1:5062>").unwrap();
+        let d = Dialog::uas(&invite, &ok, contact, peer(), TimerConfig::default()).unwrap();
+        let hop = d.next_hop().unwrap();
+        assert_eq!(hop.host, HopHost::Ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(hop.port, Some(5061));
+    }
+
     #[test]
     fn strict_router_becomes_the_request_uri() {
         let invite = Request::parse(INVITE.replace(
@@ -812,8 +840,6 @@ mod tests {
         let mut ok = Response::for_request(&invite, StatusCode::OK, None).with_to_tag("b1");
         ok.headers
             .push(HeaderName::Contact, "<sip:bob@127.0.0.1:5062>");
-        ok.headers
-            .push(HeaderName::RecordRoute, "<sip:strict.example>");
         let mut d =
             Dialog::uac(Instant::now(), &invite, &ok, peer(), TimerConfig::default()).unwrap();
         let bye = d.bye().unwrap();

@@ -225,12 +225,23 @@ impl Response {
     /// A response to `req` per RFC 3261 §8.2.6: copies every Via (in order), From, To, Call-ID
     /// and CSeq values verbatim. `reason` `None` uses the standard phrase. Add a To tag with
     /// [`Response::with_to_tag`].
+    ///
+    /// A 101–299 response, one that sets up or belongs to a dialog, also copies the request's
+    /// Record-Route values in order (§12.1.1: the UAS "MUST copy all Record-Route header field
+    /// values from the request into the response"): without them the caller's route set is empty
+    /// and its ACK and BYE bypass a record-routing proxy. REGISTER, CANCEL and ACK never create or
+    /// belong to a dialog, and 100 Trying is hop by hop: they copy none.
     pub fn for_request(req: &Request, status: StatusCode, reason: Option<&str>) -> Response {
         let mut resp = Response::new(status);
         if let Some(r) = reason {
             resp.reason = Text::from(r.replace(['\r', '\n'], " "));
         }
         copy_dialog_headers(&req.headers, &mut resp.headers);
+        if copies_record_route(&req.method, status) {
+            for v in req.headers.values(&HeaderName::RecordRoute) {
+                resp.headers.push(HeaderName::RecordRoute, v.clone());
+            }
+        }
         resp
     }
 
@@ -270,6 +281,12 @@ impl Response {
 }
 
 /// Copy Via, From, To, Call-ID, CSeq lines verbatim, in the order they appear.
+/// Whether a `status` response to a `method` request carries the request's Record-Route (§12.1.1).
+fn copies_record_route(method: &Method, status: StatusCode) -> bool {
+    let dialog_status = (101..300).contains(&status.as_u16());
+    dialog_status && !matches!(method, Method::Register | Method::Cancel | Method::Ack)
+}
+
 pub(crate) fn copy_dialog_headers(from: &Headers, to: &mut Headers) {
     for h in from.iter() {
         if matches!(
@@ -326,6 +343,78 @@ mod tests {
         let mut parsed = Response::parse(resp.to_bytes()).unwrap();
         parsed.headers.remove(&HeaderName::ContentLength);
         assert_eq!(parsed, resp);
+    }
+
+    /// `request` with `method` in the request line and CSeq, and two Record-Route lines (three
+    /// values) as a pair of record-routing proxies leave them.
+    fn record_routed(method: &str) -> Request {
+        let text = INVITE
+            .replace("INVITE sip:", &format!("{method} sip:"))
+            .replace("CSeq: 314159 INVITE", &format!("CSeq: 314159 {method}"))
+            .replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nRecord-Route: <sip:p2.example.com;lr>\r\n\
+                 Record-Route: <sip:p1.example.com;lr;transport=tcp>, <sip:p1.example.com;lr>\r\n",
+            );
+        Request::parse(text).unwrap()
+    }
+
+    fn record_route_of(resp: &Response) -> Vec<String> {
+        let bytes = resp.to_bytes();
+        let parsed = Response::parse(bytes).unwrap();
+        parsed
+            .headers
+            .values(&HeaderName::RecordRoute)
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    const PROXIES: [&str; 3] = [
+        "<sip:p2.example.com;lr>",
+        "<sip:p1.example.com;lr;transport=tcp>",
+        "<sip:p1.example.com;lr>",
+    ];
+
+    #[test]
+    fn dialog_responses_to_invite_copy_record_route_in_order() {
+        let req = record_routed("INVITE");
+        for status in [StatusCode::RINGING, StatusCode::OK] {
+            let resp = Response::for_request(&req, status, None).with_to_tag("t");
+            assert_eq!(record_route_of(&resp), PROXIES, "{status:?}");
+        }
+        let trying = Response::for_request(&req, StatusCode::TRYING, None);
+        assert!(record_route_of(&trying).is_empty(), "100 is hop by hop");
+        let busy = Response::for_request(&req, StatusCode::BUSY_HERE, None);
+        assert!(
+            record_route_of(&busy).is_empty(),
+            "a failure sets up no dialog"
+        );
+    }
+
+    #[test]
+    fn dialog_creating_and_in_dialog_requests_copy_record_route() {
+        for method in [
+            "SUBSCRIBE",
+            "REFER",
+            "NOTIFY",
+            "UPDATE",
+            "INFO",
+            "BYE",
+            "OPTIONS",
+        ] {
+            let req = record_routed(method);
+            let resp = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t");
+            assert_eq!(record_route_of(&resp), PROXIES, "{method}");
+        }
+    }
+
+    #[test]
+    fn register_and_cancel_responses_carry_no_record_route() {
+        for method in ["REGISTER", "CANCEL"] {
+            let req = record_routed(method);
+            let resp = Response::for_request(&req, StatusCode::OK, None).with_to_tag("t");
+            assert!(record_route_of(&resp).is_empty(), "{method}");
+        }
     }
 
     #[test]
