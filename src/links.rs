@@ -259,9 +259,11 @@ impl LinkService {
         Ok(public)
     }
 
-    /// Bind the digits a call delivered to that call, once. See the module docs for the waiting.
+    /// Bind the digits a call to `tenant` delivered to that call, once. A code another tenant
+    /// issued is `UnknownCode` here. See the module docs for the waiting.
     pub async fn bind_code(
         &self,
+        tenant: &TenantId,
         code: &Pii<String>,
         call_id: &str,
         now: UnixSeconds,
@@ -278,7 +280,13 @@ impl LinkService {
             let at = now.saturating_add(started.elapsed().as_secs());
             let outcome = inner
                 .store
-                .bind(code.clone(), call_id.to_owned(), at, hold_until)
+                .bind(
+                    code.clone(),
+                    tenant.0.clone(),
+                    call_id.to_owned(),
+                    at,
+                    hold_until,
+                )
                 .await
                 .map_err(|e| {
                     tracing::error!("session store failed while binding a code: {e}");

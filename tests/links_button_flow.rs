@@ -10,6 +10,7 @@ use veilig_bellen::irma::simulator::Simulator;
 use veilig_bellen::links::Unverified;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{unix_now, FrontendToken};
+use veilig_bellen::tenant::TenantId;
 
 #[tokio::test]
 async fn button_disclosure_gives_the_call_verified_attributes() {
@@ -36,7 +37,12 @@ async fn button_disclosure_gives_the_call_verified_attributes() {
 
     let verified = app
         .links
-        .bind_code(&Pii::new(code.clone()), "call-1", unix_now())
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-1",
+            unix_now(),
+        )
         .await
         .expect("verified");
     assert_eq!(verified.tenant.0, "demo");
@@ -60,12 +66,22 @@ async fn button_disclosure_gives_the_call_verified_attributes() {
     // The same code from another call: used. From the same call again: the same answer.
     let again = app
         .links
-        .bind_code(&Pii::new(code.clone()), "call-2", unix_now())
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-2",
+            unix_now(),
+        )
         .await;
     assert_eq!(again.err(), Some(Unverified::UsedCode));
     assert!(app
         .links
-        .bind_code(&Pii::new(code.clone()), "call-1", unix_now())
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-1",
+            unix_now()
+        )
         .await
         .is_ok());
 
@@ -74,7 +90,12 @@ async fn button_disclosure_gives_the_call_verified_attributes() {
     assert_eq!(store.sealed_count(), 0);
     let after = app
         .links
-        .bind_code(&Pii::new(code.clone()), "call-1", unix_now())
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-1",
+            unix_now(),
+        )
         .await;
     assert_eq!(after.err(), Some(Unverified::UsedCode));
     assert_eq!(app.status(token, 0).await["status"], "done");
@@ -121,7 +142,12 @@ async fn invalid_proof_is_not_accepted() {
     assert_eq!(app.status(token, 10).await["status"], "cancelled");
     let bound = app
         .links
-        .bind_code(&Pii::new(code), "call-1", unix_now())
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code),
+            "call-1",
+            unix_now(),
+        )
         .await;
     assert_eq!(bound.err(), Some(Unverified::IrmaError));
     assert_eq!(store.sealed_count(), 0);
@@ -138,7 +164,12 @@ async fn digits_that_are_not_a_code_name_their_problem() {
     ] {
         let bound = app
             .links
-            .bind_code(&Pii::new(digits.to_owned()), "call", unix_now())
+            .bind_code(
+                &TenantId("demo".into()),
+                &Pii::new(digits.to_owned()),
+                "call",
+                unix_now(),
+            )
             .await;
         assert_eq!(bound.err(), Some(reason));
     }

@@ -14,6 +14,7 @@ use veilig_bellen::store::{
     unix_now, BindOutcome, FrontendToken, LinkCode, MemoryStore, SessionRow, SessionState,
     SessionStore,
 };
+use veilig_bellen::tenant::TenantId;
 
 const TTL: u64 = 15 * 60;
 
@@ -38,13 +39,13 @@ async fn a_code_binds_until_its_last_second_and_not_after() {
             .unwrap());
     }
     let bound = store
-        .bind(early, "c1".into(), 1000 + TTL - 1, 99_999)
+        .bind(early, "demo".into(), "c1".into(), 1000 + TTL - 1, 99_999)
         .await
         .unwrap();
     assert!(matches!(bound, BindOutcome::Bound { .. }));
     assert_eq!(
         store
-            .bind(late.clone(), "c2".into(), 1000 + TTL, 99_999)
+            .bind(late.clone(), "demo".into(), "c2".into(), 1000 + TTL, 99_999)
             .await
             .unwrap(),
         BindOutcome::Expired
@@ -56,7 +57,7 @@ async fn a_code_binds_until_its_last_second_and_not_after() {
     );
     assert_eq!(
         store
-            .bind(late, "c3".into(), 1000 + TTL + 5, 99_999)
+            .bind(late, "demo".into(), "c3".into(), 1000 + TTL + 5, 99_999)
             .await
             .unwrap(),
         BindOutcome::Expired
@@ -75,7 +76,12 @@ async fn a_call_after_fifteen_minutes_gets_expired_code() {
 
     let late = app
         .links
-        .bind_code(&Pii::new(code.clone()), "call-1", started_at + TTL + 1)
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-1",
+            started_at + TTL + 1,
+        )
         .await;
     assert_eq!(late.err(), Some(Unverified::ExpiredCode));
     assert_eq!(store.sealed_count(), 0);
@@ -143,7 +149,12 @@ async fn a_call_that_never_ends_loses_its_attributes_after_the_hold_time() {
     );
     let bound_at = unix_now();
     app.links
-        .bind_code(&Pii::new(code.clone()), "call-1", bound_at)
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code.clone()),
+            "call-1",
+            bound_at,
+        )
         .await
         .expect("verified");
 
@@ -163,7 +174,12 @@ async fn a_call_that_never_ends_loses_its_attributes_after_the_hold_time() {
     assert!(store.get(token).await.unwrap().is_none());
     let late = app
         .links
-        .bind_code(&Pii::new(code), "call-2", bound_at + hold + forget + 2)
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code),
+            "call-2",
+            bound_at + hold + forget + 2,
+        )
         .await;
     assert_eq!(late.err(), Some(Unverified::UnknownCode));
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use veilig_bellen::irma::simulator::Simulator;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{unix_now, FrontendToken, SessionStore};
+use veilig_bellen::tenant::TenantId;
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -51,13 +52,23 @@ fn trace_logs_of_a_whole_journey_hold_no_code_values_or_tokens() {
         app.status(session["token"].as_str().unwrap(), 10).await;
         let verified = app
             .links
-            .bind_code(&Pii::new(code.clone()), "call-1", unix_now())
+            .bind_code(
+                &TenantId("demo".into()),
+                &Pii::new(code.clone()),
+                "call-1",
+                unix_now(),
+            )
             .await
             .unwrap();
         tracing::info!(?verified, "the call path may log what it got, redacted");
         let _ = app
             .links
-            .bind_code(&Pii::new(code.clone()), "call-2", unix_now())
+            .bind_code(
+                &TenantId("demo".into()),
+                &Pii::new(code.clone()),
+                "call-2",
+                unix_now(),
+            )
             .await;
         app.links.release_call("call-1", unix_now()).await;
         app.links.purge(unix_now() + 24 * 3600).await.unwrap();

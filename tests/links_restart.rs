@@ -21,6 +21,7 @@ use veilig_bellen::store::{
     unix_now, AttributeKey, BindOutcome, FrontendToken, LinkCode, RedbStore, SessionRow,
     SessionState, SessionStore,
 };
+use veilig_bellen::tenant::TenantId;
 
 const DB_ENV: &str = "VB_RESTART_DB";
 /// The child stops by itself after this many rows (bounded, in case the parent dies first).
@@ -96,6 +97,7 @@ fn reopen_and_check(dir: &Path, acked: &[(String, String, usize)]) {
             let outcome = store
                 .bind(
                     LinkCode::parse(code).unwrap(),
+                    "demo".into(),
                     format!("call-{i}"),
                     now,
                     now + 60,
@@ -219,7 +221,12 @@ fn restarted_service_resumes_pending_sessions() {
             .unwrap();
         assert_eq!(status, veilig_bellen::links::PublicStatus::Done);
         let verified = links
-            .bind_code(&Pii::new(code), "call-1", unix_now())
+            .bind_code(
+                &TenantId("demo".into()),
+                &Pii::new(code),
+                "call-1",
+                unix_now(),
+            )
             .await
             .expect("verified after restart");
         assert_eq!(verified.attributes.len(), 2);

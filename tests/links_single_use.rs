@@ -14,6 +14,7 @@ use veilig_bellen::store::{
     unix_now, BindOutcome, FrontendToken, LinkCode, MemoryStore, RedbStore, SessionRow,
     SessionStore,
 };
+use veilig_bellen::tenant::TenantId;
 
 const CONTENDERS: usize = 32;
 
@@ -41,7 +42,7 @@ async fn race(store: Arc<dyn SessionStore>) {
             tokio::spawn(async move {
                 barrier.wait().await;
                 store
-                    .bind(code, format!("call-{i}"), 1002, 9000)
+                    .bind(code, "demo".into(), format!("call-{i}"), 1002, 9000)
                     .await
                     .unwrap()
             })
@@ -75,6 +76,53 @@ async fn concurrent_binds_in_memory_have_one_winner() {
     race(Arc::new(MemoryStore::new())).await;
 }
 
+/// A code verifies only a call to the municipality that issued it: dialled to another tenant's
+/// number it is `unknown` there (no hint that it exists elsewhere) and stays usable for its own.
+async fn codes_stay_with_their_tenant(store: Arc<dyn SessionStore>) {
+    let code = LinkCode::generate();
+    let token = FrontendToken::generate();
+    let row = SessionRow::pending(
+        token.clone(),
+        "arnhem".into(),
+        "irma-token".into(),
+        code.clone(),
+        1000,
+        1900,
+    );
+    store.insert(row).await.unwrap();
+    assert!(store
+        .set_disclosed(token.clone(), b"sealed".to_vec(), 1001)
+        .await
+        .unwrap());
+    let elsewhere = store
+        .bind(code.clone(), "nijmegen".into(), "call-n".into(), 1002, 9000)
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere, BindOutcome::Unknown), "{elsewhere:?}");
+    let row = store.get(token).await.unwrap().unwrap();
+    assert_eq!(
+        row.call_id, None,
+        "the other tenant's call did not take the code"
+    );
+    let home = store
+        .bind(code, "arnhem".into(), "call-a".into(), 1003, 9000)
+        .await
+        .unwrap();
+    assert!(matches!(home, BindOutcome::Bound { .. }), "{home:?}");
+}
+
+#[tokio::test]
+async fn a_code_dialled_to_another_tenant_is_unknown_there_in_memory() {
+    codes_stay_with_their_tenant(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_code_dialled_to_another_tenant_is_unknown_there_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("sessions.redb")).unwrap();
+    codes_stay_with_their_tenant(Arc::new(store)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_with_one_code_verify_only_one_caller() {
     let (_, app) = start_memory_app().await;
@@ -93,7 +141,12 @@ async fn concurrent_calls_with_one_code_verify_only_one_caller() {
             tokio::spawn(async move {
                 barrier.wait().await;
                 links
-                    .bind_code(&Pii::new(code), &format!("call-{i}"), unix_now())
+                    .bind_code(
+                        &TenantId("demo".into()),
+                        &Pii::new(code),
+                        &format!("call-{i}"),
+                        unix_now(),
+                    )
                     .await
             })
         })

@@ -502,9 +502,12 @@ impl Call {
             Action::LookupCode(code) => {
                 let links = self.ctx.links.clone();
                 let key = self.store_key.clone();
+                let tenant = self.tenant.id.clone();
                 let (tx, rx) = oneshot::channel();
                 tokio::spawn(async move {
-                    let result = links.bind_code(&code, &key, crate::store::unix_now()).await;
+                    let result = links
+                        .bind_code(&tenant, &code, &key, crate::store::unix_now())
+                        .await;
                     let _ = tx.send(result);
                 });
                 self.lookup = Some(rx);

@@ -130,13 +130,14 @@ impl SessionStore for MemoryStore {
     fn bind(
         &self,
         code: LinkCode,
+        tenant: String,
         call_id: String,
         now: UnixSeconds,
         hold_until: UnixSeconds,
     ) -> StoreFuture<'_, BindOutcome> {
-        Box::pin(std::future::ready(
-            self.with(|tx| ops::bind(tx, &code, &call_id, now, hold_until)),
-        ))
+        Box::pin(std::future::ready(self.with(|tx| {
+            ops::bind(tx, &code, &tenant, &call_id, now, hold_until)
+        })))
     }
     fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool> {
         Box::pin(std::future::ready(

@@ -241,9 +241,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Bind `code` to `call_id`, once: `Disclosed` → `Bound`, setting `expires_at = hold_until`.
     /// Binding again with the same `call_id` returns the attributes again (a call may deliver its
     /// code twice, e.g. RFC 4733 and SIP INFO); any other call gets [`BindOutcome::Used`].
+    /// A code issued by another tenant than the called `tenant` is [`BindOutcome::Unknown`] and
+    /// stays untouched, still usable for a call to its own tenant.
     fn bind(
         &self,
         code: LinkCode,
+        tenant: String,
         call_id: String,
         now: UnixSeconds,
         hold_until: UnixSeconds,

@@ -87,6 +87,7 @@ pub fn set_failed(
 pub fn bind(
     tx: &mut dyn Tx,
     code: &LinkCode,
+    tenant: &str,
     call_id: &str,
     now: UnixSeconds,
     hold_until: UnixSeconds,
@@ -97,6 +98,11 @@ pub fn bind(
     let Some(row) = tx.row(&token)? else {
         return Err(StoreError::Corrupt("code points at a missing row".into()));
     };
+    if row.tenant != tenant {
+        // Another municipality's code: unknown here (no oracle that it exists elsewhere), and left
+        // as it is so the citizen's call to the right number still verifies.
+        return Ok(BindOutcome::Unknown);
+    }
     let (verdict, change) = rules::bind(&row, call_id, now, hold_until);
     if let Some(change) = &change {
         write(tx, change)?;

@@ -219,11 +219,12 @@ impl SessionStore for RedbStore {
     fn bind(
         &self,
         code: LinkCode,
+        tenant: String,
         call_id: String,
         now: UnixSeconds,
         hold_until: UnixSeconds,
     ) -> StoreFuture<'_, BindOutcome> {
-        self.write(move |tx| ops::bind(tx, &code, &call_id, now, hold_until))
+        self.write(move |tx| ops::bind(tx, &code, &tenant, &call_id, now, hold_until))
     }
     fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool> {
         self.write(move |tx| ops::consume(tx, &key, now))
