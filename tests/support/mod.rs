@@ -1,12 +1,15 @@
 //! Shared helpers for the integration tests (`mod support;` in a test file): pcap writing, an
-//! in-process server on loopback, SIPp as the trunk, baresip as the agent's phone, Chromium, and the SIP
-//! driver alone for the `sip_*` tests.
+//! in-process server on loopback, SIPp as the trunk, Kamailio as an SBC in front of us (and a lossy
+//! relay before it), baresip as the agent's phone, Chromium, and the SIP driver alone for the `sip_*`
+//! tests.
 #![allow(dead_code)] // each integration test uses a different part of these modules
 
 pub mod agent;
 pub mod browser;
 pub mod direct_media;
+pub mod kamailio;
 pub mod loadgen;
+pub mod lossy_relay;
 pub mod pcap;
 pub mod ports;
 pub mod refer;

@@ -1,10 +1,11 @@
 //! Test support: real SIPp as the municipality's SIP trunk, bounded in time.
 //!
 //! [`TrunkCall`] describes one call (calling number, RTP pcap to play, SIP INFO digits, whether the
-//! INVITE is expected to be refused) and renders it as a SIPp UAC scenario. [`Sipp::start`] runs
-//! `sipp -m 1` against our server on loopback; an answered call then waits in the dialog until the test
-//! says [`Sipp::hang_up`] (an out-of-dialog-looking OPTIONS with the call's Call-ID that the scenario
-//! receives, then sends BYE), so a test can look at the call while it lasts without guessing pauses.
+//! INVITE is expected to be refused, whether a record-routing proxy stands between) and renders it as
+//! a SIPp UAC scenario. [`Sipp::start`] runs `sipp -m 1` against our server (or the proxy) on
+//! loopback; an answered call then waits in the dialog until the test says [`Sipp::hang_up`] (an
+//! out-of-dialog-looking OPTIONS with the call's Call-ID that the scenario receives, then sends BYE),
+//! so a test can look at the call while it lasts without guessing pauses.
 //!
 //! Needs `sipp` (Debian `sip-tester`) and, for `play_pcap_audio`, raw-socket permission (root or
 //! CAP_NET_RAW). Missing: [`find_sipp`] returns `None` and the test is skipped locally, failed under `CI`.
@@ -66,6 +67,16 @@ pub struct TrunkCall {
     pub after_answer_requests: u32,
     /// Longest this sipp may run, instead of [`SIPP_LIMIT`].
     pub limit: Option<Duration>,
+    /// The trunk reaches us through a record-routing proxy (an SBC): it keeps the `Record-Route` of
+    /// our 200 OK as its route set and sends every in-dialog request (ACK, INFO, re-INVITE, BYE) to
+    /// our Contact (`[next_url]`) with that route set as `Route` (`[routes]`), RFC 3261 §12.1.2 and
+    /// §12.2.1.1. Without a `Record-Route` in our 200 OK the route set is empty and no `Route` goes
+    /// out, which a strict proxy refuses.
+    pub via_proxy: bool,
+    /// Longest the scenario waits in the call for the test's go-ahead ([`Sipp::proceed`],
+    /// [`Sipp::hang_up`]) or for our BYE, instead of [`SIPP_LIMIT`]; raise [`TrunkCall::limit`]
+    /// with it.
+    pub wait_limit: Option<Duration>,
 }
 
 /// One re-INVITE from the trunk (RFC 3261 §14, hold per RFC 3264 §8.4).
@@ -119,6 +130,8 @@ impl TrunkCall {
             after_answer: String::new(),
             after_answer_requests: 0,
             limit: None,
+            via_proxy: false,
+            wait_limit: None,
         }
     }
 
@@ -137,8 +150,14 @@ impl TrunkCall {
         let ruri = format!("sip:{}@[remote_ip]:[remote_port]", self.called);
         let to = format!("To: <{ruri}>");
         let common = |method: &str, cseq: u32, uri: &str, to: &str| {
+            // In a dialog through a proxy: to the remote target, by the route set.
+            let (uri, routes) = if self.via_proxy && to.contains(";tag=") {
+                ("[next_url]", "      [routes]\n")
+            } else {
+                (uri, "")
+            };
             format!(
-                "      {method} {uri} SIP/2.0\n      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n      {from}\n      {to}\n      Call-ID: [call_id]\n      CSeq: {cseq} {method}\n      Contact: <sip:trunk@[local_ip]:[local_port]>\n      Max-Forwards: 70\n"
+                "      {method} {uri} SIP/2.0\n      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n{routes}      {from}\n      {to}\n      Call-ID: [call_id]\n      CSeq: {cseq} {method}\n      Contact: <sip:trunk@[local_ip]:[local_port]>\n      Max-Forwards: 70\n"
             )
         };
         let _ = write!(
@@ -195,10 +214,12 @@ impl TrunkCall {
             return s;
         }
         let in_dialog_to = format!("{to};tag=[$peer_tag]");
+        let wait = self.wait_limit.unwrap_or(SIPP_LIMIT);
         let target = "sip:veilig-bellen@[remote_ip]:[remote_port]";
+        let rrs = if self.via_proxy { " rrs=\"true\"" } else { "" };
         let _ = write!(
             s,
-            r#"  <recv response="200" rtd="true">
+            r#"  <recv response="200" rtd="true"{rrs}>
     <action>
       <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true" assign_to="to_tag_match,peer_tag"/>
     </action>
@@ -294,7 +315,7 @@ impl TrunkCall {
 {}{answer}    ]]>
   </send>
 "#,
-                SIPP_LIMIT.as_millis(),
+                wait.as_millis(),
                 common("INVITE", cseq, target, &in_dialog_to),
                 common("ACK", cseq, target, &in_dialog_to)
             );
@@ -310,7 +331,7 @@ impl TrunkCall {
 {OK_LAST}  <Reference variables="to_tag_match"/>
 </scenario>
 "#,
-                SIPP_LIMIT.as_millis()
+                wait.as_millis()
             );
             return s;
         }
@@ -324,7 +345,7 @@ impl TrunkCall {
                     s,
                     r#"  <recv request="OPTIONS" timeout="{}"/>
 {OK_LAST}"#,
-                    SIPP_LIMIT.as_millis()
+                    wait.as_millis()
                 );
             }
         }
@@ -541,6 +562,11 @@ impl Sipp {
     /// SIP messages sipp sent and received.
     pub fn messages(&self) -> String {
         self.process.messages()
+    }
+
+    /// Whether its scenario has ended already (passed or failed).
+    pub fn ended(&mut self) -> bool {
+        self.process.ended()
     }
 
     /// Whether sipp could not send pcap audio (no raw socket permission).
