@@ -44,6 +44,7 @@ fn client(url: &str, auth: IrmaAuth, timeout: Duration, retries: u32) -> IrmaCli
         auth,
         request_timeout: timeout,
         retries,
+        result_jwt: None,
     })
     .unwrap()
 }
@@ -581,4 +582,119 @@ async fn tls_and_connection_failures_are_typed_and_never_show_the_token() {
         .await;
     assert!(matches!(got, Err(IrmaError::Unreachable(_))), "{got:?}");
     assert!(!got.unwrap_err().to_string().contains("SECRETTOKEN123"));
+}
+
+/// irmago's signed result (`/session/{token}/result-jwt`, RS256 with its `jwt_privkey`): with the
+/// server's public key configured, the result is believed only when signature, issuer, subject
+/// and expiry check out; the unsigned `/result` is never asked for. The mock signs with the test
+/// requestor key pair from fixtures/irma/ standing in for the IRMA server's own.
+#[tokio::test]
+async fn a_signed_result_is_checked_before_it_is_believed() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let private = fixture("test-requestor-rs256.key.pem");
+    let public = fixture("test-requestor-rs256.pub.pem");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sign = |iss: &str, sub: &str, exp: i64, key: &EncodingKey| {
+        let mut claims: serde_json::Value =
+            serde_json::from_str(&fixture("result-valid.json")).unwrap();
+        claims["iss"] = iss.into();
+        claims["sub"] = sub.into();
+        claims["iat"] = now.into();
+        claims["exp"] = exp.into();
+        encode(&Header::new(Algorithm::RS256), &claims, key).unwrap()
+    };
+    let key = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let good = sign("irmaserver", "disclosing_result", now + 120, &key);
+    let tampered = {
+        // Same header and signature, another payload: the BSN swapped.
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = String::from_utf8(engine.decode(&parts[1]).unwrap()).unwrap();
+        parts[1] = engine.encode(payload.replace("999993653", "123456782"));
+        parts.join(".")
+    };
+    let tokens: Vec<(&'static str, String)> = vec![
+        ("good", good),
+        ("tampered", tampered),
+        ("other-issuer", sign("evil", "disclosing_result", now + 120, &key)),
+        ("issuance", sign("irmaserver", "issuing_result", now + 120, &key)),
+        ("expired", sign("irmaserver", "disclosing_result", now - 600, &key)),
+        (
+            "hs256",
+            encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({"iss": "irmaserver", "sub": "disclosing_result", "exp": now + 120}),
+                &EncodingKey::from_secret(public.as_bytes()),
+            )
+            .unwrap(),
+        ),
+    ];
+    let plain_asked = counter();
+    let asked = plain_asked.clone();
+    let router = Router::new()
+        .route(
+            "/session/{name}/result-jwt",
+            get(move |Path(name): Path<String>| {
+                let jwt = tokens
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, j)| j.clone());
+                async move {
+                    match jwt {
+                        Some(j) => (StatusCode::OK, j).into_response(),
+                        None => json(
+                            StatusCode::BAD_REQUEST,
+                            fixture("error-session-unknown.json"),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/session/{name}/result",
+            get(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async { json(StatusCode::OK, fixture("result-valid.json")) }
+            }),
+        );
+    let url = serve(router).await;
+    let client = IrmaClient::new(IrmaServerConfig {
+        url,
+        auth: IrmaAuth::None,
+        request_timeout: Duration::from_secs(5),
+        retries: 0,
+        result_jwt: Some(veilig_bellen::irma::ResultJwtKey {
+            public_key_pem: public.into_bytes(),
+            issuer: "irmaserver".into(),
+        }),
+    })
+    .unwrap();
+    let tenant = Tenant::demo();
+    let result = client.result(&RequestorToken::new("good")).await.unwrap();
+    let attrs = accept_result(&tenant, &result).unwrap();
+    assert_eq!(attrs[1].value.expose().as_deref(), Some("999993653"));
+    for bad in ["tampered", "other-issuer", "issuance", "expired", "hs256"] {
+        match client.result(&RequestorToken::new(bad)).await {
+            Err(IrmaError::UntrustedResult(why)) => {
+                assert!(
+                    !why.contains("9999"),
+                    "{bad}: the reason shows no value: {why}"
+                );
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        client.result(&RequestorToken::new("gone")).await,
+        Err(IrmaError::SessionUnknown)
+    ));
+    assert_eq!(
+        plain_asked.load(Ordering::SeqCst),
+        0,
+        "the unsigned result is never fetched"
+    );
 }

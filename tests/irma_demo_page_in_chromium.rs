@@ -33,6 +33,7 @@ async fn a_person_scans_on_the_demo_page_and_the_requestor_gets_those_values() {
         auth: IrmaAuth::None,
         request_timeout: Duration::from_secs(5),
         retries: 1,
+        result_jwt: None,
     })
     .unwrap();
     let tenant = Tenant::demo();

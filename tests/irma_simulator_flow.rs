@@ -49,6 +49,7 @@ impl Sim {
             auth,
             request_timeout: Duration::from_secs(5),
             retries: 1,
+        result_jwt: None,
         })
         .unwrap()
     }
@@ -583,6 +584,7 @@ async fn trace_log_holds_no_attribute_values_codes_or_tokens() {
         auth: IrmaAuth::None,
         request_timeout: Duration::from_millis(500),
         retries: 1,
+        result_jwt: None,
     })
     .unwrap();
     let _ = dead.status(&started.token).await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
@@ -34,6 +34,28 @@ pub struct IrmaServerConfig {
     pub request_timeout: Duration,
     /// Extra attempts after a connection failure, timeout or 5xx answer. 4xx answers are final.
     pub retries: u32,
+    /// Trust the session result only as irmago's signed JWT, checked with this key. `None`: the
+    /// plain JSON result, trusted on the strength of the transport (TLS) alone.
+    pub result_jwt: Option<ResultJwtKey>,
+}
+
+/// irmago's signed session result (`GET /session/{token}/result-jwt`): RS256 with the server's
+/// `jwt_privkey`, claims `iss` (the server's `jwt_issuer`, irmago's default `irmaserver`), `sub`
+/// `disclosing_result`, `iat`, `exp`, and the session result's own fields. We check the
+/// signature, the issuer, the subject and the expiry before anything in it is believed.
+#[derive(Clone)]
+pub struct ResultJwtKey {
+    /// The IRMA server's public key (PEM: `PUBLIC KEY` or `RSA PUBLIC KEY`), what irmago serves at
+    /// `/publickey`.
+    pub public_key_pem: Vec<u8>,
+    /// The `iss` the results must carry.
+    pub issuer: String,
+}
+
+impl std::fmt::Debug for ResultJwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResultJwtKey {{ issuer: {:?} }}", self.issuer)
+    }
 }
 
 impl IrmaServerConfig {
@@ -44,6 +66,7 @@ impl IrmaServerConfig {
             auth: IrmaAuth::None,
             request_timeout: Duration::from_secs(10),
             retries: 2,
+            result_jwt: None,
         }
     }
 }
@@ -99,6 +122,8 @@ struct Inner {
     auth: PreparedAuth,
     timeout: Duration,
     retries: u32,
+    /// Checks results as signed JWTs when set.
+    result_key: Option<(DecodingKey, String)>,
 }
 
 impl std::fmt::Debug for IrmaClient {
@@ -164,11 +189,21 @@ impl IrmaClient {
             .map_err(|e| {
                 IrmaError::Config(format!("HTTP client: {}", error_chain(&e.without_url())))
             })?;
+        let result_key = match config.result_jwt {
+            None => None,
+            Some(k) => Some((
+                DecodingKey::from_rsa_pem(&k.public_key_pem).map_err(|e| {
+                    IrmaError::Config(format!("IRMA server public key (result JWT): {e}"))
+                })?,
+                k.issuer,
+            )),
+        };
         Ok(IrmaClient {
             inner: Arc::new(Inner {
                 http,
                 base,
                 auth,
+                result_key,
                 timeout: config.request_timeout,
                 retries: config.retries,
             }),
@@ -238,12 +273,20 @@ impl IrmaClient {
         parse_ok(status, &body, "status")
     }
 
-    /// `GET /session/{token}/result`. Fetch it as soon as the status is DONE: irmago forgets it 5
-    /// minutes after the session ends.
+    /// `GET /session/{token}/result`, or with a [`ResultJwtKey`] `/result-jwt`, checked. Fetch it
+    /// as soon as the status is DONE: irmago forgets it 5 minutes after the session ends.
     pub async fn result(&self, token: &RequestorToken) -> Result<SessionResult, IrmaError> {
-        let url = self.url(&["session", token.expose(), "result"]);
+        let Some((key, issuer)) = &self.inner.result_key else {
+            let url = self.url(&["session", token.expose(), "result"]);
+            let (status, body) = self.send(|| Ok(self.inner.http.get(url.clone()))).await?;
+            return parse_ok(status, &body, "session result");
+        };
+        let url = self.url(&["session", token.expose(), "result-jwt"]);
         let (status, body) = self.send(|| Ok(self.inner.http.get(url.clone()))).await?;
-        parse_ok(status, &body, "session result")
+        if !status.is_success() {
+            return Err(remote_error(status, &body));
+        }
+        verify_result_jwt(&body, key, issuer)
     }
 
     /// `DELETE /session/{token}`: cancels a running session (a finished one is left as it is).
@@ -437,6 +480,39 @@ impl IrmaClient {
             tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(4))).await;
         }
     }
+}
+
+/// Checks a result JWT (signature RS256, `iss`, `sub: disclosing_result`, `exp` required and not
+/// passed) and reads the session result from its claims. Failures say which check failed, never
+/// what the token held.
+fn verify_result_jwt(
+    body: &[u8],
+    key: &DecodingKey,
+    issuer: &str,
+) -> Result<SessionResult, IrmaError> {
+    let jwt = std::str::from_utf8(body)
+        .map_err(|_| IrmaError::BadResponse("result JWT is not text".into()))?
+        .trim();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.sub = Some("disclosing_result".into());
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    validation.leeway = 30;
+    let data = jsonwebtoken::decode::<SessionResult>(jwt, key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        let why = match e.kind() {
+            ErrorKind::InvalidSignature => "bad signature".to_owned(),
+            ErrorKind::InvalidIssuer => "wrong issuer".to_owned(),
+            ErrorKind::InvalidSubject => "not a disclosure result".to_owned(),
+            ErrorKind::ExpiredSignature => "expired".to_owned(),
+            ErrorKind::MissingRequiredClaim(c) => format!("no {c} claim"),
+            ErrorKind::InvalidAlgorithm => "not RS256".to_owned(),
+            ErrorKind::Json(_) => "claims are not a session result".to_owned(),
+            _ => "malformed".to_owned(),
+        };
+        IrmaError::UntrustedResult(why)
+    })?;
+    Ok(data.claims)
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, IrmaError> {

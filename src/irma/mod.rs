@@ -31,7 +31,7 @@ mod sse;
 mod types;
 
 pub use accept::{accept_result, VerifiedAttribute};
-pub use client::{IrmaAuth, IrmaClient, IrmaServerConfig};
+pub use client::{IrmaAuth, IrmaClient, IrmaServerConfig, ResultJwtKey};
 pub use sse::{SseError, SseParser};
 pub use types::{
     AttributeProofStatus, DisclosedAttribute, ProofStatus, RemoteError, RequestorToken,
@@ -80,6 +80,10 @@ pub enum IrmaError {
         error: String,
         description: String,
     },
+    /// A signed result failed its check (signature, issuer, subject or expiry): nothing in it is
+    /// believed.
+    #[error("the IRMA server's signed result is not trusted: {0}")]
+    UntrustedResult(String),
     /// The answer was not what the irmago API promises.
     #[error("unexpected answer from the IRMA server: {0}")]
     BadResponse(String),
