@@ -16,6 +16,10 @@
 //!   reaches the trunk, over a new connection to the proxy's Record-Route address.
 //! - The first 200 OK is lost between the proxy and the trunk (a lossy UDP hop), with TCP towards us:
 //!   we retransmit it (RFC 3261 §13.3.1.4, on every transport), the trunk ACKs and sends its code.
+//! - The proxy names itself `localhost` in its Record-Route (`<sip:localhost:PORT;transport=tcp;lr>`,
+//!   while it talks UDP to us): after 8 s the agent hangs up and our BYE goes where the route set
+//!   says — `localhost` resolved (RFC 3263; `/etc/hosts`, no DNS server asked) to the flow's address
+//!   family, over TCP to that port — not back to the UDP address the INVITE came from.
 //! - The harness alone: the proxy relays a record-routed call between two SIPps, over UDP and TCP.
 //!
 //! Failures print SIPp's messages and Kamailio's log (every request and reply it handled, and why it
@@ -49,6 +53,19 @@ async fn server_behind_sbc(
     transport: ServerTransport,
     tcp_lifetime: Option<Duration>,
 ) -> Option<(TestServer, Kamailio)> {
+    server_behind_sbc_with(transport, |options| {
+        if let Some(lifetime) = tcp_lifetime {
+            options.tcp_lifetime = lifetime;
+        }
+    })
+    .await
+}
+
+/// As [`server_behind_sbc`], the proxy's options changed by `tweak`.
+async fn server_behind_sbc_with(
+    transport: ServerTransport,
+    tweak: impl FnOnce(&mut KamailioOptions),
+) -> Option<(TestServer, Kamailio)> {
     support::sipp::find_sipp()?;
     support::kamailio::find_kamailio()?;
     let sip = SocketAddr::from(([127, 0, 0, 1], support::ports::port()));
@@ -62,9 +79,7 @@ async fn server_behind_sbc(
     })
     .await;
     let mut options = KamailioOptions::new(sip, transport);
-    if let Some(lifetime) = tcp_lifetime {
-        options.tcp_lifetime = lifetime;
-    }
+    tweak(&mut options);
     let kamailio = Kamailio::start(options).await?;
     Some((srv, kamailio))
 }
@@ -352,6 +367,73 @@ async fn agent_hangs_up_and_our_bye_reaches_the_trunk_through_the_sbc() {
          proxy answers one without its Route with 404 Not here",
     )
     .await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_bye_finds_the_sbc_by_the_host_name_in_its_record_route() {
+    let Some((srv, kamailio)) = server_behind_sbc_with(ServerTransport::Udp, |options| {
+        options.named_record_route = true;
+    })
+    .await
+    else {
+        return;
+    };
+    let named_port = kamailio
+        .named_route_port
+        .expect("a named Record-Route port");
+    let named_route = format!("<sip:localhost:{named_port};transport=tcp");
+    let mut call = verified_call(&srv).await;
+    call.await_bye = true;
+    let mut sipp = Sipp::start(kamailio.trunk_addr, &call).expect("sipp found before");
+    let answered = trunk_answered(&sipp, &kamailio, None, "").await;
+    let Some(waiting) = until_waiting(&srv, &sipp, &kamailio, None).await else {
+        return;
+    };
+    assert_eq!(
+        waiting["verified"],
+        true,
+        "the caller's code did not get through: {waiting:#}\n{}",
+        logs(&sipp, &kamailio, None)
+    );
+    let ok = answer_to_invite(&sipp.messages());
+    assert!(
+        ok.lines()
+            .any(|l| l.starts_with("Record-Route:") && l.contains(&named_route)),
+        "our 200 OK did not carry the proxy's named Record-Route {named_route}…>:\n{ok}\n{}",
+        logs(&sipp, &kamailio, None)
+    );
+    let id = waiting["id"].clone();
+    assert_still_up(
+        &srv,
+        &mut sipp,
+        &kamailio,
+        &id,
+        answered + PAST_64_T1,
+        answered,
+    )
+    .await;
+    agent_hangs_up(&srv, &id).await;
+    trunk_gets_our_bye(
+        &srv,
+        sipp,
+        &kamailio,
+        &id,
+        "the route set's first hop is sip:localhost:PORT;transport=tcp: a host name to resolve (RFC \
+         3263, /etc/hosts) and a TCP connection to open",
+    )
+    .await;
+    // Where it arrived: on the named TCP port, not on the UDP socket the INVITE came from (where a
+    // BYE sent to the dialog's flow, with the name not resolved, would have gone).
+    let log = kamailio.logs();
+    let arrival = format!("to 127.0.0.1:{named_port};");
+    assert!(
+        log.lines().any(|l| l.contains("request BYE ")
+            && l.contains("from tcp:127.0.0.1:")
+            && l.contains(&arrival)),
+        "our BYE did not reach the proxy over TCP at localhost:{named_port}, the address its \
+         Record-Route names (RFC 3261 §12.2.1.1; RFC 3263 §4.1: transport from the URI)\n{log}"
+    );
     srv.shutdown().await;
 }
 

@@ -1,13 +1,20 @@
-//! Test support: Debian's Kamailio as the SBC in front of our server — a strict, stateful,
-//! record-routing, loose-routing proxy ([`fixtures/kamailio/sbc.cfg`](../../fixtures/kamailio/sbc.cfg))
-//! between a SIPp trunk and the server, on loopback.
+//! Test support: Debian's Kamailio on loopback, in one of two roles:
+//!
+//! - the SBC in front of our server — a strict, stateful, record-routing, loose-routing proxy
+//!   ([`fixtures/kamailio/sbc.cfg`](../../fixtures/kamailio/sbc.cfg)) between a SIPp trunk and the
+//!   server ([`Role::Sbc`]); optionally naming itself `localhost` in its Record-Route
+//!   ([`KamailioOptions::named_record_route`]);
+//! - the agents' outbound proxy ([`fixtures/kamailio/outbound.cfg`](../../fixtures/kamailio/outbound.cfg),
+//!   [`Role::OutboundProxy`]): phones register with our server through it and it adds a Path (RFC
+//!   3327); our INVITEs to those phones must come back along that Path, and it record-routes them.
 //!
 //! [`Kamailio::start`] runs `kamailio` in the foreground (`-DD -E`) with that configuration, its
 //! working and runtime directories in a fresh temp dir (no control socket, no database, nothing under
 //! `/run` or `/var`), its stderr log kept in that temp dir for failure messages ([`Kamailio::logs`]),
-//! and waits (bounded) until it answers an OPTIONS. The trunk talks to [`Kamailio::trunk_addr`] over
-//! UDP; the proxy relays to the server over UDP or TCP ([`ServerTransport`]) from
-//! [`Kamailio::server_side_addr`]. Dropping it stops the whole process group.
+//! and waits (bounded) until it answers an OPTIONS. The trunk (or the phones) talk to
+//! [`Kamailio::trunk_addr`] over UDP; the proxy relays to the server over UDP or TCP
+//! ([`ServerTransport`]; the outbound proxy over UDP only) from [`Kamailio::server_side_addr`].
+//! Dropping it stops the whole process group.
 //!
 //! Needs `kamailio` (Debian `kamailio`, scripts/install-test-deps.sh); missing, the test is skipped
 //! locally and failed under `CI`. The package's own service plays no part.
@@ -37,6 +44,16 @@ impl ServerTransport {
     }
 }
 
+/// Which configuration the proxy runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// fixtures/kamailio/sbc.cfg: between a trunk and the server.
+    Sbc,
+    /// fixtures/kamailio/outbound.cfg: between the agents' phones and the server, adding a Path to
+    /// their REGISTERs (UDP towards the server only).
+    OutboundProxy,
+}
+
 /// How to run the proxy.
 #[derive(Clone, Debug)]
 pub struct KamailioOptions {
@@ -47,15 +64,30 @@ pub struct KamailioOptions {
     /// Kamailio's `tcp_connection_lifetime`: it closes a TCP connection idle this long (default
     /// 120 s, Kamailio's own default). Whole seconds, at least 1.
     pub tcp_lifetime: Duration,
+    /// Which configuration.
+    pub role: Role,
+    /// [`Role::Sbc`] only: record-route as `<sip:localhost:PORT;transport=tcp;lr>` (one entry, on a
+    /// TCP port of its own, [`Kamailio::named_route_port`]) instead of by IP address.
+    pub named_record_route: bool,
 }
 
 impl KamailioOptions {
-    /// Towards `server` over `transport`, Kamailio's default TCP lifetime.
+    /// The SBC towards `server` over `transport`, Kamailio's default TCP lifetime.
     pub fn new(server: SocketAddr, transport: ServerTransport) -> Self {
         KamailioOptions {
             server,
             transport,
             tcp_lifetime: Duration::from_secs(120),
+            role: Role::Sbc,
+            named_record_route: false,
+        }
+    }
+
+    /// The agents' outbound proxy in front of `server` (UDP).
+    pub fn outbound_proxy(server: SocketAddr) -> Self {
+        KamailioOptions {
+            role: Role::OutboundProxy,
+            ..KamailioOptions::new(server, ServerTransport::Udp)
         }
     }
 }
@@ -64,11 +96,14 @@ impl KamailioOptions {
 pub struct Kamailio {
     child: Child,
     dir: tempfile::TempDir,
-    /// Where the trunk sends (UDP).
+    /// Where the trunk sends (UDP); for [`Role::OutboundProxy`], where the phones send.
     pub trunk_addr: SocketAddr,
     /// The proxy's socket towards the server (UDP and TCP; a TCP connection the proxy opens comes
     /// from an ephemeral port, the Record-Route names this address).
     pub server_side_addr: SocketAddr,
+    /// With [`KamailioOptions::named_record_route`]: the TCP port its Record-Route names as
+    /// `localhost`.
+    pub named_route_port: Option<u16>,
     /// What it was started with.
     pub options: KamailioOptions,
 }
@@ -97,9 +132,15 @@ fn module_dir() -> Option<PathBuf> {
     candidates.into_iter().find(|d| d.join("tm.so").is_file())
 }
 
-/// The configuration the tests run (fixtures/kamailio/sbc.cfg).
-pub fn config_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kamailio/sbc.cfg")
+/// The configuration file of `role` (fixtures/kamailio/sbc.cfg or outbound.cfg).
+pub fn config_path(role: Role) -> PathBuf {
+    let name = match role {
+        Role::Sbc => "sbc.cfg",
+        Role::OutboundProxy => "outbound.cfg",
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/kamailio")
+        .join(name)
 }
 
 impl Kamailio {
@@ -122,9 +163,11 @@ impl Kamailio {
         let trunk_port = super::ports::port();
         let server_side_port = super::ports::port();
         let server = options.server;
-        let transport = options.transport.name();
-        let defines = [
-            format!("TRUNK_PORT={trunk_port}"),
+        let transport = match options.role {
+            Role::Sbc => options.transport.name(),
+            Role::OutboundProxy => "udp",
+        };
+        let mut defines = vec![
             format!("SERVER_SIDE_PORT={server_side_port}"),
             format!(
                 "SERVER_URI=\"sip:{}:{};transport={transport}\"",
@@ -132,14 +175,31 @@ impl Kamailio {
                 server.port()
             ),
             format!("SERVER_SOCKET=\"{transport}:127.0.0.1:{server_side_port}\""),
-            format!("TCP_LIFETIME={}", options.tcp_lifetime.as_secs().max(1)),
             format!("MODULES=\"{}/\"", modules.display()),
         ];
+        match options.role {
+            Role::Sbc => {
+                defines.push(format!("TRUNK_PORT={trunk_port}"));
+                defines.push(format!(
+                    "TCP_LIFETIME={}",
+                    options.tcp_lifetime.as_secs().max(1)
+                ));
+            }
+            Role::OutboundProxy => {
+                defines.push(format!("PHONE_PORT={trunk_port}"));
+                defines.push(format!("PHONE_SOCKET=\"udp:127.0.0.1:{trunk_port}\""));
+            }
+        }
+        let named_route_port =
+            (options.role == Role::Sbc && options.named_record_route).then(super::ports::port);
+        if let Some(port) = named_route_port {
+            defines.push(format!("NAMED_RR_PORT={port}"));
+        }
         let log = std::fs::File::create(dir.path().join("kamailio.log")).expect("log file");
         let mut command = Command::new(kamailio);
         command
             .args(["-DD", "-E", "-f"])
-            .arg(config_path())
+            .arg(config_path(options.role))
             .arg("-Y")
             .arg(&run_dir)
             .arg("-w")
@@ -162,6 +222,7 @@ impl Kamailio {
             dir,
             trunk_addr: SocketAddr::from(([127, 0, 0, 1], trunk_port)),
             server_side_addr: SocketAddr::from(([127, 0, 0, 1], server_side_port)),
+            named_route_port,
             options,
         };
         proxy.wait_ready().await;

@@ -6,6 +6,11 @@
 //! starts `sipp` as a UAS there with one of the scenarios below. The scenario is the assertion: sipp
 //! fails if what it expects (our CANCEL, our ACK and BYE, our answer's SDP direction) never comes.
 //! Every sipp runs at most [`SIPP_LIMIT`].
+//!
+//! A phone may also register through an outbound proxy ([`SippPhone::register_through`]), which adds
+//! a Path (RFC 3327); the `*_record_routed` scenarios are for a phone whose INVITEs come through a
+//! record-routing proxy: its responses copy the Record-Route (RFC 3261 §12.1.1) and its in-dialog
+//! requests carry the route set.
 
 use super::agent::AGENT_PASSWORD;
 use super::sipp::{SippLog, SippProcess, SIPP_LIMIT};
@@ -68,6 +73,54 @@ pub fn scenario(name: &str, body: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n\
          <scenario name=\"{name}\">\n{body}  <Reference variables=\"their_from,our_to,invite_cseq\"/>\n</scenario>\n"
+    )
+}
+
+/// `response` (lines from this file: [`ok_invite`], …) for a phone behind a record-routing proxy:
+/// each response copies the request's Record-Route, in order (RFC 3261 §12.1.1). Only for responses
+/// to a request that carries one.
+pub fn record_routed(response: &str) -> String {
+    response.replace(
+        "      [last_Via:]\n",
+        "      [last_Via:]\n      [last_Record-Route:]\n",
+    )
+}
+
+/// As [`answer_at_once`] behind a record-routing proxy: the 200 OK copies the INVITE's
+/// Record-Route, so our ACK and BYE come back through the proxy.
+pub fn answer_at_once_record_routed() -> String {
+    let wait = SIPP_LIMIT.as_millis();
+    scenario(
+        "agent phone behind a record-routing proxy that answers at once",
+        &format!(
+            r#"{RECV_INVITE}{}  <recv request="ACK"/>
+  <recv request="BYE" timeout="{wait}"/>
+{OK_LAST}"#,
+            record_routed(&ok_invite())
+        ),
+    )
+}
+
+/// Behind a record-routing proxy: rings, answers (both copying the INVITE's Record-Route), takes
+/// our ACK and after `pause` hangs up with a BYE along the route set (`[routes]`), expecting 200.
+pub fn answer_then_hang_up_record_routed(pause: Duration) -> String {
+    let pause = pause.as_millis();
+    scenario(
+        "agent phone behind a record-routing proxy that hangs up",
+        &format!(
+            r#"{RECV_INVITE}{}{}  <recv request="ACK"/>
+  <pause milliseconds="{pause}"/>
+  <send retrans="500">
+    <![CDATA[
+{}      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+"#,
+            record_routed(RINGING),
+            record_routed(&ok_invite()),
+            in_dialog_head("BYE", 2),
+        ),
     )
 }
 
@@ -238,19 +291,32 @@ pub struct SippPhone {
     process: SippProcess,
     /// Its SIP port on 127.0.0.1 (the registered contact).
     pub port: u16,
+    /// The 200 OK to its REGISTER, as it got it.
+    pub registered: String,
 }
 
 impl SippPhone {
     /// Registers a new contact of `agent` at `server` and starts sipp there with `scenario`
     /// (`rtp_echo`: sipp echoes RTP back). `None` when sipp is missing (test skipped).
     pub async fn register(server: SocketAddr, scenario: &str, rtp_echo: bool) -> Option<SippPhone> {
+        Self::register_through(server, server, scenario, rtp_echo).await
+    }
+
+    /// As [`register`](Self::register), sending the REGISTERs to `proxy` (an outbound proxy that
+    /// relays them to `server`, the Request-URI) instead of to `server` itself.
+    pub async fn register_through(
+        server: SocketAddr,
+        proxy: SocketAddr,
+        scenario: &str,
+        rtp_echo: bool,
+    ) -> Option<SippPhone> {
         let sipp = super::tool("sipp")?;
         // A port no other test picks meanwhile: sipp binds it again after we register from it.
         let sock = UdpSocket::bind(("127.0.0.1", super::ports::port()))
             .await
             .expect("bind");
         let me = sock.local_addr().expect("addr");
-        register(&sock, server).await;
+        let registered = register_via(&sock, server, proxy).await;
         drop(sock);
         let dir = tempfile::Builder::new()
             .prefix("vb-sipp-phone-")
@@ -275,6 +341,7 @@ impl SippPhone {
         Some(SippPhone {
             process,
             port: me.port(),
+            registered,
         })
     }
 
@@ -310,6 +377,12 @@ impl SippLog for SippPhone {
 
 /// REGISTER `agent` with the contact `sock` is bound to, answering the digest challenge.
 pub async fn register(sock: &UdpSocket, server: SocketAddr) {
+    register_via(sock, server, server).await;
+}
+
+/// REGISTER `agent` at `server` (the Request-URI) with the contact `sock` is bound to, sending to
+/// `next_hop` (`server`, or an outbound proxy) and answering the digest challenge; the 200 OK.
+pub async fn register_via(sock: &UdpSocket, server: SocketAddr, next_hop: SocketAddr) -> String {
     let me = sock.local_addr().expect("addr");
     let uri = format!("sip:{server}");
     let request = |cseq: u32, auth: &str| {
@@ -324,7 +397,7 @@ pub async fn register(sock: &UdpSocket, server: SocketAddr) {
         )
     };
     let final_response = |sent: String| async move {
-        sock.send_to(sent.as_bytes(), server)
+        sock.send_to(sent.as_bytes(), next_hop)
             .await
             .expect("send REGISTER");
         let mut buf = vec![0u8; 4096];
@@ -360,6 +433,7 @@ pub async fn register(sock: &UdpSocket, server: SocketAddr) {
         ok.starts_with("SIP/2.0 200"),
         "second phone's REGISTER: {ok}"
     );
+    ok
 }
 
 // ---- the caller's side, when a test socket is the trunk's RTP endpoint (`TrunkCall::media_port`) --
