@@ -1,25 +1,33 @@
 //! The agents' HTTP API (issue 4): the call list, taking a call, hanging up, and a live event stream.
 //!
 //! - `GET  /api/v1/calls` → JSON array of calls (`id`, `state`, `verified`, `reason`, `caller`,
-//!   `attributes` (only while a verified call lasts), `since`, `agent`, `tenant`, `media`
-//!   (`relay` or `direct`), `transferred` (the call left us by REFER), `on_hold` (the agent's phone
-//!   holds the caller, who hears the comfort signal meanwhile; false once the call ended));
-//! - `POST /api/v1/calls/{id}/answer` with `{"agent":"<username>"}` → 202, or 409 if already taken
-//!   (`already_taken`) or when the agent has no registered softphone right now (`agent_unavailable`:
-//!   the agent sees at once that the phone is off, and the call stays `waiting` for someone else);
+//!   `attributes` (only while a verified call lasts), `since`, `agent`, `agent_name`, `tenant`,
+//!   `media` (`relay` or `direct`), `transferred` (the call left us by REFER), `on_hold` (the
+//!   agent's phone holds the caller, who hears the comfort signal meanwhile; false once the call
+//!   ended), `links` (the tenant's links filled with the caller's attribute values, while they
+//!   last)); `?lang=en` gives the attributes' English labels;
+//! - `POST /api/v1/calls/{id}/answer` → 202, or 409 if already taken (`already_taken`) or when the
+//!   agent has no registered softphone right now (`agent_unavailable`: the agent sees at once that
+//!   the phone is off, and the call stays `waiting` for someone else). A logged-in agent takes the
+//!   call for themselves; a bearer-token caller names the agent: `{"agent":"<username>"}`;
 //! - `POST /api/v1/calls/{id}/hangup` → 202;
 //! - `GET  /api/v1/calls/events` → server-sent events, one `call` event (a call object) per change and a
-//!   `removed` event (`{"id":…}`) when an ended call leaves the list.
+//!   `removed` event (`{"id":…}`) when an ended call leaves the list (`?lang=en` as above).
 //!
-//! Auth for now: `Authorization: Bearer <token>` with the configured API token; the portal adds agent
-//! login on the same endpoints. This is the only place where attribute values and caller numbers leave
-//! their [`Pii`] wrapper, because showing them to the agent is the product.
+//! Auth: `Authorization: Bearer <token>` with the configured API token (every tenant), or the
+//! portal's session cookie ([`crate::http::portal`]): then only the agent's own tenant's calls exist
+//! (another tenant's call is 404), and `answer`/`hangup` need `X-CSRF-Token`, refused with 403
+//! before anything else is looked up. Answers and hang-ups go to the audit log.
+//! This is the only place where attribute values and caller numbers leave their [`Pii`] wrapper,
+//! because showing them to the agent is the product.
 
+use crate::audit::{AuditAction, AuditEntry, AuditVia};
 use crate::call::registry::{CallEvent, CallView, CommandError, Registry};
 use crate::call::CallId;
-use crate::pii::Pii;
-use crate::tenant::{AgentId, Tenants};
-use axum::extract::{Path, State};
+use crate::http::portal::i18n::Lang;
+use crate::http::portal::{AgentAuth, AuthError, Caller};
+use crate::tenant::{AgentId, Tenant, Tenants};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,36 +35,42 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
-use subtle::ConstantTimeEq;
+use std::time::{Instant, SystemTime};
 
 /// What the API handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Arc<Registry>,
     pub tenants: Arc<Tenants>,
-    pub token: Arc<Pii<String>>,
+    /// The bearer token and the portal's sessions; also holds the audit log.
+    pub auth: Arc<AgentAuth>,
     /// The SIP side, to see whether the agent's softphone is registered before taking a call; `None`
     /// skips that check (the call task still sends the call back to `waiting` when nobody is there).
     pub phones: Option<crate::sip_driver::SipHandle>,
 }
 
-/// The routes above, with bearer auth on every one.
+/// The routes above, each checking who asks.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/calls", get(list_calls))
         .route("/api/v1/calls/events", get(call_events))
         .route("/api/v1/calls/{id}/answer", post(answer_call))
         .route("/api/v1/calls/{id}/hangup", post(hangup_call))
+        .layer(axum::middleware::map_response(
+            crate::http::portal::security_headers,
+        ))
         .with_state(state)
 }
 
 /// Every failure of this API, mapped to a status and a JSON body `{"error": name, "message": text}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("a valid bearer token is required")]
+    #[error("a valid bearer token or portal session is required")]
     Unauthorized,
+    #[error("this request needs the session's X-CSRF-Token header")]
+    Forbidden,
     #[error("no such call")]
     CallNotFound,
     #[error("no such agent for this call's municipality")]
@@ -77,6 +91,7 @@ impl ApiError {
     fn name(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
             ApiError::CallNotFound => "call_not_found",
             ApiError::UnknownAgent => "unknown_agent",
             ApiError::AlreadyTaken => "already_taken",
@@ -90,6 +105,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::CallNotFound | ApiError::UnknownAgent => StatusCode::NOT_FOUND,
             ApiError::AlreadyTaken
             | ApiError::Ended
@@ -107,6 +123,15 @@ impl From<CommandError> for ApiError {
             CommandError::AlreadyTaken => ApiError::AlreadyTaken,
             CommandError::Ended => ApiError::Ended,
             CommandError::NotWaiting => ApiError::NotWaiting,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized => ApiError::Unauthorized,
+            AuthError::Forbidden => ApiError::Forbidden,
         }
     }
 }
@@ -138,12 +163,17 @@ pub struct CallJson {
     /// RFC 3339, UTC.
     pub since: String,
     pub agent: Option<String>,
+    /// The display name of the agent who took the call.
+    pub agent_name: Option<String>,
     /// `relay` or `direct`: whether the call's audio runs through us.
     pub media: crate::call::direct::MediaPath,
     /// The call left us by REFER (to the agent, or the overflow target).
     pub transferred: bool,
     /// The agent's phone holds the caller, who hears the comfort signal meanwhile (relayed calls).
     pub on_hold: bool,
+    /// The tenant's links into its own systems, filled with this caller's attribute values
+    /// (URL-encoded); only links whose every placeholder has a value, only while the call lasts.
+    pub links: Vec<LinkJson>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -153,8 +183,24 @@ pub struct AttributeJson {
     pub value: Option<String>,
 }
 
-impl From<&CallView> for CallJson {
-    fn from(v: &CallView) -> Self {
+#[derive(Debug, Serialize, PartialEq)]
+pub struct LinkJson {
+    pub label: String,
+    pub url: String,
+}
+
+impl CallJson {
+    /// `view` as `tenant`'s agents see it, attribute labels in `lang`.
+    pub fn new(v: &CallView, tenant: Option<&Tenant>, lang: Lang) -> CallJson {
+        let label = |id: &str, dutch: &str| match (lang, tenant.and_then(|t| t.allowed(id))) {
+            (Lang::En, Some(allowed)) => allowed.label_en.clone(),
+            _ => dutch.to_owned(),
+        };
+        let agent_name = v.agent.as_ref().and_then(|a| {
+            tenant
+                .and_then(|t| t.agents.get(a))
+                .map(|a| a.display_name.clone())
+        });
         CallJson {
             id: v.id,
             tenant: v.tenant.0.clone(),
@@ -167,53 +213,123 @@ impl From<&CallView> for CallJson {
                 .iter()
                 .map(|a| AttributeJson {
                     id: a.id.clone(),
-                    label: a.label.clone(),
+                    label: label(&a.id, &a.label),
                     value: a.value.expose().clone(),
                 })
                 .collect(),
             since: humantime::format_rfc3339_seconds(v.since).to_string(),
             agent: v.agent.as_ref().map(|a| a.0.clone()),
+            agent_name,
             media: v.media,
             transferred: v.transferred,
             on_hold: v.on_hold,
+            links: tenant.map(|t| links(t, v)).unwrap_or_default(),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct AnswerBody {
-    agent: String,
+impl From<&CallView> for CallJson {
+    fn from(v: &CallView) -> Self {
+        CallJson::new(v, None, Lang::Nl)
+    }
 }
 
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    let matches: bool = presented
-        .trim()
-        .as_bytes()
-        .ct_eq(state.token.expose().as_bytes())
-        .into();
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+/// Characters kept as they are in a filled-in value: RFC 3986 unreserved.
+const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `tenant`'s links for call `v`: each `{attribute-id}` replaced by that attribute's value,
+/// URL-encoded. A link with a placeholder the call has no value for is left out, and so is any
+/// link that does not come out as an http(s) URL.
+fn links(tenant: &Tenant, v: &CallView) -> Vec<LinkJson> {
+    if v.attributes.is_empty() {
+        return Vec::new();
     }
+    let value = |id: &str| {
+        v.attributes
+            .iter()
+            .find(|a| a.id == id)
+            .and_then(|a| a.value.expose().as_deref())
+    };
+    tenant
+        .links
+        .iter()
+        .filter_map(|link| {
+            let mut url = String::new();
+            let mut rest = link.url_template.as_str();
+            while let Some(open) = rest.find('{') {
+                let close = rest[open..].find('}')? + open;
+                url.push_str(&rest[..open]);
+                let filled = value(&rest[open + 1..close])?;
+                url.extend(percent_encoding::utf8_percent_encode(filled, VALUE));
+                rest = &rest[close + 1..];
+            }
+            url.push_str(rest);
+            (url.starts_with("https://") || url.starts_with("http://")).then(|| LinkJson {
+                label: link.label.clone(),
+                url,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerBody {
+    agent: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    lang: Option<String>,
+}
+
+impl ListQuery {
+    fn lang(&self) -> Lang {
+        self.lang
+            .as_deref()
+            .and_then(Lang::parse)
+            .unwrap_or_default()
+    }
+}
+
+fn caller(state: &ApiState, headers: &HeaderMap, state_changing: bool) -> Result<Caller, ApiError> {
+    Ok(state.auth.caller(headers, state_changing, Instant::now())?)
 }
 
 fn parse_id(raw: &str) -> Result<CallId, ApiError> {
     raw.parse().map(CallId).map_err(|_| ApiError::CallNotFound)
 }
 
+/// Call `id`, if `caller` may see it (another tenant's call does not exist for an agent).
+fn visible_call(state: &ApiState, caller: &Caller, id: CallId) -> Result<CallView, ApiError> {
+    state
+        .registry
+        .get(id)
+        .filter(|c| caller.sees(&c.tenant))
+        .ok_or(ApiError::CallNotFound)
+}
+
+fn json(state: &ApiState, view: &CallView, lang: Lang) -> CallJson {
+    CallJson::new(view, state.tenants.by_id(&view.tenant), lang)
+}
+
 async fn list_calls(
     State(state): State<ApiState>,
+    Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<CallJson>>, ApiError> {
-    authorize(&state, &headers)?;
+    let caller = caller(&state, &headers, false)?;
     let calls = state.registry.list(SystemTime::now());
-    Ok(Json(calls.iter().map(CallJson::from).collect()))
+    Ok(Json(
+        calls
+            .iter()
+            .filter(|c| caller.sees(&c.tenant))
+            .map(|c| json(&state, c, query.lang()))
+            .collect(),
+    ))
 }
 
 async fn answer_call(
@@ -222,11 +338,19 @@ async fn answer_call(
     Path(id): Path<String>,
     body: Result<Json<AnswerBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers)?;
+    let caller = caller(&state, &headers, true)?;
     let id = parse_id(&id)?;
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let call = state.registry.get(id).ok_or(ApiError::CallNotFound)?;
-    let agent = AgentId(body.agent);
+    let (agent, via) = match &caller {
+        Caller::Agent(session) => (session.agent.clone(), AuditVia::Portal),
+        Caller::Token => {
+            let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            let agent = body
+                .agent
+                .ok_or_else(|| ApiError::BadRequest("`agent` is required".into()))?;
+            (AgentId(agent), AuditVia::ApiToken)
+        }
+    };
+    let call = visible_call(&state, &caller, id)?;
     let username = state
         .tenants
         .by_id(&call.tenant)
@@ -244,7 +368,16 @@ async fn answer_call(
             return Err(ApiError::AgentUnavailable);
         }
     }
-    state.registry.answer(id, agent)?;
+    state.registry.answer(id, agent.clone())?;
+    let entry = AuditEntry::new(
+        SystemTime::now(),
+        &call.tenant,
+        Some(&agent.0),
+        AuditAction::Answer,
+        via,
+    )
+    .call(id, call.verified);
+    crate::audit::record(state.auth.audit.clone(), entry).await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -253,33 +386,86 @@ async fn hangup_call(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers)?;
-    state.registry.hangup(parse_id(&id)?)?;
+    let caller = caller(&state, &headers, true)?;
+    let id = parse_id(&id)?;
+    let call = visible_call(&state, &caller, id)?;
+    state.registry.hangup(id)?;
+    let (agent, via) = match &caller {
+        Caller::Agent(session) => (Some(session.agent.0.as_str()), AuditVia::Portal),
+        Caller::Token => (None, AuditVia::ApiToken),
+    };
+    let entry = AuditEntry::new(
+        SystemTime::now(),
+        &call.tenant,
+        agent,
+        AuditAction::Hangup,
+        via,
+    )
+    .call(id, call.verified);
+    crate::audit::record(state.auth.audit.clone(), entry).await;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// What one event stream remembers: which calls its caller has seen, so a `removed` event goes
+/// only to those who saw the call (the removed call's tenant is gone with it).
+struct Stream_ {
+    rx: tokio::sync::broadcast::Receiver<CallEvent>,
+    state: ApiState,
+    caller: Caller,
+    lang: Lang,
+    seen: HashSet<CallId>,
 }
 
 async fn call_events(
     State(state): State<ApiState>,
+    Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
-    authorize(&state, &headers)?;
+    let caller = caller(&state, &headers, false)?;
+    // Subscribe first, then list: a call added in between arrives as an event.
     let rx = state.registry.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(CallEvent::Updated(view)) => {
-                let data = serde_json::to_string(&CallJson::from(&view)).unwrap_or_default();
-                Event::default().event("call").data(data)
-            }
-            Ok(CallEvent::Removed(id)) => Event::default()
-                .event("removed")
-                .data(serde_json::json!({ "id": id }).to_string()),
-            // A slow client missed events: tell it to reload the list.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                Event::default().event("resync").data("{}")
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), rx))
+    let seen = state
+        .registry
+        .list(SystemTime::now())
+        .iter()
+        .filter(|c| caller.sees(&c.tenant))
+        .map(|c| c.id)
+        .collect();
+    let start = Stream_ {
+        rx,
+        state,
+        caller,
+        lang: query.lang(),
+        seen,
+    };
+    let stream = futures_util::stream::unfold(start, |mut s| async move {
+        loop {
+            let event = match s.rx.recv().await {
+                Ok(CallEvent::Updated(view)) => {
+                    if !s.caller.sees(&view.tenant) {
+                        continue;
+                    }
+                    s.seen.insert(view.id);
+                    let data =
+                        serde_json::to_string(&json(&s.state, &view, s.lang)).unwrap_or_default();
+                    Event::default().event("call").data(data)
+                }
+                Ok(CallEvent::Removed(id)) => {
+                    if !s.seen.remove(&id) {
+                        continue;
+                    }
+                    Event::default()
+                        .event("removed")
+                        .data(serde_json::json!({ "id": id }).to_string())
+                }
+                // A slow client missed events: tell it to reload the list.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Event::default().event("resync").data("{}")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), s));
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -287,9 +473,12 @@ async fn call_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{AuditLog, MemoryAudit};
     use crate::call::registry::{CallCommand, ShownAttribute};
     use crate::call::{CallState, UnverifiedReason};
-    use crate::tenant::{Tenant, TenantId};
+    use crate::http::login::{LoginPolicy, SessionPolicy};
+    use crate::pii::Pii;
+    use crate::tenant::{Agent, PasswordHash, Tenant, TenantId};
     use axum::body::Body;
     use axum::http::Request;
     use tokio::sync::mpsc;
@@ -297,12 +486,54 @@ mod tests {
 
     const TOKEN: &str = "s3cret-token";
 
+    struct Setup {
+        app: Router,
+        registry: Arc<Registry>,
+        commands: mpsc::Receiver<CallCommand>,
+        audit: Arc<MemoryAudit>,
+    }
+
+    /// The demo tenant with agent `agent` (password `pw`), and tenant `arnhem` with agent `jan`
+    /// (password `pw`); call 7 of the demo tenant waits, verified.
     fn setup() -> (Router, Arc<Registry>, mpsc::Receiver<CallCommand>) {
+        let s = setup_full();
+        (s.app, s.registry, s.commands)
+    }
+
+    fn setup_full() -> Setup {
         let registry = Arc::new(Registry::new());
+        let hash = PasswordHash::hash("pw").unwrap();
+        let mut demo = Tenant::demo();
+        for a in demo.agents.values_mut() {
+            a.password_hash = Some(hash.clone());
+        }
+        let mut arnhem = Tenant::demo();
+        arnhem.id = TenantId("arnhem".into());
+        arnhem.called_numbers = vec!["+31263770000".into()];
+        arnhem.agents = [(
+            AgentId("jan".into()),
+            Agent {
+                id: AgentId("jan".into()),
+                display_name: "Jan".into(),
+                sip_username: "jan".into(),
+                password_hash: Some(hash),
+                supervisor: false,
+            },
+        )]
+        .into();
+        let tenants = Arc::new(Tenants::new(vec![demo, arnhem]));
+        let audit = Arc::new(MemoryAudit::new());
+        let auth = Arc::new(AgentAuth::new(
+            tenants.clone(),
+            Arc::new(Pii::new(TOKEN.to_owned())),
+            audit.clone(),
+            SessionPolicy::default(),
+            LoginPolicy::default(),
+        ));
         let state = ApiState {
             registry: registry.clone(),
-            tenants: Arc::new(Tenants::new(vec![Tenant::demo()])),
-            token: Arc::new(Pii::new(TOKEN.to_owned())),
+            tenants,
+            auth: auth.clone(),
             phones: None,
         };
         let (tx, rx) = mpsc::channel(8);
@@ -328,7 +559,13 @@ mod tests {
             },
             tx,
         );
-        (router(state), registry, rx)
+        let app = router(state).merge(crate::http::portal::router(auth));
+        Setup {
+            app,
+            registry,
+            commands: rx,
+            audit,
+        }
     }
 
     async fn call(
@@ -450,5 +687,203 @@ mod tests {
         assert_eq!(body[0]["caller"], "");
         let (s, _) = call(&app, "POST", "/api/v1/calls/7/hangup", Some(TOKEN), "").await;
         assert_eq!(s, StatusCode::CONFLICT);
+    }
+
+    /// Logs in through the portal's route: the cookie pair and the CSRF token.
+    async fn log_in(app: &Router, user: &str) -> (String, String) {
+        let req = Request::post("/api/v1/login")
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                r#"{{"username":"{user}","password":"pw"}}"#
+            )))
+            .unwrap();
+        let response = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        (cookie, json["csrf"].as_str().unwrap().to_owned())
+    }
+
+    async fn with_cookie(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        cookie: &str,
+        csrf: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("cookie", cookie)
+            .header("content-type", "application/json");
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        let response = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_agent_answers_for_themselves_with_the_csrf_token() {
+        let mut s = setup_full();
+        let (cookie, csrf) = log_in(&s.app, "agent").await;
+        let (status, body) = with_cookie(&s.app, "GET", "/api/v1/calls", &cookie, None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body[0]["attributes"][0]["value"], "Jan de Vries");
+        // The body's agent is ignored: a session answers as its own agent.
+        let (status, _) = with_cookie(
+            &s.app,
+            "POST",
+            "/api/v1/calls/7/answer",
+            &cookie,
+            Some(&csrf),
+            r#"{"agent":"someone-else"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(
+            s.commands.try_recv().ok(),
+            Some(CallCommand::Answer {
+                agent: AgentId("agent".into())
+            })
+        );
+        let rows = s.audit.recent(Some("demo"), 10).unwrap();
+        assert_eq!(rows[0].action, AuditAction::Answer);
+        assert_eq!(rows[0].agent.as_deref(), Some("agent"));
+        assert_eq!((rows[0].call, rows[0].verified), (Some(7), Some(true)));
+        let (_, body) = with_cookie(&s.app, "GET", "/api/v1/calls", &cookie, None, "").await;
+        assert_eq!(body[0]["agent_name"], "Demo agent");
+    }
+
+    #[tokio::test]
+    async fn without_the_csrf_header_a_cookie_gets_403_before_the_call_is_looked_up() {
+        let s = setup_full();
+        let (cookie, csrf) = log_in(&s.app, "agent").await;
+        for uri in [
+            "/api/v1/calls/7/answer",
+            "/api/v1/calls/7/hangup",
+            "/api/v1/calls/999/answer",
+            "/api/v1/calls/not-a-number/hangup",
+        ] {
+            let (status, body) = with_cookie(&s.app, "POST", uri, &cookie, None, "{}").await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+            assert_eq!(body["error"], "forbidden");
+        }
+        let (status, _) = with_cookie(
+            &s.app,
+            "POST",
+            "/api/v1/calls/7/hangup",
+            &cookie,
+            Some("x"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "a wrong token too");
+        let (status, _) = with_cookie(
+            &s.app,
+            "POST",
+            "/api/v1/calls/999/hangup",
+            &cookie,
+            Some(&csrf),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn an_agent_of_another_tenant_sees_none_of_these_calls() {
+        let mut s = setup_full();
+        let (cookie, csrf) = log_in(&s.app, "jan").await;
+        let (status, body) = with_cookie(&s.app, "GET", "/api/v1/calls", &cookie, None, "").await;
+        assert_eq!((status, body), (StatusCode::OK, serde_json::json!([])));
+        for action in ["answer", "hangup"] {
+            let (status, body) = with_cookie(
+                &s.app,
+                "POST",
+                &format!("/api/v1/calls/7/{action}"),
+                &cookie,
+                Some(&csrf),
+                "{}",
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+            assert_eq!(body["error"], "call_not_found");
+        }
+        assert!(s.commands.try_recv().is_err(), "nothing reached the call");
+        // The bearer token sees every tenant.
+        let (_, body) = call(&s.app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
+        assert_eq!(body.as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test]
+    async fn english_labels_and_the_tenants_links_filled_in() {
+        let s = setup_full();
+        s.registry.update(CallId(7), |v| {
+            v.attributes.push(ShownAttribute {
+                id: "irma-demo.gemeente.personalData.bsn".into(),
+                label: "BSN".into(),
+                value: Pii::new(Some("999 99/3653".into())),
+            })
+        });
+        let (_, body) = call(&s.app, "GET", "/api/v1/calls?lang=en", Some(TOKEN), "").await;
+        assert_eq!(body[0]["attributes"][0]["label"], "Name");
+        assert_eq!(body[0]["attributes"][1]["label"], "Citizen service number");
+        assert_eq!(
+            body[0]["links"],
+            serde_json::json!([{
+                "label": "Zaaksysteem",
+                "url": "https://zaken.demodam.example/burger/999%2099%2F3653"
+            }])
+        );
+        let (_, body) = call(&s.app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
+        assert_eq!(body[0]["attributes"][0]["label"], "Naam");
+        s.registry.end(CallId(7), SystemTime::now());
+        let (_, body) = call(&s.app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
+        assert_eq!(
+            body[0]["links"],
+            serde_json::json!([]),
+            "gone with the call"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_api_sends_the_security_headers() {
+        let s = setup_full();
+        let response = s
+            .app
+            .clone()
+            .oneshot(
+                Request::get("/api/v1/calls")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let h = response.headers();
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert!(h.contains_key(header::CONTENT_SECURITY_POLICY));
     }
 }

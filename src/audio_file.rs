@@ -61,6 +61,37 @@ const TAG_ALAW: u16 = 6;
 const TAG_MULAW: u16 = 7;
 const TAG_EXTENSIBLE: u16 = 0xFFFE;
 
+/// Longest prompt accepted (10 minutes): prompts live in memory, shared by all calls.
+pub const MAX_PROMPT_SAMPLES: usize = 10 * 60 * SAMPLE_RATE as usize;
+
+/// Reads a whole prompt recording (WAV: 8 kHz mono, 16-bit PCM, A-law or µ-law) for playing to
+/// callers. Empty, shorter than 0.1 s or longer than 10 minutes is an error; so is anything the
+/// reader refuses, with the sox command that fixes it.
+pub fn read_prompt(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, AudioFileError> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = AudioReader::new(io::BufReader::new(file), InputFormat::Wav)?;
+    let mut samples = Vec::new();
+    let mut buf = [0i16; 4096];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if samples.len() + n > MAX_PROMPT_SAMPLES {
+            return Err(AudioFileError::Corrupt(
+                "longer than 10 minutes; a prompt must be shorter".into(),
+            ));
+        }
+        samples.extend_from_slice(&buf[..n]);
+    }
+    if samples.len() < SAMPLE_RATE as usize / 10 {
+        return Err(AudioFileError::Corrupt(
+            "shorter than 0.1 s; is it empty?".into(),
+        ));
+    }
+    Ok(samples.into())
+}
+
 /// A stream of 8 kHz mono samples decoded from any supported input. Call [`AudioReader::read`]
 /// until it returns 0.
 pub struct AudioReader<R: Read> {

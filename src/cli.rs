@@ -19,8 +19,19 @@ pub mod exit {
     about = "Veilig bellen: know who is calling, with Yivi proof"
 )]
 pub struct Cli {
+    /// Log lines on stderr as text for people (`human`) or one JSON object per line (`json`), for
+    /// a log collector. `RUST_LOG` sets the level (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,29 +40,72 @@ pub enum Command {
     Dtmf(crate::dtmf_cmd::DtmfArgs),
     /// Run the whole product on embedded defaults: SIP, HTTP, one tenant, one agent, IRMA simulator.
     Demo(crate::demo::DemoArgs),
+    /// Run the product from a config file, against the municipality's real IRMA server.
+    Serve(crate::serve::ServeArgs),
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Agent accounts.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and check FILE as `serve` would (with VEILIG_BELLEN_* overrides): prints
+    /// "ok: N tenants, M agents" and exits 0, or every error and exits 2.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Read a password from stdin and print its argon2id hash, for `password_hash` in the config.
+    HashPassword,
 }
 
 /// Run the parsed command line and return the process exit code.
 pub fn run(cli: Cli) -> u8 {
+    let log = cli.log_format;
     match cli.command {
         Command::Dtmf(args) => crate::dtmf_cmd::run(&args),
-        Command::Demo(args) => run_async(crate::demo::run(args)),
+        Command::Demo(args) => match crate::demo::check_exposure(&args) {
+            Ok(()) => run_async(log, crate::demo::run(args)),
+            Err(why) => {
+                eprintln!("veilig-bellen demo: {why}");
+                exit::INPUT
+            }
+        },
+        Command::Serve(args) => match crate::serve::load_or_report(&args.config) {
+            Ok(config) => run_async(log, crate::serve::run(config, args.config)),
+            Err(code) => code,
+        },
+        Command::Config(ConfigCommand::Check { file }) => crate::serve::check(&file),
+        Command::Agent(AgentCommand::HashPassword) => crate::serve::hash_password(),
     }
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info`. Log lines never carry personal data
 /// (see `crate::pii`).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
-fn run_async(task: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
-    init_logging();
+fn run_async(
+    format: LogFormat,
+    task: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> u8 {
+    init_logging(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

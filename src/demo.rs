@@ -12,7 +12,7 @@ use crate::links::LinkConfig;
 use crate::pii::Pii;
 use crate::server::{self, IrmaBackend, ServerConfig};
 use crate::sip_driver::{Credentials, SipConfig};
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{PasswordHash, Tenant, Tenants};
 use anyhow::Context;
 use clap::Args;
 use rand::RngExt;
@@ -47,6 +47,32 @@ pub struct DemoArgs {
     /// fallback).
     #[arg(long, value_enum, default_value = "bridge")]
     pub transfer: TransferMode,
+    /// Allow `--http`/`--sip` addresses other machines can reach (see [`check_exposure`]).
+    #[arg(long)]
+    pub public: bool,
+}
+
+/// The demo runs the IRMA simulator and prints its secrets: on an address other machines reach,
+/// anyone there could make a call look verified with any name and BSN. Refused unless `--public`.
+pub fn check_exposure(args: &DemoArgs) -> Result<(), String> {
+    if args.public {
+        return Ok(());
+    }
+    let exposed: Vec<String> = [("--http", args.http), ("--sip", args.sip)]
+        .iter()
+        .filter(|(_, addr)| !addr.ip().is_loopback())
+        .map(|(flag, addr)| format!("{flag} {addr}"))
+        .collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing {}: that address is reachable from other machines, and the demo's IRMA simulator \
+         lets anyone who reaches it make a call look verified with any name and BSN. Use a loopback \
+         address (127.0.0.1), add --public if only you can reach this network, or run the product \
+         for real with `veilig-bellen serve --config FILE`.",
+        exposed.join(" and ")
+    ))
 }
 
 /// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
@@ -103,6 +129,15 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
             tenant.website_origins.push(origin);
         }
     }
+    // The portal login of agent `agent` is the same secret as its softphone's (only in the demo).
+    match PasswordHash::hash(&agent_password) {
+        Ok(hash) => {
+            for agent in tenant.agents.values_mut() {
+                agent.password_hash = Some(hash.clone());
+            }
+        }
+        Err(e) => tracing::warn!("the demo agent cannot log in to the portal: {e}"),
+    }
     let mut sip = SipConfig::new(args.sip, "veilig-bellen");
     // Common softphones (baresip 1.0, sipp 3.6, many desk phones) give up on a 401 that carries any
     // SHA-256 challenge, even next to an MD5 one; the demo must work with them. Production configs
@@ -128,6 +163,7 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
     let config = ServerConfig {
         sip,
         http: args.http,
+        http_tls: None,
         api_token: Pii::new(api_token.clone()),
         tenants: Tenants::new(vec![tenant]),
         data_dir,
@@ -167,6 +203,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  agent connect              transfer {}, media {} (--transfer bridge|refer, --media relay|direct)",
         flag_value(&args.transfer),
         flag_value(&args.media)
+    );
+    println!(
+        "  agents' portal             http://{http}/portal  (user agent, the softphone's password)"
     );
     println!("  website button demo        http://{http}/button-demo");
     println!("  IRMA simulator (scan page) {}", running.irma_url);
@@ -210,6 +249,7 @@ mod tests {
             data: None,
             media: AgentMedia::Relay,
             transfer: TransferMode::Bridge,
+            public: false,
         };
         let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
         let demo = config
@@ -230,6 +270,39 @@ mod tests {
                 .any(|o| o == "http://127.0.0.1:8080"),
             "defaults kept"
         );
+        let agent = demo
+            .agents
+            .get(&crate::tenant::AgentId("agent".into()))
+            .unwrap();
+        let hash = agent.password_hash.as_ref().expect("a portal password");
+        assert!(hash.verify("p"), "the portal takes --agent-password");
+        assert!(!hash.verify("q"));
+    }
+
+    #[test]
+    fn a_public_address_needs_the_public_flag() {
+        use clap::Parser;
+        let args = |extra: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(
+                ["veilig-bellen", "demo"].iter().chain(extra).copied(),
+            )
+            .unwrap();
+            match cli.command {
+                crate::cli::Command::Demo(args) => args,
+                _ => panic!("not the demo command"),
+            }
+        };
+        assert!(
+            check_exposure(&args(&[])).is_ok(),
+            "the defaults are loopback"
+        );
+        let why = check_exposure(&args(&["--http", "0.0.0.0:8080"])).unwrap_err();
+        assert!(
+            why.contains("--http 0.0.0.0:8080") && why.contains("--public"),
+            "{why}"
+        );
+        assert!(check_exposure(&args(&["--sip", "192.0.2.1:5060"])).is_err());
+        assert!(check_exposure(&args(&["--sip", "192.0.2.1:5060", "--public"])).is_ok());
     }
 
     #[test]

@@ -6,14 +6,18 @@
 
 pub mod agent_api;
 pub mod audio_file;
+pub mod audit;
 pub mod call;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod dtmf_cmd;
 pub mod http;
 pub mod irma;
 pub mod links;
+pub mod metrics;
 pub mod pii;
+pub mod serve;
 pub mod server;
 pub mod sip_driver;
 pub mod store;

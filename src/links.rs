@@ -268,6 +268,22 @@ impl LinkService {
         call_id: &str,
         now: UnixSeconds,
     ) -> Result<Verified, Unverified> {
+        let result = self.lookup_code(tenant, code, call_id, now).await;
+        let name = match &result {
+            Ok(_) => "verified",
+            Err(reason) => reason.as_str(),
+        };
+        crate::metrics::global().code_lookup(name);
+        result
+    }
+
+    async fn lookup_code(
+        &self,
+        tenant: &TenantId,
+        code: &Pii<String>,
+        call_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Verified, Unverified> {
         let code = LinkCode::parse(code.expose()).map_err(|e| match e {
             CodeError::Empty => Unverified::NoCode,
             CodeError::TooShort => Unverified::IncompleteCode,

@@ -3,9 +3,11 @@
 //!
 //! [`start`] binds every listener (port 0 picks a free port, which is what tests do), spawns the
 //! tasks and returns the addresses it got. `main.rs` and the tests call the same function.
+//! With [`ServerConfig::http_tls`] the HTTP side speaks HTTPS itself ([`crate::http::tls`]).
 
 use crate::agent_api::{self, ApiState};
 use crate::call::registry::Registry;
+use crate::http::tls::TlsListener;
 use crate::http::{public_router, PublicState, RateLimit};
 use crate::irma::simulator::{simulator_router, Simulator, SimulatorConfig};
 use crate::irma::{IrmaClient, IrmaServerConfig};
@@ -15,6 +17,7 @@ use crate::sip_driver::{self, BoundAddrs, SipConfig};
 use crate::store::{AttributeKey, RedbStore, SessionStore};
 use crate::tenant::Tenants;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub enum IrmaBackend {
 pub struct ServerConfig {
     pub sip: SipConfig,
     pub http: SocketAddr,
+    /// Certificate and key when HTTP serves TLS itself (`serve` with `http.tls_cert`/`tls_key`).
+    pub http_tls: Option<crate::sip_driver::TlsConfig>,
     /// Bearer token of the agents' API.
     pub api_token: Pii<String>,
     pub tenants: Tenants,
@@ -61,6 +66,42 @@ pub struct Running {
 }
 
 impl Running {
+    /// Graceful shutdown (SIGTERM): new calls get 503 with Retry-After at once; calls that are up
+    /// may finish for up to `grace`; then every call still up is hung up (BYE to caller and agent)
+    /// and, after at most 5 s more for those BYEs, everything stops. Returns how many calls had to
+    /// be hung up.
+    pub async fn drain_and_shutdown(self, grace: std::time::Duration) -> usize {
+        use std::time::Duration;
+        self.calls.drain();
+        let live = self.calls.live_calls();
+        if live > 0 {
+            tracing::info!(live, ?grace, "shutting down: waiting for calls to finish");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.calls.live_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut cut = 0;
+        for view in self.registry.list(std::time::SystemTime::now()) {
+            if view.state != crate::call::CallState::Ended && self.registry.hangup(view.id).is_ok()
+            {
+                cut += 1;
+            }
+        }
+        if cut > 0 {
+            tracing::warn!(
+                cut,
+                "shutting down: hanging up calls still up after the grace time"
+            );
+            let bye_deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.calls.live_calls() > 0 && tokio::time::Instant::now() < bye_deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.shutdown().await;
+        cut
+    }
+
     /// Stops every task and waits for them.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -73,8 +114,7 @@ impl Running {
 
 /// Binds and starts everything.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    private_dir(&config.data_dir)?;
     let (stop, stopped) = watch::channel(false);
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
@@ -83,7 +123,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let http_addr = http_listener
         .local_addr()
         .context("reading the HTTP address")?;
-    let base_url = format!("http://{http_addr}");
+    let http_tls = match &config.http_tls {
+        Some(files) => Some(
+            crate::sip_driver::tls::acceptor(files).context("loading the HTTP TLS certificate")?,
+        ),
+        None => None,
+    };
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    let base_url = format!("{scheme}://{http_addr}");
 
     let (irma_config, simulator) = match &config.irma {
         IrmaBackend::Simulator => {
@@ -98,11 +145,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     };
     let irma_url = irma_config.url.clone();
     let irma = IrmaClient::new(irma_config).context("setting up the IRMA client")?;
+    let irma_probe = irma.clone();
 
     let store: Arc<dyn SessionStore> = Arc::new(
         RedbStore::open(&config.data_dir.join("sessions.redb"))
             .context("opening the session store")?,
     );
+    let store_probe = store.clone();
     let key =
         AttributeKey::load_or_create(&config.data_dir).context("loading the attribute key")?;
     let links = LinkService::new(
@@ -135,6 +184,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         crate::call::manager::CallContext {
             config: crate::call::manager::CallFlowConfig {
                 sip_timers: config.sip.timers,
+                contact_host: config
+                    .calls
+                    .contact_host
+                    .clone()
+                    .or_else(|| config.sip.advertise.clone()),
                 ..config.calls.clone()
             },
             registry: registry.clone(),
@@ -149,26 +203,66 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let mut public = PublicState::new(links.clone(), RateLimit::default());
     public.demo_page = config.demo_pages;
-    let mut app = public_router(public).merge(agent_api::router(ApiState {
-        registry: registry.clone(),
-        tenants,
-        token: Arc::new(config.api_token.clone()),
-        phones: Some(sip.handle.clone()),
-    }));
+    // The agents' portal (issue 10): sessions in memory, the audit table in its own redb file.
+    let audit: Arc<dyn crate::audit::AuditLog> = Arc::new(
+        crate::audit::RedbAudit::open(&config.data_dir.join(crate::audit::AUDIT_FILE))
+            .context("opening the audit log")?,
+    );
+    let mut auth = crate::http::portal::AgentAuth::new(
+        tenants.clone(),
+        Arc::new(config.api_token.clone()),
+        audit,
+        Default::default(),
+        Default::default(),
+    );
+    auth.secure_cookies = http_tls.is_some();
+    let auth = Arc::new(auth);
+    let mut app = public_router(public)
+        .merge(agent_api::router(ApiState {
+            registry: registry.clone(),
+            tenants,
+            auth: auth.clone(),
+            phones: Some(sip.handle.clone()),
+        }))
+        .merge(crate::http::portal::router(auth))
+        .merge(crate::metrics::router(
+            crate::metrics::Readiness::default()
+                .with("store", Arc::new(crate::metrics::StoreReady(store_probe)))
+                .with(
+                    "sip",
+                    Arc::new(crate::metrics::SipReady(sip.handle.clone())),
+                )
+                .with("irma", Arc::new(crate::metrics::IrmaReady(irma_probe))),
+        ));
     if let Some(sim) = simulator {
         app = app.nest("/irma-sim", simulator_router(sim));
     }
+    let app = app.layer(axum::middleware::from_fn(crate::metrics::count_http));
     let http_stopped = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(until_stopped(http_stopped));
-        if let Err(e) = serve.await {
-            tracing::error!("HTTP server stopped: {e}");
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let http_task = match http_tls {
+        None => tokio::spawn(async move {
+            let serve = axum::serve(http_listener, service)
+                .with_graceful_shutdown(until_stopped(http_stopped));
+            if let Err(e) = serve.await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        }),
+        Some(acceptor) => {
+            // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` (the rate limiter's key).
+            let listener = TlsListener::new(http_listener, acceptor)
+                .context("starting HTTPS")?
+                .tap_io(|_| {});
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, service)
+                    .with_graceful_shutdown(until_stopped(http_stopped));
+                if let Err(e) = serve.await {
+                    tracing::error!("HTTPS server stopped: {e}");
+                }
+            })
         }
-    }));
+    };
+    tasks.push(http_task);
 
     Ok(Running {
         http: http_addr,
@@ -185,4 +279,29 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 /// Resolves once [`Running::shutdown`] was called (or the server was dropped).
 async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// The data directory, created `0700` (owner only); an existing one that others may read is
+/// tightened to `0700`, with a warning. Files in it are created `0600`.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "data directory was open to others; setting it to 0700"
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting data directory {}", dir.display()))?;
+    }
+    Ok(())
 }

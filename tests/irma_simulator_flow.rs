@@ -49,7 +49,7 @@ impl Sim {
             auth,
             request_timeout: Duration::from_secs(5),
             retries: 1,
-        result_jwt: None,
+            result_jwt: None,
         })
         .unwrap()
     }

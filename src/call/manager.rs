@@ -48,6 +48,9 @@ pub struct CallFlowConfig {
     pub rtp_ports: RangeInclusive<u16>,
     /// Address written into our SDP; defaults to the IP of the SIP listener the INVITE came in on.
     pub media_ip: Option<IpAddr>,
+    /// Host written into our Contact towards trunks (the SIP config's `advertise`); defaults to the
+    /// IP of the SIP listener the INVITE came in on.
+    pub contact_host: Option<String>,
     pub max_calls: usize,
     /// Seconds in the `Retry-After` of a 503 when we are full.
     pub retry_after: u32,
@@ -58,6 +61,8 @@ pub struct CallFlowConfig {
     /// Whether a connected call's RTP stays on our relay or is moved end to end by re-INVITEs.
     /// (How the agent is reached — bridge or REFER — is [`CallConfig::transfer`] in `call`.)
     pub agent_media: AgentMedia,
+    /// At shutdown (SIGTERM), how long calls that are up may go on before they are hung up.
+    pub shutdown_grace: std::time::Duration,
     /// RFC 3261 timers of the calls' dialogs (2xx retransmission and ACK wait, §13.3.1.4): the
     /// server sets the SIP driver's, so both follow the configured T1.
     pub sip_timers: TimerConfig,
@@ -69,6 +74,7 @@ impl Default for CallFlowConfig {
             call: CallConfig::default(),
             rtp_ports: 20000..=29999,
             media_ip: None,
+            contact_host: None,
             max_calls: 2500,
             retry_after: 30,
             media: MediaPreferences::default(),
@@ -76,6 +82,7 @@ impl Default for CallFlowConfig {
             media_timeout: std::time::Duration::from_secs(60),
             agent_media: AgentMedia::Relay,
             sip_timers: TimerConfig::default(),
+            shutdown_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Routes {
     /// Client transactions of call tasks → call (timeouts, transport errors).
     pub client_txs: HashMap<ClientTxId, CallId>,
     calls: HashMap<CallId, mpsc::UnboundedSender<CallInput>>,
+    /// Shutting down: new calls get 503 with Retry-After; live ones may finish.
+    draining: bool,
 }
 
 /// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.
@@ -127,6 +136,12 @@ impl CallsProbe {
     /// calls together, since start. Stays flat while connected calls run on direct media.
     pub fn relayed_packets(&self) -> u64 {
         self.relayed.load(Ordering::Relaxed)
+    }
+
+    /// Stop taking calls (graceful shutdown): every new INVITE is answered 503 with Retry-After,
+    /// so the trunk tries another instance or later; calls already up go on.
+    pub fn drain(&self) {
+        lock(&self.routes).draining = true;
     }
 
     /// Call tasks running (each one is in the routing table until its task has released everything).
@@ -271,9 +286,16 @@ async fn new_call(
     request: Request,
     source: sip::endpoint::Source,
 ) {
-    let live = lock(routes).calls.len();
-    if live >= ctx.flow.max_calls {
-        tracing::warn!(live, "at capacity: refusing a call with 503");
+    let (live, draining) = {
+        let r = lock(routes);
+        (r.calls.len(), r.draining)
+    };
+    if live >= ctx.flow.max_calls || draining {
+        if draining {
+            tracing::info!("shutting down: refusing a new call with 503");
+        } else {
+            tracing::warn!(live, "at capacity: refusing a call with 503");
+        }
         let mut resp = sip_driver::tu::finish_response(&request, 503, None);
         resp.headers
             .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());

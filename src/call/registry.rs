@@ -23,6 +23,18 @@ pub struct ShownAttribute {
     pub value: Pii<Option<String>>,
 }
 
+/// Metrics for a call that just ended: one less active, one more ended with its outcome.
+fn count_ended(view: &CallView) {
+    let metrics = crate::metrics::global();
+    metrics.calls_active.dec();
+    let outcome = match (view.verified, view.reason) {
+        (true, _) => "verified",
+        (false, Some(reason)) => reason.as_str(),
+        (false, None) => "undecided",
+    };
+    metrics.call_ended(outcome);
+}
+
 /// What an agent sees of one call.
 #[derive(Clone, Debug)]
 pub struct CallView {
@@ -112,6 +124,9 @@ impl Registry {
 
     /// A new call appears; `commands` reaches its task.
     pub fn insert(&self, view: CallView, commands: mpsc::Sender<CallCommand>) {
+        let metrics = crate::metrics::global();
+        metrics.calls_started.inc();
+        metrics.calls_active.inc();
         let event = CallEvent::Updated(view.clone());
         self.lock().insert(view.id, Entry { view, commands });
         let _ = self.events.send(event);
@@ -124,7 +139,11 @@ impl Registry {
             let Some(entry) = calls.get_mut(&id) else {
                 return;
             };
+            let was_ended = entry.view.state == CallState::Ended;
             change(&mut entry.view);
+            if !was_ended && entry.view.state == CallState::Ended {
+                count_ended(&entry.view);
+            }
             if entry.view.state == CallState::Ended {
                 forget_personal_data(&mut entry.view);
                 entry.view.on_hold = false;

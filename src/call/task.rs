@@ -360,6 +360,28 @@ impl Call {
     }
 }
 
+impl Call {
+    /// What a waiting caller hears: the tenant's waiting prompt, else the install's comfort signal.
+    fn waiting_signal(&self) -> Box<dyn SignalSource + Send> {
+        match &self.tenant.prompts.waiting {
+            Some(samples) => comfort_signal(&Comfort::Prompt(samples.clone())),
+            None => comfort_signal(&self.ctx.flow.comfort),
+        }
+    }
+
+    /// What a caller nobody took hears before we hang up, and for how long: the tenant's goodbye
+    /// prompt (once, to its end), else the busy tone for [`GOODBYE_TIME`].
+    fn goodbye_signal(&self) -> (Box<dyn SignalSource + Send>, Duration) {
+        if let Some(samples) = &self.tenant.prompts.goodbye {
+            if let Ok(p) = LoopedPrompt::new(samples.clone()) {
+                let lasts = Duration::from_millis(samples.len() as u64 / 8 + 200);
+                return (Box::new(p.with_gap(usize::MAX / 4)), lasts);
+            }
+        }
+        (Box::new(ToneGenerator::dutch_busy()), GOODBYE_TIME)
+    }
+}
+
 /// The configured comfort signal, from the start of its loop.
 fn comfort_signal(comfort: &Comfort) -> Box<dyn SignalSource + Send> {
     match comfort {
@@ -484,7 +506,7 @@ impl Call {
             self.hold_signal = match event {
                 HoldEvent::Started => {
                     tracing::info!(call = %self.id, "the agent put the caller on hold");
-                    Some(comfort_signal(&self.ctx.flow.comfort))
+                    Some(self.waiting_signal())
                 }
                 HoldEvent::Ended => {
                     tracing::info!(call = %self.id, "the caller is off hold");
@@ -514,7 +536,7 @@ impl Call {
             }
             Action::StopDigitDetection => self.detector = None,
             Action::StartComfort => {
-                self.comfort = Some(comfort_signal(&self.ctx.flow.comfort));
+                self.comfort = Some(self.waiting_signal());
                 self.comfort_clock = FrameClock::starting(now);
             }
             Action::StopComfort => self.comfort = None,
@@ -531,9 +553,10 @@ impl Call {
                 self.send_refer(now, &target).await;
             }
             Action::Goodbye => {
-                self.comfort = Some(Box::new(ToneGenerator::dutch_busy()));
+                let (signal, lasts) = self.goodbye_signal();
+                self.comfort = Some(signal);
                 self.comfort_clock = FrameClock::starting(now);
-                self.goodbye_at = Some(now + GOODBYE_TIME);
+                self.goodbye_at = Some(now + lasts);
             }
             Action::HangupCaller => self.bye_caller_pending = true,
             Action::HangupAgent => self.hangup_agent().await,
@@ -558,6 +581,13 @@ impl Call {
         self.hold_signal = None;
         self.stale_forks.clear();
         let stats = self.trunk_media.rtp.as_ref().map(|r| r.stats());
+        if let Some(s) = &stats {
+            let metrics = crate::metrics::global();
+            metrics.rtp_packets_received.inc_by(s.packets_received);
+            metrics
+                .rtp_packets_lost
+                .inc_by(u64::try_from(s.packets_lost).unwrap_or(0));
+        }
         let reason = self.view().reason;
         // Only a call that got as far as looking a code up can hold one in the store.
         let code_looked_up = self.lookup.is_some()

@@ -78,7 +78,7 @@ pub(super) async fn answer(
             }
         }
     };
-    let contact = match contact_for(source) {
+    let contact = match contact_for(source, ctx.flow.contact_host.as_deref()) {
         Some(c) => c,
         None => {
             let _ = ctx.sip.respond(tx, reject(500)).await;
@@ -119,13 +119,15 @@ pub(super) async fn answer(
     let rtp = negotiated.map(|m| RtpSession::new(now, m, rtp_config(&ctx.flow)));
     let caller = caller_of(invite);
     tracing::info!(call = %id, tenant = %tenant.id, "answered a call");
+    let machine = CallMachine::new(tenant.timeouts.apply(&ctx.flow.call), now);
+    let greeting = greeting(&tenant);
     Some(Call {
         id,
         ctx: ctx.clone(),
         tenant,
         caller,
         since: SystemTime::now(),
-        machine: CallMachine::new(ctx.flow.call.clone(), now),
+        machine,
         trunk_tx: tx,
         agent_invite_tx: None,
         trunk: dialog,
@@ -139,9 +141,9 @@ pub(super) async fn answer(
             relay_this_event: false,
         },
         detector: Some((DtmfDetector::new(), None)),
-        // Silence while the code comes in: trunks hang up answered calls that send no RTP, and
-        // the caller's NAT binding stays open.
-        comfort: Some(Box::new(Silence)),
+        // The tenant's greeting once, else silence, while the code comes in: trunks hang up
+        // answered calls that send no RTP, and the caller's NAT binding stays open.
+        comfort: Some(greeting),
         comfort_clock: FrameClock::starting(now),
         hold: AgentHold::new(),
         hold_signal: None,
@@ -165,9 +167,9 @@ pub(super) async fn answer(
 /// Our Contact for the trunk dialog: the address the INVITE reached, with `;transport=tcp|tls`
 /// when the dialog runs over it (RFC 3261 §8.1.1.8, §19.1.4): without it the trunk or its SBC would
 /// send its BYE to us over UDP.
-fn contact_for(source: Source) -> Option<NameAddr> {
+fn contact_for(source: Source, advertise: Option<&str>) -> Option<NameAddr> {
     let local: SocketAddr = source.local;
-    let host = sip::endpoint::host_text(local.ip());
+    let host = advertise.map_or_else(|| sip::endpoint::host_text(local.ip()), str::to_owned);
     let uri = Uri::sip(Some("veilig-bellen"), &host, Some(local.port())).ok()?;
     let uri = match source.transport {
         Transport::Udp => uri,
@@ -191,3 +193,19 @@ fn caller_of(invite: &Request) -> Pii<String> {
             .unwrap_or_else(|| "anonymous".to_owned()),
     )
 }
+
+/// What the caller hears while the code comes in: the tenant's greeting once (then silence), or
+/// silence.
+fn greeting(tenant: &Tenant) -> Box<dyn dsp::tone::SignalSource + Send> {
+    match &tenant.prompts.greeting {
+        Some(samples) => match dsp::tone::LoopedPrompt::new(samples.clone()) {
+            // Once, then a gap longer than any code entry may take.
+            Ok(p) => Box::new(p.with_gap(GREETING_GAP)),
+            Err(_) => Box::new(Silence),
+        },
+        None => Box::new(Silence),
+    }
+}
+
+/// Silence after the greeting: 30 minutes of samples, longer than collecting a code may last.
+const GREETING_GAP: usize = 30 * 60 * 8000;

@@ -194,6 +194,7 @@ impl Call {
                     .respond(id, dialog.response(&request, status))
                     .await;
                 if let (Some(d), Leg::Trunk) = (digit, leg) {
+                    crate::metrics::global().digit("info");
                     self.machine.handle_digit(now, DigitSource::Info, d);
                 }
             }

@@ -49,6 +49,7 @@ impl Call {
                     detector.push(&pcm[..n]);
                     while let Some(event) = detector.poll_event() {
                         if let DtmfEvent::Ended { digit, start, end } = event {
+                            crate::metrics::global().digit("inband");
                             self.machine.handle_inband_digit(
                                 now,
                                 digit,
@@ -126,6 +127,7 @@ impl Call {
         while let Some(event) = rtp.poll_event() {
             match event {
                 RtpEvent::Digit(DigitEvent::DigitStart { digit, at }) => {
+                    crate::metrics::global().digit("rfc4733");
                     self.machine
                         .handle_digit(at, DigitSource::Rfc4733, digit.as_char())
                 }

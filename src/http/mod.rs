@@ -14,8 +14,11 @@
 //! ([`error::ApiError`]). No response ever contains a link code or an IRMA requestor token.
 
 pub mod error;
+pub mod login;
+pub mod portal;
 pub mod rate_limit;
 pub mod sessions;
+pub mod tls;
 pub mod widget;
 
 use std::sync::Arc;

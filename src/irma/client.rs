@@ -289,6 +289,23 @@ impl IrmaClient {
         verify_result_jwt(&body, key, issuer)
     }
 
+    /// Whether the IRMA server answers HTTP at all (any status will do), for `/readyz`. One try,
+    /// within the request timeout.
+    pub async fn reachable(&self) -> Result<(), IrmaError> {
+        let timer = crate::metrics::IrmaTimer::start();
+        let outcome = self
+            .inner
+            .http
+            .get(self.inner.base.clone())
+            .timeout(self.inner.timeout)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(map_reqwest);
+        timer.finish(outcome.is_ok());
+        outcome
+    }
+
     /// `DELETE /session/{token}`: cancels a running session (a finished one is left as it is).
     pub async fn cancel(&self, token: &RequestorToken) -> Result<(), IrmaError> {
         let url = self.url(&["session", token.expose()]);
@@ -451,6 +468,7 @@ impl IrmaClient {
     ) -> Result<(StatusCode, Bytes), IrmaError> {
         let mut attempt = 0u32;
         loop {
+            let timer = crate::metrics::IrmaTimer::start();
             let outcome = async {
                 let mut response = build()?
                     .timeout(self.inner.timeout)
@@ -462,6 +480,7 @@ impl IrmaClient {
                 Ok::<_, IrmaError>((status, body))
             }
             .await;
+            timer.finish(matches!(&outcome, Ok((status, _)) if !status.is_server_error()));
             let retryable = match &outcome {
                 Ok((status, _)) => status.is_server_error(),
                 Err(IrmaError::Timeout | IrmaError::Unreachable(_)) => true,

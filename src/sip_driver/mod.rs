@@ -217,7 +217,10 @@ impl SipHandle {
         let hop = match dialog.next_hop() {
             Ok(hop) => hop,
             Err(e) => {
-                tracing::warn!(?flow, "unusable next hop ({e}); sending to the dialog's source");
+                tracing::warn!(
+                    ?flow,
+                    "unusable next hop ({e}); sending to the dialog's source"
+                );
                 return flow;
             }
         };
@@ -227,7 +230,10 @@ impl SipHandle {
         match self.resolver.resolve(&hop, flow.addr.ip()).await {
             Ok(target) => target,
             Err(e) => {
-                tracing::warn!(?flow, "cannot resolve the next hop ({e}); sending to the dialog's source");
+                tracing::warn!(
+                    ?flow,
+                    "cannot resolve the next hop ({e}); sending to the dialog's source"
+                );
                 flow
             }
         }

@@ -145,6 +145,9 @@ impl Tu {
         let verified = match self.authenticate(now, req) {
             Ok(v) => v,
             Err(AuthFailure { stale, failure }) => {
+                if failure {
+                    crate::metrics::global().registration(false);
+                }
                 if failure && self.limiter.record_failure(source.ip(), now) {
                     tracing::warn!(%source, "too many failed logins; source blocked");
                 }
@@ -162,6 +165,7 @@ impl Tu {
         }
         match self.registrar.handle_register(now, &parsed) {
             Ok(bindings) => {
+                crate::metrics::global().registration(true);
                 let mut resp = Response::for_request(req, status(200), None);
                 for b in &bindings {
                     resp.headers.push(HeaderName::Contact, b.contact_value(now));

@@ -45,6 +45,12 @@ impl RedbStore {
     /// here; committed transactions are all present.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db = Database::create(path).map_err(backend)?;
+        // Sealed attributes live here: owner only, whatever the umask.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Backend(format!("restricting {}: {e}", path.display())))?;
+        }
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(SESSIONS).map_err(backend)?;

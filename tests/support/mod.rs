@@ -11,6 +11,7 @@ pub mod kamailio;
 pub mod loadgen;
 pub mod lossy_relay;
 pub mod pcap;
+pub mod portal;
 pub mod ports;
 pub mod refer;
 pub mod server;

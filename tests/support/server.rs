@@ -43,6 +43,7 @@ pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig
     ServerConfig {
         sip: SipConfig::new(loopback, "veilig-bellen"),
         http: loopback,
+        http_tls: None,
         api_token: Pii::new(API_TOKEN.to_owned()),
         tenants: Tenants::new(vec![Tenant::demo()]),
         data_dir,

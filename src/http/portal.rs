@@ -1,0 +1,635 @@
+//! The agents' portal (issue 10): log in, see the tenant's callers live, take a call onto your
+//! own softphone.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /portal` | the page ([`page`]): the login form, or the live call list (`?lang=en`) |
+//! | `GET /portal/portal.js`, `/portal/portal.css`, `/portal/favicon.svg` | its script, style and icon, embedded in the binary |
+//! | `POST /api/v1/login` | `{"username","password"}` → 200 `{"agent","tenant","csrf","name"}` and the session cookie; 401 `invalid_credentials`; 429 `locked` |
+//! | `POST /api/v1/logout` | ends the session (cookie and `X-CSRF-Token`) → 204 |
+//! | `GET /api/v1/audit` | the audit log ([`crate::audit`]): a supervisor's own tenant; the bearer token sees all (`?tenant=`) |
+//!
+//! The call list itself comes from the agents' API ([`crate::agent_api`]), which takes the session
+//! cookie as well as the bearer token ([`auth`]). Every response of the portal and that API carries
+//! [`security_headers`]: a strict Content-Security-Policy (`default-src 'self'`, no inline script),
+//! no framing, no caching, no referrer.
+
+pub mod auth;
+pub mod i18n;
+pub mod page;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditAction, AuditEntry, AuditVia};
+pub use auth::{AgentAuth, AgentSession, AuthError, Caller, CSRF_HEADER, SESSION_COOKIE};
+use i18n::Lang;
+
+/// The page's script.
+pub const PORTAL_JS: &str = include_str!("../../assets/portal/portal.js");
+/// The page's style.
+pub const PORTAL_CSS: &str = include_str!("../../assets/portal/portal.css");
+/// The tab's icon.
+pub const FAVICON_SVG: &str = include_str!("../../assets/portal/favicon.svg");
+
+/// The Content-Security-Policy of the portal and the agents' API.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// Largest login or logout body.
+const MAX_BODY: usize = 2048;
+/// Most audit entries one request gets.
+const MAX_AUDIT: usize = 1000;
+
+/// The portal's routes.
+pub fn router(auth: Arc<AgentAuth>) -> Router {
+    Router::new()
+        .route("/portal", get(portal_page))
+        .route("/portal/portal.js", get(portal_js))
+        .route("/portal/portal.css", get(portal_css))
+        .route("/portal/favicon.svg", get(favicon))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/audit", get(audit_log))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(auth)
+}
+
+/// Adds the portal's protective headers to `response` (CSP, no framing, no sniffing, no caching,
+/// no referrer). Also layered on the agents' API, whose answers hold personal data.
+pub async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(headers, header::CONTENT_SECURITY_POLICY, CSP);
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::CACHE_CONTROL, "no-store");
+    response
+}
+
+/// Every failure of the portal's routes, as `{"error": name, "message": text}`.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("log in first")]
+    Unauthorized,
+    #[error("this request needs the session's X-CSRF-Token, from the same site")]
+    Forbidden,
+    #[error("only supervisors may read the audit log")]
+    NotSupervisor,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("too many failed logins; try again later")]
+    Locked { retry_after_secs: u64 },
+    #[error("bad request")]
+    BadRequest,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl PortalError {
+    fn name(&self) -> &'static str {
+        match self {
+            PortalError::Unauthorized => "unauthorized",
+            PortalError::Forbidden => "forbidden",
+            PortalError::NotSupervisor => "not_supervisor",
+            PortalError::InvalidCredentials => "invalid_credentials",
+            PortalError::Locked { .. } => "locked",
+            PortalError::BadRequest => "bad_request",
+            PortalError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            PortalError::Unauthorized | PortalError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            PortalError::Forbidden | PortalError::NotSupervisor => StatusCode::FORBIDDEN,
+            PortalError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::BadRequest => StatusCode::BAD_REQUEST,
+            PortalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<AuthError> for PortalError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized => PortalError::Unauthorized,
+            AuthError::Forbidden => PortalError::Forbidden,
+        }
+    }
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        if let PortalError::Internal(detail) = &self {
+            tracing::error!("portal internal error: {detail}");
+        }
+        let mut body = serde_json::json!({ "error": self.name(), "message": self.to_string() });
+        if let PortalError::Locked { retry_after_secs } = self {
+            body["retry_after"] = retry_after_secs.into();
+        }
+        let mut response = (self.status(), Json(body)).into_response();
+        if let PortalError::Locked { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+fn lang_of(query: &LangQuery, headers: &HeaderMap) -> Lang {
+    Lang::negotiate(
+        query.lang.as_deref(),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+async fn portal_page(
+    State(auth): State<Arc<AgentAuth>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(&query, &headers);
+    let session = auth::session_cookie(&headers)
+        .and_then(login_id)
+        .and_then(|id| auth.session(Instant::now(), &id));
+    let found = session.as_ref().and_then(|s| {
+        let tenant = auth.tenants().by_id(&s.tenant)?;
+        Some((s, tenant, tenant.agents.get(&s.agent)?))
+    });
+    let markup = match found {
+        Some((session, tenant, agent)) => page::calls(
+            lang,
+            &page::PageAgent {
+                username: &agent.id.0,
+                name: &agent.display_name,
+                tenant_name: &tenant.display_name,
+                csrf: &session.csrf,
+            },
+        ),
+        None => page::login(lang),
+    };
+    let mut response = Html(markup.into_string()).into_response();
+    response.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Accept-Language, Cookie"),
+    );
+    response
+}
+
+fn login_id(cookie: &str) -> Option<crate::http::login::SessionId> {
+    crate::http::login::SessionId::decode(cookie)
+}
+
+async fn portal_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PORTAL_JS,
+    )
+}
+
+async fn portal_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PORTAL_CSS,
+    )
+}
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_SVG,
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LoginJson {
+    agent: String,
+    tenant: String,
+    csrf: String,
+    name: String,
+}
+
+/// Whether a browser's request comes from our own pages: an `Origin` header, when present, must
+/// name the `Host` it was sent to. Non-browser clients send no `Origin`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+    });
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// The request came over TLS as the browser sees it: our own HTTPS, or a proxy in front saying so.
+fn secure_request(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+async fn login(State(auth): State<Arc<AgentAuth>>, request: Request) -> Response {
+    match login_inner(&auth, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn login_inner(auth: &Arc<AgentAuth>, request: Request) -> Result<Response, PortalError> {
+    let address: IpAddr = crate::http::rate_limit::client_ip(&request);
+    let headers = request.headers().clone();
+    if !same_origin(&headers) {
+        return Err(PortalError::Forbidden);
+    }
+    let Json(body) = Json::<LoginBody>::from_request(request, &())
+        .await
+        .map_err(|_| PortalError::BadRequest)?;
+    let password = zeroize::Zeroizing::new(body.password);
+    let username = body.username.trim().to_owned();
+    if username.is_empty() || username.len() > 128 || password.len() > 1024 {
+        return Err(PortalError::InvalidCredentials);
+    }
+    let now = Instant::now();
+    match auth.login(now, &username, password, address).await {
+        auth::LoginOutcome::Locked { retry_after_secs } => {
+            tracing::warn!(target: "audit", "portal login refused: too many failures");
+            Err(PortalError::Locked { retry_after_secs })
+        }
+        auth::LoginOutcome::Failed { known } => {
+            match known {
+                Some((tenant, agent)) => {
+                    let entry = AuditEntry::new(
+                        SystemTime::now(),
+                        &tenant,
+                        Some(&agent.0),
+                        AuditAction::LoginFailed,
+                        AuditVia::Portal,
+                    );
+                    crate::audit::record(auth.audit.clone(), entry).await;
+                }
+                None => tracing::info!(target: "audit", "portal login with an unknown username"),
+            }
+            Err(PortalError::InvalidCredentials)
+        }
+        auth::LoginOutcome::LoggedIn(session) => {
+            let entry = AuditEntry::new(
+                SystemTime::now(),
+                &session.tenant,
+                Some(&session.agent.0),
+                AuditAction::Login,
+                AuditVia::Portal,
+            );
+            crate::audit::record(auth.audit.clone(), entry).await;
+            let name = auth
+                .tenants()
+                .by_id(&session.tenant)
+                .and_then(|t| t.agents.get(&session.agent))
+                .map(|a| a.display_name.clone())
+                .unwrap_or_default();
+            let cookie = auth.session_cookie(&session.id, secure_request(&headers));
+            let body = LoginJson {
+                agent: session.agent.0,
+                tenant: session.tenant.0,
+                csrf: session.csrf,
+                name,
+            };
+            let mut response = Json(body).into_response();
+            let cookie =
+                HeaderValue::from_str(&cookie).map_err(|e| PortalError::Internal(e.to_string()))?;
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            Ok(response)
+        }
+    }
+}
+
+async fn logout(State(auth): State<Arc<AgentAuth>>, headers: HeaderMap) -> Response {
+    let caller = match auth.caller(&headers, true, Instant::now()) {
+        Ok(c) => c,
+        Err(e) => return PortalError::from(e).into_response(),
+    };
+    let Caller::Agent(session) = caller else {
+        return PortalError::BadRequest.into_response();
+    };
+    auth.logout(&session.id);
+    let entry = AuditEntry::new(
+        SystemTime::now(),
+        &session.tenant,
+        Some(&session.agent.0),
+        AuditAction::Logout,
+        AuditVia::Portal,
+    );
+    crate::audit::record(auth.audit.clone(), entry).await;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth.clear_cookie(secure_request(&headers))) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    tenant: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One audit row as the API shows it.
+#[derive(Debug, Serialize)]
+struct AuditJson {
+    /// RFC 3339, UTC, milliseconds.
+    at: String,
+    tenant: String,
+    agent: Option<String>,
+    action: AuditAction,
+    via: AuditVia,
+    call: Option<u64>,
+    verified: Option<bool>,
+}
+
+async fn audit_log(
+    State(auth): State<Arc<AgentAuth>>,
+    Query(query): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AuditJson>>, PortalError> {
+    let tenant = match auth.caller(&headers, false, Instant::now())? {
+        Caller::Token => query.tenant,
+        Caller::Agent(session) => {
+            let supervisor = auth
+                .tenants()
+                .by_id(&session.tenant)
+                .and_then(|t| t.agents.get(&session.agent))
+                .is_some_and(|a| a.supervisor);
+            if !supervisor {
+                return Err(PortalError::NotSupervisor);
+            }
+            Some(session.tenant.0)
+        }
+    };
+    let limit = query.limit.unwrap_or(200).clamp(1, MAX_AUDIT);
+    let rows = crate::audit::recent(auth.audit.clone(), tenant, limit)
+        .await
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|e| AuditJson {
+                at: humantime::format_rfc3339_millis(e.at()).to_string(),
+                tenant: e.tenant,
+                agent: e.agent,
+                action: e.action,
+                via: e.via,
+                call: e.call,
+                verified: e.verified,
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::MemoryAudit;
+    use crate::http::login::{LoginPolicy, SessionPolicy};
+    use crate::pii::Pii;
+    use crate::tenant::{Agent, AgentId, PasswordHash, Tenant, TenantId, Tenants};
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn app() -> (Router, Arc<AgentAuth>) {
+        let hash = PasswordHash::hash("pw-demo").unwrap();
+        let mut demo = Tenant::demo();
+        for a in demo.agents.values_mut() {
+            a.password_hash = Some(hash.clone());
+            a.supervisor = true;
+        }
+        demo.agents.insert(
+            AgentId("clerk".into()),
+            Agent {
+                id: AgentId("clerk".into()),
+                display_name: "Clerk".into(),
+                sip_username: "clerk".into(),
+                password_hash: Some(hash),
+                supervisor: false,
+            },
+        );
+        let auth = Arc::new(AgentAuth::new(
+            Arc::new(Tenants::new(vec![demo])),
+            Arc::new(Pii::new("tok".into())),
+            Arc::new(MemoryAudit::new()),
+            SessionPolicy::default(),
+            LoginPolicy::default(),
+        ));
+        (router(auth.clone()), auth)
+    }
+
+    async fn send(app: &Router, req: axum::http::Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let response = app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    fn login_req(user: &str, pw: &str) -> axum::http::Request<Body> {
+        axum::http::Request::post("/api/v1/login")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({"username": user, "password": pw}).to_string(),
+            ))
+            .unwrap()
+    }
+
+    /// Logs in; the cookie pair (`vb_session=…`) and the CSRF token.
+    async fn log_in(app: &Router, user: &str) -> (String, String) {
+        let (status, headers, body) = send(app, login_req(user, "pw-demo")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.contains("; HttpOnly") && cookie.contains("; SameSite=Strict"));
+        assert!(cookie.contains("; Path=/") && !cookie.contains("Secure"));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["agent"], user);
+        assert_eq!(json["tenant"], "demo");
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        (pair, json["csrf"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_page_is_the_login_form_then_the_call_list_with_the_csrf_token() {
+        let (app, _) = app();
+        let get = |cookie: Option<&str>, uri: &str| {
+            let mut b = axum::http::Request::get(uri);
+            if let Some(c) = cookie {
+                b = b.header("cookie", c);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let (status, headers, html) = send(&app, get(None, "/portal")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(">Gebruikersnaam</label>"));
+        assert!(headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"));
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+        let (cookie, csrf) = log_in(&app, "agent").await;
+        let (_, _, html) = send(&app, get(Some(&cookie), "/portal?lang=en")).await;
+        assert!(html.contains(&format!(r#"<meta name="csrf-token" content="{csrf}">"#)));
+        assert!(html.contains("Logged in as Demo agent (Gemeente Demodam)"));
+        let (_, headers, js) = send(&app, get(None, "/portal/portal.js")).await;
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"));
+        assert!(js.contains("X-CSRF-Token"));
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_get_one_generic_answer_and_then_a_lockout() {
+        let (app, _) = app();
+        let (s1, _, b1) = send(&app, login_req("agent", "wrong")).await;
+        let (s2, _, b2) = send(&app, login_req("nobody", "pw-demo")).await;
+        assert_eq!(
+            (s1, s2),
+            (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(b1, b2, "no hint which part was wrong");
+        for _ in 0..4 {
+            send(&app, login_req("agent", "wrong")).await;
+        }
+        let (status, headers, body) = send(&app, login_req("agent", "pw-demo")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(body.contains(r#""error":"locked""#));
+        let (status, _, _) = send(&app, login_req("clerk", "pw-demo")).await;
+        assert_eq!(status, StatusCode::OK, "another username is not locked");
+    }
+
+    #[tokio::test]
+    async fn a_login_from_another_site_is_refused() {
+        let (app, _) = app();
+        let mut req = login_req("agent", "pw-demo");
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_static("https://evil.example"));
+        req.headers_mut()
+            .insert("host", HeaderValue::from_static("portal.example"));
+        assert_eq!(send(&app, req).await.0, StatusCode::FORBIDDEN);
+        let mut req = login_req("agent", "pw-demo");
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_static("https://portal.example"));
+        req.headers_mut()
+            .insert("host", HeaderValue::from_static("portal.example"));
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn logout_needs_the_csrf_token_and_kills_the_cookie() {
+        let (app, _) = app();
+        let (cookie, csrf) = log_in(&app, "agent").await;
+        let logout = |csrf: Option<&str>| {
+            let mut b = axum::http::Request::post("/api/v1/logout").header("cookie", &cookie);
+            if let Some(c) = csrf {
+                b = b.header("x-csrf-token", c);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(send(&app, logout(None)).await.0, StatusCode::FORBIDDEN);
+        let (status, headers, _) = send(&app, logout(Some(&csrf))).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        assert_eq!(
+            send(&app, logout(Some(&csrf))).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let page = axum::http::Request::get("/portal")
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap();
+        assert!(send(&app, page).await.2.contains(">Wachtwoord</label>"));
+    }
+
+    #[tokio::test]
+    async fn supervisors_read_their_tenants_audit_log_and_clerks_do_not() {
+        let (app, auth) = app();
+        let (boss, _) = log_in(&app, "agent").await;
+        let (clerk, _) = log_in(&app, "clerk").await;
+        send(&app, login_req("clerk", "typo")).await;
+        auth.audit
+            .append(&AuditEntry::new(
+                SystemTime::now(),
+                &TenantId("elsewhere".into()),
+                Some("x"),
+                AuditAction::Login,
+                AuditVia::Portal,
+            ))
+            .unwrap();
+        let audit = |cookie: &str| {
+            axum::http::Request::get("/api/v1/audit")
+                .header("cookie", cookie)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _, body) = send(&app, audit(&boss)).await;
+        assert_eq!(status, StatusCode::OK);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
+        assert_eq!(actions, ["login_failed", "login", "login"]);
+        assert!(rows.iter().all(|r| r["tenant"] == "demo"));
+        assert_eq!(rows[0]["agent"], "clerk");
+        assert!(!body.contains("typo"));
+        let (status, _, body) = send(&app, audit(&clerk)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let all = axum::http::Request::get("/api/v1/audit")
+            .header("authorization", "Bearer tok")
+            .body(Body::empty())
+            .unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&send(&app, all).await.2).unwrap();
+        assert_eq!(rows.len(), 4);
+    }
+}

@@ -1,0 +1,309 @@
+//! The portal's two languages: Dutch by default, English with `?lang=en` or when the browser's
+//! `Accept-Language` prefers English over Dutch. Every word the page and its script show is here;
+//! the script gets its share as JSON ([`Texts`] serialised into the page).
+
+use serde::Serialize;
+
+/// A language of the portal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    #[default]
+    Nl,
+    En,
+}
+
+impl Lang {
+    /// `?lang=` wins when it names a language we have; else `Accept-Language` (English only when
+    /// it ranks English above Dutch); else Dutch.
+    pub fn negotiate(query: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(lang) = query.and_then(Lang::parse) {
+            return lang;
+        }
+        let Some(header) = accept_language else {
+            return Lang::Nl;
+        };
+        let (mut nl, mut en) = (0.0f32, 0.0f32);
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match tag.split('-').next() {
+                Some("nl") => nl = nl.max(q),
+                Some("en") => en = en.max(q),
+                _ => {}
+            }
+        }
+        if en > nl {
+            Lang::En
+        } else {
+            Lang::Nl
+        }
+    }
+
+    /// `nl` or `en`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "nl" => Some(Lang::Nl),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The `lang` attribute and query value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nl => "nl",
+            Lang::En => "en",
+        }
+    }
+
+    /// The other language (the switch on the page).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Nl => Lang::En,
+            Lang::En => Lang::Nl,
+        }
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::Nl => &NL,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// Every text of the portal in one language. `{name}` marks a value the script fills in.
+#[derive(Debug, Serialize)]
+pub struct Texts {
+    pub language_name: &'static str,
+    pub title: &'static str,
+    pub login_heading: &'static str,
+    pub login_intro: &'static str,
+    pub username: &'static str,
+    pub password: &'static str,
+    pub log_in: &'static str,
+    pub log_out: &'static str,
+    pub login_failed: &'static str,
+    /// `{wait}`: [`Texts::seconds`], [`Texts::one_second`] or [`Texts::minutes`].
+    pub locked: &'static str,
+    pub seconds: &'static str,
+    pub one_second: &'static str,
+    pub minutes: &'static str,
+    pub login_error: &'static str,
+    /// `{name}`, `{tenant}`.
+    pub logged_in_as: &'static str,
+    pub calls_heading: &'static str,
+    pub no_calls: &'static str,
+    pub offline: &'static str,
+    pub sound: &'static str,
+    pub new_call: &'static str,
+    pub state_collecting: &'static str,
+    pub state_waiting: &'static str,
+    pub state_ringing: &'static str,
+    pub state_connected: &'static str,
+    pub state_ended: &'static str,
+    pub verified: &'static str,
+    pub unverified: &'static str,
+    pub reason_no_code: &'static str,
+    pub reason_incomplete_code: &'static str,
+    pub reason_unknown_code: &'static str,
+    pub reason_expired_code: &'static str,
+    pub reason_used_code: &'static str,
+    pub reason_irma_error: &'static str,
+    pub answer: &'static str,
+    pub hang_up: &'static str,
+    /// `{name}`.
+    pub taken_by: &'static str,
+    pub taken_by_you: &'static str,
+    pub waiting_time: &'static str,
+    pub in_call: &'static str,
+    pub on_hold: &'static str,
+    pub transferred: &'static str,
+    pub anonymous: &'static str,
+    pub ended_call: &'static str,
+    pub links: &'static str,
+    pub error_agent_unavailable: &'static str,
+    pub error_already_taken: &'static str,
+    pub error_call_ended: &'static str,
+    pub error_not_waiting: &'static str,
+    pub error_other: &'static str,
+}
+
+static NL: Texts = Texts {
+    language_name: "Nederlands",
+    title: "Veilig bellen — oproepen",
+    login_heading: "Inloggen",
+    login_intro: "Voor medewerkers van het klantcontactcentrum.",
+    username: "Gebruikersnaam",
+    password: "Wachtwoord",
+    log_in: "Inloggen",
+    log_out: "Uitloggen",
+    login_failed: "Gebruikersnaam of wachtwoord onjuist.",
+    locked: "Te veel mislukte pogingen. Probeer het over {wait} opnieuw.",
+    seconds: "{n} seconden",
+    one_second: "1 seconde",
+    minutes: "{n} minuten",
+    login_error: "Inloggen lukt nu niet. Probeer het later opnieuw.",
+    logged_in_as: "Ingelogd als {name} ({tenant})",
+    calls_heading: "Oproepen",
+    no_calls: "Er zijn nu geen oproepen.",
+    offline: "Geen verbinding met de server. Opnieuw verbinden…",
+    sound: "Geluid bij een nieuwe oproep",
+    new_call: "Nieuwe oproep",
+    state_collecting: "code wordt gelezen",
+    state_waiting: "wachtend",
+    state_ringing: "gaat over",
+    state_connected: "verbonden",
+    state_ended: "beëindigd",
+    verified: "Geverifieerd",
+    unverified: "Niet geverifieerd",
+    reason_no_code: "De beller heeft geen code ingetoetst.",
+    reason_incomplete_code: "De beller heeft een onvolledige code ingetoetst.",
+    reason_unknown_code: "De ingetoetste code is onbekend.",
+    reason_expired_code: "De code was verlopen.",
+    reason_used_code: "De code was al gebruikt.",
+    reason_irma_error: "De Yivi-server (IRMA) was niet bereikbaar.",
+    answer: "Opnemen",
+    hang_up: "Ophangen",
+    taken_by: "Opgenomen door {name}",
+    taken_by_you: "Opgenomen door u",
+    waiting_time: "Wachttijd",
+    in_call: "In gesprek",
+    on_hold: "In de wacht",
+    transferred: "Doorverbonden",
+    anonymous: "Anoniem nummer",
+    ended_call: "Oproep {id}",
+    links: "Koppelingen",
+    error_agent_unavailable:
+        "Uw telefoon is niet aangemeld. Zet uw softphone aan en probeer het opnieuw.",
+    error_already_taken: "Een collega heeft deze oproep al opgenomen.",
+    error_call_ended: "Deze oproep is al beëindigd.",
+    error_not_waiting: "De code van deze beller wordt nog gelezen. Probeer het zo opnieuw.",
+    error_other: "Dat lukte niet. Probeer het opnieuw.",
+};
+
+static EN: Texts = Texts {
+    language_name: "English",
+    title: "Veilig bellen — calls",
+    login_heading: "Log in",
+    login_intro: "For contact-centre agents.",
+    username: "Username",
+    password: "Password",
+    log_in: "Log in",
+    log_out: "Log out",
+    login_failed: "Wrong username or password.",
+    locked: "Too many failed attempts. Try again in {wait}.",
+    seconds: "{n} seconds",
+    one_second: "1 second",
+    minutes: "{n} minutes",
+    login_error: "Logging in does not work right now. Try again later.",
+    logged_in_as: "Logged in as {name} ({tenant})",
+    calls_heading: "Calls",
+    no_calls: "There are no calls right now.",
+    offline: "No connection to the server. Reconnecting…",
+    sound: "Sound for a new call",
+    new_call: "New call",
+    state_collecting: "reading code",
+    state_waiting: "waiting",
+    state_ringing: "ringing",
+    state_connected: "connected",
+    state_ended: "ended",
+    verified: "Verified",
+    unverified: "Not verified",
+    reason_no_code: "The caller entered no code.",
+    reason_incomplete_code: "The caller entered an incomplete code.",
+    reason_unknown_code: "The code entered is unknown.",
+    reason_expired_code: "The code had expired.",
+    reason_used_code: "The code was already used.",
+    reason_irma_error: "The Yivi server (IRMA) was unreachable.",
+    answer: "Answer",
+    hang_up: "Hang up",
+    taken_by: "Taken by {name}",
+    taken_by_you: "Taken by you",
+    waiting_time: "Waiting time",
+    in_call: "In call",
+    on_hold: "On hold",
+    transferred: "Transferred",
+    anonymous: "Anonymous number",
+    ended_call: "Call {id}",
+    links: "Links",
+    error_agent_unavailable:
+        "Your phone is not registered. Switch on your softphone and try again.",
+    error_already_taken: "A colleague already took this call.",
+    error_call_ended: "This call has already ended.",
+    error_not_waiting: "The caller's code is still being read. Try again in a moment.",
+    error_other: "That did not work. Try again.",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dutch_unless_asked_for_english() {
+        assert_eq!(Lang::negotiate(None, None), Lang::Nl);
+        assert_eq!(Lang::negotiate(Some("en"), None), Lang::En);
+        assert_eq!(Lang::negotiate(Some("nl"), Some("en-US")), Lang::Nl);
+        assert_eq!(
+            Lang::negotiate(Some("fr"), Some("en-GB,en;q=0.9")),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::negotiate(None, Some("en-US,en;q=0.9,nl;q=0.8")),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::negotiate(None, Some("nl-NL,nl;q=0.9,en;q=0.8")),
+            Lang::Nl
+        );
+        assert_eq!(Lang::negotiate(None, Some("de-DE,de;q=0.9")), Lang::Nl);
+        assert_eq!(Lang::negotiate(None, Some("en;q=0.5,nl;q=0.5")), Lang::Nl);
+        assert_eq!(Lang::negotiate(None, Some("garbage;;q=x,,")), Lang::Nl);
+    }
+
+    #[test]
+    fn the_pinned_words_are_there() {
+        let (nl, en) = (Lang::Nl.texts(), Lang::En.texts());
+        assert_eq!(
+            [nl.username, nl.password, nl.log_in, nl.answer, nl.hang_up],
+            [
+                "Gebruikersnaam",
+                "Wachtwoord",
+                "Inloggen",
+                "Opnemen",
+                "Ophangen"
+            ]
+        );
+        assert_eq!(
+            [en.username, en.password, en.log_in, en.answer, en.hang_up],
+            ["Username", "Password", "Log in", "Answer", "Hang up"]
+        );
+        assert_eq!(
+            [nl.verified, nl.unverified],
+            ["Geverifieerd", "Niet geverifieerd"]
+        );
+        assert_eq!([en.verified, en.unverified], ["Verified", "Not verified"]);
+        assert_eq!(
+            [
+                nl.state_waiting,
+                nl.state_ringing,
+                nl.state_connected,
+                nl.state_ended
+            ],
+            ["wachtend", "gaat over", "verbonden", "beëindigd"]
+        );
+        assert_eq!(
+            [
+                en.state_waiting,
+                en.state_ringing,
+                en.state_connected,
+                en.state_ended
+            ],
+            ["waiting", "ringing", "connected", "ended"]
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Test support: the `veilig-bellen serve` binary as a child process on loopback ports from
+//! [`crate::ports`] — a config file written for it, waiting (bounded) until it says it runs,
+//! plain HTTP/1.1 requests to it, SIGTERM at the end and a kill when a test fails early.
+//! Include with `#[path = "support/ports.rs"] mod ports;` and
+//! `#[path = "support/serve_cli.rs"] mod serve_cli;` (not part of `support/mod.rs`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_veilig-bellen");
+pub const API_TOKEN: &str = "serve-test-api-token-0001";
+pub const SIP_PASSWORD: &str = "serve-test-sip-secret";
+pub const IRMA_TOKEN: &str = "serve-test-irma-token";
+/// `agent hash-password` of "jan-portal-wachtwoord".
+pub const JAN_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$chL76Wqo2s04tKY8n/besQ$L+Gvgw1Is6Imc0d8Kd3xlbSK69BRqX+4uO6aZwTiFVs";
+
+/// Ports and a directory for one `serve`.
+pub struct Setup {
+    pub http: u16,
+    pub sip: u16,
+    pub rtp: RangeInclusive<u16>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup {
+            http: crate::ports::port(),
+            sip: crate::ports::port(),
+            rtp: crate::ports::range(8),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// One tenant (arnhem, +31263770000), one agent (jan), the IRMA server on a loopback port
+    /// nobody listens on; `http_extra` goes into `[http]`.
+    pub fn config(&self, http_extra: &str) -> PathBuf {
+        let text = format!(
+            r#"
+data_dir = "{data}"
+api_token = "{API_TOKEN}"
+[http]
+listen = "127.0.0.1:{http}"
+{http_extra}
+[sip]
+listen = "127.0.0.1:{sip}"
+rtp_ports = "{low}-{high}"
+[irma]
+url = "http://127.0.0.1:9"
+token = "{IRMA_TOKEN}"
+[[tenants]]
+id = "arnhem"
+name = "Gemeente Arnhem"
+numbers = ["+31263770000"]
+website_origins = ["https://www.arnhem.nl"]
+disclosure = [[["pbdf.gemeente.personalData.bsn"]]]
+[[tenants.attributes]]
+id = "pbdf.gemeente.personalData.bsn"
+label_nl = "BSN"
+label_en = "Citizen service number"
+[[tenants.agents]]
+username = "jan"
+name = "Jan de Vries"
+password_hash = "{JAN_HASH}"
+sip_password = "{SIP_PASSWORD}"
+"#,
+            data = self.dir.path().join("data").display(),
+            http = self.http,
+            sip = self.sip,
+            low = self.rtp.start(),
+            high = self.rtp.end(),
+        );
+        let path = self.dir.path().join("veilig-bellen.toml");
+        std::fs::write(&path, text).expect("writing the config");
+        path
+    }
+}
+
+/// A running `serve`; killed on drop unless [`Serve::terminate`] stopped it.
+pub struct Serve {
+    child: Child,
+    /// What it printed up to "Stop with SIGTERM or Ctrl-C."
+    pub summary: String,
+}
+
+impl Serve {
+    /// Starts `serve --config PATH` (no `VEILIG_BELLEN_*` from the test's environment) and waits up
+    /// to 60 s for its summary.
+    pub fn start(config: &Path) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", config.to_str().expect("UTF-8 path")])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("VEILIG_BELLEN_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd.spawn().expect("serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut serve = Serve {
+            child,
+            summary: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.starts_with("Stop with SIGTERM");
+                    serve.summary.push_str(&line);
+                    serve.summary.push('\n');
+                    if done {
+                        return serve;
+                    }
+                }
+                Err(e) => panic!(
+                    "serve did not report it was running ({e}); it printed:\n{}",
+                    serve.summary
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then waits up to 20 s for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One plain HTTP/1.1 request to 127.0.0.1:`port`; the status code and body. Bounded by socket
+/// timeouts.
+pub fn http_request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to serve's HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("write timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .expect("sending the request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs the binary with `args` to its end (at most 30 s); status, stdout, stderr.
+pub fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("polling the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`veilig-bellen {}` still ran after 30 s", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    (status, stdout, stderr)
+}
