@@ -39,6 +39,7 @@ pub enum Command {
     /// Decode DTMF digits from a recording; prints DIGIT<TAB>START_MS<TAB>END_MS per digit.
     Dtmf(crate::dtmf_cmd::DtmfArgs),
     /// Run the whole product on embedded defaults: SIP, HTTP, one tenant, one agent, IRMA simulator.
+    #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
     /// Run the product from a config file, against the municipality's real IRMA server.
     Serve(crate::serve::ServeArgs),
@@ -71,6 +72,7 @@ pub fn run(cli: Cli) -> u8 {
     let log = cli.log_format;
     match cli.command {
         Command::Dtmf(args) => crate::dtmf_cmd::run(&args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => match crate::demo::check_exposure(&args) {
             Ok(()) => run_async(log, crate::demo::run(args)),
             Err(why) => {
@@ -101,10 +103,7 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn run_async(
-    format: LogFormat,
-    task: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> u8 {
+fn run_async(format: LogFormat, task: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
     init_logging(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -123,4 +122,25 @@ fn run_async(
             exit::FAILURE
         }
     }
+}
+
+/// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
+pub fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (low, high) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad low port {low:?}"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad high port {high:?}"))?;
+    if low == 0 || high < low.saturating_add(1) {
+        return Err(format!(
+            "the range {low}-{high} must hold at least one RTP/RTCP port pair"
+        ));
+    }
+    Ok(low..=high)
 }

@@ -35,7 +35,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub agent_password: Option<String>,
     /// RTP port range, e.g. 20000-20999.
-    #[arg(long, value_parser = parse_port_range, default_value = "20000-29999")]
+    #[arg(long, value_parser = crate::cli::parse_port_range, default_value = "20000-29999")]
     pub rtp_ports: RangeInclusive<u16>,
     /// Where the session database and key live; a fresh temporary directory when absent.
     #[arg(long)]
@@ -73,27 +73,6 @@ pub fn check_exposure(args: &DemoArgs) -> Result<(), String> {
          for real with `veilig-bellen serve --config FILE`.",
         exposed.join(" and ")
     ))
-}
-
-/// Parses `LOW-HIGH` into an inclusive range of even-aligned RTP ports.
-pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (low, high) = s
-        .split_once('-')
-        .ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
-    let low: u16 = low
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad low port {low:?}"))?;
-    let high: u16 = high
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad high port {high:?}"))?;
-    if low == 0 || high < low.saturating_add(1) {
-        return Err(format!(
-            "the range {low}-{high} must hold at least one RTP/RTCP port pair"
-        ));
-    }
-    Ok(low..=high)
 }
 
 /// The origins a browser shows for pages served on `http`: `http://ADDR`, and for loopback also

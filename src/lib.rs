@@ -10,6 +10,7 @@ pub mod audit;
 pub mod call;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod dtmf_cmd;
 pub mod http;

@@ -9,6 +9,7 @@ use crate::agent_api::{self, ApiState};
 use crate::call::registry::Registry;
 use crate::http::tls::TlsListener;
 use crate::http::{public_router, PublicState, RateLimit};
+#[cfg(feature = "demo")]
 use crate::irma::simulator::{simulator_router, Simulator, SimulatorConfig};
 use crate::irma::{IrmaClient, IrmaServerConfig};
 use crate::links::{LinkConfig, LinkService};
@@ -23,10 +24,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Stands in for the simulator's type in a build without it (never constructed).
+#[cfg(not(feature = "demo"))]
+enum Simulator {}
+
 /// Where the IRMA server is.
 #[derive(Clone, Debug)]
 pub enum IrmaBackend {
-    /// Run the embedded IRMA simulator at `/irma-sim` on our own HTTP server (demo and tests only).
+    /// Run the embedded IRMA simulator at `/irma-sim` on our own HTTP server (demo and tests only;
+    /// not in a build without the `demo` feature).
+    #[cfg(feature = "demo")]
     Simulator,
     /// A real IRMA server.
     Server(IrmaServerConfig),
@@ -130,9 +137,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         None => None,
     };
     let scheme = if http_tls.is_some() { "https" } else { "http" };
+    #[cfg_attr(not(feature = "demo"), allow(unused_variables))]
     let base_url = format!("{scheme}://{http_addr}");
 
     let (irma_config, simulator) = match &config.irma {
+        #[cfg(feature = "demo")]
         IrmaBackend::Simulator => {
             let mut sim = SimulatorConfig::new(format!("{base_url}/irma-sim"));
             sim.demo_page = config.demo_pages;
@@ -141,7 +150,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
                 Some(Simulator::new(sim)),
             )
         }
-        IrmaBackend::Server(server) => (server.clone(), None),
+        IrmaBackend::Server(server) => (server.clone(), None::<Simulator>),
     };
     let irma_url = irma_config.url.clone();
     let irma = IrmaClient::new(irma_config).context("setting up the IRMA client")?;
@@ -217,6 +226,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     );
     auth.secure_cookies = http_tls.is_some();
     let auth = Arc::new(auth);
+    #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut app = public_router(public)
         .merge(agent_api::router(ApiState {
             registry: registry.clone(),
@@ -234,9 +244,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
                 )
                 .with("irma", Arc::new(crate::metrics::IrmaReady(irma_probe))),
         ));
+    #[cfg(feature = "demo")]
     if let Some(sim) = simulator {
         app = app.nest("/irma-sim", simulator_router(sim));
     }
+    #[cfg(not(feature = "demo"))]
+    let _: Option<Simulator> = simulator;
     let app = app.layer(axum::middleware::from_fn(crate::metrics::count_http));
     let http_stopped = stopped.clone();
     let service = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -311,7 +311,7 @@ impl Checker<'_, '_> {
             &raw.rtp_ports,
             DEFAULT_RTP_PORTS,
             "sip.rtp_ports",
-            crate::demo::parse_port_range,
+            crate::cli::parse_port_range,
         );
         let realm = self.or_default(&raw.realm, DEFAULT_REALM, "sip.realm", realm);
         let digest_algorithms = match &raw.digest_algorithms {
@@ -395,10 +395,10 @@ impl Checker<'_, '_> {
         let result_jwt = match &result_public_key_file {
             Some(Some((_, pem))) => Some(crate::irma::ResultJwtKey {
                 public_key_pem: pem.clone(),
-                issuer: raw
-                    .result_issuer
-                    .as_ref()
-                    .map_or_else(|| "irmaserver".to_owned(), |i| i.get_ref().trim().to_owned()),
+                issuer: raw.result_issuer.as_ref().map_or_else(
+                    || "irmaserver".to_owned(),
+                    |i| i.get_ref().trim().to_owned(),
+                ),
             }),
             _ => None,
         };
@@ -905,7 +905,10 @@ sip_password = "jan-phone-secret"
         )
         .unwrap();
         let tenant = config.tenants.iter().next().unwrap();
-        assert_eq!(tenant.prompts.greeting.as_ref().map(|p| p.len()), Some(12_000));
+        assert_eq!(
+            tenant.prompts.greeting.as_ref().map(|p| p.len()),
+            Some(12_000)
+        );
         assert!(tenant.prompts.goodbye.is_none(), "not given: the busy tone");
         let call = tenant.timeouts.apply(&config.calls.call);
         assert_eq!(call.collect.first_digit_timeout, Duration::from_secs(20));
@@ -916,12 +919,16 @@ sip_password = "jan-phone-secret"
         );
         let errors = errors_of(&with(&format!("goodbye = {cd:?}\n")));
         assert!(
-            errors.iter().any(|e| e.contains("tenants[0].prompts.goodbye") && e.contains("8000 Hz")),
+            errors
+                .iter()
+                .any(|e| e.contains("tenants[0].prompts.goodbye") && e.contains("8000 Hz")),
             "{errors:?}"
         );
         let errors = errors_of(&with("greeting = \"/nonexistent/welkom.wav\"\n"));
         assert!(
-            errors.iter().any(|e| e.contains("tenants[0].prompts.greeting")),
+            errors
+                .iter()
+                .any(|e| e.contains("tenants[0].prompts.greeting")),
             "{errors:?}"
         );
     }
@@ -939,9 +946,17 @@ sip_password = "jan-phone-secret"
                 1,
             )
         };
-        assert!(MINIMAL.contains("[irma]\n"), "the minimal config has an [irma] table");
+        assert!(
+            MINIMAL.contains("[irma]\n"),
+            "the minimal config has an [irma] table"
+        );
         let config = load_str(&with_irma(""), Path::new("vb.toml"), Vec::new()).unwrap();
-        let check = config.irma.server.result_jwt.as_ref().expect("result JWT check");
+        let check = config
+            .irma
+            .server
+            .result_jwt
+            .as_ref()
+            .expect("result JWT check");
         assert_eq!(check.issuer, "irmaserver", "irmago's default jwt_issuer");
         let config = load_str(
             &with_irma("result_issuer = \"irma.arnhem.nl\"\n"),
@@ -950,7 +965,12 @@ sip_password = "jan-phone-secret"
         )
         .unwrap();
         assert_eq!(
-            config.irma.server.result_jwt.as_ref().map(|k| k.issuer.as_str()),
+            config
+                .irma
+                .server
+                .result_jwt
+                .as_ref()
+                .map(|k| k.issuer.as_str()),
             Some("irma.arnhem.nl")
         );
         let plain = load_str(MINIMAL, Path::new("vb.toml"), Vec::new()).unwrap();

@@ -82,9 +82,11 @@ pub fn public_router(state: PublicState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors);
 
+    #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut router = Router::new()
         .merge(api)
         .route("/widget.js", get(widget::widget_js));
+    #[cfg(feature = "demo")]
     if state.demo_page {
         router = router.route("/button-demo", get(widget::button_demo));
     }

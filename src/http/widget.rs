@@ -5,10 +5,12 @@
 //! Rebuild the bundle with `npm ci && npm run build` in `assets/widget/`; `npm run check` verifies
 //! that the committed `dist/widget.js` matches its sources.
 
-use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
+#[cfg(feature = "demo")]
+use axum::{extract::State, response::Html};
 
+#[cfg(feature = "demo")]
 use super::PublicState;
 
 /// The built widget bundle (yivi-frontend included).
@@ -25,6 +27,7 @@ pub(super) async fn widget_js() -> impl IntoResponse {
     )
 }
 
+#[cfg(feature = "demo")]
 fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -38,6 +41,7 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
+#[cfg(feature = "demo")]
 pub(super) async fn button_demo(State(state): State<PublicState>) -> impl IntoResponse {
     let buttons: String = state
         .links

@@ -26,6 +26,7 @@
 
 mod accept;
 mod client;
+#[cfg(feature = "demo")]
 pub mod simulator;
 mod sse;
 mod types;
