@@ -146,6 +146,7 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         api_token: Pii::new(api_token.clone()),
         tenants: Tenants::new(vec![tenant]),
         data_dir,
+        key_file: None,
         irma: IrmaBackend::Simulator,
         links: LinkConfig::default(),
         calls,

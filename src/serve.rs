@@ -180,6 +180,15 @@ pub fn summary(config: &Config, running: &Running, path: &Path) -> String {
             "WARNING: HTTP is not TLS. Put a TLS-terminating proxy in front, or set http.tls_cert and http.tls_key.\n",
         );
     }
+    match &config.key_file {
+        None => out.push_str(
+            "NOTE: the attribute key is in the data directory (attribute.key): a copy of that directory holds the sealed attributes and their key. Set key_file to a file elsewhere.\n",
+        ),
+        Some(key) if key.starts_with(&config.data_dir) => out.push_str(
+            "WARNING: key_file lies inside data_dir: a copy of the data directory holds the sealed attributes and their key.\n",
+        ),
+        Some(_) => {}
+    }
     if config.irma.result_public_key_file.is_none() {
         out.push_str(
             "NOTE: irma.result_public_key_file is not set: disclosure results are trusted on the IRMA server's TLS alone, not on its signature.\n",

@@ -49,8 +49,11 @@ pub struct ServerConfig {
     /// Bearer token of the agents' API.
     pub api_token: Pii<String>,
     pub tenants: Tenants,
-    /// Where the link-session database and the attribute key live.
+    /// Where the link-session database (and, without `key_file`, the attribute key) live.
     pub data_dir: PathBuf,
+    /// The attribute key from this file (owner-only, base64 of 32 bytes) instead of
+    /// `<data_dir>/attribute.key`: a copy of the data directory then holds no key.
+    pub key_file: Option<PathBuf>,
     pub irma: IrmaBackend,
     pub links: LinkConfig,
     pub calls: crate::call::manager::CallFlowConfig,
@@ -161,8 +164,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             .context("opening the session store")?,
     );
     let store_probe = store.clone();
-    let key =
-        AttributeKey::load_or_create(&config.data_dir).context("loading the attribute key")?;
+    let key = match &config.key_file {
+        Some(path) => AttributeKey::load_file(path),
+        None => AttributeKey::load_or_create(&config.data_dir),
+    }
+    .context("loading the attribute key")?;
     let links = LinkService::new(
         store,
         irma,

@@ -24,6 +24,7 @@ const MAX_UNKNOWN_KEYS: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub data_dir: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
     pub api_token: Option<Spanned<String>>,
     pub api_token_file: Option<Spanned<String>>,
     pub http: Option<Spanned<RawHttp>>,

@@ -42,6 +42,8 @@ pub use env::PREFIX as ENV_PREFIX;
 pub struct Config {
     /// Where the session database and the attribute key live.
     pub data_dir: PathBuf,
+    /// The attribute key's file (config `key_file`); `None`: `<data_dir>/attribute.key`.
+    pub key_file: Option<PathBuf>,
     pub http: HttpSettings,
     pub sip: SipSettings,
     pub irma: IrmaSettings,
@@ -122,6 +124,7 @@ impl Config {
             api_token: self.api_token.clone(),
             tenants: self.tenants.clone(),
             data_dir: self.data_dir.clone(),
+            key_file: self.key_file.clone(),
             irma: IrmaBackend::Server(self.irma.server.clone()),
             links: LinkConfig::default(),
             calls: self.calls.clone(),

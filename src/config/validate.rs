@@ -42,6 +42,16 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
         .data_dir
         .as_ref()
         .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |dir| c.path(dir));
+    let key_file = raw.key_file.as_ref().and_then(|f| {
+        let path = c.path(f);
+        match crate::store::AttributeKey::load_file(&path) {
+            Ok(_) => Some(Some(path)),
+            Err(e) => {
+                c.invalid(&f.span(), "key_file", e.to_string());
+                None
+            }
+        }
+    });
     let api_token = c.secret(
         &raw.api_token,
         &raw.api_token_file,
@@ -61,8 +71,13 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
     };
     let calls = c.calls(raw.calls, sip.as_ref());
     let (tenants, agents) = c.tenants(raw.tenants.unwrap_or_default());
+    let key_file = match (&raw.key_file, key_file) {
+        (None, _) => None,
+        (Some(_), found) => found?,
+    };
     Some(Config {
         data_dir,
+        key_file,
         http: http?,
         sip: sip?,
         irma: irma?,
@@ -871,6 +886,29 @@ sip_password = "jan-phone-secret"
                 .any(|e| e.contains("tenant `arnhem` is defined twice")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_key_file_must_be_a_private_32_byte_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("attribute.key");
+        std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!("key_file = {:?}\n{MINIMAL}", key.display().to_string());
+        let config = load_str(&text, Path::new("vb.toml"), Vec::new()).unwrap();
+        assert_eq!(config.key_file.as_deref(), Some(key.as_path()));
+        assert_eq!(config.server_config().key_file.as_deref(), Some(key.as_path()));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let errors = errors_of(&text);
+        assert!(
+            errors.iter().any(|e| e.contains("`key_file`") && e.contains("chmod 600")),
+            "{errors:?}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&key, "too short").unwrap();
+        let errors = errors_of(&text);
+        assert!(errors.iter().any(|e| e.contains("32 bytes")), "{errors:?}");
     }
 
     #[test]

@@ -63,6 +63,23 @@ impl AttributeKey {
         AttributeKey::from_bytes(&raw)
     }
 
+    /// From a key file the operator keeps (config `key_file`, ideally outside the data
+    /// directory): base64 of 32 bytes, and readable by its owner only.
+    pub fn load_file(path: &Path) -> Result<AttributeKey, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mode = fs::metadata(path).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(KeyError::LooseKeyFile {
+                path: path.display().to_string(),
+                mode: mode & 0o777,
+            });
+        }
+        AttributeKey::from_base64(&fs::read_to_string(path).map_err(io)?)
+    }
+
     /// From config: base64 (standard alphabet, padded) of 32 bytes.
     pub fn from_base64(text: &str) -> Result<AttributeKey, KeyError> {
         let raw = base64::engine::general_purpose::STANDARD

@@ -47,6 +47,7 @@ pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig
         api_token: Pii::new(API_TOKEN.to_owned()),
         tenants: Tenants::new(vec![Tenant::demo()]),
         data_dir,
+        key_file: None,
         irma: IrmaBackend::Simulator,
         links: LinkConfig::default(),
         calls,
