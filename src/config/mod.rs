@@ -86,7 +86,7 @@ pub struct SipSettings {
 #[derive(Debug, Clone)]
 pub struct IrmaSettings {
     pub server: IrmaServerConfig,
-    /// irmago's public key for signed results; checked to be a PEM public key, not used yet.
+    /// irmago's public key for signed results (also in `server.result_jwt`, which checks them).
     pub result_public_key_file: Option<PathBuf>,
 }
 
