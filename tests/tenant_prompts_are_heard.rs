@@ -22,23 +22,6 @@ fn tone(freq: f64, secs: f64) -> Arc<[i16]> {
         .collect()
 }
 
-/// Energy share of `freq` in a frame (Goertzel power against total power).
-fn share(samples: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total <= 0.0 {
-        return 0.0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * samples.len() as f64 / 2.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
@@ -86,7 +69,7 @@ async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
                     .into_iter()
                     .enumerate()
                 {
-                    if share(&pcm[..k], f) > 0.8 {
+                    if support::tone::frame_share(&pcm[..k], f) > 0.8 {
                         frames[i] += 1;
                         if heard.last() != Some(&name) {
                             heard.push(name);

@@ -10,26 +10,6 @@ use support::sipp::TrunkCall;
 use tokio::net::UdpSocket;
 use veilig_bellen::call::machine::MaxWaitPolicy;
 
-/// Energy share of `freq` in a frame of 8 kHz samples (Goertzel power against total power).
-fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    let mut total = 0.0;
-    for &x in samples {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    if total <= 0.0 {
-        return 0.0;
-    }
-    // For a pure sine of N samples the Goertzel power is N/2 × total energy.
-    power / (total * samples.len() as f64 / 2.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_caller_hears_ringback_then_goodbye_and_is_hung_up() {
@@ -61,7 +41,7 @@ async fn an_unanswered_caller_hears_ringback_then_goodbye_and_is_hung_up() {
                 packets += 1;
                 let payload = &buf[12..n];
                 let k = dsp::g711::decode_alaw_into(payload, &mut pcm[..payload.len()]);
-                if tone_share(&pcm[..k], 425.0) > 0.8 {
+                if support::tone::frame_share(&pcm[..k], 425.0) > 0.8 {
                     tone_frames += 1;
                 }
             }

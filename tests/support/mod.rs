@@ -19,6 +19,7 @@ pub mod sip_alone;
 pub mod sipp;
 pub mod sipp_phone;
 pub mod sipp_xml;
+pub mod tone;
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every
 /// peer), else `None` after a note, and the test skips.
