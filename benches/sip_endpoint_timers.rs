@@ -17,6 +17,7 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sip::endpoint::{Endpoint, EndpointConfig, Event, Local};
 use sip::message::{Response, StatusCode};
+use sip::random::RandomKey;
 use sip::transaction::Transport;
 
 const LOCAL: &str = "127.0.0.1:5060";
@@ -54,7 +55,7 @@ fn answer_bye(ep: &mut Endpoint, now: Instant, i: usize) {
 /// An endpoint holding `n` answered BYEs (server transactions in Completed, waiting for Timer J),
 /// received `step` apart from `t0`.
 fn lingering(t0: Instant, n: usize, step: Duration) -> Endpoint {
-    let mut ep = Endpoint::new(EndpointConfig::default());
+    let mut ep = Endpoint::new(EndpointConfig::new(RandomKey::from_bytes([5; 32])));
     ep.add_local(Local {
         transport: Transport::Udp,
         addr: addr(LOCAL),

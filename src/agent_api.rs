@@ -171,6 +171,8 @@ pub struct CallJson {
     pub transferred: bool,
     /// The agent's phone holds the caller, who hears the comfort signal meanwhile (relayed calls).
     pub on_hold: bool,
+    /// Warnings about the call: `code_reused` (a later call presented this call's link code).
+    pub warnings: Vec<crate::call::CallWarning>,
     /// The tenant's links into its own systems, filled with this caller's attribute values
     /// (URL-encoded); only links whose every placeholder has a value, only while the call lasts.
     pub links: Vec<LinkJson>,
@@ -223,6 +225,7 @@ impl CallJson {
             media: v.media,
             transferred: v.transferred,
             on_hold: v.on_hold,
+            warnings: v.warnings.clone(),
             links: tenant.map(|t| links(t, v)).unwrap_or_default(),
         }
     }
@@ -406,14 +409,67 @@ async fn hangup_call(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// How often an agent's event stream checks that its session still lives (logout, expiry).
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What one event stream remembers: which calls its caller has seen, so a `removed` event goes
 /// only to those who saw the call (the removed call's tenant is gone with it).
-struct Stream_ {
+struct EventStream {
     rx: tokio::sync::broadcast::Receiver<CallEvent>,
     state: ApiState,
     caller: Caller,
     lang: Lang,
     seen: HashSet<CallId>,
+    check: tokio::time::Interval,
+}
+
+impl EventStream {
+    /// The next event for this caller; `None` ends the stream (the bus closed, or the agent's
+    /// session ended: logout or expiry end the live updates too, within [`SESSION_CHECK`]).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            let received = tokio::select! {
+                received = self.rx.recv() => received,
+                _ = self.check.tick() => {
+                    if let Caller::Agent(session) = &self.caller {
+                        if !self.state.auth.is_live(Instant::now(), &session.id) {
+                            return None;
+                        }
+                    }
+                    continue;
+                }
+            };
+            if let Caller::Agent(session) = &self.caller {
+                if !self.state.auth.is_live(Instant::now(), &session.id) {
+                    return None;
+                }
+            }
+            return Some(match received {
+                Ok(CallEvent::Updated(view)) => {
+                    if !self.caller.sees(&view.tenant) {
+                        continue;
+                    }
+                    self.seen.insert(view.id);
+                    let data = serde_json::to_string(&json(&self.state, &view, self.lang))
+                        .unwrap_or_default();
+                    Event::default().event("call").data(data)
+                }
+                Ok(CallEvent::Removed(id)) => {
+                    if !self.seen.remove(&id) {
+                        continue;
+                    }
+                    Event::default()
+                        .event("removed")
+                        .data(serde_json::json!({ "id": id }).to_string())
+                }
+                // A slow client missed events: tell it to reload the list.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Event::default().event("resync").data("{}")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            });
+        }
+    }
 }
 
 async fn call_events(
@@ -431,41 +487,19 @@ async fn call_events(
         .filter(|c| caller.sees(&c.tenant))
         .map(|c| c.id)
         .collect();
-    let start = Stream_ {
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = EventStream {
         rx,
         state,
         caller,
         lang: query.lang(),
         seen,
+        check,
     };
     let stream = futures_util::stream::unfold(start, |mut s| async move {
-        loop {
-            let event = match s.rx.recv().await {
-                Ok(CallEvent::Updated(view)) => {
-                    if !s.caller.sees(&view.tenant) {
-                        continue;
-                    }
-                    s.seen.insert(view.id);
-                    let data =
-                        serde_json::to_string(&json(&s.state, &view, s.lang)).unwrap_or_default();
-                    Event::default().event("call").data(data)
-                }
-                Ok(CallEvent::Removed(id)) => {
-                    if !s.seen.remove(&id) {
-                        continue;
-                    }
-                    Event::default()
-                        .event("removed")
-                        .data(serde_json::json!({ "id": id }).to_string())
-                }
-                // A slow client missed events: tell it to reload the list.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    Event::default().event("resync").data("{}")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            return Some((Ok(event), s));
-        }
+        let event = s.next().await?;
+        Some((Ok(event), s))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -556,6 +590,7 @@ mod tests {
                 media: Default::default(),
                 transferred: false,
                 on_hold: false,
+                warnings: Vec::new(),
             },
             tx,
         );

@@ -85,6 +85,19 @@ fn demo_origins(http: SocketAddr) -> Vec<String> {
     origins
 }
 
+/// Who may call the demo: any loopback address; with `--public`, anyone (the demo's callers are
+/// softphones on the same network, and `--public` says only you can reach it).
+fn demo_trunks(public: bool) -> Vec<ipnet::IpNet> {
+    if public {
+        ["0.0.0.0/0", "::/0"]
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect()
+    } else {
+        CallFlowConfig::loopback_trunks()
+    }
+}
+
 fn random_secret(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
@@ -131,6 +144,7 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         })
         .collect();
     let calls = CallFlowConfig {
+        trunks: demo_trunks(args.public),
         rtp_ports: args.rtp_ports.clone(),
         agent_media: args.media,
         call: CallConfig {
@@ -173,7 +187,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sip_udp = running.sip.udp.first().copied().unwrap_or(args.sip);
     println!("veilig-bellen demo is running (IRMA simulator: NOT a real IRMA server)");
     println!();
-    println!("  SIP trunk and softphones   sip:{sip_udp} (UDP and TCP)");
+    let callers = if args.public {
+        "calls from anywhere"
+    } else {
+        "calls from loopback only"
+    };
+    println!("  SIP trunk and softphones   sip:{sip_udp} (UDP and TCP; {callers})");
     println!(
         "  agent softphone            user agent, password {agent_password}, realm veilig-bellen"
     );
@@ -232,6 +251,14 @@ mod tests {
             public: false,
         };
         let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(config.calls.is_trunk(ip("127.0.0.1")), "loopback may call");
+        assert!(!config.calls.is_trunk(ip("192.0.2.1")), "nobody else");
+        assert!(CallFlowConfig {
+            trunks: demo_trunks(true),
+            ..CallFlowConfig::default()
+        }
+        .is_trunk(ip("192.0.2.1")));
         let demo = config
             .tenants
             .by_id(&crate::tenant::TenantId("demo".into()))

@@ -9,10 +9,22 @@
 //! - CANCELLED → `Cancelled`; TIMEOUT → `Expired`.
 //! - the code's expiry passes first → `DELETE` the IRMA session, `Expired`.
 //!
-//! The call path calls [`LinkService::bind_code`] with the digits it received: once per code, the
-//! first call wins the attributes; later calls get `used_code`. When the code arrives while the
-//! watcher is still fetching the result (`NotDisclosed`), `bind_code` retries for
-//! [`LinkConfig::disclosure_grace`] and then answers `irma_error`. [`LinkService::release_call`]
+//! A code lives [`LinkConfig::code_ttl`] (15 min) until the citizen discloses, then
+//! [`LinkConfig::call_window`] (5 min) for the call: fewer live codes at any moment, fewer chances
+//! for a guess.
+//!
+//! The call path calls [`LinkService::verify_call`] with the digits it received and the calling
+//! number: once per code, the first call wins the attributes; later calls get `used_code`, and the
+//! call that used the code is told (`code_reused`, through [`LinkService::on_code_reused`]). When the
+//! code arrives while the watcher is still fetching the result (`NotDisclosed`), the lookup retries
+//! for [`LinkConfig::disclosure_grace`] and then answers `irma_error`.
+//!
+//! Guessing is counted ([`guard`]): a calling number that gave [`GuessLimits::max_wrong_codes`]
+//! wrong codes within the window has its calls answered `too_many_wrong_codes` without a lookup for
+//! the block time (a valid code such a call carries stays unused), and a warning is logged when all
+//! numbers together pass [`GuessLimits::alarm_per_minute`]. A tenant with caller-ID binding
+//! ([`Tenant::caller_id_attribute`]) only accepts a code from the number the citizen disclosed:
+//! from another it is `caller_mismatch`, and the code stays usable. [`LinkService::release_call`]
 //! purges the attributes when the call ends. [`LinkService::spawn_maintenance`] expires codes and
 //! forgets old rows; [`LinkService::resume`] re-attaches watchers to pending sessions after a
 //! restart.
@@ -20,7 +32,9 @@
 //! The browser only ever sees the [`FrontendToken`] and the IRMA session pointer
 //! ([`PublicSession`]): never the code and never the requestor token.
 
-use std::sync::Arc;
+mod guard;
+
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,13 +48,20 @@ use crate::store::{
     unix_now, AttributeKey, BindOutcome, CodeError, ConsumeKey, FrontendToken, LinkCode,
     SessionRow, SessionState, SessionStore, StoreError, UnixSeconds,
 };
-use crate::tenant::{Tenant, TenantId, Tenants};
+use crate::tenant::{normalize_number, Tenant, TenantId, Tenants};
+
+pub use guard::{GuessLimits, WrongCodeLimiter, WrongCodeRate};
 
 /// Lifetimes and waits of link sessions.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    /// How long a code is valid after the session starts (default 15 min).
+    /// How long a code is valid after the session starts while the citizen has not disclosed
+    /// (default 15 min).
     pub code_ttl: Duration,
+    /// How long a code is valid once disclosed: the time the citizen has to call (default 5 min).
+    pub call_window: Duration,
+    /// Wrong codes per calling number, and the alarm for all of them.
+    pub guesses: GuessLimits,
     /// Longest a bound call may hold the attributes when its end is never reported (default 4 h).
     pub call_hold: Duration,
     /// How long finished rows (and so their codes) are kept before deletion (default 24 h). While
@@ -56,6 +77,8 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             code_ttl: Duration::from_secs(15 * 60),
+            call_window: Duration::from_secs(5 * 60),
+            guesses: GuessLimits::default(),
             call_hold: Duration::from_secs(4 * 3600),
             forget_after: Duration::from_secs(24 * 3600),
             disclosure_grace: Duration::from_secs(3),
@@ -100,6 +123,11 @@ pub enum Unverified {
     /// The disclosure failed, was cancelled, was not acceptable, is still unfinished after the
     /// grace period, or its stored attributes could not be read.
     IrmaError,
+    /// The calling number gave too many wrong codes lately: its code was not looked up.
+    TooManyWrongCodes,
+    /// Caller-ID binding: the code belongs to a disclosure of another mobile number than the
+    /// calling one. The code stays usable from the disclosed number.
+    CallerMismatch,
 }
 
 impl Unverified {
@@ -111,7 +139,20 @@ impl Unverified {
             Unverified::ExpiredCode => "expired_code",
             Unverified::UsedCode => "used_code",
             Unverified::IrmaError => "irma_error",
+            Unverified::TooManyWrongCodes => "too_many_wrong_codes",
+            Unverified::CallerMismatch => "caller_mismatch",
         }
+    }
+
+    /// Whether this is a wrong code a guesser could have made (counted per calling number).
+    pub fn is_wrong_code(self) -> bool {
+        matches!(
+            self,
+            Unverified::UnknownCode
+                | Unverified::ExpiredCode
+                | Unverified::UsedCode
+                | Unverified::CallerMismatch
+        )
     }
 }
 
@@ -120,6 +161,23 @@ impl std::fmt::Display for Unverified {
         f.write_str(self.as_str())
     }
 }
+
+/// A call's link code as the call flow hands it to [`LinkService::verify_call`].
+#[derive(Debug, Clone, Copy)]
+pub struct CallCode<'a> {
+    /// The tenant the call was made to.
+    pub tenant: &'a TenantId,
+    /// The calling number as the trunk presented it (any form [`normalize_number`] reads).
+    pub caller: &'a Pii<String>,
+    /// The digits received.
+    pub code: &'a Pii<String>,
+    /// The call's key in the store: unique per call, also across restarts.
+    pub call_key: &'a str,
+}
+
+/// Told the store key of a call whose code a later call presented again (see
+/// [`LinkService::on_code_reused`]).
+pub type CodeReusedHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Where a session stands, as the website may know it (no code, no attributes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +236,14 @@ struct Inner {
     tenants: Tenants,
     key: AttributeKey,
     config: LinkConfig,
+    guard: Mutex<Guard>,
+    reused: Mutex<Option<CodeReusedHook>>,
+}
+
+/// Wrong codes, per number and overall.
+struct Guard {
+    numbers: WrongCodeLimiter,
+    rate: WrongCodeRate,
 }
 
 /// How often [`LinkService::bind_code`] and [`LinkService::wait_status`] look again.
@@ -193,6 +259,10 @@ impl LinkService {
         key: AttributeKey,
         config: LinkConfig,
     ) -> LinkService {
+        let guard = Guard {
+            numbers: WrongCodeLimiter::new(config.guesses.clone()),
+            rate: WrongCodeRate::new(config.guesses.alarm_per_minute),
+        };
         LinkService {
             inner: Arc::new(Inner {
                 store,
@@ -200,8 +270,30 @@ impl LinkService {
                 tenants,
                 key,
                 config,
+                guard: Mutex::new(guard),
+                reused: Mutex::new(None),
             }),
         }
+    }
+
+    /// Who to tell when a call presents a code another call already used: `hook` gets the store
+    /// key of the call that used it (the call flow flags that call `code_reused`). Replaces an
+    /// earlier hook.
+    pub fn on_code_reused(&self, hook: CodeReusedHook) {
+        *self
+            .inner
+            .reused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
+        // Every critical section is a few map edits that cannot panic halfway in a way that
+        // matters: a poisoned lock still holds usable counts.
+        self.inner
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn tenants(&self) -> &Tenants {
@@ -259,8 +351,40 @@ impl LinkService {
         Ok(public)
     }
 
+    /// Verify a call by its link code: see the module docs. The calling number's wrong codes
+    /// are counted, a blocked number's code is not looked up (`too_many_wrong_codes`), and with
+    /// caller-ID binding the code must come from the disclosed number (`caller_mismatch`).
+    pub async fn verify_call(
+        &self,
+        call: CallCode<'_>,
+        now: UnixSeconds,
+    ) -> Result<Verified, Unverified> {
+        let number = normalize_number(call.caller.expose());
+        if self.guard().numbers.is_blocked(monotonic_now(), &number) {
+            crate::metrics::global().code_lookup(Unverified::TooManyWrongCodes.as_str());
+            return Err(Unverified::TooManyWrongCodes);
+        }
+        let result = self
+            .lookup(
+                call.tenant,
+                Some(call.caller),
+                call.code,
+                call.call_key,
+                now,
+            )
+            .await;
+        if let Err(reason) = &result {
+            if reason.is_wrong_code() {
+                self.count_wrong_code(Some(&number));
+            }
+        }
+        result
+    }
+
     /// Bind the digits a call to `tenant` delivered to that call, once. A code another tenant
-    /// issued is `UnknownCode` here. See the module docs for the waiting.
+    /// issued is `UnknownCode` here. Without a calling number: no per-number limit and no
+    /// caller-ID binding (the call flow uses [`verify_call`](Self::verify_call)); wrong codes
+    /// still count towards the alarm.
     pub async fn bind_code(
         &self,
         tenant: &TenantId,
@@ -268,7 +392,25 @@ impl LinkService {
         call_id: &str,
         now: UnixSeconds,
     ) -> Result<Verified, Unverified> {
-        let result = self.lookup_code(tenant, code, call_id, now).await;
+        let result = self.lookup(tenant, None, code, call_id, now).await;
+        if let Err(reason) = &result {
+            if reason.is_wrong_code() {
+                self.count_wrong_code(None);
+            }
+        }
+        result
+    }
+
+    /// [`lookup_code`](Self::lookup_code), counted in the metrics.
+    async fn lookup(
+        &self,
+        tenant: &TenantId,
+        caller: Option<&Pii<String>>,
+        code: &Pii<String>,
+        call_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Verified, Unverified> {
+        let result = self.lookup_code(tenant, caller, code, call_id, now).await;
         let name = match &result {
             Ok(_) => "verified",
             Err(reason) => reason.as_str(),
@@ -277,9 +419,40 @@ impl LinkService {
         result
     }
 
+    /// A wrong code (from `number`, when known): count it, block the number at its limit, raise
+    /// the alarm above the configured rate. Logs never name the number.
+    fn count_wrong_code(&self, number: Option<&str>) {
+        let now = monotonic_now();
+        let metrics = crate::metrics::global();
+        metrics.wrong_codes.inc();
+        let (blocked, alarm) = {
+            let mut guard = self.guard();
+            let blocked = number.is_some_and(|n| guard.numbers.handle_wrong_code(now, n));
+            (blocked, guard.rate.handle_wrong_code(now))
+        };
+        let limits = &self.inner.config.guesses;
+        if blocked {
+            metrics.calling_numbers_blocked.inc();
+            tracing::warn!(
+                wrong_codes = limits.max_wrong_codes,
+                window = %humantime::format_duration(limits.window),
+                block = %humantime::format_duration(limits.block),
+                "a calling number gave too many wrong link codes: its calls are not looked up for a while"
+            );
+        }
+        if let Some(rate) = alarm {
+            tracing::warn!(
+                rate,
+                alarm = limits.alarm_per_minute,
+                "wrong link codes per minute above the alarm rate: someone may be guessing codes"
+            );
+        }
+    }
+
     async fn lookup_code(
         &self,
         tenant: &TenantId,
+        caller: Option<&Pii<String>>,
         code: &Pii<String>,
         call_id: &str,
         now: UnixSeconds,
@@ -290,10 +463,33 @@ impl LinkService {
             CodeError::TooLong | CodeError::NotDigits => Unverified::UnknownCode,
         })?;
         let inner = &self.inner;
+        let binding = caller.and_then(|caller| {
+            let attribute = inner.tenants.by_id(tenant)?.caller_id_attribute.clone()?;
+            Some((attribute, caller))
+        });
+        let store_failed = |e: StoreError| {
+            tracing::error!("session store failed while binding a code: {e}");
+            Unverified::IrmaError
+        };
         let started = Instant::now();
         let hold_until = now.saturating_add(inner.config.call_hold.as_secs());
         loop {
             let at = now.saturating_add(started.elapsed().as_secs());
+            if let Some((attribute, caller)) = &binding {
+                // Checked before the code is spent: a call from the wrong number leaves it usable.
+                let peeked = inner
+                    .store
+                    .peek(code.clone(), tenant.0.clone(), at)
+                    .await
+                    .map_err(store_failed)?;
+                if let Some((row, sealed)) = peeked {
+                    let attributes = self.open(&row, &sealed)?;
+                    if !caller_matches(&attributes, attribute, caller) {
+                        tracing::info!(tenant = %tenant, "the calling number is not the disclosed one");
+                        return Err(Unverified::CallerMismatch);
+                    }
+                }
+            }
             let outcome = inner
                 .store
                 .bind(
@@ -304,13 +500,18 @@ impl LinkService {
                     hold_until,
                 )
                 .await
-                .map_err(|e| {
-                    tracing::error!("session store failed while binding a code: {e}");
-                    Unverified::IrmaError
-                })?;
+                .map_err(store_failed)?;
             return match outcome {
                 BindOutcome::Bound { row, sealed } => {
-                    self.open(&row, &sealed).map(|attributes| Verified {
+                    let attributes = self.open(&row, &sealed)?;
+                    if let Some((attribute, caller)) = &binding {
+                        // The disclosure can land between the check and the bind.
+                        if !caller_matches(&attributes, attribute, caller) {
+                            tracing::info!(tenant = %tenant, "the calling number is not the disclosed one");
+                            return Err(Unverified::CallerMismatch);
+                        }
+                    }
+                    Ok(Verified {
                         tenant: TenantId(row.tenant.clone()),
                         session: row.token.clone(),
                         attributes,
@@ -323,9 +524,29 @@ impl LinkService {
                 BindOutcome::NotDisclosed => Err(Unverified::IrmaError),
                 BindOutcome::Unknown => Err(Unverified::UnknownCode),
                 BindOutcome::Expired => Err(Unverified::ExpiredCode),
-                BindOutcome::Used => Err(Unverified::UsedCode),
+                BindOutcome::Used { by } => {
+                    self.code_reused(tenant, by.as_deref());
+                    Err(Unverified::UsedCode)
+                }
                 BindOutcome::IrmaFailed => Err(Unverified::IrmaError),
             };
+        }
+    }
+
+    /// A call presented a code that `by` (a store key) used: tell the hook.
+    fn code_reused(&self, tenant: &TenantId, by: Option<&str>) {
+        tracing::warn!(
+            tenant = %tenant,
+            "a used link code was presented again: the call that used it is flagged code_reused"
+        );
+        let hook = self
+            .inner
+            .reused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let (Some(hook), Some(by)) = (hook, by) {
+            hook(by);
         }
     }
 
@@ -374,6 +595,7 @@ impl LinkService {
 
     /// Expire codes and hold times passed at `now`, cancel abandoned IRMA sessions, forget old rows.
     pub async fn purge(&self, now: UnixSeconds) -> Result<(), StoreError> {
+        self.guard().numbers.handle_timeout(monotonic_now());
         let forget_before = now.saturating_sub(self.inner.config.forget_after.as_secs());
         let purged = self.inner.store.purge_expired(now, forget_before).await?;
         if purged.attributes_purged + purged.forgotten > 0 {
@@ -451,9 +673,11 @@ impl LinkService {
         };
         let recorded = match outcome {
             Ok(sealed) => {
+                let now = unix_now();
+                let call_until = now.saturating_add(inner.config.call_window.as_secs());
                 inner
                     .store
-                    .set_disclosed(row.token.clone(), sealed, unix_now())
+                    .set_disclosed(row.token.clone(), sealed, now, call_until)
                     .await
             }
             Err(to) => {
@@ -531,6 +755,24 @@ impl LinkService {
     }
 }
 
+/// Whether the disclosed mobile number (attribute `attribute`), when the disclosure has one, is
+/// the calling number. A disclosure without it binds nothing.
+fn caller_matches(attributes: &[VerifiedAttribute], attribute: &str, caller: &Pii<String>) -> bool {
+    match attributes
+        .iter()
+        .find(|a| a.id == attribute)
+        .and_then(|a| a.value.expose().as_deref())
+    {
+        Some(disclosed) => normalize_number(disclosed) == normalize_number(caller.expose()),
+        None => true,
+    }
+}
+
+/// The monotonic clock the guessing limits run on (tokio's, so tests can pause it).
+fn monotonic_now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
 async fn cancel_quietly(irma: &IrmaClient, token: &RequestorToken) {
     if let Err(e) = irma.cancel(token).await {
         tracing::debug!("cancelling an IRMA session failed: {e}");
@@ -550,11 +792,50 @@ mod tests {
             (Unverified::ExpiredCode, "expired_code"),
             (Unverified::UsedCode, "used_code"),
             (Unverified::IrmaError, "irma_error"),
+            (Unverified::TooManyWrongCodes, "too_many_wrong_codes"),
+            (Unverified::CallerMismatch, "caller_mismatch"),
         ];
         for (reason, name) in all {
             assert_eq!(reason.as_str(), name);
             assert_eq!(reason.to_string(), name);
         }
+    }
+
+    #[test]
+    fn only_wrong_codes_a_caller_controls_count() {
+        assert!(Unverified::UnknownCode.is_wrong_code());
+        assert!(Unverified::UsedCode.is_wrong_code());
+        assert!(Unverified::ExpiredCode.is_wrong_code());
+        assert!(Unverified::CallerMismatch.is_wrong_code());
+        for not in [
+            Unverified::NoCode,
+            Unverified::IncompleteCode,
+            Unverified::IrmaError,
+            Unverified::TooManyWrongCodes,
+        ] {
+            assert!(!not.is_wrong_code(), "{not}");
+        }
+    }
+
+    #[test]
+    fn caller_id_binding_compares_normalised_numbers() {
+        let attr = |value: Option<&str>| VerifiedAttribute {
+            id: "pbdf.sidn-pbdf.mobilenumber.mobilenumber".into(),
+            label_nl: "Mobiel".into(),
+            label_en: "Mobile".into(),
+            value: Pii::new(value.map(str::to_owned)),
+        };
+        let id = "pbdf.sidn-pbdf.mobilenumber.mobilenumber";
+        let caller = |n: &str| Pii::new(n.to_owned());
+        let disclosed = [attr(Some("+31 6 12345678"))];
+        assert!(caller_matches(&disclosed, id, &caller("0612345678")));
+        assert!(caller_matches(&disclosed, id, &caller("+31612345678")));
+        assert!(caller_matches(&disclosed, id, &caller("0031612345678")));
+        assert!(!caller_matches(&disclosed, id, &caller("+31687654321")));
+        assert!(!caller_matches(&disclosed, id, &caller("anonymous")));
+        // Not disclosed (or empty): nothing to bind to.
+        assert!(caller_matches(&[], id, &caller("+31687654321")));
+        assert!(caller_matches(&[attr(None)], id, &caller("+31687654321")));
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub struct Metrics {
     digits: Family<Labels, Counter>,
     /// Code lookups, by result (`verified`, `unknown_code`, `used_code`, `expired_code`, …).
     code_lookups: Family<Labels, Counter>,
+    /// Wrong link codes (unknown, used, expired, caller mismatch), all numbers together: the
+    /// guessing rate (`veilig_bellen_wrong_codes_total`).
+    pub wrong_codes: Counter,
+    /// Calling numbers blocked for giving too many wrong codes.
+    pub calling_numbers_blocked: Counter,
+    /// Dialog-creating SIP requests from sources that are not trunks, by method (`INVITE` or
+    /// `other`) and what we did (`dropped`, `rejected`).
+    unknown_sources: Family<Labels, Counter>,
     /// Requests to the IRMA server, by outcome (`ok`, `error`), in seconds.
     irma_requests: Family<Labels, Histogram>,
     /// RTP packets received from callers and agents, and those lost on the way.
@@ -85,6 +93,24 @@ impl Metrics {
             "Link-code lookups, by result; wrong codes are result=unknown_code",
             code_lookups.clone(),
         );
+        let wrong_codes = Counter::default();
+        registry.register(
+            "wrong_codes",
+            "Wrong link codes (unknown, used, expired, caller mismatch), all calling numbers",
+            wrong_codes.clone(),
+        );
+        let calling_numbers_blocked = Counter::default();
+        registry.register(
+            "calling_numbers_blocked",
+            "Calling numbers whose calls are no longer looked up after too many wrong codes",
+            calling_numbers_blocked.clone(),
+        );
+        let unknown_sources = Family::<Labels, Counter>::default();
+        registry.register(
+            "sip_unknown_source_requests",
+            "Dialog-creating SIP requests from addresses that are not trunks, by method and action",
+            unknown_sources.clone(),
+        );
         let irma_requests = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 12))
         });
@@ -124,6 +150,9 @@ impl Metrics {
             calls_active,
             digits,
             code_lookups,
+            wrong_codes,
+            calling_numbers_blocked,
+            unknown_sources,
             irma_requests,
             rtp_packets_received,
             rtp_packets_lost,
@@ -150,6 +179,19 @@ impl Metrics {
     pub fn code_lookup(&self, result: &str) {
         self.code_lookups
             .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// A dialog-creating request from a source that is not a trunk was `dropped` or `rejected`
+    /// (403). `invite`: the method was INVITE (else `other`: the label never holds what a
+    /// stranger wrote).
+    pub fn unknown_source(&self, invite: bool, action: &'static str) {
+        let method = if invite { "INVITE" } else { "other" };
+        self.unknown_sources
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("action", action.to_owned()),
+            ])
             .inc();
     }
 

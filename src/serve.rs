@@ -128,13 +128,33 @@ pub fn summary(config: &Config, running: &Running, path: &Path) -> String {
     if let Some(host) = &config.sip.advertise {
         line("SIP advertised as", host.clone());
     }
-    if !config.sip.trunks.is_empty() {
-        let trunks: Vec<String> = config.sip.trunks.iter().map(ToString::to_string).collect();
+    if config.sip.trunks.is_empty() {
         line(
-            "trunks (listed)",
-            format!("{} (not enforced yet)", trunks.join(", ")),
+            "trunks",
+            "none: every call is turned away (set sip.trunks)".to_owned(),
+        );
+    } else {
+        let trunks: Vec<String> = config.sip.trunks.iter().map(ToString::to_string).collect();
+        let others = match config.sip.unknown_sources {
+            crate::call::manager::UnknownSources::Drop => "dropped",
+            crate::call::manager::UnknownSources::Reject => "refused 403",
+        };
+        line(
+            "trunks",
+            format!("{} (calls from elsewhere {others})", trunks.join(", ")),
         );
     }
+    let guesses = &config.links.guesses;
+    line(
+        "link-code guessing",
+        format!(
+            "{} wrong codes per calling number in {} block it for {} (at most {:.0} guesses a day)",
+            guesses.max_wrong_codes,
+            humantime::format_duration(guesses.window),
+            humantime::format_duration(guesses.block),
+            guesses.guesses_per_number(std::time::Duration::from_secs(86_400)),
+        ),
+    );
     line(
         "RTP ports",
         format!(

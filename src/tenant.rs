@@ -66,6 +66,10 @@ pub struct Tenant {
     pub prompts: Prompts,
     /// This tenant's call timing where it differs from the install's.
     pub timeouts: TimeoutOverrides,
+    /// Caller-ID binding: when a disclosure holds this attribute (a mobile number, e.g.
+    /// `pbdf.sidn-pbdf.mobilenumber.mobilenumber`), its code only verifies a call from that
+    /// number (`caller_mismatch` otherwise). `None`: any calling number.
+    pub caller_id_attribute: Option<String>,
 }
 
 /// A tenant's own call timing; `None` keeps the install's (`[calls]`) value.
@@ -79,7 +83,10 @@ pub struct TimeoutOverrides {
 
 impl TimeoutOverrides {
     /// `install`'s call timing with this tenant's values put in.
-    pub fn apply(&self, install: &crate::call::machine::CallConfig) -> crate::call::machine::CallConfig {
+    pub fn apply(
+        &self,
+        install: &crate::call::machine::CallConfig,
+    ) -> crate::call::machine::CallConfig {
         let mut call = install.clone();
         if let Some(t) = self.first_digit {
             call.collect.first_digit_timeout = t;
@@ -278,6 +285,7 @@ impl Tenant {
             agents: BTreeMap::from([(agent.id.clone(), agent)]),
             prompts: Prompts::default(),
             timeouts: TimeoutOverrides::default(),
+            caller_id_attribute: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sip::rfc4733::{DigitEvent, EventPayload};
@@ -13,7 +13,9 @@ use sip::rtp::{RtpConfig, RtpEvent, RtpSession};
 use sip::sdp::{Codec, Direction, MediaSession};
 use support::pcap::{dtmf_call_pcap, read_pcap, DtmfPcapConfig, PcapPacket};
 
-fn session(now: Instant, te: u8) -> RtpSession {
+/// A session whose peer's SIP comes from `signalling` (there is no SDP address: RTP is accepted
+/// from that IP, `sip::rtp`).
+fn session(now: Instant, te: u8, signalling: Option<IpAddr>) -> RtpSession {
     let media = MediaSession {
         remote_addr: None,
         codec: Codec::Pcma { pt: 8 },
@@ -22,13 +24,18 @@ fn session(now: Instant, te: u8) -> RtpSession {
         direction: Direction::SendRecv,
         on_hold: false,
     };
-    RtpSession::new(now, media, RtpConfig::default())
+    let config = RtpConfig {
+        signalling_ip: signalling,
+        ..RtpConfig::default()
+    };
+    RtpSession::new(now, media, config)
 }
 
 /// Plays captured datagrams into a session at their capture times; returns the digits.
 fn play(packets: &[PcapPacket], te: u8) -> String {
     let t0 = Instant::now();
-    let mut s = session(t0, te);
+    let signalling = packets.first().map(|p| IpAddr::V4(*p.src.ip()));
+    let mut s = session(t0, te, signalling);
     let mut code = String::new();
     let mut collect = |s: &mut RtpSession| {
         while let Some(ev) = s.poll_event() {

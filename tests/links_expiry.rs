@@ -1,6 +1,7 @@
-//! Codes expire 15 minutes after the session starts, attributes are purged when the code expires
-//! or the call's hold time passes, and old rows are forgotten — all with simulated time (`now` is
-//! passed in), so nothing here sleeps for minutes.
+//! Codes expire 15 minutes after the session starts while the citizen has not disclosed, and 5
+//! minutes after the disclosure once they have (the time to make the call); attributes are purged
+//! when the code expires or the call's hold time passes, and old rows are forgotten — all with
+//! simulated time (`now` is passed in), so nothing here sleeps for minutes.
 
 mod links_common;
 
@@ -17,6 +18,8 @@ use veilig_bellen::store::{
 use veilig_bellen::tenant::TenantId;
 
 const TTL: u64 = 15 * 60;
+/// A disclosed code's time for the call.
+const CALL: u64 = 5 * 60;
 
 #[tokio::test]
 async fn a_code_binds_until_its_last_second_and_not_after() {
@@ -34,18 +37,24 @@ async fn a_code_binds_until_its_last_second_and_not_after() {
         );
         store.insert(row).await.unwrap();
         assert!(store
-            .set_disclosed(token, b"x".to_vec(), 1001)
+            .set_disclosed(token, b"x".to_vec(), 1001, 1001 + CALL)
             .await
             .unwrap());
     }
     let bound = store
-        .bind(early, "demo".into(), "c1".into(), 1000 + TTL - 1, 99_999)
+        .bind(early, "demo".into(), "c1".into(), 1001 + CALL - 1, 99_999)
         .await
         .unwrap();
     assert!(matches!(bound, BindOutcome::Bound { .. }));
     assert_eq!(
         store
-            .bind(late.clone(), "demo".into(), "c2".into(), 1000 + TTL, 99_999)
+            .bind(
+                late.clone(),
+                "demo".into(),
+                "c2".into(),
+                1001 + CALL,
+                99_999
+            )
             .await
             .unwrap(),
         BindOutcome::Expired
@@ -57,7 +66,7 @@ async fn a_code_binds_until_its_last_second_and_not_after() {
     );
     assert_eq!(
         store
-            .bind(late, "demo".into(), "c3".into(), 1000 + TTL + 5, 99_999)
+            .bind(late, "demo".into(), "c3".into(), 1001 + CALL + 5, 99_999)
             .await
             .unwrap(),
         BindOutcome::Expired
@@ -89,6 +98,40 @@ async fn a_call_after_fifteen_minutes_gets_expired_code() {
 }
 
 #[tokio::test]
+async fn a_disclosed_code_gives_five_minutes_for_the_call() {
+    let (store, app) = start_memory_app().await;
+    let session = app.start_session().await;
+    let answer = app.app_disclose(&session, json!({"attributes": {}})).await;
+    let code = code_from_return_url(answer["clientReturnUrl"].as_str().unwrap());
+    let token = session["token"].as_str().unwrap();
+    assert_eq!(app.status(token, 10).await["status"], "done");
+    let disclosed_at = unix_now();
+    let row = store
+        .get(FrontendToken::parse(token).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (disclosed_at - 1..=disclosed_at).contains(&(row.expires_at - CALL)),
+        "expires {} s after the disclosure, not {} s after the start",
+        CALL,
+        TTL
+    );
+
+    let late = app
+        .links
+        .bind_code(
+            &TenantId("demo".into()),
+            &Pii::new(code),
+            "call-1",
+            row.expires_at,
+        )
+        .await;
+    assert_eq!(late.err(), Some(Unverified::ExpiredCode));
+    assert_eq!(store.sealed_count(), 0);
+}
+
+#[tokio::test]
 async fn maintenance_expires_unused_codes_and_cancels_their_irma_sessions() {
     let (store, app) = start_memory_app().await;
     let now = unix_now();
@@ -101,16 +144,29 @@ async fn maintenance_expires_unused_codes_and_cancels_their_irma_sessions() {
     );
     assert_eq!(store.sealed_count(), 1);
 
-    app.links.purge(now + TTL - 5).await.unwrap();
+    app.links.purge(now + CALL - 5).await.unwrap();
     assert_eq!(store.sealed_count(), 1, "nothing expires early");
+    app.links.purge(now + CALL + 5).await.unwrap();
+    assert_eq!(
+        store.sealed_count(),
+        0,
+        "the disclosure nobody called with is purged after the call window"
+    );
+    assert_eq!(
+        app.status(scanned["token"].as_str().unwrap(), 0).await["status"],
+        "expired"
+    );
+    app.links.purge(now + TTL - 5).await.unwrap();
+    assert_eq!(
+        app.status(unscanned["token"].as_str().unwrap(), 0).await["status"],
+        "pending",
+        "a code not yet disclosed lives its 15 minutes"
+    );
     app.links.purge(now + TTL + 5).await.unwrap();
-    assert_eq!(store.sealed_count(), 0, "the unused disclosure is purged");
-    for s in [&scanned, &unscanned] {
-        assert_eq!(
-            app.status(s["token"].as_str().unwrap(), 0).await["status"],
-            "expired"
-        );
-    }
+    assert_eq!(
+        app.status(unscanned["token"].as_str().unwrap(), 0).await["status"],
+        "expired"
+    );
 
     // The abandoned IRMA session was cancelled at the IRMA server (DELETE /session/{token}).
     let token = FrontendToken::parse(unscanned["token"].as_str().unwrap()).unwrap();

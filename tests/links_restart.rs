@@ -68,7 +68,7 @@ fn restart_writer_child() {
                 )
                 .unwrap();
             assert!(store
-                .set_disclosed(token.clone(), sealed, now)
+                .set_disclosed(token.clone(), sealed, now, now + 300)
                 .await
                 .unwrap());
             println!("ack {} {} {i}", token.as_str(), code.expose());

@@ -31,7 +31,7 @@ async fn race(store: Arc<dyn SessionStore>) {
     );
     store.insert(row).await.unwrap();
     assert!(store
-        .set_disclosed(token, b"sealed".to_vec(), 1001)
+        .set_disclosed(token, b"sealed".to_vec(), 1001, 1301)
         .await
         .unwrap());
 
@@ -55,7 +55,12 @@ async fn race(store: Arc<dyn SessionStore>) {
                 assert_eq!(sealed, b"sealed");
                 bound += 1;
             }
-            BindOutcome::Used => {}
+            BindOutcome::Used { by } => {
+                assert!(
+                    by.is_some_and(|c| c.starts_with("call-")),
+                    "names the winner"
+                );
+            }
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -91,7 +96,7 @@ async fn codes_stay_with_their_tenant(store: Arc<dyn SessionStore>) {
     );
     store.insert(row).await.unwrap();
     assert!(store
-        .set_disclosed(token.clone(), b"sealed".to_vec(), 1001)
+        .set_disclosed(token.clone(), b"sealed".to_vec(), 1001, 1301)
         .await
         .unwrap());
     let elsewhere = store

@@ -3,7 +3,8 @@
 //! password; the lockout (429, `Retry-After`) that leaves other usernames alone; with a real trunk
 //! call (SIPp, no code) waiting: an agent of another municipality sees no call and gets 404 acting
 //! on it, every state-changing request with the cookie but without `X-CSRF-Token` gets 403 (also for
-//! a call that does not exist), the right agent hangs up; logout kills the cookie; the bearer-token
+//! a call that does not exist), the right agent hangs up; logout kills the cookie and ends the
+//! live updates opened with it; the bearer-token
 //! API works as before; the audit log is for supervisors. And the demo's agent logs in with the
 //! `--agent-password` the demo prints.
 
@@ -217,9 +218,23 @@ async fn sessions_csrf_and_tenant_walls_hold_around_a_real_call() {
     let (status, body) = jan.get("/api/v1/audit").await;
     assert_eq!((status, &body["error"]), (403, &json!("not_supervisor")));
 
-    // Logout: the cookie is dead.
+    // Logout: the cookie is dead, and the live updates it had opened end.
+    let events = reqwest::Client::new()
+        .get(format!("{base}/api/v1/calls/events"))
+        .header("cookie", &agent.cookie)
+        .send()
+        .await
+        .expect("GET /api/v1/calls/events");
+    assert_eq!(events.status(), 200);
     let (status, _) = agent.post("/api/v1/logout", true).await;
     assert_eq!(status, 204);
+    let mut stream = events.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream outlived the logout");
     assert_eq!(agent.get("/api/v1/calls").await.0, 401);
     assert_eq!(agent.post("/api/v1/logout", true).await.0, 401);
     assert_eq!(

@@ -86,6 +86,7 @@ api_token = "{API_TOKEN}"
 listen = "127.0.0.1:{http}"
 [sip]
 listen = "127.0.0.1:{sip}"
+trunks = ["127.0.0.0/8"]
 rtp_ports = "{low}-{high}"
 [irma]
 url = "{irma_url}"

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -100,7 +100,12 @@ fn receive_digits(sock: &UdpSocket, child: &mut Child, limit: Duration) -> Strin
         direction: Direction::SendRecv,
         on_hold: false,
     };
-    let mut session = RtpSession::new(start, media, RtpConfig::default());
+    // sipp plays the pcap from loopback, where its SIP would come from (no SDP address here).
+    let config = RtpConfig {
+        signalling_ip: Some(Ipv4Addr::LOCALHOST.into()),
+        ..RtpConfig::default()
+    };
+    let mut session = RtpSession::new(start, media, config);
     let mut code = String::new();
     let mut buf = [0u8; 1500];
     let mut exited_at: Option<Instant> = None;

@@ -329,6 +329,12 @@
         article.append(nav);
       }
 
+      if ((call.warnings || []).includes('code_reused')) {
+        const warning = el('p', 'warning', T.warning_code_reused);
+        warning.setAttribute('role', 'alert');
+        article.append(warning);
+      }
+
       if (call.agent) {
         const who = call.agent === me ? T.taken_by_you : fill(T.taken_by, { name: call.agent_name || call.agent });
         article.append(el('p', 'taken', who));

@@ -87,7 +87,8 @@ mod tests {
     #[test]
     fn question_mark_converts_across_modules() {
         fn pool() -> Result<crate::ports::PortPool, Error> {
-            Ok(crate::ports::PortPool::new(20_001, 20_000)?)
+            let key = crate::random::RandomKey::from_bytes([0; 32]);
+            Ok(crate::ports::PortPool::new(20_001, 20_000, &key)?)
         }
         assert!(matches!(pool(), Err(Error::Port(_))));
     }

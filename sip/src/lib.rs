@@ -10,15 +10,16 @@
 //! | module | owns | RFC |
 //! | --- | --- | --- |
 //! | [`message`] | parsing, inspecting, building and writing SIP messages; stream framing; validation with stateless answers | 3261 §7, §8.2, §18.3, §20, §25; 4475 |
-//! | [`endpoint`] | the transport and transaction layers in one object: matching, retransmission absorption, CANCEL, `received`/`rport` | 3261 §17, §18, §9; 3581 |
+//! | [`endpoint`] | the transport and transaction layers in one object: matching (responses only from where their request went), retransmission absorption, CANCEL, `received`/`rport` | 3261 §17, §18, §9; 3581 |
 //! | [`transaction`] | the four transaction state machines and their timers (A–M) as data | 3261 §17; 6026 |
 //! | [`dialog`] | dialog state, in-dialog requests, 2xx retransmission until ACK, glare, session timers, REFER | 3261 §12–§15; 4028; 3515 |
 //! | [`routing`] | where a request goes next: first Route or target URI, transport and port, RFC 3263 lookup plans and record ordering | 3261 §8.1.2, §18.1.1; 3263; 2782 |
-//! | [`registrar`], [`auth`], [`ratelimit`] | REGISTER bindings, digest authentication, failed-login limiting | 3261 §10.3, §22.4; 7616; 8760 |
+//! | [`registrar`], [`auth`], [`ratelimit`] | REGISTER bindings, digest authentication, failed-login limiting per source and per account | 3261 §10.3, §22.4; 7616; 8760 |
 //! | [`sdp`] | offer/answer for one audio stream (PCMA/PCMU + telephone-event), hold | 4566; 3264 |
-//! | [`rtp`] | one call leg's RTP session: symmetric RTP latching, sequence tracking, media timeout, sending | 3550; 4961 |
+//! | [`rtp`] | one call leg's RTP session: allowed sources, symmetric RTP learnt once per stream, sequence tracking, media timeout, sending | 3550; 4961 |
 //! | [`rfc4733`] | DTMF telephone-events: the digit receiver and the sender's packet plan | 4733 |
-//! | [`ports`] | the RTP port pool (numbers only; the driver binds the sockets) | 3550 §11 |
+//! | [`ports`] | the RTP port pool (numbers only; the driver binds the sockets), handing out ports in an unpredictable order | 3550 §11 |
+//! | [`random`] | the keyed PRF (HMAC-SHA256 over a counter) behind branches, tags, Call-IDs and port choices | 2104; 3261 §8.1.1.4, §8.1.1.7, §19.3 |
 //! | [`testnet`] | a lossy in-memory network with a virtual clock, to drive two endpoints in tests | — |
 //!
 //! # The run loop
@@ -50,6 +51,15 @@
 //! retransmissions in microseconds ([`testnet::Pair`]). Timer values come from
 //! [`transaction::TimerConfig`] (RFC 3261 defaults: T1 500 ms, T2 4 s, T4 5 s).
 //!
+//! # Randomness
+//!
+//! Nothing here reads an entropy source either. Whatever must be unpredictable — branches, tags
+//! and Call-IDs ([`endpoint`]), the order RTP ports are handed out in ([`ports`]) — comes from a
+//! [`random::Prf`] under a [`random::RandomKey`] the driver draws from the OS once per process and
+//! passes in ([`endpoint::EndpointConfig::key`]); there is no default key to fall back on. Tests
+//! pass fixed keys and get the same identifiers every run. Values that need only be *different*
+//! (glare back-off, SRV weights, RTP SSRCs) are plain inputs the caller draws.
+//!
 //! # Panics and errors
 //!
 //! Input from the network never panics: parsers return errors, the endpoint answers malformed
@@ -77,12 +87,15 @@
 //!
 //! use sip::endpoint::{Endpoint, EndpointConfig, Event, Local};
 //! use sip::message::{Response, StatusCode};
+//! use sip::random::RandomKey;
 //! use sip::transaction::Transport;
 //!
 //! # fn main() -> Result<(), sip::Error> {
 //! let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
 //! let phone: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-//! let mut ep = Endpoint::new(EndpointConfig::default());
+//! // The driver draws the key from the OS (`rand::random::<[u8; 32]>()`); a test may fix it.
+//! let key = RandomKey::from_bytes([0x42; 32]);
+//! let mut ep = Endpoint::new(EndpointConfig::new(key));
 //! ep.add_local(Local { transport: Transport::Udp, addr: local, advertise: None });
 //!
 //! let now = Instant::now(); // the driver's clock; this crate never reads one
@@ -129,6 +142,7 @@ pub mod endpoint;
 mod error;
 pub mod message;
 pub mod ports;
+pub mod random;
 pub mod ratelimit;
 pub mod registrar;
 pub mod rfc4733;

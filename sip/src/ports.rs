@@ -1,14 +1,21 @@
 //! RTP port pool: hands out even RTP port numbers from a configured range (RFC 3550 §11: RTP on an
 //! even port, RTCP on the odd port above it, which stays reserved with it).
 //!
-//! Owns only numbers — binding sockets is the driver's job. Allocation is O(1) (a FIFO of free ports,
-//! so a just-released port is reused last and stray packets of an old call are unlikely to reach a new
-//! one) and release is O(1) (an in-use bitmap rejects double and foreign releases). A port another
-//! process already holds is handed back with [`PortLease::taken_elsewhere`]: it goes to the back of
-//! the queue and the driver asks again (bounded by [`SharedPortPool::capacity`] attempts).
+//! Owns only numbers — binding sockets is the driver's job. Ports are handed out in an
+//! unpredictable order: each allocation picks at random ([`crate::random::Prf`], keyed by the
+//! caller) among the free ports, so nobody can tell from one call's port which port the next call
+//! gets and aim RTP at it before the call starts. A released port first *rests* in a FIFO of
+//! recently released ports (up to a quarter of the pool) and only then becomes pickable again, so
+//! stray packets of an old call are unlikely to reach a new one; when nothing else is free the
+//! port that rested longest is used. Allocation and release are O(1) (a random swap-remove, and an
+//! in-use bitmap that rejects double and foreign releases). A port another process already holds
+//! is handed back with [`PortLease::taken_elsewhere`]: it rests like any released port and the
+//! driver asks again (bounded by [`SharedPortPool::capacity`] attempts).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::random::{Prf, RandomKey};
 
 /// Port pool errors.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,29 +41,36 @@ pub enum PortError {
 #[derive(Debug)]
 pub struct PortPool {
     first: u16,
-    free: VecDeque<u16>,
+    /// Free ports allocation picks from at random.
+    free: Vec<u16>,
+    /// Recently released ports, oldest first, resting before they join `free`.
+    resting: VecDeque<u16>,
     in_use: Vec<bool>,
+    pick: Prf,
 }
 
 impl PortPool {
-    /// A pool of the even ports `p` with `low <= p` and `p + 1 <= high`.
-    pub fn new(low: u16, high: u16) -> Result<Self, PortError> {
+    /// A pool of the even ports `p` with `low <= p` and `p + 1 <= high`, handed out in an order
+    /// drawn from `key` (draw it from the OS; a test may fix it).
+    pub fn new(low: u16, high: u16, key: &RandomKey) -> Result<Self, PortError> {
         let first = low.checked_add(low % 2);
-        let ports: VecDeque<u16> = match first {
+        let ports: Vec<u16> = match first {
             Some(first) => (u32::from(first)..u32::from(high))
                 .step_by(2)
                 // The range bounds keep every value below u16::MAX.
                 .map(|p| p as u16)
                 .collect(),
-            None => VecDeque::new(),
+            None => Vec::new(),
         };
-        let Some(&first) = ports.front() else {
+        let Some(&first) = ports.first() else {
             return Err(PortError::EmptyRange { low, high });
         };
         Ok(PortPool {
             first,
             in_use: vec![false; ports.len()],
             free: ports,
+            resting: VecDeque::new(),
+            pick: Prf::new(key, b"rtp port pool"),
         })
     }
 
@@ -67,12 +81,20 @@ impl PortPool {
 
     /// Pairs currently free.
     pub fn available(&self) -> usize {
-        self.free.len()
+        self.free.len() + self.resting.len()
     }
 
-    /// Takes a free even RTP port (RTCP is `port + 1`).
+    /// Takes a free even RTP port (RTCP is `port + 1`): one picked at random among the rested free
+    /// ports, else the one released longest ago.
     pub fn allocate(&mut self) -> Result<u16, PortError> {
-        let port = self.free.pop_front().ok_or(PortError::Exhausted {
+        let port = if self.free.is_empty() {
+            self.resting.pop_front()
+        } else {
+            // `below` returns less than `free.len()`, which fits in usize.
+            let index = self.pick.below(self.free.len() as u64) as usize;
+            Some(self.free.swap_remove(index))
+        };
+        let port = port.ok_or(PortError::Exhausted {
             capacity: self.capacity(),
         })?;
         if let Some(slot) = self.slot(port) {
@@ -86,7 +108,14 @@ impl PortPool {
         match self.slot(port) {
             Some(slot) if *slot => {
                 *slot = false;
-                self.free.push_back(port);
+                self.resting.push_back(port);
+                let rest = self.capacity() / 4;
+                while self.resting.len() > rest {
+                    match self.resting.pop_front() {
+                        Some(rested) => self.free.push(rested),
+                        None => break,
+                    }
+                }
                 true
             }
             _ => false,
@@ -107,9 +136,9 @@ pub struct SharedPortPool(Arc<Mutex<PortPool>>);
 
 impl SharedPortPool {
     /// See [`PortPool::new`].
-    pub fn new(low: u16, high: u16) -> Result<Self, PortError> {
+    pub fn new(low: u16, high: u16, key: &RandomKey) -> Result<Self, PortError> {
         Ok(SharedPortPool(Arc::new(Mutex::new(PortPool::new(
-            low, high,
+            low, high, key,
         )?))))
     }
 
@@ -157,8 +186,8 @@ impl PortLease {
         self.port + 1
     }
 
-    /// Binding failed because another process holds this port: give it back (to the back of the
-    /// queue) so the driver can allocate the next one.
+    /// Binding failed because another process holds this port: give it back (it rests like any
+    /// released port) so the driver can allocate another one.
     pub fn taken_elsewhere(self) {
         drop(self);
     }
@@ -175,71 +204,130 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    fn key(byte: u8) -> RandomKey {
+        RandomKey::from_bytes([byte; 32])
+    }
+
+    fn pool(low: u16, high: u16) -> PortPool {
+        PortPool::new(low, high, &key(1)).expect("range")
+    }
+
     #[test]
-    fn hands_out_even_ports_within_the_range_until_exhausted() {
-        let mut pool = PortPool::new(10001, 10010).expect("range");
+    fn hands_out_every_even_port_within_the_range_until_exhausted() {
+        let mut pool = pool(10001, 10010);
         assert_eq!(
             pool.capacity(),
             4,
             "10002, 10004, 10006, 10008 (10010 has no RTCP port)"
         );
-        let ports: Vec<u16> = (0..4).map(|_| pool.allocate().expect("free")).collect();
+        let mut ports: Vec<u16> = (0..4).map(|_| pool.allocate().expect("free")).collect();
+        ports.sort_unstable();
         assert_eq!(ports, vec![10002, 10004, 10006, 10008]);
         assert_eq!(pool.allocate(), Err(PortError::Exhausted { capacity: 4 }));
     }
 
     #[test]
-    fn released_ports_are_reused_last_and_never_twice() {
-        let mut pool = PortPool::new(20000, 20007).expect("range");
+    fn consecutive_allocations_are_not_sequential_yet_every_port_is_used_and_freed() {
+        let mut pool = pool(10000, 19999);
+        let capacity = pool.capacity();
+        assert_eq!(capacity, 5000);
+        let first: Vec<u16> = (0..50).map(|_| pool.allocate().expect("free")).collect();
+        let neighbours = first
+            .windows(2)
+            .filter(|w| w[1].abs_diff(w[0]) == 2)
+            .count();
+        assert!(
+            neighbours <= 2,
+            "{neighbours} of 49 steps went to the next port: {first:?}"
+        );
+        let spread = first.iter().max().unwrap_or(&0) - first.iter().min().unwrap_or(&0);
+        assert!(
+            spread > 5000,
+            "50 picks span only {spread} ports: {first:?}"
+        );
+        // Every port is still handed out exactly once…
+        let mut all: Vec<u16> = first.clone();
+        all.extend((50..capacity).map(|_| pool.allocate().expect("free")));
+        let unique: HashSet<u16> = all.iter().copied().collect();
+        assert_eq!(unique.len(), capacity);
+        assert!(all.iter().all(|p| (10000..19999).contains(p) && p % 2 == 0));
+        assert!(pool.allocate().is_err());
+        // …and every one comes back, once.
+        for &p in &all {
+            assert!(pool.release(p));
+            assert!(!pool.release(p), "double release is refused");
+        }
+        assert_eq!(pool.available(), capacity);
+        let again: HashSet<u16> = (0..capacity)
+            .map(|_| pool.allocate().expect("free"))
+            .collect();
+        assert_eq!(again, unique);
+    }
+
+    #[test]
+    fn the_order_depends_on_the_key_only() {
+        let order = |k: u8| {
+            let mut pool = PortPool::new(20000, 29999, &key(k)).expect("range");
+            (0..20)
+                .map(|_| pool.allocate().expect("free"))
+                .collect::<Vec<u16>>()
+        };
+        assert_eq!(order(1), order(1), "a fixed key in tests repeats");
+        assert_ne!(order(1), order(2));
+    }
+
+    #[test]
+    fn released_ports_rest_before_reuse_and_foreign_releases_are_refused() {
+        let mut pool = pool(20000, 20015);
+        assert_eq!(pool.capacity(), 8);
         let a = pool.allocate().expect("free");
-        let b = pool.allocate().expect("free");
         assert!(pool.release(a));
         assert!(!pool.release(a), "double release is refused");
         assert!(!pool.release(a + 1), "odd port is not ours");
         assert!(!pool.release(30000), "foreign port is not ours");
-        let c = pool.allocate().expect("free");
-        let d = pool.allocate().expect("free");
-        assert_eq!((c, d), (20004, 20006), "fresh ports first");
-        assert_eq!(pool.allocate().expect("released one"), a);
-        assert_ne!(b, a);
+        // While seven other ports are free, the one just released is not handed out…
+        let others: Vec<u16> = (0..7).map(|_| pool.allocate().expect("free")).collect();
+        assert!(!others.contains(&a), "{a} came back at once: {others:?}");
+        // …and when nothing else is left, it is.
+        assert_eq!(pool.allocate().expect("the rested one"), a);
         assert!(pool.allocate().is_err());
     }
 
     #[test]
     fn empty_ranges_are_errors() {
-        assert!(PortPool::new(5000, 5000).is_err());
-        assert!(PortPool::new(5001, 5002).is_err());
-        assert!(PortPool::new(6000, 5000).is_err());
-        assert_eq!(PortPool::new(65534, 65535).expect("pair").capacity(), 1);
-        assert!(PortPool::new(65535, 65535).is_err());
+        let k = key(1);
+        assert!(PortPool::new(5000, 5000, &k).is_err());
+        assert!(PortPool::new(5001, 5002, &k).is_err());
+        assert!(PortPool::new(6000, 5000, &k).is_err());
+        assert_eq!(PortPool::new(65534, 65535, &k).expect("pair").capacity(), 1);
+        assert!(PortPool::new(65535, 65535, &k).is_err());
     }
 
     #[test]
     fn leases_release_on_drop_and_skip_taken_ports() {
-        let pool = SharedPortPool::new(30000, 30005).expect("range");
+        let pool = SharedPortPool::new(30000, 30005, &key(3)).expect("range");
         let a = pool.allocate().expect("free");
-        assert_eq!((a.rtp_port(), a.rtcp_port()), (30000, 30001));
+        assert_eq!(a.rtcp_port(), a.rtp_port() + 1);
         let b = pool.allocate().expect("free");
         let c = pool.allocate().expect("free");
         assert!(pool.allocate().is_err());
+        let b_port = b.rtp_port();
         drop(b);
         assert_eq!(pool.available(), 1);
-        // The driver could not bind 30002: hand it back, the next try gets another one when free.
-        let again = pool.allocate().expect("30002");
-        assert_eq!(again.rtp_port(), 30002);
+        // The driver could not bind it: hand it back; the next try gets it again only when free.
+        let again = pool.allocate().expect("the freed one");
+        assert_eq!(again.rtp_port(), b_port);
         again.taken_elsewhere();
+        assert_eq!(pool.available(), 1);
         drop(c);
-        assert_eq!(
-            pool.allocate().expect("free").rtp_port(),
-            30002,
-            "FIFO order"
-        );
+        assert_eq!(pool.available(), 2);
         drop(a);
+        assert_eq!(pool.available(), 3);
     }
 
     #[test]
     fn concurrent_leases_never_share_a_port() {
-        let pool = SharedPortPool::new(40000, 40999).expect("range");
+        let pool = SharedPortPool::new(40000, 40999, &key(4)).expect("range");
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let pool = pool.clone();

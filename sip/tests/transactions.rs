@@ -140,7 +140,7 @@ fn send_from_a(pair: &mut Pair, method: Method, call_id: &str, cseq: u32) -> Cli
 
 /// A fresh endpoint on 127.0.0.1:5060 that received `raw` over UDP from `source`.
 fn endpoint_fed(now: Instant, source: SocketAddr, raw: &str) -> Endpoint {
-    let mut ep = Endpoint::new(EndpointConfig::default());
+    let mut ep = Endpoint::new(sip::testnet::test_config(1));
     let raw = raw.as_bytes().to_vec().into();
     ep.handle_datagram(now, Transport::Udp, local_5060(), source, raw);
     ep
@@ -470,11 +470,79 @@ fn stray_response_is_dropped() {
 }
 
 #[test]
+fn forged_responses_from_elsewhere_are_dropped_and_the_real_answer_still_counts() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let start = Instant::now();
+        let mut pair = Pair::new(start, 21, LinkConfig::perfect(), transport);
+        let (id, mut uac) = start_invite(&mut pair);
+        let mut uas = AnsweringUas {
+            provisional_only: true,
+            ..AnsweringUas::default()
+        };
+        pair.run(ms(100), &mut uac, &mut uas);
+        // Someone who saw the INVITE (its branch) answers it 200 — from another host, from another
+        // port of B's host (another connection, for TCP), and from B's address over the other
+        // transport.
+        let invite = Request::parse(pair.net.sent("INVITE")[0].bytes.clone()).unwrap();
+        let forger: SocketAddr = "127.0.0.9:5062".parse().unwrap();
+        let forged = answer(&invite, 200, "forged", forger).to_bytes();
+        let other = match transport {
+            Transport::Udp => Transport::Tcp,
+            _ => Transport::Udp,
+        };
+        let next_port = SocketAddr::new(pair.b_addr.ip(), pair.b_addr.port() + 1);
+        for (transport, from) in [
+            (transport, forger),
+            (transport, next_port),
+            (other, pair.b_addr),
+        ] {
+            pair.net.send(sip::endpoint::Transmit {
+                transport,
+                from_local: from,
+                to: pair.a_addr,
+                bytes: forged.clone(),
+            });
+        }
+        pair.run(ms(100), &mut uac, &mut uas);
+        let finals = |uac: &AckingUac| {
+            uac.events
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::Response { id: got, response } if *got == id => Some(response.clone()),
+                    _ => None,
+                })
+                .filter(|r| r.status.as_u16() >= 200)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            finals(&uac).is_empty(),
+            "{transport}: a forged 200 OK got through"
+        );
+        assert_eq!(pair.a.stats().foreign_responses, 3, "{transport}");
+        assert!(
+            pair.net.sent("ACK").is_empty(),
+            "{transport}: nobody ACKs a forgery"
+        );
+
+        // The real phone answers: that 200 OK is the one the UAC sees.
+        let (server_id, request) = uas.invite.clone().unwrap();
+        let ok = answer(&request, 200, "uas-tag", pair.b_addr);
+        let now = pair.now();
+        pair.b.respond(now, server_id, ok).unwrap();
+        pair.run(ms(100), &mut uac, &mut uas);
+        let answered = finals(&uac);
+        assert_eq!(answered.len(), 1, "{transport}: {answered:?}");
+        assert_eq!(answered[0].headers.to().unwrap().tag(), Some("uas-tag"));
+        assert_eq!(pair.a.stats().foreign_responses, 3, "{transport}");
+    }
+}
+
+#[test]
 fn options_answered_by_the_endpoint_when_configured() {
     let start = Instant::now();
     let config = EndpointConfig {
         answer_options: true,
-        ..EndpointConfig::default()
+        ..sip::testnet::test_config(13)
     };
     let mut pair = Pair::with_config(start, 13, LinkConfig::perfect(), Transport::Udp, config);
     send_from_a(&mut pair, Method::Options, "opt-4", 1);

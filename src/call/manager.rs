@@ -9,20 +9,31 @@
 //! - transaction timeouts carry only a transaction id: call tasks record their client transactions in
 //!   [`Routes::client_txs`] before such a timeout can fire (Timer B/F is 32 s).
 //!
+//! Who may call: only the trunks ([`CallFlowConfig::trunks`]). An INVITE, or any other request that
+//! would start a dialog (no To tag), from another address is dropped unanswered — or answered 403
+//! with [`UnknownSources::Reject`] — before anything else is looked at: no call, no RTP port, no
+//! hint that a SIP server lives here. OPTIONS are answered from anywhere (keep-alives of phones and
+//! SBCs); REGISTER never gets here (the SIP driver's registrar), nor do requests within a known
+//! call.
+//!
 //! Capacity: more than [`CallFlowConfig::max_calls`] live calls → `503 Service Unavailable` with
 //! `Retry-After`.
+//!
+//! The manager also tells the link service which call a store key names, so a call whose code is
+//! presented again is flagged `code_reused` ([`crate::links::LinkService::on_code_reused`]).
 
 use super::direct::AgentMedia;
 use super::machine::CallConfig;
 use super::registry::Registry;
 use super::task::{self, CallInput, CallTaskContext};
-use super::CallId;
+use super::{CallId, CallWarning};
 use crate::links::LinkService;
 use crate::sip_driver::{self, BoundAddrs, SipEvent, SipHandle};
 use crate::tenant::Tenants;
 use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
 use sip::message::{HeaderName, Method, Request};
 use sip::ports::SharedPortPool;
+use sip::random::RandomKey;
 use sip::sdp::MediaPreferences;
 use sip::transaction::TimerConfig;
 use std::collections::HashMap;
@@ -41,9 +52,25 @@ pub enum Comfort {
     Prompt(Arc<[i16]>),
 }
 
+/// What happens to a dialog-creating request from an address that is not a trunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownSources {
+    /// No answer at all (`sip.unknown_sources = "drop"`, the default): a scanner learns nothing.
+    #[default]
+    Drop,
+    /// `403 Forbidden` (`"reject"`): a misconfigured trunk sees why its calls fail.
+    Reject,
+}
+
 /// Settings of the call flow.
 #[derive(Clone, Debug)]
 pub struct CallFlowConfig {
+    /// Addresses (CIDRs) that may start calls: the trunks and SBCs (`sip.trunks`). Identity
+    /// headers (P-Asserted-Identity, Remote-Party-ID) are believed only from them. Empty: no
+    /// calls at all.
+    pub trunks: Vec<ipnet::IpNet>,
+    /// What requests from other addresses get.
+    pub unknown_sources: UnknownSources,
     pub call: CallConfig,
     pub rtp_ports: RangeInclusive<u16>,
     /// Address written into our SDP; defaults to the IP of the SIP listener the INVITE came in on.
@@ -71,6 +98,8 @@ pub struct CallFlowConfig {
 impl Default for CallFlowConfig {
     fn default() -> Self {
         CallFlowConfig {
+            trunks: Vec::new(),
+            unknown_sources: UnknownSources::Drop,
             call: CallConfig::default(),
             rtp_ports: 20000..=29999,
             media_ip: None,
@@ -84,6 +113,22 @@ impl Default for CallFlowConfig {
             sip_timers: TimerConfig::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
         }
+    }
+}
+
+impl CallFlowConfig {
+    /// Whether `ip` is one of the trunks (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn is_trunk(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trunks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Every loopback address (`127.0.0.0/8`, `::1`): the trunks of `demo` and the tests.
+    pub fn loopback_trunks() -> Vec<ipnet::IpNet> {
+        ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect()
     }
 }
 
@@ -114,6 +159,20 @@ pub struct Routes {
 
 /// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.
 pub const AGENT_CALL_ID_PREFIX: &str = "vb-";
+
+/// The key of call `id` in the link-session store: `<id>-<instance>`.
+pub fn store_key(id: CallId, instance: &str) -> String {
+    format!("{id}-{instance}")
+}
+
+/// The call a store key names, if this instance made it (keys of an earlier run name no call).
+pub fn call_of_store_key(key: &str, instance: &str) -> Option<CallId> {
+    let (id, of) = key.split_once('-')?;
+    if of != instance {
+        return None;
+    }
+    id.parse().ok().map(CallId)
+}
 
 /// Which call an agent-leg Call-ID belongs to.
 pub fn call_of_agent_call_id(call_id: &str) -> Option<CallId> {
@@ -166,17 +225,19 @@ pub fn spawn(
     ctx: CallContext,
     events: mpsc::Receiver<SipEvent>,
 ) -> (tokio::task::JoinHandle<()>, CallsProbe) {
-    let ports =
-        match SharedPortPool::new(*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end()) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::error!(
-                    "RTP port range {:?} is unusable: {e}; calls will be refused",
-                    ctx.config.rtp_ports
-                );
-                None
-            }
-        };
+    // Ports in an order drawn from the OS-seeded CSPRNG: one call's port tells nothing of the next.
+    let port_key = RandomKey::from_bytes(rand::random());
+    let (low, high) = (*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end());
+    let ports = match SharedPortPool::new(low, high, &port_key) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(
+                "RTP port range {:?} is unusable: {e}; calls will be refused",
+                ctx.config.rtp_ports
+            );
+            None
+        }
+    };
     let probe = CallsProbe {
         routes: Arc::new(Mutex::new(Routes::default())),
         ports: ports.clone(),
@@ -199,7 +260,19 @@ async fn run(
     relayed: Arc<AtomicU64>,
 ) {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    {
+        let registry = ctx.registry.clone();
+        let instance = instance.clone();
+        ctx.links.on_code_reused(Arc::new(move |key: &str| {
+            if let Some(id) = call_of_store_key(key, &instance) {
+                tracing::info!(call = %id, "flagging the call whose link code was presented again");
+                registry.warn(id, CallWarning::CodeReused);
+            }
+        }));
+    }
     let task_ctx = Arc::new(CallTaskContext {
+        instance,
         flow: ctx.config.clone(),
         registry: ctx.registry.clone(),
         links: ctx.links.clone(),
@@ -254,6 +327,17 @@ async fn dispatch(
         let _ = call.send(CallInput::Sip(event));
         return;
     }
+    if let Event::Request {
+        id,
+        request,
+        source,
+    } = &event
+    {
+        if from_stranger(&ctx.flow, request, source) {
+            turn_away(ctx, *id, request, source).await;
+            return;
+        }
+    }
     match event {
         Event::Request {
             id,
@@ -275,6 +359,40 @@ async fn dispatch(
                 .await;
         }
         _ => {}
+    }
+}
+
+/// Whether `request` would start a dialog (no To tag; not an ACK, not an OPTIONS ping) and comes
+/// from an address that is not a trunk.
+fn from_stranger(flow: &CallFlowConfig, request: &Request, source: &sip::endpoint::Source) -> bool {
+    !matches!(request.method, Method::Ack | Method::Options)
+        && !has_to_tag(request)
+        && !flow.is_trunk(source.remote.ip())
+}
+
+/// A dialog-creating request from a stranger: dropped, or 403 with [`UnknownSources::Reject`].
+/// Counted; logged at debug level only (a scan must not flood the log).
+async fn turn_away(
+    ctx: &CallTaskContext,
+    tx: ServerTxId,
+    request: &Request,
+    source: &sip::endpoint::Source,
+) {
+    let invite = request.method == Method::Invite;
+    let metrics = crate::metrics::global();
+    match ctx.flow.unknown_sources {
+        UnknownSources::Drop => {
+            metrics.unknown_source(invite, "dropped");
+            tracing::debug!(from = %source.remote, method = %request.method.as_str(), "request from an address that is not a trunk dropped");
+        }
+        UnknownSources::Reject => {
+            metrics.unknown_source(invite, "rejected");
+            tracing::debug!(from = %source.remote, method = %request.method.as_str(), "request from an address that is not a trunk refused with 403");
+            let _ = ctx
+                .sip
+                .respond(tx, sip_driver::tu::finish_response(request, 403, None))
+                .await;
+        }
     }
 }
 
@@ -364,11 +482,26 @@ fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
     routes.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Without RTP ports we cannot take calls: answer every INVITE 503 and keep the SIP side polite.
+/// Without RTP ports we cannot take calls: answer every INVITE 503 and keep the SIP side polite
+/// (to trunks; strangers are turned away as always).
 async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
     while let Some(event) = events.recv().await {
-        if let SipEvent::Endpoint(Event::Request { id, request, .. }) = event {
+        if let SipEvent::Endpoint(Event::Request {
+            id,
+            request,
+            source,
+        }) = event
+        {
             if request.method == Method::Ack {
+                continue;
+            }
+            if from_stranger(&ctx.config, &request, &source) {
+                if ctx.config.unknown_sources == UnknownSources::Reject {
+                    let _ = ctx
+                        .sip
+                        .respond(id, sip_driver::tu::finish_response(&request, 403, None))
+                        .await;
+                }
                 continue;
             }
             let status = if request.method == Method::Invite {
@@ -394,6 +527,70 @@ mod tests {
         assert_eq!(call_of_agent_call_id("vb-x-3@h"), None);
         assert_eq!(call_of_agent_call_id("a84b4c76e66710@pc33"), None);
         assert_eq!(call_of_agent_call_id("vb-42"), None);
+    }
+
+    #[test]
+    fn store_keys_name_calls_of_this_instance_only() {
+        let key = store_key(CallId(7), "abc123");
+        assert_eq!(key, "7-abc123");
+        assert_eq!(call_of_store_key(&key, "abc123"), Some(CallId(7)));
+        assert_eq!(call_of_store_key(&key, "def456"), None, "an earlier run");
+        assert_eq!(call_of_store_key("x-abc123", "abc123"), None);
+        assert_eq!(call_of_store_key("7", "abc123"), None);
+    }
+
+    #[test]
+    fn only_trunk_addresses_may_start_dialogs() {
+        let flow = CallFlowConfig {
+            trunks: vec![
+                "192.0.2.0/28".parse().unwrap(),
+                "2001:db8::1/128".parse().unwrap(),
+            ],
+            ..CallFlowConfig::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(flow.is_trunk(ip("192.0.2.10")));
+        assert!(flow.is_trunk(ip("::ffff:192.0.2.10")), "IPv4-mapped");
+        assert!(!flow.is_trunk(ip("192.0.2.16")));
+        assert!(flow.is_trunk(ip("2001:db8::1")));
+        assert!(!flow.is_trunk(ip("127.0.0.1")));
+        assert!(
+            !CallFlowConfig::default().is_trunk(ip("127.0.0.1")),
+            "none by default"
+        );
+        let demo = CallFlowConfig {
+            trunks: CallFlowConfig::loopback_trunks(),
+            ..CallFlowConfig::default()
+        };
+        assert!(demo.is_trunk(ip("127.0.0.2")) && demo.is_trunk(ip("::1")));
+        assert!(!demo.is_trunk(ip("10.0.0.1")));
+
+        let source = |remote: &str| sip::endpoint::Source {
+            remote: remote.parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+            transport: sip::transaction::Transport::Udp,
+        };
+        let req = |method: &str, to_tag: &str| {
+            let raw = format!(
+                "{method} sip:+31850000000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:x@y>{to_tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            Request::parse(raw.into_bytes()).unwrap()
+        };
+        let stranger = source("10.0.0.1:5070");
+        let trunk = source("192.0.2.1:5060");
+        for method in ["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "NOTIFY"] {
+            assert!(
+                from_stranger(&flow, &req(method, ""), &stranger),
+                "{method}"
+            );
+            assert!(!from_stranger(&flow, &req(method, ""), &trunk), "{method}");
+        }
+        assert!(!from_stranger(&flow, &req("OPTIONS", ""), &stranger));
+        assert!(
+            !from_stranger(&flow, &req("BYE", ";tag=9"), &stranger),
+            "in dialog: 481 as before"
+        );
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub enum UnverifiedReason {
     UsedCode,
     /// The IRMA server failed, or its result was not acceptable.
     IrmaError,
+    /// The calling number gave too many wrong codes lately; its code was not looked up (and, if
+    /// valid, stays usable).
+    TooManyWrongCodes,
+    /// The code belongs to a disclosure of another mobile number than the calling one (caller-ID
+    /// binding).
+    CallerMismatch,
 }
 
 impl UnverifiedReason {
@@ -74,6 +80,25 @@ impl UnverifiedReason {
             UnverifiedReason::ExpiredCode => "expired_code",
             UnverifiedReason::UsedCode => "used_code",
             UnverifiedReason::IrmaError => "irma_error",
+            UnverifiedReason::TooManyWrongCodes => "too_many_wrong_codes",
+            UnverifiedReason::CallerMismatch => "caller_mismatch",
+        }
+    }
+}
+
+/// Something an agent should know about a call besides its verification, shown next to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallWarning {
+    /// Another call later presented this call's link code: someone else learned the citizen's
+    /// code (a relayed Yivi session can leak it).
+    CodeReused,
+}
+
+impl CallWarning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallWarning::CodeReused => "code_reused",
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Ended calls stay listed, without attributes or caller number, for [`Registry::ENDED_RETENTION`].
 
-use super::{CallId, CallState, UnverifiedReason};
+use super::{CallId, CallState, CallWarning, UnverifiedReason};
 use crate::pii::Pii;
 use crate::tenant::{AgentId, TenantId};
 use std::collections::BTreeMap;
@@ -60,6 +60,9 @@ pub struct CallView {
     /// The agent's phone holds the caller (who hears the comfort signal meanwhile). Never set on an
     /// ended call.
     pub on_hold: bool,
+    /// Warnings about the call (`code_reused`), each once. Set through [`Registry::warn`] and kept
+    /// when the call task publishes a new view; they outlive the call's end (no personal data).
+    pub warnings: Vec<CallWarning>,
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
@@ -151,6 +154,30 @@ impl Registry {
             entry.view.clone()
         };
         let _ = self.events.send(CallEvent::Updated(snapshot));
+    }
+
+    /// Adds `warning` to call `id` (once) and tells the subscribers. Ignored for unknown calls.
+    pub fn warn(&self, id: CallId, warning: CallWarning) {
+        self.update(id, |v| {
+            if !v.warnings.contains(&warning) {
+                v.warnings.push(warning);
+            }
+        });
+    }
+
+    /// The call task's new view of its call, keeping what only the registry sets (warnings) and
+    /// the first end time.
+    pub fn publish(&self, view: CallView, now: SystemTime) {
+        self.update(view.id, |v| {
+            let ended_at = match view.state {
+                CallState::Ended => v.ended_at.or(Some(now)),
+                _ => None,
+            };
+            let warnings = std::mem::take(&mut v.warnings);
+            *v = view;
+            v.ended_at = ended_at;
+            v.warnings = warnings;
+        });
     }
 
     /// The call is over: attributes and caller number are dropped from memory at once.
@@ -271,7 +298,37 @@ mod tests {
             media: Default::default(),
             transferred: false,
             on_hold: false,
+            warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_warning_is_kept_when_the_call_task_publishes_and_after_the_end() {
+        let reg = Registry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let mut events = reg.subscribe();
+        reg.insert(view(1, CallState::Waiting), tx);
+        reg.warn(CallId(1), CallWarning::CodeReused);
+        reg.warn(CallId(1), CallWarning::CodeReused);
+        reg.warn(CallId(9), CallWarning::CodeReused);
+        assert_eq!(
+            reg.get(CallId(1)).map(|v| v.warnings),
+            Some(vec![CallWarning::CodeReused]),
+            "once, and only on the known call"
+        );
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        reg.publish(view(1, CallState::Connected), t);
+        reg.publish(view(1, CallState::Ended), t);
+        let ended = reg.get(CallId(1)).expect("listed");
+        assert_eq!(ended.warnings, vec![CallWarning::CodeReused]);
+        assert_eq!(ended.ended_at, Some(t));
+        let mut warned_events = 0;
+        while let Ok(e) = events.try_recv() {
+            if let CallEvent::Updated(v) = e {
+                warned_events += usize::from(v.warnings == vec![CallWarning::CodeReused]);
+            }
+        }
+        assert!(warned_events >= 3, "the warning goes out on the bus");
     }
 
     #[test]

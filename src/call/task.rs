@@ -76,6 +76,9 @@ pub struct CallTaskContext {
     pub ended: mpsc::UnboundedSender<CallId>,
     /// Packets the relay forwarded between legs, all calls ([`super::manager::CallsProbe`]).
     pub relayed: Arc<AtomicU64>,
+    /// This call flow's instance (random, per start): calls' store keys are
+    /// `<call id>-<instance>` ([`super::manager::store_key`]), unique across restarts.
+    pub instance: String,
 }
 
 /// Input routed to a call by the manager.
@@ -150,7 +153,8 @@ struct Call {
     caller_gone: bool,
     /// Our SIP address the trunk reached (Contact, agent-leg From/Call-ID host).
     sip_local: SocketAddr,
-    /// Unique key of this call in the link-session store (call ids restart with the process).
+    /// Unique key of this call in the link-session store (call ids restart with the process; the
+    /// key also names the call flow's instance).
     store_key: String,
     /// The trunk's SDP (its offer, or its answer in the ACK): which codecs it accepts.
     trunk_remote_sdp: Vec<u8>,
@@ -257,21 +261,14 @@ impl Call {
             media: self.direct.as_ref().map_or(MediaPath::Relay, |d| d.path()),
             transferred: self.machine.transferred(),
             on_hold: self.hold.is_held() && self.machine.state() == CallState::Connected,
+            // The registry keeps the warnings it was given ([`Registry::warn`]).
+            warnings: Vec::new(),
         }
     }
 
     /// The view changed: publish it (the registry drops personal data once it shows `ended`).
     fn publish(&self) {
-        let view = self.view();
-        let now = SystemTime::now();
-        self.ctx.registry.update(self.id, |v| {
-            let ended_at = match view.state {
-                CallState::Ended => v.ended_at.or(Some(now)),
-                _ => None,
-            };
-            *v = view;
-            v.ended_at = ended_at;
-        });
+        self.ctx.registry.publish(self.view(), SystemTime::now());
     }
 
     fn next_deadline(&self) -> Instant {
@@ -401,6 +398,8 @@ fn map_reason(reason: Unverified) -> UnverifiedReason {
         Unverified::ExpiredCode => UnverifiedReason::ExpiredCode,
         Unverified::UsedCode => UnverifiedReason::UsedCode,
         Unverified::IrmaError => UnverifiedReason::IrmaError,
+        Unverified::TooManyWrongCodes => UnverifiedReason::TooManyWrongCodes,
+        Unverified::CallerMismatch => UnverifiedReason::CallerMismatch,
     }
 }
 
@@ -525,11 +524,16 @@ impl Call {
                 let links = self.ctx.links.clone();
                 let key = self.store_key.clone();
                 let tenant = self.tenant.id.clone();
+                let caller = self.caller.clone();
                 let (tx, rx) = oneshot::channel();
                 tokio::spawn(async move {
-                    let result = links
-                        .bind_code(&tenant, &code, &key, crate::store::unix_now())
-                        .await;
+                    let call = crate::links::CallCode {
+                        tenant: &tenant,
+                        caller: &caller,
+                        code: &code,
+                        call_key: &key,
+                    };
+                    let result = links.verify_call(call, crate::store::unix_now()).await;
                     let _ = tx.send(result);
                 });
                 self.lookup = Some(rx);

@@ -52,8 +52,9 @@ impl Call {
             }
         }
         let mut media = media;
+        let config = rtp_config(&self.ctx.flow, dialog.peer().addr.ip());
         match media.sdp.handle_answer(&response.body) {
-            Ok(m) => media.rtp = Some(RtpSession::new(now, m, rtp_config(&self.ctx.flow))),
+            Ok(m) => media.rtp = Some(RtpSession::new(now, m, config)),
             Err(e) => {
                 tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent")
             }

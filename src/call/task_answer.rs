@@ -116,8 +116,8 @@ pub(super) async fn answer(
         return None;
     }
     dialog.handle_sent_response(now, &ok);
-    let rtp = negotiated.map(|m| RtpSession::new(now, m, rtp_config(&ctx.flow)));
-    let caller = caller_of(invite);
+    let rtp = negotiated.map(|m| RtpSession::new(now, m, rtp_config(&ctx.flow, peer.addr.ip())));
+    let caller = caller_of(invite, ctx.flow.is_trunk(source.remote.ip()));
     tracing::info!(call = %id, tenant = %tenant.id, "answered a call");
     let machine = CallMachine::new(tenant.timeouts.apply(&ctx.flow.call), now);
     let greeting = greeting(&tenant);
@@ -156,7 +156,7 @@ pub(super) async fn answer(
         stale_forks: Vec::new(),
         caller_gone: false,
         sip_local: source.local,
-        store_key: format!("{id}-{}", uuid::Uuid::new_v4()),
+        store_key: super::super::manager::store_key(id, &ctx.instance),
         trunk_remote_sdp: invite.body.to_vec(),
         direct: None,
         pending: Vec::new(),
@@ -179,19 +179,42 @@ fn contact_for(source: Source, advertise: Option<&str>) -> Option<NameAddr> {
     Some(NameAddr::new(uri))
 }
 
-/// The calling number: P-Asserted-Identity when the trunk sends it, else the From URI's user part.
-fn caller_of(invite: &Request) -> Pii<String> {
-    let from_pai = invite
+/// The calling number: from a trunk, P-Asserted-Identity (RFC 3325 §9.1) or else Remote-Party-ID
+/// (`party=calling`, the draft many SBCs still send) when present; else, and always from any other
+/// source, the From URI's user part. Identity headers are only believed from the trunks that
+/// assert them (RFC 3325 §2.3: a trust domain).
+fn caller_of(invite: &Request, from_trunk: bool) -> Pii<String> {
+    let asserted = from_trunk.then(|| asserted_identity(invite)).flatten();
+    let from_from = invite.headers.from().ok().and_then(|f| uri_number(&f.uri));
+    Pii::new(
+        asserted
+            .or(from_from)
+            .unwrap_or_else(|| "anonymous".to_owned()),
+    )
+}
+
+/// The number in P-Asserted-Identity, else in a calling-party Remote-Party-ID.
+fn asserted_identity(invite: &Request) -> Option<String> {
+    let pai = invite
         .headers
         .p_asserted_identity()
         .filter_map(Result::ok)
         .find_map(|na| uri_number(&na.uri));
-    let from_from = invite.headers.from().ok().and_then(|f| uri_number(&f.uri));
-    Pii::new(
-        from_pai
-            .or(from_from)
-            .unwrap_or_else(|| "anonymous".to_owned()),
-    )
+    if pai.is_some() {
+        return pai;
+    }
+    let rpid = HeaderName::parse("Remote-Party-ID");
+    let calling = invite
+        .headers
+        .routes(&rpid)
+        .filter_map(Result::ok)
+        .filter(|na| {
+            na.params
+                .value("party")
+                .is_none_or(|v| v.eq_ignore_ascii_case("calling"))
+        })
+        .find_map(|na| uri_number(&na.uri));
+    calling
 }
 
 /// What the caller hears while the code comes in: the tenant's greeting once (then silence), or
@@ -209,3 +232,40 @@ fn greeting(tenant: &Tenant) -> Box<dyn dsp::tone::SignalSource + Send> {
 
 /// Silence after the greeting: 30 minutes of samples, longer than collecting a code may last.
 const GREETING_GAP: usize = 30 * 60 * 8000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(extra: &str) -> Request {
+        let raw = format!(
+            "INVITE sip:+31850000000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:+31600000001@192.0.2.1>;tag=1\r\nTo: <sip:+31850000000@127.0.0.1>\r\n\
+             Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Request::parse(raw.into_bytes()).unwrap()
+    }
+
+    #[test]
+    fn identity_headers_count_only_from_trunks() {
+        let pai = invite("P-Asserted-Identity: <tel:+31612345678>\r\n");
+        assert_eq!(caller_of(&pai, true).expose(), "+31612345678");
+        assert_eq!(
+            caller_of(&pai, false).expose(),
+            "+31600000001",
+            "a stranger's P-Asserted-Identity is not believed"
+        );
+        let rpid = invite(
+            "Remote-Party-ID: \"Jan\" <sip:+31612345679@192.0.2.1>;party=calling;screen=yes\r\n",
+        );
+        assert_eq!(caller_of(&rpid, true).expose(), "+31612345679");
+        assert_eq!(caller_of(&rpid, false).expose(), "+31600000001");
+        let called = invite("Remote-Party-ID: <sip:+31612345670@192.0.2.1>;party=called\r\n");
+        assert_eq!(caller_of(&called, true).expose(), "+31600000001");
+        let both = invite(
+            "Remote-Party-ID: <sip:+31612345679@h>\r\nP-Asserted-Identity: <sip:+31612345678@h>\r\n",
+        );
+        assert_eq!(caller_of(&both, true).expose(), "+31612345678", "PAI first");
+        assert_eq!(caller_of(&invite(""), true).expose(), "+31600000001");
+    }
+}

@@ -48,8 +48,9 @@ impl Call {
                         self.trunk_remote_sdp = request.body.to_vec();
                         match self.trunk_media.sdp.handle_answer(&request.body) {
                             Ok(media) => {
-                                self.trunk_media.rtp =
-                                    Some(RtpSession::new(now, media, rtp_config(&self.ctx.flow)))
+                                let config =
+                                    rtp_config(&self.ctx.flow, self.trunk.peer().addr.ip());
+                                self.trunk_media.rtp = Some(RtpSession::new(now, media, config))
                             }
                             Err(e) => {
                                 tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
@@ -152,7 +153,7 @@ impl Call {
                                     media.rtp = Some(RtpSession::new(
                                         now,
                                         answer.media,
-                                        rtp_config(&self.ctx.flow),
+                                        rtp_config(&self.ctx.flow, dialog.peer().addr.ip()),
                                     ))
                                 }
                             }

@@ -190,12 +190,15 @@ fn send_frame(now: Instant, source: &mut (dyn SignalSource + Send), leg: &mut Me
     }
 }
 
-pub(super) fn rtp_config(flow: &CallFlowConfig) -> RtpConfig {
+/// A leg's RTP settings; `signalling_ip` is where the leg's SIP comes from, the one address besides
+/// its SDP's that may send its RTP (phones behind NAT), see [`sip::rtp`].
+pub(super) fn rtp_config(flow: &CallFlowConfig, signalling_ip: IpAddr) -> RtpConfig {
     RtpConfig {
         local_ssrc: rand::random(),
         initial_seq: rand::random(),
         initial_timestamp: rand::random(),
         media_timeout: flow.media_timeout,
+        signalling_ip: Some(signalling_ip),
         ..RtpConfig::default()
     }
 }

@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub sip: Option<Spanned<RawSip>>,
     pub irma: Option<Spanned<RawIrma>>,
     pub calls: Option<Spanned<RawCalls>>,
+    pub links: Option<Spanned<RawLinks>>,
     pub tenants: Option<Vec<Spanned<RawTenant>>>,
 }
 
@@ -52,6 +53,7 @@ pub struct RawSip {
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
     pub trunks: Option<Vec<Spanned<String>>>,
+    pub unknown_sources: Option<Spanned<String>>,
     pub advertise: Option<Spanned<String>>,
     pub media_ip: Option<Spanned<String>>,
     pub rtp_ports: Option<Spanned<String>>,
@@ -89,6 +91,18 @@ pub struct RawCalls {
     pub shutdown_grace: Option<Spanned<String>>,
 }
 
+/// `[links]`: link-code lifetimes and guessing limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinks {
+    pub code_ttl: Option<Spanned<String>>,
+    pub call_window: Option<Spanned<String>>,
+    pub max_wrong_codes: Option<Spanned<Count>>,
+    pub wrong_code_window: Option<Spanned<String>>,
+    pub wrong_code_block: Option<Spanned<String>>,
+    pub wrong_code_alarm: Option<Spanned<Count>>,
+}
+
 /// A count written as a TOML integer or, from an environment variable, as a string of digits.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -120,6 +134,7 @@ pub struct RawTenant {
     pub agents: Option<Vec<Spanned<RawAgent>>>,
     pub prompts: Option<Spanned<RawPrompts>>,
     pub calls: Option<Spanned<RawTenantCalls>>,
+    pub caller_id_attribute: Option<Spanned<String>>,
 }
 
 /// `[tenants.prompts]`: WAV files (8 kHz mono; 16-bit PCM, A-law or µ-law).

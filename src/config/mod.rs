@@ -18,6 +18,7 @@
 
 mod env;
 mod file;
+mod links;
 mod tenants;
 mod validate;
 mod values;
@@ -47,8 +48,11 @@ pub struct Config {
     pub http: HttpSettings,
     pub sip: SipSettings,
     pub irma: IrmaSettings,
-    /// Call flow: timeouts, transfer and media mode, capacity, RTP ports.
+    /// Call flow: who may call (the trunks), timeouts, transfer and media mode, capacity, RTP
+    /// ports.
     pub calls: CallFlowConfig,
+    /// Link codes: lifetimes and guessing limits (`[links]`).
+    pub links: LinkConfig,
     /// Bearer token of the agents' API.
     pub api_token: Pii<String>,
     pub tenants: Tenants,
@@ -71,8 +75,10 @@ pub struct SipSettings {
     pub listen: SocketAddr,
     pub tls_listen: Option<SocketAddr>,
     pub tls: Option<TlsConfig>,
-    /// Sources allowed to send INVITEs. Parsed and checked; not enforced yet (the hardening issue).
+    /// Sources allowed to start calls (and whose identity headers are believed).
     pub trunks: Vec<ipnet::IpNet>,
+    /// What a dialog-creating request from anywhere else gets: nothing, or 403.
+    pub unknown_sources: crate::call::manager::UnknownSources,
     /// Host written into Via and Contact.
     pub advertise: Option<String>,
     /// Address written into SDP.
@@ -126,7 +132,7 @@ impl Config {
             data_dir: self.data_dir.clone(),
             key_file: self.key_file.clone(),
             irma: IrmaBackend::Server(self.irma.server.clone()),
-            links: LinkConfig::default(),
+            links: self.links.clone(),
             calls: self.calls.clone(),
             demo_pages: false,
         }

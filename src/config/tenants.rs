@@ -133,6 +133,22 @@ impl Checker<'_, '_> {
         let attributes = self.attributes(raw.attributes.unwrap_or_default(), span, prefix);
         let known: HashSet<String> = attributes.iter().flatten().map(|a| a.id.clone()).collect();
         let disclosure = self.disclosure(&raw.disclosure, span, prefix, &known);
+        let caller_id_attribute = match &raw.caller_id_attribute {
+            None => Some(None),
+            Some(value) => {
+                let k = key("caller_id_attribute");
+                self.parse(value, &k, |s| {
+                    let id = attribute_id(s)?;
+                    if known.contains(&id) {
+                        Ok(Some(id))
+                    } else {
+                        Err(format!(
+                            "{id} is not one of this tenant's attributes (list it in `[[tenants.attributes]]` and ask for it in `disclosure`)"
+                        ))
+                    }
+                })
+            }
+        };
         let links: Vec<Option<AgentLink>> = raw
             .links
             .unwrap_or_default()
@@ -174,6 +190,7 @@ impl Checker<'_, '_> {
                 .collect::<BTreeMap<_, _>>(),
             prompts: prompts?,
             timeouts: timeouts?,
+            caller_id_attribute: caller_id_attribute?,
         };
         Some((tenant, logins.into_iter().map(|(_, login)| login).collect()))
     }

@@ -15,7 +15,7 @@ use super::{Config, ConfigError, HttpSettings, IrmaSettings, SipSettings};
 use crate::call::collect::CollectConfig;
 use crate::call::direct::AgentMedia;
 use crate::call::machine::{CallConfig, TransferMode};
-use crate::call::manager::CallFlowConfig;
+use crate::call::manager::{CallFlowConfig, UnknownSources};
 use crate::irma::{IrmaAuth, IrmaClient, IrmaServerConfig};
 use crate::pii::Pii;
 use crate::sip_driver::TlsConfig;
@@ -70,6 +70,7 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
         }
     };
     let calls = c.calls(raw.calls, sip.as_ref());
+    let links = c.links(raw.links);
     let (tenants, agents) = c.tenants(raw.tenants.unwrap_or_default());
     let key_file = match (&raw.key_file, key_file) {
         (None, _) => None,
@@ -82,6 +83,7 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
         sip: sip?,
         irma: irma?,
         calls: calls?,
+        links: links?,
         api_token: api_token?,
         tenants: tenants?,
         agents,
@@ -314,6 +316,16 @@ impl Checker<'_, '_> {
             .enumerate()
             .map(|(i, t)| self.parse(t, &format!("sip.trunks[{i}]"), cidr))
             .collect();
+        let unknown_sources = self.or_default(
+            &raw.unknown_sources,
+            "drop",
+            "sip.unknown_sources",
+            |s| match s {
+                "drop" => Ok(UnknownSources::Drop),
+                "reject" => Ok(UnknownSources::Reject),
+                other => Err(format!("{other:?} is not `drop` or `reject`")),
+            },
+        );
         let advertise = raw
             .advertise
             .as_ref()
@@ -358,6 +370,7 @@ impl Checker<'_, '_> {
             tls_listen: tls_listen.flatten(),
             tls: if tls_ok { tls.ok()? } else { return None },
             trunks: trunks.into_iter().collect::<Option<_>>()?,
+            unknown_sources: unknown_sources?,
             advertise: advertise.map(|a| a.ok_or(())).transpose().ok()?,
             media_ip: media_ip.map(|a| a.ok_or(())).transpose().ok()?,
             rtp_ports: rtp_ports?,
@@ -574,6 +587,8 @@ impl Checker<'_, '_> {
                 transfer: transfer?,
                 ..defaults
             },
+            trunks: sip.trunks.clone(),
+            unknown_sources: sip.unknown_sources,
             rtp_ports: sip.rtp_ports.clone(),
             media_ip: sip.media_ip,
             max_calls: max_calls?,
@@ -898,11 +913,16 @@ sip_password = "jan-phone-secret"
         let text = format!("key_file = {:?}\n{MINIMAL}", key.display().to_string());
         let config = load_str(&text, Path::new("vb.toml"), Vec::new()).unwrap();
         assert_eq!(config.key_file.as_deref(), Some(key.as_path()));
-        assert_eq!(config.server_config().key_file.as_deref(), Some(key.as_path()));
+        assert_eq!(
+            config.server_config().key_file.as_deref(),
+            Some(key.as_path())
+        );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let errors = errors_of(&text);
         assert!(
-            errors.iter().any(|e| e.contains("`key_file`") && e.contains("chmod 600")),
+            errors
+                .iter()
+                .any(|e| e.contains("`key_file`") && e.contains("chmod 600")),
             "{errors:?}"
         );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();

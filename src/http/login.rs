@@ -154,6 +154,18 @@ impl SessionTable {
         Some(session)
     }
 
+    /// Whether session `id` lives at `now`, without marking it used; an expired one is removed.
+    pub fn is_live(&mut self, now: Instant, id: &SessionId) -> bool {
+        let Some(session) = self.sessions.get(id) else {
+            return false;
+        };
+        if now.saturating_duration_since(session.last_seen) >= self.policy.idle {
+            self.sessions.remove(id);
+            return false;
+        }
+        true
+    }
+
     /// Ends session `id` (logout).
     pub fn remove(&mut self, id: &SessionId) -> Option<Session> {
         self.sessions.remove(id)
@@ -399,6 +411,11 @@ mod tests {
             now += 7 * 3600 * S;
             assert!(table.touch(now, &id).is_some());
         }
+        assert!(table.is_live(now + 7 * 3600 * S, &id));
+        assert!(
+            !table.is_live(now + 8 * 3600 * S, &id),
+            "looking does not keep it alive"
+        );
         assert!(table.touch(now + 8 * 3600 * S, &id).is_none());
         assert!(table.is_empty(), "an expired session is removed");
     }

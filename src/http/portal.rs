@@ -247,17 +247,25 @@ struct LoginJson {
 }
 
 /// Whether a browser's request comes from our own pages: an `Origin` header, when present, must
-/// name the `Host` it was sent to. Non-browser clients send no `Origin`.
+/// name the host it was sent to — `Host`, or `X-Forwarded-Host` from a reverse proxy that rewrites
+/// `Host`. Non-browser clients send no `Origin`. (Defence in depth: the JSON body already keeps
+/// other sites' forms out, and the session cookie is `SameSite=Strict`.)
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let authority = origin.to_str().ok().and_then(|o| {
         o.strip_prefix("https://")
             .or_else(|| o.strip_prefix("http://"))
     });
-    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+    let Some(authority) = authority else {
+        return false;
+    };
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .flat_map(|v| v.split(','))
+        .any(|host| host.trim().eq_ignore_ascii_case(authority))
 }
 
 /// The request came over TLS as the browser sees it: our own HTTPS, or a proxy in front saying so.
@@ -563,6 +571,20 @@ mod tests {
         req.headers_mut()
             .insert("host", HeaderValue::from_static("portal.example"));
         assert_eq!(send(&app, req).await.0, StatusCode::OK);
+        // Behind a proxy that rewrites Host but says where the browser went.
+        let mut req = login_req("agent", "pw-demo");
+        let h = req.headers_mut();
+        h.insert("origin", HeaderValue::from_static("https://portal.example"));
+        h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("portal.example"),
+        );
+        assert_eq!(send(&app, req).await.0, StatusCode::OK);
+        let mut req = login_req("agent", "pw-demo");
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_static("null"));
+        assert_eq!(send(&app, req).await.0, StatusCode::FORBIDDEN);
     }
 
     #[tokio::test]

@@ -27,7 +27,12 @@
 //! std, so tests can pause it.
 //!
 //! A source that failed digest authentication too often ([`sip::ratelimit`]) has its REGISTERs
-//! dropped before parsing; OPTIONS and calls from that address are still answered.
+//! dropped before parsing; OPTIONS and calls from that address are still answered. An account many
+//! sources guessed at backs off those sources (503 with Retry-After), never a fresh address.
+//!
+//! The [`Endpoint`] gets a key drawn from the OS at start ([`EndpointConfig::key`]), so its
+//! branches, tags and Call-IDs are unpredictable, and it accepts a response only from the address or
+//! connection its request went to; [`SipHandle::endpoint_stats`] counts what it dropped.
 
 pub mod resolve;
 pub mod tls;
@@ -44,10 +49,12 @@ use bytes::Bytes;
 use sip::auth::{Algorithm, DigestConfig};
 use sip::dialog::Dialog;
 use sip::endpoint::{
-    ClientTxId, Endpoint, EndpointConfig, EndpointError, Event, Local, ServerTxId, Target, Transmit,
+    ClientTxId, Endpoint, EndpointConfig, EndpointError, EndpointStats, Event, Local, ServerTxId,
+    Target, Transmit,
 };
 use sip::message::validate::Policy;
 use sip::message::{HeaderName, Method, Request, Response};
+use sip::random::RandomKey;
 use sip::ratelimit::LimitConfig;
 use sip::registrar::{Binding, RegistrarConfig, RegistrarEvent};
 use sip::transaction::{TimerConfig, Transport};
@@ -98,7 +105,7 @@ pub struct SipConfig {
     pub credentials: Vec<Credentials>,
     /// Registrar limits.
     pub registrar: RegistrarConfig,
-    /// Failed-login limits per source.
+    /// Failed-login limits per source and per account.
     pub auth_limits: LimitConfig,
     /// TCP/TLS limits.
     pub streams: StreamLimits,
@@ -197,6 +204,7 @@ enum Command {
     ),
     Cancel(ClientTxId, oneshot::Sender<Result<(), EndpointError>>),
     Lookup(String, oneshot::Sender<Vec<Binding>>),
+    Stats(oneshot::Sender<EndpointStats>),
 }
 
 /// Sends commands to the driver. Cheap to clone.
@@ -274,6 +282,11 @@ impl SipHandle {
     /// The live registrations of agent `aor`, highest q first.
     pub async fn lookup(&self, aor: &str) -> Result<Vec<Binding>, DriverError> {
         self.call(|r| Command::Lookup(aor.to_string(), r)).await
+    }
+
+    /// What the endpoint dropped or answered on its own so far (forged responses included).
+    pub async fn endpoint_stats(&self) -> Result<EndpointStats, DriverError> {
+        self.call(Command::Stats).await
     }
 
     async fn call<T>(
@@ -360,7 +373,8 @@ pub async fn run(
         timers: config.timers,
         policy: POLICY,
         answer_options: true,
-        seed: rand::random::<u64>(),
+        // Per process from the OS-seeded CSPRNG: branches, tags and Call-IDs nobody can predict.
+        key: RandomKey::from_bytes(rand::random::<[u8; 32]>()),
     });
     for (transport, addr) in locals {
         endpoint.add_local(Local {
@@ -500,6 +514,7 @@ impl Driver {
                 if bytes.starts_with(b"REGISTER ") && self.tu.is_blocked(remote, now) {
                     return;
                 }
+                let foreign = self.endpoint.stats().foreign_responses;
                 if transport.is_reliable() && !framing_error {
                     self.endpoint
                         .handle_stream_message(now, transport, local, remote, bytes);
@@ -507,6 +522,9 @@ impl Driver {
                     // UDP rules: a framing error is answered like a bad datagram.
                     self.endpoint
                         .handle_datagram(now, transport, local, remote, bytes);
+                }
+                if self.endpoint.stats().foreign_responses > foreign {
+                    tracing::warn!(%remote, %transport, "dropped a response from where its request did not go (forged or misrouted)");
                 }
             }
             NetInput::KeepAlive { conn } => {
@@ -561,6 +579,9 @@ impl Driver {
             }
             Command::Lookup(aor, reply) => {
                 let _ = reply.send(self.tu.lookup(&aor, now));
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.endpoint.stats());
             }
         }
     }

@@ -1,14 +1,17 @@
 //! The driver's own transaction user: runs the registrar for REGISTER (RFC 3261 §10.3) behind
-//! digest authentication (§22.4, RFC 8760) with per-source failure limiting, and says which
+//! digest authentication (§22.4, RFC 8760) with failed-login limiting per source and per account
+//! ([`sip::ratelimit`]), and says which
 //! requests it leaves to the call flow. (Out-of-dialog OPTIONS are answered by the endpoint with
 //! the driver's [`POLICY`](super::POLICY).) No I/O: `now` is passed in.
 //!
 //! REGISTER processing order: syntax checks that need no secret first (To must be a sip/sips AOR
 //! with a user — RFC 4475 unksm2 gets 400 —, Contact, Expires), then the failure limiter (the
 //! driver drops a blocked source's REGISTERs before parsing; one that gets here anyway is answered
-//! 403), then authentication (401 with SHA-256 and MD5
-//! challenges), then authorisation (the authenticated user must be the AOR's user, else 403), then
-//! the registrar (200 listing every binding with its expiry, 423 with Min-Expires, 400).
+//! 403), then authentication (401 with SHA-256 and MD5 challenges; a source that already failed on
+//! an account that is backing off gets 503 with Retry-After and its password is not checked), then
+//! authorisation (the authenticated user must be the AOR's user, else 403), then the registrar
+//! (200 listing every binding with its expiry, 423 with Min-Expires, 400). A success forgives only
+//! that source's failures on that account.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use std::time::Instant;
 
 use sip::auth::{Authenticator, DigestConfig, DigestResponse, Secret};
 use sip::message::{Contact, HeaderName, Method, Request, Response, StatusCode};
-use sip::ratelimit::{FailureLimiter, LimitConfig};
+use sip::ratelimit::{Attempt, FailureLimiter, LimitConfig};
 use sip::registrar::{
     Binding, RegisterError, RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent,
 };
@@ -142,15 +145,9 @@ impl Tu {
         if self.limiter.is_blocked(source.ip(), now) {
             return respond(req, 403, Some("Too Many Failed Attempts"));
         }
-        let verified = match self.authenticate(now, req) {
+        let verified = match self.authenticate(now, req, source) {
             Ok(v) => v,
-            Err(AuthFailure { stale, failure }) => {
-                if failure {
-                    crate::metrics::global().registration(false);
-                }
-                if failure && self.limiter.record_failure(source.ip(), now) {
-                    tracing::warn!(%source, "too many failed logins; source blocked");
-                }
+            Err(AuthFailure::Challenge { stale }) => {
                 let mut resp = Response::for_request(req, status(401), None);
                 for ch in self.auth.challenges(now, stale) {
                     resp.headers
@@ -158,8 +155,9 @@ impl Tu {
                 }
                 return finish(req, resp);
             }
+            Err(AuthFailure::Refused(resp)) => return TuOutcome::Respond(resp),
         };
-        self.limiter.record_success(source.ip(), now);
+        self.limiter.record_success(source.ip(), &verified, now);
         if verified != parsed.aor {
             return respond(req, 403, Some("Not allowed to register this address"));
         }
@@ -193,8 +191,14 @@ impl Tu {
         }
     }
 
-    /// The authenticated username, or why not.
-    fn authenticate(&mut self, now: Instant, req: &Request) -> Result<String, AuthFailure> {
+    /// The authenticated username, or why not. Failed logins are recorded here; the credentials
+    /// of a source the limiter holds back are not checked at all.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+    ) -> Result<String, AuthFailure> {
         let realm = self.auth.realm().to_string();
         let mut creds = None;
         for value in req.headers.get_all(&HeaderName::Authorization) {
@@ -206,36 +210,62 @@ impl Tu {
                 // Another realm or scheme (RFC 4475 regaut01): not for us.
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(AuthFailure {
-                        stale: false,
-                        failure: true,
-                    })
+                    // Malformed: a failure on no account in particular.
+                    self.record_failure(now, source, "");
+                    return Err(AuthFailure::Challenge { stale: false });
                 }
             }
         }
         let Some(creds) = creds else {
-            return Err(AuthFailure {
-                stale: false,
-                failure: false,
-            });
+            return Err(AuthFailure::Challenge { stale: false });
         };
+        match self.limiter.check(source.ip(), &creds.username, now) {
+            Attempt::Allowed => {}
+            Attempt::SourceBlocked => {
+                return Err(AuthFailure::Refused(Box::new(finish_response(
+                    req,
+                    403,
+                    Some("Too Many Failed Attempts"),
+                ))))
+            }
+            Attempt::AccountBackoff { retry_after } => {
+                tracing::info!(%source, user = %creds.username, "account backing off after failed logins; not checked");
+                let mut resp = finish_response(req, 503, Some("Too Many Failed Logins"));
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                resp.headers.push(HeaderName::RetryAfter, secs.to_string());
+                return Err(AuthFailure::Refused(Box::new(resp)));
+            }
+        }
         let secret = self.secrets.get(&creds.username);
-        self.auth
+        match self
+            .auth
             .verify(now, req.method.as_str(), req.uri.as_str(), &creds, secret)
-            .map(|v| v.username)
-            .map_err(|e| {
+        {
+            Ok(v) => Ok(v.username),
+            Err(e) => {
                 tracing::info!(user = %creds.username, error = %e, "digest verification failed");
-                AuthFailure {
-                    stale: e.stale(),
-                    failure: e.counts_as_failure(),
+                if e.counts_as_failure() {
+                    self.record_failure(now, source, &creds.username);
                 }
-            })
+                Err(AuthFailure::Challenge { stale: e.stale() })
+            }
+        }
+    }
+
+    fn record_failure(&mut self, now: Instant, source: SocketAddr, account: &str) {
+        crate::metrics::global().registration(false);
+        if self.limiter.record_failure(source.ip(), account, now) {
+            tracing::warn!(%source, "too many failed logins; source blocked");
+        }
     }
 }
 
-struct AuthFailure {
-    stale: bool,
-    failure: bool,
+/// Why a REGISTER was not authenticated.
+enum AuthFailure {
+    /// Answer 401 with fresh challenges (`stale` after an expired nonce).
+    Challenge { stale: bool },
+    /// Answer this instead, without checking the credentials (the limiter holds the source back).
+    Refused(Box<Response>),
 }
 
 /// Reads what the registrar needs; the error is a 400 reason phrase.
@@ -344,10 +374,34 @@ mod tests {
     }
 
     fn outcome(t: &mut Tu, now: Instant, req: &Request) -> Option<Response> {
-        match t.handle_request(now, req, SRC.parse().unwrap(), Transport::Udp) {
+        outcome_from(t, now, req, SRC.parse().unwrap())
+    }
+
+    fn outcome_from(t: &mut Tu, now: Instant, req: &Request, src: SocketAddr) -> Option<Response> {
+        match t.handle_request(now, req, src, Transport::Udp) {
             TuOutcome::Respond(r) => Some(*r),
             TuOutcome::Forward => None,
         }
+    }
+
+    /// `user` logs in from `src` with `password` (challenge, then answer): the final status.
+    fn login(t: &mut Tu, now: Instant, src: &str, user: &str, password: &str) -> Response {
+        // One registration Call-ID throughout: each login needs higher CSeqs than the last.
+        static CSEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+        let cseq = CSEQ.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        let src: SocketAddr = src.parse().unwrap();
+        let r = outcome_from(t, now, &register(user, cseq, None), src).unwrap();
+        assert_eq!(r.status.as_u16(), 401, "{r:?}");
+        let a = authorize(
+            &challenge(&r, 1),
+            user,
+            password,
+            "REGISTER",
+            "sip:127.0.0.1",
+            "cn",
+            1,
+        );
+        outcome_from(t, now, &register(user, cseq + 1, Some(a)), src).unwrap()
     }
 
     fn challenge(resp: &Response, idx: usize) -> Challenge {
@@ -412,6 +466,60 @@ mod tests {
         assert!(!t.is_blocked(src, later));
         let r = outcome(&mut t, later, &register("agent", 10, None)).unwrap();
         assert_eq!(r.status.as_u16(), 401);
+    }
+
+    #[test]
+    fn good_logins_in_between_do_not_save_a_guesser_from_the_block() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        for _ in 0..3 {
+            let own = login(&mut t, now, SRC, "agent", "pw");
+            assert_eq!(own.status.as_u16(), 200, "the agent's own login");
+            let guess = login(&mut t, now, SRC, "other", "guess");
+            assert_eq!(guess.status.as_u16(), 401);
+        }
+        assert!(t.is_blocked(SRC.parse().unwrap(), now));
+        let r = outcome(&mut t, now, &register("agent", 9, None)).unwrap();
+        assert_eq!(r.status.as_u16(), 403);
+    }
+
+    #[test]
+    fn an_account_under_attack_backs_off_guessers_but_not_a_fresh_phone() {
+        let now = Instant::now();
+        let mut t = Tu::new(
+            TuConfig {
+                digest: DigestConfig::new("vb"),
+                limits: LimitConfig {
+                    account_free_failures: 3,
+                    ..LimitConfig::default()
+                },
+                registrar: RegistrarConfig::default(),
+                credentials: vec![Credentials {
+                    username: "agent".into(),
+                    password: "pw".into(),
+                }],
+            },
+            [3u8; 32],
+            now,
+        );
+        for n in 1..=4 {
+            let r = login(
+                &mut t,
+                now,
+                &format!("198.51.100.{n}:5060"),
+                "agent",
+                "guess",
+            );
+            assert_eq!(r.status.as_u16(), 401);
+        }
+        // A guesser that already failed waits, even with the right password (it is not checked).
+        let r = login(&mut t, now, "198.51.100.1:5060", "agent", "pw");
+        assert_eq!(r.status.as_u16(), 503, "{r:?}");
+        assert_eq!(r.headers.get(&HeaderName::RetryAfter).unwrap(), "1");
+        // The agent's phone at an address that has not failed registers at once.
+        let r = login(&mut t, now, "203.0.113.20:5060", "agent", "pw");
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        assert_eq!(t.lookup("agent", now).len(), 1);
     }
 
     #[test]

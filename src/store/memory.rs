@@ -112,10 +112,11 @@ impl SessionStore for MemoryStore {
         token: FrontendToken,
         sealed: Vec<u8>,
         now: UnixSeconds,
+        call_until: UnixSeconds,
     ) -> StoreFuture<'_, bool> {
-        Box::pin(std::future::ready(
-            self.with(|tx| ops::set_disclosed(tx, &token, &sealed, now)),
-        ))
+        Box::pin(std::future::ready(self.with(|tx| {
+            ops::set_disclosed(tx, &token, &sealed, now, call_until)
+        })))
     }
     fn set_failed(
         &self,
@@ -138,6 +139,16 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(self.with(|tx| {
             ops::bind(tx, &code, &tenant, &call_id, now, hold_until)
         })))
+    }
+    fn peek(
+        &self,
+        code: LinkCode,
+        tenant: String,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, Option<(SessionRow, Vec<u8>)>> {
+        Box::pin(std::future::ready(
+            self.with(|tx| ops::peek(tx, &code, &tenant, now)),
+        ))
     }
     fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool> {
         Box::pin(std::future::ready(

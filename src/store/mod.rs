@@ -169,8 +169,9 @@ pub enum BindOutcome {
     Unknown,
     /// The code expired (now or earlier).
     Expired,
-    /// Another call bound the code already, or its call has ended.
-    Used,
+    /// Another call bound the code already, or its call has ended. `by` is the store key of the
+    /// call that bound it (so that call can be warned that its code was presented again).
+    Used { by: Option<String> },
     /// The IRMA session is still running (the caller may wait briefly and retry).
     NotDisclosed,
     /// The IRMA session was cancelled, failed, or gave an unacceptable result.
@@ -222,12 +223,14 @@ pub trait SessionStore: Send + Sync + 'static {
     fn get(&self, token: FrontendToken) -> StoreFuture<'_, Option<SessionRow>>;
 
     /// `Pending` → `Disclosed` with the sealed attributes, if the row is still pending and its code
-    /// has not expired at `now`. Returns whether it changed.
+    /// has not expired at `now`; the code then expires at `call_until` (the time left for the
+    /// call). Returns whether it changed.
     fn set_disclosed(
         &self,
         token: FrontendToken,
         sealed: Vec<u8>,
         now: UnixSeconds,
+        call_until: UnixSeconds,
     ) -> StoreFuture<'_, bool>;
 
     /// `Pending` → `to` (`Cancelled` or `Expired`). Returns whether it changed.
@@ -251,6 +254,17 @@ pub trait SessionStore: Send + Sync + 'static {
         now: UnixSeconds,
         hold_until: UnixSeconds,
     ) -> StoreFuture<'_, BindOutcome>;
+
+    /// The row and sealed attributes a [`bind`](Self::bind) of `code` for `tenant` at `now` would
+    /// bind, without binding it (`None` for every other outcome). For checks that must pass
+    /// before a code is spent, such as caller-ID binding; the bind that follows stays the one
+    /// atomic step that decides.
+    fn peek(
+        &self,
+        code: LinkCode,
+        tenant: String,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, Option<(SessionRow, Vec<u8>)>>;
 
     /// The call ended (or the session is done with): purge the attributes, state `Consumed`
     /// (a row never bound becomes `Expired`). Returns whether a row was found and changed.

@@ -55,11 +55,12 @@ pub fn set_disclosed(
     token: &FrontendToken,
     sealed: &[u8],
     now: UnixSeconds,
+    call_until: UnixSeconds,
 ) -> Result<bool, StoreError> {
     let Some(row) = tx.row(token)? else {
         return Ok(false);
     };
-    let Some(next) = rules::set_disclosed(&row, now) else {
+    let Some(next) = rules::set_disclosed(&row, now, call_until) else {
         return Ok(false);
     };
     tx.put_attrs(token, sealed)?;
@@ -82,6 +83,28 @@ pub fn set_failed(
     tx.del_attrs(token)?;
     tx.put_row(&next)?;
     Ok(true)
+}
+
+/// The row of `code` and its sealed attributes when a bind at `now` would bind it; changes nothing.
+pub fn peek(
+    tx: &mut dyn Tx,
+    code: &LinkCode,
+    tenant: &str,
+    now: UnixSeconds,
+) -> Result<Option<(SessionRow, Vec<u8>)>, StoreError> {
+    let Some(token) = tx.code(code)? else {
+        return Ok(None);
+    };
+    let Some(row) = tx.row(&token)? else {
+        return Err(StoreError::Corrupt("code points at a missing row".into()));
+    };
+    if row.tenant != tenant || !rules::would_bind(&row, now) {
+        return Ok(None);
+    }
+    let sealed = tx
+        .attrs(&token)?
+        .ok_or_else(|| StoreError::Corrupt("disclosed row without attributes".into()))?;
+    Ok(Some((row, sealed)))
 }
 
 pub fn bind(
@@ -118,7 +141,7 @@ pub fn bind(
             }
         }
         BindVerdict::Expired => BindOutcome::Expired,
-        BindVerdict::Used => BindOutcome::Used,
+        BindVerdict::Used => BindOutcome::Used { by: row.call_id },
         BindVerdict::NotDisclosed => BindOutcome::NotDisclosed,
         BindVerdict::IrmaFailed => BindOutcome::IrmaFailed,
     })

@@ -74,6 +74,16 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
+        self.transaction(true, f)
+    }
+
+    /// Run `f` in one write transaction on the blocking pool; commit on `Ok` when `commit` (else
+    /// abort: `f` only read), abort on `Err`.
+    fn transaction<T: Send + 'static>(
+        &self,
+        commit: bool,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
         let db = self.db.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
@@ -88,8 +98,12 @@ impl RedbStore {
                     f(&mut tx)
                 };
                 match result {
-                    Ok(v) => {
+                    Ok(v) if commit => {
                         txn.commit().map_err(backend)?;
+                        Ok(v)
+                    }
+                    Ok(v) => {
+                        txn.abort().map_err(backend)?;
                         Ok(v)
                     }
                     Err(e) => {
@@ -211,8 +225,9 @@ impl SessionStore for RedbStore {
         token: FrontendToken,
         sealed: Vec<u8>,
         now: UnixSeconds,
+        call_until: UnixSeconds,
     ) -> StoreFuture<'_, bool> {
-        self.write(move |tx| ops::set_disclosed(tx, &token, &sealed, now))
+        self.write(move |tx| ops::set_disclosed(tx, &token, &sealed, now, call_until))
     }
     fn set_failed(
         &self,
@@ -231,6 +246,14 @@ impl SessionStore for RedbStore {
         hold_until: UnixSeconds,
     ) -> StoreFuture<'_, BindOutcome> {
         self.write(move |tx| ops::bind(tx, &code, &tenant, &call_id, now, hold_until))
+    }
+    fn peek(
+        &self,
+        code: LinkCode,
+        tenant: String,
+        now: UnixSeconds,
+    ) -> StoreFuture<'_, Option<(SessionRow, Vec<u8>)>> {
+        self.transaction(false, move |tx| ops::peek(tx, &code, &tenant, now))
     }
     fn consume(&self, key: ConsumeKey, now: UnixSeconds) -> StoreFuture<'_, bool> {
         self.write(move |tx| ops::consume(tx, &key, now))

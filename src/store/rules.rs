@@ -66,10 +66,25 @@ pub fn bind(
     }
 }
 
-/// `Pending` → `Disclosed`, if still pending and unexpired at `now`.
-pub fn set_disclosed(row: &SessionRow, now: UnixSeconds) -> Option<SessionRow> {
-    (row.state == SessionState::Pending && now < row.expires_at)
-        .then(|| moved(row, SessionState::Disclosed, now, false).row)
+/// `Pending` → `Disclosed`, if still pending and unexpired at `now`. From now on the code lives
+/// until `call_until` (the time the citizen has to make the call), whatever was left of its time
+/// to be disclosed.
+pub fn set_disclosed(
+    row: &SessionRow,
+    now: UnixSeconds,
+    call_until: UnixSeconds,
+) -> Option<SessionRow> {
+    (row.state == SessionState::Pending && now < row.expires_at).then(|| {
+        let mut next = moved(row, SessionState::Disclosed, now, false).row;
+        next.expires_at = call_until;
+        next
+    })
+}
+
+/// What [`peek`] sees: whether a [`bind`] at `now` would bind the row (it is disclosed and its
+/// code has not expired). Changes nothing.
+pub fn would_bind(row: &SessionRow, now: UnixSeconds) -> bool {
+    row.state == SessionState::Disclosed && now < row.expires_at
 }
 
 /// `Pending` → `to`, where `to` is `Cancelled` or `Expired`.
@@ -157,7 +172,30 @@ mod tests {
             bind(&row(SessionState::Pending), "c", 1000, 9000).0,
             BindVerdict::Expired
         );
-        assert!(set_disclosed(&row(SessionState::Pending), 1000).is_none());
+        assert!(set_disclosed(&row(SessionState::Pending), 1000, 2000).is_none());
+    }
+
+    #[test]
+    fn a_disclosed_code_lives_for_the_call_window_from_the_disclosure() {
+        // Started at 100 with 900 s to be disclosed (expires 1000); disclosed at 400 with 300 s
+        // for the call: it now expires at 700, not 1000.
+        let disclosed = set_disclosed(&row(SessionState::Pending), 400, 700).unwrap();
+        assert_eq!(
+            (disclosed.state, disclosed.expires_at),
+            (SessionState::Disclosed, 700)
+        );
+        assert!(would_bind(&disclosed, 699));
+        assert!(!would_bind(&disclosed, 700));
+        assert_eq!(bind(&disclosed, "c", 699, 9000).0, BindVerdict::Bound);
+        assert_eq!(bind(&disclosed, "c", 700, 9000).0, BindVerdict::Expired);
+        // A late disclosure still gets its whole call window, past the first deadline.
+        let late = set_disclosed(&row(SessionState::Pending), 999, 1299).unwrap();
+        assert_eq!(bind(&late, "c", 1200, 9000).0, BindVerdict::Bound);
+        assert_eq!(expire(&late, 1298), None);
+        assert!(expire(&late, 1299).is_some());
+        // Pending rows are never bindable; bound ones neither (they are someone's).
+        assert!(!would_bind(&row(SessionState::Pending), 500));
+        assert!(!would_bind(&row(SessionState::Bound), 500));
     }
 
     #[test]

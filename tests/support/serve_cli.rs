@@ -50,6 +50,7 @@ listen = "127.0.0.1:{http}"
 {http_extra}
 [sip]
 listen = "127.0.0.1:{sip}"
+trunks = ["127.0.0.0/8"]
 rtp_ports = "{low}-{high}"
 [irma]
 url = "http://127.0.0.1:9"

@@ -33,10 +33,12 @@ pub struct TestServer {
 }
 
 /// The configuration tests start from: demo tenant, embedded IRMA simulator, a private RTP range of
-/// `rtp_pairs` even/odd pairs that no other test picks ([`super::ports`]).
+/// `rtp_pairs` even/odd pairs that no other test picks ([`super::ports`]), every loopback address a
+/// trunk.
 pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     let calls = CallFlowConfig {
+        trunks: CallFlowConfig::loopback_trunks(),
         rtp_ports: super::ports::range(2 * rtp_pairs),
         ..CallFlowConfig::default()
     };

@@ -166,7 +166,12 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn handle_response(&mut self, now: Instant, response: Response, _source: Source) {
+    /// §17.1.3 matching, and one more rule: a response counts only when it comes from where its
+    /// request went — the same address over UDP, the same connection (whose remote address TCP's
+    /// handshake vouches for) over TCP/TLS. Anyone else who learned a branch, say a forged 200 OK
+    /// to the agent's INVITE carrying the attacker's SDP, is counted in
+    /// [`EndpointStats::foreign_responses`] and dropped.
+    pub(super) fn handle_response(&mut self, now: Instant, response: Response, source: Source) {
         // §18.1.2: a response with more than one Via was not meant for us.
         let vias = response.headers.values(&HeaderName::Via).count();
         let key = response.headers.top_via().ok().and_then(|via| {
@@ -184,6 +189,12 @@ impl Endpoint {
         let Some(entry) = self.client.get_mut(&id) else {
             return;
         };
+        if entry.target.transport != source.transport
+            || !same_peer(entry.target.addr, source.remote)
+        {
+            self.stats.foreign_responses += 1;
+            return;
+        }
         let delivery = match &mut entry.machine {
             ClientMachine::Invite(m) => {
                 let request = &entry.request;
@@ -201,6 +212,12 @@ impl Endpoint {
             self.send_cancel(now, id);
         }
     }
+}
+
+/// Whether two socket addresses name the same peer: IP and port, with an IPv4-mapped IPv6 address
+/// (a dual-stack socket's view) equal to its IPv4 form, and IPv6 flow labels ignored.
+fn same_peer(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 /// §18.2.1 / RFC 3581: add `received` when the sent-by host differs from the packet's source IP
@@ -379,6 +396,40 @@ mod tests {
             ep.handle_timeout(now + Duration::from_secs(3600));
             proptest::prop_assert_eq!(ep.transaction_count(), (0, 0));
         }
+    }
+
+    #[test]
+    fn a_response_counts_only_from_where_its_request_went() {
+        let now = Instant::now();
+        let mut ep = endpoint();
+        let (mut req, target) = options_to_peer();
+        req.headers
+            .push(HeaderName::From, "<sip:uas@127.0.0.1>;tag=u1");
+        req.headers.push(HeaderName::To, "<sip:x@127.0.0.1>");
+        req.headers.push(HeaderName::CallId, "ep-foreign");
+        let id = ep.send_request(now, req, target).unwrap();
+        let sent = Request::parse(ep.poll_transmit().unwrap().bytes).unwrap();
+        let ok = Response::for_request(&sent, StatusCode::OK, None)
+            .with_to_tag("t")
+            .to_bytes();
+        let elsewhere = [
+            (Transport::Udp, addr("127.0.0.2:40000")),
+            (Transport::Udp, addr("127.0.0.1:40001")),
+            (Transport::Tcp, addr(PEER)),
+        ];
+        for (transport, from) in elsewhere {
+            ep.handle_datagram(now, transport, addr(LOCAL), from, ok.clone());
+        }
+        assert_eq!(ep.poll_event(), None, "forged answers are dropped");
+        assert_eq!(ep.stats().foreign_responses, 3);
+        assert_eq!(ep.stats().stray_responses, 0);
+        // The same response from the peer (as a dual-stack socket shows it) is the answer.
+        let mapped = addr("[::ffff:127.0.0.1]:40000");
+        ep.handle_datagram(now, Transport::Udp, addr(LOCAL), mapped, ok);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(Event::Response { id: got, response }) if got == id && response.status == StatusCode::OK
+        ));
     }
 
     #[test]

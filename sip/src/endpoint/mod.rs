@@ -12,6 +12,11 @@
 //! packet's source IP and port); requests go to the [`Target`] the TU names. The endpoint never
 //! resolves or sends to a host named inside a message.
 //!
+//! Forgery: a response is believed only when it comes from the address (UDP) or connection
+//! (TCP/TLS) its request went to; others are counted in [`EndpointStats::foreign_responses`] and
+//! dropped. Branches, tags and Call-IDs are 128-bit outputs of a keyed PRF ([`crate::random`]) under
+//! [`EndpointConfig::key`], so seeing some of them predicts none of the others.
+//!
 //! # Driving it
 //!
 //! ```text
@@ -46,6 +51,7 @@ use crate::message::validate::Policy;
 use crate::message::{
     CSeq, HeaderName, Method, Request, Response, StatusCode, TransactionKey, Uri, Via, MAGIC_COOKIE,
 };
+use crate::random::{Prf, RandomKey};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, ServerInvite, ServerNonInvite, TimerConfig,
     Transaction, TransactionError, Transport, TxEvent,
@@ -127,6 +133,13 @@ pub enum Event {
 }
 
 /// Endpoint settings.
+///
+/// There is deliberately no `Default`: the [`RandomKey`] that makes branches, tags and Call-IDs
+/// unpredictable must be drawn by the driver, so no endpoint can run on a constant key by accident.
+///
+/// ```compile_fail
+/// let config = sip::endpoint::EndpointConfig::default(); // no constant key to fall back on
+/// ```
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub timers: TimerConfig,
@@ -135,17 +148,19 @@ pub struct EndpointConfig {
     pub policy: Policy<'static>,
     /// Answer out-of-dialog OPTIONS with 200 ourselves instead of passing them to the TU.
     pub answer_options: bool,
-    /// Seed for branch, tag and Call-ID generation; give each endpoint a random one.
-    pub seed: u64,
+    /// Keys branch, tag and Call-ID generation ([`crate::random`]). Draw it from the OS once per
+    /// process (the driver does); tests may pass fixed bytes to get the same identifiers each run.
+    pub key: RandomKey,
 }
 
-impl Default for EndpointConfig {
-    fn default() -> Self {
+impl EndpointConfig {
+    /// RFC 3261 timer defaults, [`Policy::DEFAULT`], OPTIONS passed to the TU, and `key`.
+    pub fn new(key: RandomKey) -> Self {
         EndpointConfig {
             timers: TimerConfig::default(),
             policy: Policy::DEFAULT,
             answer_options: false,
-            seed: 0x5eed,
+            key,
         }
     }
 }
@@ -161,6 +176,9 @@ pub struct EndpointStats {
     pub stray_responses: u64,
     /// Request retransmissions absorbed by a server transaction.
     pub absorbed_requests: u64,
+    /// Responses that matched a client transaction but came from another address (UDP) or
+    /// connection (TCP/TLS) than the one its request went to: forged or misrouted, dropped.
+    pub foreign_responses: u64,
 }
 
 /// A TU call the endpoint could not carry out.
@@ -186,7 +204,8 @@ pub struct Endpoint {
     config: EndpointConfig,
     locals: Vec<Local>,
     next_id: u64,
-    rng: u64,
+    /// Branches, tags and Call-IDs ([`crate::random`]).
+    ids: Prf,
     server: HashMap<ServerTxId, ServerEntry>,
     server_keys: HashMap<TransactionKey, ServerTxId>,
     client: HashMap<ClientTxId, ClientEntry>,
@@ -245,7 +264,7 @@ enum CancelState {
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
         Endpoint {
-            rng: config.seed,
+            ids: Prf::new(&config.key, b"sip endpoint identifiers"),
             config,
             locals: Vec::new(),
             next_id: 1,
@@ -507,18 +526,14 @@ impl Endpoint {
         }
     }
 
-    /// A fresh tag for From/To (§19.3), unique per endpoint seed.
+    /// A fresh tag for From/To (§19.3): 128 bits no earlier output predicts.
     pub fn new_tag(&mut self) -> String {
-        format!("{:016x}", self.next_random())
+        self.ids.hex128()
     }
 
-    /// A fresh Call-ID (§8.1.1.4) at `host`.
+    /// A fresh Call-ID (§8.1.1.4) at `host`: 128 unpredictable bits.
     pub fn new_call_id(&mut self, host: &str) -> String {
-        format!(
-            "{:016x}{:08x}@{host}",
-            self.next_random(),
-            self.next_random() as u32
-        )
+        format!("{}@{host}", self.ids.hex128())
     }
 }
 
@@ -558,7 +573,7 @@ mod testutil {
     }
 
     pub(super) fn endpoint() -> Endpoint {
-        let mut ep = Endpoint::new(EndpointConfig::default());
+        let mut ep = Endpoint::new(EndpointConfig::new(RandomKey::from_bytes([7; 32])));
         ep.add_local(Local {
             transport: Transport::Udp,
             addr: addr(LOCAL),
@@ -736,7 +751,78 @@ mod tests {
         let tags: std::collections::HashSet<String> = (0..1000).map(|_| ep.new_tag()).collect();
         assert_eq!(tags.len(), 1000);
         let branch = ep.new_branch();
-        assert!(branch.starts_with(MAGIC_COOKIE) && branch.len() > MAGIC_COOKIE.len());
+        assert!(branch.starts_with(MAGIC_COOKIE) && branch.len() == MAGIC_COOKIE.len() + 32);
         assert!(ep.new_call_id("example.com").ends_with("@example.com"));
+    }
+
+    fn keyed(byte: u8) -> Endpoint {
+        Endpoint::new(EndpointConfig::new(RandomKey::from_bytes([byte; 32])))
+    }
+
+    /// 64 bits of an identifier's hex text.
+    fn word(hex: &str, at: usize) -> u64 {
+        u64::from_str_radix(&hex[at..at + 16], 16).unwrap()
+    }
+
+    #[test]
+    fn identifiers_depend_on_the_key_and_repeat_only_under_the_same_key() {
+        let draw = |ep: &mut Endpoint| {
+            let mut ids = vec![ep.new_tag(), ep.new_branch(), ep.new_call_id("h")];
+            ids.extend((0..20).map(|_| ep.new_tag()));
+            ids
+        };
+        let (a, again, b) = (
+            draw(&mut keyed(1)),
+            draw(&mut keyed(1)),
+            draw(&mut keyed(2)),
+        );
+        assert_eq!(
+            a, again,
+            "a fixed key in tests gives the same identifiers every run"
+        );
+        assert!(a.iter().all(|id| !b.contains(id)), "{a:?}\n{b:?}");
+        // Not a shifted copy of one another either: no constant difference between the streams.
+        let diffs: std::collections::HashSet<u64> = a[3..]
+            .iter()
+            .zip(&b[3..])
+            .map(|(x, y)| word(x, 0).wrapping_sub(word(y, 0)))
+            .collect();
+        assert_eq!(diffs.len(), 20);
+    }
+
+    /// The attack the old generator allowed: splitmix64's output function is a bijection, so one
+    /// observed tag gave its state and thereby every later branch. Against a keyed PRF the same
+    /// inversion predicts nothing.
+    #[test]
+    fn an_observed_tag_does_not_predict_the_next_branch() {
+        const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+        fn mix(mut z: u64) -> u64 {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn unmix(mut z: u64) -> u64 {
+            z = z ^ (z >> 31) ^ (z >> 62);
+            z = z.wrapping_mul(0x3196_42b2_d24d_8ec3);
+            z = z ^ (z >> 27) ^ (z >> 54);
+            z = z.wrapping_mul(0x96de_1b17_3f11_9089);
+            z ^ (z >> 30) ^ (z >> 60)
+        }
+        // The inversion itself works (on a splitmix64 output it recovers the state)…
+        let state = 0x5eed_u64.wrapping_add(GAMMA);
+        assert_eq!(unmix(mix(state)), state);
+        // …but applied to our identifiers it predicts neither the next 64 bits nor any later ones.
+        let mut ep = endpoint();
+        let tag = ep.new_tag();
+        let later: Vec<u64> = (0..100)
+            .map(|_| word(&ep.new_branch()[MAGIC_COOKIE.len()..], 0))
+            .collect();
+        for half in [0, 16] {
+            let guessed = unmix(word(&tag, half));
+            let predictions: Vec<u64> = (1..=200)
+                .map(|k| mix(guessed.wrapping_add(GAMMA.wrapping_mul(k))))
+                .collect();
+            assert!(later.iter().all(|v| !predictions.contains(v)));
+        }
     }
 }

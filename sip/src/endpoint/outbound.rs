@@ -215,24 +215,16 @@ impl Endpoint {
         response
     }
 
+    /// A fresh branch (§8.1.1.7): the magic cookie and 128 unpredictable bits, so nobody who has
+    /// not seen the request can answer it.
     pub(super) fn new_branch(&mut self) -> String {
-        format!("{MAGIC_COOKIE}{:016x}", self.next_random())
+        format!("{MAGIC_COOKIE}{}", self.ids.hex128())
     }
 
     pub(super) fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         id
-    }
-
-    /// splitmix64: unique outputs for distinct counter values, unpredictable enough for tags once
-    /// the seed is random.
-    pub(super) fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 

@@ -6,18 +6,29 @@
 //! duplicates, late packets, jitter — see `seq.rs`), our outgoing SSRC/sequence/timestamp/marker, and
 //! the media timeout. Packets are parsed and built with `rtp-rs`.
 //!
-//! # Symmetric RTP: the latching rule
+//! # Symmetric RTP: where a stream may come from, and learning it once
+//! Only two kinds of source may ever feed the session (rtpengine's "strict source" idea): the
+//! address in the peer's SDP, and — for phones behind NAT, whose SDP names a private address — the
+//! IP their SIP comes from ([`RtpConfig::signalling_ip`]). Anything else is dropped
+//! ([`DropReason::UnknownSource`]), before it can latch, be heard or inject a digit.
+//!
+//! Among those, the session *learns* one source at the start of the stream (rtpengine's learning
+//! mode) and then keeps it:
 //! - Until the first packet arrives we send to the address from SDP.
-//! - The first valid RTP packet (any source) latches: from then on we send to where it came from.
-//!   This is what makes calls through NAT work (the SDP address is often private).
-//! - Packets from any other source are dropped ([`DropReason::UnlatchedSource`]) — unless
-//!   `relatch_packets` (default 4) CONSECUTIVE packets arrive from one new source with one SSRC and
-//!   consecutive sequence numbers; then we re-latch there (a NAT rebinding or an SBC moving media).
-//!   A new SSRC alone does not re-latch a new source: with that rule one spoofed packet with a
-//!   random SSRC would steal the stream (and inject digits). A new SSRC from the LATCHED source is a
-//!   new stream (sender restart): its state is reset and [`RtpEvent::SsrcChanged`] reported.
-//! - [`RtpSession::update_media`] with a different remote address (re-INVITE) clears the latch, so
-//!   the next packet latches immediately.
+//! - The first packet from an allowed source latches at once: we send to where it came from (what
+//!   makes calls through NAT work) and a [learning window](RtpConfig::learning_window) starts.
+//! - Within the window a *better* source may take over, best first: the exact SDP address, then
+//!   another port on the SDP's IP, then the signalling IP. So a packet spoofed from an allowed IP
+//!   cannot keep the stream from a phone that sends from the address its SDP names.
+//! - After the window the latch is fixed for the rest of the stream: packets from any other source,
+//!   allowed or not, are dropped ([`DropReason::UnlatchedSource`]); no number of them moves it.
+//!   A NAT rebinding mid-call therefore loses the caller's audio — the price of not letting a
+//!   spoofer take it over.
+//! - [`RtpSession::update_media`] with new media (a re-INVITE moving the address, or changing
+//!   direction or hold) starts learning again: the next allowed packet latches and opens a new
+//!   window. Until it comes we keep sending to the old latch if the SDP address did not change.
+//! - A new SSRC from the LATCHED source is a new stream (sender restart): its state is reset and
+//!   [`RtpEvent::SsrcChanged`] reported.
 //!
 //! # Polling order
 //! `handle_packet` / `handle_timeout` → drain `poll_event` → `poll_timeout` for the next wake-up.
@@ -29,7 +40,7 @@ mod seq;
 pub use rtp_rs;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
@@ -61,11 +72,17 @@ pub struct RtpConfig {
     /// No RTP for this long while we expect to receive (our direction receives and the peer has not
     /// put us on hold) → [`RtpEvent::MediaTimeout`].
     pub media_timeout: Duration,
-    /// Consecutive packets from a new source needed to re-latch.
-    pub relatch_packets: u32,
+    /// How long after the first packet of a stream a better source may still take the latch over;
+    /// after that the latch is fixed (see the module docs).
+    pub learning_window: Duration,
+    /// The IP the peer's SIP comes from (the INVITE's source, the phone's registered flow): RTP
+    /// from any port there is accepted besides the SDP address, for phones behind NAT. `None`: the
+    /// SDP address only.
+    pub signalling_ip: Option<IpAddr>,
 }
 
 impl Default for RtpConfig {
+    /// G.711 clock, 30 s media timeout, 3 s learning window (rtpengine's), no signalling IP.
     fn default() -> Self {
         RtpConfig {
             local_ssrc: 0x5eed_0001,
@@ -73,7 +90,8 @@ impl Default for RtpConfig {
             initial_timestamp: 0,
             clock_rate: 8000,
             media_timeout: Duration::from_secs(30),
-            relatch_packets: 4,
+            learning_window: Duration::from_secs(3),
+            signalling_ip: None,
         }
     }
 }
@@ -112,8 +130,10 @@ pub struct PacketInfo<'a> {
 pub enum DropReason {
     /// Same sequence number seen before.
     Duplicate,
-    /// From an address other than the latched one (see the latching rule).
+    /// From an allowed source other than the latched one (see the latching rule).
     UnlatchedSource,
+    /// From neither the SDP address nor the signalling IP: never accepted.
+    UnknownSource,
     /// RTCP on the RTP port (RFC 5761 payload-type range 72–76).
     Rtcp,
     /// A sequence jump we have not confirmed yet (RFC 3550 A.1).
@@ -141,7 +161,8 @@ pub enum Received<'a> {
 pub enum RtpEvent {
     /// A digit from RFC 4733.
     Digit(DigitEvent),
-    /// We now send to this address (first packet, or a confirmed re-latch).
+    /// We now send to this address (first packet of a stream, or a better source within the
+    /// learning window).
     Latched(SocketAddr),
     /// The latched source started a new SSRC.
     SsrcChanged {
@@ -171,8 +192,10 @@ pub struct RtpStats {
     pub highest_sequence: u64,
     /// RFC 3550 A.8 interarrival jitter in timestamp units.
     pub jitter: f64,
-    /// Valid packets dropped because they came from an unlatched source.
+    /// Valid packets dropped because they came from an allowed source other than the latched one.
     pub dropped_unlatched: u64,
+    /// Valid packets dropped because they came from neither the SDP address nor the signalling IP.
+    pub dropped_unknown_source: u64,
     /// Packets we sent.
     pub packets_sent: u64,
     /// Payload octets we sent.
@@ -185,12 +208,33 @@ struct Rx {
     seq: SeqTracker,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    from: SocketAddr,
-    ssrc: u32,
-    last_seq: u16,
-    count: u32,
+/// Where the stream may come from and where it is latched. A state machine of its own: see the
+/// module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Latch {
+    /// No packet of this stream yet: send to the SDP address, or to `previous` (the last stream's
+    /// latch, when a re-INVITE kept the SDP address).
+    Waiting { previous: Option<SocketAddr> },
+    /// Latched to `addr`, a source of rank `rank`; a better-ranked source may take over until
+    /// `until`.
+    Learning {
+        addr: SocketAddr,
+        rank: Rank,
+        until: Instant,
+    },
+    /// Latched for the rest of the stream.
+    Fixed(SocketAddr),
+}
+
+/// How well a source matches what signalling told us, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// Any port at the IP the peer's SIP comes from.
+    SignallingIp,
+    /// Another port at the SDP address's IP.
+    SdpIp,
+    /// The SDP address itself.
+    SdpAddress,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,8 +249,7 @@ struct LastAudio {
 pub struct RtpSession {
     config: RtpConfig,
     media: MediaSession,
-    latched: Option<SocketAddr>,
-    candidate: Option<Candidate>,
+    latch: Latch,
     rx: Option<Rx>,
     dtmf: Rfc4733Receiver,
     /// Reference instant for jitter arrival times.
@@ -227,8 +270,7 @@ impl RtpSession {
             dtmf: Rfc4733Receiver::new(config.clock_rate),
             config,
             media,
-            latched: None,
-            candidate: None,
+            latch: Latch::Waiting { previous: None },
             rx: None,
             epoch: now,
             last_rx: now,
@@ -241,12 +283,22 @@ impl RtpSession {
         }
     }
 
-    /// A re-INVITE changed the media. A new remote address clears the latch; the media timeout
-    /// restarts from `now`.
+    /// A re-INVITE changed the media; the media timeout restarts from `now`. New media — another
+    /// remote address, direction or hold state — starts learning the source again (a new window
+    /// opens with the next allowed packet); until a packet comes we send to the new SDP address, or
+    /// to the old latch when the address stayed. The same media again (a session refresh) changes
+    /// nothing.
     pub fn update_media(&mut self, now: Instant, media: MediaSession) {
-        if media.remote_addr != self.media.remote_addr {
-            self.latched = None;
-            self.candidate = None;
+        let moved = media.remote_addr != self.media.remote_addr;
+        let new_media =
+            moved || media.direction != self.media.direction || media.on_hold != self.media.on_hold;
+        if new_media {
+            let previous = match self.latch {
+                _ if moved => None,
+                Latch::Waiting { previous } => previous,
+                Latch::Learning { addr, .. } | Latch::Fixed(addr) => Some(addr),
+            };
+            self.latch = Latch::Waiting { previous };
         }
         self.media = media;
         self.last_rx = now;
@@ -260,7 +312,18 @@ impl RtpSession {
 
     /// Where we send: the latched address, else the SDP address.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.latched.or(self.media.remote_addr)
+        match self.latch {
+            Latch::Waiting { previous } => previous.or(self.media.remote_addr),
+            Latch::Learning { addr, .. } | Latch::Fixed(addr) => Some(addr),
+        }
+    }
+
+    /// The source the current stream is latched to, if any packet came yet.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        match self.latch {
+            Latch::Waiting { .. } => None,
+            Latch::Learning { addr, .. } | Latch::Fixed(addr) => Some(addr),
+        }
     }
 
     /// Counters.
@@ -289,12 +352,15 @@ impl RtpSession {
         if (72..=76).contains(&pt) {
             return Ok(Received::Dropped(DropReason::Rtcp));
         }
+        if let Err(reason) = self.accept_source(now, from) {
+            match reason {
+                DropReason::UnknownSource => self.stats.dropped_unknown_source += 1,
+                _ => self.stats.dropped_unlatched += 1,
+            }
+            return Ok(Received::Dropped(reason));
+        }
         let ssrc = packet.ssrc();
         let seq = u16::from(packet.sequence_number());
-        if !self.accept_source(from, ssrc, seq) {
-            self.stats.dropped_unlatched += 1;
-            return Ok(Received::Dropped(DropReason::UnlatchedSource));
-        }
         self.last_rx = now;
         self.timeout_reported = false;
 
@@ -480,46 +546,61 @@ impl RtpSession {
             .then(|| self.last_rx + self.config.media_timeout)
     }
 
-    fn accept_source(&mut self, from: SocketAddr, ssrc: u32, seq: u16) -> bool {
-        match self.latched {
-            None => {
-                self.latch(from);
-                true
+    /// The latching rule (module docs): whether a packet from `from` at `now` belongs to the
+    /// stream, moving the latch as the rule allows.
+    fn accept_source(&mut self, now: Instant, from: SocketAddr) -> Result<(), DropReason> {
+        if let Latch::Learning { addr, until, .. } = self.latch {
+            if now >= until {
+                self.latch = Latch::Fixed(addr);
             }
-            Some(addr) if addr == from => {
-                self.candidate = None;
-                true
+        }
+        if let Latch::Fixed(addr) = self.latch {
+            return if same_source(addr, from) {
+                Ok(())
+            } else if self.rank(from).is_some() {
+                Err(DropReason::UnlatchedSource)
+            } else {
+                Err(DropReason::UnknownSource)
+            };
+        }
+        let rank = self.rank(from).ok_or(DropReason::UnknownSource)?;
+        match self.latch {
+            Latch::Learning { addr, .. } if same_source(addr, from) => Ok(()),
+            Latch::Learning {
+                rank: current,
+                until,
+                ..
+            } if rank > current => {
+                self.latch_to(from, rank, until);
+                Ok(())
             }
-            Some(_) => {
-                let count = match self.candidate {
-                    Some(c)
-                        if c.from == from
-                            && c.ssrc == ssrc
-                            && c.last_seq.wrapping_add(1) == seq =>
-                    {
-                        c.count + 1
-                    }
-                    _ => 1,
-                };
-                self.candidate = Some(Candidate {
-                    from,
-                    ssrc,
-                    last_seq: seq,
-                    count,
-                });
-                if count >= self.config.relatch_packets.max(1) {
-                    self.latch(from);
-                    true
-                } else {
-                    false
-                }
+            Latch::Learning { .. } | Latch::Fixed(_) => Err(DropReason::UnlatchedSource),
+            Latch::Waiting { .. } => {
+                self.latch_to(from, rank, now + self.config.learning_window);
+                Ok(())
             }
         }
     }
 
-    fn latch(&mut self, from: SocketAddr) {
-        self.latched = Some(from);
-        self.candidate = None;
+    /// How well `from` matches signalling; `None`: not an allowed source at all.
+    fn rank(&self, from: SocketAddr) -> Option<Rank> {
+        let ip = from.ip().to_canonical();
+        match self.media.remote_addr {
+            Some(sdp) if same_source(sdp, from) => Some(Rank::SdpAddress),
+            Some(sdp) if sdp.ip().to_canonical() == ip => Some(Rank::SdpIp),
+            _ if self.config.signalling_ip.map(|s| s.to_canonical()) == Some(ip) => {
+                Some(Rank::SignallingIp)
+            }
+            _ => None,
+        }
+    }
+
+    fn latch_to(&mut self, from: SocketAddr, rank: Rank, until: Instant) {
+        self.latch = Latch::Learning {
+            addr: from,
+            rank,
+            until,
+        };
         self.events.push_back(RtpEvent::Latched(from));
     }
 
@@ -583,6 +664,11 @@ impl RtpSession {
             u64::from(samples) * 1_000_000 / u64::from(self.config.clock_rate.max(1)),
         )
     }
+}
+
+/// Whether two socket addresses are the same RTP source: IP (IPv4-mapped IPv6 as IPv4) and port.
+fn same_source(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 #[cfg(test)]

@@ -27,6 +27,17 @@ fn media(te: Option<u8>) -> MediaSession {
     }
 }
 
+/// The IP the peer's SIP comes from in these tests (its NAT's public address).
+const SIGNALLING_IP: &str = "203.0.113.7";
+
+/// The default configuration, with [`SIGNALLING_IP`] as the peer's signalling IP.
+fn cfg() -> RtpConfig {
+    RtpConfig {
+        signalling_ip: Some(SIGNALLING_IP.parse().expect("test IP")),
+        ..RtpConfig::default()
+    }
+}
+
 fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
     RtpPacketBuilder::new()
         .payload_type(pt)
@@ -58,10 +69,10 @@ fn digits(evs: &[RtpEvent]) -> String {
 
 #[test]
 fn telephone_events_are_recognised_by_the_negotiated_pt_96_101_126() {
-    let nat = addr("198.51.100.9:30000");
+    let nat = addr("203.0.113.7:30000");
     for te in [96u8, 101, 126] {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, media(Some(te)), RtpConfig::default());
+        let mut s = RtpSession::new(t0, media(Some(te)), cfg());
         let plan = packets_for_digit(
             Digit::from_char('4').expect("digit"),
             Duration::from_millis(100),
@@ -128,7 +139,7 @@ fn audio_is_classified_by_codec_pt_and_payload_returned() {
 #[test]
 fn first_packet_latches_so_replies_go_through_the_nat() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(None), cfg());
     assert_eq!(
         s.remote_addr(),
         Some(addr("10.0.0.5:4000")),
@@ -142,41 +153,149 @@ fn first_packet_latches_so_replies_go_through_the_nat() {
 }
 
 #[test]
-fn new_source_relatches_only_after_n_consecutive_packets() {
+fn packets_from_neither_the_sdp_address_nor_the_signalling_ip_never_count() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
-    let a = addr("203.0.113.7:61000");
-    let b = addr("203.0.113.7:62000");
-    s.handle_packet(t0, a, &audio(1)).expect("valid");
-    for seq in 500..503u16 {
-        let p = packet(8, 0xBAD, seq, 0, false, &[0; 160]);
+    let mut s = RtpSession::new(t0, media(Some(101)), cfg());
+    for (i, from) in ["192.0.2.66:4000", "10.0.0.6:4000", "203.0.113.8:61000"]
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(
-            s.handle_packet(t0, b, &p).expect("valid"),
+            s.handle_packet(t0, addr(from), &audio(i as u16))
+                .expect("valid"),
+            Received::Dropped(DropReason::UnknownSource),
+            "{from}"
+        );
+    }
+    assert_eq!(
+        s.remote_addr(),
+        Some(addr("10.0.0.5:4000")),
+        "nothing latched"
+    );
+    assert_eq!(s.latched(), None);
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.stats().dropped_unknown_source, 3);
+    // Without a signalling IP only the SDP address's IP is allowed.
+    let mut strict = RtpSession::new(t0, media(None), RtpConfig::default());
+    assert_eq!(
+        strict
+            .handle_packet(t0, addr("203.0.113.7:61000"), &audio(1))
+            .expect("valid"),
+        Received::Dropped(DropReason::UnknownSource)
+    );
+    assert!(matches!(
+        strict
+            .handle_packet(t0, addr("10.0.0.5:4002"), &audio(2))
+            .expect("valid"),
+        Received::Audio(_)
+    ));
+}
+
+#[test]
+fn within_the_learning_window_the_sdp_address_wins_then_the_latch_is_fixed() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    let nat = addr("203.0.113.7:61000");
+    let sdp_other_port = addr("10.0.0.5:4002");
+    let sdp = addr("10.0.0.5:4000");
+    // The signalling IP's packet comes first and latches…
+    s.handle_packet(t0, nat, &audio(1)).expect("valid");
+    // …a packet from another port of the SDP's IP ranks better and takes over…
+    let t1 = t0 + Duration::from_millis(500);
+    assert!(matches!(
+        s.handle_packet(t1, sdp_other_port, &audio(2))
+            .expect("valid"),
+        Received::Audio(_)
+    ));
+    // …and the SDP address itself ranks best.
+    let t2 = t0 + Duration::from_secs(2);
+    s.handle_packet(t2, sdp, &audio(3)).expect("valid");
+    assert_eq!(
+        events(&mut s),
+        vec![
+            RtpEvent::Latched(nat),
+            RtpEvent::Latched(sdp_other_port),
+            RtpEvent::Latched(sdp)
+        ]
+    );
+    // Worse-ranked sources cannot take it back, in the window or after it.
+    for (at, from) in [
+        (t2, nat),
+        (t2, sdp_other_port),
+        (t0 + Duration::from_secs(4), nat),
+    ] {
+        assert_eq!(
+            s.handle_packet(at, from, &audio(4)).expect("valid"),
             Received::Dropped(DropReason::UnlatchedSource)
         );
     }
+    assert_eq!(s.remote_addr(), Some(sdp));
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn an_equally_ranked_source_cannot_take_over_even_while_learning() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    let phone = addr("203.0.113.7:61000");
+    let spoof = addr("203.0.113.7:61002");
+    s.handle_packet(t0, phone, &audio(1)).expect("valid");
+    for seq in 500..520u16 {
+        let p = packet(8, 0xBAD, seq, 0, false, &[0; 160]);
+        assert_eq!(
+            s.handle_packet(t0 + Duration::from_millis(100), spoof, &p)
+                .expect("valid"),
+            Received::Dropped(DropReason::UnlatchedSource)
+        );
+    }
+    assert_eq!(s.remote_addr(), Some(phone));
+}
+
+#[test]
+fn after_the_window_no_number_of_packets_moves_the_stream() {
+    let t0 = Instant::now();
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    let a = addr("203.0.113.7:61000");
+    s.handle_packet(t0, a, &audio(1)).expect("valid");
+    events(&mut s);
+    // Even the SDP address itself, once the window is over: the stream stays where it was learnt.
+    let later = t0 + Duration::from_secs(10);
+    for (i, from) in ["10.0.0.5:4000", "10.0.0.5:4002", "203.0.113.7:62000"]
+        .into_iter()
+        .enumerate()
+    {
+        for seq in 0..1000u16 {
+            let p = packet(
+                8,
+                0xBAD + i as u32,
+                seq,
+                u32::from(seq) * 160,
+                false,
+                &[0; 160],
+            );
+            assert_eq!(
+                s.handle_packet(later, addr(from), &p).expect("valid"),
+                Received::Dropped(DropReason::UnlatchedSource),
+                "{from}"
+            );
+        }
+    }
     assert_eq!(s.remote_addr(), Some(a));
-    let p = packet(8, 0xBAD, 503, 0, false, &[0; 160]);
+    assert!(events(&mut s).is_empty(), "no re-latch, no SSRC change");
+    assert_eq!(s.stats().dropped_unlatched, 3000);
     assert!(matches!(
-        s.handle_packet(t0, b, &p).expect("valid"),
+        s.handle_packet(later, a, &audio(2)).expect("valid"),
         Received::Audio(_)
     ));
-    assert_eq!(s.remote_addr(), Some(b));
-    let evs = events(&mut s);
-    assert!(evs.contains(&RtpEvent::Latched(b)), "{evs:?}");
-    assert!(evs.contains(&RtpEvent::SsrcChanged {
-        old: PEER_SSRC,
-        new: 0xBAD
-    }));
-    assert_eq!(s.stats().dropped_unlatched, 3);
 }
 
 #[test]
 fn spoofed_packets_with_new_ssrcs_do_not_steal_the_stream_or_inject_digits() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(Some(101)), cfg());
     let real = addr("203.0.113.7:61000");
     let spoof = addr("192.0.2.66:9999");
+    let spoof_at_signalling_ip = addr("203.0.113.7:9999");
     s.handle_packet(t0, real, &audio(1)).expect("valid");
     let ev = crate::rfc4733::EventPayload {
         event: 5,
@@ -196,6 +315,11 @@ fn spoofed_packets_with_new_ssrcs_do_not_steal_the_stream_or_inject_digits() {
         );
         assert_eq!(
             s.handle_packet(t0, spoof, &p).expect("valid"),
+            Received::Dropped(DropReason::UnknownSource)
+        );
+        assert_eq!(
+            s.handle_packet(t0, spoof_at_signalling_ip, &p)
+                .expect("valid"),
             Received::Dropped(DropReason::UnlatchedSource)
         );
     }
@@ -206,7 +330,7 @@ fn spoofed_packets_with_new_ssrcs_do_not_steal_the_stream_or_inject_digits() {
 #[test]
 fn ssrc_change_from_the_latched_source_starts_a_new_stream() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(None), cfg());
     let a = addr("203.0.113.7:61000");
     for seq in 1..=5 {
         s.handle_packet(t0, a, &audio(seq)).expect("valid");
@@ -230,7 +354,7 @@ fn ssrc_change_from_the_latched_source_starts_a_new_stream() {
 #[test]
 fn sequence_wrap_extends_and_loss_is_counted() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(None), cfg());
     let a = addr("203.0.113.7:61000");
     let seqs: Vec<u16> = (65_530..=65_535)
         .chain(0..=5)
@@ -252,7 +376,7 @@ fn sequence_wrap_extends_and_loss_is_counted() {
 #[test]
 fn duplicates_are_dropped_and_late_packets_flagged() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(None), cfg());
     let a = addr("203.0.113.7:61000");
     s.handle_packet(t0, a, &audio(10)).expect("valid");
     s.handle_packet(t0, a, &audio(12)).expect("valid");
@@ -413,7 +537,7 @@ fn media_timeout_fires_once_and_rearms_when_rtp_resumes() {
     let t0 = Instant::now();
     let cfg = RtpConfig {
         media_timeout: Duration::from_secs(10),
-        ..RtpConfig::default()
+        ..cfg()
     };
     let mut s = RtpSession::new(t0, media(None), cfg);
     let a = addr("203.0.113.7:61000");
@@ -455,7 +579,7 @@ fn no_media_timeout_while_the_peer_holds_us() {
 #[test]
 fn digit_end_timeout_runs_through_the_session() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+    let mut s = RtpSession::new(t0, media(Some(101)), cfg());
     let a = addr("203.0.113.7:61000");
     let ev = crate::rfc4733::EventPayload {
         event: 0,
@@ -472,18 +596,48 @@ fn digit_end_timeout_runs_through_the_session() {
 }
 
 #[test]
-fn re_invite_with_new_address_relatches_immediately() {
+fn a_re_invite_with_new_media_opens_a_new_window_and_a_refresh_does_not() {
     let t0 = Instant::now();
-    let mut s = RtpSession::new(t0, media(None), RtpConfig::default());
-    s.handle_packet(t0, addr("203.0.113.7:61000"), &audio(1))
-        .expect("valid");
-    let mut m = media(None);
-    m.remote_addr = Some(addr("10.9.9.9:5000"));
-    s.update_media(t0, m);
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    let first = addr("203.0.113.7:61000");
+    s.handle_packet(t0, first, &audio(1)).expect("valid");
+    let t1 = t0 + Duration::from_secs(60);
+    // A session refresh repeats the media: the latch stays fixed.
+    s.update_media(t1, media(None));
+    let rebound = addr("203.0.113.7:62000");
+    assert_eq!(
+        s.handle_packet(t1, rebound, &audio(2)).expect("valid"),
+        Received::Dropped(DropReason::UnlatchedSource)
+    );
+    // Hold and resume: new media, so the source is learnt again (a NAT may have rebound meanwhile).
+    // Until the first packet we keep sending to the old latch, not to the private SDP address.
+    let mut held = media(None);
+    held.direction = Direction::SendOnly;
+    s.update_media(t1, held);
+    s.update_media(t1, media(None));
+    assert_eq!(s.remote_addr(), Some(first));
+    assert_eq!(s.latched(), None);
+    assert!(matches!(
+        s.handle_packet(t1, rebound, &audio(3)).expect("valid"),
+        Received::Audio(_)
+    ));
+    assert_eq!(s.remote_addr(), Some(rebound));
+    // A new address in SDP: we send there until a packet comes, and learn afresh.
+    let mut moved = media(None);
+    moved.remote_addr = Some(addr("10.9.9.9:5000"));
+    let t2 = t1 + Duration::from_secs(60);
+    s.update_media(t2, moved);
     assert_eq!(s.remote_addr(), Some(addr("10.9.9.9:5000")));
-    s.handle_packet(t0, addr("203.0.113.8:7000"), &audio(2))
+    assert_eq!(
+        s.handle_packet(t2, addr("10.0.0.5:4000"), &audio(4))
+            .expect("valid"),
+        Received::Dropped(DropReason::UnknownSource),
+        "the old SDP address is no longer allowed"
+    );
+    s.handle_packet(t2, addr("10.9.9.9:5000"), &audio(5))
         .expect("valid");
-    assert_eq!(s.remote_addr(), Some(addr("203.0.113.8:7000")));
+    assert_eq!(s.remote_addr(), Some(addr("10.9.9.9:5000")));
+    assert!(events(&mut s).contains(&RtpEvent::Latched(addr("10.9.9.9:5000"))));
 }
 
 proptest! {
@@ -493,7 +647,8 @@ proptest! {
         port in 1u16..4,
     ) {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+        let loopback = RtpConfig { signalling_ip: Some([127, 0, 0, 1].into()), ..RtpConfig::default() };
+        let mut s = RtpSession::new(t0, media(Some(101)), loopback);
         for (i, d) in datagrams.iter().enumerate() {
             let now = t0 + Duration::from_millis(i as u64 * 30);
             let _ = s.handle_packet(now, SocketAddr::from(([127, 0, 0, 1], port)), d);
@@ -507,7 +662,8 @@ proptest! {
         pkts in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<bool>(), any::<[u8; 4]>(), 0u64..300), 0..60),
     ) {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, media(Some(101)), RtpConfig::default());
+        let loopback = RtpConfig { signalling_ip: Some([127, 0, 0, 1].into()), ..RtpConfig::default() };
+        let mut s = RtpSession::new(t0, media(Some(101)), loopback);
         let mut now = t0;
         for (seq, ts, m, payload, dt) in pkts {
             now += Duration::from_millis(dt);

@@ -221,6 +221,12 @@ impl AgentAuth {
         })
     }
 
+    /// Whether session `id` still lives at `now`, without counting this as a use (an open event
+    /// stream is no sign of a person at the screen).
+    pub fn is_live(&self, now: Instant, id: &SessionId) -> bool {
+        lock(&self.sessions).is_live(now, id)
+    }
+
     /// Ends session `id` (logout): its cookie is dead from now on.
     pub fn logout(&self, id: &SessionId) {
         lock(&self.sessions).remove(id);

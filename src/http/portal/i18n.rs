@@ -114,6 +114,10 @@ pub struct Texts {
     pub reason_expired_code: &'static str,
     pub reason_used_code: &'static str,
     pub reason_irma_error: &'static str,
+    pub reason_too_many_wrong_codes: &'static str,
+    pub reason_caller_mismatch: &'static str,
+    /// The `code_reused` warning on a call whose code a later call presented again.
+    pub warning_code_reused: &'static str,
     pub answer: &'static str,
     pub hang_up: &'static str,
     /// `{name}`.
@@ -167,6 +171,9 @@ static NL: Texts = Texts {
     reason_expired_code: "De code was verlopen.",
     reason_used_code: "De code was al gebruikt.",
     reason_irma_error: "De Yivi-server (IRMA) was niet bereikbaar.",
+    reason_too_many_wrong_codes: "Vanaf dit nummer zijn te vaak verkeerde codes ingetoetst; de code is niet gecontroleerd.",
+    reason_caller_mismatch: "De code hoort bij een ander mobiel nummer dan het nummer dat belt.",
+    warning_code_reused: "Let op: iemand anders heeft later met de code van deze beller gebeld. Een ander kent deze code.",
     answer: "Opnemen",
     hang_up: "Ophangen",
     taken_by: "Opgenomen door {name}",
@@ -220,6 +227,9 @@ static EN: Texts = Texts {
     reason_expired_code: "The code had expired.",
     reason_used_code: "The code was already used.",
     reason_irma_error: "The Yivi server (IRMA) was unreachable.",
+    reason_too_many_wrong_codes: "Too many wrong codes came from this number; the code was not checked.",
+    reason_caller_mismatch: "The code belongs to a different mobile number than the one calling.",
+    warning_code_reused: "Caution: someone else later called with this caller's code — another person knows it.",
     answer: "Answer",
     hang_up: "Hang up",
     taken_by: "Taken by {name}",
@@ -263,6 +273,32 @@ mod tests {
         assert_eq!(Lang::negotiate(None, Some("de-DE,de;q=0.9")), Lang::Nl);
         assert_eq!(Lang::negotiate(None, Some("en;q=0.5,nl;q=0.5")), Lang::Nl);
         assert_eq!(Lang::negotiate(None, Some("garbage;;q=x,,")), Lang::Nl);
+    }
+
+    /// Every reason a call can be unverified with has words in both languages (the script looks
+    /// them up as `reason_<reason>`), and so has the `code_reused` warning.
+    #[test]
+    fn every_reason_and_warning_has_words() {
+        use crate::call::UnverifiedReason as R;
+        let reasons = [
+            R::NoCode,
+            R::IncompleteCode,
+            R::UnknownCode,
+            R::ExpiredCode,
+            R::UsedCode,
+            R::IrmaError,
+            R::TooManyWrongCodes,
+            R::CallerMismatch,
+        ];
+        for lang in [Lang::Nl, Lang::En] {
+            let texts: serde_json::Value = serde_json::to_value(lang.texts()).unwrap();
+            for reason in reasons {
+                let key = format!("reason_{}", reason.as_str());
+                let text = texts[&key].as_str().unwrap_or_default();
+                assert!(text.len() > 10, "{lang:?} has no words for {key}");
+            }
+            assert!(texts["warning_code_reused"].as_str().is_some_and(|t| t.len() > 10));
+        }
     }
 
     #[test]
