@@ -190,6 +190,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let mut sip_config = config.sip.clone();
     sip_config.forward_requests = true;
+    sip_config.gate = Some(sip_driver::TrunkGate {
+        trunks: config.calls.trunks.clone(),
+        reject: config.calls.unknown_sources == crate::call::manager::UnknownSources::Reject,
+    });
     let sip = sip_driver::run(sip_config, until_stopped(stopped.clone()))
         .await
         .context("starting SIP")?;

@@ -218,11 +218,10 @@ async fn with_reject_a_strangers_invite_gets_403_and_still_no_call() {
     srv.shutdown().await;
 }
 
-/// The whole contract: not even `100 Trying`. Our endpoint sends 100 Trying for every INVITE before
-/// the call flow sees it (RFC 3261 §17.2.1), so this needs the SIP driver to turn strangers away
-/// before the endpoint does (see the hardening issue); until then the INVITE gets 100 and no more.
+/// The whole contract: not even `100 Trying` (the endpoint would send one for every INVITE it
+/// sees, RFC 3261 §17.2.1): the SIP driver turns strangers away before the transaction layer, so
+/// they leave no transaction behind either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the SIP driver to drop strangers' INVITEs before the endpoint answers 100 Trying"]
 async fn an_invite_from_a_stranger_gets_nothing_at_all() {
     let srv = server::start(2, trunk_only).await;
     let sock = UdpSocket::bind((STRANGER, 0)).await.expect("bind");

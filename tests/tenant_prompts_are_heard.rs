@@ -22,7 +22,6 @@ fn tone(freq: f64, secs: f64) -> Arc<[i16]> {
         .collect()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
     const GREETING: f64 = 1000.0;
@@ -47,7 +46,9 @@ async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
         c.tenants = Tenants::new(vec![tenant]);
     })
     .await;
-    let ear = UdpSocket::bind("127.0.0.1:0").await.expect("bind caller media");
+    let ear = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind caller media");
     let mut call = TrunkCall::new("+31655558888");
     call.await_bye = true;
     call.media_port = Some(ear.local_addr().expect("addr").port());
@@ -65,9 +66,13 @@ async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
             Ok(Ok(n)) if n > 12 && buf[1] & 0x7f == 8 => {
                 let payload = &buf[12..n];
                 let k = dsp::g711::decode_alaw_into(payload, &mut pcm[..payload.len()]);
-                for (i, (name, f)) in [("greeting", GREETING), ("waiting", WAITING), ("goodbye", GOODBYE)]
-                    .into_iter()
-                    .enumerate()
+                for (i, (name, f)) in [
+                    ("greeting", GREETING),
+                    ("waiting", WAITING),
+                    ("goodbye", GOODBYE),
+                ]
+                .into_iter()
+                .enumerate()
                 {
                     if support::tone::frame_share(&pcm[..k], f) > 0.8 {
                         frames[i] += 1;
@@ -87,10 +92,20 @@ async fn the_caller_hears_the_tenants_greeting_waiting_and_goodbye_prompts() {
         .await
         .unwrap_or_else(|e| panic!("the caller was not hung up after the goodbye: {e}"));
     assert!(messages.contains("BYE sip:"));
-    eprintln!("heard {heard:?}, frames {frames:?} in {:?}", started.elapsed());
-    assert_eq!(heard, ["greeting", "waiting", "goodbye"], "frames {frames:?}");
+    eprintln!(
+        "heard {heard:?}, frames {frames:?} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        heard,
+        ["greeting", "waiting", "goodbye"],
+        "frames {frames:?}"
+    );
     assert!(frames[0] >= 40, "about 1 s of greeting: {frames:?}");
-    assert!(frames[2] >= 20, "the goodbye prompt played to its end: {frames:?}");
+    assert!(
+        frames[2] >= 20,
+        "the goodbye prompt played to its end: {frames:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(9),
         "the tenant's timeouts, not the install's 30 s / 10 min"

@@ -10,7 +10,6 @@ use support::sipp::TrunkCall;
 use tokio::net::UdpSocket;
 use veilig_bellen::call::machine::MaxWaitPolicy;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_caller_hears_ringback_then_goodbye_and_is_hung_up() {
     let srv = server::start(4, |c| {

@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
     let (header, body) = text.split_once('\n').unwrap_or((text, ""));
     let mut notify = Request::new(
         Method::Notify,
-        "sip:veilig-bellen@127.0.0.1:5060".parse().expect("literal URI"),
+        "sip:veilig-bellen@127.0.0.1:5060"
+            .parse()
+            .expect("literal URI"),
     );
     notify
         .headers

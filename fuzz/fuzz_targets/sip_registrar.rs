@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
         let at = now + Duration::from_secs(i as u64 * 30);
         let _ = registrar.handle_register(at, &register);
         let held = registrar.lookup(&aor, at).len();
-        assert!(held <= RegistrarConfig::default().max_contacts, "{held} bindings");
+        assert!(
+            held <= RegistrarConfig::default().max_contacts,
+            "{held} bindings"
+        );
     }
     registrar.handle_timeout(now + Duration::from_secs(7 * 24 * 3600));
     while registrar.poll_event().is_some() {}

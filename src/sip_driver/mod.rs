@@ -113,7 +113,43 @@ pub struct SipConfig {
     pub timers: TimerConfig,
     /// Pass requests the TU does not handle to the application (the call flow).
     pub forward_requests: bool,
+    /// Who may start dialogs (the trunks); `None`: everyone. Checked before the transaction
+    /// layer, so a stranger's INVITE gets no `100 Trying`, no transaction and no state at all.
+    pub gate: Option<TrunkGate>,
 }
+
+/// The trunks, as the driver enforces them (`sip.trunks`, `sip.unknown_sources`).
+#[derive(Debug, Clone)]
+pub struct TrunkGate {
+    pub trunks: Vec<ipnet::IpNet>,
+    /// Answer strangers `403 Forbidden` (statelessly) instead of not at all.
+    pub reject: bool,
+}
+
+impl TrunkGate {
+    /// Whether `ip` may start dialogs (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trunks.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Methods that start a dialog or stand alone and reach the call flow; REGISTER (the registrar's,
+/// from phones anywhere), OPTIONS (keep-alives) and ACK/CANCEL (matched to transactions) are not
+/// among them.
+const GATED_METHODS: [&[u8]; 6] = [
+    b"INVITE ",
+    b"SUBSCRIBE ",
+    b"REFER ",
+    b"NOTIFY ",
+    b"MESSAGE ",
+    b"PUBLISH ",
+];
 
 impl SipConfig {
     /// UDP and TCP on `addr`, realm `realm`, no agents, defaults elsewhere.
@@ -132,6 +168,7 @@ impl SipConfig {
             streams: StreamLimits::default(),
             timers: TimerConfig::default(),
             forward_requests: false,
+            gate: None,
         }
     }
 }
@@ -408,6 +445,7 @@ pub async fn run(
         tasks,
         events: ev_tx,
         forward: config.forward_requests,
+        gate: config.gate.clone(),
     };
     let task = tokio::spawn(driver.run(in_rx, cmd_rx, shutdown));
     tracing::info!(?local, "SIP listening");
@@ -457,6 +495,7 @@ struct Driver {
     tasks: JoinSet<()>,
     events: mpsc::Sender<SipEvent>,
     forward: bool,
+    gate: Option<TrunkGate>,
 }
 
 impl Driver {
@@ -512,6 +551,9 @@ impl Driver {
                 ..
             } => {
                 if bytes.starts_with(b"REGISTER ") && self.tu.is_blocked(remote, now) {
+                    return;
+                }
+                if self.turned_away(now, transport, local, remote, &bytes) {
                     return;
                 }
                 let foreign = self.endpoint.stats().foreign_responses;
@@ -655,6 +697,48 @@ impl Driver {
         if self.forward {
             let _ = self.events.try_send(SipEvent::Endpoint(ev));
         }
+    }
+
+    /// A request from outside the trunks that would start a dialog (no To tag): dropped, or
+    /// answered 403 statelessly, before the transaction layer sees it; counted. `true` when it
+    /// was turned away.
+    fn turned_away(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &Bytes,
+    ) -> bool {
+        let Some(gate) = &self.gate else {
+            return false;
+        };
+        if gate.admits(remote.ip()) || !GATED_METHODS.iter().any(|m| bytes.starts_with(m)) {
+            return false;
+        }
+        let Ok(request) = Request::parse(bytes.clone()) else {
+            return false; // the endpoint answers or drops malformed input as always
+        };
+        if request.headers.to().is_ok_and(|to| to.tag().is_some()) {
+            return false; // in a dialog: an agent's phone, matched to its call (or 481)
+        }
+        let reject = gate.reject;
+        let action = if reject { "rejected" } else { "dropped" };
+        crate::metrics::global().unknown_source(request.method == Method::Invite, action);
+        tracing::debug!(%remote, method = %request.method, reject, "request from outside the trunks turned away");
+        if reject {
+            let response = tu::finish_response(&request, 403, None);
+            self.transmit(
+                now,
+                Transmit {
+                    transport,
+                    from_local: local,
+                    to: remote,
+                    bytes: response.to_bytes(),
+                },
+            );
+        }
+        true
     }
 
     fn transmit(&mut self, now: Instant, t: Transmit) {

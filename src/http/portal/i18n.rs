@@ -227,9 +227,11 @@ static EN: Texts = Texts {
     reason_expired_code: "The code had expired.",
     reason_used_code: "The code was already used.",
     reason_irma_error: "The Yivi server (IRMA) was unreachable.",
-    reason_too_many_wrong_codes: "Too many wrong codes came from this number; the code was not checked.",
+    reason_too_many_wrong_codes:
+        "Too many wrong codes came from this number; the code was not checked.",
     reason_caller_mismatch: "The code belongs to a different mobile number than the one calling.",
-    warning_code_reused: "Caution: someone else later called with this caller's code — another person knows it.",
+    warning_code_reused:
+        "Caution: someone else later called with this caller's code — another person knows it.",
     answer: "Answer",
     hang_up: "Hang up",
     taken_by: "Taken by {name}",
@@ -297,7 +299,9 @@ mod tests {
                 let text = texts[&key].as_str().unwrap_or_default();
                 assert!(text.len() > 10, "{lang:?} has no words for {key}");
             }
-            assert!(texts["warning_code_reused"].as_str().is_some_and(|t| t.len() > 10));
+            assert!(texts["warning_code_reused"]
+                .as_str()
+                .is_some_and(|t| t.len() > 10));
         }
     }
 
