@@ -64,10 +64,85 @@ const TAG_EXTENSIBLE: u16 = 0xFFFE;
 /// Longest prompt accepted (10 minutes): prompts live in memory, shared by all calls.
 pub const MAX_PROMPT_SAMPLES: usize = 10 * 60 * SAMPLE_RATE as usize;
 
-/// Reads a whole prompt recording (WAV: 8 kHz mono, 16-bit PCM, A-law or µ-law) for playing to
-/// callers. Empty, shorter than 0.1 s or longer than 10 minutes is an error; so is anything the
-/// reader refuses, with the sox command that fixes it.
+/// Reads a whole prompt recording for playing to callers: a WAV at 8 kHz mono (16-bit PCM, A-law
+/// or µ-law) as it is, or a 16-bit PCM WAV at another rate or with more channels mixed down to
+/// mono and resampled to 8 kHz (`rubato`, band-limited). Empty, shorter than 0.1 s or longer than
+/// 10 minutes is an error; so is anything else the reader refuses, with the sox command that fixes
+/// it.
 pub fn read_prompt(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, AudioFileError> {
+    match read_prompt_8k(path) {
+        Err(AudioFileError::SampleRate(_) | AudioFileError::Channels(_)) => resample_prompt(path),
+        other => other,
+    }
+}
+
+/// A 16-bit PCM WAV at any rate and channel count, mixed to mono and resampled to 8 kHz.
+fn resample_prompt(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, AudioFileError> {
+    use rubato::Resampler;
+    let mut wav = hound::WavReader::open(path).map_err(hound_error)?;
+    let spec = wav.spec();
+    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
+        return Err(AudioFileError::Encoding(format!(
+            "{}-bit {:?} at {} Hz; only 16-bit PCM can be resampled (convert: sox in.wav -r 8000 -c 1 -b 16 out.wav)",
+            spec.bits_per_sample, spec.sample_format, spec.sample_rate
+        )));
+    }
+    let channels = usize::from(spec.channels.max(1));
+    let rate = spec.sample_rate as usize;
+    if !(4000..=192_000).contains(&rate) {
+        return Err(AudioFileError::SampleRate(spec.sample_rate));
+    }
+    let longest = rate * channels * 600;
+    if wav.len() as usize > longest {
+        return Err(AudioFileError::Corrupt(
+            "longer than 10 minutes; a prompt must be shorter".into(),
+        ));
+    }
+    let interleaved = wav
+        .samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .map_err(hound_error)?;
+    let mono: Vec<f32> = interleaved
+        .chunks(channels)
+        .map(|frame| frame.iter().map(|&s| f32::from(s)).sum::<f32>() / channels as f32)
+        .collect();
+    const CHUNK: usize = 1024;
+    let resampling =
+        |e: &dyn std::fmt::Display| AudioFileError::Corrupt(format!("resampling: {e}"));
+    let mut resampler = rubato::FftFixedIn::<f32>::new(rate, SAMPLE_RATE as usize, CHUNK, 2, 1)
+        .map_err(|e| resampling(&e))?;
+    let mut out: Vec<f32> = Vec::with_capacity(mono.len() * SAMPLE_RATE as usize / rate + CHUNK);
+    for block in mono.chunks(CHUNK) {
+        let produced = if block.len() == CHUNK {
+            resampler.process(&[block], None)
+        } else {
+            resampler.process_partial(Some(&[block]), None)
+        }
+        .map_err(|e| resampling(&e))?;
+        out.extend_from_slice(&produced[0]);
+    }
+    let tail = resampler
+        .process_partial(None::<&[&[f32]]>, None)
+        .map_err(|e| resampling(&e))?;
+    out.extend_from_slice(&tail[0]);
+    // The resampler's delay comes first as silence; the prompt starts where it starts.
+    // The last chunk was padded with silence: keep as many samples as the recording lasts.
+    let delay = resampler.output_delay().min(out.len());
+    let lasts = (mono.len() * SAMPLE_RATE as usize).div_ceil(rate);
+    let end = (delay + lasts).min(out.len());
+    let samples: Vec<i16> = out[delay..end]
+        .iter()
+        .map(|&x| x.round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16)
+        .collect();
+    if samples.len() < SAMPLE_RATE as usize / 10 {
+        return Err(AudioFileError::Corrupt(
+            "shorter than 0.1 s; is it empty?".into(),
+        ));
+    }
+    Ok(samples.into())
+}
+
+fn read_prompt_8k(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, AudioFileError> {
     let file = std::fs::File::open(path)?;
     let mut reader = AudioReader::new(io::BufReader::new(file), InputFormat::Wav)?;
     let mut samples = Vec::new();
@@ -350,6 +425,48 @@ fn parse_fmt(b: &[u8]) -> Result<Encoding, AudioFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 16 kHz stereo recording of a 1 kHz tone comes out as 8 kHz mono, as long, still the tone.
+    #[test]
+    fn a_prompt_at_another_rate_is_resampled_to_8k_mono() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..16_000u32 {
+            let s = (10_000.0
+                * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 16_000.0).sin())
+                as i16;
+            w.write_sample(s).unwrap();
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+        let prompt = read_prompt(&path).unwrap();
+        assert!(
+            (7600..=8200).contains(&prompt.len()),
+            "{} samples for 1 s",
+            prompt.len()
+        );
+        // Goertzel at 1 kHz over the middle: nearly all the energy.
+        let mid = &prompt[2000..6000];
+        let w = 2.0 * std::f64::consts::PI * 1000.0 / 8000.0;
+        let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
+        for &x in mid {
+            let x = f64::from(x);
+            total += x * x;
+            let s0 = x + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let share =
+            (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / (total * mid.len() as f64 / 2.0);
+        assert!(share > 0.9, "1 kHz share {share}");
+    }
 
     /// A minimal WAV: `fmt ` of 16 (or 18 for G.711) bytes, then `data`.
     fn wav(tag: u16, channels: u16, rate: u32, bits: u16, data_len: u32, data: &[u8]) -> Vec<u8> {

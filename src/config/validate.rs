@@ -950,7 +950,7 @@ sip_password = "jan-phone-secret"
             path.display().to_string()
         };
         let good = wav("welkom.wav", 8000, 1, 1.5);
-        let cd = wav("cd.wav", 44100, 1, 0.5);
+        let cd = wav("cd.wav", 44100, 2, 0.5);
         let with = |prompts: &str| {
             format!(
                 "{MINIMAL}[tenants.prompts]\n{prompts}[tenants.calls]\nfirst_digit_timeout = \"20s\"\nmax_wait = \"3m\"\n"
@@ -975,11 +975,47 @@ sip_password = "jan-phone-secret"
             call.collect.inter_digit_timeout, config.calls.call.collect.inter_digit_timeout,
             "what the tenant does not set stays the install's"
         );
-        let errors = errors_of(&with(&format!("goodbye = {cd:?}\n")));
+        // A CD-rate recording is resampled to 8 kHz at start: half a second stays half a second.
+        let config = load_str(
+            &with(&format!("goodbye = {cd:?}\n")),
+            Path::new("vb.toml"),
+            Vec::new(),
+        )
+        .unwrap();
+        let goodbye = config
+            .tenants
+            .iter()
+            .next()
+            .unwrap()
+            .prompts
+            .goodbye
+            .clone();
+        let len = goodbye.map_or(0, |p| p.len());
+        assert!(
+            (3500..=4100).contains(&len),
+            "{len} samples at 8 kHz for 0.5 s"
+        );
+        // What cannot be resampled (8-bit here) is refused with the key and the fix.
+        let eight_bit = {
+            let path = dir.path().join("eight.wav");
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 22050,
+                bits_per_sample: 8,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            for i in 0..11025u32 {
+                w.write_sample((i % 50) as i8).unwrap();
+            }
+            w.finalize().unwrap();
+            path.display().to_string()
+        };
+        let errors = errors_of(&with(&format!("goodbye = {eight_bit:?}\n")));
         assert!(
             errors
                 .iter()
-                .any(|e| e.contains("tenants[0].prompts.goodbye") && e.contains("8000 Hz")),
+                .any(|e| e.contains("tenants[0].prompts.goodbye") && e.contains("sox")),
             "{errors:?}"
         );
         let errors = errors_of(&with("greeting = \"/nonexistent/welkom.wav\"\n"));
