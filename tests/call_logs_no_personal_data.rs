@@ -4,59 +4,16 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::{self, expected_attributes};
 use support::sipp::TrunkCall;
-use tracing_subscriber::fmt::MakeWriter;
 
 const CALLER: &str = "+31622223333";
 
-/// Log output collected in memory.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_call_logged_at_trace_holds_no_personal_data() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test");
+    let buffer = support::log_capture::capture_at_trace();
 
     let srv = server::start(4, |_| {}).await;
     let code = srv.new_code().await;

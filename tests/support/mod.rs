@@ -9,6 +9,7 @@ pub mod browser;
 pub mod direct_media;
 pub mod kamailio;
 pub mod loadgen;
+pub mod log_capture;
 pub mod lossy_relay;
 pub mod pcap;
 pub mod portal;
