@@ -51,6 +51,9 @@ pub struct Metrics {
     /// RTP packets received from callers and agents, and those lost on the way.
     pub rtp_packets_received: Counter,
     pub rtp_packets_lost: Counter,
+    /// SIP responses dropped because they came from elsewhere than their request went (forged or
+    /// misrouted).
+    pub sip_foreign_responses: Counter,
     /// REGISTER results, by `ok` / `failed`.
     registrations: Family<Labels, Counter>,
     /// HTTP requests by route template and status code.
@@ -131,6 +134,12 @@ impl Metrics {
             "RTP packets lost on call legs (from sequence numbers)",
             rtp_packets_lost.clone(),
         );
+        let sip_foreign_responses = Counter::default();
+        registry.register(
+            "sip_foreign_responses",
+            "SIP responses dropped: they came from elsewhere than their request went",
+            sip_foreign_responses.clone(),
+        );
         let registrations = Family::<Labels, Counter>::default();
         registry.register(
             "sip_registrations",
@@ -156,6 +165,7 @@ impl Metrics {
             irma_requests,
             rtp_packets_received,
             rtp_packets_lost,
+            sip_foreign_responses,
             registrations,
             http_requests,
         }

@@ -180,6 +180,22 @@ async fn a_forged_200_ok_from_another_address_is_ignored_and_the_real_phone_stil
         .await
         .unwrap_or_else(|e| panic!("the real phone did not get our ACK and BYE: {e}"));
     assert!(messages.contains("ACK sip:"), "{messages}");
+    // Operators see the forgeries: counted in /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", srv.http_base))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let forged: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("veilig_bellen_sip_foreign_responses_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        forged >= forgers.len() as f64,
+        "forged responses counted: {forged}"
+    );
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     srv.shutdown().await;
 }

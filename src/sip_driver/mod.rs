@@ -565,7 +565,11 @@ impl Driver {
                     self.endpoint
                         .handle_datagram(now, transport, local, remote, bytes);
                 }
-                if self.endpoint.stats().foreign_responses > foreign {
+                let foreign_now = self.endpoint.stats().foreign_responses;
+                if foreign_now > foreign {
+                    crate::metrics::global()
+                        .sip_foreign_responses
+                        .inc_by(foreign_now - foreign);
                     tracing::warn!(%remote, %transport, "dropped a response from where its request did not go (forged or misrouted)");
                 }
             }
