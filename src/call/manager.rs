@@ -119,8 +119,7 @@ impl Default for CallFlowConfig {
 impl CallFlowConfig {
     /// Whether `ip` is one of the trunks (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn is_trunk(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trunks.iter().any(|net| net.contains(&ip))
+        sip_driver::in_trunks(&self.trunks, ip)
     }
 
     /// Every loopback address (`127.0.0.0/8`, `::1`): the trunks of `demo` and the tests.

@@ -127,21 +127,23 @@ pub struct TrunkGate {
 }
 
 impl TrunkGate {
-    /// Whether `ip` may start dialogs (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    /// Whether `ip` may start dialogs.
     pub fn admits(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        self.trunks.iter().any(|net| net.contains(&ip))
+        in_trunks(&self.trunks, ip)
     }
+}
+
+/// Whether `ip` lies in one of `trunks` (an IPv4-mapped IPv6 address counts as its IPv4 address):
+/// the one test of "is this a trunk", for the driver's gate and the call flow's identity headers.
+pub fn in_trunks(trunks: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    trunks.iter().any(|net| net.contains(&ip))
 }
 
 /// Methods that start a dialog or stand alone and reach the call flow; REGISTER (the registrar's,
 /// from phones anywhere), OPTIONS (keep-alives) and ACK/CANCEL (matched to transactions) are not
-/// among them.
+/// among them. A stranger's other tagless request (a stray BYE or INFO) goes on to the call flow,
+/// which turns it away by the same [`in_trunks`] test.
 const GATED_METHODS: [&[u8]; 6] = [
     b"INVITE ",
     b"SUBSCRIBE ",
