@@ -4,8 +4,10 @@
 //!   `attributes` (only while a verified call lasts), `since`, `agent`, `agent_name`, `tenant`,
 //!   `media` (`relay` or `direct`), `transferred` (the call left us by REFER), `on_hold` (the
 //!   agent's phone holds the caller, who hears the comfort signal meanwhile; false once the call
-//!   ended), `links` (the tenant's links filled with the caller's attribute values, while they
-//!   last)); `?lang=en` gives the attributes' English labels;
+//!   ended), `agent_leg` (how the last agent leg failed: `{"agent","status","reason"}`, `null`
+//!   when none did or once an agent takes the call again), `links` (the tenant's links filled with
+//!   the caller's attribute values, while they last)); `?lang=en` gives the attributes' English
+//!   labels;
 //! - `POST /api/v1/calls/{id}/answer` → 202, or 409 if already taken (`already_taken`) or when the
 //!   agent has no registered softphone right now (`agent_unavailable`: the agent sees at once that
 //!   the phone is off, and the call stays `waiting` for someone else). A logged-in agent takes the
@@ -173,6 +175,8 @@ pub struct CallJson {
     pub on_hold: bool,
     /// Warnings about the call: `code_reused` (a later call presented this call's link code).
     pub warnings: Vec<crate::call::CallWarning>,
+    /// How the last agent leg failed, until an agent takes the call again.
+    pub agent_leg: Option<AgentLegJson>,
     /// The tenant's links into its own systems, filled with this caller's attribute values
     /// (URL-encoded); only links whose every placeholder has a value, only while the call lasts.
     pub links: Vec<LinkJson>,
@@ -183,6 +187,16 @@ pub struct AttributeJson {
     pub id: String,
     pub label: String,
     pub value: Option<String>,
+}
+
+/// An agent leg that did not connect: `{"agent":"jan","status":488,"reason":"not_acceptable"}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct AgentLegJson {
+    /// The username of the agent whose phone it was.
+    pub agent: String,
+    /// The phone's final SIP status; `null` when none came (ring timeout, unreachable).
+    pub status: Option<u16>,
+    pub reason: crate::call::agent_outcome::AgentLegReason,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -226,6 +240,11 @@ impl CallJson {
             transferred: v.transferred,
             on_hold: v.on_hold,
             warnings: v.warnings.clone(),
+            agent_leg: v.agent_leg.as_ref().map(|o| AgentLegJson {
+                agent: o.agent.0.clone(),
+                status: o.status,
+                reason: o.reason,
+            }),
             links: tenant.map(|t| links(t, v)).unwrap_or_default(),
         }
     }
@@ -552,6 +571,7 @@ mod tests {
                 sip_username: "jan".into(),
                 password_hash: Some(hash),
                 supervisor: false,
+                srtp: crate::tenant::SrtpPolicy::default(),
             },
         )]
         .into();
@@ -591,6 +611,7 @@ mod tests {
                 transferred: false,
                 on_hold: false,
                 warnings: Vec::new(),
+                agent_leg: None,
             },
             tx,
         );
@@ -664,6 +685,29 @@ mod tests {
         assert_eq!(body[0]["attributes"][0]["label"], "Naam");
         assert_eq!(body[0]["attributes"][0]["value"], "Jan de Vries");
         assert_eq!(body[0]["since"], "1970-01-01T00:00:00Z");
+        assert_eq!(body[0]["agent_leg"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_refused_agent_leg_shows_as_agent_status_and_reason() {
+        use crate::call::agent_outcome::AgentLegFailure;
+        let (app, registry, _) = setup();
+        registry.update(CallId(7), |v| {
+            v.agent_leg = Some(AgentLegFailure::response(488).of(AgentId("agent".into())));
+        });
+        let (_, body) = call(&app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
+        assert_eq!(
+            body[0]["agent_leg"],
+            serde_json::json!({"agent": "agent", "status": 488, "reason": "not_acceptable"})
+        );
+        registry.update(CallId(7), |v| {
+            v.agent_leg = Some(AgentLegFailure::no_answer().of(AgentId("agent".into())));
+        });
+        let (_, body) = call(&app, "GET", "/api/v1/calls", Some(TOKEN), "").await;
+        assert_eq!(
+            body[0]["agent_leg"],
+            serde_json::json!({"agent": "agent", "status": null, "reason": "no_answer"})
+        );
     }
 
     #[tokio::test]

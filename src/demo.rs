@@ -157,6 +157,7 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         sip,
         http: args.http,
         http_tls: None,
+        trusted_proxies: Default::default(),
         api_token: Pii::new(api_token.clone()),
         tenants: Tenants::new(vec![tenant]),
         data_dir,

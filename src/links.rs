@@ -26,8 +26,9 @@
 //! ([`Tenant::caller_id_attribute`]) only accepts a code from the number the citizen disclosed:
 //! from another it is `caller_mismatch`, and the code stays usable. [`LinkService::release_call`]
 //! purges the attributes when the call ends. [`LinkService::spawn_maintenance`] expires codes and
-//! forgets old rows; [`LinkService::resume`] re-attaches watchers to pending sessions after a
-//! restart.
+//! forgets old rows; after a restart [`LinkService::end_cut_off_calls`] ends the calls the stop cut
+//! off (their codes stay used, their attributes go) and [`LinkService::resume`] re-attaches
+//! watchers to pending sessions.
 //!
 //! The browser only ever sees the [`FrontendToken`] and the IRMA session pointer
 //! ([`PublicSession`]): never the code and never the requestor token.
@@ -623,6 +624,21 @@ impl LinkService {
                 }
             }
         })
+    }
+
+    /// At startup, before any call is taken: end the link sessions of calls the last stop cut off
+    /// (a crash or `kill -9` never reports a call's end). Their codes stay used and their
+    /// attributes are purged ([`SessionStore::end_cut_off_calls`]). Logs how many (never what they
+    /// held); returns it.
+    pub async fn end_cut_off_calls(&self, now: UnixSeconds) -> Result<usize, StoreError> {
+        let ended = self.inner.store.end_cut_off_calls(now).await?;
+        if ended > 0 {
+            tracing::warn!(
+                ended,
+                "calls cut off by an unclean stop: link codes stay used, attributes purged"
+            );
+        }
+        Ok(ended)
     }
 
     /// After a restart: watch every pending session again. Returns how many watchers started.

@@ -54,6 +54,18 @@ pub struct Metrics {
     /// SIP responses dropped because they came from elsewhere than their request went (forged or
     /// misrouted).
     pub sip_foreign_responses: Counter,
+    /// TCP/TLS connections refused (at accept, or not opened), by the `limit` they ran into:
+    /// `total` (`sip.max_connections`) or `per_address` (`sip.max_connections_per_address`).
+    sip_connections_refused: Family<Labels, Counter>,
+    /// Accepted TCP/TLS connections closed for sending no complete SIP message within
+    /// `sip.first_message_timeout` (or no TLS handshake within 10 s).
+    pub sip_connections_closed_silent: Counter,
+    /// SIP work shed under load, by `queue`: `new` and `in_dialog` (requests answered 503 or
+    /// ACKs dropped because the application's queue was full), `call` (an event for a call
+    /// whose own queue was full), `source` (messages from one non-trunk address over its rate).
+    sip_shed: Family<Labels, Counter>,
+    /// SRTP packets from agents' phones that failed authentication or replayed one (dropped).
+    srtp_rejected: Counter,
     /// REGISTER results, by `ok` / `failed`.
     registrations: Family<Labels, Counter>,
     /// HTTP requests by route template and status code.
@@ -140,6 +152,30 @@ impl Metrics {
             "SIP responses dropped: they came from elsewhere than their request went",
             sip_foreign_responses.clone(),
         );
+        let sip_connections_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "sip_connections_refused",
+            "TCP/TLS connections refused, by the limit they ran into (total, per_address)",
+            sip_connections_refused.clone(),
+        );
+        let sip_connections_closed_silent = Counter::default();
+        registry.register(
+            "sip_connections_closed_silent",
+            "Accepted TCP/TLS connections closed for sending no SIP message in time",
+            sip_connections_closed_silent.clone(),
+        );
+        let srtp_rejected = Counter::default();
+        registry.register(
+            "srtp_rejected_packets",
+            "SRTP packets dropped: failed authentication, a replay, or not SRTP at all",
+            srtp_rejected.clone(),
+        );
+        let sip_shed = Family::<Labels, Counter>::default();
+        registry.register(
+            "sip_events_shed",
+            "SIP messages and events shed under load, by queue",
+            sip_shed.clone(),
+        );
         let registrations = Family::<Labels, Counter>::default();
         registry.register(
             "sip_registrations",
@@ -166,6 +202,10 @@ impl Metrics {
             rtp_packets_received,
             rtp_packets_lost,
             sip_foreign_responses,
+            sip_connections_refused,
+            sip_connections_closed_silent,
+            sip_shed,
+            srtp_rejected,
             registrations,
             http_requests,
         }
@@ -202,6 +242,25 @@ impl Metrics {
                 ("method", method.to_owned()),
                 ("action", action.to_owned()),
             ])
+            .inc();
+    }
+
+    /// An SRTP packet was dropped (failed authentication or a replay).
+    pub fn srtp_rejected(&self) {
+        self.srtp_rejected.inc();
+    }
+
+    /// SIP work was shed from `queue` (see the field's doc).
+    pub fn sip_event_shed(&self, queue: &'static str) {
+        self.sip_shed
+            .get_or_create(&vec![("queue", queue.to_owned())])
+            .inc();
+    }
+
+    /// A TCP/TLS connection was refused at `limit` (`total` or `per_address`).
+    pub fn sip_connection_refused(&self, limit: &'static str) {
+        self.sip_connections_refused
+            .get_or_create(&vec![("limit", limit.to_owned())])
             .inc();
     }
 
@@ -384,6 +443,7 @@ mod tests {
         m.code_lookup("unknown_code");
         m.irma_request(true, Duration::from_millis(30));
         m.registration(false);
+        m.sip_connection_refused("per_address");
         let text = m.render();
         assert!(
             text.contains("veilig_bellen_calls_started_total 1"),
@@ -399,6 +459,11 @@ mod tests {
             text.contains("veilig_bellen_irma_request_duration_seconds_count{outcome=\"ok\"} 1")
         );
         assert!(text.contains("veilig_bellen_sip_registrations_total{result=\"failed\"} 1"));
+        assert!(
+            text.contains("veilig_bellen_sip_connections_refused_total{limit=\"per_address\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("veilig_bellen_sip_connections_closed_silent_total 0"));
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

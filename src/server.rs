@@ -8,7 +8,7 @@
 use crate::agent_api::{self, ApiState};
 use crate::call::registry::Registry;
 use crate::http::tls::TlsListener;
-use crate::http::{public_router, PublicState, RateLimit};
+use crate::http::{public_router, PublicState, RateLimit, TrustedProxies};
 #[cfg(feature = "demo")]
 use crate::irma::simulator::{simulator_router, Simulator, SimulatorConfig};
 use crate::irma::{IrmaClient, IrmaServerConfig};
@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// Certificate and key when HTTP serves TLS itself (`serve` with `http.tls_cert`/`tls_key`).
     pub http_tls: Option<crate::sip_driver::TlsConfig>,
+    /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` name the client (`http.trusted_proxies`);
+    /// empty: the client is the TCP peer.
+    pub trusted_proxies: TrustedProxies,
     /// Bearer token of the agents' API.
     pub api_token: Pii<String>,
     pub tenants: Tenants,
@@ -176,6 +179,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         key,
         config.links.clone(),
     );
+    // Before any call: calls an unclean stop cut off keep their codes used, lose their attributes.
+    links
+        .end_cut_off_calls(crate::store::unix_now())
+        .await
+        .context("ending the calls the last stop cut off")?;
     let resumed = links.resume().await.context("resuming link sessions")?;
     if resumed > 0 {
         tracing::info!(
@@ -260,7 +268,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     }
     #[cfg(not(feature = "demo"))]
     let _: Option<Simulator> = simulator;
-    let app = app.layer(axum::middleware::from_fn(crate::metrics::count_http));
+    // Every per-client limit keys on the address found here (the peer, or whom a trusted proxy
+    // forwarded for).
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.trusted_proxies.clone()),
+            crate::http::client_addr::identify,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::count_http));
     let http_stopped = stopped.clone();
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let http_task = match http_tls {
@@ -272,7 +287,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             }
         }),
         Some(acceptor) => {
-            // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` (the rate limiter's key).
+            // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` (the client's peer address).
             let listener = TlsListener::new(http_listener, acceptor)
                 .context("starting HTTPS")?
                 .tap_io(|_| {});

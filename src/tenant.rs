@@ -138,6 +138,50 @@ pub struct Agent {
     pub password_hash: Option<PasswordHash>,
     /// May read the tenant's audit log (`GET /api/v1/audit`).
     pub supervisor: bool,
+    /// Whether the call to this agent's phone is encrypted (SRTP).
+    pub srtp: SrtpPolicy,
+}
+
+/// Encrypted media (SRTP with SDES keys, RFC 4568) on the leg to an agent's phone. The keys travel
+/// in the SDP, so SRTP is only offered to phones that registered over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// SRTP to phones registered over TLS, plain RTP to the others (and to all of an agent's
+    /// phones when only some are on TLS: one offer goes to every phone that rings).
+    #[default]
+    Offer,
+    /// Always SRTP: only the agent's phones registered over TLS are rung.
+    Required,
+    /// Always plain RTP (a phone on TLS that cannot do SRTP).
+    Off,
+}
+
+impl SrtpPolicy {
+    /// The name in the configuration (`offer`, `required`, `off`).
+    pub fn parse(text: &str) -> Option<SrtpPolicy> {
+        match text {
+            "offer" => Some(SrtpPolicy::Offer),
+            "required" => Some(SrtpPolicy::Required),
+            "off" => Some(SrtpPolicy::Off),
+            _ => None,
+        }
+    }
+
+    /// Which of an agent's `bindings` to ring and whether the offer is SRTP.
+    pub fn plan(
+        self,
+        bindings: Vec<sip::registrar::Binding>,
+    ) -> (Vec<sip::registrar::Binding>, bool) {
+        let tls = |b: &sip::registrar::Binding| b.transport == sip::transaction::Transport::Tls;
+        match self {
+            SrtpPolicy::Off => (bindings, false),
+            SrtpPolicy::Required => (bindings.into_iter().filter(tls).collect(), true),
+            SrtpPolicy::Offer => {
+                let all_tls = !bindings.is_empty() && bindings.iter().all(tls);
+                (bindings, all_tls)
+            }
+        }
+    }
 }
 
 /// An agent's portal password as an argon2id PHC string
@@ -264,6 +308,7 @@ impl Tenant {
             // `veilig-bellen demo` hashes its `--agent-password` into this at startup.
             password_hash: None,
             supervisor: true,
+            srtp: SrtpPolicy::default(),
         };
         Tenant {
             id: TenantId("demo".to_owned()),
@@ -429,6 +474,7 @@ mod tests {
                 sip_username: "jan".into(),
                 password_hash: None,
                 supervisor: false,
+                srtp: SrtpPolicy::default(),
             },
         )]);
         let tenants = Tenants::new(vec![Tenant::demo(), arnhem]);

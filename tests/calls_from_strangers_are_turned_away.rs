@@ -1,9 +1,11 @@
 //! Only the trunks may call (`sip.trunks`). With the trunk at 127.0.0.2, an INVITE from 127.0.0.1 — a
 //! scanner, or anyone who found the SIP port — gets no final answer, no call in the agents' list and
 //! no RTP (no port is bound, nothing is sent to the address in its SDP); another dialog-creating
-//! request (SUBSCRIBE) gets nothing at all; OPTIONS is still answered. With
-//! `sip.unknown_sources = "reject"` the INVITE gets 403. The same INVITE from the trunk's address is
-//! answered and listed, so the filter is no blanket refusal.
+//! request (SUBSCRIBE) gets nothing at all, and neither does an OPTIONS (a scanner's probe: OPTIONS
+//! is answered outside the trunks only where an agent phone is registered, see
+//! `sipvicious_finds_nothing.rs`). With `sip.unknown_sources = "reject"` the INVITE and the OPTIONS
+//! get 403. The same INVITE and OPTIONS from the trunk's address are answered and the call listed,
+//! so the filter is no blanket refusal.
 
 mod support;
 
@@ -152,16 +154,34 @@ async fn an_invite_from_a_stranger_gets_no_answer_no_call_and_no_media() {
     );
     assert!(unknown_source_count("other", "dropped") >= 1.0);
 
-    // Keep-alives still work from anywhere.
+    // A probe with OPTIONS (no phone is registered from here): nothing either, counted alike.
+    let dropped = unknown_source_count("other", "dropped");
     let options = request("OPTIONS", me, srv.sip_udp, "stranger-options", 0);
     sock.send_to(options.as_bytes(), srv.sip_udp)
         .await
         .expect("send");
-    assert_eq!(responses(&sock, Duration::from_secs(2)).await, vec![200]);
+    assert_eq!(
+        responses(&sock, Duration::from_secs(2)).await,
+        Vec::<u16>::new()
+    );
+    assert!(unknown_source_count("other", "dropped") > dropped);
     no_call(&srv).await;
 
-    // The trunk's address may call: the same INVITE is answered and listed.
+    // The trunk's address may probe and call: its OPTIONS is answered, its INVITE answered and
+    // listed.
     let trunk = UdpSocket::bind((TRUNK, 0)).await.expect("bind 127.0.0.2");
+    let options = request(
+        "OPTIONS",
+        trunk.local_addr().expect("addr"),
+        srv.sip_udp,
+        "trunk-options",
+        0,
+    );
+    trunk
+        .send_to(options.as_bytes(), srv.sip_udp)
+        .await
+        .expect("send");
+    assert_eq!(responses(&trunk, Duration::from_secs(2)).await, vec![200]);
     let trunk_media = media_socket(TRUNK).await;
     let invite = request(
         "INVITE",
@@ -215,6 +235,20 @@ async fn with_reject_a_strangers_invite_gets_403_and_still_no_call() {
     );
     no_call(&srv).await;
     assert!(unknown_source_count("INVITE", "rejected") >= 1.0);
+
+    // A scanner's OPTIONS gets the same refusal.
+    let options = request(
+        "OPTIONS",
+        sock.local_addr().expect("addr"),
+        srv.sip_udp,
+        "stranger-options-rejected",
+        0,
+    );
+    sock.send_to(options.as_bytes(), srv.sip_udp)
+        .await
+        .expect("send");
+    assert_eq!(responses(&sock, Duration::from_secs(1)).await, vec![403]);
+    assert!(unknown_source_count("other", "rejected") >= 1.0);
     srv.shutdown().await;
 }
 

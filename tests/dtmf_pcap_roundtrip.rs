@@ -23,6 +23,7 @@ fn session(now: Instant, te: u8, signalling: Option<IpAddr>) -> RtpSession {
         ptime_ms: 20,
         direction: Direction::SendRecv,
         on_hold: false,
+        srtp: None,
     };
     let config = RtpConfig {
         signalling_ip: signalling,

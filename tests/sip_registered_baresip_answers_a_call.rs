@@ -11,8 +11,7 @@ use sip::endpoint::{ClientTxId, Event, Target};
 use sip::message::{HeaderName, Method, Request, Response};
 use support::agent::{AgentPhone, Answer};
 use support::sip_alone::*;
-use tokio::sync::mpsc;
-use veilig_bellen::sip_driver::SipEvent;
+use veilig_bellen::sip_driver::{SipEvent, SipEvents};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_phone_answers_when_called_at_its_registered_address() {
@@ -135,7 +134,7 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
 
 /// The final response to client transaction `id` (other events are skipped), within 10 s.
 async fn final_response(
-    events: &mut mpsc::Receiver<SipEvent>,
+    events: &mut SipEvents,
     id: ClientTxId,
 ) -> Result<Response, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

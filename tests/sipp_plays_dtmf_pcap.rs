@@ -99,6 +99,7 @@ fn receive_digits(sock: &UdpSocket, child: &mut Child, limit: Duration) -> Strin
         ptime_ms: 20,
         direction: Direction::SendRecv,
         on_hold: false,
+        srtp: None,
     };
     // sipp plays the pcap from loopback, where its SIP would come from (no SDP address here).
     let config = RtpConfig {

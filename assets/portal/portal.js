@@ -6,6 +6,8 @@
 // GET /api/v1/calls/events (no polling). Every state-changing request carries X-CSRF-Token from
 // <meta name="csrf-token">. When the stream drops the page says it is offline and reconnects; a
 // dead session sends the agent back to the login form. Texts come from the page (data-texts).
+// When an agent's phone did not take a call (agent_leg), the card says why in words: to that agent
+// (data-agent), and to supervisors (data-supervisor) for anyone's phone.
 'use strict';
 
 (() => {
@@ -81,6 +83,7 @@
   function calls() {
     const csrf = document.querySelector('meta[name="csrf-token"]').content;
     const me = body.dataset.agent;
+    const supervisor = 'supervisor' in body.dataset;
     const list = document.getElementById('calls');
     const empty = document.getElementById('no-calls');
     const offline = document.getElementById('offline');
@@ -333,6 +336,22 @@
         const warning = el('p', 'warning', T.warning_code_reused);
         warning.setAttribute('role', 'alert');
         article.append(warning);
+      }
+
+      const leg = call.agent_leg;
+      if (leg && (leg.agent === me || supervisor)) {
+        const status = leg.status === null || leg.status === undefined ? '' : leg.status;
+        let text;
+        if (leg.agent === me) {
+          text = fill(T[`agent_leg_${leg.reason}`] || T.agent_leg_refused, { status });
+        } else {
+          const why = fill(T[`agent_leg_why_${leg.reason}`] || leg.reason, { status });
+          text = fill(T.agent_leg_other, { name: leg.agent, why });
+        }
+        const note = el('p', 'agent-leg', text);
+        note.dataset.reason = leg.reason;
+        if (leg.agent === me) note.setAttribute('role', 'alert');
+        article.append(note);
       }
 
       if (call.agent) {

@@ -10,6 +10,7 @@
 //! * [`dtmf`]: the streaming in-band DTMF detector (ITU-T Q.23/Q.24, ETSI ES 201 235-3): one
 //!   [`dtmf::DtmfDetector`] per call; `push` samples (any length, typically one 160-sample RTP
 //!   frame), drain `poll_event`, and `finish` at the end of the stream.
+//! * [`level`]: the RMS level of a frame in dBFS (is the peer's audio heard at all?).
 //! * [`tone`]: what the caller hears while we work: cadenced Dutch ringback/busy tones and a looped
 //!   prompt, filling caller-supplied frames without clicks between frames.
 //! * `testsig` (feature `testsig`, tests and benches only): deterministic DTMF test signals with noise,
@@ -29,6 +30,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod level;
 #[cfg(feature = "testsig")]
 pub mod testsig;
 pub mod tone;

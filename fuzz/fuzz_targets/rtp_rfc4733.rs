@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         ptime_ms: 20,
         direction: Direction::SendRecv,
         on_hold: false,
+        srtp: None,
     };
     let mut session = RtpSession::new(t0, media, RtpConfig::default());
     let mut receiver = Rfc4733Receiver::new(8000);

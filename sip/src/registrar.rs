@@ -15,11 +15,15 @@
 //! * the Path header values, to become the Route set of requests to this contact (RFC 3327 §5.3);
 //! * Call-ID and CSeq, for the ordering rule of §10.3 step 7.
 //!
+//! [`Registrar::has_binding_from`] says whether an address holds a live binding (one hash lookup
+//! for one that does not), so the driver can answer an agent phone's OPTIONS keep-alive and drop a
+//! stranger's.
+//!
 //! Polling: after `handle_register`/`handle_timeout`, drain [`Registrar::poll_event`]; sleep until
 //! [`Registrar::poll_timeout`] (the next binding expiry) and then call `handle_timeout(now)`.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::message::{Contact, NameAddr, Uri};
@@ -169,6 +173,9 @@ pub enum RegistrarEvent {
 pub struct Registrar {
     config: RegistrarConfig,
     aors: HashMap<String, Vec<Binding>>,
+    /// How many stored bindings each source IP (canonical: IPv4-mapped as IPv4) holds; kept in step
+    /// with `aors` by `store` and `expire`, the only places that change it.
+    sources: HashMap<IpAddr, usize>,
     events: VecDeque<RegistrarEvent>,
 }
 
@@ -178,6 +185,7 @@ impl Registrar {
         Registrar {
             config,
             aors: HashMap::new(),
+            sources: HashMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -206,7 +214,7 @@ impl Registrar {
             if req.expires != Some(0) {
                 return Err(RegisterError::BadRequest("'*' Contact requires Expires: 0"));
             }
-            let current = self.aors.remove(&req.aor).unwrap_or_default();
+            let current = self.aors.get(&req.aor).cloned().unwrap_or_default();
             // §10.3 step 6/7: each binding goes only if this request is newer for it.
             let kept: Vec<Binding> = current
                 .into_iter()
@@ -285,6 +293,21 @@ impl Registrar {
         v
     }
 
+    /// Whether some live binding was registered from `ip` (an IPv4-mapped address counts as its
+    /// IPv4 address). For an address without one this is a single hash lookup, cheap enough to ask
+    /// for every packet a stranger sends.
+    pub fn has_binding_from(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = ip.to_canonical();
+        if !self.sources.contains_key(&ip) {
+            return false;
+        }
+        // A binding past its expiry stays stored until `handle_timeout`; it no longer counts.
+        self.aors
+            .values()
+            .flatten()
+            .any(|b| b.target.ip().to_canonical() == ip && b.expires_at > now)
+    }
+
     /// Drops lapsed bindings.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now, None);
@@ -312,7 +335,10 @@ impl Registrar {
 
     /// Replaces the bindings of `aor`, reporting a change in their number.
     fn store(&mut self, aor: &str, mut bindings: Vec<Binding>) -> Vec<Binding> {
-        let before = self.aors.get(aor).map_or(0, Vec::len);
+        let old = self.aors.get(aor).map(Vec::as_slice).unwrap_or_default();
+        let before = old.len();
+        count_sources(&mut self.sources, old, false);
+        count_sources(&mut self.sources, &bindings, true);
         if before != bindings.len() {
             self.events.push_back(RegistrarEvent::BindingsChanged {
                 aor: aor.to_string(),
@@ -334,9 +360,12 @@ impl Registrar {
             if only.is_some_and(|o| o != aor) {
                 continue;
             }
-            let n = bs.len();
-            bs.retain(|b| b.expires_at > now);
-            if bs.len() != n {
+            let (live, lapsed): (Vec<Binding>, Vec<Binding>) = std::mem::take(bs)
+                .into_iter()
+                .partition(|b| b.expires_at > now);
+            *bs = live;
+            if !lapsed.is_empty() {
+                count_sources(&mut self.sources, &lapsed, false);
                 changed.push((aor.clone(), bs.len()));
             }
         }
@@ -346,6 +375,21 @@ impl Registrar {
             }
             self.events
                 .push_back(RegistrarEvent::BindingsChanged { aor, bindings });
+        }
+    }
+}
+
+/// Adds (`add`) or removes the source IPs of `bindings` to or from the per-IP counts.
+fn count_sources(sources: &mut HashMap<IpAddr, usize>, bindings: &[Binding], add: bool) {
+    for b in bindings {
+        let ip = b.target.ip().to_canonical();
+        if add {
+            *sources.entry(ip).or_default() += 1;
+        } else if let Some(n) = sources.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                sources.remove(&ip);
+            }
         }
     }
 }
@@ -473,9 +517,61 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status(), 400);
         assert_eq!(r.lookup("agent", t).len(), 2);
+        while r.poll_event().is_some() {}
         let b = r.handle_register(t, &req(&["*"], Some(0), "c", 3)).unwrap();
         assert!(b.is_empty());
         assert!(r.lookup("agent", t).is_empty());
+        assert_eq!(
+            r.poll_event(),
+            Some(RegistrarEvent::BindingsChanged {
+                aor: "agent".into(),
+                bindings: 0
+            }),
+            "the application hears that the agent is gone"
+        );
+    }
+
+    #[test]
+    fn an_address_has_a_binding_while_one_registered_from_it_lives() {
+        let t = Instant::now();
+        let phone: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.8".parse().unwrap();
+        let mut r = Registrar::new(RegistrarConfig::default());
+        assert!(!r.has_binding_from(phone, t));
+        r.handle_register(t, &req(&["<sip:a@h1>", "<sip:a@h2>"], Some(60), "c", 1))
+            .unwrap();
+        assert!(r.has_binding_from(phone, t));
+        assert!(
+            r.has_binding_from(mapped, t),
+            "IPv4-mapped is the same address"
+        );
+        assert!(!r.has_binding_from(stranger, t));
+        // Lapsed but not yet dropped by handle_timeout: no longer live.
+        let later = t + Duration::from_secs(61);
+        assert!(!r.has_binding_from(phone, later));
+        r.handle_timeout(later);
+        assert!(r.sources.is_empty(), "{:?}", r.sources);
+
+        // One of two contacts removed: still registered; the other removed by `*`: not.
+        r.handle_register(t, &req(&["<sip:a@h1>", "<sip:a@h2>"], None, "d", 1))
+            .unwrap();
+        r.handle_register(t, &req(&["<sip:a@h1>;expires=0"], None, "d", 2))
+            .unwrap();
+        assert!(r.has_binding_from(phone, t));
+        r.handle_register(t, &req(&["*"], Some(0), "d", 3)).unwrap();
+        assert!(!r.has_binding_from(phone, t));
+        assert!(r.sources.is_empty(), "{:?}", r.sources);
+
+        // A phone that moved: the new address counts, the old one no longer.
+        r.handle_register(t, &req(&["<sip:a@h1>"], None, "e", 1))
+            .unwrap();
+        let mut moved = req(&["<sip:a@h1>"], None, "e", 2);
+        moved.source = "198.51.100.4:5060".parse().unwrap();
+        r.handle_register(t, &moved).unwrap();
+        assert!(!r.has_binding_from(phone, t));
+        assert!(r.has_binding_from("198.51.100.4".parse().unwrap(), t));
+        assert_eq!(r.sources.len(), 1);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //!      └──────────────── caller BYE / hang-up command / max wait ─────────────────────────────────▶ Ended
 //! ```
 //!
+//! An agent leg that goes back to waiting is an event: [`Action::AgentLegFailed`] says whose phone
+//! and why ([`AgentLegOutcome`]), and the view keeps it ([`CallMachine::agent_leg`]) until the next
+//! agent leg is tried. A ring timeout is `no_answer` when a phone sent a provisional response
+//! ([`CallMachine::handle_agent_progress`]), else `unreachable`: nothing ever answered the INVITE.
+//!
 //! Handing the caller over by REFER (RFC 3515, transferor side of RFC 5589 §6.1) is a state of its
 //! own, `Referring` (shown as `ringing`): with [`TransferMode::Refer`] an agent's answer sends REFER
 //! to the trunk (Refer-To the agent's phone) instead of ringing the agent ourselves, and a max wait
@@ -24,6 +29,7 @@
 //! answer comes back through [`CallMachine::handle_lookup`], so the lookup can take as long as the store
 //! needs while the caller hears the comfort signal.
 
+use super::agent_outcome::{AgentLegFailure, AgentLegOutcome};
 use super::collect::{CollectConfig, DigitCollector, DigitSource, Outcome};
 use super::registry::ShownAttribute;
 use super::{CallState, UnverifiedReason};
@@ -97,17 +103,6 @@ pub enum Classification {
     Unverified(UnverifiedReason),
 }
 
-/// Why the agent leg did not connect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AgentLegFailure {
-    /// The agent has no registered softphone.
-    NoContacts,
-    /// 486/600 or similar.
-    Busy,
-    /// Any other final error response.
-    Rejected,
-}
-
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -122,6 +117,9 @@ pub enum Action {
     RingAgent(AgentId),
     /// Stop ringing the agent (CANCEL outstanding INVITEs, BYE a late 200).
     CancelAgent,
+    /// The agent leg ended without connecting and the caller waits again: log it. The view shows it
+    /// ([`CallMachine::agent_leg`]) from the `Publish` that follows.
+    AgentLegFailed(AgentLegOutcome),
     /// Connect caller and agent (B2BUA relay, or direct media, per configuration).
     Bridge,
     /// REFER the trunk to this agent's newest registered phone; answer with
@@ -149,6 +147,8 @@ enum State {
     Ringing {
         agent: AgentId,
         until: Instant,
+        /// A phone sent a provisional response: a ring timeout is `no_answer`, not `unreachable`.
+        heard: bool,
     },
     /// A REFER is out: to the agent (`Some`) or to the overflow target (`None`).
     Referring {
@@ -173,6 +173,8 @@ pub struct CallMachine {
     transferred: bool,
     /// The agent who talked to the caller or got the call by REFER; kept after the end.
     agent_of_record: Option<AgentId>,
+    /// How the last agent leg failed; cleared when the next one is tried.
+    agent_leg: Option<AgentLegOutcome>,
     actions: VecDeque<Action>,
 }
 
@@ -187,6 +189,7 @@ impl CallMachine {
             waiting_since: None,
             transferred: false,
             agent_of_record: None,
+            agent_leg: None,
             actions: VecDeque::new(),
         };
         m.actions.push_back(Action::Publish);
@@ -221,6 +224,11 @@ impl CallMachine {
             State::Ended => self.agent_of_record.as_ref(),
             _ => None,
         }
+    }
+
+    /// How the last agent leg failed (whose phone, its status, why), until another one is tried.
+    pub fn agent_leg(&self) -> Option<&AgentLegOutcome> {
+        self.agent_leg.as_ref()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -325,17 +333,27 @@ impl CallMachine {
         }
     }
 
-    /// The agent leg failed before it connected: the caller goes back to waiting.
-    pub fn handle_agent_failed(&mut self, _now: Instant, _why: AgentLegFailure) {
-        if matches!(self.state, State::Ringing { .. }) {
-            self.back_to_waiting();
+    /// One of the agent's phones sent a provisional response (it is there, and maybe ringing).
+    pub fn handle_agent_progress(&mut self, _now: Instant) {
+        if let State::Ringing { heard, .. } = &mut self.state {
+            *heard = true;
+        }
+    }
+
+    /// The agent leg failed before it connected (`why`: the most telling of its phones' failures):
+    /// the caller goes back to waiting, and the view says why.
+    pub fn handle_agent_failed(&mut self, _now: Instant, why: AgentLegFailure) {
+        if let State::Ringing { agent, .. } = &self.state {
+            self.agent_leg_failed(why.of(agent.clone()));
         }
     }
 
     fn ring(&mut self, now: Instant, agent: AgentId) {
+        self.agent_leg = None;
         self.state = State::Ringing {
             agent: agent.clone(),
             until: now + self.config.agent_ring_timeout,
+            heard: false,
         };
         self.actions.push_back(Action::RingAgent(agent));
         self.actions.push_back(Action::Publish);
@@ -426,10 +444,20 @@ impl CallMachine {
                     }
                 }
             }
-            State::Ringing { until, .. } => {
+            State::Ringing {
+                agent,
+                until,
+                heard,
+            } => {
                 if now >= *until {
+                    let why = if *heard {
+                        AgentLegFailure::no_answer()
+                    } else {
+                        AgentLegFailure::unreachable()
+                    };
+                    let outcome = why.of(agent.clone());
                     self.actions.push_back(Action::CancelAgent);
-                    self.back_to_waiting();
+                    self.agent_leg_failed(outcome);
                 }
             }
             State::Referring { until, .. } => {
@@ -473,6 +501,12 @@ impl CallMachine {
         self.actions.push_back(Action::Publish);
     }
 
+    fn agent_leg_failed(&mut self, outcome: AgentLegOutcome) {
+        self.agent_leg = Some(outcome.clone());
+        self.actions.push_back(Action::AgentLegFailed(outcome));
+        self.back_to_waiting();
+    }
+
     fn back_to_waiting(&mut self) {
         self.state = State::Waiting;
         self.actions.push_back(Action::Publish);
@@ -495,6 +529,7 @@ impl CallMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::agent_outcome::AgentLegReason;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -600,28 +635,101 @@ mod tests {
         );
     }
 
+    fn outcome(status: Option<u16>, reason: AgentLegReason) -> AgentLegOutcome {
+        AgentLegOutcome {
+            agent: agent(),
+            status,
+            reason,
+        }
+    }
+
     #[test]
     fn an_agent_who_does_not_answer_in_20_s_returns_the_call_to_waiting() {
         let (mut m, t) = waiting_call(CallConfig::default());
         m.handle_answer_request(t, AgentId("agent".into()));
         drain(&mut m);
+        m.handle_agent_progress(t + ms(40));
         assert_eq!(m.poll_timeout(), Some(t + Duration::from_secs(20)));
         m.handle_timeout(t + Duration::from_secs(20) - ms(1));
         assert_eq!(m.state(), CallState::Ringing);
         m.handle_timeout(t + Duration::from_secs(20));
-        assert_eq!(drain(&mut m), vec![Action::CancelAgent, Action::Publish]);
+        let no_answer = outcome(None, AgentLegReason::NoAnswer);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                Action::CancelAgent,
+                Action::AgentLegFailed(no_answer.clone()),
+                Action::Publish
+            ]
+        );
         assert_eq!(m.state(), CallState::Waiting);
-        // Another agent can take it now.
+        assert_eq!(m.agent_leg(), Some(&no_answer), "shown while it waits");
+        // Another agent can take it now; their try clears the old outcome.
         m.handle_answer_request(t + Duration::from_secs(21), AgentId("b".into()));
         assert_eq!(m.state(), CallState::Ringing);
+        assert_eq!(m.agent_leg(), None);
     }
 
     #[test]
-    fn a_busy_agent_returns_the_call_to_waiting() {
+    fn a_ring_timeout_without_any_response_is_unreachable() {
         let (mut m, t) = waiting_call(CallConfig::default());
-        m.handle_answer_request(t, AgentId("agent".into()));
-        m.handle_agent_failed(t + ms(300), AgentLegFailure::Busy);
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_timeout(t + Duration::from_secs(20));
+        let unreachable = outcome(None, AgentLegReason::Unreachable);
+        assert!(drain(&mut m).contains(&Action::AgentLegFailed(unreachable.clone())));
+        assert_eq!(m.agent_leg(), Some(&unreachable));
+        // The next try starts unheard again.
+        m.handle_answer_request(t + Duration::from_secs(21), agent());
+        m.handle_agent_progress(t + Duration::from_secs(22));
+        m.handle_timeout(t + Duration::from_secs(41));
+        assert_eq!(
+            m.agent_leg(),
+            Some(&outcome(None, AgentLegReason::NoAnswer))
+        );
+    }
+
+    #[test]
+    fn a_refusing_phone_returns_the_call_to_waiting_and_says_why() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_agent_failed(t + ms(300), AgentLegFailure::response(488));
+        let refused = outcome(Some(488), AgentLegReason::NotAcceptable);
+        assert_eq!(
+            drain(&mut m),
+            vec![Action::AgentLegFailed(refused.clone()), Action::Publish]
+        );
         assert_eq!(m.state(), CallState::Waiting);
+        assert_eq!(m.agent(), None);
+        assert_eq!(m.agent_leg(), Some(&refused));
+        // A second failure report for the same leg changes nothing.
+        m.handle_agent_failed(t + ms(400), AgentLegFailure::response(486));
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.agent_leg(), Some(&refused));
+        // It stays through the end of the call.
+        m.handle_caller_gone(t + ms(900));
+        drain(&mut m);
+        assert_eq!(m.agent_leg(), Some(&refused));
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_while_it_rings_is_no_refusal() {
+        let (mut m, t) = waiting_call(CallConfig::default());
+        m.handle_answer_request(t, agent());
+        drain(&mut m);
+        m.handle_caller_gone(t + ms(500));
+        // The cancelled INVITE's 487 comes later.
+        m.handle_agent_failed(t + ms(600), AgentLegFailure::response(487));
+        m.handle_timeout(t + Duration::from_secs(30));
+        let actions = drain(&mut m);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::AgentLegFailed(_))),
+            "{actions:?}"
+        );
+        assert_eq!(m.agent_leg(), None);
     }
 
     #[test]

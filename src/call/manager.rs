@@ -28,7 +28,7 @@ use super::registry::Registry;
 use super::task::{self, CallInput, CallTaskContext};
 use super::{CallId, CallWarning};
 use crate::links::LinkService;
-use crate::sip_driver::{self, BoundAddrs, SipEvent, SipHandle};
+use crate::sip_driver::{self, BoundAddrs, SipEvent, SipEvents, SipHandle};
 use crate::tenant::Tenants;
 use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
 use sip::message::{HeaderName, Method, Request};
@@ -151,10 +151,14 @@ pub struct Routes {
     server_txs: HashMap<ServerTxId, CallId>,
     /// Client transactions of call tasks → call (timeouts, transport errors).
     pub client_txs: HashMap<ClientTxId, CallId>,
-    calls: HashMap<CallId, mpsc::UnboundedSender<CallInput>>,
+    calls: HashMap<CallId, mpsc::Sender<CallInput>>,
     /// Shutting down: new calls get 503 with Retry-After; live ones may finish.
     draining: bool,
 }
+
+/// Capacity of each call task's input queue: far more than a well-behaved dialog ever has in
+/// flight (a handful of requests and responses).
+const CALL_QUEUE: usize = 256;
 
 /// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.
 pub const AGENT_CALL_ID_PREFIX: &str = "vb-";
@@ -222,7 +226,7 @@ impl CallsProbe {
 /// Starts the manager task.
 pub fn spawn(
     ctx: CallContext,
-    events: mpsc::Receiver<SipEvent>,
+    events: SipEvents,
 ) -> (tokio::task::JoinHandle<()>, CallsProbe) {
     // Ports in an order drawn from the OS-seeded CSPRNG: one call's port tells nothing of the next.
     let port_key = RandomKey::from_bytes(rand::random());
@@ -253,7 +257,7 @@ pub fn spawn(
 
 async fn run(
     ctx: CallContext,
-    mut events: mpsc::Receiver<SipEvent>,
+    mut events: SipEvents,
     ports: SharedPortPool,
     routes: Arc<Mutex<Routes>>,
     relayed: Arc<AtomicU64>,
@@ -281,6 +285,7 @@ async fn run(
         routes: routes.clone(),
         ended: ended_tx,
         relayed,
+        sip_bound: ctx.sip_local.clone(),
     });
     let mut next_id: u64 = 1;
     loop {
@@ -288,7 +293,7 @@ async fn run(
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let SipEvent::Endpoint(event) = event else { continue };
-                dispatch(&task_ctx, &routes, &mut next_id, event).await;
+                dispatch(&task_ctx, &routes, &mut next_id, event);
             }
             Some(id) = ended_rx.recv() => {
                 let mut r = lock(&routes);
@@ -301,7 +306,7 @@ async fn run(
     }
 }
 
-async fn dispatch(
+fn dispatch(
     ctx: &Arc<CallTaskContext>,
     routes: &Arc<Mutex<Routes>>,
     next_id: &mut u64,
@@ -323,7 +328,7 @@ async fn dispatch(
         .and_then(|id| r.calls.get(&id).cloned())
     };
     if let Some(call) = target {
-        let _ = call.send(CallInput::Sip(event));
+        to_call(ctx, &call, event);
         return;
     }
     if let Event::Request {
@@ -333,7 +338,7 @@ async fn dispatch(
     } = &event
     {
         if from_stranger(&ctx.flow, request, source) {
-            turn_away(ctx, *id, request, source).await;
+            turn_away(ctx, *id, request, source);
             return;
         }
     }
@@ -343,7 +348,7 @@ async fn dispatch(
             request,
             source,
         } if request.method == Method::Invite && !has_to_tag(&request) => {
-            new_call(ctx, routes, next_id, id, request, source).await;
+            new_call(ctx, routes, next_id, id, request, source);
         }
         Event::Request { id, request, .. } if request.method != Method::Ack => {
             // No call knows this dialog (it ended, or never existed): RFC 3261 §12.2.2.
@@ -352,12 +357,30 @@ async fn dispatch(
             } else {
                 481
             };
-            let _ = ctx
-                .sip
-                .respond(id, sip_driver::tu::finish_response(&request, status, None))
-                .await;
+            ctx.sip
+                .reply(id, sip_driver::tu::finish_response(&request, status, None));
         }
         _ => {}
+    }
+}
+
+/// Hands `event` to its call's task without waiting. A call whose queue is full (a peer flooding
+/// one dialog) sheds: a request gets `503` with Retry-After, anything else is dropped (responses
+/// and ACKs are retransmitted); counted either way. A closed queue is a call that just ended.
+fn to_call(ctx: &CallTaskContext, call: &mpsc::Sender<CallInput>, event: Event) {
+    let Err(mpsc::error::TrySendError::Full(CallInput::Sip(event))) =
+        call.try_send(CallInput::Sip(event))
+    else {
+        return;
+    };
+    crate::metrics::global().sip_event_shed("call");
+    tracing::warn!("a call's event queue is full; shedding");
+    if let Event::Request { id, request, .. } = event {
+        if request.method != Method::Ack {
+            let mut resp = sip_driver::tu::finish_response(&request, 503, None);
+            resp.headers.push(HeaderName::RetryAfter, "1".to_string());
+            ctx.sip.reply(id, resp);
+        }
     }
 }
 
@@ -371,7 +394,7 @@ fn from_stranger(flow: &CallFlowConfig, request: &Request, source: &sip::endpoin
 
 /// A dialog-creating request from a stranger: dropped, or 403 with [`UnknownSources::Reject`].
 /// Counted; logged at debug level only (a scan must not flood the log).
-async fn turn_away(
+fn turn_away(
     ctx: &CallTaskContext,
     tx: ServerTxId,
     request: &Request,
@@ -387,15 +410,13 @@ async fn turn_away(
         UnknownSources::Reject => {
             metrics.unknown_source(invite, "rejected");
             tracing::debug!(from = %source.remote, method = %request.method.as_str(), "request from an address that is not a trunk refused with 403");
-            let _ = ctx
-                .sip
-                .respond(tx, sip_driver::tu::finish_response(request, 403, None))
-                .await;
+            ctx.sip
+                .reply(tx, sip_driver::tu::finish_response(request, 403, None));
         }
     }
 }
 
-async fn new_call(
+fn new_call(
     ctx: &Arc<CallTaskContext>,
     routes: &Arc<Mutex<Routes>>,
     next_id: &mut u64,
@@ -416,21 +437,19 @@ async fn new_call(
         let mut resp = sip_driver::tu::finish_response(&request, 503, None);
         resp.headers
             .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
-        let _ = ctx.sip.respond(tx, resp).await;
+        ctx.sip.reply(tx, resp);
         return;
     }
     let called = called_number(&request);
     let Some(tenant) = ctx.tenants.for_called(&called).cloned() else {
         tracing::info!("no municipality answers the called number; 404");
-        let _ = ctx
-            .sip
-            .respond(tx, sip_driver::tu::finish_response(&request, 404, None))
-            .await;
+        ctx.sip
+            .reply(tx, sip_driver::tu::finish_response(&request, 404, None));
         return;
     };
     let id = CallId(*next_id);
     *next_id += 1;
-    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = mpsc::channel(CALL_QUEUE);
     {
         let mut r = lock(routes);
         if let Some(call_id) = call_id_of(&request.headers) {
@@ -483,7 +502,7 @@ fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
 
 /// Without RTP ports we cannot take calls: answer every INVITE 503 and keep the SIP side polite
 /// (to trunks; strangers are turned away as always).
-async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
+async fn refuse_all(ctx: CallContext, mut events: SipEvents) {
     while let Some(event) = events.recv().await {
         if let SipEvent::Endpoint(Event::Request {
             id,
@@ -496,10 +515,8 @@ async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
             }
             if from_stranger(&ctx.config, &request, &source) {
                 if ctx.config.unknown_sources == UnknownSources::Reject {
-                    let _ = ctx
-                        .sip
-                        .respond(id, sip_driver::tu::finish_response(&request, 403, None))
-                        .await;
+                    ctx.sip
+                        .reply(id, sip_driver::tu::finish_response(&request, 403, None));
                 }
                 continue;
             }
@@ -508,10 +525,8 @@ async fn refuse_all(ctx: CallContext, mut events: mpsc::Receiver<SipEvent>) {
             } else {
                 481
             };
-            let _ = ctx
-                .sip
-                .respond(id, sip_driver::tu::finish_response(&request, status, None))
-                .await;
+            ctx.sip
+                .reply(id, sip_driver::tu::finish_response(&request, status, None));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The call path: one state machine per call, from the trunk's INVITE to the agent's softphone.
 //!
+//! - [`agent_outcome`]: why an agent leg did not connect (`agent_leg` in the call view).
 //! - [`collect`]: merging RFC 4733, SIP INFO and in-band digits into the link code, with timeouts.
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
 //! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
@@ -7,6 +8,7 @@
 //! - [`hold`]: the comfort signal for a caller the agent put on hold (relayed calls).
 //! - [`pacing`]: when the next 20 ms frame of a signal we play is due.
 
+pub mod agent_outcome;
 pub mod collect;
 pub mod direct;
 pub mod direct_sync;

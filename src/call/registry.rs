@@ -7,6 +7,7 @@
 //!
 //! Ended calls stay listed, without attributes or caller number, for [`Registry::ENDED_RETENTION`].
 
+use super::agent_outcome::AgentLegOutcome;
 use super::{CallId, CallState, CallWarning, UnverifiedReason};
 use crate::pii::Pii;
 use crate::tenant::{AgentId, TenantId};
@@ -63,6 +64,10 @@ pub struct CallView {
     /// Warnings about the call (`code_reused`), each once. Set through [`Registry::warn`] and kept
     /// when the call task publishes a new view; they outlive the call's end (no personal data).
     pub warnings: Vec<CallWarning>,
+    /// How the last agent leg failed (whose phone, its SIP status, why): set by the call task when
+    /// the call goes back to waiting, kept after that (and after the end), gone as soon as an agent
+    /// takes the call again ([`Registry::answer`]).
+    pub agent_leg: Option<AgentLegOutcome>,
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
@@ -220,6 +225,8 @@ impl Registry {
                 .map_err(|_| CommandError::Ended)?;
             entry.view.state = CallState::Ringing;
             entry.view.agent = Some(agent);
+            // A new agent leg: the last one's outcome no longer says anything.
+            entry.view.agent_leg = None;
             entry.view.clone()
         };
         let _ = self.events.send(CallEvent::Updated(snapshot));
@@ -299,7 +306,54 @@ mod tests {
             transferred: false,
             on_hold: false,
             warnings: Vec::new(),
+            agent_leg: None,
         }
+    }
+
+    #[test]
+    fn a_refused_agent_leg_is_shown_until_an_agent_takes_the_call_again() {
+        use crate::call::agent_outcome::{AgentLegFailure, AgentLegReason};
+        let reg = Registry::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut events = reg.subscribe();
+        reg.insert(view(1, CallState::Waiting), tx);
+        assert_eq!(reg.answer(CallId(1), AgentId("jan".into())), Ok(()));
+        let refused = AgentLegFailure::response(488).of(AgentId("jan".into()));
+        let mut back = view(1, CallState::Waiting);
+        back.agent_leg = Some(refused.clone());
+        reg.publish(back, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            reg.get(CallId(1)).and_then(|v| v.agent_leg),
+            Some(refused.clone())
+        );
+        let mut carried = false;
+        while let Ok(e) = events.try_recv() {
+            if let CallEvent::Updated(v) = e {
+                carried |= v.agent_leg.as_ref() == Some(&refused);
+            }
+        }
+        assert!(carried, "the outcome goes out on the bus");
+
+        // Taking the call again clears it at once, before the call task even runs.
+        assert_eq!(reg.answer(CallId(1), AgentId("piet".into())), Ok(()));
+        assert_eq!(reg.get(CallId(1)).and_then(|v| v.agent_leg), None);
+        match events.try_recv() {
+            Ok(CallEvent::Updated(v)) => assert_eq!(v.agent_leg, None),
+            other => panic!("{other:?}"),
+        }
+        while rx.try_recv().is_ok() {}
+
+        // After the end it stays (no personal data in it).
+        let mut last = view(1, CallState::Waiting);
+        last.agent_leg = Some(AgentLegFailure::no_answer().of(AgentId("piet".into())));
+        reg.publish(last, SystemTime::UNIX_EPOCH);
+        reg.end(CallId(1), SystemTime::UNIX_EPOCH);
+        let ended = reg.get(CallId(1)).expect("listed");
+        assert_eq!(ended.state, CallState::Ended);
+        assert_eq!(
+            ended.agent_leg.map(|o| (o.status, o.reason)),
+            Some((None, AgentLegReason::NoAnswer))
+        );
     }
 
     #[test]

@@ -34,6 +34,10 @@ mod dialog;
 #[path = "task_media.rs"]
 mod media;
 
+/// The digit an INFO request carries (RFC 6086 `application/dtmf-relay` or `application/dtmf`);
+/// public for the fuzz target.
+pub use dialog::dtmf_from_info;
+
 use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
 use super::hold::{AgentHold, HoldEvent};
 use super::machine::{Action, CallMachine, Classification};
@@ -79,6 +83,9 @@ pub struct CallTaskContext {
     /// This call flow's instance (random, per start): calls' store keys are
     /// `<call id>-<instance>` ([`super::manager::store_key`]), unique across restarts.
     pub instance: String,
+    /// Where the SIP driver listens: the agent leg's Contact names the TCP or TLS listener when
+    /// the phone is reached over it.
+    pub sip_bound: crate::sip_driver::BoundAddrs,
 }
 
 /// Input routed to a call by the manager.
@@ -100,6 +107,52 @@ struct MediaLeg {
     /// already running when the agent answered (the tail of the link code's last digit) is not
     /// relayed: the code is the caller's secret, not the agent's.
     relay_this_event: bool,
+    /// SRTP contexts when the leg negotiated `RTP/SAVP` (agents' phones on TLS); kept in step
+    /// with the RTP session's media by [`MediaLeg::srtp`].
+    srtp: Option<sip::rtp::srtp::SrtpStreams>,
+}
+
+impl MediaLeg {
+    /// The SRTP streams for what the leg negotiated last — built on first use and rebuilt when a
+    /// re-INVITE changed the suite or a key — or `Ok(None)` for plain RTP. `Err` when the leg is
+    /// secure but no context could be made: then nothing may be sent or accepted in clear.
+    fn srtp(&mut self) -> Result<Option<&mut sip::rtp::srtp::SrtpStreams>, ()> {
+        let Some(wanted) = self.rtp.as_ref().and_then(|r| r.media().srtp.as_ref()) else {
+            self.srtp = None;
+            return Ok(None);
+        };
+        if self.srtp.as_ref().map(|s| s.params()) != Some(wanted) {
+            match sip::rtp::srtp::SrtpStreams::new(wanted) {
+                Ok(streams) => self.srtp = Some(streams),
+                Err(e) => {
+                    tracing::error!("cannot set up SRTP for a call leg: {e}; its media stops");
+                    self.srtp = None;
+                    return Err(());
+                }
+            }
+        }
+        Ok(self.srtp.as_mut())
+    }
+
+    /// Sends the RTP packet `packet` to `dest`, as SRTP on a secure leg. Whether it went out.
+    fn send_rtp(&mut self, packet: &[u8], dest: SocketAddr) -> bool {
+        let protected;
+        let bytes = match self.srtp() {
+            Err(()) => return false,
+            Ok(None) => packet,
+            Ok(Some(streams)) => match streams.protect(packet) {
+                Ok(p) => {
+                    protected = p;
+                    &protected[..]
+                }
+                Err(e) => {
+                    tracing::debug!("SRTP protect failed: {e}");
+                    return false;
+                }
+            },
+        };
+        self.socket.try_send_to(bytes, dest).is_ok()
+    }
 }
 
 /// An INVITE sent to one of the agent's registered phones.
@@ -107,7 +160,8 @@ struct Fork {
     tx: ClientTxId,
     request: Request,
     target: Target,
-    done: bool,
+    /// How this fork failed; `None` while it may still answer (or after it won).
+    failed: Option<super::agent_outcome::AgentLegFailure>,
 }
 
 // One agent leg per call, moved rarely: the size difference costs nothing worth a Box.
@@ -173,7 +227,7 @@ pub async fn run(
     invite_tx: ServerTxId,
     invite: Request,
     source: Source,
-    mut inputs: mpsc::UnboundedReceiver<CallInput>,
+    mut inputs: mpsc::Receiver<CallInput>,
 ) {
     let Some(mut call) = answer::answer(&ctx, id, tenant, invite_tx, &invite, source).await else {
         let _ = ctx.ended.send(id);
@@ -263,6 +317,7 @@ impl Call {
             on_hold: self.hold.is_held() && self.machine.state() == CallState::Connected,
             // The registry keeps the warnings it was given ([`Registry::warn`]).
             warnings: Vec::new(),
+            agent_leg: self.machine.agent_leg().cloned(),
         }
     }
 
@@ -317,6 +372,8 @@ impl Call {
             self.send_comfort_frame(now);
         }
         if self.hold.handle_timeout(now) {
+            // The phone's music may have just stopped: ours starts afresh before this frame.
+            self.drive_hold();
             self.send_hold_frame(now);
         }
         if self.goodbye_at.is_some_and(|t| now >= t) {
@@ -497,22 +554,31 @@ impl Call {
     }
 
     /// The agent's hold started or ended: start the comfort signal afresh or stop it, and show it.
+    /// The phone's own music on hold started or stopped: after it, our signal starts afresh.
     /// Returns whether there was anything.
     fn drive_hold(&mut self) -> bool {
         let mut busy = false;
         while let Some(event) = self.hold.poll_event() {
             busy = true;
-            self.hold_signal = match event {
+            match event {
                 HoldEvent::Started => {
                     tracing::info!(call = %self.id, "the agent put the caller on hold");
-                    Some(self.waiting_signal())
+                    self.hold_signal = Some(self.waiting_signal());
+                    self.publish();
+                }
+                HoldEvent::PhoneMusicStarted => {
+                    tracing::debug!(call = %self.id, "the agent's phone plays its own music on hold");
+                }
+                HoldEvent::PhoneMusicStopped => {
+                    tracing::debug!(call = %self.id, "the agent's phone's music on hold stopped");
+                    self.hold_signal = Some(self.waiting_signal());
                 }
                 HoldEvent::Ended => {
                     tracing::info!(call = %self.id, "the caller is off hold");
-                    None
+                    self.hold_signal = None;
+                    self.publish();
                 }
-            };
-            self.publish();
+            }
         }
         busy
     }
@@ -546,9 +612,18 @@ impl Call {
             Action::StopComfort => self.comfort = None,
             Action::RingAgent(agent) => self.ring_agent(now, agent).await,
             Action::CancelAgent => self.hangup_agent().await,
+            Action::AgentLegFailed(outcome) => self.log_agent_leg_failed(&outcome),
             Action::Bridge => {
-                if self.ctx.flow.agent_media == AgentMedia::Direct {
+                // Direct media would put the trunk's plain RTP and the phone's SRTP end to end:
+                // both legs must agree, so a secure agent leg stays relayed.
+                let secure_agent = matches!(
+                    &self.agent,
+                    Some(AgentLeg::Connected { media, .. }) if media.sdp.is_secure()
+                );
+                if self.ctx.flow.agent_media == AgentMedia::Direct && !secure_agent {
                     self.start_direct_media(now);
+                } else if secure_agent && self.ctx.flow.agent_media == AgentMedia::Direct {
+                    tracing::info!(call = %self.id, "the agent's leg is SRTP and the trunk's is not: media stays relayed");
                 }
             }
             Action::ReferToAgent(agent) => self.refer_to_agent(now, agent).await,

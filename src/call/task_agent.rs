@@ -4,12 +4,15 @@
 //! a proxy), each with our SDP offer (RFC 3264 §5) on one fresh RTP port. The first 2xx wins: it is
 //! ACKed (RFC 3261 §13.2.2.4) and becomes the agent's UAC dialog (§12.1.2); the other forks are
 //! CANCELled (§9.1). A 2xx arriving later from a losing fork is ACKed and hung up with BYE. When
-//! every fork failed the machine hears why (busy or rejected). Hanging the agent leg up sends BYE
-//! to a connected phone or CANCEL to forks still ringing.
+//! every fork failed the machine hears the most telling reason (`agent_outcome.rs`: 488 is
+//! `not_acceptable`, a transport error or transaction timeout `unreachable`, …), and the call task
+//! logs it at INFO (call id, agent, status, reason; nothing about the caller). Hanging the agent leg
+//! up sends BYE to a connected phone or CANCEL to forks still ringing.
 
 use super::media::{bind_media, rtp_config};
 use super::{AgentLeg, Call, Fork, MediaLeg};
-use crate::call::machine::{AgentLegFailure, Classification};
+use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome};
+use crate::call::machine::Classification;
 use crate::call::manager::AGENT_CALL_ID_PREFIX;
 use crate::sip_driver::tu;
 use crate::tenant::AgentId;
@@ -17,7 +20,8 @@ use sip::dialog::Dialog;
 use sip::endpoint::{ClientTxId, Target};
 use sip::message::{HeaderName, Method, Request, Response};
 use sip::rtp::RtpSession;
-use sip::sdp::{Direction, LocalMedia, LocalSdp};
+use sip::sdp::{Direction, LocalMedia, LocalSdp, SrtpKey};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Call {
@@ -40,14 +44,18 @@ impl Call {
             Err(e) => {
                 tracing::warn!(call = %self.id, "agent's 200 OK unusable for a dialog: {e}");
                 self.agent = Some(AgentLeg::Ringing { forks, media });
-                self.fork_failed(now, tx, 500);
+                self.fork_failed(
+                    now,
+                    tx,
+                    AgentLegFailure::bad_answer(response.status.as_u16()),
+                );
                 return;
             }
         };
         let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
         for (i, other) in forks.iter().enumerate() {
-            if i != index && !other.done {
+            if i != index && other.failed.is_none() {
                 let _ = self.ctx.sip.cancel(other.tx).await;
             }
         }
@@ -70,23 +78,42 @@ impl Call {
         self.machine.handle_agent_answered(now);
     }
 
-    pub(super) fn fork_failed(&mut self, now: Instant, tx: ClientTxId, status: u16) {
+    /// A ringing fork sent a provisional response: the phone is there.
+    pub(super) fn fork_progress(&mut self, now: Instant, tx: ClientTxId) {
+        if let Some(AgentLeg::Ringing { forks, .. }) = &self.agent {
+            if forks.iter().any(|f| f.tx == tx) {
+                self.machine.handle_agent_progress(now);
+            }
+        }
+    }
+
+    /// Fork `tx` failed (`why`: its final response, or none). When it was the last one still
+    /// ringing, the agent leg is over and the machine hears the most telling of the forks' failures.
+    pub(super) fn fork_failed(&mut self, now: Instant, tx: ClientTxId, why: AgentLegFailure) {
         let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent else {
             return;
         };
         let Some(fork) = forks.iter_mut().find(|f| f.tx == tx) else {
             return;
         };
-        fork.done = true;
-        if forks.iter().all(|f| f.done) {
-            let why = if matches!(status, 486 | 600 | 603) {
-                AgentLegFailure::Busy
-            } else {
-                AgentLegFailure::Rejected
-            };
+        fork.failed.get_or_insert(why);
+        let all: Option<Vec<AgentLegFailure>> = forks.iter().map(|f| f.failed).collect();
+        if let Some(why) = all.and_then(|a| a.into_iter().reduce(AgentLegFailure::more_telling)) {
             self.agent = None;
             self.machine.handle_agent_failed(now, why);
         }
+    }
+
+    /// The INFO line for an agent leg that went back to waiting: our call id, the agent, the
+    /// phone's status and the reason. Never the caller's number or attributes.
+    pub(super) fn log_agent_leg_failed(&self, outcome: &AgentLegOutcome) {
+        tracing::info!(
+            call = %self.id,
+            agent = %outcome.agent,
+            status = outcome.status,
+            reason = %outcome.reason,
+            "the agent's phone did not take the call; the caller waits again"
+        );
     }
 
     /// A 2xx we no longer want (a losing fork, or after the call moved on): ACK it, then BYE it.
@@ -130,10 +157,21 @@ impl Call {
 
     pub(super) async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
         let bindings = self.agent_bindings(&agent).await;
+        let registered = bindings.len();
+        let policy = self
+            .tenant
+            .agents
+            .get(&agent)
+            .map(|a| a.srtp)
+            .unwrap_or_default();
+        let (bindings, secure) = policy.plan(bindings);
+        if bindings.is_empty() && registered > 0 {
+            tracing::info!(call = %self.id, agent = %agent, "the agent's SRTP is required, but no phone of theirs registered over TLS");
+        }
         if bindings.is_empty() {
             tracing::info!(call = %self.id, agent = %agent, "agent has no registered phone");
             self.machine
-                .handle_agent_failed(now, AgentLegFailure::NoContacts);
+                .handle_agent_failed(now, AgentLegFailure::unreachable());
             return;
         }
         let ip = self.trunk_media.local.addr;
@@ -142,7 +180,7 @@ impl Call {
             Err(e) => {
                 tracing::warn!(call = %self.id, "no RTP port for the agent leg: {e}");
                 self.machine
-                    .handle_agent_failed(now, AgentLegFailure::Rejected);
+                    .handle_agent_failed(now, AgentLegFailure::server_error());
                 return;
             }
         };
@@ -151,6 +189,10 @@ impl Call {
             rtp_port: lease.rtp_port(),
         };
         let mut sdp = LocalSdp::new(rand::random(), self.ctx.flow.media.clone());
+        if secure {
+            // A fresh master key per agent leg, from the OS-seeded CSPRNG; never logged.
+            sdp = sdp.with_srtp(SrtpKey::from_bytes(rand::random()));
+        }
         let offer = sdp.offer(local, Direction::SendRecv);
         let mut forks = Vec::new();
         for binding in bindings {
@@ -170,15 +212,16 @@ impl Call {
                         tx,
                         request,
                         target,
-                        done: false,
+                        failed: None,
                     });
                 }
                 Err(e) => tracing::warn!(call = %self.id, "could not INVITE an agent phone: {e}"),
             }
         }
         if forks.is_empty() {
+            // No INVITE could be sent to any phone (e.g. its connection is gone).
             self.machine
-                .handle_agent_failed(now, AgentLegFailure::Rejected);
+                .handle_agent_failed(now, AgentLegFailure::unreachable());
             return;
         }
         let media = MediaLeg {
@@ -189,6 +232,7 @@ impl Call {
             rtp: None,
             relayed_event: None,
             relay_this_event: false,
+            srtp: None,
         };
         self.agent = Some(AgentLeg::Ringing { forks, media });
     }
@@ -231,7 +275,7 @@ impl Call {
         );
         req.headers.push(HeaderName::CSeq, "1 INVITE");
         req.headers
-            .push(HeaderName::Contact, format!("<sip:veilig-bellen@{host}>"));
+            .push(HeaderName::Contact, self.agent_contact(binding.transport, &uri));
         for path in &binding.path {
             req.headers.push(HeaderName::Route, path.clone());
         }
@@ -246,6 +290,37 @@ impl Call {
     }
 
     /// `host:port` of our SIP address (IPv6 in brackets, as `SocketAddr` writes it).
+    /// Our Contact for an agent leg over `transport`: the listener of that transport, with
+    /// `;transport=tcp|tls` (RFC 3261 §19.1.4). Without it a phone on TLS would send its BYE and
+    /// re-INVITEs — SDP with SRTP keys included — in clear over UDP.
+    /// A phone that registered a `sips:` contact is called at it, and then our Contact is `sips:`
+    /// too (RFC 5630 §3.1.3: a dialog begun with a SIPS Request-URI stays TLS both ways).
+    fn agent_contact(&self, transport: sip::transaction::Transport, target: &sip::message::Uri) -> String {
+        use sip::transaction::Transport;
+        let bound = &self.ctx.sip_bound;
+        let port_in = |list: &[SocketAddr]| {
+            list.iter()
+                .find(|a| a.is_ipv4() == self.sip_local.is_ipv4())
+                .or(list.first())
+                .map(|a| a.port())
+        };
+        let (port, param) = match transport {
+            Transport::Udp => (Some(self.sip_local.port()), ""),
+            Transport::Tcp => (port_in(&bound.tcp), ";transport=tcp"),
+            Transport::Tls => (port_in(&bound.tls), ";transport=tls"),
+        };
+        let port = port.unwrap_or(self.sip_local.port());
+        let host = self.ctx.flow.contact_host.clone().unwrap_or_else(|| {
+            sip::endpoint::host_text(self.sip_local.ip())
+        });
+        if target.as_str().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+            && transport == Transport::Tls
+        {
+            return format!("<sips:veilig-bellen@{host}:{port}>");
+        }
+        format!("<sip:veilig-bellen@{host}:{port}{param}>")
+    }
+
     fn local_host(&self) -> String {
         self.sip_local.to_string()
     }
@@ -258,7 +333,7 @@ impl Call {
                 }
             }
             Some(AgentLeg::Ringing { forks, .. }) => {
-                for fork in forks.iter().filter(|f| !f.done) {
+                for fork in forks.iter().filter(|f| f.failed.is_none()) {
                     let _ = self.ctx.sip.cancel(fork.tx).await;
                 }
                 self.stale_forks.extend(forks);

@@ -139,6 +139,7 @@ pub(super) async fn answer(
             rtp,
             relayed_event: None,
             relay_this_event: false,
+            srtp: None,
         },
         detector: Some((DtmfDetector::new(), None)),
         // The tenant's greeting once, else silence, while the code comes in: trunks hang up

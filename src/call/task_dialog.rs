@@ -13,6 +13,7 @@
 use super::connect;
 use super::media::rtp_config;
 use super::{AgentLeg, Call, MediaLeg};
+use crate::call::agent_outcome::AgentLegFailure;
 use crate::call::collect::DigitSource;
 use crate::call::direct::{Leg, Offer};
 use crate::sip_driver::tu;
@@ -91,7 +92,8 @@ impl Call {
             Event::Timeout { id } | Event::TransportError { id } => {
                 if let sip::endpoint::TxId::Client(tx) = id {
                     if !self.handle_dialog_timeout(now, tx).await {
-                        self.fork_failed(now, tx, 408);
+                        // No final response from that phone at all: not one it sent.
+                        self.fork_failed(now, tx, AgentLegFailure::unreachable());
                     }
                 }
             }
@@ -252,12 +254,13 @@ impl Call {
         if let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent {
             if let Some(i) = forks.iter().position(|f| f.tx == id) {
                 if response.status.is_provisional() {
+                    self.fork_progress(now, id);
                     return;
                 }
                 if response.status.is_success() {
                     self.connect_agent(now, i, response).await;
                 } else {
-                    self.fork_failed(now, id, status);
+                    self.fork_failed(now, id, AgentLegFailure::response(status));
                 }
                 return;
             }
@@ -290,7 +293,7 @@ fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) -> Option<bool> {
 }
 
 /// The digit of an INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
-fn dtmf_from_info(request: &Request) -> Option<char> {
+pub fn dtmf_from_info(request: &Request) -> Option<char> {
     let content_type = request
         .headers
         .get(&HeaderName::ContentType)?

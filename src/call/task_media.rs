@@ -9,12 +9,14 @@
 //!   the link code).
 //! - The comfort signal (silence, ringback, prompt, busy tone) is sent to the trunk in 20 ms frames,
 //!   and so is the one the caller hears while the agent holds them (`hold.rs`), unless the agent's
-//!   phone sends its own audio meanwhile.
+//!   phone sends its own music on hold meanwhile: while held, its audio and comfort noise go
+//!   through `AgentHold`, which judges them by payload type and level and says whether to relay.
 //! - Setting a leg up: binding an RTP port from the pool and the RTP session configuration.
 
 use super::{AgentLeg, Call, MediaLeg};
 use crate::call::collect::DigitSource;
 use crate::call::direct::DirectMedia;
+use crate::call::hold::{AgentPacket, CN_PAYLOAD_TYPE};
 use crate::call::manager::CallFlowConfig;
 use dsp::dtmf::DtmfEvent;
 use dsp::tone::SignalSource;
@@ -92,19 +94,43 @@ impl Call {
         let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else {
             return;
         };
+        // On a secure leg only what authenticates with the phone's key is RTP at all: a forged or
+        // replayed packet never latches, is never heard and never carries an event.
+        let plain;
+        let bytes = match media.srtp() {
+            Err(()) => return,
+            Ok(None) => bytes,
+            Ok(Some(streams)) => match streams.unprotect(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(_) => {
+                    crate::metrics::global().srtp_rejected();
+                    return;
+                }
+            },
+        };
         let Some(rtp) = media.rtp.as_mut() else {
             return;
         };
         let codec = rtp.media().codec.kind();
         let relayed = match rtp.handle_packet(now, from, bytes) {
             Ok(Received::Audio(info)) => {
-                let relayed = relay_audio(now, codec, info.payload, &mut self.trunk_media);
-                if relayed {
-                    // The phone's own audio (its music on hold, say) wins over our comfort signal.
-                    self.hold.handle_agent_audio(now);
-                }
-                relayed
+                // While it holds, the phone's audio reaches the caller only as its music on hold:
+                // its silence gets our comfort signal instead (hold.rs).
+                let packet = AgentPacket::Audio {
+                    codec,
+                    payload: info.payload,
+                };
+                self.hold.handle_agent_packet(now, packet)
+                    && relay_audio(now, codec, info.payload, &mut self.trunk_media)
             }
+            Ok(Received::Unknown {
+                payload_type: CN_PAYLOAD_TYPE,
+            }) => self
+                .hold
+                .handle_agent_packet(now, AgentPacket::ComfortNoise),
             Ok(Received::TelephoneEvent(info)) => {
                 let new_event = media.relayed_event != Some(info.timestamp);
                 media.relayed_event = Some(info.timestamp);
@@ -160,7 +186,7 @@ impl Call {
 
 impl Call {
     /// A comfort frame is due while the agent holds the caller ([`AgentHold`](crate::call::hold)
-    /// paces them and leaves them out while the phone's own audio flows). Only while the trunk's
+    /// paces them and leaves them out while the phone's own music on hold plays). Only while the trunk's
     /// RTP comes to our relay, the agent leg is connected and no other signal (a goodbye) plays.
     pub(super) fn send_hold_frame(&mut self, now: Instant) {
         let relayed = !self
@@ -185,7 +211,7 @@ fn send_frame(now: Instant, source: &mut (dyn SignalSource + Send), leg: &mut Me
         encode(rtp.media().codec.kind(), &pcm, &mut payload);
         let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
         if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet) {
-            let _ = leg.socket.try_send_to(&packet[..len], dest);
+            leg.send_rtp(&packet[..len], dest);
         }
     }
 }
@@ -273,7 +299,7 @@ fn relay_audio(now: Instant, from: CodecKind, payload: &[u8], to: &mut MediaLeg)
     }
     let mut packet = [0u8; RTP_HEADER_LEN + 2048];
     match rtp.send_audio_into(now, &buf[..n], n as u32, &mut packet) {
-        Some((dest, len)) => to.socket.try_send_to(&packet[..len], dest).is_ok(),
+        Some((dest, len)) => to.send_rtp(&packet[..len], dest),
         None => false,
     }
 }
@@ -285,7 +311,7 @@ fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut Medi
     };
     let mut packet = [0u8; RTP_HEADER_LEN + 4];
     match rtp.send_event_segment_into(now, event, new_event, 0, &mut packet) {
-        Some((dest, len)) => to.socket.try_send_to(&packet[..len], dest).is_ok(),
+        Some((dest, len)) => to.send_rtp(&packet[..len], dest),
         None => false,
     }
 }

@@ -42,6 +42,7 @@ pub struct RawHttp {
     pub listen: Option<Spanned<String>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `[sip]`
@@ -59,6 +60,11 @@ pub struct RawSip {
     pub rtp_ports: Option<Spanned<String>>,
     pub realm: Option<Spanned<String>>,
     pub digest_algorithms: Option<Vec<Spanned<String>>>,
+    pub max_connections: Option<Spanned<Count>>,
+    pub max_connections_per_address: Option<Spanned<Count>>,
+    pub first_message_timeout: Option<Spanned<String>>,
+    pub messages_per_second_per_address: Option<Spanned<Count>>,
+    pub message_burst_per_address: Option<Spanned<Count>>,
 }
 
 /// `[irma]`
@@ -135,6 +141,7 @@ pub struct RawTenant {
     pub prompts: Option<Spanned<RawPrompts>>,
     pub calls: Option<Spanned<RawTenantCalls>>,
     pub caller_id_attribute: Option<Spanned<String>>,
+    pub srtp: Option<Spanned<String>>,
 }
 
 /// `[tenants.prompts]`: WAV files (8 kHz mono; 16-bit PCM, A-law or µ-law).
@@ -186,6 +193,7 @@ pub struct RawAgent {
     pub sip_password: Option<Spanned<String>>,
     pub sip_password_file: Option<Spanned<String>>,
     pub supervisor: Option<Spanned<Flag>>,
+    pub srtp: Option<Spanned<String>>,
 }
 
 /// Where the text came from, to turn spans into places a person can find.

@@ -76,7 +76,7 @@ impl Checker<'_, '_> {
 
     /// A whole number in `min..=max` (a TOML integer, or digits from an environment variable);
     /// `default` when absent.
-    fn count(
+    pub(super) fn count(
         &mut self,
         value: &Option<Spanned<Count>>,
         key: &str,

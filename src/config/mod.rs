@@ -33,7 +33,7 @@ use crate::irma::IrmaServerConfig;
 use crate::links::LinkConfig;
 use crate::pii::Pii;
 use crate::server::{IrmaBackend, ServerConfig};
-use crate::sip_driver::{Credentials, SipConfig, TlsConfig};
+use crate::sip_driver::{Credentials, SipConfig, StreamLimits, TlsConfig};
 use crate::tenant::{PasswordHash, TenantId, Tenants};
 
 pub use env::PREFIX as ENV_PREFIX;
@@ -66,6 +66,9 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Certificate and key when HTTP serves TLS itself.
     pub tls: Option<TlsConfig>,
+    /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` name the client; empty: the TCP peer
+    /// is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[sip]`
@@ -86,6 +89,11 @@ pub struct SipSettings {
     pub rtp_ports: RangeInclusive<u16>,
     pub realm: String,
     pub digest_algorithms: Vec<sip::auth::Algorithm>,
+    /// TCP/TLS connection limits (`max_connections`, `max_connections_per_address`,
+    /// `first_message_timeout`); the rest at their defaults.
+    pub streams: StreamLimits,
+    /// Messages per second (and burst) from one address outside the trunks.
+    pub message_rate: sip::ratelimit::RateConfig,
 }
 
 /// `[irma]`
@@ -115,6 +123,8 @@ impl Config {
         sip.tls_files = self.sip.tls.clone();
         sip.advertise = self.sip.advertise.clone();
         sip.digest_algorithms = self.sip.digest_algorithms.clone();
+        sip.streams = self.sip.streams;
+        sip.message_rate = self.sip.message_rate;
         sip.credentials = self
             .agents
             .iter()
@@ -127,6 +137,7 @@ impl Config {
             sip,
             http: self.http.listen,
             http_tls: self.http.tls.clone(),
+            trusted_proxies: crate::http::TrustedProxies::new(self.http.trusted_proxies.clone()),
             api_token: self.api_token.clone(),
             tenants: self.tenants.clone(),
             data_dir: self.data_dir.clone(),

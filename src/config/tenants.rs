@@ -157,18 +157,22 @@ impl Checker<'_, '_> {
             .map(|(j, link)| self.link(link, &format!("{prefix}.links[{j}]"), &known))
             .collect();
         let tenant_id = id.clone();
+        let tenant_srtp = self.srtp_policy(&raw.srtp, &format!("{prefix}.srtp"));
         let logins: Vec<Option<(Agent, AgentLogin)>> = raw
             .agents
             .unwrap_or_default()
             .into_iter()
             .enumerate()
             .map(|(j, agent)| {
-                self.agent(
-                    agent,
-                    &format!("{prefix}.agents[{j}]"),
-                    tenant_id.as_ref(),
-                    &mut seen.usernames,
-                )
+                let k = format!("{prefix}.agents[{j}]");
+                let srtp = match &agent.get_ref().srtp {
+                    None => tenant_srtp,
+                    Some(own) => self.srtp_policy(&Some(own.clone()), &format!("{k}.srtp")),
+                };
+                let (mut agent, login) =
+                    self.agent(agent, &k, tenant_id.as_ref(), &mut seen.usernames)?;
+                agent.srtp = srtp?;
+                Some((agent, login))
             })
             .collect();
 
@@ -424,6 +428,7 @@ impl Checker<'_, '_> {
             sip_username: username.clone(),
             password_hash: Some(hash.clone()),
             supervisor: supervisor?,
+            srtp: crate::tenant::SrtpPolicy::default(),
         };
         let login = AgentLogin {
             tenant: tenant?.clone(),
@@ -432,6 +437,23 @@ impl Checker<'_, '_> {
             sip_password: sip_password?,
         };
         Some((agent, login))
+    }
+}
+
+impl Checker<'_, '_> {
+    /// `srtp = "offer" | "required" | "off"` (default `offer`).
+    fn srtp_policy(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+    ) -> Option<crate::tenant::SrtpPolicy> {
+        match value {
+            None => Some(crate::tenant::SrtpPolicy::default()),
+            Some(v) => self.parse(v, key, |s| {
+                crate::tenant::SrtpPolicy::parse(s)
+                    .ok_or_else(|| format!("{s:?} is not `offer`, `required` or `off`"))
+            }),
+        }
     }
 }
 

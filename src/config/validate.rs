@@ -18,7 +18,7 @@ use crate::call::machine::{CallConfig, TransferMode};
 use crate::call::manager::{CallFlowConfig, UnknownSources};
 use crate::irma::{IrmaAuth, IrmaClient, IrmaServerConfig};
 use crate::pii::Pii;
-use crate::sip_driver::TlsConfig;
+use crate::sip_driver::{StreamLimits, TlsConfig};
 
 /// Defaults of keys that may be left out.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/veilig-bellen";
@@ -29,6 +29,8 @@ pub const DEFAULT_REALM: &str = "veilig-bellen";
 /// Secrets shorter than this are refused (API token, SIP passwords).
 const MIN_TOKEN_LEN: usize = 16;
 pub(super) const MIN_SIP_PASSWORD_LEN: usize = 8;
+/// Most TCP/TLS connections `sip.max_connections` may allow (each is a file descriptor).
+const MAX_SIP_CONNECTIONS: u32 = 100_000;
 
 /// Checks `raw`, pushing every problem to `errors`; the config when it could be built at all.
 pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
@@ -274,9 +276,17 @@ impl Checker<'_, '_> {
         let raw = raw.map(Spanned::into_inner).unwrap_or_default();
         let listen = self.or_default(&raw.listen, DEFAULT_HTTP_LISTEN, "http.listen", socket_addr);
         let tls = self.tls_pair(&raw.tls_cert, &raw.tls_key, "http", &span);
+        let trusted_proxies: Vec<Option<ipnet::IpNet>> = raw
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| self.parse(p, &format!("http.trusted_proxies[{i}]"), trusted_proxy))
+            .collect();
         Some(HttpSettings {
             listen: listen?,
             tls: tls.ok()?,
+            trusted_proxies: trusted_proxies.into_iter().collect::<Option<_>>()?,
         })
     }
 
@@ -365,6 +375,8 @@ impl Checker<'_, '_> {
                 })
                 .collect(),
         };
+        let streams = self.stream_limits(&raw);
+        let message_rate = self.message_rate(&raw);
         Some(SipSettings {
             listen: listen?,
             tls_listen: tls_listen.flatten(),
@@ -376,6 +388,63 @@ impl Checker<'_, '_> {
             rtp_ports: rtp_ports?,
             realm: realm?,
             digest_algorithms: digest_algorithms?,
+            streams: streams?,
+            message_rate: message_rate?,
+        })
+    }
+
+    fn message_rate(&mut self, raw: &RawSip) -> Option<sip::ratelimit::RateConfig> {
+        let defaults = sip::ratelimit::RateConfig::default();
+        let per_second = self.count(
+            &raw.messages_per_second_per_address,
+            "sip.messages_per_second_per_address",
+            defaults.per_second,
+            1,
+            100_000,
+        );
+        let burst = self.count(
+            &raw.message_burst_per_address,
+            "sip.message_burst_per_address",
+            defaults.burst,
+            1,
+            1_000_000,
+        );
+        Some(sip::ratelimit::RateConfig {
+            per_second: per_second?,
+            burst: burst?,
+            ..defaults
+        })
+    }
+
+    /// `sip.max_connections`, `sip.max_connections_per_address` (at most the former) and
+    /// `sip.first_message_timeout`.
+    fn stream_limits(&mut self, raw: &RawSip) -> Option<StreamLimits> {
+        let defaults = StreamLimits::default();
+        let total = self.count(
+            &raw.max_connections,
+            "sip.max_connections",
+            clamp_u32(defaults.max_connections),
+            1,
+            MAX_SIP_CONNECTIONS,
+        );
+        let per_address = self.count(
+            &raw.max_connections_per_address,
+            "sip.max_connections_per_address",
+            clamp_u32(defaults.max_connections_per_address),
+            1,
+            total.unwrap_or(MAX_SIP_CONNECTIONS),
+        );
+        let first_message = match &raw.first_message_timeout {
+            None => Some(defaults.first_message_timeout),
+            Some(v) => self.parse(v, "sip.first_message_timeout", |s| {
+                duration(s, Duration::from_secs(1), Duration::from_secs(600))
+            }),
+        };
+        Some(StreamLimits {
+            max_connections: usize::try_from(total?).ok()?,
+            max_connections_per_address: usize::try_from(per_address?).ok()?,
+            first_message_timeout: first_message?,
+            ..defaults
         })
     }
 
@@ -600,6 +669,22 @@ impl Checker<'_, '_> {
     }
 }
 
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One `http.trusted_proxies` entry: a CIDR or an address, but not every address (that would let
+/// any client write its own address into `X-Forwarded-For`).
+fn trusted_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let net = cidr(s)?;
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "{s:?} trusts every address, so any client could choose its own; list the proxies"
+        ));
+    }
+    Ok(net)
+}
+
 fn trim_newline(mut text: String) -> String {
     while text.ends_with('\n') || text.ends_with('\r') {
         text.pop();
@@ -688,6 +773,51 @@ sip_password = "jan-phone-secret"
         );
         assert!(!format!("{config:?}").contains("requestor-token"));
         assert!(!format!("{config:?}").contains("0123456789abcdef-token"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidrs_but_not_everyone() {
+        let default = load_str(MINIMAL, Path::new("vb.toml"), Vec::new()).unwrap();
+        assert!(default.server_config().trusted_proxies.is_empty());
+        let text = MINIMAL.replacen(
+            "[irma]\n",
+            "[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"2001:db8::/48\"]\n[irma]\n",
+            1,
+        );
+        let config = load_str(&text, Path::new("vb.toml"), Vec::new()).unwrap();
+        let trusted = config.server_config().trusted_proxies;
+        assert_eq!(trusted.nets().len(), 3);
+        for (ip, is) in [
+            ("127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("10.9.8.7", true),
+            ("2001:db8:0:ffff::1", true),
+            ("2001:db8:1::1", false),
+        ] {
+            assert_eq!(trusted.contains(ip.parse().unwrap()), is, "{ip}");
+        }
+        let env = vec![(
+            "VEILIG_BELLEN_HTTP__TRUSTED_PROXIES".to_owned(),
+            "[\"192.0.2.1\"]".to_owned(),
+        )];
+        let config = load_str(MINIMAL, Path::new("vb.toml"), env).unwrap();
+        let trusted = config.server_config().trusted_proxies;
+        assert!(trusted.contains("192.0.2.1".parse().unwrap()));
+
+        let errors = with(
+            "[irma]\n",
+            "[http]\ntrusted_proxies = [\"127.0.0.1\", \"proxy.example\", \"::/0\"]\n[irma]\n",
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("`http.trusted_proxies[1]`") && errors[0].contains("not a CIDR"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("`http.trusted_proxies[2]`")
+                && errors[1].contains("trusts every address"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -1087,6 +1217,109 @@ sip_password = "jan-phone-secret"
         assert_eq!(config.calls.max_calls, 40);
         let errors = errors_of(&format!("{MINIMAL}\n[calls]\ndigit_timeout = \"soon\"\n"));
         assert!(errors[0].contains("`calls.digit_timeout`"), "{errors:?}");
+    }
+
+    #[test]
+    fn sip_connection_limits_reach_the_driver() {
+        let defaults = load_str(MINIMAL, Path::new("vb.toml"), Vec::new()).unwrap();
+        assert_eq!(
+            defaults.server_config().sip.streams,
+            StreamLimits::default()
+        );
+
+        let text = MINIMAL.replacen(
+            "[irma]\n",
+            "[sip]\nmax_connections = 300\nfirst_message_timeout = \"15s\"\n[irma]\n",
+            1,
+        );
+        let env = vec![(
+            "VEILIG_BELLEN_SIP__MAX_CONNECTIONS_PER_ADDRESS".to_owned(),
+            "64".to_owned(),
+        )];
+        let streams = load_str(&text, Path::new("vb.toml"), env)
+            .unwrap()
+            .server_config()
+            .sip
+            .streams;
+        assert_eq!(streams.max_connections, 300);
+        assert_eq!(streams.max_connections_per_address, 64);
+        assert_eq!(streams.first_message_timeout, Duration::from_secs(15));
+        assert_eq!(streams.idle_timeout, StreamLimits::default().idle_timeout);
+
+        let errors = with(
+            "[irma]\n",
+            "[sip]\nmax_connections = 10\nmax_connections_per_address = 11\n[irma]\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .contains("`sip.max_connections_per_address`: must be a whole number from 1 to 10"),
+            "{errors:?}"
+        );
+        let errors = with(
+            "[irma]\n",
+            "[sip]\nmax_connections = 0\nfirst_message_timeout = \"1h\"\n[irma]\n",
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("`sip.max_connections`"), "{errors:?}");
+        assert!(
+            errors[1].contains("`sip.first_message_timeout`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn srtp_is_set_per_tenant_and_per_agent() {
+        use crate::tenant::{AgentId, SrtpPolicy};
+        let srtp_of = |text: &str| {
+            let config = load_str(text, Path::new("vb.toml"), vec![]).unwrap();
+            let tenant = config.tenants.iter().next().unwrap().clone();
+            tenant.agents[&AgentId("jan".into())].srtp
+        };
+        assert_eq!(srtp_of(MINIMAL), SrtpPolicy::Offer);
+        let tenant_wide = MINIMAL.replacen(
+            "disclosure = ",
+            "srtp = \"required\"\ndisclosure = ",
+            1,
+        );
+        assert_eq!(srtp_of(&tenant_wide), SrtpPolicy::Required);
+        let agent_own = format!("{tenant_wide}srtp = \"off\"\n");
+        assert_eq!(srtp_of(&agent_own), SrtpPolicy::Off);
+        let errors = errors_of(&format!("{MINIMAL}srtp = \"maybe\"\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`tenants[0].agents[0].srtp`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_per_address_message_rate_is_configurable_and_checked() {
+        let defaults = load_str(MINIMAL, Path::new("vb.toml"), vec![]).unwrap();
+        assert_eq!(
+            defaults.server_config().sip.message_rate,
+            sip::ratelimit::RateConfig::default()
+        );
+        let text = MINIMAL.replacen(
+            "[irma]\n",
+            "[sip]\nmessages_per_second_per_address = 20\nmessage_burst_per_address = 40\n[irma]\n",
+            1,
+        );
+        let rate = load_str(&text, Path::new("vb.toml"), vec![])
+            .unwrap()
+            .server_config()
+            .sip
+            .message_rate;
+        assert_eq!((rate.per_second, rate.burst), (20, 40));
+        let errors = with(
+            "[irma]\n",
+            "[sip]\nmessages_per_second_per_address = 0\n[irma]\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`sip.messages_per_second_per_address`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

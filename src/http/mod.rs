@@ -8,11 +8,13 @@
 //! | `GET /button-demo` | a page with the button (only when [`PublicState::demo_page`]) |
 //!
 //! Protections: a per-client token bucket on `/api/` ([`rate_limit`]; serve with
-//! `into_make_service_with_connect_info::<SocketAddr>()` so clients are told apart), CORS only for
+//! `into_make_service_with_connect_info::<SocketAddr>()` and [`client_addr::identify`] so clients
+//! are told apart, also behind a reverse proxy), CORS only for
 //! the tenants' configured website origins (and a browser's `Origin` must belong to the tenant the
 //! request is about), request bodies of at most 1 KiB, and every error as one JSON shape
 //! ([`error::ApiError`]). No response ever contains a link code or an IRMA requestor token.
 
+pub mod client_addr;
 pub mod error;
 pub mod login;
 pub mod portal;
@@ -31,6 +33,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::links::LinkService;
+pub use client_addr::{ClientAddr, TrustedProxies};
 pub use error::ApiError;
 pub use rate_limit::{RateLimit, RateLimiter};
 

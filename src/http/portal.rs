@@ -30,6 +30,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, AuditEntry, AuditVia};
+use crate::http::ClientAddr;
 pub use auth::{AgentAuth, AgentSession, AuthError, Caller, CSRF_HEADER, SESSION_COOKIE};
 use i18n::Lang;
 
@@ -186,6 +187,7 @@ async fn portal_page(
                 name: &agent.display_name,
                 tenant_name: &tenant.display_name,
                 csrf: &session.csrf,
+                supervisor: agent.supervisor,
             },
         ),
         None => page::login(lang),
@@ -276,15 +278,22 @@ fn secure_request(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-async fn login(State(auth): State<Arc<AgentAuth>>, request: Request) -> Response {
-    match login_inner(&auth, request).await {
+async fn login(
+    State(auth): State<Arc<AgentAuth>>,
+    ClientAddr(address): ClientAddr,
+    request: Request,
+) -> Response {
+    match login_inner(&auth, address, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn login_inner(auth: &Arc<AgentAuth>, request: Request) -> Result<Response, PortalError> {
-    let address: IpAddr = crate::http::rate_limit::client_ip(&request);
+async fn login_inner(
+    auth: &Arc<AgentAuth>,
+    address: IpAddr,
+    request: Request,
+) -> Result<Response, PortalError> {
     let headers = request.headers().clone();
     if !same_origin(&headers) {
         return Err(PortalError::Forbidden);
@@ -456,6 +465,7 @@ mod tests {
                 sip_username: "clerk".into(),
                 password_hash: Some(hash),
                 supervisor: false,
+                srtp: crate::tenant::SrtpPolicy::default(),
             },
         );
         let auth = Arc::new(AgentAuth::new(

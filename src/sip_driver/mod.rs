@@ -26,9 +26,23 @@
 //! both are empty (the endpoint's documented order). Time is `tokio::time::Instant` converted to
 //! std, so tests can pause it.
 //!
+//! With a [`TrunkGate`] ([`SipConfig::gate`]), a request from outside the trunks that would start
+//! something (no To tag) — INVITE, SUBSCRIBE, REFER, NOTIFY, MESSAGE, PUBLISH, and OPTIONS — is
+//! dropped, or answered `403` statelessly, before the transaction layer sees it, and counted. The
+//! one exception is an OPTIONS from an address where an agent phone holds a live registration
+//! (its keep-alive, [`Tu::has_registration_from`]). So a scanner (svmap) elsewhere hears nothing.
+//! REGISTER is answered from anywhere, since agents' phones roam: unknown and known usernames get
+//! the same 401 ([`tu`]), so there is nothing to enumerate.
+//!
 //! A source that failed digest authentication too often ([`sip::ratelimit`]) has its REGISTERs
-//! dropped before parsing; OPTIONS and calls from that address are still answered. An account many
-//! sources guessed at backs off those sources (503 with Retry-After), never a fresh address.
+//! dropped before parsing; its other requests are treated as those of any other address. An
+//! account many sources guessed at backs off those sources (503 with Retry-After), never a fresh
+//! address.
+//!
+//! With a [`TrunkGate`], every message from an address outside the trunks first passes a token
+//! bucket per address ([`SipConfig::message_rate`]); over it, it is dropped unparsed. Trunks are
+//! never limited per address. Events reach the application in three queues ([`SipEvents`]), so a
+//! flood of new requests sheds only new requests (`503`), never an event of a call in progress.
 //!
 //! The [`Endpoint`] gets a key drawn from the OS at start ([`EndpointConfig::key`]), so its
 //! branches, tags and Call-IDs are unpredictable, and it accepts a response only from the address or
@@ -55,7 +69,7 @@ use sip::endpoint::{
 use sip::message::validate::Policy;
 use sip::message::{HeaderName, Method, Request, Response};
 use sip::random::RandomKey;
-use sip::ratelimit::LimitConfig;
+use sip::ratelimit::{LimitConfig, MessageRate, RateConfig};
 use sip::registrar::{Binding, RegistrarConfig, RegistrarEvent};
 use sip::transaction::{TimerConfig, Transport};
 use tokio::net::{TcpListener, UdpSocket};
@@ -113,9 +127,14 @@ pub struct SipConfig {
     pub timers: TimerConfig,
     /// Pass requests the TU does not handle to the application (the call flow).
     pub forward_requests: bool,
-    /// Who may start dialogs (the trunks); `None`: everyone. Checked before the transaction
-    /// layer, so a stranger's INVITE gets no `100 Trying`, no transaction and no state at all.
+    /// Who may start dialogs and have OPTIONS answered (the trunks, plus registered phones for
+    /// OPTIONS); `None`: everyone. Checked before the transaction layer, so a stranger's INVITE
+    /// gets no `100 Trying`, no transaction and no state at all.
     pub gate: Option<TrunkGate>,
+    /// Messages per second from one address outside the trunks (with a gate; trunks are never
+    /// limited per address: they carry every citizen's call). Over it, messages are dropped
+    /// before parsing and counted (`sip_events_shed_total{queue="source"}`).
+    pub message_rate: RateConfig,
 }
 
 /// The trunks, as the driver enforces them (`sip.trunks`, `sip.unknown_sources`).
@@ -140,18 +159,24 @@ pub fn in_trunks(trunks: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
     trunks.iter().any(|net| net.contains(&ip))
 }
 
-/// Methods that start a dialog or stand alone and reach the call flow; REGISTER (the registrar's,
-/// from phones anywhere), OPTIONS (keep-alives) and ACK/CANCEL (matched to transactions) are not
-/// among them. A stranger's other tagless request (a stray BYE or INFO) goes on to the call flow,
-/// which turns it away by the same [`in_trunks`] test.
-const GATED_METHODS: [&[u8]; 6] = [
+/// Methods a stranger may not send outside a dialog: those that start a dialog or stand alone and
+/// reach the call flow, and OPTIONS, which is answered outside the trunks only for an address with
+/// a live registration ([`KEEPALIVE`]). REGISTER (the registrar's, from phones anywhere) and
+/// ACK/CANCEL (matched to transactions) are not among them. A stranger's other tagless request (a
+/// stray BYE or INFO) goes on to the call flow, which turns it away by the same [`in_trunks`] test.
+const GATED_METHODS: [&[u8]; 7] = [
     b"INVITE ",
     b"SUBSCRIBE ",
     b"REFER ",
     b"NOTIFY ",
     b"MESSAGE ",
     b"PUBLISH ",
+    KEEPALIVE,
 ];
+
+/// An agent phone's keep-alive (and a scanner's probe): answered from trunks and from addresses
+/// where a phone is registered, turned away elsewhere.
+const KEEPALIVE: &[u8] = b"OPTIONS ";
 
 impl SipConfig {
     /// UDP and TCP on `addr`, realm `realm`, no agents, defaults elsewhere.
@@ -171,6 +196,7 @@ impl SipConfig {
             timers: TimerConfig::default(),
             forward_requests: false,
             gate: None,
+            message_rate: RateConfig::default(),
         }
     }
 }
@@ -213,6 +239,75 @@ pub enum SipEvent {
     Registration(RegistrarEvent),
 }
 
+/// The events of a running driver, in three queues read in order of precedence, so that a flood
+/// of new requests never costs a call in progress anything:
+///
+/// 1. what belongs to an existing transaction (responses, timeouts, transport errors, CANCELs
+///    of our INVITE server transactions) and registrar changes: never dropped. Their number is
+///    bounded by the transactions that exist, which the endpoint bounds;
+/// 2. requests inside a dialog (a To tag) and ACKs for 2xx: bounded; when full, a request is
+///    answered `503` with Retry-After (the peer retries) and an ACK is dropped (our 2xx is resent
+///    until one gets through);
+/// 3. requests that would start something new (no To tag): bounded; when full, answered `503`.
+///
+/// Every shed event is counted (`sip_events_shed_total{queue}`).
+pub struct SipEvents {
+    existing: mpsc::UnboundedReceiver<SipEvent>,
+    in_dialog: mpsc::Receiver<SipEvent>,
+    fresh: mpsc::Receiver<SipEvent>,
+}
+
+impl SipEvents {
+    /// The next event, existing transactions first, then dialogs, then new requests; `None` once
+    /// the driver has stopped and every queue is drained.
+    pub async fn recv(&mut self) -> Option<SipEvent> {
+        tokio::select! {
+            biased;
+            Some(ev) = self.existing.recv() => Some(ev),
+            Some(ev) = self.in_dialog.recv() => Some(ev),
+            Some(ev) = self.fresh.recv() => Some(ev),
+            else => None,
+        }
+    }
+}
+
+/// Capacity of the in-dialog queue of [`SipEvents`].
+pub const IN_DIALOG_QUEUE: usize = 4096;
+/// Capacity of the new-request queue of [`SipEvents`].
+pub const NEW_REQUEST_QUEUE: usize = 1024;
+
+/// The driver's ends of [`SipEvents`].
+struct EventQueues {
+    existing: mpsc::UnboundedSender<SipEvent>,
+    in_dialog: mpsc::Sender<SipEvent>,
+    fresh: mpsc::Sender<SipEvent>,
+}
+
+impl EventQueues {
+    fn new() -> (EventQueues, SipEvents) {
+        let (existing_tx, existing) = mpsc::unbounded_channel();
+        let (in_dialog_tx, in_dialog) = mpsc::channel(IN_DIALOG_QUEUE);
+        let (fresh_tx, fresh) = mpsc::channel(NEW_REQUEST_QUEUE);
+        (
+            EventQueues {
+                existing: existing_tx,
+                in_dialog: in_dialog_tx,
+                fresh: fresh_tx,
+            },
+            SipEvents {
+                existing,
+                in_dialog,
+                fresh,
+            },
+        )
+    }
+
+    /// Whether the application stopped listening.
+    fn is_closed(&self) -> bool {
+        self.existing.is_closed()
+    }
+}
+
 /// A running driver.
 pub struct SipServer {
     /// Where we listen.
@@ -220,7 +315,7 @@ pub struct SipServer {
     /// Commands into the driver.
     pub handle: SipHandle,
     /// Events out of the driver.
-    pub events: mpsc::Receiver<SipEvent>,
+    pub events: SipEvents,
     /// The driver task; it ends when the shutdown future completes.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -246,10 +341,16 @@ enum Command {
     Stats(oneshot::Sender<EndpointStats>),
 }
 
+/// A final answer the sender does not wait for ([`SipHandle::reply`]).
+struct Reply(ServerTxId, Box<Response>);
+
 /// Sends commands to the driver. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SipHandle {
     tx: mpsc::Sender<Command>,
+    /// Unbounded, yet bounded in practice: at most one reply per request event, and those come
+    /// out of the bounded queues of [`SipEvents`].
+    replies: mpsc::UnboundedSender<Reply>,
     resolver: Arc<resolve::Resolver>,
 }
 
@@ -291,6 +392,13 @@ impl SipHandle {
         self.call(|r| Command::Respond(id, Box::new(response), r))
             .await?
             .map_err(DriverError::from)
+    }
+
+    /// Answers server transaction `id` without waiting for the driver: for the stateless-like
+    /// refusals (503, 404, 481, 403) of a loop that must not stall under a flood. Errors (the
+    /// transaction is gone) are logged by the driver.
+    pub fn reply(&self, id: ServerTxId, response: Response) {
+        let _ = self.replies.send(Reply(id, Box::new(response)));
     }
 
     /// Sends a request (not ACK/CANCEL) to `target`; its responses arrive as events with the id.
@@ -348,7 +456,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SipServer, DriverError> {
     let (in_tx, in_rx) = mpsc::channel(4096);
-    let streams = Streams::new(config.streams, in_tx.clone());
+    let trunks = config
+        .gate
+        .as_ref()
+        .map_or_else(Vec::new, |g| g.trunks.clone());
+    let streams = Streams::new(config.streams, trunks, in_tx.clone());
     let mut tasks = JoinSet::new();
     let mut local = BoundAddrs::default();
     let mut udp = HashMap::new();
@@ -435,7 +547,8 @@ pub async fn run(
         now,
     );
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let (queues, events) = EventQueues::new();
     let driver = Driver {
         endpoint,
         tu,
@@ -445,19 +558,21 @@ pub async fn run(
         pending: HashMap::new(),
         streams,
         tasks,
-        events: ev_tx,
+        events: queues,
         forward: config.forward_requests,
         gate: config.gate.clone(),
+        rate: MessageRate::new(config.message_rate),
     };
-    let task = tokio::spawn(driver.run(in_rx, cmd_rx, shutdown));
+    let task = tokio::spawn(driver.run(in_rx, cmd_rx, reply_rx, shutdown));
     tracing::info!(?local, "SIP listening");
     Ok(SipServer {
         local,
         handle: SipHandle {
             tx: cmd_tx,
+            replies: reply_tx,
             resolver: Arc::default(),
         },
-        events: ev_rx,
+        events,
         task,
     })
 }
@@ -495,9 +610,10 @@ struct Driver {
     pending: HashMap<SocketAddr, Vec<Bytes>>,
     streams: Streams,
     tasks: JoinSet<()>,
-    events: mpsc::Sender<SipEvent>,
+    events: EventQueues,
     forward: bool,
     gate: Option<TrunkGate>,
+    rate: MessageRate,
 }
 
 impl Driver {
@@ -505,6 +621,7 @@ impl Driver {
         mut self,
         mut input: mpsc::Receiver<NetInput>,
         mut commands: mpsc::Receiver<Command>,
+        mut replies: mpsc::UnboundedReceiver<Reply>,
         shutdown: impl Future<Output = ()> + Send,
     ) {
         tokio::pin!(shutdown);
@@ -529,6 +646,12 @@ impl Driver {
                     let now = tokio::time::Instant::now().into_std();
                     self.on_command(now, cmd);
                 }
+                Some(Reply(id, response)) = replies.recv() => {
+                    let now = tokio::time::Instant::now().into_std();
+                    if let Err(e) = self.endpoint.respond(now, id, *response) {
+                        tracing::debug!(error = %e, "reply to a transaction that is gone");
+                    }
+                }
                 _ = sleep => {
                     let now = tokio::time::Instant::now().into_std();
                     self.endpoint.handle_timeout(now);
@@ -552,6 +675,9 @@ impl Driver {
                 framing_error,
                 ..
             } => {
+                if self.over_rate(now, remote) {
+                    return;
+                }
                 if bytes.starts_with(b"REGISTER ") && self.tu.is_blocked(remote, now) {
                     return;
                 }
@@ -646,7 +772,7 @@ impl Driver {
             self.on_event(now, ev);
         }
         while let Some(ev) = self.tu.poll_event() {
-            let _ = self.events.try_send(SipEvent::Registration(ev));
+            let _ = self.events.existing.send(SipEvent::Registration(ev));
         }
     }
 
@@ -657,7 +783,7 @@ impl Driver {
             source,
         } = ev
         else {
-            self.emit(ev);
+            self.emit(now, ev);
             return;
         };
         match self
@@ -671,22 +797,14 @@ impl Driver {
             }
             TuOutcome::Forward => {
                 if self.forward && !self.events.is_closed() {
-                    let ev = Event::Request {
-                        id,
-                        request,
-                        source,
-                    };
-                    if let Err(mpsc::error::TrySendError::Full(SipEvent::Endpoint(
-                        Event::Request { request, .. },
-                    ))) = self.events.try_send(SipEvent::Endpoint(ev))
-                    {
-                        tracing::warn!("application event queue full; answering 503");
-                        let _ = self.endpoint.respond(
-                            now,
+                    self.emit(
+                        now,
+                        Event::Request {
                             id,
-                            tu::finish_response(&request, 503, None),
-                        );
-                    }
+                            request,
+                            source,
+                        },
+                    );
                 } else {
                     let (code, allow) = fallback(&request.method);
                     let mut resp = tu::finish_response(&request, code, None);
@@ -699,15 +817,58 @@ impl Driver {
         }
     }
 
-    fn emit(&mut self, ev: Event) {
-        if self.forward {
-            let _ = self.events.try_send(SipEvent::Endpoint(ev));
+    /// Hands `ev` to the application, in the queue its kind belongs in ([`SipEvents`]); a request
+    /// that finds its queue full is answered `503` with Retry-After, an ACK is dropped. Counted.
+    fn emit(&mut self, now: Instant, ev: Event) {
+        if !self.forward {
+            return;
+        }
+        let (queue, label) = match &ev {
+            Event::Request { request, .. } if has_to_tag(request) => {
+                (&self.events.in_dialog, "in_dialog")
+            }
+            Event::Request { .. } => (&self.events.fresh, "new"),
+            Event::Ack { .. } => (&self.events.in_dialog, "in_dialog"),
+            _ => {
+                let _ = self.events.existing.send(SipEvent::Endpoint(ev));
+                return;
+            }
+        };
+        let Err(mpsc::error::TrySendError::Full(SipEvent::Endpoint(ev))) =
+            queue.try_send(SipEvent::Endpoint(ev))
+        else {
+            return;
+        };
+        crate::metrics::global().sip_event_shed(label);
+        if let Event::Request { id, request, .. } = ev {
+            tracing::warn!(queue = label, method = %request.method, "application event queue full; answering 503");
+            let mut resp = tu::finish_response(&request, 503, None);
+            resp.headers.push(HeaderName::RetryAfter, "1".to_string());
+            if let Err(e) = self.endpoint.respond(now, id, resp) {
+                tracing::debug!(error = %e, "could not answer 503");
+            }
+        } else {
+            tracing::warn!(queue = label, "application event queue full; ACK dropped");
         }
     }
 
-    /// A request from outside the trunks that would start a dialog (no To tag): dropped, or
-    /// answered 403 statelessly, before the transaction layer sees it; counted. `true` when it
-    /// was turned away.
+    /// Whether a message from `remote`, outside the trunks, exceeds its address's rate: then it is
+    /// dropped unparsed and counted. Trunks, and every source when no gate is set, pass.
+    fn over_rate(&mut self, now: Instant, remote: SocketAddr) -> bool {
+        let Some(gate) = &self.gate else {
+            return false;
+        };
+        if gate.admits(remote.ip()) || self.rate.allow(remote.ip(), now) {
+            return false;
+        }
+        crate::metrics::global().sip_event_shed("source");
+        tracing::debug!(%remote, "message over the per-address rate dropped");
+        true
+    }
+
+    /// A request from outside the trunks that would start a dialog (no To tag), or an OPTIONS
+    /// from an address without a live registration: dropped, or answered 403 statelessly, before
+    /// the transaction layer sees it; counted. `true` when it was turned away.
     fn turned_away(
         &mut self,
         now: Instant,
@@ -721,6 +882,9 @@ impl Driver {
         };
         if gate.admits(remote.ip()) || !GATED_METHODS.iter().any(|m| bytes.starts_with(m)) {
             return false;
+        }
+        if bytes.starts_with(KEEPALIVE) && self.tu.has_registration_from(remote.ip(), now) {
+            return false; // an agent phone's keep-alive
         }
         let Ok(request) = Request::parse(bytes.clone()) else {
             return false; // the endpoint answers or drops malformed input as always
@@ -808,6 +972,10 @@ fn fallback(method: &Method) -> (u16, bool) {
         | Method::Options => (481, false),
         _ => (405, true),
     }
+}
+
+fn has_to_tag(request: &Request) -> bool {
+    request.headers.to().is_ok_and(|to| to.tag().is_some())
 }
 
 fn allow_value() -> String {

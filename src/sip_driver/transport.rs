@@ -6,13 +6,18 @@
 //! connection's outgoing channel. Streams are cut into messages by the sans-IO
 //! [`StreamFramer`]; a framing error (RFC 4475 ncl, mcl01) passes the unframed bytes up once, so the
 //! loop can answer 400, and then closes the connection after a short linger. Connections are
-//! limited in number ([`StreamLimits::max_connections`]) and closed after
-//! [`StreamLimits::idle_timeout`] without traffic (which also ends a stream that announced more
-//! body than it sends, RFC 4475 clerr).
+//! limited in number, in all ([`StreamLimits::max_connections`]) and per remote address except the
+//! trunks' ([`StreamLimits::max_connections_per_address`]; the counting is [`admission`]'s), so a
+//! slowloris from one address cannot lock out the agents' phones. An accepted connection that has
+//! not sent a complete message within [`StreamLimits::first_message_timeout`] (TLS handshake
+//! included) is closed; one that has is closed after [`StreamLimits::idle_timeout`] without
+//! traffic (which also ends a stream that announced more body than it sends, RFC 4475 clerr).
+
+mod admission;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,9 +25,15 @@ use sip::message::framer::{Frame, StreamFramer};
 use sip::transaction::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+
+use admission::{Admission, Ticket};
+
+/// Longest TLS handshake of an accepted connection (a trunk's too).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Identifies one TCP or TLS connection for the lifetime of the driver.
 pub type ConnId = u64;
@@ -62,6 +73,13 @@ pub enum NetInput {
 pub struct StreamLimits {
     /// Most TCP+TLS connections open at once (in and out); more are refused at accept.
     pub max_connections: usize,
+    /// Most TCP+TLS connections open at once with one remote address (in and out; an IPv6
+    /// address counts by its /64); more are refused at accept. The trunks are exempt: only
+    /// `max_connections` bounds them.
+    pub max_connections_per_address: usize,
+    /// An accepted connection (not a trunk's) that has not sent a complete SIP message this long
+    /// after it was accepted (TLS handshake included) is closed. Keep-alives do not count.
+    pub first_message_timeout: Duration,
     /// A connection without traffic for this long is closed.
     pub idle_timeout: Duration,
     /// Largest header section accepted on a stream.
@@ -71,11 +89,13 @@ pub struct StreamLimits {
 }
 
 impl Default for StreamLimits {
-    /// 1024 connections, 10 minutes idle (phones refresh registrations well within that),
-    /// 16 KiB heads, 64 KiB bodies.
+    /// 1024 connections, 32 per address, 20 seconds to the first message, 10 minutes idle (phones
+    /// refresh registrations well within that), 16 KiB heads, 64 KiB bodies.
     fn default() -> Self {
         StreamLimits {
             max_connections: 1024,
+            max_connections_per_address: 32,
+            first_message_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(600),
             max_head: 16 * 1024,
             max_body: 64 * 1024,
@@ -87,32 +107,101 @@ impl Default for StreamLimits {
 #[derive(Debug, Clone)]
 pub struct Streams {
     ids: Arc<AtomicU64>,
-    permits: Arc<Semaphore>,
+    admission: Arc<Mutex<Admission>>,
     limits: StreamLimits,
     input: mpsc::Sender<NetInput>,
 }
 
+/// An admitted connection's place in the budget, given back when its task ends.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    ticket: Option<Ticket>,
+}
+
+impl Slot {
+    fn is_trunk(&self) -> bool {
+        self.ticket.as_ref().is_some_and(Ticket::is_trunk)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            lock(&self.admission).release(ticket);
+        }
+    }
+}
+
+/// The counting holds no invariant a panic elsewhere could break halfway, so a poisoned lock is
+/// still good.
+fn lock(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    admission.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Streams {
-    pub fn new(limits: StreamLimits, input: mpsc::Sender<NetInput>) -> Self {
+    /// Streams within `limits`; connections with `trunks` are exempt from the per-address limit
+    /// and the first-message timeout.
+    pub fn new(
+        limits: StreamLimits,
+        trunks: Vec<ipnet::IpNet>,
+        input: mpsc::Sender<NetInput>,
+    ) -> Self {
+        let admission = Admission::new(
+            limits.max_connections,
+            limits.max_connections_per_address,
+            trunks,
+        );
         Streams {
             ids: Arc::new(AtomicU64::new(1)),
-            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            admission: Arc::new(Mutex::new(admission)),
             limits,
             input,
         }
     }
 
+    /// A place in the budget for a connection with `remote`, or `None` after counting the refusal
+    /// and (at most every [`admission::WARN_INTERVAL`]) warning about it.
+    fn admit(&self, remote: SocketAddr, outgoing: bool) -> Option<Slot> {
+        let now = Instant::now().into_std();
+        let (refused, open, open_from_remote) = {
+            let mut admission = lock(&self.admission);
+            match admission.admit(now, remote.ip()) {
+                Ok(ticket) => {
+                    return Some(Slot {
+                        admission: self.admission.clone(),
+                        ticket: Some(ticket),
+                    })
+                }
+                Err(refused) => (refused, admission.open(), admission.open_from(remote.ip())),
+            }
+        };
+        let limit = refused.limit.as_str();
+        crate::metrics::global().sip_connection_refused(limit);
+        match refused.warn {
+            Some(count) => tracing::warn!(
+                %remote,
+                limit,
+                outgoing,
+                open,
+                open_from_remote,
+                refused_since_last_warning = count,
+                "TCP/TLS connection limit reached; refusing connections"
+            ),
+            None => tracing::debug!(%remote, limit, outgoing, "connection refused"),
+        }
+        None
+    }
+
     /// Opens an outgoing TCP connection to `remote` and sends `first` on it (RFC 3261 §18.1.1:
     /// a request to a contact whose connection is gone).
     pub fn connect(&self, tasks: &mut JoinSet<()>, remote: SocketAddr, first: Bytes) {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "connection limit reached; not connecting");
+        let Some(slot) = self.admit(remote, true) else {
             let _ = self.input.try_send(NetInput::ConnectFailed { remote });
             return;
         };
         let this = self.clone();
         tasks.spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(remote));
             let stream = match connect.await {
                 Ok(Ok(s)) => s,
@@ -131,11 +220,14 @@ impl Streams {
             let Ok(local) = stream.local_addr() else {
                 return;
             };
-            this.run_connection(stream, Transport::Tcp, local, remote, Some(first))
+            this.run_connection(stream, Transport::Tcp, local, remote, Some(first), None)
                 .await;
         });
     }
 
+    /// Runs one connection until it ends. `first`: bytes to send at once (an outgoing
+    /// connection's request). `first_message_by`: when the peer's first complete message must have
+    /// arrived (`None`: no such limit, only the idle timeout).
     async fn run_connection<S>(
         &self,
         stream: S,
@@ -143,6 +235,7 @@ impl Streams {
         local: SocketAddr,
         remote: SocketAddr,
         first: Option<Bytes>,
+        mut first_message_by: Option<Instant>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -172,10 +265,17 @@ impl Streams {
         let idle = self.limits.idle_timeout;
         let mut failed = false;
         loop {
+            let idle_at = Instant::now() + idle;
+            let wake = first_message_by.map_or(idle_at, |by| by.min(idle_at));
             tokio::select! {
-                r = tokio::time::timeout(idle, rd.read(&mut buf)) => {
+                r = tokio::time::timeout_at(wake, rd.read(&mut buf)) => {
                     let n = match r {
                         Ok(Ok(0)) | Ok(Err(_)) => break,
+                        Err(_) if first_message_by.is_some_and(|by| by <= idle_at) => {
+                            tracing::debug!(%remote, "closing a connection that sent no message in time");
+                            crate::metrics::global().sip_connections_closed_silent.inc();
+                            break;
+                        }
                         Err(_) => {
                             tracing::debug!(%remote, "closing idle connection");
                             break;
@@ -185,9 +285,13 @@ impl Streams {
                     let data = buf.get(..n).unwrap_or_default();
                     framer.push(data);
                     unframed.extend_from_slice(data);
-                    if !self.drain_frames(&mut framer, &mut unframed, conn, transport, local, remote).await {
-                        failed = true;
-                        break;
+                    match self.drain_frames(&mut framer, &mut unframed, conn, transport, local, remote).await {
+                        None => {
+                            failed = true;
+                            break;
+                        }
+                        Some(0) => {}
+                        Some(_) => first_message_by = None,
                     }
                 }
                 out = out_rx.recv() => match out {
@@ -222,7 +326,8 @@ impl Streams {
         let _ = self.input.send(NetInput::Closed { conn }).await;
     }
 
-    /// Pops every complete frame. `false` after a framing error (the connection must close).
+    /// Pops every complete frame and passes it up. How many were messages (not keep-alives);
+    /// `None` after a framing error (the connection must close).
     async fn drain_frames(
         &self,
         framer: &mut StreamFramer,
@@ -231,19 +336,23 @@ impl Streams {
         transport: Transport,
         local: SocketAddr,
         remote: SocketAddr,
-    ) -> bool {
+    ) -> Option<usize> {
+        let mut messages = 0;
         loop {
             let input = match framer.pop() {
                 Ok(None) => break,
                 Ok(Some(Frame::KeepAlive)) => NetInput::KeepAlive { conn },
-                Ok(Some(Frame::Message(bytes))) => NetInput::Packet {
-                    transport,
-                    local,
-                    remote,
-                    conn: Some(conn),
-                    bytes,
-                    framing_error: false,
-                },
+                Ok(Some(Frame::Message(bytes))) => {
+                    messages += 1;
+                    NetInput::Packet {
+                        transport,
+                        local,
+                        remote,
+                        conn: Some(conn),
+                        bytes,
+                        framing_error: false,
+                    }
+                }
                 Err(e) => {
                     tracing::info!(%remote, error = %e, "stream framing error; closing");
                     let bytes = std::mem::take(unframed).freeze();
@@ -258,18 +367,18 @@ impl Streams {
                             framing_error: true,
                         })
                         .await;
-                    return false;
+                    return None;
                 }
             };
             if self.input.send(input).await.is_err() {
-                return false;
+                return None;
             }
         }
         // Keep only what the framer still holds.
         let keep = framer.buffered();
         let drop = unframed.len().saturating_sub(keep);
         let _ = unframed.split_to(drop);
-        true
+        Some(messages)
     }
 }
 
@@ -326,25 +435,33 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, stream
                         continue;
                     }
                 };
-                let Ok(permit) = streams.permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, "connection limit reached; refusing");
+                let accepted_at = Instant::now();
+                let Some(slot) = streams.admit(remote, false) else {
                     drop(stream);
                     continue;
                 };
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
+                let first_by = (!slot.is_trunk())
+                    .then(|| accepted_at + streams.limits.first_message_timeout);
                 let streams = streams.clone();
                 let tls = tls.clone();
                 conns.spawn(async move {
-                    let _permit = permit;
+                    let _slot = slot;
                     match tls {
-                        None => streams.run_connection(stream, transport, local, remote, None).await,
+                        None => streams.run_connection(stream, transport, local, remote, None, first_by).await,
                         Some(acceptor) => {
-                            let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
-                            match hs.await {
-                                Ok(Ok(s)) => streams.run_connection(s, transport, local, remote, None).await,
+                            let limit = accepted_at + TLS_HANDSHAKE_TIMEOUT;
+                            let hs_by = first_by.map_or(limit, |by| by.min(limit));
+                            match tokio::time::timeout_at(hs_by, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => streams.run_connection(s, transport, local, remote, None, first_by).await,
                                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                                Err(_) => {
+                                    tracing::debug!(%remote, "TLS handshake timed out");
+                                    if first_by.is_some() {
+                                        crate::metrics::global().sip_connections_closed_silent.inc();
+                                    }
+                                }
                             }
                         }
                     }

@@ -2,7 +2,8 @@
 //! digest authentication (§22.4, RFC 8760) with failed-login limiting per source and per account
 //! ([`sip::ratelimit`]), and says which
 //! requests it leaves to the call flow. (Out-of-dialog OPTIONS are answered by the endpoint with
-//! the driver's [`POLICY`](super::POLICY).) No I/O: `now` is passed in.
+//! the driver's [`POLICY`](super::POLICY) — with a trunk gate only those from trunks and from
+//! addresses [`Tu::has_registration_from`] knows.) No I/O: `now` is passed in.
 //!
 //! REGISTER processing order: syntax checks that need no secret first (To must be a sip/sips AOR
 //! with a user — RFC 4475 unksm2 gets 400 —, Contact, Expires), then the failure limiter (the
@@ -12,9 +13,13 @@
 //! authorisation (the authenticated user must be the AOR's user, else 403), then the registrar
 //! (200 listing every binding with its expiry, 423 with Min-Expires, 400). A success forgives only
 //! that source's failures on that account.
+//!
+//! No user oracle (what svwar looks for): an unknown username is challenged and refused exactly
+//! like a known one with a wrong password — 401, the same headers, a digest computed either way —
+//! and counts against the source and the (hashed) account name alike.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use sip::auth::{Authenticator, DigestConfig, DigestResponse, Secret};
@@ -109,6 +114,12 @@ impl Tu {
     /// Whether REGISTERs from `source` are to be dropped unread (too many failed logins).
     pub fn is_blocked(&self, source: SocketAddr, now: Instant) -> bool {
         self.limiter.is_blocked(source.ip(), now)
+    }
+
+    /// Whether an agent phone holds a live registration from `ip` (its OPTIONS keep-alives are
+    /// answered even from outside the trunks). One hash lookup for an address without one.
+    pub fn has_registration_from(&self, ip: IpAddr, now: Instant) -> bool {
+        self.registrar.has_binding_from(ip, now)
     }
 
     /// The live bindings of an agent, highest q first.
@@ -539,6 +550,82 @@ mod tests {
         let r = outcome(&mut t, now, &register("agent", 2, Some(a))).unwrap();
         assert_eq!(r.status.as_u16(), 403);
         assert!(t.lookup("agent", now).is_empty());
+    }
+
+    /// Status line and header names, in order: what a scanner (svwar) compares between names.
+    fn shape(r: &Response) -> (u16, String, Vec<String>) {
+        let text = String::from_utf8_lossy(&r.to_bytes()).into_owned();
+        let mut lines = text.split("\r\n");
+        let status = lines.next().unwrap_or_default().to_string();
+        let names = lines
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split(':').next())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        (r.status.as_u16(), status, names)
+    }
+
+    #[test]
+    fn an_unknown_user_is_answered_like_a_known_one() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        // Without credentials: the same challenge.
+        let known = outcome(&mut t, now, &register("agent", 1, None)).unwrap();
+        let unknown = outcome(&mut t, now, &register("nobody", 1, None)).unwrap();
+        assert_eq!(shape(&known).0, 401);
+        assert_eq!(shape(&known), shape(&unknown));
+        // With credentials (a wrong password; a user we do not have): the same refusal.
+        let guess = |user: &str, ch: &Response| {
+            authorize(
+                &challenge(ch, 1),
+                user,
+                "guess",
+                "REGISTER",
+                "sip:127.0.0.1",
+                "cn",
+                1,
+            )
+        };
+        let known = outcome(
+            &mut t,
+            now,
+            &register("agent", 2, Some(guess("agent", &known))),
+        )
+        .unwrap();
+        let unknown = outcome(
+            &mut t,
+            now,
+            &register("nobody", 2, Some(guess("nobody", &unknown))),
+        )
+        .unwrap();
+        assert_eq!(shape(&known).0, 401);
+        assert_eq!(shape(&known), shape(&unknown));
+        // Both counted: the third failure from this source blocks it, whichever names it tried.
+        let r = outcome(&mut t, now, &register("nobody", 3, None)).unwrap();
+        let a = authorize(
+            &challenge(&r, 1),
+            "nobody",
+            "again",
+            "REGISTER",
+            "sip:127.0.0.1",
+            "cn",
+            1,
+        );
+        outcome(&mut t, now, &register("nobody", 4, Some(a))).unwrap();
+        assert!(t.is_blocked(SRC.parse().unwrap(), now));
+    }
+
+    #[test]
+    fn a_registered_phones_address_is_known_until_its_binding_lapses() {
+        let now = Instant::now();
+        let mut t = tu(now);
+        let phone: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!(!t.has_registration_from(phone, now));
+        assert_eq!(login(&mut t, now, SRC, "agent", "pw").status.as_u16(), 200);
+        assert!(t.has_registration_from(phone, now));
+        assert!(!t.has_registration_from("192.0.2.11".parse().unwrap(), now));
+        // `register` asks for 300 s.
+        assert!(!t.has_registration_from(phone, now + Duration::from_secs(301)));
     }
 
     #[test]

@@ -110,6 +110,9 @@ impl AttributeKey {
             Ok(mut file) => {
                 file.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
+                // The file's name must outlive a power cut as well: attributes sealed from now on
+                // open with this key only, and a lost name would make the next start draw another.
+                fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
                 return Ok(AttributeKey::from_bytes(&raw));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

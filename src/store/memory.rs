@@ -167,4 +167,9 @@ impl SessionStore for MemoryStore {
     fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>> {
         Box::pin(std::future::ready(self.with(ops::pending)))
     }
+    fn end_cut_off_calls(&self, now: UnixSeconds) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(
+            self.with(|tx| ops::end_cut_off_calls(tx, now)),
+        ))
+    }
 }

@@ -5,12 +5,17 @@
 //! sees plaintext attributes.
 //!
 //! ```text
-//!            set_disclosed            bind (single use)        consume / hold expiry
-//!  Pending ───────────────▶ Disclosed ─────────────────▶ Bound ───────────────────▶ Consumed
+//!            set_disclosed            bind (single use)      consume / hold expiry / restart
+//!  Pending ───────────────▶ Disclosed ─────────────────▶ Bound ─────────────────────────▶ Consumed
 //!     │ set_failed / expiry      │ expiry
 //!     ▼                          ▼
 //!  Cancelled / Expired        Expired
 //! ```
+//!
+//! After an unclean stop (a crash, `kill -9`, power loss) every committed step is there and no
+//! other: a `Pending` row is watched again ([`SessionStore::pending`]), a `Disclosed` code still
+//! waits for its call, and a `Bound` row — its call died with the process — is ended at startup
+//! ([`SessionStore::end_cut_off_calls`]): its code stays used, its attributes are purged.
 //!
 //! [`SessionStore`] is object-safe (`Arc<dyn SessionStore>`) and async: every method returns a
 //! boxed future. Each method is one atomic step *in the store* (one write transaction), never
@@ -280,4 +285,12 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// All `Pending` rows (to resume watching their IRMA sessions after a restart).
     fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>>;
+
+    /// At startup, before this process takes a call: every `Bound` row → `Consumed`, its
+    /// attributes purged; returns how many. Those calls died with the process that ran them (a
+    /// crash or `kill -9` never reports a call's end), and attributes go when the call ends; the
+    /// code stays used. Right only while one process owns the store, as redb's file lock makes
+    /// sure; a store shared by several processes must end only the calls of the instance that
+    /// died (the instance is part of the call key).
+    fn end_cut_off_calls(&self, now: UnixSeconds) -> StoreFuture<'_, usize>;
 }

@@ -191,6 +191,18 @@ pub fn purge_expired(
     Ok(purged)
 }
 
+/// Ends every `Bound` row ([`rules::end_cut_off_call`]); how many.
+pub fn end_cut_off_calls(tx: &mut dyn Tx, now: UnixSeconds) -> Result<usize, StoreError> {
+    let mut ended = 0;
+    for row in tx.all_rows()? {
+        if let Some(change) = rules::end_cut_off_call(&row, now) {
+            write(tx, &change)?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
 pub fn pending(tx: &mut dyn Tx) -> Result<Vec<SessionRow>, StoreError> {
     Ok(tx
         .all_rows()?

@@ -2,8 +2,15 @@
 //!
 //! Every operation is one redb write transaction, committed with redb's default `Immediate`
 //! durability: when a method returns, its change is on disk and survives `kill -9` and power loss.
-//! redb allows one write transaction at a time (also across processes in its multi-writer mode),
-//! which is what makes [`SessionStore::bind`] single-use without any in-process lock.
+//! A process killed *during* a write leaves the file as the last commit left it: redb writes a
+//! transaction's pages copy-on-write and makes them current by one checksummed commit-slot write,
+//! so a row, its code and call entries and its sealed attributes change together or not at all;
+//! the next [`RedbStore::open`] repairs redb's allocator state after such a stop.
+//! redb allows one write transaction at a time, which is what makes [`SessionStore::bind`]
+//! single-use without any in-process lock. The file is opened in redb's default
+//! `ExclusiveWriter` mode: a lock the kernel drops when the process dies keeps any other process
+//! (a second `serve` on the same data directory) out, which is what lets
+//! [`SessionStore::end_cut_off_calls`] end every bound call at startup.
 //! The blocking redb calls run on tokio's blocking pool.
 //!
 //! Tables: `sessions` (frontend token → row as JSON), `codes` (code → token), `calls`
@@ -50,6 +57,13 @@ impl RedbStore {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| StoreError::Backend(format!("restricting {}: {e}", path.display())))?;
+        }
+        // redb syncs the file on every commit, not the directory that names it: sync that once, so
+        // a newly created database is not lost to a power cut with everything committed into it.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::Backend(format!("syncing {}: {e}", dir.display())))?;
         }
         let txn = db.begin_write().map_err(backend)?;
         {
@@ -267,5 +281,150 @@ impl SessionStore for RedbStore {
     }
     fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>> {
         self.write(ops::pending)
+    }
+    fn end_cut_off_calls(&self, now: UnixSeconds) -> StoreFuture<'_, usize> {
+        self.write(move |tx| ops::end_cut_off_calls(tx, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disclosed_row(store: &RedbStore, now: UnixSeconds) -> (FrontendToken, LinkCode) {
+        let (token, code) = (FrontendToken::generate(), LinkCode::generate());
+        let row = SessionRow::pending(
+            token.clone(),
+            "demo".into(),
+            "irma".into(),
+            code.clone(),
+            now,
+            now + 900,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store.insert(row).await.unwrap();
+            assert!(store
+                .set_disclosed(token.clone(), b"sealed".to_vec(), now, now + 300)
+                .await
+                .unwrap());
+        });
+        (token, code)
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let first = RedbStore::open(&path).unwrap();
+        assert!(
+            RedbStore::open(&path).is_err(),
+            "two owners of one store could end each other's calls"
+        );
+        drop(first);
+        RedbStore::open(&path).expect("free again once closed");
+    }
+
+    #[test]
+    fn calls_cut_off_by_a_stop_end_on_the_next_open_and_their_codes_stay_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let now = 1_000_000;
+        let (bound_token, bound_code, waiting_token, waiting_code, pending_token) = {
+            let store = RedbStore::open(&path).unwrap();
+            let (bound_token, bound_code) = disclosed_row(&store, now);
+            let (waiting_token, waiting_code) = disclosed_row(&store, now);
+            let pending_token = FrontendToken::generate();
+            rt.block_on(async {
+                let bound = store
+                    .bind(
+                        bound_code.clone(),
+                        "demo".into(),
+                        "7-instance1".into(),
+                        now + 1,
+                        now + 3600,
+                    )
+                    .await
+                    .unwrap();
+                assert!(matches!(bound, BindOutcome::Bound { .. }));
+                store
+                    .insert(SessionRow::pending(
+                        pending_token.clone(),
+                        "demo".into(),
+                        "irma".into(),
+                        LinkCode::generate(),
+                        now,
+                        now + 900,
+                    ))
+                    .await
+                    .unwrap();
+            });
+            assert_eq!(store.sealed_count().unwrap(), 2);
+            // The process dies here: no consume for the bound call.
+            (
+                bound_token,
+                bound_code,
+                waiting_token,
+                waiting_code,
+                pending_token,
+            )
+        };
+
+        let store = RedbStore::open(&path).unwrap();
+        rt.block_on(async {
+            assert_eq!(store.end_cut_off_calls(now + 10).await.unwrap(), 1);
+            assert_eq!(store.sealed_count().unwrap(), 1, "only the waiting code's");
+            let ended = store.get(bound_token).await.unwrap().unwrap();
+            assert_eq!(
+                (ended.state, ended.updated_at),
+                (SessionState::Consumed, now + 10)
+            );
+            assert_eq!(
+                store
+                    .bind(
+                        bound_code,
+                        "demo".into(),
+                        "1-instance2".into(),
+                        now + 11,
+                        now + 3600
+                    )
+                    .await
+                    .unwrap(),
+                BindOutcome::Used {
+                    by: Some("7-instance1".into())
+                }
+            );
+            assert_eq!(
+                store.end_cut_off_calls(now + 11).await.unwrap(),
+                0,
+                "once is all"
+            );
+            // Untouched: the disclosed code still binds once, the pending session is resumed.
+            assert_eq!(
+                store.get(waiting_token).await.unwrap().unwrap().state,
+                SessionState::Disclosed
+            );
+            assert!(matches!(
+                store
+                    .bind(
+                        waiting_code,
+                        "demo".into(),
+                        "2-instance2".into(),
+                        now + 12,
+                        now + 3600
+                    )
+                    .await
+                    .unwrap(),
+                BindOutcome::Bound { .. }
+            ));
+            let pending: Vec<_> = store.pending().await.unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].token, pending_token);
+        });
     }
 }

@@ -119,6 +119,13 @@ pub fn expire(row: &SessionRow, now: UnixSeconds) -> Option<(Change, bool)> {
     }
 }
 
+/// At startup: a call that was `Bound` when the last process stopped died with that process (a
+/// crash or `kill -9` never reports a call's end): `Bound` → `Consumed`, attributes purged. Every
+/// other row stays as it is (a pending disclosure is resumed, a disclosed code waits for its call).
+pub fn end_cut_off_call(row: &SessionRow, now: UnixSeconds) -> Option<Change> {
+    (row.state == SessionState::Bound).then(|| moved(row, SessionState::Consumed, now, true))
+}
+
 /// Whether a row may be deleted altogether (terminal, and last touched before `forget_before`).
 pub fn forget(row: &SessionRow, forget_before: UnixSeconds) -> bool {
     !row.state.is_live() && row.updated_at < forget_before
@@ -214,6 +221,35 @@ mod tests {
         );
         assert!(set_failed(&row(SessionState::Disclosed), SessionState::Cancelled, 5).is_none());
         assert!(set_failed(&row(SessionState::Pending), SessionState::Bound, 5).is_none());
+    }
+
+    #[test]
+    fn only_bound_calls_end_at_startup() {
+        let bound = bind(&row(SessionState::Disclosed), "call-1", 500, 9000)
+            .1
+            .unwrap()
+            .row;
+        let ended = end_cut_off_call(&bound, 600).unwrap();
+        assert!(ended.purge_attributes);
+        assert_eq!(
+            (
+                ended.row.state,
+                ended.row.updated_at,
+                ended.row.call_id.as_deref()
+            ),
+            (SessionState::Consumed, 600, Some("call-1"))
+        );
+        // Its code stays used, for every call after the restart.
+        assert_eq!(bind(&ended.row, "call-2", 601, 9000).0, BindVerdict::Used);
+        for state in [
+            SessionState::Pending,
+            SessionState::Disclosed,
+            SessionState::Consumed,
+            SessionState::Expired,
+            SessionState::Cancelled,
+        ] {
+            assert_eq!(end_cut_off_call(&row(state), 600), None, "{state:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 // script needs a call placed or a phone checked it prints `STEP <name> <json>` and reads one JSON
 // line from stdin.
 //
-//   node tests/browser/portal.test.mjs verified|english http://127.0.0.1:PORT '{"agent":…}'
+//   node tests/browser/portal.test.mjs verified|english|refused http://127.0.0.1:PORT '{"agent":…}'
 //
 // verified (Dutch, 1280×800): log in with the labelled fields; opt in to the new-call sound (kept
 //   over a reload); a verified caller appears live (the tab title counts it) with
@@ -13,6 +13,8 @@
 //   a network blip shows the offline notice and the page reconnects by itself; an unverified
 //   caller with its reason; an agent of another tenant (English by Accept-Language)
 //   sees none of it and gets 404 answering it; logout kills that agent's cookie; Hang up.
+// refused (Dutch): Opnemen, the agent's phone refuses (488) → the card is wachtend again and says
+//   why in words, Opnemen is there again; Ophangen → beëindigd.
 // Both: the Content-Security-Policy header is there and nothing on the page breaks it.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium); VB_SCREENSHOTS=<dir> saves screenshots.
@@ -26,7 +28,7 @@ import { chromium } from 'playwright-core';
 
 const [scenarioName, base, credentialsJson] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
-  console.error('usage: node portal.test.mjs verified|english http://127.0.0.1:PORT CREDENTIALS_JSON (loopback only)');
+  console.error('usage: node portal.test.mjs verified|english|refused http://127.0.0.1:PORT CREDENTIALS_JSON (loopback only)');
   process.exit(2);
 }
 const creds = JSON.parse(credentialsJson || '{}');
@@ -335,11 +337,45 @@ async function english(browser) {
   relay.close();
 }
 
+async function refused(browser) {
+  const context = await newContext(browser, 'nl-NL');
+  const page = await context.newPage();
+  watch(page);
+  await openPortal(page, '/portal');
+  await logIn(page, creds.agent, creds.password, NL);
+  await page.getByRole('heading', { name: 'Oproepen', exact: true }).waitFor({ timeout: STEP });
+
+  const call = await step('refused-call');
+  const { id, card } = await cardFor(page, call.caller);
+  await waitState(card, 'wachtend');
+  assert.equal(await card.locator('.agent-leg').count(), 0, 'an outcome before any agent leg');
+  await card.getByRole('button', { name: 'Opnemen', exact: true }).click();
+  const note = card.locator('.agent-leg');
+  await note.waitFor({ timeout: STEP });
+  assert.equal(
+    (await note.textContent()).trim(),
+    'Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)',
+  );
+  assert.equal(await note.getAttribute('data-reason'), 'not_acceptable');
+  assert.equal(await note.getAttribute('role'), 'alert');
+  await waitState(card, 'wachtend');
+  await card.getByRole('button', { name: 'Opnemen', exact: true }).waitFor({ timeout: STEP });
+  await screenshot(page, 'portal-refused');
+  await step('refused', { id: Number(id) });
+
+  await card.getByRole('button', { name: 'Ophangen', exact: true }).click();
+  await waitState(card, 'beëindigd');
+  await step('ended', { id: Number(id) });
+  await noProblems([page]);
+  await context.close();
+}
+
 // ---- Run -------------------------------------------------------------------------------------
 
 const scenarios = {
   verified: ['verified caller, Dutch: appears live, Opnemen, verbonden, Ophangen', verified],
   english: ['English: lockout, unverified caller, another tenant sees nothing, logout', english],
+  refused: ['refused by the phone, Dutch: the card says why and waits again', refused],
 };
 const [title, scenario] = scenarios[scenarioName] || [];
 if (!scenario) {

@@ -107,6 +107,33 @@ impl AgentPhone {
         answer: Answer,
         params: &str,
     ) -> Option<AgentPhone> {
+        Self::start(&format!("{server};transport=udp"), answer, params, "").await
+    }
+
+    /// As [`register_with`](Self::register_with), over TLS to `tls_server` (the server's TLS
+    /// listener, certificate not checked: the tests' is self-signed), with baresip's SRTP module
+    /// loaded: `params` such as `;mediaenc=srtp` or `;mediaenc=srtp-mand` make it a phone that
+    /// offers or insists on SRTP (RFC 4568 SDES).
+    pub async fn register_over_tls(
+        tls_server: SocketAddr,
+        answer: Answer,
+        params: &str,
+    ) -> Option<AgentPhone> {
+        Self::start(
+            &format!("{tls_server};transport=tls"),
+            answer,
+            params,
+            "module\t\t\tsrtp.so\nsip_verify_server\tno\n",
+        )
+        .await
+    }
+
+    async fn start(
+        server: &str,
+        answer: Answer,
+        params: &str,
+        extra_config: &str,
+    ) -> Option<AgentPhone> {
         let baresip = find_baresip()?;
         let dir = tempfile::Builder::new()
             .prefix("vb-baresip-")
@@ -136,7 +163,8 @@ impl AgentPhone {
                  module_app\t\taccount.so\n\
                  module_app\t\tmenu.so\n\
                  module_app\t\tctrl_tcp.so\n\
-                 ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n",
+                 ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n\
+                 {extra_config}",
                 rtp.start(),
                 rtp.end(),
                 dir.path().display()
@@ -149,9 +177,7 @@ impl AgentPhone {
         };
         std::fs::write(
             dir.path().join("accounts"),
-            format!(
-                "<sip:agent@{server};transport=udp>;auth_pass={AGENT_PASSWORD}{mode};regint=600{params}\n"
-            ),
+            format!("<sip:agent@{server}>;auth_pass={AGENT_PASSWORD}{mode};regint=600{params}\n"),
         )
         .expect("baresip accounts");
         let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log file");

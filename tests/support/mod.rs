@@ -7,11 +7,13 @@
 pub mod agent;
 pub mod browser;
 pub mod direct_media;
+pub mod hold;
 pub mod kamailio;
 pub mod loadgen;
 pub mod log_capture;
 pub mod lossy_relay;
 pub mod pcap;
+pub mod pjsua;
 pub mod portal;
 pub mod ports;
 pub mod refer;
@@ -20,6 +22,7 @@ pub mod sip_alone;
 pub mod sipp;
 pub mod sipp_phone;
 pub mod sipp_xml;
+pub mod sipvicious;
 pub mod tone;
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every

@@ -54,6 +54,7 @@ pub fn two_tenants(c: &mut ServerConfig) {
             sip_username: "jan".into(),
             password_hash: Some(PasswordHash::hash(JAN_PASSWORD).expect("hash")),
             supervisor: false,
+            srtp: Default::default(),
         },
     )]
     .into();

@@ -46,6 +46,7 @@ pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig
         sip: SipConfig::new(loopback, "veilig-bellen"),
         http: loopback,
         http_tls: None,
+        trusted_proxies: Default::default(),
         api_token: Pii::new(API_TOKEN.to_owned()),
         tenants: Tenants::new(vec![Tenant::demo()]),
         data_dir,

@@ -35,6 +35,7 @@
 //! `send_audio` / `send_event` return the datagram directly (media is paced by the caller's clock).
 
 mod seq;
+pub mod srtp;
 
 /// Re-exported so the driver and tests parse/build RTP with the same crate version.
 pub use rtp_rs;

@@ -24,6 +24,7 @@ fn media(te: Option<u8>) -> MediaSession {
         ptime_ms: 20,
         direction: Direction::SendRecv,
         on_hold: false,
+        srtp: None,
     }
 }
 

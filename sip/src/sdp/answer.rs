@@ -9,7 +9,8 @@
 
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
 
-use super::remote::{is_plain_rtp_audio, RemoteMedia};
+use super::crypto::{CryptoAttribute, SrtpKey, SrtpParams, SrtpSuite};
+use super::remote::{crypto_attributes, is_rtp_audio, RemoteMedia};
 use super::{Codec, Direction, LocalMedia, MediaPreferences, MediaSession, SdpError};
 
 /// Our answer: the SDP body to put in the 200 OK (or 183) and the negotiated media.
@@ -23,18 +24,54 @@ pub struct Answer {
 
 const TELEPHONE_EVENT_FMTP: &str = "0-16";
 
+/// The tag we give each suite in our offers.
+fn our_tag(suite: SrtpSuite) -> u32 {
+    match suite {
+        SrtpSuite::AesCm128HmacSha1_80 => 1,
+        SrtpSuite::AesCm128HmacSha1_32 => 2,
+    }
+}
+
+/// `srtp`: this leg is SRTP with our key; only `RTP/SAVP` audio with a usable `a=crypto` is
+/// accepted, and the answer carries the chosen line's tag and suite with our key.
 pub(super) fn build_answer(
     offer: &Session,
     prefs: &MediaPreferences,
     local: LocalMedia,
+    srtp: Option<&SrtpKey>,
 ) -> Result<(Session, MediaSession), SdpError> {
-    let mut chosen: Option<(usize, MediaSession)> = None;
+    let mut chosen: Option<(usize, MediaSession, Option<u32>)> = None;
     let mut saw_audio = false;
+    let mut saw_secure_audio = false;
     for (index, media) in offer.medias.iter().enumerate() {
-        if chosen.is_some() || media.port == 0 || !is_plain_rtp_audio(media) {
+        if chosen.is_some() || media.port == 0 {
+            continue;
+        }
+        if srtp.is_some() && is_rtp_audio(media, false) {
+            saw_audio = true;
+        }
+        if !is_rtp_audio(media, srtp.is_some()) {
             continue;
         }
         saw_audio = true;
+        let (srtp_params, tag) = match srtp {
+            None => (None, None),
+            Some(ours) => {
+                // The offerer's first line we can honour (RFC 4568 §7.1.1).
+                let Some(line) = crypto_attributes(media).into_iter().next() else {
+                    continue;
+                };
+                saw_secure_audio = true;
+                (
+                    Some(SrtpParams {
+                        suite: line.suite,
+                        ours: ours.clone(),
+                        theirs: line.key,
+                    }),
+                    Some(line.tag),
+                )
+            }
+        };
         let remote = RemoteMedia::read(offer, media);
         let Some(codec) = pick_codec(&remote, prefs) else {
             continue;
@@ -60,11 +97,14 @@ pub(super) fn build_answer(
                 .unwrap_or(prefs.ptime_ms),
             direction: offered.reverse(),
             on_hold: zero || matches!(remote.direction, Direction::SendOnly | Direction::Inactive),
+            srtp: srtp_params,
         };
-        chosen = Some((index, media_session));
+        chosen = Some((index, media_session, tag));
     }
-    let Some((audio_index, media_session)) = chosen else {
-        return Err(if saw_audio {
+    let Some((audio_index, media_session, tag)) = chosen else {
+        return Err(if srtp.is_some() && !saw_secure_audio && saw_audio {
+            SdpError::NoCommonCrypto
+        } else if saw_audio {
             SdpError::NoCommonCodec
         } else {
             SdpError::NoAudio
@@ -74,14 +114,22 @@ pub(super) fn build_answer(
     let mut answer = skeleton(local);
     for (index, media) in offer.medias.iter().enumerate() {
         if index == audio_index {
-            answer.medias.push(audio_media(
+            let mut audio = audio_media(
                 local.rtp_port,
                 media.proto.trim(),
                 media_session.codec,
                 media_session.telephone_event_pt,
                 media_session.ptime_ms,
                 media_session.direction,
-            ));
+            );
+            if let (Some(params), Some(tag)) = (&media_session.srtp, tag) {
+                audio.attributes.push(crypto_line(CryptoAttribute {
+                    tag,
+                    suite: params.suite,
+                    key: params.ours.clone(),
+                }));
+            }
+            answer.medias.push(audio);
         } else {
             answer.medias.push(rejected(media));
         }
@@ -89,10 +137,12 @@ pub(super) fn build_answer(
     Ok((answer, media_session))
 }
 
+/// `srtp`: offer `RTP/SAVP` with one `a=crypto` line per suite (ours first), all with our key.
 pub(super) fn build_offer(
     prefs: &MediaPreferences,
     local: LocalMedia,
     direction: Direction,
+    srtp: Option<&SrtpKey>,
 ) -> Session {
     let mut offer = skeleton(local);
     let mut fmt: Vec<String> = prefs
@@ -108,7 +158,12 @@ pub(super) fn build_offer(
         media: "audio".into(),
         port: local.rtp_port,
         num_ports: None,
-        proto: "RTP/AVP".into(),
+        proto: if srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        }
+        .into(),
         fmt: fmt.join(" "),
         media_title: None,
         connections: Vec::new(),
@@ -128,23 +183,55 @@ pub(super) fn build_offer(
         .attributes
         .push(Attribute::with_value("ptime", prefs.ptime_ms));
     media.attributes.push(Attribute::new(direction.as_str()));
+    if let Some(key) = srtp {
+        for suite in SrtpSuite::ALL {
+            media.attributes.push(crypto_line(CryptoAttribute {
+                tag: our_tag(suite),
+                suite,
+                key: key.clone(),
+            }));
+        }
+    }
     offer.medias.push(media);
     offer
 }
 
+fn crypto_line(attribute: CryptoAttribute) -> Attribute {
+    Attribute::with_value("crypto", attribute.value())
+}
+
+/// `srtp`: we offered SRTP with this key; the answer must be `RTP/SAVP` with one `a=crypto` line
+/// repeating the tag and suite of one of ours (RFC 4568 §7.1.2), else [`SdpError::NoCommonCrypto`].
 pub(super) fn read_answer(
     answer: &Session,
     prefs: &MediaPreferences,
     offered_direction: Direction,
+    srtp: Option<&SrtpKey>,
 ) -> Result<MediaSession, SdpError> {
-    let media = answer
-        .medias
-        .iter()
-        .find(|m| is_plain_rtp_audio(m))
-        .ok_or(SdpError::NoAudio)?;
+    let secure = srtp.is_some();
+    let Some(media) = answer.medias.iter().find(|m| is_rtp_audio(m, secure)) else {
+        if secure && answer.medias.iter().any(|m| is_rtp_audio(m, false)) {
+            return Err(SdpError::NoCommonCrypto);
+        }
+        return Err(SdpError::NoAudio);
+    };
     if media.port == 0 {
         return Err(SdpError::AudioRejected);
     }
+    let srtp = match srtp {
+        None => None,
+        Some(ours) => {
+            let line = crypto_attributes(media)
+                .into_iter()
+                .find(|line| line.tag == our_tag(line.suite))
+                .ok_or(SdpError::NoCommonCrypto)?;
+            Some(SrtpParams {
+                suite: line.suite,
+                ours: ours.clone(),
+                theirs: line.key,
+            })
+        }
+    };
     let remote = RemoteMedia::read(answer, media);
     let codec = pick_codec_in_their_order(&remote, prefs).ok_or(SdpError::NoCommonCodec)?;
     let zero = remote.zero_connection();
@@ -166,6 +253,7 @@ pub(super) fn read_answer(
             .unwrap_or(prefs.ptime_ms),
         direction: theirs.reverse().intersect(offered_direction),
         on_hold: zero || matches!(remote.direction, Direction::SendOnly | Direction::Inactive),
+        srtp,
     })
 }
 

@@ -18,11 +18,13 @@
 //! payload type, ptime 20 unless the offer asks for another.
 
 mod answer;
+pub mod crypto;
 mod remote;
 
 use std::net::{IpAddr, SocketAddr};
 
 pub use answer::Answer;
+pub use crypto::{SrtpKey, SrtpParams, SrtpSuite};
 
 /// Errors of SDP negotiation. [`SdpError::sip_status`] says which SIP response a UAS should send.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +42,10 @@ pub enum SdpError {
     /// The peer answered our offer with port 0 on the audio stream.
     #[error("peer rejected the audio stream")]
     AudioRejected,
+    /// This leg must be SRTP (RFC 4568 SDES), and the peer offered or answered no `RTP/SAVP`
+    /// audio with an `a=crypto` line of a suite we support.
+    #[error("no SRTP crypto suite in common (we support AES_CM_128_HMAC_SHA1_80 and _32)")]
+    NoCommonCrypto,
 }
 
 impl SdpError {
@@ -48,7 +54,10 @@ impl SdpError {
     pub fn sip_status(&self) -> u16 {
         match self {
             SdpError::Malformed(_) => 400,
-            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::AudioRejected => 488,
+            SdpError::NoAudio
+            | SdpError::NoCommonCodec
+            | SdpError::AudioRejected
+            | SdpError::NoCommonCrypto => 488,
         }
     }
 }
@@ -205,6 +214,8 @@ pub struct MediaSession {
     pub direction: Direction,
     /// The peer put the call on hold (`a=sendonly`, `a=inactive`, or `c=0.0.0.0`).
     pub on_hold: bool,
+    /// SRTP suite and keys when the leg is secure (`RTP/SAVP`, RFC 4568); `None`: plain RTP.
+    pub srtp: Option<SrtpParams>,
 }
 
 /// What we offer and accept, in order of preference.
@@ -251,6 +262,9 @@ pub struct LocalSdp {
     last_sent: Option<Vec<u8>>,
     prefs: MediaPreferences,
     offered_direction: Direction,
+    /// Our master key when this leg is SRTP: offers are `RTP/SAVP` with `a=crypto`, and only such
+    /// offers and answers are accepted.
+    srtp: Option<SrtpKey>,
 }
 
 impl LocalSdp {
@@ -263,7 +277,21 @@ impl LocalSdp {
             last_sent: None,
             prefs,
             offered_direction: Direction::SendRecv,
+            srtp: None,
         }
+    }
+
+    /// Makes this leg SRTP with our master key `key` (draw it from a CSPRNG, one per leg): offers
+    /// become `RTP/SAVP` with one `a=crypto` per suite, and plain-RTP offers and answers are
+    /// refused ([`SdpError::NoCommonCrypto`], 488).
+    pub fn with_srtp(mut self, key: SrtpKey) -> Self {
+        self.srtp = Some(key);
+        self
+    }
+
+    /// Whether this leg is SRTP.
+    pub fn is_secure(&self) -> bool {
+        self.srtp.is_some()
     }
 
     /// The `o=` session version of the last SDP we produced.
@@ -280,7 +308,7 @@ impl LocalSdp {
     /// [`SdpError::sip_status`] and nothing changes here.
     pub fn answer(&mut self, offer: &[u8], local: LocalMedia) -> Result<Answer, SdpError> {
         let session = parse(offer)?;
-        let (sdp, media) = answer::build_answer(&session, &self.prefs, local)?;
+        let (sdp, media) = answer::build_answer(&session, &self.prefs, local, self.srtp.as_ref())?;
         let body = self.finish(sdp);
         Ok(Answer { body, media })
     }
@@ -289,7 +317,7 @@ impl LocalSdp {
     /// the peer on hold (RFC 3264 §8.4), `SendRecv` resumes.
     pub fn offer(&mut self, local: LocalMedia, direction: Direction) -> Vec<u8> {
         self.offered_direction = direction;
-        let sdp = answer::build_offer(&self.prefs, local, direction);
+        let sdp = answer::build_offer(&self.prefs, local, direction, self.srtp.as_ref());
         self.finish(sdp)
     }
 
@@ -304,15 +332,20 @@ impl LocalSdp {
         prefs: &MediaPreferences,
     ) -> Vec<u8> {
         self.offered_direction = direction;
-        let mut sdp = answer::build_offer(prefs, theirs, direction);
-        sdp.origin = answer::build_offer(prefs, ours, direction).origin;
+        let mut sdp = answer::build_offer(prefs, theirs, direction, None);
+        sdp.origin = answer::build_offer(prefs, ours, direction, None).origin;
         self.finish(sdp)
     }
 
     /// Reads the peer's answer to our last [`LocalSdp::offer`].
     pub fn handle_answer(&self, answer: &[u8]) -> Result<MediaSession, SdpError> {
         let session = parse(answer)?;
-        answer::read_answer(&session, &self.prefs, self.offered_direction)
+        answer::read_answer(
+            &session,
+            &self.prefs,
+            self.offered_direction,
+            self.srtp.as_ref(),
+        )
     }
 
     /// Sets the origin version (bumped if the body differs from the last one we sent) and writes.
@@ -346,7 +379,7 @@ pub fn parse(body: &[u8]) -> Result<sdp_types::Session, SdpError> {
 /// an answer: for logging and for tests.
 pub fn describe(body: &[u8], prefs: &MediaPreferences) -> Result<MediaSession, SdpError> {
     let session = parse(body)?;
-    answer::read_answer(&session, prefs, Direction::SendRecv)
+    answer::read_answer(&session, prefs, Direction::SendRecv, None)
 }
 
 fn write(sdp: &sdp_types::Session) -> Vec<u8> {

@@ -117,11 +117,28 @@ impl RemoteMedia {
     }
 }
 
-/// Whether an `m=` line is plain RTP audio we could accept (RTP/AVP or RTP/AVPF, no SRTP).
-pub(super) fn is_plain_rtp_audio(media: &Media) -> bool {
+/// Whether an `m=` line is RTP audio of the kind we could accept: plain (`RTP/AVP`, `RTP/AVPF`)
+/// or, for a secure leg, SRTP (`RTP/SAVP`, `RTP/SAVPF`).
+pub(super) fn is_rtp_audio(media: &Media, secure: bool) -> bool {
     let proto = media.proto.trim();
+    let protos: [&str; 2] = if secure {
+        ["RTP/SAVP", "RTP/SAVPF"]
+    } else {
+        ["RTP/AVP", "RTP/AVPF"]
+    };
     media.media.trim().eq_ignore_ascii_case("audio")
-        && (proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF"))
+        && protos.iter().any(|p| proto.eq_ignore_ascii_case(p))
+}
+
+/// The usable `a=crypto` lines of an `m=` section, in the order listed (RFC 4568 §5.1: the
+/// offerer's preference).
+pub(super) fn crypto_attributes(media: &Media) -> Vec<super::crypto::CryptoAttribute> {
+    media
+        .attributes
+        .iter()
+        .filter(|a| a.attribute.trim().eq_ignore_ascii_case("crypto"))
+        .filter_map(|a| super::crypto::CryptoAttribute::parse(a.value.as_deref()?.trim()))
+        .collect()
 }
 
 fn direction_of(attributes: &[sdp_types::Attribute]) -> Option<Direction> {

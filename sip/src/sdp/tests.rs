@@ -50,6 +50,7 @@ fn asterisk_offer_gets_pcma_and_its_telephone_event_pt() {
             ptime_ms: 20,
             direction: Direction::SendRecv,
             on_hold: false,
+            srtp: None,
         }
     );
     let t = text(&a);
@@ -233,6 +234,7 @@ fn agent_answer_to_our_offer_is_read() {
             ptime_ms: 20,
             direction: Direction::SendRecv,
             on_hold: false,
+            srtp: None,
         }
     );
 }
@@ -415,4 +417,135 @@ proptest! {
             prop_assert!(parse(&a.body).is_ok());
         }
     }
+}
+
+// ---- SRTP (RFC 4568 SDES) ----
+
+fn key(fill: u8) -> SrtpKey {
+    SrtpKey::from_bytes([fill; crypto::MASTER_LEN])
+}
+
+fn secure_leg(fill: u8) -> LocalSdp {
+    LocalSdp::new(9, MediaPreferences::default()).with_srtp(key(fill))
+}
+
+/// A phone's answer to our secure offer: `RTP/SAVP`, one crypto line with `tag` and `suite`.
+fn phone_answer(proto: &str, crypto: Option<(u32, &str)>, phone_key: &SrtpKey) -> Vec<u8> {
+    let mut sdp = format!(
+        "v=0\r\no=phone 1 1 IN IP4 192.0.2.50\r\ns=-\r\nc=IN IP4 192.0.2.50\r\nt=0 0\r\n\
+         m=audio 4000 {proto} 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+         a=sendrecv\r\n"
+    );
+    if let Some((tag, suite)) = crypto {
+        let line = crypto::CryptoAttribute {
+            tag,
+            suite: SrtpSuite::parse(suite).expect("suite"),
+            key: phone_key.clone(),
+        };
+        sdp.push_str(&format!("a=crypto:{}\r\n", line.value()));
+    }
+    sdp.into_bytes()
+}
+
+#[test]
+fn a_secure_leg_offers_savp_with_both_suites_under_our_key() {
+    let mut leg = secure_leg(1);
+    let offer = String::from_utf8(leg.offer(local(), Direction::SendRecv)).expect("ASCII");
+    assert!(offer.contains("m=audio 40000 RTP/SAVP 8 0 101\r\n"), "{offer}");
+    let lines: Vec<_> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=crypto:"))
+        .map(|v| crypto::CryptoAttribute::parse(v).expect("our own line parses"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{offer}");
+    assert_eq!(
+        (lines[0].tag, lines[0].suite),
+        (1, SrtpSuite::AesCm128HmacSha1_80)
+    );
+    assert_eq!(
+        (lines[1].tag, lines[1].suite),
+        (2, SrtpSuite::AesCm128HmacSha1_32)
+    );
+    assert!(lines.iter().all(|l| l.key == key(1)));
+    // A plain leg still offers plain RTP, without keys.
+    let plain = String::from_utf8(
+        LocalSdp::new(9, MediaPreferences::default()).offer(local(), Direction::SendRecv),
+    )
+    .expect("ASCII");
+    assert!(plain.contains("RTP/AVP ") && !plain.contains("crypto"), "{plain}");
+}
+
+#[test]
+fn the_phones_answer_gives_the_suite_and_its_key() {
+    let mut leg = secure_leg(1);
+    leg.offer(local(), Direction::SendRecv);
+    let media = leg
+        .handle_answer(&phone_answer(
+            "RTP/SAVP",
+            Some((2, "AES_CM_128_HMAC_SHA1_32")),
+            &key(7),
+        ))
+        .expect("a good answer");
+    let srtp = media.srtp.expect("the leg is SRTP");
+    assert_eq!(srtp.suite, SrtpSuite::AesCm128HmacSha1_32);
+    assert_eq!(srtp.ours, key(1));
+    assert_eq!(srtp.theirs, key(7));
+    assert_eq!(media.codec, Codec::Pcmu { pt: 0 });
+}
+
+#[test]
+fn a_plain_or_mismatched_answer_to_a_secure_offer_is_refused() {
+    let mut leg = secure_leg(1);
+    leg.offer(local(), Direction::SendRecv);
+    for (proto, crypto) in [
+        ("RTP/AVP", None),
+        ("RTP/AVP", Some((1, "AES_CM_128_HMAC_SHA1_80"))),
+        ("RTP/SAVP", None),
+        // A tag we never offered for that suite.
+        ("RTP/SAVP", Some((2, "AES_CM_128_HMAC_SHA1_80"))),
+    ] {
+        assert_eq!(
+            leg.handle_answer(&phone_answer(proto, crypto, &key(7))),
+            Err(SdpError::NoCommonCrypto),
+            "{proto} {crypto:?}"
+        );
+    }
+}
+
+#[test]
+fn a_secure_leg_answers_a_phones_savp_reoffer_with_its_tag_and_our_key() {
+    let mut leg = secure_leg(1);
+    let offer = phone_answer("RTP/SAVP", Some((5, "AES_CM_128_HMAC_SHA1_80")), &key(9));
+    let answer = leg.answer(&offer, local()).expect("answerable");
+    let srtp = answer.media.srtp.clone().expect("SRTP");
+    assert_eq!(srtp.theirs, key(9));
+    assert_eq!(srtp.suite, SrtpSuite::AesCm128HmacSha1_80);
+    let body = String::from_utf8(answer.body).expect("ASCII");
+    assert!(body.contains("m=audio 40000 RTP/SAVP 0 101\r\n"), "{body}");
+    let line = body
+        .lines()
+        .find_map(|l| l.strip_prefix("a=crypto:"))
+        .and_then(crypto::CryptoAttribute::parse)
+        .expect("one crypto line");
+    assert_eq!(
+        (line.tag, line.suite, line.key),
+        (5, SrtpSuite::AesCm128HmacSha1_80, key(1))
+    );
+    // A plain re-offer on a secure leg is refused: the leg does not silently drop to clear RTP.
+    let plain = phone_answer("RTP/AVP", None, &key(9));
+    assert_eq!(
+        leg.answer(&plain, local()).map(|a| a.media),
+        Err(SdpError::NoCommonCrypto)
+    );
+    assert_eq!(SdpError::NoCommonCrypto.sip_status(), 488);
+}
+
+#[test]
+fn a_plain_leg_still_refuses_savp_offers() {
+    let mut leg = LocalSdp::new(9, MediaPreferences::default());
+    let offer = phone_answer("RTP/SAVP", Some((1, "AES_CM_128_HMAC_SHA1_80")), &key(9));
+    assert_eq!(
+        leg.answer(&offer, local()).map(|a| a.media),
+        Err(SdpError::NoAudio)
+    );
 }

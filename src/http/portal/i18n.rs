@@ -118,6 +118,27 @@ pub struct Texts {
     pub reason_caller_mismatch: &'static str,
     /// The `code_reused` warning on a call whose code a later call presented again.
     pub warning_code_reused: &'static str,
+    /// Why the logged-in agent's own phone did not take the call (`agent_leg.reason`), as the
+    /// script looks them up: `agent_leg_<reason>`. `{status}`: the phone's SIP status.
+    pub agent_leg_not_acceptable: &'static str,
+    pub agent_leg_busy: &'static str,
+    pub agent_leg_declined: &'static str,
+    pub agent_leg_no_answer: &'static str,
+    pub agent_leg_unreachable: &'static str,
+    pub agent_leg_refused: &'static str,
+    pub agent_leg_bad_answer: &'static str,
+    pub agent_leg_server_error: &'static str,
+    /// Another agent's phone, as a supervisor sees it. `{name}`: that agent's username; `{why}`:
+    /// `agent_leg_why_<reason>`.
+    pub agent_leg_other: &'static str,
+    pub agent_leg_why_not_acceptable: &'static str,
+    pub agent_leg_why_busy: &'static str,
+    pub agent_leg_why_declined: &'static str,
+    pub agent_leg_why_no_answer: &'static str,
+    pub agent_leg_why_unreachable: &'static str,
+    pub agent_leg_why_refused: &'static str,
+    pub agent_leg_why_bad_answer: &'static str,
+    pub agent_leg_why_server_error: &'static str,
     pub answer: &'static str,
     pub hang_up: &'static str,
     /// `{name}`.
@@ -174,6 +195,25 @@ static NL: Texts = Texts {
     reason_too_many_wrong_codes: "Vanaf dit nummer zijn te vaak verkeerde codes ingetoetst; de code is niet gecontroleerd.",
     reason_caller_mismatch: "De code hoort bij een ander mobiel nummer dan het nummer dat belt.",
     warning_code_reused: "Let op: iemand anders heeft later met de code van deze beller gebeld. Een ander kent deze code.",
+    agent_leg_not_acceptable: "Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)",
+    agent_leg_busy: "Je telefoon gaf in gesprek (bezet)",
+    agent_leg_declined: "Je telefoon wees het gesprek af",
+    agent_leg_no_answer: "Je telefoon ging over, maar er werd niet opgenomen",
+    agent_leg_unreachable:
+        "Je telefoon was niet bereikbaar (staat de softphone aan en is hij verbonden?)",
+    agent_leg_refused: "Je telefoon weigerde het gesprek (SIP {status})",
+    agent_leg_bad_answer: "Je telefoon nam op, maar met een antwoord dat wij niet konden gebruiken",
+    agent_leg_server_error:
+        "Je telefoon kon niet gebeld worden door een storing bij ons; probeer het opnieuw",
+    agent_leg_other: "De telefoon van {name} nam het gesprek niet aan: {why}",
+    agent_leg_why_not_acceptable: "geen gedeelde codec of versleuteling",
+    agent_leg_why_busy: "bezet",
+    agent_leg_why_declined: "afgewezen",
+    agent_leg_why_no_answer: "niet opgenomen",
+    agent_leg_why_unreachable: "niet bereikbaar",
+    agent_leg_why_refused: "geweigerd (SIP {status})",
+    agent_leg_why_bad_answer: "onbruikbaar antwoord",
+    agent_leg_why_server_error: "storing bij ons",
     answer: "Opnemen",
     hang_up: "Ophangen",
     taken_by: "Opgenomen door {name}",
@@ -232,6 +272,24 @@ static EN: Texts = Texts {
     reason_caller_mismatch: "The code belongs to a different mobile number than the one calling.",
     warning_code_reused:
         "Caution: someone else later called with this caller's code — another person knows it.",
+    agent_leg_not_acceptable: "Your phone refused the call (no common codec or encryption)",
+    agent_leg_busy: "Your phone was busy",
+    agent_leg_declined: "Your phone declined the call",
+    agent_leg_no_answer: "Your phone rang, but nobody answered",
+    agent_leg_unreachable: "Your phone could not be reached (is the softphone on and connected?)",
+    agent_leg_refused: "Your phone refused the call (SIP {status})",
+    agent_leg_bad_answer: "Your phone answered, but with a response we could not use",
+    agent_leg_server_error:
+        "We could not call your phone because of a fault on our side; try again",
+    agent_leg_other: "{name}'s phone did not take the call: {why}",
+    agent_leg_why_not_acceptable: "no common codec or encryption",
+    agent_leg_why_busy: "busy",
+    agent_leg_why_declined: "declined",
+    agent_leg_why_no_answer: "not answered",
+    agent_leg_why_unreachable: "unreachable",
+    agent_leg_why_refused: "refused (SIP {status})",
+    agent_leg_why_bad_answer: "unusable answer",
+    agent_leg_why_server_error: "a fault on our side",
     answer: "Answer",
     hang_up: "Hang up",
     taken_by: "Taken by {name}",
@@ -303,6 +361,45 @@ mod tests {
                 .as_str()
                 .is_some_and(|t| t.len() > 10));
         }
+    }
+
+    /// Every reason an agent leg can fail with has words for the agent and for a supervisor, in
+    /// both languages (the script looks them up as `agent_leg_<reason>` and
+    /// `agent_leg_why_<reason>`).
+    #[test]
+    fn every_agent_leg_reason_has_words() {
+        use crate::call::agent_outcome::AgentLegReason as R;
+        let reasons = [
+            R::NotAcceptable,
+            R::Busy,
+            R::Declined,
+            R::NoAnswer,
+            R::Unreachable,
+            R::Refused,
+            R::BadAnswer,
+            R::ServerError,
+        ];
+        for lang in [Lang::Nl, Lang::En] {
+            let texts: serde_json::Value = serde_json::to_value(lang.texts()).unwrap();
+            for reason in reasons {
+                for key in [
+                    format!("agent_leg_{}", reason.as_str()),
+                    format!("agent_leg_why_{}", reason.as_str()),
+                ] {
+                    let text = texts[&key].as_str().unwrap_or_default();
+                    assert!(text.len() > 3, "{lang:?} has no words for {key}");
+                }
+            }
+            let other = texts["agent_leg_other"].as_str().unwrap_or_default();
+            assert!(
+                other.contains("{name}") && other.contains("{why}"),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            Lang::Nl.texts().agent_leg_not_acceptable,
+            "Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)"
+        );
     }
 
     #[test]

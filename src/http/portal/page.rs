@@ -12,6 +12,8 @@ pub struct PageAgent<'a> {
     pub name: &'a str,
     pub tenant_name: &'a str,
     pub csrf: &'a str,
+    /// A supervisor also sees why other agents' phones did not take a call (`data-supervisor`).
+    pub supervisor: bool,
 }
 
 fn head(lang: Lang, csrf: Option<&str>) -> Markup {
@@ -91,7 +93,8 @@ pub fn calls(lang: Lang, agent: &PageAgent<'_>) -> Markup {
         (DOCTYPE)
         html lang=(lang.code()) {
             (head(lang, Some(agent.csrf)))
-            body data-page="calls" data-agent=(agent.username) data-texts=(texts_json(lang)) {
+            body data-page="calls" data-agent=(agent.username) data-supervisor[agent.supervisor]
+                data-texts=(texts_json(lang)) {
                 header .top {
                     span .brand { "Veilig bellen" }
                     span .who { (who) }
@@ -141,12 +144,26 @@ mod tests {
                 name: "<Jan & \"co\">",
                 tenant_name: "Gemeente Demodam",
                 csrf: "tok-123",
+                supervisor: false,
             },
         )
         .into_string();
         assert!(html.contains(r#"<meta name="csrf-token" content="tok-123">"#));
         assert!(html.contains("Ingelogd als &lt;Jan &amp; &quot;co&quot;&gt; (Gemeente Demodam)"));
         assert!(html.contains(r#"data-agent="agent""#));
+        assert!(!html.contains("data-supervisor"));
+        let supervisor = calls(
+            Lang::Nl,
+            &PageAgent {
+                username: "agent",
+                name: "Jan",
+                tenant_name: "Gemeente Demodam",
+                csrf: "tok-123",
+                supervisor: true,
+            },
+        )
+        .into_string();
+        assert!(supervisor.contains(r#"data-agent="agent" data-supervisor data-texts"#));
         assert!(html.contains("&quot;answer&quot;:&quot;Opnemen&quot;"));
     }
 }

@@ -1,0 +1,203 @@
+//! An agent's phone that registered over TLS gets encrypted media (SDES-SRTP, RFC 4568): we offer
+//! `RTP/SAVP` with `a=crypto`, and the call's audio crosses the agent leg as SRTP.
+//!
+//! baresip (Debian's, with its `srtp` module) registers over TLS with `mediaenc=srtp-mand`: it
+//! refuses any call without SRTP. The agent answers a verified caller, baresip takes the call, and
+//! its 440 Hz voice makes the round trip agent → caller (`sipp -rtp_echo`) → agent: RTP went
+//! through our SRTP protect and unprotect both ways. A packet written in clear to the agent leg's
+//! port, from the phone's own address, is not accepted (counted as rejected).
+//!
+//! Control: the same phone against an agent configured `srtp = "off"` gets a plain offer, refuses
+//! it, and the call goes back to waiting with the refusal visible — so the first test really
+//! depends on SRTP being negotiated.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
+use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
+use support::server::TestServer;
+use support::sipp::TrunkCall;
+use veilig_bellen::server::ServerConfig;
+use veilig_bellen::sip_driver::TlsConfig;
+use veilig_bellen::tenant::{AgentId, SrtpPolicy};
+
+const CALLER: &str = "+31612345678";
+
+fn with_tls(c: &mut ServerConfig, dir: &std::path::Path) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("write key");
+    c.sip.tls = vec!["127.0.0.1:0".parse().expect("address")];
+    c.sip.tls_files = Some(TlsConfig {
+        cert_chain: dir.join("cert.pem"),
+        private_key: dir.join("key.pem"),
+    });
+}
+
+fn set_srtp(c: &mut ServerConfig, policy: SrtpPolicy) {
+    let tenants = c
+        .tenants
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            if let Some(a) = t.agents.get_mut(&AgentId("agent".into())) {
+                a.srtp = policy;
+            }
+            t
+        })
+        .collect();
+    c.tenants = veilig_bellen::tenant::Tenants::new(tenants);
+}
+
+fn rejected_srtp() -> f64 {
+    veilig_bellen::metrics::global()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("veilig_bellen_srtp_rejected_packets_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn verified_call(srv: &TestServer) -> TrunkCall {
+    let code = srv.new_code().await;
+    let mut call = TrunkCall::new(CALLER);
+    call.pcap = Some(dtmf_call_pcap(&code, &DtmfPcapConfig::default()).expect("pcap"));
+    call.rtp_echo = true;
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_on_tls_talks_srtp_both_ways() {
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server_with_agent(|c| with_tls(c, certs.path())).await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let Some(mut phone) =
+        AgentPhone::register_over_tls(tls, Answer::Auto, ";mediaenc=srtp-mand").await
+    else {
+        return;
+    };
+    let call = verified_call(&srv).await;
+    let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+        return;
+    };
+    let id: Value = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    if let Err(e) = phone
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
+        .await
+    {
+        panic!(
+            "the SRTP-only phone never took the call: {e}\n{}",
+            phone.log()
+        );
+    }
+    srv.wait_for_call(Duration::from_secs(3), |c| {
+        c["id"] == id && c["state"] == "connected"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (rate, heard) = phone.heard();
+    assert!(
+        heard.len() >= rate as usize / 2,
+        "the agent heard {} samples in 1.5 s: no audio through SRTP\n{}",
+        heard.len(),
+        phone.log()
+    );
+    let share = tone_share(&heard, f64::from(rate), 440.0);
+    assert!(
+        share > 0.3,
+        "the agent's 440 Hz voice is only {share:.2} of what came back: the SRTP round trip failed"
+    );
+
+    // Clear RTP thrown at the agent leg's port is not audio: it is rejected and counted. (Which
+    // port is ours? The phone's log names the remote RTP address of its call.)
+    let before = rejected_srtp();
+    let port = phone
+        .log()
+        .lines()
+        .filter_map(|l| l.split("127.0.0.1:").nth(1))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u16>()
+                .ok()
+        })
+        .find(|p| srv.rtp_ports.contains(p))
+        .unwrap_or_else(|| {
+            panic!(
+                "the phone's log names no RTP port of ours:\n{}",
+                phone.log()
+            )
+        });
+    {
+        let spoof = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 9, 9, 9, 9];
+        packet.extend_from_slice(&[0xff; 160]);
+        for seq in 0..5u8 {
+            packet[3] = seq;
+            spoof
+                .send_to(&packet, ("127.0.0.1", port))
+                .await
+                .expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            rejected_srtp() >= before + 5.0,
+            "clear RTP on the SRTP leg was not rejected"
+        );
+    }
+
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the caller's BYE did not end the agent's SRTP call",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server_with_agent(|c| {
+        with_tls(c, certs.path());
+        set_srtp(c, SrtpPolicy::Off);
+    })
+    .await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let Some(mut phone) =
+        AgentPhone::register_over_tls(tls, Answer::Auto, ";mediaenc=srtp-mand").await
+    else {
+        return;
+    };
+    let call = verified_call(&srv).await;
+    let Some((_sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+        return;
+    };
+    let id: Value = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    let again = srv
+        .wait_for_call(Duration::from_secs(8), |c| {
+            c["id"] == id && c["state"] == "waiting" && !c["agent_leg"].is_null()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    assert_ne!(again["agent_leg"]["status"], 200, "{again:#}");
+    assert!(
+        phone
+            .wait_event("CALL_ESTABLISHED", Duration::from_millis(500))
+            .await
+            .is_err(),
+        "the SRTP-only phone took a plain call"
+    );
+    phone.stop().await;
+    srv.shutdown().await;
+}

@@ -1,0 +1,295 @@
+//! A second real agent phone, PJSIP (2.15.1, through `pjsua2-python`), takes a verified call. It
+//! registers over UDP with digest auth (our default challenges: SHA-256 and MD5); a citizen calls
+//! with a valid code (SIPp as the trunk, the code in SIP INFO) and shows up `waiting` and verified;
+//! the agent answers through the API as the portal's "Opnemen" does; PJSIP answers by itself and
+//! the call shows `connected`. Audio goes both ways through us, told apart by frequency: the
+//! caller's 800 Hz reaches the phone's recording, the phone's 440 Hz reaches the caller — and the
+//! digits of the code never reach the phone. The phone hangs up: the caller gets a BYE, the call
+//! shows `ended`, every RTP port is free again.
+//!
+//! And over TLS (RFC 3261 §26.2): PJSIP verifies our self-signed test certificate and registers;
+//! with a CA our certificate does not chain to, it refuses the connection and never registers.
+
+mod support;
+
+use std::time::Duration;
+
+use sip::transaction::Transport;
+use support::agent::{answered_caller_with_ear, AGENT_PASSWORD};
+use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport};
+use support::sip_alone::{self, AGENT};
+use support::sipp_phone::trunk_rtp_port;
+use veilig_bellen::sip_driver::{Credentials, TlsConfig};
+
+const CALLER: &str = "+31687654321";
+/// The caller's voice; the phone's is 440 Hz.
+const CALLER_HZ: f64 = 800.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjsip_agent_answers_a_verified_call_and_hangs_up() {
+    // Our default digest challenges (SHA-256 first, then MD5): PJSIP answers SHA-256.
+    let srv = support::server::start(4, |c| {
+        c.sip.credentials = vec![Credentials {
+            username: "agent".to_owned(),
+            password: AGENT_PASSWORD.to_owned(),
+        }];
+    })
+    .await;
+    let Some(mut phone) = PjsuaPhone::register(PjsuaOptions::new(srv.sip_udp)).await else {
+        return;
+    };
+    assert!(
+        phone.log().contains("algorithm=SHA-256"),
+        "PJSIP did not answer the SHA-256 challenge:\n{}",
+        phone.log()
+    );
+
+    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
+        return;
+    };
+    phone
+        .expect(
+            "incoming ",
+            Duration::from_secs(5),
+            "our INVITE never reached the PJSIP phone",
+        )
+        .await;
+    phone
+        .expect(
+            "answered 200",
+            Duration::from_secs(2),
+            "PJSIP did not answer",
+        )
+        .await;
+    let media = phone
+        .expect(
+            "media active ",
+            Duration::from_secs(5),
+            "PJSIP's audio never became active",
+        )
+        .await;
+    assert!(media.ends_with(" RTP/AVP"), "{media}");
+    let srtp = phone
+        .expect("srtp ", Duration::from_secs(1), "no SRTP state")
+        .await;
+    assert_eq!(srtp, "srtp inactive");
+    phone
+        .expect(
+            "call state CONFIRMED",
+            Duration::from_secs(5),
+            "PJSIP never got our ACK",
+        )
+        .await;
+    let connected = srv
+        .wait_for_call(Duration::from_secs(3), |c| {
+            c["id"] == id && c["state"] == "connected"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    assert_eq!(connected["agent"], "agent");
+    assert_eq!(connected["verified"], true, "{connected:#}");
+
+    // The caller talks 800 Hz for 2 s and listens; the phone talks 440 Hz and records.
+    let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
+    let caller_heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
+    let (rate, phone_heard) = phone.recorded_wav();
+    let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
+    let to_phone = seconds_of_tone(&phone_heard, rate, CALLER_HZ);
+    eprintln!(
+        "{media}; the caller heard {to_caller:.1} s of the phone's 440 Hz, the phone heard \
+         {to_phone:.1} s of the caller's {CALLER_HZ} Hz (recorded at {rate} Hz)"
+    );
+    assert!(
+        to_phone >= 1.2,
+        "of the caller's 2 s of {CALLER_HZ} Hz the PJSIP phone recorded {to_phone:.1} s \
+         ({} samples at {rate} Hz)\n{}",
+        phone_heard.len(),
+        phone.log()
+    );
+    assert!(
+        to_caller >= 1.2,
+        "in 2 s the caller heard {to_caller:.1} s of the PJSIP phone's 440 Hz ({} samples)\n{}",
+        caller_heard.len(),
+        phone.log()
+    );
+
+    // The phone hangs up.
+    phone
+        .command("hangup", Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    phone
+        .expect(
+            "call state DISCONNECTED",
+            Duration::from_secs(5),
+            "PJSIP's BYE was not answered",
+        )
+        .await;
+    phone
+        .expect(
+            "recording closed",
+            Duration::from_secs(1),
+            "the recording was not closed",
+        )
+        .await;
+    if let Err(e) = sipp.finish().await {
+        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
+    }
+    let ended = srv
+        .wait_for_call(Duration::from_secs(3), |c| {
+            c["id"] == id && c["state"] == "ended"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ended["attributes"], serde_json::json!([]));
+    srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
+    // The caller's code went as SIP INFO to us; nothing of it may reach the agent's phone.
+    let digits: Vec<_> = phone
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("dtmf "))
+        .collect();
+    assert!(
+        digits.is_empty(),
+        "the agent's phone got digits: {digits:?}"
+    );
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjsip_registers_over_tls() {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(path("other-ca.pem"), other.cert.pem()).unwrap();
+    let mut cfg = sip_alone::config();
+    cfg.tls = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.tls_files = Some(TlsConfig {
+        cert_chain: path("cert.pem"),
+        private_key: path("key.pem"),
+    });
+    let server = sip_alone::start(cfg).await;
+    let tls_addr = server.sip.local.tls[0];
+
+    // A CA our certificate does not chain to: PJSIP must not register.
+    let mut options = PjsuaOptions::new(tls_addr);
+    options.transport = SipTransport::Tls;
+    options.tls_ca = Some(path("other-ca.pem"));
+    let Some(mut stranger) = PjsuaPhone::start(options.clone()).await else {
+        return;
+    };
+    let failed = stranger
+        .expect(
+            "registration failed",
+            Duration::from_secs(8),
+            "PJSIP did not give up on a certificate it cannot verify",
+        )
+        .await;
+    assert!(
+        !stranger
+            .events()
+            .iter()
+            .any(|e| e.starts_with("registered")),
+        "{:?}",
+        stranger.events()
+    );
+    assert!(server.sip.handle.lookup(AGENT).await.unwrap().is_empty());
+    stranger.stop().await;
+
+    // Our certificate as the CA.
+    options.tls_ca = Some(path("cert.pem"));
+    let Some(phone) = PjsuaPhone::register(options).await else {
+        return;
+    };
+    let bindings = server.sip.handle.lookup(AGENT).await.unwrap();
+    let log = phone.log();
+    phone.stop().await;
+    eprintln!("with the wrong CA: {failed}");
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{log}");
+    assert_eq!(bindings[0].transport, Transport::Tls, "{bindings:?}");
+    assert!(
+        log.contains("REGISTER sip:") && log.contains(";transport=tls"),
+        "PJSIP did not register over TLS:\n{log}"
+    );
+}
+
+// EXPLORATION (temporary)
+async fn explore(name: &str, tweak: impl FnOnce(&mut PjsuaOptions)) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |n: &str| dir.path().join(n);
+    std::fs::write(path("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (path("cert.pem"), path("key.pem"));
+    let srv = support::server::start(4, |cfg| {
+        cfg.sip.credentials = vec![Credentials { username: "agent".into(), password: AGENT_PASSWORD.into() }];
+        cfg.sip.tls = vec!["127.0.0.1:0".parse().unwrap()];
+        cfg.sip.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+        cfg.sip.tls_files = Some(TlsConfig { cert_chain: c, private_key: k });
+    }).await;
+    let mut o = PjsuaOptions::new(srv.sip_udp);
+    o.tls_ca = Some(path("cert.pem"));
+    tweak(&mut o);
+    o.registrar = match o.transport { SipTransport::Udp => srv.sip_udp, SipTransport::Tcp => srv.running.sip.tcp[0], SipTransport::Tls => srv.running.sip.tls[0] };
+    let mut phone = PjsuaPhone::start(o).await.unwrap();
+    let r = phone.wait_for("registered", Duration::from_secs(8)).await;
+    eprintln!("== {name}: register {r:?}");
+    let (ear, sipp, id) = answered_caller_with_ear(&srv, CALLER).await.unwrap();
+    let _ = phone.wait_for("never", Duration::from_secs(4)).await;
+    let calls = srv.calls().await;
+    let c = calls.iter().find(|c| c["id"] == id).unwrap();
+    eprintln!("== {name}: events {:#?}\n== call state {} agent {}", phone.events(), c["state"], c["agent"]);
+    if c["state"] == "connected" {
+        let our_port = trunk_rtp_port(&sipp.messages()).unwrap();
+        let heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(1)).await;
+        let (rate, ph) = phone.recorded_wav();
+        eprintln!("== {name}: caller heard {:.1} s 440; phone {:.1} s 800", seconds_of_tone(&heard, 8000, 440.0), seconds_of_tone(&ph, rate, CALLER_HZ));
+    }
+    std::fs::write(format!("/tmp/pj-{name}.log"), phone.log()).unwrap();
+    let _ = phone.command("stats", Duration::from_secs(1)).await;
+    let _ = phone.command("hangup", Duration::from_secs(1)).await;
+    drop(sipp);
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explore_hold() {
+    let srv = support::server::start(4, |cfg| {
+        cfg.sip.credentials = vec![Credentials { username: "agent".into(), password: AGENT_PASSWORD.into() }];
+    }).await;
+    let mut o = PjsuaOptions::new(srv.sip_udp);
+    o.auto_answer = None;
+    let mut phone = PjsuaPhone::register(o).await.unwrap();
+    let (ear, sipp, id) = answered_caller_with_ear(&srv, CALLER).await.unwrap();
+    phone.expect("incoming", Duration::from_secs(5), "x").await;
+    eprintln!("ring: {:?}", phone.command("ring", Duration::from_secs(1)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!("state while ringing: {}", srv.calls().await.iter().find(|c| c["id"] == id).unwrap()["state"]);
+    eprintln!("answer: {:?}", phone.command("answer", Duration::from_secs(1)).await);
+    phone.expect("call state CONFIRMED", Duration::from_secs(5), "x").await;
+    let our_port = trunk_rtp_port(&sipp.messages()).unwrap();
+    let _ = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_millis(500)).await;
+    eprintln!("hold: {:?}", phone.command("hold", Duration::from_secs(1)).await);
+    eprintln!("hold ev: {:?}", phone.wait_for("media", Duration::from_secs(3)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!("on_hold: {}", srv.calls().await.iter().find(|c| c["id"] == id).unwrap()["on_hold"]);
+    let heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(1)).await;
+    eprintln!("held: caller heard {:.1}s 440, {:.1}s 425", seconds_of_tone(&heard, 8000, 440.0), seconds_of_tone(&heard, 8000, 425.0));
+    eprintln!("unhold: {:?}", phone.command("unhold", Duration::from_secs(1)).await);
+    eprintln!("unhold ev: {:?}", phone.wait_for("media", Duration::from_secs(3)).await);
+    let heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(1)).await;
+    eprintln!("resumed: caller heard {:.1}s 440", seconds_of_tone(&heard, 8000, 440.0));
+    eprintln!("stats: {:?} {:?}", phone.command("stats", Duration::from_secs(1)).await, phone.wait_for("stats", Duration::from_secs(1)).await);
+    eprintln!("dtmf: {:?}", phone.command("dtmf 12", Duration::from_secs(1)).await);
+    eprintln!("bogus: {:?}", phone.command("bogus", Duration::from_secs(1)).await);
+    eprintln!("events {:#?}", phone.events());
+    std::fs::write("/tmp/pj-hold.log", phone.log()).unwrap();
+    phone.stop().await;
+    eprintln!("sipp {:?}", sipp.finish().await.is_ok());
+    srv.shutdown().await;
+}

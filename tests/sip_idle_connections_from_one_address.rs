@@ -1,0 +1,331 @@
+//! One address opens more TCP connections than the whole server allows and leaves them idle (a
+//! slowloris): only its per-address share is accepted, the rest are refused at once, and an agent's
+//! phone at another address still registers over TLS with a digest. A trunk is not held to that
+//! share; and a connection that never says anything is closed after `first_message_timeout`
+//! instead of living until the idle timeout.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sip::auth::{authorize, Challenge};
+use sip::transaction::Transport;
+use support::sip_alone::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use veilig_bellen::sip_driver::{SipConfig, TlsConfig, TrunkGate};
+
+/// Where the flood comes from, where the phone is, and the trunk.
+const FLOODER: &str = "127.0.0.3";
+const PHONE: &str = "127.0.0.4";
+const TRUNK: &str = "127.0.0.5";
+const NEIGHBOUR: &str = "127.0.0.6";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_address_leave_a_tls_phone_able_to_register() {
+    const TOTAL: usize = 64;
+    const PER_ADDRESS: usize = 16;
+    const FLOOD: usize = 80;
+    let (mut cfg, cert, dir) = tls_config();
+    cfg.streams.max_connections = TOTAL;
+    cfg.streams.max_connections_per_address = PER_ADDRESS;
+    // Nothing is closed for silence during the test: the per-address share alone must do it.
+    cfg.streams.first_message_timeout = Duration::from_secs(120);
+    let server = start(cfg).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let tls_addr = server.sip.local.tls[0];
+    let refused_before = refused_per_address();
+
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        flood.push(connect_from(FLOODER, server.tcp()).await);
+    }
+    // The flood alone would fill the whole budget.
+    const { assert!(FLOOD > TOTAL) };
+    // The refusals happen at accept, in order; wait until they are all seen.
+    let mut closed = [false; FLOOD];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while closed.iter().filter(|c| **c).count() < FLOOD - PER_ADDRESS
+        && tokio::time::Instant::now() < deadline
+    {
+        for (c, done) in flood.iter_mut().zip(closed.iter_mut()) {
+            if !*done {
+                *done = is_closed(c).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (mut phone, me) = tls_connect_from(PHONE, tls_addr, &cert).await;
+    register(&mut phone, me, tls_addr).await;
+    let bindings = server.sip.handle.lookup(AGENT).await.unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].transport, Transport::Tls);
+    assert_eq!(bindings[0].target, me);
+
+    for (c, done) in flood.iter_mut().zip(closed.iter_mut()) {
+        if !*done {
+            *done = is_closed(c).await;
+        }
+    }
+    let refused = closed.iter().filter(|c| **c).count();
+    assert_eq!(
+        refused,
+        FLOOD - PER_ADDRESS,
+        "one address keeps exactly its share of {PER_ADDRESS} connections open"
+    );
+    let counted = refused_per_address() - refused_before;
+    assert!(
+        counted >= (FLOOD - PER_ADDRESS) as u64,
+        "refusals are counted in the metric: {counted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_is_not_held_to_the_per_address_share() {
+    const PER_ADDRESS: usize = 4;
+    const TRUNK_CONNECTIONS: usize = 40;
+    const FIRST_MESSAGE: Duration = Duration::from_secs(3);
+    let mut cfg = config();
+    cfg.streams.max_connections = 64;
+    cfg.streams.max_connections_per_address = PER_ADDRESS;
+    cfg.streams.first_message_timeout = FIRST_MESSAGE;
+    cfg.gate = Some(TrunkGate {
+        trunks: vec![format!("{TRUNK}/32").parse().unwrap()],
+        reject: false,
+    });
+    let server = start(cfg).await;
+    let mut silent_trunk = connect_from(TRUNK, server.tcp()).await;
+    let silent_since = tokio::time::Instant::now();
+
+    // Refused connections are closed at once; accepted ones live until FIRST_MESSAGE.
+    let mut neighbour = Vec::new();
+    for _ in 0..2 * PER_ADDRESS {
+        neighbour.push(connect_from(NEIGHBOUR, server.tcp()).await);
+    }
+    let mut closed = vec![false; neighbour.len()];
+    let deadline = tokio::time::Instant::now() + FIRST_MESSAGE / 2;
+    loop {
+        for (c, done) in neighbour.iter_mut().zip(closed.iter_mut()) {
+            if !*done {
+                *done = is_closed(c).await;
+            }
+        }
+        if closed.iter().filter(|c| **c).count() >= PER_ADDRESS
+            || tokio::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        closed.iter().filter(|c| !**c).count(),
+        PER_ADDRESS,
+        "an address next to the trunk is held to its share"
+    );
+
+    let mut trunk = Vec::new();
+    for _ in 0..TRUNK_CONNECTIONS {
+        trunk.push(connect_from(TRUNK, server.tcp()).await);
+    }
+    let mut answered = 0;
+    for (i, c) in trunk.iter_mut().enumerate() {
+        if ping(c, &format!("trunk{i}")).await == Some(200) {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, TRUNK_CONNECTIONS,
+        "every connection of the trunk is served"
+    );
+
+    tokio::time::sleep_until(silent_since + FIRST_MESSAGE + Duration::from_millis(500)).await;
+    assert!(
+        !is_closed(&mut silent_trunk).await,
+        "a trunk's connection is not closed for saying nothing yet"
+    );
+    assert_eq!(ping(&mut silent_trunk, "late").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_is_closed_long_before_the_idle_timeout() {
+    let (mut cfg, _cert, dir) = tls_config();
+    cfg.streams.first_message_timeout = Duration::from_millis(500);
+    assert_eq!(cfg.streams.idle_timeout, Duration::from_secs(600));
+    let server = start(cfg).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let tls_addr = server.sip.local.tls[0];
+
+    let mut talker = connect_from(FLOODER, server.tcp()).await;
+    assert_eq!(ping(&mut talker, "talker").await, Some(200));
+    let mut silent_tcp = connect_from(FLOODER, server.tcp()).await;
+    // Connected to the TLS port, but never starts the handshake.
+    let mut silent_tls = connect_from(FLOODER, tls_addr).await;
+    for (what, c) in [("TCP", &mut silent_tcp), ("TLS", &mut silent_tls)] {
+        assert!(
+            closed_within(c, Duration::from_secs(4)).await,
+            "a silent {what} connection is closed after first_message_timeout"
+        );
+    }
+    assert!(
+        !is_closed(&mut talker).await,
+        "a connection that spoke lives on to the idle timeout"
+    );
+    assert_eq!(ping(&mut talker, "talker2").await, Some(200));
+}
+
+/// The driver's test config with a TLS listener and a fresh self-signed certificate for 127.0.0.1;
+/// the certificate, and the directory holding its files (remove it once the server started).
+fn tls_config() -> (SipConfig, CertificateDer<'static>, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempdir();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let mut cfg = config();
+    cfg.tls = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.tls_files = Some(TlsConfig {
+        cert_chain: dir.join("cert.pem"),
+        private_key: dir.join("key.pem"),
+    });
+    (cfg, ck.cert.der().clone(), dir)
+}
+
+/// A TCP connection from loopback address `from` to `to`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sock.connect(to))
+        .await
+        .expect("connect within 5 s")
+        .expect("the kernel accepts the connection")
+}
+
+/// A TLS connection from `from` to `to`, trusting `cert`; and our address.
+async fn tls_connect_from(
+    from: &str,
+    to: SocketAddr,
+    cert: &CertificateDer<'static>,
+) -> (TlsStream<TcpStream>, SocketAddr) {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = connect_from(from, to).await;
+    let me = tcp.local_addr().unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        TlsConnector::from(Arc::new(client)).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake within 5 s")
+    .expect("TLS handshake with our certificate: the connection was not refused");
+    (tls, me)
+}
+
+/// Registers the agent over `tls`: 401, then 200 with digest auth.
+async fn register(tls: &mut TlsStream<TcpStream>, me: SocketAddr, to: SocketAddr) {
+    let uri = format!("sips:{to}");
+    let register = |cseq: u32, auth: Option<String>| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bKidle{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sips:{AGENT}@{to}>;tag=t1\r\n\
+             To: <sips:{AGENT}@{to}>\r\nCall-ID: idle-reg@test\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sips:{AGENT}@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    tls.write_all(register(1, None).as_bytes()).await.unwrap();
+    let challenge = read_final_on(tls).await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let ch = challenge
+        .lines()
+        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .and_then(Challenge::parse)
+        .expect("digest challenge");
+    let auth = authorize(&ch, AGENT, PASSWORD, "REGISTER", &uri, "idlecnonce", 1);
+    tls.write_all(register(2, Some(auth)).as_bytes())
+        .await
+        .unwrap();
+    let ok = read_final_on(tls).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+}
+
+/// Reads responses from a stream until a final one; returns its head.
+async fn read_final_on<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16384];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            if !head.starts_with("SIP/2.0 1") {
+                return head;
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .expect("connection stays open");
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// OPTIONS over `c`; the status of the answer, `None` if the connection was closed.
+async fn ping(c: &mut TcpStream, branch: &str) -> Option<u16> {
+    let me = c.local_addr().unwrap();
+    let msg = options(me, branch).replace("/UDP", "/TCP");
+    c.write_all(msg.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    status_of(&String::from_utf8_lossy(&buf[..n]))
+}
+
+/// Whether the server has closed `c` already (EOF or reset waiting to be read).
+async fn is_closed(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(5), c.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Whether the server closes `c` (EOF or reset) within `wait`.
+async fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout(wait, c.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// `veilig_bellen_sip_connections_refused_total{limit="per_address"}` now.
+fn refused_per_address() -> u64 {
+    let text = veilig_bellen::metrics::global().render();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("veilig_bellen_sip_connections_refused_total{limit=\"per_address\"} ")
+        })
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
