@@ -43,7 +43,8 @@ pub struct Metrics {
     pub wrong_codes: Counter,
     /// Calling numbers blocked for giving too many wrong codes.
     pub calling_numbers_blocked: Counter,
-    /// Dialog-creating SIP requests from sources that are not trunks, by method (`INVITE` or
+    /// Requests from sources that are not trunks that would start something (dialog-creating
+    /// methods, and OPTIONS from an address with no registered phone), by method (`INVITE` or
     /// `other`) and what we did (`dropped`, `rejected`).
     unknown_sources: Family<Labels, Counter>,
     /// Requests to the IRMA server, by outcome (`ok`, `error`), in seconds.
@@ -123,7 +124,7 @@ impl Metrics {
         let unknown_sources = Family::<Labels, Counter>::default();
         registry.register(
             "sip_unknown_source_requests",
-            "Dialog-creating SIP requests from addresses that are not trunks, by method and action",
+            "SIP requests that would start something, from addresses that are not trunks, by method and action",
             unknown_sources.clone(),
         );
         let irma_requests = Family::<Labels, Histogram>::new_with_constructor(|| {

@@ -9,7 +9,8 @@
 //!
 //! Control: the same phone against an agent configured `srtp = "off"` gets a plain offer, refuses
 //! it, and the call goes back to waiting with the refusal visible — so the first test really
-//! depends on SRTP being negotiated.
+//! depends on SRTP being negotiated. And a phone on TLS that speaks no SRTP still talks under the
+//! default `srtp = "offer"`.
 
 mod support;
 
@@ -71,6 +72,7 @@ async fn verified_call(srv: &TestServer) -> TrunkCall {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_on_tls_talks_srtp_both_ways() {
+    let logs = support::log_capture::capture_at_trace();
     let certs = tempfile::tempdir().expect("dir");
     let srv = server_with_agent(|c| with_tls(c, certs.path())).await;
     let tls = *srv.running.sip.tls.first().expect("a TLS listener");
@@ -162,6 +164,13 @@ async fn a_phone_on_tls_talks_srtp_both_ways() {
         "the caller's BYE did not end the agent's SRTP call",
     )
     .await;
+    // Keys never reach the log, at any level.
+    let text = logs.text();
+    assert!(text.contains("SIP listening"), "the capture saw the run");
+    assert!(
+        !text.contains("inline:") && !text.contains("crypto:"),
+        "an SRTP key was logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,4 +209,52 @@ async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
     );
     phone.stop().await;
     srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_on_tls_without_srtp_still_talks_under_offer() {
+    let logs = support::log_capture::capture_at_trace();
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server_with_agent(|c| with_tls(c, certs.path())).await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    // No `mediaenc`: this phone speaks plain RTP only.
+    let Some(mut phone) = AgentPhone::register_over_tls(tls, Answer::Auto, "").await else {
+        return;
+    };
+    let call = verified_call(&srv).await;
+    let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+        return;
+    };
+    let id: Value = waiting["id"].clone();
+    assert_eq!(answer(&srv, &id).await.0, 202);
+    if let Err(e) = phone
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
+        .await
+    {
+        panic!("the plain phone never took the call: {e}\n{}", phone.log());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (rate, heard) = phone.heard();
+    let share = tone_share(&heard, f64::from(rate), 440.0);
+    assert!(
+        heard.len() >= rate as usize / 2 && share > 0.3,
+        "no audio round trip with the plain phone ({} samples, 440 Hz share {share:.2})\n{}",
+        heard.len(),
+        phone.log()
+    );
+    assert!(
+        logs.text()
+            .contains("the agent's phone refused SRTP; calling it again with plain RTP"),
+        "the plain phone was not offered SRTP first:\n{}",
+        phone.log()
+    );
+    caller_hangs_up(
+        srv,
+        sipp,
+        &id,
+        phone,
+        Duration::from_secs(5),
+        "the caller's BYE did not end the agent's call",
+    )
+    .await;
 }

@@ -48,7 +48,7 @@ use super::{CallId, CallState, UnverifiedReason};
 use crate::links::{LinkService, Unverified};
 use crate::pii::Pii;
 use crate::sip_driver::SipHandle;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{AgentId, Tenant, Tenants};
 use dsp::dtmf::DtmfDetector;
 use dsp::tone::{LoopedPrompt, SignalSource, ToneGenerator};
 use sip::dialog::{Dialog, DialogEvent};
@@ -196,6 +196,11 @@ struct Call {
     goodbye_at: Option<Instant>,
     agent: Option<AgentLeg>,
     agent_legs_made: u32,
+    /// The ringing agent leg offered SRTP under `srtp = "offer"`: if every phone refuses it as not
+    /// acceptable (406/488/606), it is rung once more with plain RTP ([`Call::ring_plain_now`]).
+    srtp_fallback: Option<AgentId>,
+    /// That second try is due.
+    ring_plain_due: Option<AgentId>,
     lookup: Option<oneshot::Receiver<Result<crate::links::Verified, Unverified>>>,
     /// A synchronous handler decided to BYE the caller; [`Call::apply_actions`] sends it.
     bye_caller_pending: bool,

@@ -11,7 +11,7 @@
 
 use super::media::{bind_media, rtp_config};
 use super::{AgentLeg, Call, Fork, MediaLeg};
-use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome};
+use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome, AgentLegReason};
 use crate::call::machine::Classification;
 use crate::call::manager::AGENT_CALL_ID_PREFIX;
 use crate::sip_driver::tu;
@@ -100,7 +100,21 @@ impl Call {
         let all: Option<Vec<AgentLegFailure>> = forks.iter().map(|f| f.failed).collect();
         if let Some(why) = all.and_then(|a| a.into_iter().reduce(AgentLegFailure::more_telling)) {
             self.agent = None;
-            self.machine.handle_agent_failed(now, why);
+            match self.srtp_fallback.take() {
+                // Every phone refused our SRTP offer: under `srtp = "offer"` they get plain RTP.
+                Some(agent) if why.reason == AgentLegReason::NotAcceptable => {
+                    tracing::info!(call = %self.id, agent = %agent, "the agent's phone refused SRTP; calling it again with plain RTP");
+                    self.ring_plain_due = Some(agent);
+                }
+                _ => self.machine.handle_agent_failed(now, why),
+            }
+        }
+    }
+
+    /// Rings the agent again with a plain-RTP offer when [`Call::fork_failed`] said so.
+    pub(super) async fn ring_plain_now(&mut self, now: Instant) {
+        if let Some(agent) = self.ring_plain_due.take() {
+            self.ring_agent_as(now, agent, true).await;
         }
     }
 
@@ -156,6 +170,12 @@ impl Call {
     }
 
     pub(super) async fn ring_agent(&mut self, now: Instant, agent: AgentId) {
+        self.ring_agent_as(now, agent, false).await;
+    }
+
+    /// `plain`: the second try after every phone refused our SRTP offer (policy `offer` only).
+    async fn ring_agent_as(&mut self, now: Instant, agent: AgentId, plain: bool) {
+        self.srtp_fallback = None;
         let bindings = self.agent_bindings(&agent).await;
         let registered = bindings.len();
         let policy = self
@@ -165,6 +185,10 @@ impl Call {
             .map(|a| a.srtp)
             .unwrap_or_default();
         let (bindings, secure) = policy.plan(bindings);
+        let secure = secure && !plain;
+        if secure && policy == crate::tenant::SrtpPolicy::Offer {
+            self.srtp_fallback = Some(agent.clone());
+        }
         if bindings.is_empty() && registered > 0 {
             tracing::info!(call = %self.id, agent = %agent, "the agent's SRTP is required, but no phone of theirs registered over TLS");
         }

@@ -151,6 +151,8 @@ pub(super) async fn answer(
         goodbye_at: None,
         agent: None,
         agent_legs_made: 0,
+        srtp_fallback: None,
+        ring_plain_due: None,
         lookup: None,
         bye_caller_pending: false,
         releasing: false,

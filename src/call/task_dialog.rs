@@ -94,6 +94,7 @@ impl Call {
                     if !self.handle_dialog_timeout(now, tx).await {
                         // No final response from that phone at all: not one it sent.
                         self.fork_failed(now, tx, AgentLegFailure::unreachable());
+                        self.ring_plain_now(now).await;
                     }
                 }
             }
@@ -261,6 +262,7 @@ impl Call {
                     self.connect_agent(now, i, response).await;
                 } else {
                     self.fork_failed(now, id, AgentLegFailure::response(status));
+                    self.ring_plain_now(now).await;
                 }
                 return;
             }

@@ -23,7 +23,8 @@ Events
   media local-hold | remote-hold | none | error   the call's audio state otherwise
   srtp active <suite> | srtp inactive       after each `media active`: whether RTP is SRTP
   dtmf <digit>                              an RFC 4733 / INFO digit came from the far end
-  stats rx <packets> tx <packets>           answer to `stats`: RTP counts of the call's audio
+  stats rx <packets> tx <packets>           answer to `stats`: RTP packets of the call's audio
+                                            stream (PJSIP makes a new one at every re-INVITE)
   recording closed <path>                   the call ended; the WAV file is complete
   quit                                      last line before the process exits
 
@@ -39,6 +40,10 @@ Commands
   quit              hang up, unregister, exit
 
 The process exits by itself after --limit seconds and when stdin closes.
+
+PJSIP refuses some INVITEs before the application hears of them: an offer it cannot take (RTP/SAVP
+while --srtp is disabled, which is PJSIP's default; RTP/AVP with --srtp mandatory) gets 488 with no
+`incoming` event. Its log then says "Error initializing media channel".
 """
 
 import argparse
