@@ -20,7 +20,7 @@ use serde_json::Value;
 use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, AgentPhone, Answer};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
-use support::sipp::TrunkCall;
+use support::sipp::{Sipp, TrunkCall};
 use veilig_bellen::server::ServerConfig;
 use veilig_bellen::sip_driver::TlsConfig;
 use veilig_bellen::tenant::{AgentId, SrtpPolicy};
@@ -62,58 +62,79 @@ fn rejected_srtp() -> f64 {
         .sum()
 }
 
-async fn verified_call(srv: &TestServer) -> TrunkCall {
+/// A server with a TLS listener (self-signed certificate in `certs`) whose agent has `policy`,
+/// and baresip registered over TLS with account `params`. `None`: baresip is missing.
+async fn tls_phone(
+    certs: &std::path::Path,
+    policy: SrtpPolicy,
+    params: &str,
+) -> Option<(TestServer, AgentPhone)> {
+    let srv = server_with_agent(|c| {
+        with_tls(c, certs);
+        set_srtp(c, policy);
+    })
+    .await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let phone = AgentPhone::register_over_tls(tls, Answer::Auto, params).await?;
+    Some((srv, phone))
+}
+
+/// A verified caller (RFC 4733 code; `sipp -rtp_echo` sends back what it hears) waits and the
+/// agent answers through the API. `None`: sipp is missing.
+async fn answered_call(srv: &TestServer) -> Option<(Sipp, Value)> {
     let code = srv.new_code().await;
     let mut call = TrunkCall::new(CALLER);
     call.pcap = Some(dtmf_call_pcap(&code, &DtmfPcapConfig::default()).expect("pcap"));
     call.rtp_echo = true;
-    call
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await?;
+    let id: Value = waiting["id"].clone();
+    assert_eq!(answer(srv, &id).await.0, 202);
+    Some((sipp, id))
+}
+
+/// The phone took the call, and after 1.5 s its 440 Hz voice has come back through the caller's
+/// echo: RTP crossed the agent leg both ways.
+async fn assert_round_trip(phone: &mut AgentPhone, what: &str) {
+    if let Err(e) = phone
+        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
+        .await
+    {
+        panic!(
+            "{what}: the phone never took the call: {e}\n{}",
+            phone.log()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (rate, heard) = phone.heard();
+    let share = tone_share(&heard, f64::from(rate), 440.0);
+    assert!(
+        heard.len() >= rate as usize / 2 && share > 0.3,
+        "{what}: no audio round trip ({} samples, 440 Hz share {share:.2})\n{}",
+        heard.len(),
+        phone.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_on_tls_talks_srtp_both_ways() {
     let logs = support::log_capture::capture_at_trace();
     let certs = tempfile::tempdir().expect("dir");
-    let srv = server_with_agent(|c| with_tls(c, certs.path())).await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
-    let Some(mut phone) =
-        AgentPhone::register_over_tls(tls, Answer::Auto, ";mediaenc=srtp-mand").await
+    let Some((srv, mut phone)) =
+        tls_phone(certs.path(), SrtpPolicy::Offer, ";mediaenc=srtp-mand").await
     else {
         return;
     };
-    let call = verified_call(&srv).await;
-    let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+    let Some((sipp, id)) = answered_call(&srv).await else {
         return;
     };
-    let id: Value = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    if let Err(e) = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(5))
-        .await
-    {
-        panic!(
-            "the SRTP-only phone never took the call: {e}\n{}",
-            phone.log()
-        );
-    }
+    assert_round_trip(&mut phone, "SRTP-only phone").await;
     srv.wait_for_call(Duration::from_secs(3), |c| {
         c["id"] == id && c["state"] == "connected"
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (rate, heard) = phone.heard();
-    assert!(
-        heard.len() >= rate as usize / 2,
-        "the agent heard {} samples in 1.5 s: no audio through SRTP\n{}",
-        heard.len(),
-        phone.log()
-    );
-    let share = tone_share(&heard, f64::from(rate), 440.0);
-    assert!(
-        share > 0.3,
-        "the agent's 440 Hz voice is only {share:.2} of what came back: the SRTP round trip failed"
-    );
 
     // Clear RTP thrown at the agent leg's port is not audio: it is rejected and counted. (Which
     // port is ours? The phone's log names the remote RTP address of its call.)
@@ -176,23 +197,14 @@ async fn a_phone_on_tls_talks_srtp_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
     let certs = tempfile::tempdir().expect("dir");
-    let srv = server_with_agent(|c| {
-        with_tls(c, certs.path());
-        set_srtp(c, SrtpPolicy::Off);
-    })
-    .await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
-    let Some(mut phone) =
-        AgentPhone::register_over_tls(tls, Answer::Auto, ";mediaenc=srtp-mand").await
+    let Some((srv, mut phone)) =
+        tls_phone(certs.path(), SrtpPolicy::Off, ";mediaenc=srtp-mand").await
     else {
         return;
     };
-    let call = verified_call(&srv).await;
-    let Some((_sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+    let Some((_sipp, id)) = answered_call(&srv).await else {
         return;
     };
-    let id: Value = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
     let again = srv
         .wait_for_call(Duration::from_secs(8), |c| {
             c["id"] == id && c["state"] == "waiting" && !c["agent_leg"].is_null()
@@ -215,33 +227,14 @@ async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
 async fn a_phone_on_tls_without_srtp_still_talks_under_offer() {
     let logs = support::log_capture::capture_at_trace();
     let certs = tempfile::tempdir().expect("dir");
-    let srv = server_with_agent(|c| with_tls(c, certs.path())).await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
     // No `mediaenc`: this phone speaks plain RTP only.
-    let Some(mut phone) = AgentPhone::register_over_tls(tls, Answer::Auto, "").await else {
+    let Some((srv, mut phone)) = tls_phone(certs.path(), SrtpPolicy::Offer, "").await else {
         return;
     };
-    let call = verified_call(&srv).await;
-    let Some((sipp, waiting)) = srv.call_until_waiting(&call, Duration::from_secs(8)).await else {
+    let Some((sipp, id)) = answered_call(&srv).await else {
         return;
     };
-    let id: Value = waiting["id"].clone();
-    assert_eq!(answer(&srv, &id).await.0, 202);
-    if let Err(e) = phone
-        .wait_event("CALL_ESTABLISHED", Duration::from_secs(8))
-        .await
-    {
-        panic!("the plain phone never took the call: {e}\n{}", phone.log());
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (rate, heard) = phone.heard();
-    let share = tone_share(&heard, f64::from(rate), 440.0);
-    assert!(
-        heard.len() >= rate as usize / 2 && share > 0.3,
-        "no audio round trip with the plain phone ({} samples, 440 Hz share {share:.2})\n{}",
-        heard.len(),
-        phone.log()
-    );
+    assert_round_trip(&mut phone, "plain phone on TLS").await;
     assert!(
         logs.text()
             .contains("the agent's phone refused SRTP; calling it again with plain RTP"),

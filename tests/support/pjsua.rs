@@ -6,10 +6,14 @@
 //! file (looped; by default a 440 Hz sine, as the baresip phone does) and records what it hears
 //! into a WAV file — on PJSIP's null audio device, there is no sound card.
 //!
-//! The interpreter: `$VB_PJSUA_PYTHON`, else the venv `scripts/install-test-deps.sh` makes
-//! (`${XDG_CACHE_HOME:-$HOME/.cache}/veilig-bellen/pjsua-venv/bin/python`, `pjsua2-python` pinned
-//! to [`VERSION`]). Missing: the test skips after a note (a failure under `CI`). Present but
-//! without a working `pjsua2`: the phone fails to start, and so does the test.
+//! The interpreter: `$VB_PJSUA_PYTHON`, else the python of the venv `scripts/install-test-deps.sh`
+//! makes (`$VB_PJSUA_VENV`, default `${XDG_CACHE_HOME:-$HOME/.cache}/veilig-bellen/pjsua-venv`,
+//! `pjsua2-python` pinned to [`VERSION`]). Missing: the test skips after a note (a failure under
+//! `CI`). Present but without a working `pjsua2`: the phone fails to start, and so does the test.
+//!
+//! PJSIP answers an INVITE it cannot take while setting up media (RTP/SAVP with SRTP disabled,
+//! PJSIP's default; RTP/AVP with SRTP mandatory) with 488 before the script hears of it: no
+//! `incoming` event; its log says "Error initializing media channel".
 //!
 //! Bounds: the phone exits by itself after [`PjsuaOptions::limit`] and when its stdin closes; it is
 //! killed when dropped; every wait takes a limit. Its RTP ports come from [`super::ports`], its SIP
@@ -126,7 +130,11 @@ pub fn find_python() -> Option<PathBuf> {
         );
         return Some(python);
     }
-    let python = default_venv().map(|v| v.join("bin").join("python"));
+    let python = std::env::var_os("VB_PJSUA_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(default_venv)
+        .map(|v| v.join("bin").join("python"));
     match python {
         Some(p) if p.is_file() => Some(p),
         _ => {
@@ -140,7 +148,7 @@ pub fn find_python() -> Option<PathBuf> {
     }
 }
 
-/// `${XDG_CACHE_HOME:-$HOME/.cache}/veilig-bellen/pjsua-venv`.
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/veilig-bellen/pjsua-venv`, where the install script puts it.
 fn default_venv() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
