@@ -373,20 +373,20 @@ async fn answer_call(
         }
     };
     let call = visible_call(&state, &caller, id)?;
-    let username = state
+    let (username, srtp) = state
         .tenants
         .by_id(&call.tenant)
         .and_then(|t| t.agents.get(&agent))
-        .map(|a| a.sip_username.clone())
+        .map(|a| (a.sip_username.clone(), a.srtp))
         .ok_or(ApiError::UnknownAgent)?;
     if let Some(phones) = &state.phones {
-        // A driver that stopped answers like an agent without phones: nobody can be rung.
-        if phones
-            .lookup(&username)
-            .await
-            .map(|b| b.is_empty())
-            .unwrap_or(true)
-        {
+        // A driver that stopped answers like an agent without phones: nobody can be rung. Nor can
+        // an agent whose SRTP is required and whose phones are none of them on TLS.
+        let ringable = match phones.lookup(&username).await {
+            Ok(bindings) => !srtp.plan(bindings).0.is_empty(),
+            Err(_) => false,
+        };
+        if !ringable {
             return Err(ApiError::AgentUnavailable);
         }
     }

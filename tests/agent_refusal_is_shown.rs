@@ -20,9 +20,10 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::agent::{answer, server_with_agent};
+use support::events::Events;
 use support::log_capture::{capture_at_trace, Buffer};
 use support::portal::{portal_server, BrowserRun};
-use support::server::{expected_attributes, TestServer, API_TOKEN};
+use support::server::{expected_attributes, TestServer};
 use support::sipp::{Sipp, TrunkCall};
 use support::sipp_phone::{register, ring_until_cancelled, scenario, SippPhone, RECV_INVITE};
 use tokio::net::UdpSocket;
@@ -111,56 +112,6 @@ fn agent_leg_log_lines(id: &Value, code: &str) -> Vec<String> {
         .filter(|l| l.contains("did not take the call") && l.contains(&format!("call={id}")))
         .map(str::to_owned)
         .collect()
-}
-
-/// Server-sent events of `GET /api/v1/calls/events`, read frame by frame.
-struct Events {
-    response: reqwest::Response,
-    buf: String,
-}
-
-impl Events {
-    async fn open(http_base: &str) -> Events {
-        let response = reqwest::Client::new()
-            .get(format!("{http_base}/api/v1/calls/events"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls/events");
-        assert_eq!(response.status(), 200);
-        Events {
-            response,
-            buf: String::new(),
-        }
-    }
-
-    /// The next `call` event's data (bounded by `limit`).
-    async fn next_call(&mut self, limit: Duration) -> Result<Value, String> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                let mut kind = "message";
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        kind = v.trim();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if kind == "call" {
-                    return serde_json::from_str(&data).map_err(|e| format!("{e}: {data}"));
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .map_err(|_| format!("no call event within {limit:?}"))?
-                .map_err(|e| format!("event stream: {e}"))?
-                .ok_or("the event stream ended")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

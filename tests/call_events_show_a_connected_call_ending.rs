@@ -6,74 +6,13 @@
 
 mod support;
 
-use serde_json::Value;
 use std::time::Duration;
 use support::agent::{answer, server_with_agent, AgentPhone, Answer};
+use support::events::Events;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
-use support::server::API_TOKEN;
 use support::sipp::TrunkCall;
 
 const CALLER: &str = "+31644445555";
-
-/// A server-sent event stream, read frame by frame.
-struct Events {
-    response: reqwest::Response,
-    buf: String,
-}
-
-impl Events {
-    async fn open(http_base: &str) -> Events {
-        let response = reqwest::Client::new()
-            .get(format!("{http_base}/api/v1/calls/events"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls/events");
-        assert_eq!(response.status(), 200);
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "{content_type}"
-        );
-        Events {
-            response,
-            buf: String::new(),
-        }
-    }
-
-    /// The next `call` event's data (bounded by `limit`); keep-alive comments and other events skipped.
-    async fn next_call(&mut self, limit: Duration) -> Result<Value, String> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                let mut kind = "message";
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        kind = v.trim();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if kind == "call" {
-                    return serde_json::from_str(&data).map_err(|e| format!("{e}: {data}"));
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .map_err(|_| format!("no call event within {limit:?}"))?
-                .map_err(|e| format!("event stream: {e}"))?
-                .ok_or("the event stream ended")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
@@ -82,6 +21,11 @@ async fn the_event_stream_shows_a_connected_call_ended_by_the_agent() {
         return;
     };
     let mut events = Events::open(&srv.http_base).await;
+    let content_type = events.content_type();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     let code = srv.new_code().await;
     let mut call = TrunkCall::new(CALLER);
     call.pcap = Some(dtmf_call_pcap(&code, &DtmfPcapConfig::default()).expect("pcap"));

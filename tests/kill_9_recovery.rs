@@ -29,6 +29,9 @@ mod support;
 #[path = "support/irmago_standin.rs"]
 #[allow(dead_code)]
 mod irmago_standin;
+#[path = "support/serve_child.rs"]
+#[allow(dead_code)]
+mod serve_child;
 #[path = "support/serve_cli.rs"]
 #[allow(dead_code)]
 mod serve_cli;
@@ -37,20 +40,18 @@ mod serve_cli;
 use support::ports;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use irmago_standin::IrmagoStandin;
 use serde_json::{json, Value};
-use serve_cli::{Setup, API_TOKEN, BIN, IRMA_TOKEN, JAN_HASH};
+use serve_child::{Serving, Site, CLASSIFIED_WITHIN};
+use serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH};
 use support::agent::AGENT_PASSWORD;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{wait_messages, Sipp, TrunkCall};
 use support::sipp_phone::{answer_at_once, SippPhone};
-use tokio::time::Instant;
 use veilig_bellen::store::{
     unix_now, BindOutcome, ConsumeKey, FrontendToken, LinkCode, RedbStore, SessionRow,
     SessionState, SessionStore,
@@ -62,8 +63,6 @@ const ARNHEM: &str = "+31263770000";
 const SITE: &str = "https://www.arnhem.nl";
 const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
 const CITIZEN_BSN: &str = "999993653";
-/// Longest wait for a call to show up classified (or connected) in the agents' list.
-const CLASSIFIED_WITHIN: Duration = Duration::from_secs(10);
 /// How long a trunk call that lives through a restart may wait for the test's go-ahead.
 const LIVE_CALL_WAIT: Duration = Duration::from_secs(40);
 
@@ -118,216 +117,26 @@ fn data_dir(setup: &Setup) -> PathBuf {
     setup.dir.path().join("data")
 }
 
-/// One life of `veilig-bellen --log-format json serve --config FILE` (`RUST_LOG=info`): stdout read
-/// line by line, stderr into `serve-<life>.stderr`. Killed on drop.
-struct Serving {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: PathBuf,
-}
-
-impl Serving {
-    /// Starts life number `life` and waits (at most 60 s) until it says it runs.
-    async fn start(config: &Path, life: u32) -> Serving {
-        let stderr = config.with_file_name(format!("serve-{life}.stderr"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--log-format", "json", "serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("VEILIG_BELLEN_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().expect("serve starts");
-        let out = child.stdout.take().expect("piped stdout");
-        let stdout: Arc<Mutex<Vec<String>>> = Arc::default();
-        let lines = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut serving = Serving {
-            child,
-            stdout,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !serving
-            .stdout
-            .lock()
-            .unwrap()
-            .join("\n")
-            .contains("Stop with SIGTERM")
-        {
-            if let Ok(Some(status)) = serving.child.try_wait() {
-                panic!(
-                    "serve (life {life}) exited ({status}) before it ran; stderr:\n{}",
-                    serving.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve (life {life}) did not say it runs within 60 s; stderr:\n{}",
-                serving.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        serving
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// SIGKILL, and the process is gone (no shutdown code of ours ran). Its stderr.
-    fn kill_9(mut self) -> String {
-        self.child.kill().expect("SIGKILL");
-        let status = self.child.wait().expect("reaping serve");
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
-        self.stderr()
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The website, the agents' API and the trunk around the `serve` of one [`Setup`], whichever life.
-struct Site {
-    http: String,
-    sip: SocketAddr,
-    client: reqwest::Client,
-}
-
+/// The calls this test places, on the [`Site`] of one [`Setup`], whichever life.
 impl Site {
-    fn new(setup: &Setup) -> Site {
-        Site {
-            http: format!("http://127.0.0.1:{}", setup.http),
-            sip: SocketAddr::from(([127, 0, 0, 1], setup.sip)),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("HTTP client"),
-        }
-    }
-
-    /// The widget's click: `POST /api/v1/sessions` for Arnhem. The session JSON.
-    async fn start_session(&self) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.http))
-            .header("origin", SITE)
-            .json(&json!({"tenant": "arnhem"}))
-            .send()
-            .await
-            .expect("POST /api/v1/sessions");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("session JSON")
-    }
-
-    /// `GET /api/v1/sessions/{token}/status?wait=5`: the `status`.
-    async fn session_status(&self, token: &str) -> String {
-        let response = self
-            .client
-            .get(format!(
-                "{}/api/v1/sessions/{token}/status?wait=5",
-                self.http
-            ))
-            .header("origin", SITE)
-            .send()
-            .await
-            .expect("session status");
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.expect("status JSON");
-        body["status"].as_str().unwrap_or_default().to_owned()
-    }
-
-    /// `GET /api/v1/calls` with the agents' token.
-    async fn calls(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/calls", self.http))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("calls JSON")
-    }
-
-    /// Polls the call list (at most `limit`) for a call satisfying `pred`.
-    async fn wait_for_call(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let calls = self.calls().await;
-            if let Some(call) = calls.iter().find(|c| pred(c)) {
-                return call.clone();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no call as expected within {limit:?}; calls: {calls:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// A trunk call from `caller` to Arnhem keying `code` (RFC 4733), until the agents' list shows
     /// it `waiting`. `None` when sipp is missing (test skipped).
-    async fn call_until_waiting(&self, caller: &str, code: &str) -> Option<(Sipp, Value)> {
+    async fn call_with_code_until_waiting(
+        &self,
+        caller: &str,
+        code: &str,
+    ) -> Option<(Sipp, Value)> {
         let mut call = TrunkCall::new(caller);
         call.called = ARNHEM.to_owned();
         call.pcap = Some(dtmf_call_pcap(code, &DtmfPcapConfig::default()).expect("pcap"));
         call.wait_limit = Some(LIVE_CALL_WAIT);
         call.limit = Some(LIVE_CALL_WAIT + Duration::from_secs(5));
-        let sipp = Sipp::start(self.sip, &call)?;
-        let caller = caller.to_owned();
-        let start = Instant::now();
-        loop {
-            let calls = self.calls().await;
-            if let Some(c) = calls
-                .iter()
-                .find(|c| c["state"] == "waiting" && c["caller"] == caller.as_str())
-            {
-                return Some((sipp, c.clone()));
-            }
-            assert!(
-                start.elapsed() < CLASSIFIED_WITHIN,
-                "the call from {caller} never showed up waiting; calls: {calls:#?}\nsipp:\n{}",
-                sipp.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The trunk hangs up; the call shows `ended`, without attributes.
-    async fn hang_up(&self, sipp: Sipp, id: &Value) {
-        sipp.hang_up();
-        if let Err(e) = sipp.finish().await {
-            panic!("the trunk's call did not end cleanly: {e}");
-        }
-        let ended = self
-            .wait_for_call(Duration::from_secs(5), |c| {
-                &c["id"] == id && c["state"] == "ended"
-            })
-            .await;
-        assert_eq!(ended["attributes"], json!([]), "{ended:#}");
+        self.call_until_waiting(&call).await
     }
 
     /// A call with `code` verifies: the citizen's name and BSN. Hung up after.
     async fn verifies(&self, caller: &str, code: &str) -> Option<()> {
-        let (sipp, waiting) = self.call_until_waiting(caller, code).await?;
+        let (sipp, waiting) = self.call_with_code_until_waiting(caller, code).await?;
         assert_verified(&waiting);
         self.hang_up(sipp, &waiting["id"]).await;
         Some(())
@@ -335,7 +144,7 @@ impl Site {
 
     /// A call with `code` is turned down as `used_code`, without attributes. Hung up after.
     async fn is_used(&self, caller: &str, code: &str) -> Option<()> {
-        let (sipp, waiting) = self.call_until_waiting(caller, code).await?;
+        let (sipp, waiting) = self.call_with_code_until_waiting(caller, code).await?;
         assert_eq!(waiting["verified"], false, "{waiting:#}");
         assert_eq!(waiting["reason"], "used_code", "{waiting:#}");
         assert_eq!(waiting["attributes"], json!([]), "{waiting:#}");
@@ -380,7 +189,9 @@ impl Install {
 
     /// Life number `life` of its `serve`.
     async fn serve(&self, life: u32) -> Serving {
-        Serving::start(&self.config, life).await
+        let stderr = self.config.with_file_name(format!("serve-{life}.stderr"));
+        let name = format!("serve (life {life})");
+        Serving::start(&self.config, true, "info", stderr, &name).await
     }
 
     /// A session started on the website, disclosed, the website told `done`: its token and code.
@@ -388,7 +199,10 @@ impl Install {
         let session = started_session(&self.site, &self.standin).await;
         let token = token_of(&session);
         let code = disclose(&self.standin, &session);
-        assert_eq!(self.site.session_status(token.as_str()).await, "done");
+        assert_eq!(
+            self.site.session_status(token.as_str(), SITE).await["status"],
+            "done"
+        );
         (token, code)
     }
 }
@@ -396,7 +210,9 @@ impl Install {
 /// A session is started on the website and `serve` follows it at the IRMA server (its status
 /// events). The session JSON.
 async fn started_session(site: &Site, standin: &IrmagoStandin) -> Value {
-    let session = site.start_session().await;
+    let (status, body) = site.start_session("arnhem", SITE).await;
+    assert_eq!(status, 200);
+    let session: Value = serde_json::from_str(&body).expect("session JSON");
     let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
     let client_token = u.rsplit('/').next().expect("client token");
     let irma_token = standin
@@ -494,7 +310,7 @@ async fn a_code_issued_before_kill_9_is_disclosed_after_the_restart_and_verifies
 
     let serve = install.serve(2).await;
     assert_eq!(
-        site.session_status(token.as_str()).await,
+        site.session_status(token.as_str(), SITE).await["status"],
         "done",
         "the restarted service followed the session to its result"
     );
@@ -526,7 +342,10 @@ async fn a_code_disclosed_before_kill_9_verifies_once_after_the_restart() {
     );
 
     let serve = install.serve(2).await;
-    assert_eq!(site.session_status(token.as_str()).await, "done");
+    assert_eq!(
+        site.session_status(token.as_str(), SITE).await["status"],
+        "done"
+    );
     let Some(()) = site.verifies("+31612349011", &code).await else {
         return;
     };
@@ -610,7 +429,11 @@ async fn a_call_live_at_kill_9_keeps_its_code_used_and_loses_its_attributes() {
     let serve = install.serve(1).await;
     let (token, code) = install.disclosed_code().await;
     let caller = "+31612349021";
-    let Some((trunk, waiting)) = install.site.call_until_waiting(caller, &code).await else {
+    let Some((trunk, waiting)) = install
+        .site
+        .call_with_code_until_waiting(caller, &code)
+        .await
+    else {
         return;
     };
     assert_verified(&waiting);
@@ -637,7 +460,7 @@ async fn a_call_connected_at_kill_9_keeps_its_code_used_loses_its_attributes_and
         return;
     };
     let caller = "+31612349031";
-    let Some((trunk, waiting)) = site.call_until_waiting(caller, &code).await else {
+    let Some((trunk, waiting)) = site.call_with_code_until_waiting(caller, &code).await else {
         return;
     };
     assert_verified(&waiting);

@@ -20,6 +20,9 @@ mod support;
 #[path = "support/irmago_standin.rs"]
 #[allow(dead_code)]
 mod irmago_standin;
+#[path = "support/serve_child.rs"]
+#[allow(dead_code)]
+mod serve_child;
 #[path = "support/serve_cli.rs"]
 #[allow(dead_code)]
 mod serve_cli;
@@ -28,17 +31,14 @@ mod serve_cli;
 use support::ports;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::Method;
 use irmago_standin::{IrmagoStandin, ResultJwt};
 use serde_json::{json, Value};
-use serve_cli::{Setup, API_TOKEN, BIN, IRMA_TOKEN, JAN_HASH, SIP_PASSWORD};
+use serve_child::{Serving, Site};
+use serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH, SIP_PASSWORD};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{Sipp, TrunkCall};
 use tokio::time::Instant;
@@ -48,8 +48,6 @@ const BSN: &str = "pbdf.gemeente.personalData.bsn";
 const ARNHEM: &str = "+31263770000";
 const NIJMEGEN: &str = "+31243290000";
 const ARNHEM_SITE: &str = "https://www.arnhem.nl";
-/// Longest wait for a call to show up classified in the agents' list.
-const CLASSIFIED_WITHIN: Duration = Duration::from_secs(10);
 
 /// Two municipalities, each asking name and BSN, one agent each; the IRMA server at `irma_url`
 /// with token authentication and signed results; `calls` is the `[calls]` table's body.
@@ -116,232 +114,11 @@ request_timeout = "3s"
     path
 }
 
-/// `veilig-bellen [--log-format json] serve --config FILE` as a child: stdout read line by line,
-/// stderr into a file. Killed on drop unless [`Serving::terminate`] stopped it.
-struct Serving {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: PathBuf,
-}
-
-impl Serving {
-    /// Starts it with `RUST_LOG=rust_log` and waits (at most 60 s) for its summary.
-    async fn start(config: &Path, json_logs: bool, rust_log: &str) -> Serving {
-        let stderr = config.with_file_name("serve.stderr");
-        let mut cmd = Command::new(BIN);
-        if json_logs {
-            cmd.args(["--log-format", "json"]);
-        }
-        cmd.args(["serve", "--config", config.to_str().expect("UTF-8 path")])
-            .env("RUST_LOG", rust_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("VEILIG_BELLEN_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().expect("serve starts");
-        let out = child.stdout.take().expect("piped stdout");
-        let stdout: Arc<Mutex<Vec<String>>> = Arc::default();
-        let lines = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut serving = Serving {
-            child,
-            stdout,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !serving.stdout().contains("Stop with SIGTERM") {
-            if let Ok(Some(status)) = serving.child.try_wait() {
-                panic!(
-                    "serve exited ({status}) before it ran; stdout:\n{}\nstderr:\n{}",
-                    serving.stdout(),
-                    serving.stderr_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not say it runs within 60 s; stdout:\n{}",
-                serving.stdout()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        serving
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stderr_tail(&self) -> String {
-        let all = self.stderr();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Sends SIGTERM (now).
-    fn sigterm(&self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
-    }
-
-    /// Waits (at most `limit`) for the process to exit.
-    async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("polling serve") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve still ran {limit:?} after SIGTERM; stderr:\n{}",
-                self.stderr_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// SIGTERM, then the exit status (within 20 s).
-    async fn terminate(&mut self) -> ExitStatus {
-        self.sigterm();
-        self.exit_within(Duration::from_secs(20)).await
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The website, the agents' API and the trunk, around one `serve`.
-struct Site {
-    http: String,
-    sip: SocketAddr,
-    client: reqwest::Client,
-}
-
+/// What this test reads on the [`Site`] besides the calls.
 impl Site {
-    fn new(setup: &Setup) -> Site {
-        Site {
-            http: format!("http://127.0.0.1:{}", setup.http),
-            sip: SocketAddr::from(([127, 0, 0, 1], setup.sip)),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("HTTP client"),
-        }
-    }
-
-    /// What the widget on `origin` does on a click: `POST /api/v1/sessions` for `tenant`. Status
-    /// and body.
-    async fn start_session(&self, tenant: &str, origin: &str) -> (u16, String) {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.http))
-            .header("origin", origin)
-            .json(&json!({ "tenant": tenant }))
-            .send()
-            .await
-            .expect("POST /api/v1/sessions");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("session body"))
-    }
-
-    /// The widget's wait for the outcome: `GET /api/v1/sessions/{token}/status?wait=5`.
-    async fn session_status(&self, token: &str) -> Value {
-        let response = self
-            .client
-            .get(format!(
-                "{}/api/v1/sessions/{token}/status?wait=5",
-                self.http
-            ))
-            .header("origin", ARNHEM_SITE)
-            .send()
-            .await
-            .expect("session status");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("status JSON")
-    }
-
-    /// `GET /api/v1/calls` with the agents' token.
-    async fn calls(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/calls", self.http))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("calls JSON")
-    }
-
-    /// Polls the call list (at most `limit`) for a call satisfying `pred`.
-    async fn wait_for_call(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let calls = self.calls().await;
-            if let Some(call) = calls.iter().find(|c| pred(c)) {
-                return call.clone();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no call as expected within {limit:?}; calls: {calls:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Places `call` and waits until the agents' list shows it `waiting` (classified). `None`
-    /// when sipp is missing (test skipped).
-    async fn call_until_waiting(&self, call: &TrunkCall) -> Option<(Sipp, Value)> {
-        let sipp = Sipp::start(self.sip, call)?;
-        let caller = call.caller.clone();
-        let start = Instant::now();
-        loop {
-            let calls = self.calls().await;
-            if let Some(c) = calls
-                .iter()
-                .find(|c| c["state"] == "waiting" && c["caller"] == caller.as_str())
-            {
-                return Some((sipp, c.clone()));
-            }
-            assert!(
-                start.elapsed() < CLASSIFIED_WITHIN,
-                "the call from {caller} never showed up waiting; calls: {calls:#?}\nsipp:\n{}",
-                sipp.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// The trunk hangs up; the call shows `ended`, without attributes, links or calling number.
-    async fn hang_up(&self, sipp: Sipp, id: &Value) {
-        sipp.hang_up();
-        if let Err(e) = sipp.finish().await {
-            panic!("the trunk's call did not end cleanly: {e}");
-        }
-        let ended = self
-            .wait_for_call(Duration::from_secs(5), |c| {
-                &c["id"] == id && c["state"] == "ended"
-            })
-            .await;
-        assert_eq!(ended["attributes"], json!([]), "{ended:#}");
+    async fn hang_up_clean(&self, sipp: Sipp, id: &Value) {
+        let ended = self.hang_up(sipp, id).await;
         assert_eq!(ended["links"], json!([]), "{ended:#}");
         assert_eq!(ended["caller"], "", "{ended:#}");
     }
@@ -636,7 +413,14 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
     let standin = IrmagoStandin::start(ports::port(), IRMA_TOKEN).await;
     let setup = Setup::new();
     let config = write_config(&setup, &standin.url, "");
-    let mut serve = Serving::start(&config, true, "trace").await;
+    let mut serve = Serving::start(
+        &config,
+        true,
+        "trace",
+        config.with_file_name("serve.stderr"),
+        "serve",
+    )
+    .await;
     let site = Site::new(&setup);
     let summary = serve.stdout();
     assert!(
@@ -714,7 +498,10 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
     // a. A verified call to Arnhem, the code as RFC 4733 events.
     let (code, token) = citizens[0].get_code(&site, &standin, "arnhem").await;
     codes.push(code.clone());
-    assert_eq!(site.session_status(&token).await["status"], "done");
+    assert_eq!(
+        site.session_status(&token, ARNHEM_SITE).await["status"],
+        "done"
+    );
     let caller = "+31612340001";
     callers.push(caller);
     let mut call = TrunkCall::new(caller);
@@ -734,7 +521,7 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
         ]),
         "{waiting:#}"
     );
-    site.hang_up(sipp, &waiting["id"]).await;
+    site.hang_up_clean(sipp, &waiting["id"]).await;
     // With the IRMA server's public key configured, only the signed result was fetched.
     let results: Vec<String> = standin
         .seen()
@@ -767,7 +554,7 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
     assert_eq!(waiting["verified"], false, "{waiting:#}");
     assert_eq!(waiting["reason"], "unknown_code", "{waiting:#}");
     assert_eq!(waiting["attributes"], json!([]), "{waiting:#}");
-    site.hang_up(sipp, &waiting["id"]).await;
+    site.hang_up_clean(sipp, &waiting["id"]).await;
 
     let caller = "+31612340003";
     callers.push(caller);
@@ -786,7 +573,7 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
         waiting["attributes"][1]["value"], citizens[1].bsn,
         "{waiting:#}"
     );
-    site.hang_up(sipp, &waiting["id"]).await;
+    site.hang_up_clean(sipp, &waiting["id"]).await;
 
     // c. A signed result that does not check out: tampered, then from another issuer.
     for (mode, citizen, caller) in [
@@ -798,7 +585,7 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
         codes.push(code.clone());
         callers.push(caller);
         assert_eq!(
-            site.session_status(&token).await["status"],
+            site.session_status(&token, ARNHEM_SITE).await["status"],
             "cancelled",
             "{mode:?}: the website learns the disclosure failed"
         );
@@ -811,13 +598,16 @@ async fn two_municipalities_against_irmago_verify_only_their_own_codes_and_log_n
         assert_eq!(waiting["verified"], false, "{mode:?}: {waiting:#}");
         assert_eq!(waiting["reason"], "irma_error", "{mode:?}: {waiting:#}");
         assert_eq!(waiting["attributes"], json!([]), "{mode:?}: {waiting:#}");
-        site.hang_up(sipp, &waiting["id"]).await;
+        site.hang_up_clean(sipp, &waiting["id"]).await;
     }
     // Signed right but expired: refused as well (the website hears it failed).
     standin.set_result_jwt(ResultJwt::Expired);
     let (code, token) = citizens[0].get_code(&site, &standin, "arnhem").await;
     codes.push(code);
-    assert_eq!(site.session_status(&token).await["status"], "cancelled");
+    assert_eq!(
+        site.session_status(&token, ARNHEM_SITE).await["status"],
+        "cancelled"
+    );
     standin.set_result_jwt(ResultJwt::Genuine);
 
     // d. The calls in /metrics.
@@ -911,7 +701,14 @@ async fn sigterm_refuses_new_calls_hangs_up_live_ones_after_the_grace_time_and_e
         &standin.url,
         "shutdown_grace = \"2s\"\nfirst_digit_timeout = \"1s\"",
     );
-    let mut serve = Serving::start(&config, false, "info").await;
+    let mut serve = Serving::start(
+        &config,
+        false,
+        "info",
+        config.with_file_name("serve.stderr"),
+        "serve",
+    )
+    .await;
     let site = Site::new(&setup);
 
     let mut live = TrunkCall::new("+31612340021");

@@ -7,20 +7,15 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sip::auth::{authorize, Challenge};
 use sip::transaction::Transport;
 use support::sip_alone::*;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
-use veilig_bellen::sip_driver::{SipConfig, TlsConfig, TrunkGate};
+use veilig_bellen::sip_driver::TrunkGate;
 
 /// Where the flood comes from, where the phone is, and the trunk.
 const FLOODER: &str = "127.0.0.3";
@@ -137,7 +132,7 @@ async fn a_trunk_is_not_held_to_the_per_address_share() {
     }
     let mut answered = 0;
     for (i, c) in trunk.iter_mut().enumerate() {
-        if ping(c, &format!("trunk{i}")).await == Some(200) {
+        if tcp_ping(c, &format!("trunk{i}")).await == Some(200) {
             answered += 1;
         }
     }
@@ -151,7 +146,7 @@ async fn a_trunk_is_not_held_to_the_per_address_share() {
         !is_closed(&mut silent_trunk).await,
         "a trunk's connection is not closed for saying nothing yet"
     );
-    assert_eq!(ping(&mut silent_trunk, "late").await, Some(200));
+    assert_eq!(tcp_ping(&mut silent_trunk, "late").await, Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +159,7 @@ async fn a_connection_that_never_speaks_is_closed_long_before_the_idle_timeout()
     let tls_addr = server.sip.local.tls[0];
 
     let mut talker = connect_from(FLOODER, server.tcp()).await;
-    assert_eq!(ping(&mut talker, "talker").await, Some(200));
+    assert_eq!(tcp_ping(&mut talker, "talker").await, Some(200));
     let mut silent_tcp = connect_from(FLOODER, server.tcp()).await;
     // Connected to the TLS port, but never starts the handshake.
     let mut silent_tls = connect_from(FLOODER, tls_addr).await;
@@ -178,23 +173,7 @@ async fn a_connection_that_never_speaks_is_closed_long_before_the_idle_timeout()
         !is_closed(&mut talker).await,
         "a connection that spoke lives on to the idle timeout"
     );
-    assert_eq!(ping(&mut talker, "talker2").await, Some(200));
-}
-
-/// The driver's test config with a TLS listener and a fresh self-signed certificate for 127.0.0.1;
-/// the certificate, and the directory holding its files (remove it once the server started).
-fn tls_config() -> (SipConfig, CertificateDer<'static>, PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let dir = tempdir();
-    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-    let mut cfg = config();
-    cfg.tls = vec!["127.0.0.1:0".parse().unwrap()];
-    cfg.tls_files = Some(TlsConfig {
-        cert_chain: dir.join("cert.pem"),
-        private_key: dir.join("key.pem"),
-    });
-    (cfg, ck.cert.der().clone(), dir)
+    assert_eq!(tcp_ping(&mut talker, "talker2").await, Some(200));
 }
 
 /// A TCP connection from loopback address `from` to `to`.
@@ -213,20 +192,12 @@ async fn tls_connect_from(
     to: SocketAddr,
     cert: &CertificateDer<'static>,
 ) -> (TlsStream<TcpStream>, SocketAddr) {
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.clone()).unwrap();
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = connect_from(from, to).await;
     let me = tcp.local_addr().unwrap();
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let tls = tokio::time::timeout(
         Duration::from_secs(5),
-        TlsConnector::from(Arc::new(client)).connect(name, tcp),
+        tls_connector(cert).connect(name, tcp),
     )
     .await
     .expect("TLS handshake within 5 s")
@@ -236,67 +207,7 @@ async fn tls_connect_from(
 
 /// Registers the agent over `tls`: 401, then 200 with digest auth.
 async fn register(tls: &mut TlsStream<TcpStream>, me: SocketAddr, to: SocketAddr) {
-    let uri = format!("sips:{to}");
-    let register = |cseq: u32, auth: Option<String>| {
-        let auth = auth
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        format!(
-            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bKidle{cseq};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sips:{AGENT}@{to}>;tag=t1\r\n\
-             To: <sips:{AGENT}@{to}>\r\nCall-ID: idle-reg@test\r\nCSeq: {cseq} REGISTER\r\n\
-             Contact: <sips:{AGENT}@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
-        )
-    };
-    tls.write_all(register(1, None).as_bytes()).await.unwrap();
-    let challenge = read_final_on(tls).await;
-    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-    let ch = challenge
-        .lines()
-        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .and_then(Challenge::parse)
-        .expect("digest challenge");
-    let auth = authorize(&ch, AGENT, PASSWORD, "REGISTER", &uri, "idlecnonce", 1);
-    tls.write_all(register(2, Some(auth)).as_bytes())
-        .await
-        .unwrap();
-    let ok = read_final_on(tls).await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-}
-
-/// Reads responses from a stream until a final one; returns its head.
-async fn read_final_on<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 16384];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            buf.drain(..end + 4);
-            if !head.starts_with("SIP/2.0 1") {
-                return head;
-            }
-        }
-        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
-            .await
-            .expect("a response within 5 s")
-            .expect("connection stays open");
-        assert!(n > 0, "server closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// OPTIONS over `c`; the status of the answer, `None` if the connection was closed.
-async fn ping(c: &mut TcpStream, branch: &str) -> Option<u16> {
-    let me = c.local_addr().unwrap();
-    let msg = options(me, branch).replace("/UDP", "/TCP");
-    c.write_all(msg.as_bytes()).await.ok()?;
-    let mut buf = vec![0u8; 8192];
-    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    status_of(&String::from_utf8_lossy(&buf[..n]))
+    register_over_tls(tls, me, to, "idle").await;
 }
 
 /// Whether the server has closed `c` already (EOF or reset waiting to be read).
@@ -306,18 +217,6 @@ async fn is_closed(c: &mut TcpStream) -> bool {
         tokio::time::timeout(Duration::from_millis(5), c.read(&mut buf)).await,
         Ok(Ok(0)) | Ok(Err(_))
     )
-}
-
-/// Whether the server closes `c` (EOF or reset) within `wait`.
-async fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
-    let mut buf = [0u8; 512];
-    loop {
-        match tokio::time::timeout(wait, c.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
 }
 
 /// `veilig_bellen_sip_connections_refused_total{limit="per_address"}` now.

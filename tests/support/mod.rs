@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod browser;
 pub mod direct_media;
+pub mod events;
 pub mod hold;
 pub mod kamailio;
 pub mod loadgen;

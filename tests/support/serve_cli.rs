@@ -83,6 +83,25 @@ sip_password = "{SIP_PASSWORD}"
     }
 }
 
+/// `veilig-bellen [--log-format json] serve --config FILE` with `RUST_LOG=rust_log`, stdin closed,
+/// stdout piped and no `VEILIG_BELLEN_*` from the test's environment; stderr is the caller's.
+pub fn serve_command(config: &Path, json_logs: bool, rust_log: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    if json_logs {
+        cmd.args(["--log-format", "json"]);
+    }
+    cmd.args(["serve", "--config", config.to_str().expect("UTF-8 path")])
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VEILIG_BELLEN_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// A running `serve`; killed on drop unless [`Serve::terminate`] stopped it.
 pub struct Serve {
     child: Child,
@@ -94,17 +113,8 @@ impl Serve {
     /// Starts `serve --config PATH` (no `VEILIG_BELLEN_*` from the test's environment) and waits up
     /// to 60 s for its summary.
     pub fn start(config: &Path) -> Serve {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--config", config.to_str().expect("UTF-8 path")])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("VEILIG_BELLEN_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = serve_command(config, false, "warn");
+        cmd.stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("serve starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();

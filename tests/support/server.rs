@@ -144,15 +144,7 @@ impl TestServer {
 
     /// `GET /api/v1/calls` with the agents' token.
     pub async fn calls(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/calls", self.http_base))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls");
-        assert_eq!(response.status(), 200);
-        response.json().await.expect("calls JSON")
+        get_calls(&self.client, &self.http_base, API_TOKEN).await
     }
 
     /// Polls the call list until a call satisfies `pred` (bounded by `limit`); `Err` with the last
@@ -162,19 +154,7 @@ impl TestServer {
         limit: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value, String> {
-        let start = Instant::now();
-        loop {
-            let calls = self.calls().await;
-            if let Some(call) = calls.iter().find(|c| pred(c)) {
-                return Ok(call.clone());
-            }
-            if start.elapsed() > limit {
-                return Err(format!(
-                    "no call as expected within {limit:?}; calls: {calls:#?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll_for_call(|| self.calls(), limit, pred).await
     }
 
     /// Places `call` with sipp and waits (bounded by `limit`) until the agents' list shows it
@@ -265,4 +245,42 @@ pub fn expected_attributes() -> Vec<(String, String, String)> {
             )
         })
         .collect()
+}
+
+/// `GET {http_base}/api/v1/calls` with the agents' bearer `token`: the list.
+pub async fn get_calls(client: &reqwest::Client, http_base: &str, token: &str) -> Vec<Value> {
+    let response = client
+        .get(format!("{http_base}/api/v1/calls"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /api/v1/calls");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("calls JSON")
+}
+
+/// Polls `calls` until a call satisfies `pred` (bounded by `limit`); `Err` with the last list
+/// otherwise.
+pub async fn poll_for_call<F, Fut>(
+    calls: F,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<Value>>,
+{
+    let start = Instant::now();
+    loop {
+        let calls = calls().await;
+        if let Some(call) = calls.iter().find(|c| pred(c)) {
+            return Ok(call.clone());
+        }
+        if start.elapsed() > limit {
+            return Err(format!(
+                "no call as expected within {limit:?}; calls: {calls:#?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

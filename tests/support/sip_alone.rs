@@ -6,10 +6,16 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use sip::auth::Algorithm;
-use tokio::net::UdpSocket;
+use std::sync::Arc;
+
+use sip::auth::{authorize, Algorithm, Challenge};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
-use veilig_bellen::sip_driver::{self, Credentials, SipConfig, SipServer};
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use veilig_bellen::sip_driver::{self, Credentials, SipConfig, SipServer, TlsConfig};
 
 /// The agent every test registers as.
 pub const AGENT: &str = "agent";
@@ -156,4 +162,119 @@ pub fn options(from: SocketAddr, branch: &str) -> String {
          Max-Forwards: 70\r\nFrom: <sip:probe@{from}>;tag={branch}\r\nTo: <sip:{from}>\r\n\
          Call-ID: {branch}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
+}
+
+/// The driver's test config with a TLS listener and a fresh self-signed certificate for 127.0.0.1;
+/// the certificate, and the directory holding its files (remove it once the server started).
+pub fn tls_config() -> (SipConfig, CertificateDer<'static>, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempdir();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let mut cfg = config();
+    cfg.tls = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.tls_files = Some(TlsConfig {
+        cert_chain: dir.join("cert.pem"),
+        private_key: dir.join("key.pem"),
+    });
+    (cfg, ck.cert.der().clone(), dir)
+}
+
+/// A TLS client that trusts `cert` alone.
+pub fn tls_connector(cert: &CertificateDer<'static>) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(client))
+}
+
+/// Registers [`AGENT`] over the TLS stream `tls` (our end `me`, the server's `to`): 401, then
+/// 200 with digest auth (Call-ID `{tag}-reg@test`, cnonce `{tag}cnonce`). The challenge and the
+/// 200's head.
+pub async fn register_over_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    tls: &mut S,
+    me: SocketAddr,
+    to: SocketAddr,
+    tag: &str,
+) -> (Challenge, String) {
+    let uri = format!("sips:{to}");
+    let register = |cseq: u32, auth: Option<String>| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{tag}{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sips:{AGENT}@{to}>;tag=t1\r\n\
+             To: <sips:{AGENT}@{to}>\r\nCall-ID: {tag}-reg@test\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sips:{AGENT}@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    tls.write_all(register(1, None).as_bytes()).await.unwrap();
+    let challenge = read_final_on(tls).await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let ch = challenge
+        .lines()
+        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .and_then(Challenge::parse)
+        .expect("digest challenge");
+    let cnonce = format!("{tag}cnonce");
+    let auth = authorize(&ch, AGENT, PASSWORD, "REGISTER", &uri, &cnonce, 1);
+    tls.write_all(register(2, Some(auth)).as_bytes())
+        .await
+        .unwrap();
+    let ok = read_final_on(tls).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    (ch, ok)
+}
+
+/// Reads responses from a stream until a final one (within 5 s); returns its head.
+pub async fn read_final_on<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16384];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            if !head.starts_with("SIP/2.0 1") {
+                return head;
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .expect("connection stays open");
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// OPTIONS over TCP connection `c`; the status of the answer, `None` if the connection was closed.
+pub async fn tcp_ping(c: &mut TcpStream, branch: &str) -> Option<u16> {
+    let me = c.local_addr().unwrap();
+    let msg = options(me, branch).replace("/UDP", "/TCP");
+    c.write_all(msg.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    status_of(&String::from_utf8_lossy(&buf[..n]))
+}
+
+/// Whether the server closes `c` (EOF or reset) within `wait`.
+pub async fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout(wait, c.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
 }

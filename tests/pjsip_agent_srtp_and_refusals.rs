@@ -1,0 +1,409 @@
+//! PJSIP (2.15.1, through `pjsua2-python`) as the agent's phone, for SDES-SRTP (RFC 4568) on the
+//! agent leg and for the ways a call to the agent fails:
+//! - registered over TLS with `--srtp optional` (PJSIP's default `srtpSecureSignaling`, 1: SRTP
+//!   only over TLS) and with `--srtp mandatory`: the agent answers a verified caller, PJSIP takes
+//!   the call as `RTP/SAVP` with an active AES_CM_128_HMAC_SHA1_80 (or _32) suite, and audio goes
+//!   both ways through our SRTP protect and unprotect, told apart by frequency: the caller's
+//!   800 Hz reaches the phone's recording, the phone's 440 Hz reaches the caller;
+//! - the agent is configured `srtp = "required"` and PJSIP registered over UDP: no phone of the
+//!   agent may be rung, so the answer request gets 409 `agent_unavailable` at once (as for an agent
+//!   without phones), PJSIP never hears an INVITE, and the call keeps waiting;
+//! - PJSIP refuses the call with 488 (`--auto-answer 488`): the call view and the event stream
+//!   show `agent_leg` `{"agent":"agent","status":488,"reason":"not_acceptable"}` and the call is
+//!   `waiting` again.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::agent::{answer, answered_caller_with_ear, AGENT_PASSWORD};
+use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport, Srtp};
+use support::server::{TestServer, API_TOKEN};
+use support::sipp::{Sipp, TrunkCall};
+use support::sipp_phone::trunk_rtp_port;
+use veilig_bellen::server::ServerConfig;
+use veilig_bellen::sip_driver::{Credentials, TlsConfig};
+use veilig_bellen::tenant::{AgentId, SrtpPolicy};
+
+const CALLER: &str = "+31687651234";
+/// The caller's voice; the phone's is 440 Hz.
+const CALLER_HZ: f64 = 800.0;
+
+/// A TLS listener with a self-signed certificate for 127.0.0.1, written (with its key) to `dir`.
+fn with_tls(c: &mut ServerConfig, dir: &Path) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("write key");
+    c.sip.tls = vec!["127.0.0.1:0".parse().expect("address")];
+    c.sip.tls_files = Some(TlsConfig {
+        cert_chain: dir.join("cert.pem"),
+        private_key: dir.join("key.pem"),
+    });
+}
+
+/// The demo agent's SRTP policy.
+fn set_srtp(c: &mut ServerConfig, policy: SrtpPolicy) {
+    let tenants = c
+        .tenants
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            if let Some(a) = t.agents.get_mut(&AgentId("agent".into())) {
+                a.srtp = policy;
+            }
+            t
+        })
+        .collect();
+    c.tenants = veilig_bellen::tenant::Tenants::new(tenants);
+}
+
+/// A server that knows the demo agent's SIP password (our default digest challenges), tweaked.
+async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    support::server::start(4, |c| {
+        c.sip.credentials = vec![Credentials {
+            username: "agent".to_owned(),
+            password: AGENT_PASSWORD.to_owned(),
+        }];
+        tweak(c);
+    })
+    .await
+}
+
+/// PJSIP registers over TLS (verifying our certificate) with `srtp`, a verified caller waits and
+/// the agent answers; PJSIP must take the call with SRTP, and audio must cross both ways.
+async fn srtp_call_both_ways(srtp: Srtp) {
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server(|c| with_tls(c, certs.path())).await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let mut options = PjsuaOptions::new(tls);
+    options.transport = SipTransport::Tls;
+    options.tls_ca = Some(certs.path().join("cert.pem"));
+    options.srtp = Some(srtp);
+    let Some(mut phone) = PjsuaPhone::register(options).await else {
+        return;
+    };
+    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
+        return;
+    };
+    phone
+        .expect(
+            "incoming ",
+            Duration::from_secs(5),
+            "our INVITE never reached the PJSIP phone over TLS",
+        )
+        .await;
+    phone
+        .expect(
+            "answered 200",
+            Duration::from_secs(2),
+            "PJSIP did not answer",
+        )
+        .await;
+    let media = phone
+        .expect(
+            "media active ",
+            Duration::from_secs(5),
+            "PJSIP's audio never became active",
+        )
+        .await;
+    let srtp_state = phone
+        .expect("srtp ", Duration::from_secs(1), "no SRTP state")
+        .await;
+    assert!(
+        media.ends_with(" RTP/SAVP"),
+        "{srtp:?}: PJSIP's media is not SRTP: {media}\n{}",
+        phone.log()
+    );
+    assert!(
+        srtp_state == "srtp active AES_CM_128_HMAC_SHA1_80"
+            || srtp_state == "srtp active AES_CM_128_HMAC_SHA1_32",
+        "{srtp:?}: {srtp_state}\n{}",
+        phone.log()
+    );
+    phone
+        .expect(
+            "call state CONFIRMED",
+            Duration::from_secs(5),
+            "PJSIP never got our ACK",
+        )
+        .await;
+    let connected = srv
+        .wait_for_call(Duration::from_secs(3), |c| {
+            c["id"] == id && c["state"] == "connected"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    assert_eq!(connected["agent"], "agent", "{connected:#}");
+    assert_eq!(connected["agent_leg"], Value::Null, "{connected:#}");
+
+    // The caller talks 800 Hz for 2 s and listens; the phone talks 440 Hz and records.
+    let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
+    let caller_heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
+    let (rate, phone_heard) = phone.recorded_wav();
+    let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
+    let to_phone = seconds_of_tone(&phone_heard, rate, CALLER_HZ);
+    eprintln!(
+        "{srtp:?}: {media}; {srtp_state}; the caller heard {to_caller:.1} s of the phone's \
+         440 Hz, the phone heard {to_phone:.1} s of the caller's {CALLER_HZ} Hz (recorded at \
+         {rate} Hz)"
+    );
+    assert!(
+        to_phone >= 1.2,
+        "{srtp:?}: of the caller's 2 s of {CALLER_HZ} Hz the PJSIP phone recorded {to_phone:.1} s \
+         ({} samples at {rate} Hz)\n{}",
+        phone_heard.len(),
+        phone.log()
+    );
+    assert!(
+        to_caller >= 1.2,
+        "{srtp:?}: in 2 s the caller heard {to_caller:.1} s of the PJSIP phone's 440 Hz \
+         ({} samples)\n{}",
+        caller_heard.len(),
+        phone.log()
+    );
+    // The SDES key went only over TLS: PJSIP logs every message it receives with the transport
+    // it came on, and our INVITE (with `a=crypto`) came on TLS.
+    let log = phone.log();
+    assert!(
+        log.contains("a=crypto:")
+            && log
+                .lines()
+                .any(|l| l.contains("Request msg INVITE") && l.contains("from TLS")),
+        "our SRTP offer did not reach PJSIP over TLS:\n{log}"
+    );
+
+    // The phone hangs up: the caller gets a BYE, the call ends, every RTP port is free again.
+    phone
+        .command("hangup", Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    phone
+        .expect(
+            "call state DISCONNECTED",
+            Duration::from_secs(5),
+            "PJSIP's BYE was not answered",
+        )
+        .await;
+    if let Err(e) = sipp.finish().await {
+        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
+    }
+    srv.wait_for_call(Duration::from_secs(3), |c| {
+        c["id"] == id && c["state"] == "ended"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjsip_on_tls_with_srtp_optional_talks_srtp_both_ways() {
+    srtp_call_both_ways(Srtp::Optional).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjsip_on_tls_with_srtp_mandatory_talks_srtp_both_ways() {
+    srtp_call_both_ways(Srtp::Mandatory).await;
+}
+
+/// A verified caller (the code in SIP INFO) who stays until [`Sipp::hang_up`]; waits until the
+/// list shows the call `waiting`. `None`: sipp is missing.
+async fn waiting_call(srv: &TestServer) -> Option<(Sipp, Value)> {
+    let mut call = TrunkCall::new(CALLER);
+    call.info_digits = srv.new_code().await;
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await?;
+    assert_eq!(waiting["verified"], true, "{waiting:#}");
+    assert_eq!(waiting["agent_leg"], Value::Null, "{waiting:#}");
+    Some((sipp, waiting["id"].clone()))
+}
+
+/// Waits (bounded) until call `id` is `waiting` again with this `agent_leg`.
+async fn back_waiting_with(
+    srv: &TestServer,
+    id: &Value,
+    agent_leg: &Value,
+    limit: Duration,
+    phone: &PjsuaPhone,
+) -> Value {
+    srv.wait_for_call(limit, |c| {
+        &c["id"] == id && c["state"] == "waiting" && &c["agent_leg"] == agent_leg
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the call never went back to waiting with {agent_leg}: {e}\n{}",
+            phone.log()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_required_and_pjsip_on_udp_is_never_rung() {
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server(|c| {
+        with_tls(c, certs.path());
+        set_srtp(c, SrtpPolicy::Required);
+        c.calls.call.agent_ring_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let Some(mut phone) = PjsuaPhone::register(PjsuaOptions::new(srv.sip_udp)).await else {
+        return;
+    };
+    let Some((sipp, id)) = waiting_call(&srv).await else {
+        return;
+    };
+    // No phone of the agent can be rung (none on TLS): the agent hears so at once, as for an
+    // agent without phones, and the call keeps waiting for someone else.
+    let (status, body) = answer(&srv, &id).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "agent_unavailable", "{body}");
+    let still = srv
+        .wait_for_call(Duration::from_secs(2), |c| {
+            &c["id"] == &id && c["state"] == "waiting"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(still["agent"], Value::Null, "{still:#}");
+    assert!(
+        phone
+            .wait_for("incoming ", Duration::from_millis(1000))
+            .await
+            .is_err(),
+        "a phone on UDP was rung although the agent's SRTP is required"
+    );
+    assert!(
+        phone.log().contains("REGISTER sip:") && !phone.log().contains("INVITE sip:"),
+        "PJSIP got an INVITE:\n{}",
+        phone.log()
+    );
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    phone.stop().await;
+    srv.shutdown().await;
+}
+
+/// Server-sent events of `GET /api/v1/calls/events`, read frame by frame.
+struct Events {
+    response: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(http_base: &str) -> Events {
+        let response = reqwest::Client::new()
+            .get(format!("{http_base}/api/v1/calls/events"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET /api/v1/calls/events");
+        assert_eq!(response.status(), 200);
+        Events {
+            response,
+            buf: String::new(),
+        }
+    }
+
+    /// The next `call` event's data (bounded by `limit`).
+    async fn next_call(&mut self, limit: Duration) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut kind = "message";
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if kind == "call" {
+                    return serde_json::from_str(&data).map_err(|e| format!("{e}: {data}"));
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .map_err(|_| format!("no call event within {limit:?}"))?
+                .map_err(|e| format!("event stream: {e}"))?
+                .ok_or("the event stream ended")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjsip_refusing_with_488_is_shown_and_streamed_and_the_call_waits_again() {
+    let srv = server(|c| c.calls.call.agent_ring_timeout = Duration::from_secs(10)).await;
+    let mut options = PjsuaOptions::new(srv.sip_udp);
+    options.auto_answer = Some(488);
+    let Some(mut phone) = PjsuaPhone::register(options).await else {
+        return;
+    };
+    let mut events = Events::open(&srv.http_base).await;
+    let Some((sipp, id)) = waiting_call(&srv).await else {
+        return;
+    };
+
+    let asked = tokio::time::Instant::now();
+    let (status, body) = answer(&srv, &id).await;
+    assert_eq!(status, 202, "{body}");
+    phone
+        .expect(
+            "incoming ",
+            Duration::from_secs(5),
+            "our INVITE never reached the PJSIP phone",
+        )
+        .await;
+    phone
+        .expect(
+            "answered 488",
+            Duration::from_secs(2),
+            "PJSIP did not refuse",
+        )
+        .await;
+    let expected = json!({"agent": "agent", "status": 488, "reason": "not_acceptable"});
+    let back = back_waiting_with(&srv, &id, &expected, Duration::from_secs(5), &phone).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "sent back by the ring timeout, not by the 488"
+    );
+    assert_eq!(back["agent"], Value::Null, "{back:#}");
+    assert_eq!(back["verified"], true, "{back:#}");
+
+    // The stream said it too: ringing (nothing to show yet), then waiting with the outcome.
+    let mut seen = Vec::new();
+    loop {
+        let event = events
+            .next_call(Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|e| panic!("{e}; events so far: {seen:#?}"));
+        if event["id"] != id {
+            continue;
+        }
+        let done = event["state"] == "waiting" && event["agent_leg"] == expected;
+        seen.push(event);
+        if done {
+            break;
+        }
+    }
+    let ringing = seen
+        .iter()
+        .position(|e| e["state"] == "ringing")
+        .unwrap_or_else(|| panic!("no ringing event: {seen:#?}"));
+    assert_eq!(seen[ringing]["agent_leg"], Value::Null, "{seen:#?}");
+    assert!(
+        !phone.events().iter().any(|e| e.starts_with("media active")),
+        "{:?}",
+        phone.events()
+    );
+
+    let ended = srv.hang_up_and_check_ended(sipp, &id).await;
+    assert_eq!(ended["agent_leg"], expected, "{ended:#}");
+    phone.stop().await;
+    srv.shutdown().await;
+}

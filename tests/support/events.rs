@@ -1,0 +1,70 @@
+//! Test support: the agents' live event stream, `GET /api/v1/calls/events` (server-sent events),
+//! read frame by frame.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::server::API_TOKEN;
+
+/// Server-sent events of `GET /api/v1/calls/events`, read frame by frame.
+pub struct Events {
+    response: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    /// Opens the stream at `http_base` with the agents' token; it answered 200.
+    pub async fn open(http_base: &str) -> Events {
+        let response = reqwest::Client::new()
+            .get(format!("{http_base}/api/v1/calls/events"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("GET /api/v1/calls/events");
+        assert_eq!(response.status(), 200);
+        Events {
+            response,
+            buf: String::new(),
+        }
+    }
+
+    /// The stream's `Content-Type` (empty when it has none).
+    pub fn content_type(&self) -> String {
+        self.response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The next `call` event's data (bounded by `limit`); keep-alive comments and other events
+    /// skipped.
+    pub async fn next_call(&mut self, limit: Duration) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut kind = "message";
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if kind == "call" {
+                    return serde_json::from_str(&data).map_err(|e| format!("{e}: {data}"));
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .map_err(|_| format!("no call event within {limit:?}"))?
+                .map_err(|e| format!("event stream: {e}"))?
+                .ok_or("the event stream ended")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
