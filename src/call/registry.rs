@@ -98,7 +98,9 @@ pub enum CommandError {
 
 struct Entry {
     view: CallView,
-    commands: mpsc::Sender<CallCommand>,
+    /// Reaches the call task; dropped when the call ends (nothing is left to command), so an
+    /// ended entry holds no channel.
+    commands: Option<mpsc::Sender<CallCommand>>,
 }
 
 /// All calls of this instance.
@@ -136,7 +138,13 @@ impl Registry {
         metrics.calls_started.inc();
         metrics.calls_active.inc();
         let event = CallEvent::Updated(view.clone());
-        self.lock().insert(view.id, Entry { view, commands });
+        self.lock().insert(
+            view.id,
+            Entry {
+                view,
+                commands: Some(commands),
+            },
+        );
         let _ = self.events.send(event);
     }
 
@@ -155,10 +163,18 @@ impl Registry {
             if entry.view.state == CallState::Ended {
                 forget_personal_data(&mut entry.view);
                 entry.view.on_hold = false;
+                entry.commands = None;
             }
             entry.view.clone()
         };
+        let ended_at = snapshot.ended_at;
         let _ = self.events.send(CallEvent::Updated(snapshot));
+        // Each call that ends clears out those that ended more than the retention ago, so the
+        // registry stays bounded however rarely anyone lists the calls (a portal that only follows
+        // the event stream never does).
+        if let Some(now) = ended_at {
+            self.prune(now);
+        }
     }
 
     /// Adds `warning` to call `id` (once) and tells the subscribers. Ignored for unknown calls.
@@ -219,6 +235,8 @@ impl Registry {
             }
             entry
                 .commands
+                .as_ref()
+                .ok_or(CommandError::Ended)?
                 .try_send(CallCommand::Answer {
                     agent: agent.clone(),
                 })
@@ -242,6 +260,8 @@ impl Registry {
         }
         entry
             .commands
+            .as_ref()
+            .ok_or(CommandError::Ended)?
             .try_send(CallCommand::Hangup)
             .map_err(|_| CommandError::Ended)
     }
@@ -468,6 +488,25 @@ mod tests {
             saw_removed |= matches!(e, CallEvent::Removed(CallId(1)));
         }
         assert!(saw_removed);
+    }
+
+    #[test]
+    fn ended_calls_are_forgotten_without_anyone_listing_them() {
+        let reg = Registry::new();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for id in 1..=100 {
+            let (tx, _rx) = mpsc::channel(4);
+            reg.insert(view(id, CallState::Waiting), tx);
+            // One call ending every 30 s, and nobody calls `list`.
+            reg.end(CallId(id), t + Duration::from_secs(30 * id));
+        }
+        let kept = reg.lock().len();
+        // Those that ended within the last ten minutes (20 of them, plus the boundary).
+        assert!(kept <= 21, "{kept} ended calls kept");
+        assert!(
+            reg.lock().values().all(|e| e.commands.is_none()),
+            "an ended call still holds its task's channel"
+        );
     }
 
     #[test]
