@@ -93,9 +93,14 @@ fi
 
 SERVER_PID=
 WORKERS=()
+SLEEPER=
+# Sleeps in the background: a signal's trap runs at once, not after the sleep.
+pause() { sleep "$1" & SLEEPER=$!; wait "$SLEEPER" || true; }
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    set +m # no "Terminated" notices for the jobs ended here
+    [[ -n $SLEEPER ]] && kill "$SLEEPER" 2>/dev/null || true
     for pid in "${WORKERS[@]}"; do
         kill -TERM -- "-$pid" 2>/dev/null || true # the worker's process group: its sipp, curl too
     done
@@ -456,7 +461,7 @@ fi
 next=$((START + SAMPLE))
 while (($(date +%s) < END)); do
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "soak: the server died; see $SERVER_LOG" >&2; exit 1; }
-    sleep $((next - $(date +%s) > 0 ? next - $(date +%s) : 0))
+    pause $((next - $(date +%s) > 0 ? next - $(date +%s) : 0))
     sample load
     next=$((next + SAMPLE))
     last=$(tail -1 "$CSV")
@@ -468,12 +473,12 @@ done
 echo "soak: load time over; waiting for the last calls (at most $((NOCODE_HOLD_MS / 1000 + 60))s), then ${DRAIN}s idle"
 deadline=$(($(date +%s) + NOCODE_HOLD_MS / 1000 + 60))
 for pid in "${WORKERS[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && (($(date +%s) < deadline)); do sleep 1; done
+    while kill -0 "$pid" 2>/dev/null && (($(date +%s) < deadline)); do pause 1; done
     kill -TERM -- "-$pid" 2>/dev/null || true
 done
 wait "${WORKERS[@]}" 2>/dev/null || true
 WORKERS=()
-sleep "$DRAIN"
+pause "$DRAIN"
 sample drained
 METRICS_FINAL=$METRICS
 ss -tuapn 2>/dev/null | grep "pid=$SERVER_PID," >"$OUT/soak-$STAMP.sockets-drained.txt" || true

@@ -211,12 +211,7 @@ async fn baresip_agent_holding_plays_ringback_then_its_voice_again() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     phone.hang_up_on(sipp).await;
     ear.stop().await;
-    let ended = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "ended"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = srv.wait_ended(&id).await;
     assert_eq!(ended["on_hold"], false);
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     phone.stop().await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use support::agent::{answer, server_with_agent};
 use support::events::Events;
 use support::log_capture::{capture_at_trace, Buffer};
-use support::portal::{portal_server, BrowserRun};
+use support::portal::{portal_call, portal_server, BrowserRun};
 use support::server::{expected_attributes, TestServer};
 use support::sipp::{Sipp, TrunkCall};
 use support::sipp_phone::{register, ring_until_cancelled, scenario, SippPhone, RECV_INVITE};
@@ -277,10 +277,7 @@ async fn the_portal_card_tells_the_agent_in_dutch_why_their_phone_refused() {
                 phone = Some(p);
                 let mut call = TrunkCall::new(CALLER);
                 call.info_digits = srv.new_code().await;
-                call.await_bye = true;
-                call.limit = Some(Duration::from_secs(90));
-                call.wait_limit = Some(Duration::from_secs(80));
-                let Some(sipp) = Sipp::start(srv.sip_udp, &call) else {
+                let Some(sipp) = portal_call(&srv, call) else {
                     return;
                 };
                 caller = Some(sipp);
@@ -303,11 +300,7 @@ async fn the_portal_card_tells_the_agent_in_dutch_why_their_phone_refused() {
                 run.reply(&Value::Null).await;
             }
             "ended" => {
-                let sipp = caller.take().expect("the call was placed");
-                if let Err(e) = sipp.finish().await {
-                    panic!("Ophangen did not send the caller a BYE: {e}");
-                }
-                run.reply(&Value::Null).await;
+                run.caller_hung_up(&mut caller, "Ophangen").await;
             }
             other => panic!("unknown step {other}:\n{}", run.output()),
         }

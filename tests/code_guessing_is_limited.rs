@@ -10,7 +10,8 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
-use support::server::{self, TestServer, API_TOKEN};
+use support::events::Events;
+use support::server::{self, TestServer};
 use support::sipp::TrunkCall;
 use veilig_bellen::server::ServerConfig;
 use veilig_bellen::tenant::AllowedAttribute;
@@ -81,54 +82,6 @@ async fn five_wrong_codes_block_the_number_and_the_valid_code_still_verifies_els
     srv.shutdown().await;
 }
 
-/// A server-sent event stream of the agents' API, read frame by frame.
-struct Events {
-    response: reqwest::Response,
-    buf: String,
-}
-
-impl Events {
-    async fn open(srv: &TestServer) -> Events {
-        let response = reqwest::Client::new()
-            .get(format!("{}/api/v1/calls/events", srv.http_base))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls/events");
-        assert_eq!(response.status(), 200);
-        Events {
-            response,
-            buf: String::new(),
-        }
-    }
-
-    /// The first `call` event (within `limit`) for which `pred` holds.
-    async fn until(&mut self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                let is_call = frame.lines().any(|l| l.trim() == "event: call");
-                let data: String = frame
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim)
-                    .collect();
-                if let (true, Ok(view)) = (is_call, serde_json::from_str::<Value>(&data)) {
-                    if pred(&view) {
-                        return Some(view);
-                    }
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .ok()?
-                .ok()??;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_code_flags_the_call_that_used_it() {
     let srv = server::start(4, |_| {}).await;
@@ -138,7 +91,7 @@ async fn a_reused_code_flags_the_call_that_used_it() {
     };
     assert_eq!(first["verified"], true, "{first:#}");
     assert_eq!(first["warnings"], serde_json::json!([]), "{first:#}");
-    let mut events = Events::open(&srv).await;
+    let mut events = Events::open(&srv.http_base).await;
 
     // Someone else learned the code and calls with it.
     let Some(second) = call(&srv, "+31600000202", &code).await else {

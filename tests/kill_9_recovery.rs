@@ -35,6 +35,8 @@ mod serve_child;
 #[path = "support/serve_cli.rs"]
 #[allow(dead_code)]
 mod serve_cli;
+#[path = "support/store_writer.rs"]
+mod store_writer;
 
 // `serve_cli` finds its ports at `crate::ports`.
 use support::ports;
@@ -53,8 +55,8 @@ use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{wait_messages, Sipp, TrunkCall};
 use support::sipp_phone::{answer_at_once, SippPhone};
 use veilig_bellen::store::{
-    unix_now, BindOutcome, ConsumeKey, FrontendToken, LinkCode, RedbStore, SessionRow,
-    SessionState, SessionStore,
+    unix_now, BindOutcome, ConsumeKey, FrontendToken, LinkCode, RedbStore, SessionState,
+    SessionStore,
 };
 
 const NAME: &str = "pbdf.gemeente.personalData.fullname";
@@ -140,6 +142,12 @@ impl Site {
         assert_verified(&waiting);
         self.hang_up(sipp, &waiting["id"]).await;
         Some(())
+    }
+
+    /// A call from `first` with `code` verifies, and then one from `second` is `used_code`.
+    async fn verifies_once(&self, first: &str, second: &str, code: &str) -> Option<()> {
+        self.verifies(first, code).await?;
+        self.is_used(second, code).await
     }
 
     /// A call with `code` is turned down as `used_code`, without attributes. Hung up after.
@@ -314,10 +322,10 @@ async fn a_code_issued_before_kill_9_is_disclosed_after_the_restart_and_verifies
         "done",
         "the restarted service followed the session to its result"
     );
-    let Some(()) = site.verifies("+31612349001", &code).await else {
-        return;
-    };
-    let Some(()) = site.is_used("+31612349002", &code).await else {
+    let Some(()) = site
+        .verifies_once("+31612349001", "+31612349002", &code)
+        .await
+    else {
         return;
     };
     logs.push(serve.kill_9());
@@ -346,10 +354,10 @@ async fn a_code_disclosed_before_kill_9_verifies_once_after_the_restart() {
         site.session_status(token.as_str(), SITE).await["status"],
         "done"
     );
-    let Some(()) = site.verifies("+31612349011", &code).await else {
-        return;
-    };
-    let Some(()) = site.is_used("+31612349012", &code).await else {
+    let Some(()) = site
+        .verifies_once("+31612349011", "+31612349012", &code)
+        .await
+    else {
         return;
     };
     logs.push(serve.kill_9());
@@ -523,21 +531,10 @@ async fn write_loop_child() {
         let (token, code) = (FrontendToken::generate(), LinkCode::generate());
         let call = format!("{i}-writer");
         println!("kill9: begin {} {}", token.as_str(), code.expose());
-        let row = SessionRow::pending(
-            token.clone(),
-            "demo".into(),
-            format!("irma-{i}"),
-            code.clone(),
-            now,
-            now + 900,
-        );
-        store.insert(row).await.unwrap();
+        store_writer::insert_pending(&store, i, &token, &code, now).await;
         println!("kill9: did {} pending", token.as_str());
         let sealed = vec![(i % 251) as u8; SEALED_LEN];
-        assert!(store
-            .set_disclosed(token.clone(), sealed, now, now + 300)
-            .await
-            .unwrap());
+        store_writer::set_disclosed(&store, &token, sealed, now).await;
         println!("kill9: did {} disclosed", token.as_str());
         let bound = store
             .bind(code, "demo".into(), call.clone(), now, now + 3600)

@@ -7,6 +7,8 @@
 //! SIGKILL mid-stream and reopens the database.
 
 mod links_common;
+#[path = "support/store_writer.rs"]
+mod store_writer;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,8 +20,8 @@ use serde_json::json;
 use veilig_bellen::links::LinkConfig;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{
-    unix_now, AttributeKey, BindOutcome, FrontendToken, LinkCode, RedbStore, SessionRow,
-    SessionState, SessionStore,
+    unix_now, AttributeKey, BindOutcome, FrontendToken, LinkCode, RedbStore, SessionState,
+    SessionStore,
 };
 use veilig_bellen::tenant::TenantId;
 
@@ -52,25 +54,14 @@ fn restart_writer_child() {
         let now = unix_now();
         for i in 0..CHILD_MAX_ROWS {
             let (token, code) = (FrontendToken::generate(), LinkCode::generate());
-            let row = SessionRow::pending(
-                token.clone(),
-                "demo".into(),
-                format!("irma-{i}"),
-                code.clone(),
-                now,
-                now + 900,
-            );
-            store.insert(row).await.unwrap();
+            store_writer::insert_pending(&store, i, &token, &code, now).await;
             let sealed = key
                 .seal(
                     token.as_str().as_bytes(),
                     format!("attributes-{i}").as_bytes(),
                 )
                 .unwrap();
-            assert!(store
-                .set_disclosed(token.clone(), sealed, now, now + 300)
-                .await
-                .unwrap());
+            store_writer::set_disclosed(&store, &token, sealed, now).await;
             println!("ack {} {} {i}", token.as_str(), code.expose());
         }
     });

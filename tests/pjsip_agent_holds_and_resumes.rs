@@ -97,59 +97,6 @@ async fn connected(
     Some((ear, sipp, id, our_port, media))
 }
 
-/// The caller's one RTP stream: one SSRC, its sequence and timestamp running on from talk to talk
-/// (as a trunk's do; [`support::pjsua::caller_talks`] starts again at sequence 0 each time, which
-/// RFC 3550 A.1 reads as duplicates of what came before).
-struct Caller {
-    ear: tokio::net::UdpSocket,
-    our_port: u16,
-    seq: u16,
-}
-
-impl Caller {
-    /// Talks `hz` for `time` in 20 ms PCMA packets and returns what came back meanwhile.
-    async fn talks(&mut self, hz: f64, time: Duration) -> Vec<i16> {
-        let mut buf = [0u8; 2048];
-        while self.ear.try_recv_from(&mut buf).is_ok() {}
-        let mut heard = Vec::new();
-        let start = tokio::time::Instant::now();
-        let mut next = start;
-        while start.elapsed() < time {
-            let first = u32::from(self.seq) * 160;
-            let pcm: Vec<i16> = (0..160)
-                .map(|i| {
-                    let n = f64::from(first + i);
-                    (8000.0 * (2.0 * std::f64::consts::PI * hz * n / 8000.0).sin()) as i16
-                })
-                .collect();
-            let mut packet = vec![0x80, 8];
-            packet.extend_from_slice(&self.seq.to_be_bytes());
-            packet.extend_from_slice(&first.to_be_bytes());
-            packet.extend_from_slice(&0x0ca1_1e25_u32.to_be_bytes());
-            let mut alaw = [0u8; 160];
-            dsp::g711::encode_alaw_into(&pcm, &mut alaw);
-            packet.extend_from_slice(&alaw);
-            let _ = self
-                .ear
-                .send_to(&packet, ("127.0.0.1", self.our_port))
-                .await;
-            self.seq = self.seq.wrapping_add(1);
-            next += Duration::from_millis(20);
-            while let Ok(Ok((n, _))) =
-                tokio::time::timeout_at(next, self.ear.recv_from(&mut buf)).await
-            {
-                if n <= 12 || buf[1] & 0x7f != 8 {
-                    continue;
-                }
-                let mut pcm = vec![0i16; n - 12];
-                let k = dsp::g711::decode_alaw_into(&buf[12..n], &mut pcm);
-                heard.extend_from_slice(&pcm[..k]);
-            }
-        }
-        heard
-    }
-}
-
 /// The phone holds (`media local-hold`, the list shows `on_hold`).
 async fn hold(srv: &TestServer, phone: &mut PjsuaPhone, id: &Value) {
     phone
@@ -206,11 +153,19 @@ async fn stats(phone: &mut PjsuaPhone) -> (u64, u64) {
 
 /// After the resume the caller talks 800 Hz for 2 s: the phone must record it, and the caller
 /// must hear the phone's 440 Hz.
-async fn audio_both_ways_after_resume(phone: &mut PjsuaPhone, caller: &mut Caller, media: &str) {
+async fn audio_both_ways_after_resume(
+    phone: &mut PjsuaPhone,
+    ear: &tokio::net::UdpSocket,
+    our_port: u16,
+    media: &str,
+) {
     let (rx_before, _) = stats(phone).await;
-    let caller_heard = caller.talks(CALLER_HZ, Duration::from_secs(2)).await;
+    // Only what the phone records from now on counts (the caller talked before the hold too).
+    let recorded_before = phone.recorded_wav().1.len();
+    let caller_heard = caller_talks(ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
     let (rx, tx) = stats(phone).await;
-    let (rate, phone_heard) = phone.recorded_wav();
+    let (rate, mut phone_heard) = phone.recorded_wav();
+    phone_heard.drain(..recorded_before.min(phone_heard.len()));
     let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
     let to_phone = seconds_of_tone(&phone_heard, rate, CALLER_HZ);
     eprintln!(
@@ -267,18 +222,14 @@ async fn pjsip_holds_and_resumes_and_audio_flows_both_ways_again() {
     let Some((ear, sipp, id, our_port, media)) = connected(&srv, &mut phone).await else {
         return;
     };
-    // The caller talks before and all through the hold, as callers do.
-    let mut caller = Caller {
-        ear,
-        our_port,
-        seq: 0,
-    };
-    caller.talks(CALLER_HZ, Duration::from_millis(500)).await;
+    // The caller talks before and all through the hold, as callers do: 2 s, then on through the
+    // hold (each talk a stream of its own: `caller_talks` starts at sequence 0 under a new SSRC).
+    caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
     hold(&srv, &mut phone, &id).await;
-    caller.talks(CALLER_HZ, HOLD).await;
+    caller_talks(&ear, our_port, CALLER_HZ, HOLD).await;
     let resumed = resume(&srv, &mut phone, &id).await;
     assert_eq!(resumed, media, "the resumed audio differs");
-    audio_both_ways_after_resume(&mut phone, &mut caller, &resumed).await;
+    audio_both_ways_after_resume(&mut phone, &ear, our_port, &resumed).await;
     hang_up(&srv, phone, sipp).await;
     srv.shutdown().await;
 }
@@ -351,18 +302,14 @@ async fn pjsip_over_tls_with_srtp_holds_and_resumes() {
             .is_some_and(|s| s.starts_with("srtp active")),
         "{srtp:?}"
     );
-    // The caller talks before and all through the hold, as callers do.
-    let mut caller = Caller {
-        ear,
-        our_port,
-        seq: 0,
-    };
-    caller.talks(CALLER_HZ, Duration::from_millis(500)).await;
+    // The caller talks before and all through the hold, as callers do: 2 s, then on through the
+    // hold (each talk a stream of its own: `caller_talks` starts at sequence 0 under a new SSRC).
+    caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
     hold(&srv, &mut phone, &id).await;
-    caller.talks(CALLER_HZ, HOLD).await;
+    caller_talks(&ear, our_port, CALLER_HZ, HOLD).await;
     let resumed = resume(&srv, &mut phone, &id).await;
     assert!(resumed.ends_with(" RTP/SAVP"), "{resumed}");
-    audio_both_ways_after_resume(&mut phone, &mut caller, &resumed).await;
+    audio_both_ways_after_resume(&mut phone, &ear, our_port, &resumed).await;
     hang_up(&srv, phone, sipp).await;
     srv.shutdown().await;
 }

@@ -13,10 +13,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::time::Duration;
-use support::portal::{portal_server, BrowserRun};
+use support::portal::{portal_call, portal_server, BrowserRun};
 use support::server::API_TOKEN;
-use support::sipp::{Sipp, TrunkCall};
+use support::sipp::TrunkCall;
 
 const CALLER: &str = "+31687654321";
 
@@ -31,22 +30,15 @@ async fn the_english_portal_shows_an_unverified_caller_to_its_own_tenant_only() 
     while let Some((step, _)) = run.next_step().await {
         match step.as_str() {
             "unverified-call" => {
-                let mut call = TrunkCall::new(CALLER);
-                call.await_bye = true;
-                call.limit = Some(Duration::from_secs(90));
-                call.wait_limit = Some(Duration::from_secs(80));
-                let Some(sipp) = Sipp::start(srv.sip_udp, &call) else {
+                let call = TrunkCall::new(CALLER);
+                let Some(sipp) = portal_call(&srv, call) else {
                     return;
                 };
                 caller = Some(sipp);
                 run.reply(&json!({ "caller": CALLER })).await;
             }
             "ended" => {
-                let sipp = caller.take().expect("the call was placed");
-                if let Err(e) = sipp.finish().await {
-                    panic!("Hang up did not send the caller a BYE: {e}");
-                }
-                run.reply(&Value::Null).await;
+                run.caller_hung_up(&mut caller, "Hang up").await;
             }
             other => panic!("unknown step {other}:\n{}", run.output()),
         }

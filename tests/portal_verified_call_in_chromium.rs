@@ -14,9 +14,9 @@ mod support;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::agent::{AgentPhone, Answer};
-use support::portal::{portal_server, BrowserRun};
+use support::portal::{portal_call, portal_server, BrowserRun};
 use support::server::{expected_attributes, API_TOKEN};
-use support::sipp::{Sipp, TrunkCall};
+use support::sipp::TrunkCall;
 
 const CALLER: &str = "+31612345678";
 
@@ -36,10 +36,7 @@ async fn an_agent_sees_a_verified_caller_live_and_takes_the_call_in_the_browser(
             "verified-call" => {
                 let mut call = TrunkCall::new(CALLER);
                 call.info_digits = srv.new_code().await;
-                call.await_bye = true;
-                call.limit = Some(Duration::from_secs(90));
-                call.wait_limit = Some(Duration::from_secs(80));
-                let Some(sipp) = Sipp::start(srv.sip_udp, &call) else {
+                let Some(sipp) = portal_call(&srv, call) else {
                     return;
                 };
                 caller = Some(sipp);
@@ -87,11 +84,7 @@ async fn an_agent_sees_a_verified_caller_live_and_takes_the_call_in_the_browser(
                         "Ophangen did not end the agent's leg",
                     )
                     .await;
-                let sipp = caller.take().expect("the call was placed");
-                if let Err(e) = sipp.finish().await {
-                    panic!("Ophangen did not send the caller a BYE: {e}");
-                }
-                run.reply(&Value::Null).await;
+                run.caller_hung_up(&mut caller, "Ophangen").await;
             }
             other => panic!("unknown step {other}:\n{}", run.output()),
         }

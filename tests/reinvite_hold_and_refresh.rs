@@ -18,6 +18,7 @@ use support::agent::{
     answer, answered_caller_with_ear, caller_hangs_up, server_with_agent, tone_share, AgentPhone,
     Answer,
 };
+use support::hold::phone_and_caller_finish;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall, TrunkReinvite};
@@ -328,19 +329,8 @@ async fn agent_phone_holding_gets_recvonly_and_nothing_until_it_resumes() {
         "the call did not outlive the agent's re-INVITEs: {resumed:#}"
     );
 
-    phone
-        .finish()
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone saw wrong answers to its re-INVITEs: {e}"));
-    if let Err(e) = sipp.finish().await {
-        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
-    }
-    let ended = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "ended"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    phone_and_caller_finish(phone, sipp).await;
+    let ended = srv.wait_ended(&id).await;
     assert_eq!(ended["attributes"], serde_json::json!([]));
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     srv.shutdown().await;
@@ -407,12 +397,7 @@ async fn baresip_agent_holds_and_resumes_then_hangs_up() {
     );
 
     phone.hang_up_on(sipp).await;
-    let ended = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "ended"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = srv.wait_ended(&id).await;
     assert_eq!(ended["attributes"], serde_json::json!([]));
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     phone.stop().await;

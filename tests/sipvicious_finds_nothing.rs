@@ -25,7 +25,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sip::auth::{authorize, Challenge};
 use sip::ratelimit::LimitConfig;
 use support::agent::{server_with_agent, AgentPhone, Answer, AGENT_PASSWORD};
 use support::server::TestServer;
@@ -187,16 +186,8 @@ async fn svcrack_never_finds_the_password_and_the_phone_still_registers() {
         return;
     };
     let srv = server_with_agent(trunk_and_agents).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let list = sipvicious::wordlist(
-        dir.path(),
-        "passwords.txt",
-        &passwords_with_the_right_one_50th(),
-    );
 
-    let crack = tools
-        .svcrack(ATTACKER, srv.sip_udp, "agent", &list, &["-vvv"])
-        .await;
+    let crack = crack_the_agent(&tools, &srv).await;
     assert!(
         crack.rows().is_empty() && crack.found_nothing(),
         "svcrack found a password:\n{}",
@@ -236,15 +227,7 @@ async fn svcrack_finds_the_password_when_failed_logins_are_not_limited() {
         c.sip.auth_limits.account_free_failures = 1_000;
     })
     .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let list = sipvicious::wordlist(
-        dir.path(),
-        "passwords.txt",
-        &passwords_with_the_right_one_50th(),
-    );
-    let crack = tools
-        .svcrack(ATTACKER, srv.sip_udp, "agent", &list, &["-vvv"])
-        .await;
+    let crack = crack_the_agent(&tools, &srv).await;
     assert_eq!(
         crack.rows(),
         vec![vec!["agent".to_owned(), AGENT_PASSWORD.to_owned()]],
@@ -252,6 +235,20 @@ async fn svcrack_finds_the_password_when_failed_logins_are_not_limited() {
         crack.report()
     );
     srv.shutdown().await;
+}
+
+/// `svcrack -vvv` from the attacker's address at `srv`, guessing `agent`'s password from
+/// [`passwords_with_the_right_one_50th`].
+async fn crack_the_agent(tools: &sipvicious::Tools, srv: &TestServer) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = sipvicious::wordlist(
+        dir.path(),
+        "passwords.txt",
+        &passwords_with_the_right_one_50th(),
+    );
+    tools
+        .svcrack(ATTACKER, srv.sip_udp, "agent", &list, &["-vvv"])
+        .await
 }
 
 /// 80 passwords of the kind wordlists hold; the agent's is the 50th.
@@ -309,20 +306,9 @@ async fn register(sock: &UdpSocket, server: SocketAddr, expires: u32, cseq: u32)
         support::sip_alone::udp_exchange(sock, server, request(cseq, "").as_bytes(), wait)
             .await
             .expect("a challenge");
-    let ch = challenge
-        .lines()
-        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .and_then(Challenge::parse)
+    let ch = support::sip_alone::www_authenticate(&challenge)
         .unwrap_or_else(|| panic!("digest challenge in {challenge}"));
-    let auth = authorize(
-        &ch,
-        "agent",
-        AGENT_PASSWORD,
-        "REGISTER",
-        &uri,
-        "kacnonce",
-        1,
-    );
+    let auth = support::sip_alone::agent_register_auth(&ch, &uri, "kacnonce");
     let second = request(cseq + 1, &format!("Authorization: {auth}\r\n"));
     let answer = support::sip_alone::udp_exchange(sock, server, second.as_bytes(), wait)
         .await

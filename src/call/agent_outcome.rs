@@ -38,6 +38,19 @@ pub enum AgentLegReason {
 }
 
 impl AgentLegReason {
+    /// Every reason, in declaration order (the tests that check each has a name and words).
+    #[cfg(test)]
+    pub(crate) const ALL: [AgentLegReason; 8] = [
+        AgentLegReason::NotAcceptable,
+        AgentLegReason::Busy,
+        AgentLegReason::Declined,
+        AgentLegReason::NoAnswer,
+        AgentLegReason::Unreachable,
+        AgentLegReason::Refused,
+        AgentLegReason::BadAnswer,
+        AgentLegReason::ServerError,
+    ];
+
     /// The snake_case name, as in the JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -213,16 +226,7 @@ mod tests {
     #[test]
     fn the_names_are_the_json_names() {
         use AgentLegReason as R;
-        for r in [
-            R::NotAcceptable,
-            R::Busy,
-            R::Declined,
-            R::NoAnswer,
-            R::Unreachable,
-            R::Refused,
-            R::BadAnswer,
-            R::ServerError,
-        ] {
+        for r in R::ALL {
             assert_eq!(
                 serde_json::to_value(r).unwrap(),
                 serde_json::Value::from(r.as_str())

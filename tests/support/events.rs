@@ -67,4 +67,17 @@ impl Events {
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
+
+    /// The first `call` event (within `limit`) for which `pred` holds; `None` when none came or the
+    /// stream failed.
+    pub async fn until(&mut self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let view = self.next_call(left).await.ok()?;
+            if pred(&view) {
+                return Some(view);
+            }
+        }
+    }
 }

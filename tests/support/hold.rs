@@ -176,6 +176,18 @@ impl Held {
     }
 }
 
+/// The agent's SIPp `phone` ends its scenario (its re-INVITEs answered as it expects), then the
+/// caller's `sipp` (the agent's hang-up reached it as a BYE).
+pub async fn phone_and_caller_finish(phone: SippPhone, sipp: Sipp) {
+    phone
+        .finish()
+        .await
+        .unwrap_or_else(|e| panic!("the agent's phone saw wrong answers to its re-INVITEs: {e}"));
+    if let Err(e) = sipp.finish().await {
+        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
+    }
+}
+
 /// Runs the SIPp agent phone's `scenario` (answer, hold, resume, hang up, see [`hold_resume`])
 /// against a verified caller and checks everything around the hold: the list shows `on_hold` while
 /// it lasts, no agent audio reaches the caller while held, after the resume the agent's audio does
@@ -194,20 +206,9 @@ pub async fn hold_and_listen(srv: &TestServer, scenario: &str) -> Option<Held> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let listened = Instant::now();
 
-    phone
-        .finish()
-        .await
-        .unwrap_or_else(|e| panic!("the agent's phone saw wrong answers to its re-INVITEs: {e}"));
-    if let Err(e) = sipp.finish().await {
-        panic!("the caller did not get the agent's hang-up as a BYE: {e}");
-    }
+    phone_and_caller_finish(phone, sipp).await;
     ear.stop().await;
-    let ended = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "ended"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = srv.wait_ended(&id).await;
     assert_eq!(ended["on_hold"], false, "an ended call is not on hold");
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
 

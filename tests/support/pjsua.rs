@@ -483,6 +483,11 @@ pub async fn caller_talks(
     let start = tokio::time::Instant::now();
     let mut next = start;
     let mut seq: u16 = 0;
+    // Each talk starts at sequence 0, so it is a stream of its own: a new SSRC (RFC 3550 §8.2).
+    // Under one SSRC the second talk's numbers would be duplicates of the first's (A.1), dropped.
+    static TALKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ssrc =
+        0x0ca1_1e25_u32.wrapping_add(TALKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     while start.elapsed() < time {
         let pcm: Vec<i16> = (0..160)
             .map(|i| {
@@ -493,7 +498,7 @@ pub async fn caller_talks(
         let mut packet = vec![0x80, 8];
         packet.extend_from_slice(&seq.to_be_bytes());
         packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        packet.extend_from_slice(&0x0ca1_1e25_u32.to_be_bytes());
+        packet.extend_from_slice(&ssrc.to_be_bytes());
         let mut alaw = [0u8; 160];
         dsp::g711::encode_alaw_into(&pcm, &mut alaw);
         packet.extend_from_slice(&alaw);

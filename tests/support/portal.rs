@@ -21,6 +21,7 @@ use veilig_bellen::sip_driver::Credentials;
 use veilig_bellen::tenant::{Agent, AgentId, PasswordHash, Tenant, TenantId, Tenants};
 
 use super::server::TestServer;
+use super::sipp::{Sipp, TrunkCall};
 
 /// Portal password of the demo tenant's agent `agent`.
 pub const PORTAL_PASSWORD: &str = "portal-pw-h10";
@@ -94,6 +95,15 @@ pub fn credentials() -> Value {
     })
 }
 
+/// Places `call` at `srv` for a browser scenario: it stays up (80 s at most, waiting for our BYE)
+/// while the portal acts on it. `None`: sipp is missing (test skipped).
+pub fn portal_call(srv: &TestServer, mut call: TrunkCall) -> Option<Sipp> {
+    call.await_bye = true;
+    call.limit = Some(Duration::from_secs(90));
+    call.wait_limit = Some(Duration::from_secs(80));
+    Sipp::start(srv.sip_udp, &call)
+}
+
 /// A running `node tests/browser/portal.test.mjs <scenario> <base> <credentials>`.
 pub struct BrowserRun {
     child: Child,
@@ -165,6 +175,16 @@ impl BrowserRun {
             self.transcript.join("\n"),
             std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
         )
+    }
+
+    /// A script's `ended` step: `button` in the portal hung up, so the caller placed earlier
+    /// (taken out of `caller`) got a BYE and its sipp ends cleanly; the script goes on.
+    pub async fn caller_hung_up(&mut self, caller: &mut Option<Sipp>, button: &str) {
+        let sipp = caller.take().expect("the call was placed");
+        if let Err(e) = sipp.finish().await {
+            panic!("{button} did not send the caller a BYE: {e}");
+        }
+        self.reply(&Value::Null).await;
     }
 
     /// Waits (bounded) for the script to end; panics unless it passed `passed` scenarios and

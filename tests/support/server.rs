@@ -157,6 +157,15 @@ impl TestServer {
         poll_for_call(|| self.calls(), limit, pred).await
     }
 
+    /// Waits (3 s at most) until call `id` shows `ended`; the ended call.
+    pub async fn wait_ended(&self, id: &Value) -> Value {
+        self.wait_for_call(Duration::from_secs(3), |c| {
+            &c["id"] == id && c["state"] == "ended"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Places `call` with sipp and waits (bounded by `limit`) until the agents' list shows it
     /// `waiting`. `None` when sipp is missing or cannot play pcap audio here (test skipped).
     pub async fn call_until_waiting(
@@ -189,12 +198,7 @@ impl TestServer {
         if let Err(e) = sipp.finish().await {
             panic!("the trunk's call did not end cleanly: {e}");
         }
-        let ended = self
-            .wait_for_call(Duration::from_secs(3), |c| {
-                &c["id"] == id && c["state"] == "ended"
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let ended = self.wait_ended(id).await;
         assert_eq!(
             ended["attributes"],
             json!([]),

@@ -217,19 +217,28 @@ pub async fn register_over_tls<S: AsyncRead + AsyncWrite + Unpin>(
     tls.write_all(register(1, None).as_bytes()).await.unwrap();
     let challenge = read_final_on(tls).await;
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-    let ch = challenge
-        .lines()
-        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .and_then(Challenge::parse)
-        .expect("digest challenge");
-    let cnonce = format!("{tag}cnonce");
-    let auth = authorize(&ch, AGENT, PASSWORD, "REGISTER", &uri, &cnonce, 1);
+    let ch = www_authenticate(&challenge).expect("digest challenge");
+    let auth = agent_register_auth(&ch, &uri, &format!("{tag}cnonce"));
     tls.write_all(register(2, Some(auth)).as_bytes())
         .await
         .unwrap();
     let ok = read_final_on(tls).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     (ch, ok)
+}
+
+/// The digest challenge in `response`'s `WWW-Authenticate`, if any.
+pub fn www_authenticate(response: &str) -> Option<Challenge> {
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .and_then(Challenge::parse)
+}
+
+/// The `Authorization` value answering `ch` for [`AGENT`]'s REGISTER to `uri` (client nonce
+/// `cnonce`, nonce count 1).
+pub fn agent_register_auth(ch: &Challenge, uri: &str, cnonce: &str) -> String {
+    authorize(ch, AGENT, PASSWORD, "REGISTER", uri, cnonce, 1)
 }
 
 /// Reads responses from a stream until a final one (within 5 s); returns its head.

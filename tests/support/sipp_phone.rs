@@ -12,10 +12,9 @@
 //! record-routing proxy: its responses copy the Record-Route (RFC 3261 §12.1.1) and its in-dialog
 //! requests carry the route set.
 
-use super::agent::AGENT_PASSWORD;
+use super::sip_alone::{agent_register_auth, www_authenticate};
 use super::sipp::{SippLog, SippProcess, SIPP_LIMIT};
 use super::sipp_xml::{phone_sdp, sdp, OK_LAST};
-use sip::auth::{authorize, Challenge};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -414,20 +413,8 @@ pub async fn register_via(sock: &UdpSocket, server: SocketAddr, next_hop: Socket
     };
     let challenge = final_response(request(1, "")).await;
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-    let ch = challenge
-        .lines()
-        .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .and_then(Challenge::parse)
-        .expect("digest challenge");
-    let auth = authorize(
-        &ch,
-        "agent",
-        AGENT_PASSWORD,
-        "REGISTER",
-        &uri,
-        "phonecnonce",
-        1,
-    );
+    let ch = www_authenticate(&challenge).expect("digest challenge");
+    let auth = agent_register_auth(&ch, &uri, "phonecnonce");
     let ok = final_response(request(2, &format!("Authorization: {auth}\r\n"))).await;
     assert!(
         ok.starts_with("SIP/2.0 200"),

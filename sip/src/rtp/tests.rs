@@ -727,3 +727,94 @@ fn send_event_into_a_buffer_writes_the_same_packets_and_a_short_buffer_consumes_
         assert_eq!((to, &buf[..len]), (expected.to, &expected.bytes[..]));
     }
 }
+
+/// A phone holds (`sendonly`, we answer `recvonly`) and resumes, and PJSIP builds a new stream with
+/// a new SSRC from the same address at each re-INVITE: after the resume we send to it again at once
+/// and take its new stream. The other leg's caller, meanwhile, talks on in ONE stream: its sequence
+/// runs on, so nothing of it is lost by the hold.
+#[test]
+fn hold_and_resume_with_a_new_ssrc_from_the_same_address_sends_and_receives_again() {
+    let t0 = Instant::now();
+    let phone = addr("10.0.0.5:4000");
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    s.handle_packet(t0, phone, &audio(1)).expect("valid");
+    assert!(s.send_audio(t0, &[0xD5; 160], 160).is_some());
+
+    let mut held = media(None);
+    held.direction = Direction::RecvOnly;
+    held.on_hold = true;
+    let t1 = t0 + Duration::from_millis(500);
+    s.update_media(t1, held);
+    assert!(
+        s.send_audio(t1, &[0xD5; 160], 160).is_none(),
+        "nothing to a holder"
+    );
+    let hold_stream = packet(8, 0x1111, 7, 0, true, &[0xD5; 160]);
+    assert!(matches!(
+        s.handle_packet(t1, phone, &hold_stream).expect("valid"),
+        Received::Audio(_)
+    ));
+
+    let t2 = t1 + Duration::from_millis(1500);
+    s.update_media(t2, media(None));
+    let sent = s
+        .send_audio(t2, &[0xD5; 160], 160)
+        .expect("sends after resume");
+    assert_eq!(sent.to, phone);
+    let resumed_stream = packet(8, 0x2222, 9000, 0, true, &[0xD5; 160]);
+    assert!(matches!(
+        s.handle_packet(t2, phone, &resumed_stream).expect("valid"),
+        Received::Audio(_)
+    ));
+    assert!(events(&mut s).contains(&RtpEvent::SsrcChanged {
+        old: 0x1111,
+        new: 0x2222
+    }));
+    assert_eq!(
+        s.send_audio(t2, &[0xD5; 160], 160).map(|t| t.to),
+        Some(phone)
+    );
+}
+
+/// What the reported "caller's audio stops after hold/resume" was: a test caller that starts each
+/// talk again at sequence 0 under the SAME SSRC. RFC 3550 A.1 reads packets less than
+/// MAX_MISORDER behind the highest as reordered, and numbers seen before as duplicates: all
+/// dropped, whatever the other leg did. A sender that restarts must take a new SSRC (RFC 3550
+/// §8.2); then its new stream is heard from its first packet.
+#[test]
+fn a_sender_restarting_its_sequence_under_the_same_ssrc_is_duplicates_a_new_ssrc_is_heard() {
+    let t0 = Instant::now();
+    let caller = addr("10.0.0.5:4000");
+    let mut s = RtpSession::new(t0, media(None), cfg());
+    // 2 s of talk: sequence 0..=99.
+    for seq in 0..100 {
+        s.handle_packet(t0, caller, &audio(seq)).expect("valid");
+    }
+    // The same SSRC from 0 again: every packet of the next 2 s is a duplicate.
+    let t1 = t0 + Duration::from_secs(4);
+    for seq in 0..100 {
+        assert_eq!(
+            s.handle_packet(t1, caller, &audio(seq)).expect("valid"),
+            Received::Dropped(DropReason::Duplicate),
+            "seq {seq}"
+        );
+    }
+    // A new SSRC from 0: a new stream, heard at once.
+    for seq in 0..100 {
+        let p = packet(
+            8,
+            PEER_SSRC + 1,
+            seq,
+            u32::from(seq) * 160,
+            false,
+            &[0xD5; 160],
+        );
+        assert!(
+            matches!(
+                s.handle_packet(t1, caller, &p).expect("valid"),
+                Received::Audio(_)
+            ),
+            "seq {seq}"
+        );
+    }
+}

@@ -368,17 +368,7 @@ mod tests {
     /// `agent_leg_why_<reason>`).
     #[test]
     fn every_agent_leg_reason_has_words() {
-        use crate::call::agent_outcome::AgentLegReason as R;
-        let reasons = [
-            R::NotAcceptable,
-            R::Busy,
-            R::Declined,
-            R::NoAnswer,
-            R::Unreachable,
-            R::Refused,
-            R::BadAnswer,
-            R::ServerError,
-        ];
+        let reasons = crate::call::agent_outcome::AgentLegReason::ALL;
         for lang in [Lang::Nl, Lang::En] {
             let texts: serde_json::Value = serde_json::to_value(lang.texts()).unwrap();
             for reason in reasons {
