@@ -110,9 +110,7 @@ sip_password = "{AGENT_PASSWORD}"
         low = setup.rtp.start(),
         high = setup.rtp.end(),
     );
-    let path = setup.dir.path().join("veilig-bellen.toml");
-    std::fs::write(&path, text).expect("writing the config");
-    path
+    setup.write_config(&text)
 }
 
 fn data_dir(setup: &Setup) -> PathBuf {
@@ -144,8 +142,20 @@ impl Site {
         Some(())
     }
 
-    /// A call from `first` with `code` verifies, and then one from `second` is `used_code`.
-    async fn verifies_once(&self, first: &str, second: &str, code: &str) -> Option<()> {
+    /// After a restart: the website hears `done` for `token`, a call from `first` with `code`
+    /// verifies, and then one from `second` is `used_code`.
+    async fn verifies_once(
+        &self,
+        token: &FrontendToken,
+        first: &str,
+        second: &str,
+        code: &str,
+    ) -> Option<()> {
+        assert_eq!(
+            self.session_status(token.as_str(), SITE).await["status"],
+            "done",
+            "the restarted service followed the session to its result"
+        );
         self.verifies(first, code).await?;
         self.is_used(second, code).await
     }
@@ -317,13 +327,8 @@ async fn a_code_issued_before_kill_9_is_disclosed_after_the_restart_and_verifies
     let code = disclose(&install.standin, &session);
 
     let serve = install.serve(2).await;
-    assert_eq!(
-        site.session_status(token.as_str(), SITE).await["status"],
-        "done",
-        "the restarted service followed the session to its result"
-    );
     let Some(()) = site
-        .verifies_once("+31612349001", "+31612349002", &code)
+        .verifies_once(&token, "+31612349001", "+31612349002", &code)
         .await
     else {
         return;
@@ -350,12 +355,8 @@ async fn a_code_disclosed_before_kill_9_verifies_once_after_the_restart() {
     );
 
     let serve = install.serve(2).await;
-    assert_eq!(
-        site.session_status(token.as_str(), SITE).await["status"],
-        "done"
-    );
     let Some(()) = site
-        .verifies_once("+31612349011", "+31612349012", &code)
+        .verifies_once(&token, "+31612349011", "+31612349012", &code)
         .await
     else {
         return;

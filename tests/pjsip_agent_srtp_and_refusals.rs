@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::agent::{answer, answered_caller_with_ear, AGENT_PASSWORD};
+use support::events::Events;
 use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport, Srtp};
-use support::server::{TestServer, API_TOKEN};
+use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
 use support::sipp_phone::trunk_rtp_port;
 use veilig_bellen::server::ServerConfig;
@@ -284,56 +285,6 @@ async fn srtp_required_and_pjsip_on_udp_is_never_rung() {
     srv.hang_up_and_check_ended(sipp, &id).await;
     phone.stop().await;
     srv.shutdown().await;
-}
-
-/// Server-sent events of `GET /api/v1/calls/events`, read frame by frame.
-struct Events {
-    response: reqwest::Response,
-    buf: String,
-}
-
-impl Events {
-    async fn open(http_base: &str) -> Events {
-        let response = reqwest::Client::new()
-            .get(format!("{http_base}/api/v1/calls/events"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("GET /api/v1/calls/events");
-        assert_eq!(response.status(), 200);
-        Events {
-            response,
-            buf: String::new(),
-        }
-    }
-
-    /// The next `call` event's data (bounded by `limit`).
-    async fn next_call(&mut self, limit: Duration) -> Result<Value, String> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                let mut kind = "message";
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        kind = v.trim();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if kind == "call" {
-                    return serde_json::from_str(&data).map_err(|e| format!("{e}: {data}"));
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .map_err(|_| format!("no call event within {limit:?}"))?
-                .map_err(|e| format!("event stream: {e}"))?
-                .ok_or("the event stream ended")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,9 +109,7 @@ request_timeout = "3s"
             "fatima"
         ),
     );
-    let path = setup.dir.path().join("veilig-bellen.toml");
-    std::fs::write(&path, text).expect("writing the config");
-    path
+    setup.write_config(&text)
 }
 
 /// What this test reads on the [`Site`] besides the calls.

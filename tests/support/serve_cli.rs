@@ -77,6 +77,11 @@ sip_password = "{SIP_PASSWORD}"
             low = self.rtp.start(),
             high = self.rtp.end(),
         );
+        self.write_config(&text)
+    }
+
+    /// Writes `text` as `veilig-bellen.toml` in the directory; its path.
+    pub fn write_config(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("veilig-bellen.toml");
         std::fs::write(&path, text).expect("writing the config");
         path
