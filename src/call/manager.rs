@@ -93,6 +93,10 @@ pub struct CallFlowConfig {
     /// RFC 3261 timers of the calls' dialogs (2xx retransmission and ACK wait, §13.3.1.4): the
     /// server sets the SIP driver's, so both follow the configured T1.
     pub sip_timers: TimerConfig,
+    /// Answer a trunk's SRTP offer (`RTP/SAVP` with SDES `a=crypto`, an SBC interconnect) with
+    /// SRTP (`sip.trunk_srtp = "accept"`); otherwise such an offer is refused (488) and the trunk
+    /// leg is plain RTP.
+    pub trunk_srtp: bool,
 }
 
 impl Default for CallFlowConfig {
@@ -112,6 +116,7 @@ impl Default for CallFlowConfig {
             agent_media: AgentMedia::Relay,
             sip_timers: TimerConfig::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
+            trunk_srtp: false,
         }
     }
 }

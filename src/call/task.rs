@@ -619,16 +619,17 @@ impl Call {
             Action::CancelAgent => self.hangup_agent().await,
             Action::AgentLegFailed(outcome) => self.log_agent_leg_failed(&outcome),
             Action::Bridge => {
-                // Direct media would put the trunk's plain RTP and the phone's SRTP end to end:
-                // both legs must agree, so a secure agent leg stays relayed.
-                let secure_agent = matches!(
+                // Direct media would put one leg's RTP end to end with the other's, keys and all:
+                // the legs would have to agree on SRTP and share keys, so a call with any SRTP
+                // leg stays relayed.
+                let secure_leg = matches!(
                     &self.agent,
                     Some(AgentLeg::Connected { media, .. }) if media.sdp.is_secure()
-                );
-                if self.ctx.flow.agent_media == AgentMedia::Direct && !secure_agent {
+                ) || self.trunk_media.sdp.is_secure();
+                if self.ctx.flow.agent_media == AgentMedia::Direct && !secure_leg {
                     self.start_direct_media(now);
-                } else if secure_agent && self.ctx.flow.agent_media == AgentMedia::Direct {
-                    tracing::info!(call = %self.id, "the agent's leg is SRTP and the trunk's is not: media stays relayed");
+                } else if secure_leg && self.ctx.flow.agent_media == AgentMedia::Direct {
+                    tracing::info!(call = %self.id, "a leg is SRTP: media stays relayed (end to end would need both legs to share keys)");
                 }
             }
             Action::ReferToAgent(agent) => self.refer_to_agent(now, agent).await,

@@ -58,6 +58,10 @@ pub(super) async fn answer(
         rtp_port: lease.rtp_port(),
     };
     let mut sdp = LocalSdp::new(rand::random(), ctx.flow.media.clone());
+    if ctx.flow.trunk_srtp && sip::sdp::offers_srtp(&invite.body) {
+        // An SBC interconnect that encrypts: a fresh key for our direction, never logged.
+        sdp = sdp.with_srtp(sip::sdp::SrtpKey::from_bytes(rand::random()));
+    }
     let (body, negotiated) = if invite.body.is_empty() {
         // Late offer: we offer in the 200, the trunk answers in the ACK.
         (sdp.offer(local, Direction::SendRecv), None)

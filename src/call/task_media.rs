@@ -36,6 +36,22 @@ const BIND_ATTEMPTS: usize = 8;
 impl Call {
     pub(super) fn handle_trunk_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let now = Instant::now();
+        // An SRTP trunk leg (`sip.trunk_srtp`): only what authenticates is RTP — and a digit.
+        let plain;
+        let bytes = match self.trunk_media.srtp() {
+            Err(()) => return,
+            Ok(None) => bytes,
+            Ok(Some(streams)) => match streams.unprotect(bytes) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(_) => {
+                    crate::metrics::global().srtp_rejected();
+                    return;
+                }
+            },
+        };
         let Some(rtp) = self.trunk_media.rtp.as_mut() else {
             return;
         };

@@ -55,6 +55,7 @@ pub struct RawSip {
     pub tls_key: Option<Spanned<String>>,
     pub trunks: Option<Vec<Spanned<String>>>,
     pub unknown_sources: Option<Spanned<String>>,
+    pub trunk_srtp: Option<Spanned<String>>,
     pub advertise: Option<Spanned<String>>,
     pub media_ip: Option<Spanned<String>>,
     pub rtp_ports: Option<Spanned<String>>,

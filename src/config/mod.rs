@@ -82,6 +82,8 @@ pub struct SipSettings {
     pub trunks: Vec<ipnet::IpNet>,
     /// What a dialog-creating request from anywhere else gets: nothing, or 403.
     pub unknown_sources: crate::call::manager::UnknownSources,
+    /// Answer a trunk's SRTP offer with SRTP (`"accept"`) or refuse it (`"off"`).
+    pub trunk_srtp: bool,
     /// Host written into Via and Contact.
     pub advertise: Option<String>,
     /// Address written into SDP.

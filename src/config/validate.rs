@@ -336,6 +336,11 @@ impl Checker<'_, '_> {
                 other => Err(format!("{other:?} is not `drop` or `reject`")),
             },
         );
+        let trunk_srtp = self.or_default(&raw.trunk_srtp, "off", "sip.trunk_srtp", |s| match s {
+            "off" => Ok(false),
+            "accept" => Ok(true),
+            other => Err(format!("{other:?} is not `off` or `accept`")),
+        });
         let advertise = raw
             .advertise
             .as_ref()
@@ -383,6 +388,7 @@ impl Checker<'_, '_> {
             tls: if tls_ok { tls.ok()? } else { return None },
             trunks: trunks.into_iter().collect::<Option<_>>()?,
             unknown_sources: unknown_sources?,
+            trunk_srtp: trunk_srtp?,
             advertise: advertise.map(|a| a.ok_or(())).transpose().ok()?,
             media_ip: media_ip.map(|a| a.ok_or(())).transpose().ok()?,
             rtp_ports: rtp_ports?,
@@ -658,6 +664,7 @@ impl Checker<'_, '_> {
             },
             trunks: sip.trunks.clone(),
             unknown_sources: sip.unknown_sources,
+            trunk_srtp: sip.trunk_srtp,
             rtp_ports: sip.rtp_ports.clone(),
             media_ip: sip.media_ip,
             max_calls: max_calls?,
@@ -1269,6 +1276,19 @@ sip_password = "jan-phone-secret"
     }
 
     #[test]
+    fn trunk_srtp_is_off_unless_accepted() {
+        let flow = |text: &str| {
+            load_str(text, Path::new("vb.toml"), vec![]).map(|c| c.server_config().calls.trunk_srtp)
+        };
+        assert_eq!(flow(MINIMAL).ok(), Some(false));
+        let accept = MINIMAL.replacen("[irma]\n", "[sip]\ntrunk_srtp = \"accept\"\n[irma]\n", 1);
+        assert_eq!(flow(&accept).ok(), Some(true));
+        let errors = with("[irma]\n", "[sip]\ntrunk_srtp = \"yes\"\n[irma]\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("`sip.trunk_srtp`"), "{errors:?}");
+    }
+
+    #[test]
     fn srtp_is_set_per_tenant_and_per_agent() {
         use crate::tenant::{AgentId, SrtpPolicy};
         let srtp_of = |text: &str| {
@@ -1277,11 +1297,8 @@ sip_password = "jan-phone-secret"
             tenant.agents[&AgentId("jan".into())].srtp
         };
         assert_eq!(srtp_of(MINIMAL), SrtpPolicy::Offer);
-        let tenant_wide = MINIMAL.replacen(
-            "disclosure = ",
-            "srtp = \"required\"\ndisclosure = ",
-            1,
-        );
+        let tenant_wide =
+            MINIMAL.replacen("disclosure = ", "srtp = \"required\"\ndisclosure = ", 1);
         assert_eq!(srtp_of(&tenant_wide), SrtpPolicy::Required);
         let agent_own = format!("{tenant_wide}srtp = \"off\"\n");
         assert_eq!(srtp_of(&agent_own), SrtpPolicy::Off);

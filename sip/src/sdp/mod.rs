@@ -375,6 +375,19 @@ pub fn parse(body: &[u8]) -> Result<sdp_types::Session, SdpError> {
     sdp_types::Session::parse(body).map_err(|e| SdpError::Malformed(format!("{e:?}")))
 }
 
+/// Whether `body` offers SRTP audio we could take: an `RTP/SAVP(F)` audio stream with a non-zero
+/// port and an `a=crypto` line of a suite we support (the trunk leg answers such an offer with
+/// SRTP when configured to).
+pub fn offers_srtp(body: &[u8]) -> bool {
+    parse(body).is_ok_and(|session| {
+        session.medias.iter().any(|m| {
+            m.port != 0
+                && remote::is_rtp_audio(m, true)
+                && !remote::crypto_attributes(m).is_empty()
+        })
+    })
+}
+
 /// Reads any SDP (offer or answer) into the media parameters we would use with it, without building
 /// an answer: for logging and for tests.
 pub fn describe(body: &[u8], prefs: &MediaPreferences) -> Result<MediaSession, SdpError> {
