@@ -36,22 +36,10 @@ const BIND_ATTEMPTS: usize = 8;
 impl Call {
     pub(super) fn handle_trunk_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
         let now = Instant::now();
-        // An SRTP trunk leg (`sip.trunk_srtp`): only what authenticates is RTP — and a digit.
-        let plain;
-        let bytes = match self.trunk_media.srtp() {
-            Err(()) => return,
-            Ok(None) => bytes,
-            Ok(Some(streams)) => match streams.unprotect(bytes) {
-                Ok(p) => {
-                    plain = p;
-                    &plain[..]
-                }
-                Err(_) => {
-                    crate::metrics::global().srtp_rejected();
-                    return;
-                }
-            },
+        let Some(bytes) = self.trunk_media.receive(bytes) else {
+            return;
         };
+        let bytes = &bytes[..];
         let Some(rtp) = self.trunk_media.rtp.as_mut() else {
             return;
         };
@@ -110,23 +98,10 @@ impl Call {
         let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else {
             return;
         };
-        // On a secure leg only what authenticates with the phone's key is RTP at all: a forged or
-        // replayed packet never latches, is never heard and never carries an event.
-        let plain;
-        let bytes = match media.srtp() {
-            Err(()) => return,
-            Ok(None) => bytes,
-            Ok(Some(streams)) => match streams.unprotect(bytes) {
-                Ok(p) => {
-                    plain = p;
-                    &plain[..]
-                }
-                Err(_) => {
-                    crate::metrics::global().srtp_rejected();
-                    return;
-                }
-            },
+        let Some(bytes) = media.receive(bytes) else {
+            return;
         };
+        let bytes = &bytes[..];
         let Some(rtp) = media.rtp.as_mut() else {
             return;
         };
