@@ -21,63 +21,10 @@ use support::agent::{answer, caller_hangs_up, server_with_agent, tone_share, Age
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::server::TestServer;
 use support::sipp::{Sipp, TrunkCall};
-use veilig_bellen::server::ServerConfig;
-use veilig_bellen::sip_driver::TlsConfig;
-use veilig_bellen::tenant::{AgentId, SrtpPolicy};
+use support::tls::{rejected_srtp, set_srtp, with_tls};
+use veilig_bellen::tenant::SrtpPolicy;
 
 const CALLER: &str = "+31612345678";
-
-fn with_tls(c: &mut ServerConfig, dir: &std::path::Path) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
-    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("write key");
-    c.sip.tls = vec!["127.0.0.1:0".parse().expect("address")];
-    c.sip.tls_files = Some(TlsConfig {
-        cert_chain: dir.join("cert.pem"),
-        private_key: dir.join("key.pem"),
-    });
-}
-
-fn set_srtp(c: &mut ServerConfig, policy: SrtpPolicy) {
-    let tenants = c
-        .tenants
-        .iter()
-        .cloned()
-        .map(|mut t| {
-            if let Some(a) = t.agents.get_mut(&AgentId("agent".into())) {
-                a.srtp = policy;
-            }
-            t
-        })
-        .collect();
-    c.tenants = veilig_bellen::tenant::Tenants::new(tenants);
-}
-
-fn rejected_srtp() -> f64 {
-    veilig_bellen::metrics::global()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("veilig_bellen_srtp_rejected_packets_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// A server with a TLS listener (self-signed certificate in `certs`) whose agent has `policy`,
-/// and baresip registered over TLS with account `params`. `None`: baresip is missing.
-async fn tls_phone(
-    certs: &std::path::Path,
-    policy: SrtpPolicy,
-    params: &str,
-) -> Option<(TestServer, AgentPhone)> {
-    let srv = server_with_agent(|c| {
-        with_tls(c, certs);
-        set_srtp(c, policy);
-    })
-    .await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
-    let phone = AgentPhone::register_over_tls(tls, Answer::Auto, params).await?;
-    Some((srv, phone))
-}
 
 /// A verified caller (RFC 4733 code; `sipp -rtp_echo` sends back what it hears) waits and the
 /// agent answers through the API. `None`: sipp is missing.
@@ -92,6 +39,26 @@ async fn answered_call(srv: &TestServer) -> Option<(Sipp, Value)> {
     let id: Value = waiting["id"].clone();
     assert_eq!(answer(srv, &id).await.0, 202);
     Some((sipp, id))
+}
+
+/// A server with a TLS listener (a self-signed certificate in a temporary directory: keep the
+/// returned one while the server runs) whose agent has `policy`, baresip registered over TLS with
+/// account `params`, and a verified caller the agent answered ([`answered_call`]). `None`: baresip
+/// or sipp is missing.
+async fn answered_on_tls(
+    policy: SrtpPolicy,
+    params: &str,
+) -> Option<(tempfile::TempDir, TestServer, AgentPhone, Sipp, Value)> {
+    let certs = tempfile::tempdir().expect("dir");
+    let srv = server_with_agent(|c| {
+        with_tls(c, certs.path());
+        set_srtp(c, policy);
+    })
+    .await;
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let phone = AgentPhone::register_over_tls(tls, Answer::Auto, params).await?;
+    let (sipp, id) = answered_call(&srv).await?;
+    Some((certs, srv, phone, sipp, id))
 }
 
 /// The phone took the call, and after 1.5 s its 440 Hz voice has come back through the caller's
@@ -120,13 +87,9 @@ async fn assert_round_trip(phone: &mut AgentPhone, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_on_tls_talks_srtp_both_ways() {
     let logs = support::log_capture::capture_at_trace();
-    let certs = tempfile::tempdir().expect("dir");
-    let Some((srv, mut phone)) =
-        tls_phone(certs.path(), SrtpPolicy::Offer, ";mediaenc=srtp-mand").await
+    let Some((_certs, srv, mut phone, sipp, id)) =
+        answered_on_tls(SrtpPolicy::Offer, ";mediaenc=srtp-mand").await
     else {
-        return;
-    };
-    let Some((sipp, id)) = answered_call(&srv).await else {
         return;
     };
     assert_round_trip(&mut phone, "SRTP-only phone").await;
@@ -196,13 +159,9 @@ async fn a_phone_on_tls_talks_srtp_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
-    let certs = tempfile::tempdir().expect("dir");
-    let Some((srv, mut phone)) =
-        tls_phone(certs.path(), SrtpPolicy::Off, ";mediaenc=srtp-mand").await
+    let Some((_certs, srv, mut phone, _sipp, id)) =
+        answered_on_tls(SrtpPolicy::Off, ";mediaenc=srtp-mand").await
     else {
-        return;
-    };
-    let Some((_sipp, id)) = answered_call(&srv).await else {
         return;
     };
     let again = srv
@@ -226,12 +185,9 @@ async fn with_srtp_off_the_srtp_only_phone_refuses_and_the_call_waits_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_on_tls_without_srtp_still_talks_under_offer() {
     let logs = support::log_capture::capture_at_trace();
-    let certs = tempfile::tempdir().expect("dir");
     // No `mediaenc`: this phone speaks plain RTP only.
-    let Some((srv, mut phone)) = tls_phone(certs.path(), SrtpPolicy::Offer, "").await else {
-        return;
-    };
-    let Some((sipp, id)) = answered_call(&srv).await else {
+    let Some((_certs, srv, mut phone, sipp, id)) = answered_on_tls(SrtpPolicy::Offer, "").await
+    else {
         return;
     };
     assert_round_trip(&mut phone, "plain phone on TLS").await;

@@ -61,18 +61,9 @@ fn refuse_with_488() -> String {
     )
 }
 
-/// A verified caller (the code in SIP INFO) who stays until [`Sipp::hang_up`]; waits until the list
-/// shows the call `waiting`. Returns sipp, the call id and the link code. `None`: sipp is missing.
+/// A verified caller waiting ([`support::agent::waiting_call`]).
 async fn waiting_call(srv: &TestServer) -> Option<(Sipp, Value, String)> {
-    let code = srv.new_code().await;
-    let mut call = TrunkCall::new(CALLER);
-    call.info_digits = code.clone();
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await?;
-    assert_eq!(waiting["verified"], true, "{waiting:#}");
-    assert_eq!(waiting["agent_leg"], Value::Null, "{waiting:#}");
-    Some((sipp, waiting["id"].clone(), code))
+    support::agent::waiting_call(srv, CALLER).await
 }
 
 /// Waits (bounded) until call `id` is `waiting` again with this `agent_leg`.
@@ -82,11 +73,7 @@ async fn back_waiting_with(
     agent_leg: &Value,
     limit: Duration,
 ) -> Value {
-    srv.wait_for_call(limit, |c| {
-        &c["id"] == id && c["state"] == "waiting" && &c["agent_leg"] == agent_leg
-    })
-    .await
-    .unwrap_or_else(|e| panic!("the call never went back to waiting with {agent_leg}: {e}"))
+    support::agent::back_waiting_with(srv, id, agent_leg, limit, String::new).await
 }
 
 /// The log lines that record call `id`'s agent leg, and that none of the captured log holds the
@@ -144,26 +131,7 @@ async fn a_phone_refusing_with_488_is_shown_streamed_and_logged_and_the_call_wai
     assert!(messages.contains("INVITE sip:agent@"), "{messages}");
 
     // The stream said it too: ringing (nothing to show yet), then waiting with the outcome.
-    let mut seen = Vec::new();
-    loop {
-        let event = events
-            .next_call(Duration::from_secs(3))
-            .await
-            .unwrap_or_else(|e| panic!("{e}; events so far: {seen:#?}"));
-        if event["id"] != id {
-            continue;
-        }
-        let done = event["state"] == "waiting" && event["agent_leg"] == expected;
-        seen.push(event);
-        if done {
-            break;
-        }
-    }
-    let ringing = seen
-        .iter()
-        .position(|e| e["state"] == "ringing")
-        .unwrap_or_else(|| panic!("no ringing event: {seen:#?}"));
-    assert_eq!(seen[ringing]["agent_leg"], Value::Null, "{seen:#?}");
+    events.ringing_then_waiting_with(&id, &expected).await;
 
     let lines = agent_leg_log_lines(&id, &code);
     assert_eq!(lines.len(), 1, "{lines:#?}");

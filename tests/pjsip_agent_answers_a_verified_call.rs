@@ -15,11 +15,12 @@ mod support;
 use std::time::Duration;
 
 use sip::transaction::Transport;
-use support::agent::{answered_caller_with_ear, AGENT_PASSWORD};
-use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport};
+use support::pjsua::{
+    phone_takes_verified_call, pjsip_server, talk_both_ways, BothWays, PjsuaOptions, PjsuaPhone,
+    SipTransport, TakenCall,
+};
 use support::sip_alone::{self, AGENT};
-use support::sipp_phone::trunk_rtp_port;
-use veilig_bellen::sip_driver::{Credentials, TlsConfig};
+use veilig_bellen::sip_driver::TlsConfig;
 
 const CALLER: &str = "+31687654321";
 /// The caller's voice; the phone's is 440 Hz.
@@ -28,13 +29,7 @@ const CALLER_HZ: f64 = 800.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pjsip_agent_answers_a_verified_call_and_hangs_up() {
     // Our default digest challenges (SHA-256 first, then MD5): PJSIP answers SHA-256.
-    let srv = support::server::start(4, |c| {
-        c.sip.credentials = vec![Credentials {
-            username: "agent".to_owned(),
-            password: AGENT_PASSWORD.to_owned(),
-        }];
-    })
-    .await;
+    let srv = pjsip_server(|_| {}).await;
     let Some(mut phone) = PjsuaPhone::register(PjsuaOptions::new(srv.sip_udp)).await else {
         return;
     };
@@ -44,57 +39,35 @@ async fn pjsip_agent_answers_a_verified_call_and_hangs_up() {
         phone.log()
     );
 
-    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
+    let Some((ear, sipp, id, taken)) = phone_takes_verified_call(
+        &srv,
+        &mut phone,
+        CALLER,
+        "our INVITE never reached the PJSIP phone",
+        true,
+        |_, media, srtp| {
+            assert!(media.ends_with(" RTP/AVP"), "{media}");
+            assert_eq!(srtp, Some("srtp inactive"));
+        },
+    )
+    .await
+    else {
         return;
     };
-    phone
-        .expect(
-            "incoming ",
-            Duration::from_secs(5),
-            "our INVITE never reached the PJSIP phone",
-        )
-        .await;
-    phone
-        .expect(
-            "answered 200",
-            Duration::from_secs(2),
-            "PJSIP did not answer",
-        )
-        .await;
-    let media = phone
-        .expect(
-            "media active ",
-            Duration::from_secs(5),
-            "PJSIP's audio never became active",
-        )
-        .await;
-    assert!(media.ends_with(" RTP/AVP"), "{media}");
-    let srtp = phone
-        .expect("srtp ", Duration::from_secs(1), "no SRTP state")
-        .await;
-    assert_eq!(srtp, "srtp inactive");
-    phone
-        .expect(
-            "call state CONFIRMED",
-            Duration::from_secs(5),
-            "PJSIP never got our ACK",
-        )
-        .await;
-    let connected = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "connected"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    let TakenCall {
+        media, connected, ..
+    } = taken;
     assert_eq!(connected["agent"], "agent");
     assert_eq!(connected["verified"], true, "{connected:#}");
 
     // The caller talks 800 Hz for 2 s and listens; the phone talks 440 Hz and records.
-    let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
-    let caller_heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
-    let (rate, phone_heard) = phone.recorded_wav();
-    let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
-    let to_phone = seconds_of_tone(&phone_heard, rate, CALLER_HZ);
+    let BothWays {
+        caller_heard,
+        rate,
+        phone_heard,
+        to_caller,
+        to_phone,
+    } = talk_both_ways(&phone, &ear, &sipp, CALLER_HZ).await;
     eprintln!(
         "{media}; the caller heard {to_caller:.1} s of the phone's 440 Hz, the phone heard \
          {to_phone:.1} s of the caller's {CALLER_HZ} Hz (recorded at {rate} Hz)"
@@ -114,17 +87,7 @@ async fn pjsip_agent_answers_a_verified_call_and_hangs_up() {
     );
 
     // The phone hangs up.
-    phone
-        .command("hangup", Duration::from_secs(2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
-    phone
-        .expect(
-            "call state DISCONNECTED",
-            Duration::from_secs(5),
-            "PJSIP's BYE was not answered",
-        )
-        .await;
+    phone.hang_up().await;
     phone
         .expect(
             "recording closed",

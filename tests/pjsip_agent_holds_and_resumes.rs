@@ -16,14 +16,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::agent::{answered_caller_with_ear, tone_share};
+use support::agent::tone_share;
 use support::hold::{longest_tone, shows_on_hold, CallerEar};
-use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport, Srtp};
+use support::pjsua::{
+    caller_talks, phone_takes_verified_call, pjsip_server, seconds_of_tone, tls_options,
+    PjsuaOptions, PjsuaPhone, Srtp,
+};
 use support::server::TestServer;
 use support::sipp::Sipp;
 use support::sipp_phone::trunk_rtp_port;
-use veilig_bellen::server::ServerConfig;
-use veilig_bellen::sip_driver::{Credentials, TlsConfig};
+use support::tls::with_tls;
 
 const CALLER: &str = "+31687654321";
 /// The caller's voice; the phone's is 440 Hz.
@@ -31,70 +33,23 @@ const CALLER_HZ: f64 = 800.0;
 /// How long the phone holds.
 const HOLD: Duration = Duration::from_millis(1500);
 
-async fn server(tweak: impl FnOnce(&mut ServerConfig) + Send + 'static) -> TestServer {
-    support::server::start(4, move |c| {
-        c.sip.credentials = vec![Credentials {
-            username: "agent".to_owned(),
-            password: support::agent::AGENT_PASSWORD.to_owned(),
-        }];
-        tweak(c);
-    })
-    .await
-}
-
-fn with_tls(c: &mut ServerConfig, dir: &std::path::Path) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
-    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("write key");
-    c.sip.tls = vec!["127.0.0.1:0".parse().expect("address")];
-    c.sip.tls_files = Some(TlsConfig {
-        cert_chain: dir.join("cert.pem"),
-        private_key: dir.join("key.pem"),
-    });
-}
-
 /// A verified caller, answered by the PJSIP phone: (caller's ear socket, sipp, call id, our
 /// trunk-side RTP port, PJSIP's `media active` line). `None`: sipp is missing.
 async fn connected(
     srv: &TestServer,
     phone: &mut PjsuaPhone,
 ) -> Option<(tokio::net::UdpSocket, Sipp, Value, u16, String)> {
-    let (ear, sipp, id) = answered_caller_with_ear(srv, CALLER).await?;
-    phone
-        .expect(
-            "incoming ",
-            Duration::from_secs(5),
-            "our INVITE never reached the PJSIP phone",
-        )
-        .await;
-    phone
-        .expect(
-            "answered 200",
-            Duration::from_secs(2),
-            "PJSIP did not answer",
-        )
-        .await;
-    let media = phone
-        .expect(
-            "media active ",
-            Duration::from_secs(5),
-            "PJSIP's audio never became active",
-        )
-        .await;
-    phone
-        .expect(
-            "call state CONFIRMED",
-            Duration::from_secs(5),
-            "PJSIP never got our ACK",
-        )
-        .await;
-    srv.wait_for_call(Duration::from_secs(3), |c| {
-        c["id"] == id && c["state"] == "connected"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    let (ear, sipp, id, taken) = phone_takes_verified_call(
+        srv,
+        phone,
+        CALLER,
+        "our INVITE never reached the PJSIP phone",
+        false,
+        |_, _, _| {},
+    )
+    .await?;
     let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
-    Some((ear, sipp, id, our_port, media))
+    Some((ear, sipp, id, our_port, taken.media))
 }
 
 /// The phone holds (`media local-hold`, the list shows `on_hold`).
@@ -195,17 +150,7 @@ async fn audio_both_ways_after_resume(
 
 /// The phone hangs up; the caller gets a BYE and the ports are free again.
 async fn hang_up(srv: &TestServer, mut phone: PjsuaPhone, sipp: Sipp) {
-    phone
-        .command("hangup", Duration::from_secs(2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
-    phone
-        .expect(
-            "call state DISCONNECTED",
-            Duration::from_secs(5),
-            "PJSIP's BYE was not answered",
-        )
-        .await;
+    phone.hang_up().await;
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");
     }
@@ -215,7 +160,7 @@ async fn hang_up(srv: &TestServer, mut phone: PjsuaPhone, sipp: Sipp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pjsip_holds_and_resumes_and_audio_flows_both_ways_again() {
-    let srv = server(|_| {}).await;
+    let srv = pjsip_server(|_| {}).await;
     let Some(mut phone) = PjsuaPhone::register(PjsuaOptions::new(srv.sip_udp)).await else {
         return;
     };
@@ -236,7 +181,7 @@ async fn pjsip_holds_and_resumes_and_audio_flows_both_ways_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pjsip_streaming_silence_while_holding_leaves_the_caller_our_waiting_signal() {
-    let srv = server(|_| {}).await;
+    let srv = pjsip_server(|_| {}).await;
     let mut options = PjsuaOptions::new(srv.sip_udp);
     options.vad = false;
     let Some(mut phone) = PjsuaPhone::register(options).await else {
@@ -279,12 +224,8 @@ async fn pjsip_streaming_silence_while_holding_leaves_the_caller_our_waiting_sig
 async fn pjsip_over_tls_with_srtp_holds_and_resumes() {
     let certs = tempfile::tempdir().expect("temp dir");
     let dir = certs.path().to_owned();
-    let srv = server(move |c| with_tls(c, &dir)).await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
-    let mut options = PjsuaOptions::new(tls);
-    options.transport = SipTransport::Tls;
-    options.tls_ca = Some(certs.path().join("cert.pem"));
-    options.srtp = Some(Srtp::Mandatory);
+    let srv = pjsip_server(move |c| with_tls(c, &dir)).await;
+    let options = tls_options(&srv, certs.path().join("cert.pem"), Srtp::Mandatory);
     let Some(mut phone) = PjsuaPhone::register(options).await else {
         return;
     };

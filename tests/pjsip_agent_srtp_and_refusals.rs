@@ -14,137 +14,75 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::agent::{answer, answered_caller_with_ear, AGENT_PASSWORD};
+use support::agent::answer;
 use support::events::Events;
-use support::pjsua::{caller_talks, seconds_of_tone, PjsuaOptions, PjsuaPhone, SipTransport, Srtp};
+use support::pjsua::{
+    phone_takes_verified_call, pjsip_server, talk_both_ways, tls_options, BothWays, PjsuaOptions,
+    PjsuaPhone, Srtp, TakenCall,
+};
 use support::server::TestServer;
-use support::sipp::{Sipp, TrunkCall};
-use support::sipp_phone::trunk_rtp_port;
-use veilig_bellen::server::ServerConfig;
-use veilig_bellen::sip_driver::{Credentials, TlsConfig};
-use veilig_bellen::tenant::{AgentId, SrtpPolicy};
+use support::sipp::Sipp;
+use support::tls::{set_srtp, with_tls};
+use veilig_bellen::tenant::SrtpPolicy;
 
 const CALLER: &str = "+31687651234";
 /// The caller's voice; the phone's is 440 Hz.
 const CALLER_HZ: f64 = 800.0;
 
-/// A TLS listener with a self-signed certificate for 127.0.0.1, written (with its key) to `dir`.
-fn with_tls(c: &mut ServerConfig, dir: &Path) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
-    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("write cert");
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("write key");
-    c.sip.tls = vec!["127.0.0.1:0".parse().expect("address")];
-    c.sip.tls_files = Some(TlsConfig {
-        cert_chain: dir.join("cert.pem"),
-        private_key: dir.join("key.pem"),
-    });
-}
-
-/// The demo agent's SRTP policy.
-fn set_srtp(c: &mut ServerConfig, policy: SrtpPolicy) {
-    let tenants = c
-        .tenants
-        .iter()
-        .cloned()
-        .map(|mut t| {
-            if let Some(a) = t.agents.get_mut(&AgentId("agent".into())) {
-                a.srtp = policy;
-            }
-            t
-        })
-        .collect();
-    c.tenants = veilig_bellen::tenant::Tenants::new(tenants);
-}
-
-/// A server that knows the demo agent's SIP password (our default digest challenges), tweaked.
-async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    support::server::start(4, |c| {
-        c.sip.credentials = vec![Credentials {
-            username: "agent".to_owned(),
-            password: AGENT_PASSWORD.to_owned(),
-        }];
-        tweak(c);
-    })
-    .await
-}
-
 /// PJSIP registers over TLS (verifying our certificate) with `srtp`, a verified caller waits and
 /// the agent answers; PJSIP must take the call with SRTP, and audio must cross both ways.
 async fn srtp_call_both_ways(srtp: Srtp) {
     let certs = tempfile::tempdir().expect("dir");
-    let srv = server(|c| with_tls(c, certs.path())).await;
-    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
-    let mut options = PjsuaOptions::new(tls);
-    options.transport = SipTransport::Tls;
-    options.tls_ca = Some(certs.path().join("cert.pem"));
-    options.srtp = Some(srtp);
+    let srv = pjsip_server(|c| with_tls(c, certs.path())).await;
+    let options = tls_options(&srv, certs.path().join("cert.pem"), srtp);
     let Some(mut phone) = PjsuaPhone::register(options).await else {
         return;
     };
-    let Some((ear, sipp, id)) = answered_caller_with_ear(&srv, CALLER).await else {
+    let Some((ear, sipp, id, taken)) = phone_takes_verified_call(
+        &srv,
+        &mut phone,
+        CALLER,
+        "our INVITE never reached the PJSIP phone over TLS",
+        true,
+        |phone, media, srtp_state| {
+            let srtp_state = srtp_state.unwrap_or_default();
+            assert!(
+                media.ends_with(" RTP/SAVP"),
+                "{srtp:?}: PJSIP's media is not SRTP: {media}\n{}",
+                phone.log()
+            );
+            assert!(
+                srtp_state == "srtp active AES_CM_128_HMAC_SHA1_80"
+                    || srtp_state == "srtp active AES_CM_128_HMAC_SHA1_32",
+                "{srtp:?}: {srtp_state}\n{}",
+                phone.log()
+            );
+        },
+    )
+    .await
+    else {
         return;
     };
-    phone
-        .expect(
-            "incoming ",
-            Duration::from_secs(5),
-            "our INVITE never reached the PJSIP phone over TLS",
-        )
-        .await;
-    phone
-        .expect(
-            "answered 200",
-            Duration::from_secs(2),
-            "PJSIP did not answer",
-        )
-        .await;
-    let media = phone
-        .expect(
-            "media active ",
-            Duration::from_secs(5),
-            "PJSIP's audio never became active",
-        )
-        .await;
-    let srtp_state = phone
-        .expect("srtp ", Duration::from_secs(1), "no SRTP state")
-        .await;
-    assert!(
-        media.ends_with(" RTP/SAVP"),
-        "{srtp:?}: PJSIP's media is not SRTP: {media}\n{}",
-        phone.log()
-    );
-    assert!(
-        srtp_state == "srtp active AES_CM_128_HMAC_SHA1_80"
-            || srtp_state == "srtp active AES_CM_128_HMAC_SHA1_32",
-        "{srtp:?}: {srtp_state}\n{}",
-        phone.log()
-    );
-    phone
-        .expect(
-            "call state CONFIRMED",
-            Duration::from_secs(5),
-            "PJSIP never got our ACK",
-        )
-        .await;
-    let connected = srv
-        .wait_for_call(Duration::from_secs(3), |c| {
-            c["id"] == id && c["state"] == "connected"
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    let TakenCall {
+        media,
+        srtp: srtp_state,
+        connected,
+    } = taken;
+    let srtp_state = srtp_state.unwrap_or_default();
     assert_eq!(connected["agent"], "agent", "{connected:#}");
     assert_eq!(connected["agent_leg"], Value::Null, "{connected:#}");
 
     // The caller talks 800 Hz for 2 s and listens; the phone talks 440 Hz and records.
-    let our_port = trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
-    let caller_heard = caller_talks(&ear, our_port, CALLER_HZ, Duration::from_secs(2)).await;
-    let (rate, phone_heard) = phone.recorded_wav();
-    let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
-    let to_phone = seconds_of_tone(&phone_heard, rate, CALLER_HZ);
+    let BothWays {
+        caller_heard,
+        rate,
+        phone_heard,
+        to_caller,
+        to_phone,
+    } = talk_both_ways(&phone, &ear, &sipp, CALLER_HZ).await;
     eprintln!(
         "{srtp:?}: {media}; {srtp_state}; the caller heard {to_caller:.1} s of the phone's \
          440 Hz, the phone heard {to_phone:.1} s of the caller's {CALLER_HZ} Hz (recorded at \
@@ -176,17 +114,7 @@ async fn srtp_call_both_ways(srtp: Srtp) {
     );
 
     // The phone hangs up: the caller gets a BYE, the call ends, every RTP port is free again.
-    phone
-        .command("hangup", Duration::from_secs(2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
-    phone
-        .expect(
-            "call state DISCONNECTED",
-            Duration::from_secs(5),
-            "PJSIP's BYE was not answered",
-        )
-        .await;
+    phone.hang_up().await;
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");
     }
@@ -210,17 +138,10 @@ async fn pjsip_on_tls_with_srtp_mandatory_talks_srtp_both_ways() {
     srtp_call_both_ways(Srtp::Mandatory).await;
 }
 
-/// A verified caller (the code in SIP INFO) who stays until [`Sipp::hang_up`]; waits until the
-/// list shows the call `waiting`. `None`: sipp is missing.
+/// A verified caller waiting ([`support::agent::waiting_call`]): sipp and the call id.
 async fn waiting_call(srv: &TestServer) -> Option<(Sipp, Value)> {
-    let mut call = TrunkCall::new(CALLER);
-    call.info_digits = srv.new_code().await;
-    let (sipp, waiting) = srv
-        .call_until_waiting(&call, Duration::from_secs(8))
-        .await?;
-    assert_eq!(waiting["verified"], true, "{waiting:#}");
-    assert_eq!(waiting["agent_leg"], Value::Null, "{waiting:#}");
-    Some((sipp, waiting["id"].clone()))
+    let (sipp, id, _) = support::agent::waiting_call(srv, CALLER).await?;
+    Some((sipp, id))
 }
 
 /// Waits (bounded) until call `id` is `waiting` again with this `agent_leg`.
@@ -231,22 +152,14 @@ async fn back_waiting_with(
     limit: Duration,
     phone: &PjsuaPhone,
 ) -> Value {
-    srv.wait_for_call(limit, |c| {
-        &c["id"] == id && c["state"] == "waiting" && &c["agent_leg"] == agent_leg
-    })
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "the call never went back to waiting with {agent_leg}: {e}\n{}",
-            phone.log()
-        )
-    })
+    support::agent::back_waiting_with(srv, id, agent_leg, limit, || format!("\n{}", phone.log()))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srtp_required_and_pjsip_on_udp_is_never_rung() {
     let certs = tempfile::tempdir().expect("dir");
-    let srv = server(|c| {
+    let srv = pjsip_server(|c| {
         with_tls(c, certs.path());
         set_srtp(c, SrtpPolicy::Required);
         c.calls.call.agent_ring_timeout = Duration::from_secs(10);
@@ -289,7 +202,7 @@ async fn srtp_required_and_pjsip_on_udp_is_never_rung() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pjsip_refusing_with_488_is_shown_and_streamed_and_the_call_waits_again() {
-    let srv = server(|c| c.calls.call.agent_ring_timeout = Duration::from_secs(10)).await;
+    let srv = pjsip_server(|c| c.calls.call.agent_ring_timeout = Duration::from_secs(10)).await;
     let mut options = PjsuaOptions::new(srv.sip_udp);
     options.auto_answer = Some(488);
     let Some(mut phone) = PjsuaPhone::register(options).await else {
@@ -327,26 +240,7 @@ async fn pjsip_refusing_with_488_is_shown_and_streamed_and_the_call_waits_again(
     assert_eq!(back["verified"], true, "{back:#}");
 
     // The stream said it too: ringing (nothing to show yet), then waiting with the outcome.
-    let mut seen = Vec::new();
-    loop {
-        let event = events
-            .next_call(Duration::from_secs(3))
-            .await
-            .unwrap_or_else(|e| panic!("{e}; events so far: {seen:#?}"));
-        if event["id"] != id {
-            continue;
-        }
-        let done = event["state"] == "waiting" && event["agent_leg"] == expected;
-        seen.push(event);
-        if done {
-            break;
-        }
-    }
-    let ringing = seen
-        .iter()
-        .position(|e| e["state"] == "ringing")
-        .unwrap_or_else(|| panic!("no ringing event: {seen:#?}"));
-    assert_eq!(seen[ringing]["agent_leg"], Value::Null, "{seen:#?}");
+    events.ringing_then_waiting_with(&id, &expected).await;
     assert!(
         !phone.events().iter().any(|e| e.starts_with("media active")),
         "{:?}",

@@ -13,6 +13,7 @@ use sip::rtp::srtp::SrtpStreams;
 use sip::sdp::crypto::CryptoAttribute;
 use sip::sdp::{SrtpKey, SrtpParams, SrtpSuite};
 use support::server::{self, TestServer};
+use support::tls::rejected_srtp;
 use tokio::net::UdpSocket;
 
 const CALLER: &str = "+31611112222";
@@ -101,15 +102,6 @@ async fn send_paced(sock: &UdpSocket, to: SocketAddr, packets: &[Vec<u8>]) {
         sock.send_to(p, to).await.expect("send RTP");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn rejected_srtp() -> f64 {
-    veilig_bellen::metrics::global()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("veilig_bellen_srtp_rejected_packets_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn place(srv: &TestServer, key: &SrtpKey) -> (UdpSocket, UdpSocket, String) {

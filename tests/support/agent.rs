@@ -72,6 +72,47 @@ pub async fn answered_caller_with_ear(
     Some((ear, sipp, id))
 }
 
+/// A verified caller (the code in SIP INFO) who stays until [`Sipp::hang_up`]; waits until the list
+/// shows the call `waiting` (verified, no `agent_leg` yet). Returns sipp, the call id and the link
+/// code. `None`: sipp is missing.
+///
+/// [`Sipp::hang_up`]: super::sipp::Sipp::hang_up
+pub async fn waiting_call(
+    srv: &TestServer,
+    caller: &str,
+) -> Option<(super::sipp::Sipp, Value, String)> {
+    let code = srv.new_code().await;
+    let mut call = super::sipp::TrunkCall::new(caller);
+    call.info_digits = code.clone();
+    let (sipp, waiting) = srv
+        .call_until_waiting(&call, Duration::from_secs(8))
+        .await?;
+    assert_eq!(waiting["verified"], true, "{waiting:#}");
+    assert_eq!(waiting["agent_leg"], Value::Null, "{waiting:#}");
+    Some((sipp, waiting["id"].clone(), code))
+}
+
+/// Waits (bounded) until call `id` is `waiting` again with this `agent_leg`; failing, `more` is
+/// appended to the message.
+pub async fn back_waiting_with(
+    srv: &TestServer,
+    id: &Value,
+    agent_leg: &Value,
+    limit: Duration,
+    more: impl FnOnce() -> String,
+) -> Value {
+    srv.wait_for_call(limit, |c| {
+        &c["id"] == id && c["state"] == "waiting" && &c["agent_leg"] == agent_leg
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the call never went back to waiting with {agent_leg}: {e}{}",
+            more()
+        )
+    })
+}
+
 /// Whether the phone answers by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {

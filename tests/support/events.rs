@@ -80,4 +80,31 @@ impl Events {
             }
         }
     }
+
+    /// Reads call events (each within 3 s) until call `id` shows `waiting` with this `agent_leg`;
+    /// on the way the call must have shown `ringing` with nothing to show yet (no `agent_leg`).
+    /// Returns the call's events.
+    pub async fn ringing_then_waiting_with(&mut self, id: &Value, agent_leg: &Value) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let event = self
+                .next_call(Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|e| panic!("{e}; events so far: {seen:#?}"));
+            if event["id"] != *id {
+                continue;
+            }
+            let done = event["state"] == "waiting" && event["agent_leg"] == *agent_leg;
+            seen.push(event);
+            if done {
+                break;
+            }
+        }
+        let ringing = seen
+            .iter()
+            .position(|e| e["state"] == "ringing")
+            .unwrap_or_else(|| panic!("no ringing event: {seen:#?}"));
+        assert_eq!(seen[ringing]["agent_leg"], Value::Null, "{seen:#?}");
+        seen
+    }
 }

@@ -24,6 +24,7 @@ pub mod sipp;
 pub mod sipp_phone;
 pub mod sipp_xml;
 pub mod sipvicious;
+pub mod tls;
 pub mod tone;
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every

@@ -19,7 +19,10 @@
 //! killed when dropped; every wait takes a limit. Its RTP ports come from [`super::ports`], its SIP
 //! socket is bound by itself on 127.0.0.1 (nothing picked in advance).
 
-use super::agent::AGENT_PASSWORD;
+use super::agent::{answered_caller_with_ear, AGENT_PASSWORD};
+use super::server::TestServer;
+use super::sipp::Sipp;
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
+use veilig_bellen::server::ServerConfig;
+use veilig_bellen::sip_driver::Credentials;
 
 /// The `pjsua2-python` version the phone was written against (and the install script pins).
 pub const VERSION: &str = "2.15.1.post1";
@@ -371,6 +376,20 @@ impl PjsuaPhone {
         }
     }
 
+    /// Hangs up (`hangup`, answered `ok` within 2 s) and waits (bounded) until our answer to its
+    /// BYE ends the call (`call state DISCONNECTED`).
+    pub async fn hang_up(&mut self) {
+        self.command("hangup", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        self.expect(
+            "call state DISCONNECTED",
+            Duration::from_secs(5),
+            "PJSIP's BYE was not answered",
+        )
+        .await;
+    }
+
     /// Every event line seen so far.
     pub fn events(&self) -> &[String] {
         &self.seen
@@ -530,4 +549,138 @@ pub fn seconds_of_tone(samples: &[i16], rate: u32, hz: f64) -> f64 {
         })
         .count();
     blocks as f64 / 10.0
+}
+
+/// A test server whose demo agent `agent` has the password [`AGENT_PASSWORD`] under our default
+/// digest challenges (SHA-256 first, then MD5: PJSIP answers SHA-256), changed by `tweak`.
+pub async fn pjsip_server(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    super::server::start(4, |c| {
+        c.sip.credentials = vec![Credentials {
+            username: "agent".to_owned(),
+            password: AGENT_PASSWORD.to_owned(),
+        }];
+        tweak(c);
+    })
+    .await
+}
+
+/// Options for a PJSIP phone registering over TLS to `srv`'s (first) TLS listener, verifying our
+/// certificate against the CA `ca`, with SRTP `srtp`.
+pub fn tls_options(srv: &TestServer, ca: PathBuf, srtp: Srtp) -> PjsuaOptions {
+    let tls = *srv.running.sip.tls.first().expect("a TLS listener");
+    let mut options = PjsuaOptions::new(tls);
+    options.transport = SipTransport::Tls;
+    options.tls_ca = Some(ca);
+    options.srtp = Some(srtp);
+    options
+}
+
+/// What a PJSIP phone said while it took a call ([`phone_takes_verified_call`]).
+pub struct TakenCall {
+    /// Its `media active …` line.
+    pub media: String,
+    /// Its `srtp …` line, when waited for.
+    pub srtp: Option<String>,
+    /// The call as the list shows it, `connected`.
+    pub connected: Value,
+}
+
+/// A verified caller ([`answered_caller_with_ear`]) whom the agent answered through the API, taken
+/// by the PJSIP `phone`: our INVITE reaches it (else failing with `not_rung`), it answers 200 and
+/// its audio becomes active; with `srtp_state` its `srtp …` line follows within 1 s; `check` sees
+/// the phone, the media line and the SRTP line; PJSIP gets our ACK (`call state CONFIRMED`) and the
+/// list shows the call `connected`. Returns the caller's ear, sipp, the call id and what the phone
+/// said. `None`: sipp is missing.
+pub async fn phone_takes_verified_call(
+    srv: &TestServer,
+    phone: &mut PjsuaPhone,
+    caller: &str,
+    not_rung: &str,
+    srtp_state: bool,
+    check: impl FnOnce(&PjsuaPhone, &str, Option<&str>),
+) -> Option<(tokio::net::UdpSocket, Sipp, Value, TakenCall)> {
+    let (ear, sipp, id) = answered_caller_with_ear(srv, caller).await?;
+    phone
+        .expect("incoming ", Duration::from_secs(5), not_rung)
+        .await;
+    phone
+        .expect(
+            "answered 200",
+            Duration::from_secs(2),
+            "PJSIP did not answer",
+        )
+        .await;
+    let media = phone
+        .expect(
+            "media active ",
+            Duration::from_secs(5),
+            "PJSIP's audio never became active",
+        )
+        .await;
+    let srtp = if srtp_state {
+        Some(
+            phone
+                .expect("srtp ", Duration::from_secs(1), "no SRTP state")
+                .await,
+        )
+    } else {
+        None
+    };
+    check(phone, &media, srtp.as_deref());
+    phone
+        .expect(
+            "call state CONFIRMED",
+            Duration::from_secs(5),
+            "PJSIP never got our ACK",
+        )
+        .await;
+    let connected = srv
+        .wait_for_call(Duration::from_secs(3), |c| {
+            c["id"] == id && c["state"] == "connected"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    let taken = TakenCall {
+        media,
+        srtp,
+        connected,
+    };
+    Some((ear, sipp, id, taken))
+}
+
+/// What crossed a call both ways while the caller talked ([`talk_both_ways`]).
+pub struct BothWays {
+    /// What the caller heard (8 kHz).
+    pub caller_heard: Vec<i16>,
+    /// The sample rate of the phone's recording.
+    pub rate: u32,
+    /// What the phone recorded.
+    pub phone_heard: Vec<i16>,
+    /// Seconds of the phone's 440 Hz the caller heard.
+    pub to_caller: f64,
+    /// Seconds of the caller's `hz` the phone recorded.
+    pub to_phone: f64,
+}
+
+/// The caller (`ear`, calling through `sipp`) talks `hz` for 2 s to our trunk-side RTP port and
+/// listens; the PJSIP phone talks 440 Hz and records.
+pub async fn talk_both_ways(
+    phone: &PjsuaPhone,
+    ear: &tokio::net::UdpSocket,
+    sipp: &Sipp,
+    hz: f64,
+) -> BothWays {
+    let our_port =
+        super::sipp_phone::trunk_rtp_port(&sipp.messages()).expect("our SDP answer to the trunk");
+    let caller_heard = caller_talks(ear, our_port, hz, Duration::from_secs(2)).await;
+    let (rate, phone_heard) = phone.recorded_wav();
+    let to_caller = seconds_of_tone(&caller_heard, 8000, 440.0);
+    let to_phone = seconds_of_tone(&phone_heard, rate, hz);
+    BothWays {
+        caller_heard,
+        rate,
+        phone_heard,
+        to_caller,
+        to_phone,
+    }
 }
