@@ -133,10 +133,7 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
 }
 
 /// The final response to client transaction `id` (other events are skipped), within 10 s.
-async fn final_response(
-    events: &mut SipEvents,
-    id: ClientTxId,
-) -> Result<Response, String> {
+async fn final_response(events: &mut SipEvents, id: ClientTxId) -> Result<Response, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let ev = tokio::time::timeout_at(deadline, events.recv())

@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         LocalSdp::new(2, MediaPreferences::default()).with_srtp(SrtpKey::from_bytes([7; 30]));
     if let Ok(answer) = secure.answer(data, local) {
         assert!(parse(&answer.body).is_ok(), "our answer must be valid SDP");
-        assert!(answer.media.srtp.is_some(), "a secure leg agreed to plain RTP");
+        assert!(
+            answer.media.srtp.is_some(),
+            "a secure leg agreed to plain RTP"
+        );
     }
     secure.offer(local, Direction::SendRecv);
     if let Ok(media) = secure.handle_answer(data) {

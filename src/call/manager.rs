@@ -229,10 +229,7 @@ impl CallsProbe {
 }
 
 /// Starts the manager task.
-pub fn spawn(
-    ctx: CallContext,
-    events: SipEvents,
-) -> (tokio::task::JoinHandle<()>, CallsProbe) {
+pub fn spawn(ctx: CallContext, events: SipEvents) -> (tokio::task::JoinHandle<()>, CallsProbe) {
     // Ports in an order drawn from the OS-seeded CSPRNG: one call's port tells nothing of the next.
     let port_key = RandomKey::from_bytes(rand::random());
     let (low, high) = (*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end());

@@ -298,8 +298,10 @@ impl Call {
             ),
         );
         req.headers.push(HeaderName::CSeq, "1 INVITE");
-        req.headers
-            .push(HeaderName::Contact, self.agent_contact(binding.transport, &uri));
+        req.headers.push(
+            HeaderName::Contact,
+            self.agent_contact(binding.transport, &uri),
+        );
         for path in &binding.path {
             req.headers.push(HeaderName::Route, path.clone());
         }
@@ -319,7 +321,11 @@ impl Call {
     /// re-INVITEs — SDP with SRTP keys included — in clear over UDP.
     /// A phone that registered a `sips:` contact is called at it, and then our Contact is `sips:`
     /// too (RFC 5630 §3.1.3: a dialog begun with a SIPS Request-URI stays TLS both ways).
-    fn agent_contact(&self, transport: sip::transaction::Transport, target: &sip::message::Uri) -> String {
+    fn agent_contact(
+        &self,
+        transport: sip::transaction::Transport,
+        target: &sip::message::Uri,
+    ) -> String {
         use sip::transaction::Transport;
         let bound = &self.ctx.sip_bound;
         let port_in = |list: &[SocketAddr]| {
@@ -334,10 +340,16 @@ impl Call {
             Transport::Tls => (port_in(&bound.tls), ";transport=tls"),
         };
         let port = port.unwrap_or(self.sip_local.port());
-        let host = self.ctx.flow.contact_host.clone().unwrap_or_else(|| {
-            sip::endpoint::host_text(self.sip_local.ip())
-        });
-        if target.as_str().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+        let host = self
+            .ctx
+            .flow
+            .contact_host
+            .clone()
+            .unwrap_or_else(|| sip::endpoint::host_text(self.sip_local.ip()));
+        if target
+            .as_str()
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
             && transport == Transport::Tls
         {
             return format!("<sips:veilig-bellen@{host}:{port}>");

@@ -381,9 +381,7 @@ pub fn parse(body: &[u8]) -> Result<sdp_types::Session, SdpError> {
 pub fn offers_srtp(body: &[u8]) -> bool {
     parse(body).is_ok_and(|session| {
         session.medias.iter().any(|m| {
-            m.port != 0
-                && remote::is_rtp_audio(m, true)
-                && !remote::crypto_attributes(m).is_empty()
+            m.port != 0 && remote::is_rtp_audio(m, true) && !remote::crypto_attributes(m).is_empty()
         })
     })
 }

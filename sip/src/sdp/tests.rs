@@ -451,7 +451,10 @@ fn phone_answer(proto: &str, crypto: Option<(u32, &str)>, phone_key: &SrtpKey) -
 fn a_secure_leg_offers_savp_with_both_suites_under_our_key() {
     let mut leg = secure_leg(1);
     let offer = String::from_utf8(leg.offer(local(), Direction::SendRecv)).expect("ASCII");
-    assert!(offer.contains("m=audio 40000 RTP/SAVP 8 0 101\r\n"), "{offer}");
+    assert!(
+        offer.contains("m=audio 40000 RTP/SAVP 8 0 101\r\n"),
+        "{offer}"
+    );
     let lines: Vec<_> = offer
         .lines()
         .filter_map(|l| l.strip_prefix("a=crypto:"))
@@ -472,7 +475,10 @@ fn a_secure_leg_offers_savp_with_both_suites_under_our_key() {
         LocalSdp::new(9, MediaPreferences::default()).offer(local(), Direction::SendRecv),
     )
     .expect("ASCII");
-    assert!(plain.contains("RTP/AVP ") && !plain.contains("crypto"), "{plain}");
+    assert!(
+        plain.contains("RTP/AVP ") && !plain.contains("crypto"),
+        "{plain}"
+    );
 }
 
 #[test]
