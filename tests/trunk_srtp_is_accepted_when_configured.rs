@@ -158,7 +158,7 @@ async fn an_srtp_trunk_is_answered_with_srtp_and_its_protected_digits_verify() {
             // A new SSRC: the clear attempt above never reached the RTP session, but be plain.
             let mut p = p.clone();
             p[8..12].copy_from_slice(&0x5eed_0002u32.to_be_bytes());
-            trunk.protect(&p).expect("protect")
+            trunk.protect(&p).expect("protect").to_vec()
         })
         .collect();
     send_paced(&media, rtp_to, &protected).await;

@@ -28,7 +28,7 @@ use super::registry::Registry;
 use super::task::{self, CallInput, CallTaskContext};
 use super::{CallId, CallWarning};
 use crate::links::LinkService;
-use crate::sip_driver::{self, BoundAddrs, SipEvent, SipEvents, SipHandle};
+use crate::sip_driver::{self, has_to_tag, BoundAddrs, SipEvent, SipEvents, SipHandle};
 use crate::tenant::Tenants;
 use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
 use sip::message::{HeaderName, Method, Request};
@@ -474,14 +474,6 @@ fn new_call(
 /// The user part of the Request-URI (`sip:+31…@host`) or the number of a `tel:` URI.
 fn called_number(request: &Request) -> String {
     task::uri_number(&request.uri).unwrap_or_default()
-}
-
-fn has_to_tag(request: &Request) -> bool {
-    request
-        .headers
-        .to()
-        .ok()
-        .is_some_and(|to| to.tag().is_some())
 }
 
 fn call_id_of(headers: &sip::message::Headers) -> Option<&str> {

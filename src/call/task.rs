@@ -112,6 +112,23 @@ struct MediaLeg {
     srtp: Option<sip::rtp::srtp::SrtpStreams>,
 }
 
+/// A datagram as received on a leg ([`MediaLeg::receive`]): as it came, or decrypted.
+enum Datagram<'a> {
+    Plain(&'a [u8]),
+    Decrypted(bytes::BytesMut),
+}
+
+impl std::ops::Deref for Datagram<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Datagram::Plain(b) => b,
+            Datagram::Decrypted(b) => b,
+        }
+    }
+}
+
 impl MediaLeg {
     /// The SRTP streams for what the leg negotiated last — built on first use and rebuilt when a
     /// re-INVITE changed the suite or a key — or `Ok(None)` for plain RTP. `Err` when the leg is
@@ -137,12 +154,12 @@ impl MediaLeg {
     /// The RTP packet in datagram `bytes` received on this leg: as is on a plain leg; on an SRTP
     /// leg only if it authenticates and is no replay (`None` otherwise, counted), so a forged
     /// packet never latches, is never heard and never carries a digit.
-    fn receive<'a>(&mut self, bytes: &'a [u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+    fn receive<'a>(&mut self, bytes: &'a [u8]) -> Option<Datagram<'a>> {
         match self.srtp() {
             Err(()) => None,
-            Ok(None) => Some(std::borrow::Cow::Borrowed(bytes)),
+            Ok(None) => Some(Datagram::Plain(bytes)),
             Ok(Some(streams)) => match streams.unprotect(bytes) {
-                Ok(plain) => Some(std::borrow::Cow::Owned(plain)),
+                Ok(plain) => Some(Datagram::Decrypted(plain)),
                 Err(_) => {
                     crate::metrics::global().srtp_rejected();
                     None

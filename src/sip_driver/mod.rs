@@ -889,7 +889,7 @@ impl Driver {
         let Ok(request) = Request::parse(bytes.clone()) else {
             return false; // the endpoint answers or drops malformed input as always
         };
-        if request.headers.to().is_ok_and(|to| to.tag().is_some()) {
+        if has_to_tag(&request) {
             return false; // in a dialog: an agent's phone, matched to its call (or 481)
         }
         let reject = gate.reject;
@@ -974,7 +974,9 @@ fn fallback(method: &Method) -> (u16, bool) {
     }
 }
 
-fn has_to_tag(request: &Request) -> bool {
+/// Whether `request` is inside a dialog (its To has a tag): the one test for the driver's queues
+/// and gate and the call flow's routing.
+pub(crate) fn has_to_tag(request: &Request) -> bool {
     request.headers.to().is_ok_and(|to| to.tag().is_some())
 }
 

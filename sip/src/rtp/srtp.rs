@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use bytes::BytesMut;
+
 use rtc_srtp::context::Context;
 use rtc_srtp::crypto::RTCCryptoProvider;
 use rtc_srtp::option::srtp_replay_protection;
@@ -93,23 +95,22 @@ impl SrtpStreams {
         &self.params
     }
 
-    /// The SRTP packet for the RTP packet `rtp`.
-    pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    /// The SRTP packet for the RTP packet `rtp` (the cipher's own buffer: one allocation a
+    /// packet, no copy after it).
+    pub fn protect(&mut self, rtp: &[u8]) -> Result<BytesMut, SrtpError> {
         self.outbound
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .encrypt_rtp(rtp)
-            .map(|b| b.to_vec())
             .map_err(|e| SrtpError::Rejected(e.to_string()))
     }
 
     /// The RTP packet inside the SRTP packet `srtp`, if it authenticates and is no replay.
-    pub fn unprotect(&mut self, srtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    pub fn unprotect(&mut self, srtp: &[u8]) -> Result<BytesMut, SrtpError> {
         self.inbound
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .decrypt_rtp(srtp)
-            .map(|b| b.to_vec())
             .map_err(|e| SrtpError::Rejected(e.to_string()))
     }
 }
