@@ -116,7 +116,7 @@ impl SourceKey {
     }
 }
 
-/// Settings of a [`MessageRate`].
+/// Settings of the SIP driver's per-address message limit (`sip.messages_per_second_per_address`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateConfig {
     /// Messages per second one source may send, sustained.
@@ -128,7 +128,7 @@ pub struct RateConfig {
 }
 
 impl Default for RateConfig {
-    /// 50 messages/s, bursts of 200, 65 536 sources: room for a call centre's worth of phones
+    /// 50 messages/s, bursts of 200, 65 536 sources tracked: room for a call centre's worth of phones
     /// behind one NAT address (each registers, pings and signals a few messages a minute).
     fn default() -> Self {
         RateConfig {
@@ -136,97 +136,6 @@ impl Default for RateConfig {
             burst: 200,
             max_sources: 65_536,
         }
-    }
-}
-
-/// A token bucket per source (keyed like [`FailureLimiter`]'s sources): the driver's limit on
-/// messages from addresses that are not trunks, checked before anything is parsed. Sans-IO.
-///
-/// The table is bounded: when it is full, buckets that have refilled completely (sources quiet
-/// for `burst / per_second`) are purged, at most once a second; a new source that still finds
-/// no room is let through untracked rather than refused, so a flood of spoofed addresses cannot
-/// lock out a real phone (the global queues bound what such a flood costs).
-#[derive(Debug)]
-pub struct MessageRate {
-    config: RateConfig,
-    buckets: HashMap<SourceKey, Bucket>,
-    last_purge: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn refilled(&self, config: &RateConfig, now: Instant) -> f64 {
-        let earned =
-            now.saturating_duration_since(self.at).as_secs_f64() * f64::from(config.per_second);
-        (self.tokens + earned).min(f64::from(config.burst))
-    }
-}
-
-impl MessageRate {
-    /// An empty limiter.
-    pub fn new(config: RateConfig) -> Self {
-        MessageRate {
-            config,
-            buckets: HashMap::new(),
-            last_purge: None,
-        }
-    }
-
-    /// Whether a message from `ip` at `now` is within its source's rate (and takes a token).
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = SourceKey::of(ip);
-        let config = self.config;
-        if let Some(bucket) = self.buckets.get_mut(&key) {
-            let tokens = bucket.refilled(&config, now);
-            bucket.at = now;
-            if tokens >= 1.0 {
-                bucket.tokens = tokens - 1.0;
-                return true;
-            }
-            bucket.tokens = tokens;
-            return false;
-        }
-        if self.buckets.len() >= config.max_sources {
-            self.purge(now);
-            if self.buckets.len() >= config.max_sources {
-                return true;
-            }
-        }
-        let tokens = f64::from(config.burst) - 1.0;
-        if tokens < 0.0 {
-            return false;
-        }
-        self.buckets.insert(key, Bucket { tokens, at: now });
-        true
-    }
-
-    /// Drops the buckets that are full again, at most once a second.
-    fn purge(&mut self, now: Instant) {
-        if self
-            .last_purge
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.last_purge = Some(now);
-        let config = self.config;
-        let burst = f64::from(config.burst);
-        self.buckets.retain(|_, b| b.refilled(&config, now) < burst);
-    }
-
-    /// Sources tracked now.
-    pub fn len(&self) -> usize {
-        self.buckets.len()
-    }
-
-    /// Whether no source is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
     }
 }
 
@@ -480,73 +389,6 @@ impl FailureLimiter {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-
-    fn rate(per_second: u32, burst: u32, max_sources: usize) -> MessageRate {
-        MessageRate::new(RateConfig {
-            per_second,
-            burst,
-            max_sources,
-        })
-    }
-
-    #[test]
-    fn a_source_gets_its_burst_then_its_rate() {
-        let mut r = rate(10, 20, 16);
-        let t0 = Instant::now();
-        let ip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
-        let allowed = (0..100).filter(|_| r.allow(ip, t0)).count();
-        assert_eq!(allowed, 20, "the burst, then nothing");
-        // One second later: ten more.
-        let t1 = t0 + Duration::from_secs(1);
-        let allowed = (0..100).filter(|_| r.allow(ip, t1)).count();
-        assert_eq!(allowed, 10);
-    }
-
-    #[test]
-    fn one_flooding_source_leaves_another_untouched() {
-        let mut r = rate(10, 20, 16);
-        let t0 = Instant::now();
-        let flood = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
-        let phone = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 8));
-        for _ in 0..10_000 {
-            r.allow(flood, t0);
-        }
-        assert!(r.allow(phone, t0));
-    }
-
-    #[test]
-    fn an_ipv6_host_cannot_rotate_addresses_within_its_64() {
-        let mut r = rate(1, 5, 16);
-        let t0 = Instant::now();
-        let allowed = (0..50u16)
-            .filter(|i| {
-                r.allow(
-                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, *i)),
-                    t0,
-                )
-            })
-            .count();
-        assert_eq!(allowed, 5);
-    }
-
-    #[test]
-    fn a_full_table_purges_quiet_sources_and_never_refuses_a_newcomer() {
-        let mut r = rate(10, 20, 4);
-        let t0 = Instant::now();
-        // Four sources drain their buckets: the table is full of active sources.
-        for i in 0..4u8 {
-            let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, i));
-            while r.allow(ip, t0) {}
-        }
-        assert_eq!(r.len(), 4);
-        // A newcomer is let through (untracked), not refused.
-        assert!(r.allow(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200)), t0));
-        assert_eq!(r.len(), 4);
-        // Once the old sources have been quiet long enough to refill, they make room.
-        let later = t0 + Duration::from_secs(5);
-        assert!(r.allow(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 201)), later));
-        assert_eq!(r.len(), 1);
-    }
 
     fn cfg() -> LimitConfig {
         LimitConfig {

@@ -69,7 +69,7 @@ use sip::endpoint::{
 use sip::message::validate::Policy;
 use sip::message::{HeaderName, Method, Request, Response};
 use sip::random::RandomKey;
-use sip::ratelimit::{LimitConfig, MessageRate, RateConfig};
+use sip::ratelimit::{LimitConfig, RateConfig};
 use sip::registrar::{Binding, RegistrarConfig, RegistrarEvent};
 use sip::transaction::{TimerConfig, Transport};
 use tokio::net::{TcpListener, UdpSocket};
@@ -561,7 +561,13 @@ pub async fn run(
         events: queues,
         forward: config.forward_requests,
         gate: config.gate.clone(),
-        rate: MessageRate::new(config.message_rate),
+        // The HTTP side's per-client buckets: same keying (IPv4 address, IPv6 /64), bounded and
+        // fair under floods of many addresses.
+        rate: crate::http::rate_limit::RateLimiter::new(crate::http::rate_limit::RateLimit {
+            burst: config.message_rate.burst,
+            per_second: f64::from(config.message_rate.per_second),
+            max_clients: config.message_rate.max_sources,
+        }),
     };
     let task = tokio::spawn(driver.run(in_rx, cmd_rx, reply_rx, shutdown));
     tracing::info!(?local, "SIP listening");
@@ -613,7 +619,7 @@ struct Driver {
     events: EventQueues,
     forward: bool,
     gate: Option<TrunkGate>,
-    rate: MessageRate,
+    rate: crate::http::rate_limit::RateLimiter,
 }
 
 impl Driver {
@@ -858,7 +864,8 @@ impl Driver {
         let Some(gate) = &self.gate else {
             return false;
         };
-        if gate.admits(remote.ip()) || self.rate.allow(remote.ip(), now) {
+        let now = tokio::time::Instant::from_std(now);
+        if gate.admits(remote.ip()) || self.rate.check(remote.ip(), now).is_ok() {
             return false;
         }
         crate::metrics::global().sip_event_shed("source");
