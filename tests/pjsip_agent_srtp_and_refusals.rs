@@ -178,7 +178,7 @@ async fn srtp_required_and_pjsip_on_udp_is_never_rung() {
     assert_eq!(body["error"], "agent_unavailable", "{body}");
     let still = srv
         .wait_for_call(Duration::from_secs(2), |c| {
-            &c["id"] == &id && c["state"] == "waiting"
+            c["id"] == id && c["state"] == "waiting"
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
