@@ -6,11 +6,14 @@
 //!   agent's phone holds the caller, who hears the comfort signal meanwhile; false once the call
 //!   ended), `agent_leg` (how the last agent leg failed: `{"agent","status","reason"}`, `null`
 //!   when none did or once an agent takes the call again), `links` (the tenant's links filled with
-//!   the caller's attribute values, while they last)); `?lang=en` gives the attributes' English
-//!   labels;
+//!   the caller's attribute values, while they last), `via` (`sip`: a trunk's call we answered;
+//!   `exchange`: the municipality's own exchange answered it and told us by API,
+//!   [`crate::exchange`]), `forward_to` (that exchange's forwarding number for the call, or
+//!   `null`)); `?lang=en` gives the attributes' English labels;
 //! - `POST /api/v1/calls/{id}/answer` → 202, or 409 if already taken (`already_taken`) or when the
 //!   agent has no registered softphone right now (`agent_unavailable`: the agent sees at once that
-//!   the phone is off, and the call stays `waiting` for someone else). A logged-in agent takes the
+//!   the phone is off, and the call stays `waiting` for someone else; not checked for an exchange
+//!   call, whose caller the exchange routes to the agent). A logged-in agent takes the
 //!   call for themselves; a bearer-token caller names the agent: `{"agent":"<username>"}`;
 //! - `POST /api/v1/calls/{id}/hangup` → 202;
 //! - `GET  /api/v1/calls/events` → server-sent events, one `call` event (a call object) per change and a
@@ -24,7 +27,7 @@
 //! because showing them to the agent is the product.
 
 use crate::audit::{AuditAction, AuditEntry, AuditVia};
-use crate::call::registry::{CallEvent, CallView, CommandError, Registry};
+use crate::call::registry::{CallEvent, CallVia, CallView, CommandError, Registry};
 use crate::call::CallId;
 use crate::http::portal::i18n::Lang;
 use crate::http::portal::{AgentAuth, AuthError, Caller};
@@ -180,6 +183,10 @@ pub struct CallJson {
     /// The tenant's links into its own systems, filled with this caller's attribute values
     /// (URL-encoded); only links whose every placeholder has a value, only while the call lasts.
     pub links: Vec<LinkJson>,
+    /// `sip` or `exchange`: how the call reached us.
+    pub via: CallVia,
+    /// The exchange's forwarding number for the call (exchange calls that gave one).
+    pub forward_to: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -246,6 +253,8 @@ impl CallJson {
                 reason: o.reason,
             }),
             links: tenant.map(|t| links(t, v)).unwrap_or_default(),
+            via: v.via,
+            forward_to: v.forward_to.as_deref().map(str::to_owned),
         }
     }
 }
@@ -379,7 +388,9 @@ async fn answer_call(
         .and_then(|t| t.agents.get(&agent))
         .map(|a| (a.sip_username.clone(), a.srtp))
         .ok_or(ApiError::UnknownAgent)?;
-    if let Some(phones) = &state.phones {
+    // An exchange call's caller is routed to the agent by the exchange, not rung here.
+    let phones = state.phones.as_ref().filter(|_| call.via == CallVia::Sip);
+    if let Some(phones) = phones {
         // A driver that stopped answers like an agent without phones: nobody can be rung. Nor can
         // an agent whose SRTP is required and whose phones are none of them on TLS.
         let ringable = match phones.lookup(&username).await {
@@ -612,6 +623,8 @@ mod tests {
                 on_hold: false,
                 warnings: Vec::new(),
                 agent_leg: None,
+                via: CallVia::Sip,
+                forward_to: None,
             },
             tx,
         );

@@ -38,6 +38,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Decode DTMF digits from a recording; prints DIGIT<TAB>START_MS<TAB>END_MS per digit.
     Dtmf(crate::dtmf_cmd::DtmfArgs),
+    /// Place one call and key in a link code, to try an install without a softphone; exits 0
+    /// when the call went through (answered, code sent), 1 when not, 2 on bad input.
+    Call(crate::call_cmd::CallArgs),
     /// Run the whole product on embedded defaults: SIP, HTTP, one tenant, one agent, IRMA simulator.
     #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
@@ -49,6 +52,9 @@ pub enum Command {
     /// Agent accounts.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Municipalities' settings.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,11 +73,23 @@ pub enum AgentCommand {
     HashPassword,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print a fresh random API key for the municipality's own exchange (`/api/v1/pbx/…`), and
+    /// the `[[tenants.exchange_keys]]` table with its hash for the config. Only the hash is kept.
+    ExchangeKey {
+        /// The key's name in the config and the logs (letters, digits, `.`, `_`, `-`).
+        #[arg(long, default_value = "exchange")]
+        name: String,
+    },
+}
+
 /// Run the parsed command line and return the process exit code.
 pub fn run(cli: Cli) -> u8 {
     let log = cli.log_format;
     match cli.command {
         Command::Dtmf(args) => crate::dtmf_cmd::run(&args),
+        Command::Call(args) => crate::call_cmd::run(args, log),
         #[cfg(feature = "demo")]
         Command::Demo(args) => match crate::demo::check_exposure(&args) {
             Ok(()) => run_async(log, crate::demo::run(args)),
@@ -86,6 +104,9 @@ pub fn run(cli: Cli) -> u8 {
         },
         Command::Config(ConfigCommand::Check { file }) => crate::serve::check(&file),
         Command::Agent(AgentCommand::HashPassword) => crate::serve::hash_password(),
+        Command::Tenant(TenantCommand::ExchangeKey { name }) => {
+            crate::exchange::key::print_new_key(&name)
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! `veilig-bellen demo`: the whole product on embedded defaults, for a first look and for tests.
 //!
 //! One tenant ("Gemeente Demodam") answers every called number; one agent `agent` registers a
-//! softphone with digest auth; the embedded IRMA simulator (not an IRMA server!) stands in for the
-//! municipality's IRMA server and the citizen's Yivi app. Secrets not given on the command line are
-//! generated and printed, because a person has to type them into a softphone.
+//! softphone with digest auth (by default the built-in one of [`crate::softphone::agent_phone`],
+//! which answers by itself; `--no-demo-phone` leaves it to a real softphone); the embedded IRMA
+//! simulator (not an IRMA server!) stands in for the municipality's IRMA server and the citizen's
+//! Yivi app. Secrets not given on the command line are generated and printed, because a person has
+//! to type them into a softphone.
 
 use crate::call::direct::AgentMedia;
 use crate::call::machine::{CallConfig, TransferMode};
@@ -12,6 +14,7 @@ use crate::links::LinkConfig;
 use crate::pii::Pii;
 use crate::server::{self, IrmaBackend, ServerConfig};
 use crate::sip_driver::{Credentials, SipConfig};
+use crate::softphone::agent_phone::{self, AgentPhoneConfig};
 use crate::tenant::{PasswordHash, Tenant, Tenants};
 use anyhow::Context;
 use clap::Args;
@@ -50,6 +53,10 @@ pub struct DemoArgs {
     /// Allow `--http`/`--sip` addresses other machines can reach (see [`check_exposure`]).
     #[arg(long)]
     pub public: bool,
+    /// Do not register the built-in agent phone for `agent` (it auto-answers and plays a chime);
+    /// register a real softphone instead.
+    #[arg(long)]
+    pub no_demo_phone: bool,
 }
 
 /// The demo runs the IRMA simulator and prints its secrets: on an address other machines reach,
@@ -186,6 +193,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let running = server::start(config).await?;
     let http = running.http;
     let sip_udp = running.sip.udp.first().copied().unwrap_or(args.sip);
+    // **Bel nu** on the simulator's page calls the demo itself, with our own caller.
+    if let Some(sim) = &running.simulator {
+        sim.set_dialer(std::sync::Arc::new(
+            crate::softphone::bel_nu::SoftphoneDialer::new(sip_udp),
+        ));
+    }
+    let phone = (!args.no_demo_phone).then(|| start_agent_phone(sip_udp, &agent_password));
     println!("veilig-bellen demo is running (IRMA simulator: NOT a real IRMA server)");
     println!();
     let callers = if args.public {
@@ -198,6 +212,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  agent softphone            user agent, password {agent_password}, realm veilig-bellen"
     );
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
+    if phone.is_some() {
+        println!("  agent phone                built in (auto-answers, plays a chime); --no-demo-phone to use your own softphone");
+    } else {
+        println!("  agent phone                none built in (--no-demo-phone): register a softphone as above");
+    }
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
     println!(
         "  agent connect              transfer {}, media {} (--transfer bridge|refer, --media relay|direct)",
@@ -216,8 +235,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     println!("stopping");
+    if let Some((stop, phone)) = phone {
+        // Hang up and unREGISTER while the server still answers.
+        let _ = stop.send(());
+        let _ = phone.await;
+    }
     running.shutdown().await;
     Ok(())
+}
+
+/// Starts the built-in agent phone for SIP user `agent`, registering at the demo's own `sip`
+/// address; it runs until the returned sender is used (or dropped).
+fn start_agent_phone(
+    sip: SocketAddr,
+    password: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = AgentPhoneConfig::new(sip, "agent", password);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = agent_phone::run(config, stopped).await {
+            tracing::warn!("the built-in agent phone stopped: {e}");
+        }
+    });
+    (stop, task)
 }
 
 /// How a flag value is spelled on the command line (`refer`, not `Refer`).
@@ -250,6 +296,7 @@ mod tests {
             media: AgentMedia::Relay,
             transfer: TransferMode::Bridge,
             public: false,
+            no_demo_phone: false,
         };
         let (config, _, _) = config(&args, PathBuf::from("/nonexistent"));
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();

@@ -71,6 +71,13 @@ pub struct Metrics {
     registrations: Family<Labels, Counter>,
     /// HTTP requests by route template and status code.
     http_requests: Family<Labels, Counter>,
+    /// Calls the municipality's own exchange reported by API, by `outcome`: `verified` or the
+    /// unverified reason.
+    exchange_calls: Family<Labels, Counter>,
+    /// Exchange calls ended, by `reason` (`exchange`, `hangup`, `max_duration`).
+    exchange_calls_ended: Family<Labels, Counter>,
+    /// Requests to the exchange API with a missing or wrong key.
+    pub exchange_auth_failures: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -189,6 +196,24 @@ impl Metrics {
             "HTTP requests, by route and status",
             http_requests.clone(),
         );
+        let exchange_calls = Family::<Labels, Counter>::default();
+        registry.register(
+            "exchange_calls",
+            "Calls the municipality's exchange reported by API, by outcome (verified or the unverified reason)",
+            exchange_calls.clone(),
+        );
+        let exchange_calls_ended = Family::<Labels, Counter>::default();
+        registry.register(
+            "exchange_calls_ended",
+            "Exchange calls ended, by reason (exchange, hangup, max_duration)",
+            exchange_calls_ended.clone(),
+        );
+        let exchange_auth_failures = Counter::default();
+        registry.register(
+            "exchange_auth_failures",
+            "Requests to the exchange API with a missing or wrong key",
+            exchange_auth_failures.clone(),
+        );
         Metrics {
             registry,
             calls_started,
@@ -209,7 +234,24 @@ impl Metrics {
             srtp_rejected,
             registrations,
             http_requests,
+            exchange_calls,
+            exchange_calls_ended,
+            exchange_auth_failures,
         }
+    }
+
+    /// The exchange reported a call, classified `outcome` (`verified` or an unverified reason).
+    pub fn exchange_call(&self, outcome: &str) {
+        self.exchange_calls
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// An exchange call ended for `reason`.
+    pub fn exchange_call_ended(&self, reason: &str) {
+        self.exchange_calls_ended
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
     }
 
     /// A call ended with `outcome` (`verified` or an unverified reason's name).

@@ -74,6 +74,9 @@ pub struct Running {
     pub links: LinkService,
     /// What the calls hold right now (live tasks, routes, RTP ports).
     pub calls: crate::call::manager::CallsProbe,
+    /// The embedded IRMA simulator (`demo`), so the demo can let it place **Bel nu** calls.
+    #[cfg(feature = "demo")]
+    pub simulator: Option<Simulator>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -230,6 +233,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let mut public = PublicState::new(links.clone(), RateLimit::default());
     public.demo_page = config.demo_pages;
+    public.sip_address = sip_addrs.udp.first().copied();
     // The agents' portal (issue 10): sessions in memory, the audit table in its own redb file.
     let audit: Arc<dyn crate::audit::AuditLog> = Arc::new(
         crate::audit::RedbAudit::open(&config.data_dir.join(crate::audit::AUDIT_FILE))
@@ -244,8 +248,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     );
     auth.secure_cookies = http_tls.is_some();
     let auth = Arc::new(auth);
+    // The municipality's own exchange reporting calls it answered (`/api/v1/pbx/…`).
+    let exchange =
+        crate::exchange::ExchangeCalls::new(registry.clone(), links.clone(), tenants.clone());
     #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut app = public_router(public)
+        .merge(crate::exchange::router(exchange))
         .merge(agent_api::router(ApiState {
             registry: registry.clone(),
             tenants,
@@ -263,8 +271,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
                 .with("irma", Arc::new(crate::metrics::IrmaReady(irma_probe))),
         ));
     #[cfg(feature = "demo")]
-    if let Some(sim) = simulator {
-        app = app.nest("/irma-sim", simulator_router(sim));
+    if let Some(sim) = &simulator {
+        app = app.nest("/irma-sim", simulator_router(sim.clone()));
     }
     #[cfg(not(feature = "demo"))]
     let _: Option<Simulator> = simulator;
@@ -309,6 +317,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         registry,
         links,
         calls,
+        #[cfg(feature = "demo")]
+        simulator,
         stop,
         tasks,
     })

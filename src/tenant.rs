@@ -70,6 +70,9 @@ pub struct Tenant {
     /// `pbdf.sidn-pbdf.mobilenumber.mobilenumber`), its code only verifies a call from that
     /// number (`caller_mismatch` otherwise). `None`: any calling number.
     pub caller_id_attribute: Option<String>,
+    /// The municipality's own exchange, when it answers calls and asks us by API
+    /// (`[[tenants.exchange_keys]]`, `tenants.agents[].extension`; [`crate::exchange`]).
+    pub exchange: crate::exchange::ExchangeAccess,
 }
 
 /// A tenant's own call timing; `None` keeps the install's (`[calls]`) value.
@@ -331,6 +334,7 @@ impl Tenant {
             prompts: Prompts::default(),
             timeouts: TimeoutOverrides::default(),
             caller_id_attribute: None,
+            exchange: Default::default(),
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   nothing recorded); a phone that registered and then vanished answers nothing at all:
 //!   `unreachable` after the ring timeout;
 //! - in the portal (headless Chromium, `tests/browser/portal.test.mjs refused`) the card says
-//!   "Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)" to the agent who
+//!   "Uw telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)" to the agent who
 //!   clicked Opnemen, and the call can be answered again.
 
 mod support;

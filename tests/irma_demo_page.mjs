@@ -1,6 +1,7 @@
 // The IRMA simulator's demo page in a real browser (Debian's Chromium driven by playwright-core from
-// tests/browser/node_modules): a person finds the waiting session, changes a value and "scans"; the
-// page shows the tel: link the Yivi app would dial. Started by tests/irma_demo_page_in_chromium.rs.
+// tests/browser/node_modules): a person finds the waiting session, changes a value and clicks
+// "Scan en deel"; the page says which number the Yivi app would call — never the link code (only
+// `demo` offers "Bel nu", which calls server-side). Started by tests/irma_demo_page_in_chromium.rs.
 //
 //   node tests/irma_demo_page.mjs http://127.0.0.1:PORT/irma-sim <clientToken> <expected tel: URL>
 //
@@ -29,7 +30,7 @@ const context = await chromium.launchPersistentContext(profile, {
 });
 try {
   const page = await context.newPage();
-  const response = await page.goto(base);
+  const response = await page.goto(`${base}?lang=nl`);
   assert.match(response.headers()['x-irma-simulator'], /NOT an IRMA server/);
   assert.match(await page.locator('.banner').textContent(), /NOT an IRMA server/);
 
@@ -37,12 +38,16 @@ try {
   await form.waitFor({ timeout: 20_000 });
   await form.locator('input[name="irma-demo.gemeente.personalData.fullname"]').fill('Piet Puk');
   assert.equal(await form.locator('input[name="irma-demo.gemeente.personalData.bsn"]').inputValue(), '999993653');
-  await form.locator('button[name="scan"]').click();
+  await form.getByRole('button', { name: 'Scan en deel', exact: true }).click();
 
-  const link = form.locator('output a');
-  await link.waitFor({ timeout: 20_000 });
-  assert.equal(await link.getAttribute('href'), expected);
-  assert.match(await form.locator('output').textContent(), /DONE \/ VALID/);
+  const shared = form.locator('output .shared');
+  await shared.waitFor({ timeout: 20_000 });
+  const [number, code] = expected.replace(/^tel:/, '').split(',');
+  assert.match(await shared.textContent(), new RegExp(`De Yivi-app zou nu \\${number} bellen`));
+  assert.equal(await form.locator('output').getAttribute('data-status'), 'DONE / VALID');
+  const text = await page.locator('body').innerText();
+  assert.ok(!text.includes(code) && !text.includes('tel:'), `the page shows the link code: ${text}`);
+  assert.equal(await form.getByRole('button', { name: 'Bel nu' }).count(), 0, 'no dialer here');
   console.log('ok');
 } finally {
   await context.close();

@@ -1,5 +1,6 @@
-//! The IRMA simulator's demo page in headless Chromium: a person edits a value and "scans", the page
-//! shows the `tel:` link the Yivi app would dial, and the requestor gets exactly those values. The
+//! The IRMA simulator's demo page in headless Chromium: a person edits a value and clicks **Scan en
+//! deel**, the page says which number the Yivi app would call but never shows the link code, and
+//! the requestor gets exactly those values. The
 //! browser part is `tests/irma_demo_page.mjs` (playwright-core from `tests/browser/node_modules`,
 //! Debian's /usr/bin/chromium). Without node, Chromium or playwright-core the test prints why and
 //! passes, unless `CI` is set, where it fails.

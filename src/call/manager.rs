@@ -265,7 +265,9 @@ async fn run(
     relayed: Arc<AtomicU64>,
 ) {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
-    let instance = uuid::Uuid::new_v4().simple().to_string();
+    // Shared with the exchange API's calls (`crate::exchange`), which draw ids from the same
+    // registry: their codes' reuse is flagged by the hook below too.
+    let instance = ctx.registry.instance().to_owned();
     {
         let registry = ctx.registry.clone();
         let instance = instance.clone();
@@ -289,13 +291,12 @@ async fn run(
         relayed,
         sip_bound: ctx.sip_local.clone(),
     });
-    let mut next_id: u64 = 1;
     loop {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let SipEvent::Endpoint(event) = event else { continue };
-                dispatch(&task_ctx, &routes, &mut next_id, event);
+                dispatch(&task_ctx, &routes, event);
             }
             Some(id) = ended_rx.recv() => {
                 let mut r = lock(&routes);
@@ -308,12 +309,7 @@ async fn run(
     }
 }
 
-fn dispatch(
-    ctx: &Arc<CallTaskContext>,
-    routes: &Arc<Mutex<Routes>>,
-    next_id: &mut u64,
-    event: Event,
-) {
+fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, event: Event) {
     let target = {
         let r = lock(routes);
         match &event {
@@ -350,7 +346,7 @@ fn dispatch(
             request,
             source,
         } if request.method == Method::Invite && !has_to_tag(&request) => {
-            new_call(ctx, routes, next_id, id, request, source);
+            new_call(ctx, routes, id, request, source);
         }
         Event::Request { id, request, .. } if request.method != Method::Ack => {
             // No call knows this dialog (it ended, or never existed): RFC 3261 §12.2.2.
@@ -421,7 +417,6 @@ fn turn_away(
 fn new_call(
     ctx: &Arc<CallTaskContext>,
     routes: &Arc<Mutex<Routes>>,
-    next_id: &mut u64,
     tx: ServerTxId,
     request: Request,
     source: sip::endpoint::Source,
@@ -449,8 +444,7 @@ fn new_call(
             .reply(tx, sip_driver::tu::finish_response(&request, 404, None));
         return;
     };
-    let id = CallId(*next_id);
-    *next_id += 1;
+    let id = ctx.registry.next_id();
     let (input_tx, input_rx) = mpsc::channel(CALL_QUEUE);
     {
         let mut r = lock(routes);

@@ -12,6 +12,7 @@ use super::{CallId, CallState, CallWarning, UnverifiedReason};
 use crate::pii::Pii;
 use crate::tenant::{AgentId, TenantId};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc};
@@ -68,9 +69,30 @@ pub struct CallView {
     /// the call goes back to waiting, kept after that (and after the end), gone as soon as an agent
     /// takes the call again ([`Registry::answer`]).
     pub agent_leg: Option<AgentLegOutcome>,
+    /// How the call reached us: a SIP trunk, or the municipality's own exchange by API.
+    pub via: CallVia,
+    /// The exchange's forwarding number for the call (`forward_to`), for exchange calls that
+    /// gave one. Not personal data: a number of the municipality. (Shared, not owned: a view is
+    /// cloned for every subscriber of every change.)
+    pub forward_to: Option<std::sync::Arc<str>>,
+}
+
+/// How a call reached us (`via` in the API).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallVia {
+    /// A trunk's INVITE: we answered and read the code ([`super::task`]).
+    #[default]
+    Sip,
+    /// The municipality's exchange answered and read the code, and told us by API
+    /// ([`crate::exchange`]).
+    Exchange,
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
+// Nearly every event is an update; boxing the view would add an allocation to each of them to
+// shrink the rare `Removed`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum CallEvent {
     Updated(CallView),
@@ -107,6 +129,10 @@ struct Entry {
 pub struct Registry {
     calls: Mutex<BTreeMap<CallId, Entry>>,
     events: broadcast::Sender<CallEvent>,
+    /// The last call id handed out ([`Registry::next_id`]).
+    last_id: AtomicU64,
+    /// This run's instance, random per start ([`Registry::instance`]).
+    instance: String,
 }
 
 impl Default for Registry {
@@ -124,7 +150,20 @@ impl Registry {
         Registry {
             calls: Mutex::new(BTreeMap::new()),
             events,
+            last_id: AtomicU64::new(0),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         }
+    }
+
+    /// A call id no other call of this run has (trunk calls and exchange calls share them), from 1.
+    pub fn next_id(&self) -> CallId {
+        CallId(self.last_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// This run's instance (random per start): calls' keys in the link-session store are
+    /// `<call id>-<instance>` ([`super::manager::store_key`]), unique across restarts.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Listens to changes from now on.
@@ -327,6 +366,8 @@ mod tests {
             on_hold: false,
             warnings: Vec::new(),
             agent_leg: None,
+            via: CallVia::Sip,
+            forward_to: None,
         }
     }
 

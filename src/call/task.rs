@@ -357,6 +357,8 @@ impl Call {
             // The registry keeps the warnings it was given ([`Registry::warn`]).
             warnings: Vec::new(),
             agent_leg: self.machine.agent_leg().cloned(),
+            via: super::registry::CallVia::Sip,
+            forward_to: None,
         }
     }
 
@@ -486,7 +488,8 @@ fn comfort_signal(comfort: &Comfort) -> Box<dyn SignalSource + Send> {
     }
 }
 
-fn map_reason(reason: Unverified) -> UnverifiedReason {
+/// The call flow's name for the link service's verdict (the exchange API's calls use it too).
+pub(crate) fn map_reason(reason: Unverified) -> UnverifiedReason {
     match reason {
         Unverified::NoCode => UnverifiedReason::NoCode,
         Unverified::IncompleteCode => UnverifiedReason::IncompleteCode,

@@ -143,6 +143,16 @@ pub struct RawTenant {
     pub calls: Option<Spanned<RawTenantCalls>>,
     pub caller_id_attribute: Option<Spanned<String>>,
     pub srtp: Option<Spanned<String>>,
+    pub exchange_keys: Option<Vec<Spanned<RawExchangeKey>>>,
+}
+
+/// `[[tenants.exchange_keys]]`: a key of the municipality's exchange for `/api/v1/pbx/…`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchangeKey {
+    pub name: Option<Spanned<String>>,
+    pub key_hash: Option<Spanned<String>>,
+    pub key_hash_file: Option<Spanned<String>>,
 }
 
 /// `[tenants.prompts]`: WAV files (8 kHz mono; 16-bit PCM, A-law or µ-law).
@@ -195,6 +205,8 @@ pub struct RawAgent {
     pub sip_password_file: Option<Spanned<String>>,
     pub supervisor: Option<Spanned<Flag>>,
     pub srtp: Option<Spanned<String>>,
+    /// The agent's extension or SIP URI at the municipality's own exchange.
+    pub extension: Option<Spanned<String>>,
 }
 
 /// Where the text came from, to turn spans into places a person can find.

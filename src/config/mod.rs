@@ -17,6 +17,7 @@
 //! Relative paths in the file are relative to the file's directory.
 
 mod env;
+mod exchange;
 mod file;
 mod links;
 mod tenants;

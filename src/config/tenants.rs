@@ -28,6 +28,8 @@ pub(super) struct Seen {
     ids: HashSet<TenantId>,
     numbers: HashSet<String>,
     usernames: HashSet<String>,
+    /// Exchange keys' hashes (`sha256:…`): a key decides its tenant.
+    key_hashes: HashSet<String>,
 }
 
 impl Checker<'_, '_> {
@@ -158,6 +160,12 @@ impl Checker<'_, '_> {
             .collect();
         let tenant_id = id.clone();
         let tenant_srtp = self.srtp_policy(&raw.srtp, &format!("{prefix}.srtp"));
+        let exchange = self.exchange(
+            raw.exchange_keys,
+            raw.agents.as_deref().unwrap_or_default(),
+            prefix,
+            &mut seen.key_hashes,
+        );
         let logins: Vec<Option<(Agent, AgentLogin)>> = raw
             .agents
             .unwrap_or_default()
@@ -195,6 +203,7 @@ impl Checker<'_, '_> {
             prompts: prompts?,
             timeouts: timeouts?,
             caller_id_attribute: caller_id_attribute?,
+            exchange: exchange?,
         };
         Some((tenant, logins.into_iter().map(|(_, login)| login).collect()))
     }

@@ -6,6 +6,7 @@
 //! | `GET /api/v1/sessions/{token}/status` | the website's view of it |
 //! | `GET /widget.js` | the button script ([`widget`]) |
 //! | `GET /button-demo` | a page with the button (only when [`PublicState::demo_page`]) |
+//! | `GET /` | the demo's walk-through page (only when [`PublicState::demo_page`]) |
 //!
 //! Protections: a per-client token bucket on `/api/` ([`rate_limit`]; serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()` and [`client_addr::identify`] so clients
@@ -21,6 +22,8 @@ pub mod portal;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tls;
+#[cfg(feature = "demo")]
+pub mod walkthrough;
 pub mod widget;
 
 use std::sync::Arc;
@@ -45,8 +48,10 @@ pub const MAX_BODY: usize = 1024;
 pub struct PublicState {
     pub links: LinkService,
     pub limiter: Arc<RateLimiter>,
-    /// Serve `GET /button-demo`.
+    /// Serve `GET /button-demo` and the walk-through at `GET /`.
     pub demo_page: bool,
+    /// Our SIP UDP address, for the walk-through's "call it yourself" line.
+    pub sip_address: Option<std::net::SocketAddr>,
 }
 
 impl PublicState {
@@ -55,6 +60,7 @@ impl PublicState {
             links,
             limiter: Arc::new(RateLimiter::new(limit)),
             demo_page: false,
+            sip_address: None,
         }
     }
 }
@@ -91,7 +97,9 @@ pub fn public_router(state: PublicState) -> Router {
         .route("/widget.js", get(widget::widget_js));
     #[cfg(feature = "demo")]
     if state.demo_page {
-        router = router.route("/button-demo", get(widget::button_demo));
+        router = router
+            .route("/button-demo", get(widget::button_demo))
+            .route("/", get(walkthrough::page));
     }
     router.with_state(state)
 }

@@ -201,6 +201,27 @@ impl RateLimiter {
             .take(limit, now)
     }
 
+    /// Whether [`check`](Self::check) would give `ip` a token at `now`, without taking one: for
+    /// limits that charge only failures (a wrong API key), asked before each attempt. Without a
+    /// bucket of its own a client has a full one, unless the table is crowded and its network's
+    /// overflow slot is empty (no sweep is made here, so under a flood this errs on refusing).
+    pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
+        let limit = &self.limit;
+        // Read only; a poisoned lock still holds valid buckets.
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = table.clients.get(&client_key(ip)) {
+            return bucket.tokens(limit, now) >= 1.0;
+        }
+        let network = network_key(ip);
+        let max = limit.max_clients.max(1);
+        let share = (max / NETWORK_SHARE).max(1);
+        let crowded =
+            table.clients.len() >= max || table.networks.get(&network).is_some_and(|&n| n >= share);
+        !crowded
+            || table.overflow[self.overflow_slot(network)]
+                .is_none_or(|b| b.tokens(limit, now) >= 1.0)
+    }
+
     /// Number of clients with a bucket of their own (tests check the memory bound with it).
     pub fn tracked(&self) -> usize {
         self.table
@@ -285,6 +306,19 @@ mod tests {
     /// A client of its own /24, `n` apart from the others.
     fn far(n: u32) -> IpAddr {
         v4(0x0a00_0000 + (n << 8))
+    }
+
+    #[test]
+    fn allows_tells_without_taking() {
+        let l = limiter(2, 1.0, 100);
+        let now = Instant::now();
+        let a = ip("192.0.2.1");
+        assert!(l.allows(a, now), "a new client has a full bucket");
+        assert_eq!(l.tracked(), 0, "asking makes no bucket");
+        assert!(l.check(a, now).is_ok() && l.check(a, now).is_ok());
+        assert!(!l.allows(a, now));
+        assert!(l.allows(ip("192.0.2.2"), now), "others are not affected");
+        assert!(l.allows(a, now + S), "a token came back");
     }
 
     /// Takes tokens for `ip` until refused; how many it got.

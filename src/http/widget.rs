@@ -41,8 +41,39 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
+/// `GET /button-demo`: a stand-in for the municipality's page, Dutch (English with `?lang=en` or a
+/// browser preferring English; the widget follows the page's `lang`). The button keeps its Dutch
+/// name, as on the municipalities' sites.
 #[cfg(feature = "demo")]
-pub(super) async fn button_demo(State(state): State<PublicState>) -> impl IntoResponse {
+pub(super) async fn button_demo(
+    State(state): State<PublicState>,
+    axum::extract::Query(query): axum::extract::Query<super::walkthrough::PageQuery>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    use super::portal::i18n::Lang;
+    let lang = Lang::negotiate(
+        query.lang(),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (intro, next, back) = match lang {
+        Lang::Nl => (
+            "Zo ziet de knop eruit op de website van een gemeente. Klik erop: er verschijnt een \
+             Yivi-QR-code.",
+            "Ga daarna naar de <a href=\"/irma-sim?lang=nl\" target=\"_blank\">Yivi-app \
+             (nagebootst)</a> en klik daar op <b>Scan en deel</b>.",
+            "Uitleg van de demo",
+        ),
+        Lang::En => (
+            "This is how the button looks on a municipality's website. Click it: a Yivi QR code \
+             appears.",
+            "Then go to the <a href=\"/irma-sim?lang=en\" target=\"_blank\">Yivi app \
+             (simulated)</a> and click <b>Scan and disclose</b> there.",
+            "How the demo works",
+        ),
+    };
+    let code = lang.code();
     let buttons: String = state
         .links
         .tenants()
@@ -56,10 +87,11 @@ pub(super) async fn button_demo(State(state): State<PublicState>) -> impl IntoRe
         })
         .collect();
     Html(format!(
-        "<!doctype html>\n<html lang=\"nl\">\n<head>\n  <meta charset=\"utf-8\">\n  \
+        "<!doctype html>\n<html lang=\"{code}\">\n<head>\n  <meta charset=\"utf-8\">\n  \
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n  \
          <title>Veilig bellen — demo</title>\n  <script src=\"widget.js\" defer></script>\n</head>\n<body>\n  \
-         <h1>Veilig bellen — demo</h1>\n  <p>Zo ziet de knop eruit op de website van een gemeente.</p>\n{buttons}</body>\n</html>\n"
+         <p><a href=\"/?lang={code}\">{back}</a></p>\n  \
+         <h1>Veilig bellen — demo</h1>\n  <p>{intro}</p>\n{buttons}  <p class=\"next\">{next}</p>\n</body>\n</html>\n"
     ))
 }
 

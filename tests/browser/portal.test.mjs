@@ -354,7 +354,7 @@ async function refused(browser) {
   await note.waitFor({ timeout: STEP });
   assert.equal(
     (await note.textContent()).trim(),
-    'Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)',
+    'Uw telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)',
   );
   assert.equal(await note.getAttribute('data-reason'), 'not_acceptable');
   assert.equal(await note.getAttribute('role'), 'alert');

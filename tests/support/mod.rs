@@ -6,8 +6,10 @@
 
 pub mod agent;
 pub mod browser;
+pub mod demo_child;
 pub mod direct_media;
 pub mod events;
+pub mod exchange;
 pub mod hold;
 pub mod kamailio;
 pub mod loadgen;

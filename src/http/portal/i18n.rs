@@ -195,16 +195,16 @@ static NL: Texts = Texts {
     reason_too_many_wrong_codes: "Vanaf dit nummer zijn te vaak verkeerde codes ingetoetst; de code is niet gecontroleerd.",
     reason_caller_mismatch: "De code hoort bij een ander mobiel nummer dan het nummer dat belt.",
     warning_code_reused: "Let op: iemand anders heeft later met de code van deze beller gebeld. Een ander kent deze code.",
-    agent_leg_not_acceptable: "Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)",
-    agent_leg_busy: "Je telefoon gaf in gesprek (bezet)",
-    agent_leg_declined: "Je telefoon wees het gesprek af",
-    agent_leg_no_answer: "Je telefoon ging over, maar er werd niet opgenomen",
+    agent_leg_not_acceptable: "Uw telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)",
+    agent_leg_busy: "Uw telefoon gaf in gesprek (bezet)",
+    agent_leg_declined: "Uw telefoon wees het gesprek af",
+    agent_leg_no_answer: "Uw telefoon ging over, maar er werd niet opgenomen",
     agent_leg_unreachable:
-        "Je telefoon was niet bereikbaar (staat de softphone aan en is hij verbonden?)",
-    agent_leg_refused: "Je telefoon weigerde het gesprek (SIP {status})",
-    agent_leg_bad_answer: "Je telefoon nam op, maar met een antwoord dat wij niet konden gebruiken",
+        "Uw telefoon was niet bereikbaar (staat de softphone aan en is hij verbonden?)",
+    agent_leg_refused: "Uw telefoon weigerde het gesprek (SIP {status})",
+    agent_leg_bad_answer: "Uw telefoon nam op, maar met een antwoord dat wij niet konden gebruiken",
     agent_leg_server_error:
-        "Je telefoon kon niet gebeld worden door een storing bij ons; probeer het opnieuw",
+        "Uw telefoon kon niet gebeld worden door een storing bij ons; probeer het opnieuw",
     agent_leg_other: "De telefoon van {name} nam het gesprek niet aan: {why}",
     agent_leg_why_not_acceptable: "geen gedeelde codec of versleuteling",
     agent_leg_why_busy: "bezet",
@@ -388,7 +388,7 @@ mod tests {
         }
         assert_eq!(
             Lang::Nl.texts().agent_leg_not_acceptable,
-            "Je telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)"
+            "Uw telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)"
         );
     }
 

@@ -50,6 +50,10 @@ pub fn simulator_router(sim: Simulator) -> Router {
         .route("/session/{token}/result", get(requestor_result))
         .route("/session/{token}/disclose", post(app_disclose))
         .route(
+            "/session/{token}/call",
+            post(app_call).get(app_call_progress).delete(app_hang_up),
+        )
+        .route(
             "/irma/session/{client}",
             get(client_info).delete(client_cancel),
         )
@@ -153,6 +157,14 @@ impl From<SimError> for IrmaErr {
                 "Encountered unexpected problem",
                 "can't subscribe to server sent events of finished session",
             ),
+            // The simulator's own errors (irmago has no calls).
+            SimError::NoCall => IrmaErr::new(404, "NO_CALL", "No call for this session", ""),
+            SimError::AlreadyCalled => IrmaErr::new(
+                409,
+                "ALREADY_CALLED",
+                "This session already placed its call",
+                "",
+            ),
         }
     }
 }
@@ -163,11 +175,27 @@ async fn not_found() -> IrmaErr {
     IrmaErr::new(404, "INVALID_REQUEST", "Invalid HTTP request", "")
 }
 
-async fn demo_page(State(sim): State<Simulator>) -> Reply {
+#[derive(Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+}
+
+/// The demo page, Dutch by default, English with `?lang=en` or a browser preferring English.
+async fn demo_page(
+    State(sim): State<Simulator>,
+    axum::extract::Query(query): axum::extract::Query<PageQuery>,
+    headers: HeaderMap,
+) -> Reply {
     if !sim.config().demo_page {
         return Err(not_found().await);
     }
-    Ok(Html(page::render(&sim)).into_response())
+    let lang = crate::http::portal::i18n::Lang::negotiate(
+        query.lang.as_deref(),
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    Ok(Html(page::render(&sim, lang)).into_response())
 }
 
 /// `POST /session`, authenticated as irmago's token requestor authenticator does: a wrong
@@ -511,6 +539,10 @@ struct DiscloseBody {
     cancel: bool,
     #[serde(default, rename = "proofStatus")]
     proof_status: Option<ProofStatus>,
+    /// The demo page's scan: answer the number to call instead of the return URL, so the link code
+    /// never reaches the browser (**Bel nu** dials it server-side).
+    #[serde(default, rename = "hideCode")]
+    hide_code: bool,
 }
 
 /// The Yivi app stand-in. `{"attributes": {id: value|null, ...}}` discloses (an empty object: demo
@@ -545,9 +577,51 @@ async fn app_disclose(
         answer["proofStatus"] = json!(p);
     }
     if let Some(url) = outcome.client_return_url {
-        answer["clientReturnUrl"] = json!(url.into_inner());
+        if body.hide_code {
+            if let Some((number, _code)) = super::dial::parse_tel(url.expose()) {
+                answer["number"] = json!(number);
+            }
+        } else {
+            answer["clientReturnUrl"] = json!(url.into_inner());
+        }
     }
     Ok(Json(answer).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    /// The code as tones in the audio instead of RFC 4733 events.
+    #[serde(default)]
+    tones: bool,
+}
+
+/// `POST /session/{clientToken}/call` (**Bel nu**): the app stand-in dials the session's `tel:`
+/// return URL and keys in the code. `202`; the page follows with `GET` on the same path.
+async fn app_call(State(sim): State<Simulator>, Path(client): Path<String>, body: Bytes) -> Reply {
+    let body: CallBody = if body.is_empty() {
+        CallBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            SimError::MalformedInput(format!(
+                "expected {{\"tones\": false}} (error at column {})",
+                e.column()
+            ))
+        })?
+    };
+    sim.place_call(&client, body.tones)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "placed": true }))).into_response())
+}
+
+/// `GET /session/{clientToken}/call`: the steps of the session's call so far.
+async fn app_call_progress(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    Ok(Json(sim.call_progress(&client)?).into_response())
+}
+
+/// `DELETE /session/{clientToken}/call`: the citizen hangs up.
+async fn app_hang_up(State(sim): State<Simulator>, Path(client): Path<String>) -> Reply {
+    let hung_up = sim.hang_up(&client)?;
+    Ok(Json(json!({ "hungUp": hung_up })).into_response())
 }
 
 /// How a status event's data is written: irmago's requestor and client streams send a JSON string

@@ -9,6 +9,7 @@
 //! nobody scans for `session_lifetime` (5 min) becomes TIMEOUT; a finished session is forgotten
 //! `result_lifetime` (5 min) after its end (SESSION_UNKNOWN), as irmago does.
 
+pub mod dial;
 mod http;
 mod page;
 
@@ -148,6 +149,12 @@ pub enum SimError {
     /// A status-events subscription to a finished session (irmago refuses those).
     #[error("can't subscribe to server sent events of a finished session")]
     SessionFinished,
+    /// **Bel nu** without a dialer (only `demo` places calls), or for a session that has none.
+    #[error("no call for this session")]
+    NoCall,
+    /// **Bel nu** a second time: one call per disclosed session.
+    #[error("this session already placed its call")]
+    AlreadyCalled,
 }
 
 /// The simulator state; clone it freely (shared inside).
@@ -160,6 +167,11 @@ struct Inner {
     config: SimulatorConfig,
     state: Mutex<State>,
     offset: Mutex<Duration>,
+    /// Places **Bel nu** calls; `None`: the button is not offered.
+    dialer: Mutex<Option<Arc<dyn dial::Dialer>>>,
+    /// **Bel nu** calls by client token. Apart from the sessions, so forgetting a finished session
+    /// does not cut its call; an ended call is dropped when the next one is placed.
+    calls: Mutex<HashMap<String, Arc<dial::PlacedCall>>>,
 }
 
 #[derive(Default)]
@@ -183,6 +195,8 @@ struct Session {
     result: SessionResult,
     /// Status changes, for the status-events streams (one receiver per subscriber).
     status_tx: broadcast::Sender<SessionStatus>,
+    /// **Bel nu** was used (one call per session).
+    called: bool,
 }
 
 impl Session {
@@ -226,6 +240,8 @@ impl Simulator {
                 config,
                 state: Mutex::default(),
                 offset: Mutex::new(Duration::ZERO),
+                dialer: Mutex::new(None),
+                calls: Mutex::default(),
             }),
         }
     }
@@ -331,6 +347,7 @@ impl Simulator {
                 ended: None,
                 result,
                 status_tx,
+                called: false,
             },
         );
         Ok(NewSession {
@@ -380,6 +397,68 @@ impl Simulator {
             }
             Ok(())
         })
+    }
+
+    /// Lets the demo page offer **Bel nu**: `dialer` places the call a disclosed session's return
+    /// URL names.
+    pub fn set_dialer(&self, dialer: Arc<dyn dial::Dialer>) {
+        *lock(&self.inner.dialer) = Some(dialer);
+    }
+
+    /// Whether **Bel nu** is offered.
+    pub fn can_dial(&self) -> bool {
+        lock(&self.inner.dialer).is_some()
+    }
+
+    /// **Bel nu**: calls the number of the session's `tel:` return URL and keys in its code, as the
+    /// Yivi app would after the disclosure. Only for a session disclosed with a valid proof, once.
+    pub fn place_call(&self, client_token: &str, tones: bool) -> Result<(), SimError> {
+        let dialer = lock(&self.inner.dialer).clone().ok_or(SimError::NoCall)?;
+        let request = self.with_session(Key::Client(client_token), |s, _| {
+            if s.status() != SessionStatus::Done
+                || s.result.proof_status != Some(ProofStatus::Valid)
+            {
+                return Err(SimError::UnexpectedRequest);
+            }
+            if s.called {
+                return Err(SimError::AlreadyCalled);
+            }
+            let (number, code) = s
+                .client_return_url
+                .as_deref()
+                .and_then(dial::parse_tel)
+                .ok_or(SimError::NoCall)?;
+            s.called = true;
+            Ok(dial::DialRequest {
+                number,
+                code,
+                tones,
+            })
+        })?;
+        let mut calls = lock(&self.inner.calls);
+        calls.retain(|_, call| !call.progress().done);
+        calls.insert(
+            client_token.to_owned(),
+            dial::PlacedCall::start(dialer, request),
+        );
+        Ok(())
+    }
+
+    fn placed_call(&self, client_token: &str) -> Result<Arc<dial::PlacedCall>, SimError> {
+        lock(&self.inner.calls)
+            .get(client_token)
+            .cloned()
+            .ok_or(SimError::NoCall)
+    }
+
+    /// What the session's **Bel nu** call did so far.
+    pub fn call_progress(&self, client_token: &str) -> Result<dial::CallProgress, SimError> {
+        Ok(self.placed_call(client_token)?.progress())
+    }
+
+    /// Hangs up the session's **Bel nu** call; `false` when it was already over.
+    pub fn hang_up(&self, client_token: &str) -> Result<bool, SimError> {
+        Ok(self.placed_call(client_token)?.hang_up())
     }
 
     /// The Yivi app stand-in: connects, then discloses or declines.
