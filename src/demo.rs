@@ -190,6 +190,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let (config, api_token, agent_password) = config(&args, data_dir.clone());
+    let number = config
+        .tenants
+        .iter()
+        .next()
+        .map(|t| t.phone_number.clone())
+        .unwrap_or_default();
     let running = server::start(config).await?;
     let http = running.http;
     let sip_udp = running.sip.udp.first().copied().unwrap_or(args.sip);
@@ -202,32 +208,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let phone = (!args.no_demo_phone).then(|| start_agent_phone(sip_udp, &agent_password));
     println!("veilig-bellen demo is running (IRMA simulator: NOT a real IRMA server)");
     println!();
+    println!("  Start here, in your browser:   http://{http}/");
+    println!("  (the walk-through: the municipality's website, the Yivi app, the agents' portal)");
+    println!();
+    println!("  agents' portal             http://{http}/portal  (user agent, password {agent_password})");
+    println!("  website button demo        http://{http}/button-demo");
+    println!("  Yivi app (simulated)       {}", running.irma_url);
     let callers = if args.public {
         "calls from anywhere"
     } else {
         "calls from loopback only"
     };
     println!("  SIP trunk and softphones   sip:{sip_udp} (UDP and TCP; {callers})");
+    if phone.is_some() {
+        println!("  agent phone                built in (auto-answers, plays a chime); --no-demo-phone to use your own softphone");
+    } else {
+        println!("  agent phone                none built in (--no-demo-phone): register a softphone as below");
+    }
     println!(
         "  agent softphone            user agent, password {agent_password}, realm veilig-bellen"
     );
     println!("                             e.g. baresip: <sip:agent@{sip_udp}>;auth_pass={agent_password};answermode=auto");
-    if phone.is_some() {
-        println!("  agent phone                built in (auto-answers, plays a chime); --no-demo-phone to use your own softphone");
-    } else {
-        println!("  agent phone                none built in (--no-demo-phone): register a softphone as above");
-    }
+    println!("  a call without a softphone veilig-bellen call sip:{number}@{sip_udp} --code CODE");
     println!("  agents' API                http://{http}/api/v1/calls  (Authorization: Bearer {api_token})");
     println!(
         "  agent connect              transfer {}, media {} (--transfer bridge|refer, --media relay|direct)",
         flag_value(&args.transfer),
         flag_value(&args.media)
     );
-    println!(
-        "  agents' portal             http://{http}/portal  (user agent, the softphone's password)"
-    );
-    println!("  website button demo        http://{http}/button-demo");
-    println!("  IRMA simulator (scan page) {}", running.irma_url);
     println!("  data directory             {}", data_dir.display());
     println!();
     println!("Press Ctrl-C to stop.");

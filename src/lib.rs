@@ -4,6 +4,8 @@
 //! The protocol cores live in the `dsp` and `sip` crates and do no I/O; this crate holds the
 //! application: the call flow, the IRMA client, the session store, the HTTP side and the CLI.
 
+#![forbid(unsafe_code)]
+
 pub mod agent_api;
 pub mod audio_file;
 pub mod audit;

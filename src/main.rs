@@ -1,5 +1,7 @@
 //! The `veilig-bellen` binary: parse arguments, hand over to [`veilig_bellen::cli::run`].
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use std::process::ExitCode;
 

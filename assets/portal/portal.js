@@ -361,6 +361,8 @@
       const flags = [];
       if (call.on_hold) flags.push(T.on_hold);
       if (call.transferred) flags.push(T.transferred);
+      if (call.via === 'exchange') flags.push(T.via_exchange);
+      if (call.forward_to && call.state !== 'ended') flags.push(fill(T.forward_to, { number: call.forward_to }));
       if (flags.length > 0) article.append(el('p', 'flags', flags.join(' · ')));
 
       const actions = el('div', 'actions');

@@ -20,7 +20,7 @@
 //! | [`rfc4733`] | DTMF telephone-events: the digit receiver and the sender's packet plan | 4733 |
 //! | [`ports`] | the RTP port pool (numbers only; the driver binds the sockets), handing out ports in an unpredictable order | 3550 §11 |
 //! | [`random`] | the keyed PRF (HMAC-SHA256 over a counter) behind branches, tags, Call-IDs and port choices | 2104; 3261 §8.1.1.4, §8.1.1.7, §19.3 |
-//! | [`testnet`] | a lossy in-memory network with a virtual clock, to drive two endpoints in tests | — |
+//! | `testnet` | a lossy in-memory network with a virtual clock, to drive two endpoints in tests (only with `cfg(test)` or the `testnet` feature) | — |
 //!
 //! # The run loop
 //!
@@ -48,7 +48,7 @@
 //! tables ([`transaction::Timers`]), not sleeps: `poll_timeout()` returns the earliest deadline, and
 //! `handle_timeout(now)` fires what is due at `now` — calling it early is harmless, calling it late
 //! fires everything overdue in deadline order. That is what lets the tests run 64·T1 of
-//! retransmissions in microseconds ([`testnet::Pair`]). Timer values come from
+//! retransmissions in microseconds (`testnet::Pair`). Timer values come from
 //! [`transaction::TimerConfig`] (RFC 3261 defaults: T1 500 ms, T2 4 s, T4 5 s).
 //!
 //! # Randomness
@@ -134,7 +134,9 @@
 //!
 //! A complete user agent built from [`endpoint::Endpoint`] and [`dialog::Dialog`] — INVITE, ACK,
 //! 2xx retransmission, glare, session refresh, REFER — is the `Phone` of `sip/tests/dialogs.rs`;
-//! `sip/tests/transactions.rs` shows every transaction timer over a lossy [`testnet`] link.
+//! `sip/tests/transactions.rs` shows every transaction timer over a lossy `testnet` link.
+
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod dialog;
@@ -149,6 +151,7 @@ pub mod rfc4733;
 pub mod routing;
 pub mod rtp;
 pub mod sdp;
+#[cfg(any(test, feature = "testnet"))]
 pub mod testnet;
 pub mod transaction;
 

@@ -148,6 +148,10 @@ pub struct Texts {
     pub in_call: &'static str,
     pub on_hold: &'static str,
     pub transferred: &'static str,
+    /// The call came in through the municipality's own exchange (`via: "exchange"`).
+    pub via_exchange: &'static str,
+    /// The exchange's forwarding number, `{number}`.
+    pub forward_to: &'static str,
     pub anonymous: &'static str,
     pub ended_call: &'static str,
     pub links: &'static str,
@@ -222,6 +226,8 @@ static NL: Texts = Texts {
     in_call: "In gesprek",
     on_hold: "In de wacht",
     transferred: "Doorverbonden",
+    via_exchange: "Via de eigen telefooncentrale",
+    forward_to: "Doorschakelnummer {number}",
     anonymous: "Anoniem nummer",
     ended_call: "Oproep {id}",
     links: "Koppelingen",
@@ -298,6 +304,8 @@ static EN: Texts = Texts {
     in_call: "In call",
     on_hold: "On hold",
     transferred: "Transferred",
+    via_exchange: "Through the municipality's own exchange",
+    forward_to: "Forwarding number {number}",
     anonymous: "Anonymous number",
     ended_call: "Call {id}",
     links: "Links",
