@@ -250,7 +250,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let auth = Arc::new(auth);
     // The municipality's own exchange reporting calls it answered (`/api/v1/pbx/…`).
     let exchange =
-        crate::exchange::ExchangeCalls::new(registry.clone(), links.clone(), tenants.clone());
+        crate::exchange::ExchangeCalls::new(
+            registry.clone(),
+            links.clone(),
+            tenants.clone(),
+            config.calls.max_calls,
+        );
     #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut app = public_router(public)
         .merge(crate::exchange::router(exchange))

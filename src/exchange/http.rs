@@ -60,6 +60,8 @@ pub enum ExchangeError {
     CalledNumberOfOtherTenant,
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("too many live calls; try again later")]
+    AtCapacity,
     #[error("internal error")]
     Internal,
 }
@@ -72,6 +74,7 @@ impl ExchangeError {
             ExchangeError::CallNotFound => "call_not_found",
             ExchangeError::CalledNumberOfOtherTenant => "called_number_of_other_tenant",
             ExchangeError::BadRequest(_) => "bad_request",
+            ExchangeError::AtCapacity => "at_capacity",
             ExchangeError::Internal => "internal",
         }
     }
@@ -83,6 +86,7 @@ impl ExchangeError {
             ExchangeError::CallNotFound => StatusCode::NOT_FOUND,
             ExchangeError::CalledNumberOfOtherTenant => StatusCode::FORBIDDEN,
             ExchangeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ExchangeError::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
             ExchangeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +105,9 @@ impl IntoResponse for ExchangeError {
                 // One failed attempt comes back every 10 s.
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
+            ExchangeError::AtCapacity => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             _ => {}
         }
         response
@@ -111,6 +118,7 @@ impl From<StartError> for ExchangeError {
     fn from(e: StartError) -> Self {
         match e {
             StartError::CalledNumberOfOtherTenant => ExchangeError::CalledNumberOfOtherTenant,
+            StartError::AtCapacity => ExchangeError::AtCapacity,
             StartError::Internal => ExchangeError::Internal,
         }
     }

@@ -75,6 +75,9 @@ pub enum StartError {
     /// The called number is another tenant's own number: a key reaches its own tenant only.
     #[error("the called number belongs to another municipality")]
     CalledNumberOfOtherTenant,
+    /// As many exchange calls are live as the install takes calls (`calls.max_calls`).
+    #[error("too many live calls")]
+    AtCapacity,
     /// The call could not be set up (a bug; logged).
     #[error("the call could not be set up")]
     Internal,
@@ -102,6 +105,8 @@ pub struct ExchangeCalls {
     failures: RateLimiter,
     calls: Mutex<HashMap<CallId, Handle>>,
     max_duration: Duration,
+    /// Most live exchange calls at once (each may hold a caller's attributes).
+    max_live: usize,
 }
 
 /// Failed key attempts a client address may make at once, and how fast it gets them back.
@@ -113,8 +118,13 @@ pub const FAILED_KEYS: RateLimit = RateLimit {
 
 impl ExchangeCalls {
     /// The service over the agents' `registry` and the link codes of `links`; a call lasts at most
-    /// `links.config().call_hold`.
-    pub fn new(registry: Arc<Registry>, links: LinkService, tenants: Arc<Tenants>) -> Arc<Self> {
+    /// `links.config().call_hold`, and at most `max_live` calls are live at once.
+    pub fn new(
+        registry: Arc<Registry>,
+        links: LinkService,
+        tenants: Arc<Tenants>,
+        max_live: usize,
+    ) -> Arc<Self> {
         let max_duration = links.config().call_hold;
         Arc::new(ExchangeCalls {
             registry,
@@ -123,6 +133,7 @@ impl ExchangeCalls {
             failures: RateLimiter::new(FAILED_KEYS),
             calls: Mutex::new(HashMap::new()),
             max_duration,
+            max_live,
         })
     }
 
@@ -151,6 +162,15 @@ impl ExchangeCalls {
                 "exchange call refused: the called number is another municipality's"
             );
             return Err(StartError::CalledNumberOfOtherTenant);
+        }
+        if self.live_calls() >= self.max_live {
+            tracing::warn!(
+                tenant = %tenant.id,
+                key = key_name,
+                max = self.max_live,
+                "exchange call refused: at capacity"
+            );
+            return Err(StartError::AtCapacity);
         }
         let this = self.clone();
         let tenant = tenant.clone();
@@ -321,6 +341,19 @@ impl ExchangeCalls {
     }
 
     /// Forgets the calls the registry no longer lists (ended longer ago than its retention).
+    /// Exchange calls not ended yet.
+    fn live_calls(&self) -> usize {
+        self.prune();
+        let ids: Vec<CallId> = self.lock().keys().copied().collect();
+        ids.into_iter()
+            .filter(|id| {
+                self.registry
+                    .get(*id)
+                    .is_some_and(|v| v.state != CallState::Ended)
+            })
+            .count()
+    }
+
     fn prune(&self) {
         self.lock().retain(|id, _| self.registry.get(*id).is_some());
     }
