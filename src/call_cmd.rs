@@ -86,7 +86,8 @@ impl CallArgs {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: CallArgs, log: LogFormat) -> u8 {
-    init_logging(log);
+    // Warnings only unless `RUST_LOG` says otherwise: stdout is the report.
+    crate::cli::init_logging(log, "warn");
     let audio = match &args.wav {
         Some(path) => match crate::audio_file::read_prompt(path) {
             Ok(samples) => Some(samples),
@@ -264,18 +265,6 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration in seconds"))
 }
 
-/// Logs go to stderr, warnings only unless `RUST_LOG` says otherwise: stdout is the report.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 
 #[cfg(test)]
 mod tests {

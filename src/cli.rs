@@ -110,11 +110,11 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default `info`. Log lines never carry personal data
-/// (see `crate::pii`).
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr; `RUST_LOG` overrides the `default` level (`info` for the services, `warn` for
+/// `call`, whose stdout is the report). Log lines never carry personal data (see `crate::pii`).
+pub(crate) fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -125,7 +125,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run_async(format: LogFormat, task: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
-    init_logging(format);
+    init_logging(format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

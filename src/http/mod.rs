@@ -17,6 +17,7 @@
 
 pub mod client_addr;
 pub mod error;
+pub mod html;
 pub mod login;
 pub mod portal;
 pub mod rate_limit;

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 
+use super::html::escape;
 use super::portal::i18n::Lang;
 use super::PublicState;
 
@@ -183,20 +184,6 @@ a.step {{ display: inline-block; background: #0b5394; color: #fff; padding: .4re
     )
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 /// The agents' API token the demo is started with.
@@ -88,58 +88,10 @@ impl Demo {
         self.stderr.lock().unwrap().join("\n")
     }
 
-    /// What the website widget does on a click: `POST /api/v1/sessions`.
-    pub async fn start_session(&self) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/sessions", self.http_base))
-            .json(&json!({"tenant": "demo"}))
-            .send()
-            .await
-            .expect("POST /api/v1/sessions");
-        assert_eq!(response.status(), 200, "session start refused");
-        response.json().await.expect("session JSON")
-    }
-
     /// A fresh link code as the Yivi app gets it: a session, disclosed with the simulator's demo
     /// values; returned once the website sees the session done.
     pub async fn new_code(&self) -> String {
-        let session = self.start_session().await;
-        let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-        let client_token = u.rsplit('/').next().expect("client token");
-        let answer: Value = self
-            .client
-            .post(format!(
-                "{}/irma-sim/session/{client_token}/disclose",
-                self.http_base
-            ))
-            .json(&json!({"attributes": {}}))
-            .send()
-            .await
-            .expect("disclose")
-            .json()
-            .await
-            .expect("disclose JSON");
-        let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
-        let code = url
-            .strip_prefix(&format!("tel:{TENANT_NUMBER},"))
-            .expect("tel:<tenant number>,<code>")
-            .to_owned();
-        let token = session["token"].as_str().expect("token");
-        let status: Value = self
-            .client
-            .get(format!(
-                "{}/api/v1/sessions/{token}/status?wait=5",
-                self.http_base
-            ))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("status JSON");
-        assert_eq!(status["status"], "done", "the website sees the disclosure");
-        code
+        super::server::code_of(&self.http_base, "demo", TENANT_NUMBER).await
     }
 
     /// `GET /api/v1/calls` with the agents' token.

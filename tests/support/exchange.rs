@@ -164,49 +164,7 @@ impl PbxEvents {
     }
 }
 
-/// A link code of tenant `tenant` (number `number`), as its citizen gets it: a session on its
-/// website, a disclosure in the Yivi app (the simulator).
-pub async fn code_of(http_base: &str, tenant: &str, number: &str) -> String {
-    let client = reqwest::Client::new();
-    let session: Value = client
-        .post(format!("{http_base}/api/v1/sessions"))
-        .json(&json!({ "tenant": tenant }))
-        .send()
-        .await
-        .expect("POST /api/v1/sessions")
-        .json()
-        .await
-        .expect("session JSON");
-    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-    let client_token = u.rsplit('/').next().expect("client token");
-    let answer: Value = client
-        .post(format!(
-            "{http_base}/irma-sim/session/{client_token}/disclose"
-        ))
-        .json(&json!({"attributes": {}}))
-        .send()
-        .await
-        .expect("disclose")
-        .json()
-        .await
-        .expect("disclose JSON");
-    let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
-    let code = url
-        .strip_prefix(&format!("tel:{number},"))
-        .expect("tel:<tenant number>,<code>")
-        .to_owned();
-    let token = session["token"].as_str().expect("token");
-    let status: Value = client
-        .get(format!("{http_base}/api/v1/sessions/{token}/status?wait=5"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("status JSON");
-    assert_eq!(status["status"], "done", "the website sees the disclosure");
-    code
-}
+pub use super::server::code_of;
 
 /// Eight digits that are not `code`.
 pub fn other_code(code: &str) -> String {

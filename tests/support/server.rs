@@ -99,41 +99,7 @@ impl TestServer {
     /// What the Yivi app does after scanning: disclose the simulator's demo values. Returns the code
     /// from the `tel:<number>,<code>` return URL, once the website sees the session `done`.
     pub async fn disclose(&self, session: &Value) -> String {
-        let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-        let client_token = u.rsplit('/').next().expect("client token");
-        let response = self
-            .client
-            .post(format!(
-                "{}/irma-sim/session/{client_token}/disclose",
-                self.http_base
-            ))
-            .json(&json!({"attributes": {}}))
-            .send()
-            .await
-            .expect("disclose");
-        assert_eq!(response.status(), 200, "simulator refused the disclosure");
-        let answer: Value = response.json().await.expect("disclose JSON");
-        let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
-        let code = url
-            .strip_prefix(&format!("tel:{TENANT_NUMBER},"))
-            .expect("tel:<tenant number>,<code>")
-            .to_owned();
-        assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
-        let token = session["token"].as_str().expect("token");
-        let status: Value = self
-            .client
-            .get(format!(
-                "{}/api/v1/sessions/{token}/status?wait=5",
-                self.http_base
-            ))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("status JSON");
-        assert_eq!(status["status"], "done", "the website sees the disclosure");
-        code
+        disclose_session(&self.client, &self.http_base, session, TENANT_NUMBER).await
     }
 
     /// A fresh link code, as a citizen gets it: session, disclosure.
@@ -287,4 +253,57 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// What the Yivi app does after scanning `session` (started at the server at `http_base`): disclose
+/// the simulator's demo values. Returns the code from the `tel:<number>,<code>` return URL, once the
+/// website sees the session `done`.
+pub async fn disclose_session(
+    client: &reqwest::Client,
+    http_base: &str,
+    session: &Value,
+    number: &str,
+) -> String {
+    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
+    let client_token = u.rsplit('/').next().expect("client token");
+    let response = client
+        .post(format!("{http_base}/irma-sim/session/{client_token}/disclose"))
+        .json(&json!({"attributes": {}}))
+        .send()
+        .await
+        .expect("disclose");
+    assert_eq!(response.status(), 200, "simulator refused the disclosure");
+    let answer: Value = response.json().await.expect("disclose JSON");
+    let url = answer["clientReturnUrl"].as_str().expect("clientReturnUrl");
+    let code = url
+        .strip_prefix(&format!("tel:{number},"))
+        .expect("tel:<tenant number>,<code>")
+        .to_owned();
+    assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
+    let token = session["token"].as_str().expect("token");
+    let status: Value = client
+        .get(format!("{http_base}/api/v1/sessions/{token}/status?wait=5"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status JSON");
+    assert_eq!(status["status"], "done", "the website sees the disclosure");
+    code
+}
+
+/// A link code of tenant `tenant` (number `number`) at the server at `http_base`, as its citizen
+/// gets it: a session on its website, a disclosure in the Yivi app (the simulator).
+pub async fn code_of(http_base: &str, tenant: &str, number: &str) -> String {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{http_base}/api/v1/sessions"))
+        .json(&json!({ "tenant": tenant }))
+        .send()
+        .await
+        .expect("POST /api/v1/sessions");
+    assert_eq!(response.status(), 200, "session start refused");
+    let session: Value = response.json().await.expect("session JSON");
+    disclose_session(&client, http_base, &session, number).await
 }

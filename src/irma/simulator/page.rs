@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::Simulator;
+use crate::http::html::escape;
 use crate::http::portal::i18n::Lang;
 
 /// Every word of the page, in one language. The vocabulary is the demo's: the municipality's button
@@ -286,20 +287,6 @@ fn path_of(url: &str) -> String {
     path.trim_end_matches('/').to_owned()
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -333,10 +320,6 @@ mod tests {
 
     #[test]
     fn escapes_and_paths() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
         assert_eq!(path_of("http://h:1/irma-sim/"), "/irma-sim");
         assert_eq!(path_of("http://h:1"), "");
     }
