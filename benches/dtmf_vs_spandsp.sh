@@ -2,8 +2,9 @@
 # DTMF detection speed: our detector (`veilig-bellen dtmf`, release build) against spandsp's dtmf_rx
 # (Debian libspandsp-dev), on the same ONE HOUR of 8 kHz s16le audio made with sox: white noise with
 # 8-digit link codes (80 ms tone, 80 ms pause, each tone −10 dBFS-ish) every 10 s, 2880 digits in all.
-# Both programs read the same raw file; each is timed best of 3 (wall clock, warm page cache) and
-# must find exactly the digits that were put in. Prints ns/sample, × real time and the ratio.
+# Both programs read the same raw file; each is timed best of 3 (warm page cache) and
+# must find exactly the digits that were put in. Prints ns/sample, × real time and the ratio, by wall
+# clock and by CPU time (user + system; steadier on a shared machine). ROUNDS=n for best of n.
 #
 # Needs: cargo, cc, pkg-config, sox, bc, libspandsp-dev. Work files go to $WORK (default: a fresh temp dir, removed
 # on exit unless KEEP=1; ~60 MB). Usage: benches/dtmf_vs_spandsp.sh
@@ -48,8 +49,13 @@ EOF
 # shellcheck disable=SC2046 # pkg-config output is meant to split into words
 cc -O2 -o "$WORK/spandsp_dtmf" "$WORK/spandsp_dtmf.c" $(pkg-config --cflags --libs spandsp)
 
-cargo build --release --quiet -p veilig-bellen
-OURS="$CARGO_TARGET_DIR/release/veilig-bellen"
+# VEILIG_BELLEN=path times another build (an older detector, for before/after figures in one run).
+if [ -n "${VEILIG_BELLEN:-}" ]; then
+    OURS=$VEILIG_BELLEN
+else
+    cargo build --release --quiet -p veilig-bellen
+    OURS="$CARGO_TARGET_DIR/release/veilig-bellen"
+fi
 
 # --- one hour of audio ---------------------------------------------------------------------------
 declare -A ROW=([1]=697 [2]=697 [3]=697 [A]=697 [4]=770 [5]=770 [6]=770 [B]=770
@@ -89,22 +95,22 @@ samples=$(($(stat -c %s "$WORK/hour.s16le") / 2))
 echo "audio: $samples samples ($((samples / 8000)) s), ${#expected} digits"
 
 # --- timing --------------------------------------------------------------------------------------
-best_of_3() { # prints the best wall time in seconds; the command's stdout goes to $WORK/out
-    local best="" t
-    for _ in 1 2 3; do
-        local start end
-        start=$(date +%s.%N)
-        "$@" >"$WORK/out"
-        end=$(date +%s.%N)
-        t=$(echo "$end - $start" | bc -l)
-        if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+# Prints "best-wall best-cpu" in seconds over ROUNDS runs (default 3; CPU = user + system, which a
+# busy machine does not inflate the way it does wall time); the command's stdout goes to $WORK/out.
+best_of() {
+    local best_wall="" best_cpu="" wall cpu TIMEFORMAT='%R %U %S'
+    for _ in $(seq "${ROUNDS:-3}"); do
+        read -r wall user sys < <({ time "$@" >"$WORK/out"; } 2>&1)
+        cpu=$(echo "$user + $sys" | bc -l)
+        if [ -z "$best_wall" ] || [ "$(echo "$wall < $best_wall" | bc -l)" = 1 ]; then best_wall=$wall; fi
+        if [ -z "$best_cpu" ] || [ "$(echo "$cpu < $best_cpu" | bc -l)" = 1 ]; then best_cpu=$cpu; fi
     done
-    echo "$best"
+    echo "$best_wall $best_cpu"
 }
 
-t_ours=$(best_of_3 "$OURS" dtmf --format s16le "$WORK/hour.s16le")
+read -r t_ours c_ours < <(best_of "$OURS" dtmf --format s16le "$WORK/hour.s16le")
 got_ours=$(cut -f1 "$WORK/out" | tr -d '\n')
-t_span=$(best_of_3 "$WORK/spandsp_dtmf" "$WORK/hour.s16le")
+read -r t_span c_span < <(best_of "$WORK/spandsp_dtmf" "$WORK/hour.s16le")
 got_span=$(tr -d '\n' <"$WORK/out")
 
 status=0
@@ -120,11 +126,12 @@ check "veilig-bellen" "$got_ours"
 check "spandsp      " "$got_span"
 
 report() {
-    awk -v n="$1" -v t="$2" -v s="$samples" \
-        'BEGIN { printf "%s %7.3f s  %6.2f ns/sample  %8.0f x real time\n", n, t, t * 1e9 / s, s / 8000 / t }'
+    awk -v n="$1" -v t="$2" -v c="$3" -v s="$samples" 'BEGIN {
+        printf "%s wall %7.3f s  %6.2f ns/sample  %8.0f x real time;  cpu %7.3f s  %6.2f ns/sample\n",
+            n, t, t * 1e9 / s, s / 8000 / t, c, c * 1e9 / s }'
 }
-report "veilig-bellen" "$t_ours"
-report "spandsp      " "$t_span"
-awk -v a="$t_ours" -v b="$t_span" \
-    'BEGIN { printf "ratio: veilig-bellen takes %.2f x the time of spandsp\n", a / b }'
+report "veilig-bellen" "$t_ours" "$c_ours"
+report "spandsp      " "$t_span" "$c_span"
+awk -v a="$t_ours" -v b="$t_span" -v c="$c_ours" -v d="$c_span" 'BEGIN {
+    printf "ratio: spandsp takes %.2f x the wall time of veilig-bellen, %.2f x its cpu time\n", b / a, d / c }'
 exit $status

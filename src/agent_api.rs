@@ -240,7 +240,7 @@ impl CallJson {
                     value: a.value.expose().clone(),
                 })
                 .collect(),
-            since: humantime::format_rfc3339_seconds(v.since).to_string(),
+            since: crate::time::rfc3339_seconds(v.since),
             agent: v.agent.as_ref().map(|a| a.0.clone()),
             agent_name,
             media: v.media,

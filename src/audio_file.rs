@@ -2,14 +2,14 @@
 //! `WAVE_FORMAT_ALAW` 6, µ-law `WAVE_FORMAT_MULAW` 7, also inside `WAVE_FORMAT_EXTENSIBLE`) and raw
 //! headerless audio (s16le, A-law, µ-law). Used by `veilig-bellen dtmf` and for loading prompts.
 //!
-//! The RIFF chunk walk is our own because `hound` refuses G.711 WAVs; it reads only what it needs,
+//! One reader for every encoding (no WAV crate: the common ones refuse G.711 WAVs, and a second
+//! reader for PCM16 would be a second set of errors). The RIFF chunk walk reads only what it needs,
 //! checks every length against a cap before using it and never indexes unchecked, so any byte string
-//! yields a sample stream or an [`AudioFileError`]. PCM16 WAVs with a definite length are then read
-//! by `hound` (it re-reads the header we buffered). A data chunk whose length is a "streamed" marker
+//! yields a sample stream or an [`AudioFileError`]. A data chunk whose length is a "streamed" marker
 //! (`0xFFFFFFFF`, or sox's `0x7FFFF000` when it writes to a pipe) is read until end of input; any
 //! other data chunk that ends early is reported as truncated.
 
-use std::io::{self, Chain, Cursor, ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 
 /// How the input is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,29 +79,40 @@ pub fn read_prompt(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, Audi
 /// A 16-bit PCM WAV at any rate and channel count, mixed to mono and resampled to 8 kHz.
 fn resample_prompt(path: &std::path::Path) -> Result<std::sync::Arc<[i16]>, AudioFileError> {
     use rubato::Resampler;
-    let mut wav = hound::WavReader::open(path).map_err(hound_error)?;
-    let spec = wav.spec();
-    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
-        return Err(AudioFileError::Encoding(format!(
-            "{}-bit {:?} at {} Hz; only 16-bit PCM can be resampled (convert: sox in.wav -r 8000 -c 1 -b 16 out.wav)",
-            spec.bits_per_sample, spec.sample_format, spec.sample_rate
-        )));
-    }
-    let channels = usize::from(spec.channels.max(1));
-    let rate = spec.sample_rate as usize;
+    let mut file = io::BufReader::new(std::fs::File::open(path)?);
+    let h = read_wav_header(&mut file, Check::Pcm16AnyRate)?;
+    let channels = usize::from(h.fmt.channels.max(1));
+    let rate = h.fmt.rate as usize;
     if !(4000..=192_000).contains(&rate) {
-        return Err(AudioFileError::SampleRate(spec.sample_rate));
+        return Err(AudioFileError::SampleRate(h.fmt.rate));
     }
     let longest = rate * channels * 600;
-    if wav.len() as usize > longest {
-        return Err(AudioFileError::Corrupt(
-            "longer than 10 minutes; a prompt must be shorter".into(),
-        ));
+    let too_long =
+        || AudioFileError::Corrupt("longer than 10 minutes; a prompt must be shorter".into());
+    let streamed = STREAMED_LENGTHS.contains(&h.data_len);
+    if !streamed && h.data_len as usize / 2 > longest {
+        return Err(too_long());
     }
-    let interleaved = wav
-        .samples::<i16>()
-        .collect::<Result<Vec<i16>, _>>()
-        .map_err(hound_error)?;
+    let mut reader = AudioReader {
+        inner: Inner::Bytes {
+            r: file,
+            enc: Encoding::S16le,
+            remaining: (!streamed).then_some(u64::from(h.data_len)),
+            buf: Vec::new(),
+        },
+    };
+    let mut interleaved = Vec::new();
+    let mut buf = [0i16; 4096];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if interleaved.len() + n > longest {
+            return Err(too_long());
+        }
+        interleaved.extend_from_slice(&buf[..n]);
+    }
     let mono: Vec<f32> = interleaved
         .chunks(channels)
         .map(|frame| frame.iter().map(|&s| f32::from(s)).sum::<f32>() / channels as f32)
@@ -183,8 +194,6 @@ enum Inner<R: Read> {
         remaining: Option<u64>,
         buf: Vec<u8>,
     },
-    /// PCM16 WAV with a definite length, read by hound from the replayed header plus the rest.
-    Hound(hound::WavIntoSamples<Chain<Cursor<Vec<u8>>, R>, i16>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,19 +226,13 @@ impl<R: Read> AudioReader<R> {
             InputFormat::RawAlaw => raw(r, Encoding::Alaw),
             InputFormat::RawUlaw => raw(r, Encoding::Ulaw),
             InputFormat::Wav => {
-                let h = read_wav_header(&mut r)?;
-                if h.enc == Encoding::S16le && !STREAMED_LENGTHS.contains(&h.data_len) {
-                    let replay = Cursor::new(h.bytes).chain(r);
-                    let wav = hound::WavReader::new(replay).map_err(hound_error)?;
-                    Inner::Hound(wav.into_samples())
-                } else {
-                    let streamed = STREAMED_LENGTHS.contains(&h.data_len);
-                    Inner::Bytes {
-                        r,
-                        enc: h.enc,
-                        remaining: (!streamed).then_some(u64::from(h.data_len)),
-                        buf: Vec::new(),
-                    }
+                let h = read_wav_header(&mut r, Check::Mono8k)?;
+                let streamed = STREAMED_LENGTHS.contains(&h.data_len);
+                Inner::Bytes {
+                    r,
+                    enc: h.enc,
+                    remaining: (!streamed).then_some(u64::from(h.data_len)),
+                    buf: Vec::new(),
                 }
             }
         };
@@ -239,18 +242,6 @@ impl<R: Read> AudioReader<R> {
     /// Fills `out` with up to `out.len()` samples; returns how many, 0 at the end of the audio.
     pub fn read(&mut self, out: &mut [i16]) -> Result<usize, AudioFileError> {
         match &mut self.inner {
-            Inner::Hound(samples) => {
-                let mut n = 0;
-                for slot in out.iter_mut() {
-                    match samples.next() {
-                        None => break,
-                        Some(Ok(s)) => *slot = s,
-                        Some(Err(e)) => return Err(hound_error(e)),
-                    }
-                    n += 1;
-                }
-                Ok(n)
-            }
             Inner::Bytes {
                 r,
                 enc,
@@ -306,31 +297,34 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn hound_error(e: hound::Error) -> AudioFileError {
-    match e {
-        // hound 3.5 reports running out of data as ErrorKind::Other with this text; the test
-        // `truncated_data_is_an_error_for_every_encoding` notices if that changes.
-        hound::Error::IoError(e)
-            if e.kind() == ErrorKind::UnexpectedEof
-                || e.to_string() == "Failed to read enough bytes." =>
-        {
-            AudioFileError::Truncated("data chunk is shorter than its header says")
-        }
-        hound::Error::IoError(e) => AudioFileError::Io(e),
-        hound::Error::FormatError(m) => AudioFileError::Corrupt(m.to_string()),
-        other => AudioFileError::Corrupt(other.to_string()),
-    }
-}
-
-/// What the chunks before `data` said, and their bytes (for replay to hound).
+/// What the chunks before `data` said.
 struct WavHeader {
+    fmt: Fmt,
     enc: Encoding,
     data_len: u32,
-    bytes: Vec<u8>,
 }
 
-/// Walks RIFF chunks up to the start of `data`, recording every byte read.
-fn read_wav_header(r: &mut impl Read) -> Result<WavHeader, AudioFileError> {
+/// The fields of a `fmt ` chunk we look at.
+#[derive(Debug, Clone, Copy)]
+struct Fmt {
+    /// The format tag (the sub-format's for `WAVE_FORMAT_EXTENSIBLE`).
+    tag: u16,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+}
+
+/// What a `fmt ` chunk must say for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// 8 kHz mono in one of the supported encodings (`AudioReader`).
+    Mono8k,
+    /// 16-bit PCM at any rate and channel count (a prompt to resample).
+    Pcm16AnyRate,
+}
+
+/// Walks RIFF chunks up to the start of `data`; the `fmt ` chunk must pass `check`.
+fn read_wav_header(r: &mut impl Read, check: Check) -> Result<WavHeader, AudioFileError> {
     let mut riff = [0u8; 12];
     let got = read_up_to(r, &mut riff)?;
     if (4..12).contains(&got) && &riff[..4] == b"RIFF" {
@@ -340,21 +334,21 @@ fn read_wav_header(r: &mut impl Read) -> Result<WavHeader, AudioFileError> {
         return Err(AudioFileError::NotWav);
     }
     let mut bytes = riff.to_vec();
-    let mut fmt: Option<Encoding> = None;
+    let mut fmt: Option<(Fmt, Encoding)> = None;
     loop {
         let head = take(r, &mut bytes, 8)?;
         let id: [u8; 4] = [head[0], head[1], head[2], head[3]];
         let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if &id == b"data" {
-            let enc =
+            let (fmt, enc) =
                 fmt.ok_or_else(|| AudioFileError::Corrupt("data chunk before fmt chunk".into()))?;
             if enc == Encoding::S16le && len % 2 != 0 && !STREAMED_LENGTHS.contains(&len) {
                 return Err(AudioFileError::Corrupt("PCM data length is odd".into()));
             }
             return Ok(WavHeader {
+                fmt,
                 enc,
                 data_len: len,
-                bytes,
             });
         }
         // Chunks are padded to an even length.
@@ -372,7 +366,12 @@ fn read_wav_header(r: &mut impl Read) -> Result<WavHeader, AudioFileError> {
                 return Err(AudioFileError::Corrupt("two fmt chunks".into()));
             }
             // `body` holds `len` bytes plus at most one pad byte.
-            fmt = Some(parse_fmt(body.get(..len as usize).unwrap_or(&body))?);
+            let f = parse_fmt(body.get(..len as usize).unwrap_or(&body))?;
+            let enc = match check {
+                Check::Mono8k => f.encoding_8k_mono()?,
+                Check::Pcm16AnyRate => f.pcm16()?,
+            };
+            fmt = Some((f, enc));
         }
     }
 }
@@ -388,7 +387,7 @@ fn take(r: &mut impl Read, log: &mut Vec<u8>, n: usize) -> Result<Vec<u8>, Audio
     Ok(v)
 }
 
-fn parse_fmt(b: &[u8]) -> Result<Encoding, AudioFileError> {
+fn parse_fmt(b: &[u8]) -> Result<Fmt, AudioFileError> {
     let u16_at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
     let u32_at = |i: usize| {
         b.get(i..i + 4)
@@ -403,23 +402,48 @@ fn parse_fmt(b: &[u8]) -> Result<Encoding, AudioFileError> {
         // WAVEFORMATEXTENSIBLE: the sub-format GUID starts at byte 24; its first two bytes are the tag.
         tag = u16_at(24).ok_or_else(short)?;
     }
-    if channels != 1 {
-        return Err(AudioFileError::Channels(channels));
-    }
-    if rate != SAMPLE_RATE {
-        return Err(AudioFileError::SampleRate(rate));
-    }
-    let enc = match (tag, bits) {
-        (TAG_PCM, 16) => Encoding::S16le,
-        (TAG_ALAW, 8) => Encoding::Alaw,
-        (TAG_MULAW, 8) => Encoding::Ulaw,
-        (TAG_PCM, b) => return Err(AudioFileError::Encoding(format!("{b}-bit PCM"))),
-        (TAG_ALAW | TAG_MULAW, b) => {
-            return Err(AudioFileError::Encoding(format!("{b}-bit G.711")))
+    Ok(Fmt {
+        tag,
+        channels,
+        rate,
+        bits,
+    })
+}
+
+impl Fmt {
+    /// The encoding of 8 kHz mono audio, or why this is not that.
+    fn encoding_8k_mono(&self) -> Result<Encoding, AudioFileError> {
+        if self.channels != 1 {
+            return Err(AudioFileError::Channels(self.channels));
         }
-        (t, _) => return Err(AudioFileError::Encoding(format!("format tag {t:#06x}"))),
-    };
-    Ok(enc)
+        if self.rate != SAMPLE_RATE {
+            return Err(AudioFileError::SampleRate(self.rate));
+        }
+        match (self.tag, self.bits) {
+            (TAG_PCM, 16) => Ok(Encoding::S16le),
+            (TAG_ALAW, 8) => Ok(Encoding::Alaw),
+            (TAG_MULAW, 8) => Ok(Encoding::Ulaw),
+            (TAG_PCM, b) => Err(AudioFileError::Encoding(format!("{b}-bit PCM"))),
+            (TAG_ALAW | TAG_MULAW, b) => Err(AudioFileError::Encoding(format!("{b}-bit G.711"))),
+            (t, _) => Err(AudioFileError::Encoding(format!("format tag {t:#06x}"))),
+        }
+    }
+
+    /// 16-bit PCM at any rate and channel count (to be resampled), or why not.
+    fn pcm16(&self) -> Result<Encoding, AudioFileError> {
+        if self.tag == TAG_PCM && self.bits == 16 {
+            return Ok(Encoding::S16le);
+        }
+        let kind = match self.tag {
+            TAG_PCM => "PCM".to_owned(),
+            TAG_ALAW | TAG_MULAW => "G.711".to_owned(),
+            t => format!("format tag {t:#06x}"),
+        };
+        Err(AudioFileError::Encoding(format!(
+            "{}-bit {kind} at {} Hz; only 16-bit PCM can be resampled (convert: sox in.wav -r 8000 -c 1 -b 16 out.wav)",
+            self.bits, self.rate
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -518,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn pcm16_wav_is_read_by_hound() {
+    fn pcm16_wav_is_read() {
         let data: Vec<u8> = [1i16, -2, 300, i16::MIN]
             .iter()
             .flat_map(|s| s.to_le_bytes())

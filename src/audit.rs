@@ -11,8 +11,8 @@
 //! attribute value, a calling number or a link code.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -85,9 +85,7 @@ impl AuditEntry {
         via: AuditVia,
     ) -> AuditEntry {
         AuditEntry {
-            at_ms: at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at_ms: crate::time::unix_millis(at),
             tenant: tenant.0.clone(),
             agent: agent.map(str::to_owned),
             action,
@@ -106,7 +104,8 @@ impl AuditEntry {
 
     /// When, as a time.
     pub fn at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.at_ms)
+        // A stored value too large for this platform's clock reads as the epoch, not a panic.
+        crate::time::from_unix_millis(self.at_ms).unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -177,15 +176,12 @@ impl MemoryAudit {
 impl AuditLog for MemoryAudit {
     fn append(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         // Pushing to a Vec cannot leave it half-changed: a poisoned lock still holds valid rows.
-        self.rows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry.clone());
+        crate::sync::lock(&self.rows).push(entry.clone());
         Ok(())
     }
 
     fn recent(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
-        let rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = crate::sync::lock(&self.rows);
         Ok(rows
             .iter()
             .rev()
@@ -257,6 +253,7 @@ impl AuditLog for RedbAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn entry(tenant: &str, action: AuditAction, secs: u64) -> AuditEntry {
         AuditEntry::new(

@@ -265,7 +265,6 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration in seconds"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,8 +201,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sip_udp = running.sip.udp.first().copied().unwrap_or(args.sip);
     // **Bel nu** on the simulator's page calls the demo itself, with our own caller.
     if let Some(sim) = &running.simulator {
+        // Listening on every address (`--public --sip 0.0.0.0:5060`): call it over loopback.
+        let mut to = sip_udp;
+        if to.ip().is_unspecified() {
+            to.set_ip(match to {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         sim.set_dialer(std::sync::Arc::new(
-            crate::softphone::bel_nu::SoftphoneDialer::new(sip_udp),
+            crate::softphone::bel_nu::SoftphoneDialer::new(to),
         ));
     }
     let phone = (!args.no_demo_phone).then(|| start_agent_phone(sip_udp, &agent_password));

@@ -6,6 +6,9 @@
 
 #![forbid(unsafe_code)]
 
+/// Our SIP `Server` / `User-Agent` value.
+pub const PRODUCT: &str = concat!("veilig-bellen/", env!("CARGO_PKG_VERSION"));
+
 pub mod agent_api;
 pub mod audio_file;
 pub mod audit;
@@ -22,9 +25,12 @@ pub mod irma;
 pub mod links;
 pub mod metrics;
 pub mod pii;
+pub mod rtp_ports;
 pub mod serve;
 pub mod server;
 pub mod sip_driver;
 pub mod softphone;
 pub mod store;
+pub mod sync;
 pub mod tenant;
+pub mod time;

@@ -35,7 +35,7 @@
 
 mod guard;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -46,10 +46,11 @@ use crate::irma::{
 };
 use crate::pii::Pii;
 use crate::store::{
-    unix_now, AttributeKey, BindOutcome, CodeError, ConsumeKey, FrontendToken, LinkCode,
-    SessionRow, SessionState, SessionStore, StoreError, UnixSeconds,
+    AttributeKey, BindOutcome, CodeError, ConsumeKey, FrontendToken, LinkCode, SessionRow,
+    SessionState, SessionStore, StoreError, UnixSeconds,
 };
 use crate::tenant::{normalize_number, Tenant, TenantId, Tenants};
+use crate::time::unix_now;
 
 pub use guard::{GuessLimits, WrongCodeLimiter, WrongCodeRate};
 
@@ -281,20 +282,13 @@ impl LinkService {
     /// key of the call that used it (the call flow flags that call `code_reused`). Replaces an
     /// earlier hook.
     pub fn on_code_reused(&self, hook: CodeReusedHook) {
-        *self
-            .inner
-            .reused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+        *crate::sync::lock(&self.inner.reused) = Some(hook);
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
         // Every critical section is a few map edits that cannot panic halfway in a way that
         // matters: a poisoned lock still holds usable counts.
-        self.inner
-            .guard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner.guard)
     }
 
     pub fn tenants(&self) -> &Tenants {
@@ -436,8 +430,8 @@ impl LinkService {
             metrics.calling_numbers_blocked.inc();
             tracing::warn!(
                 wrong_codes = limits.max_wrong_codes,
-                window = %humantime::format_duration(limits.window),
-                block = %humantime::format_duration(limits.block),
+                window = %crate::time::format_duration(limits.window),
+                block = %crate::time::format_duration(limits.block),
                 "a calling number gave too many wrong link codes: its calls are not looked up for a while"
             );
         }
@@ -540,12 +534,7 @@ impl LinkService {
             tenant = %tenant,
             "a used link code was presented again: the call that used it is flagged code_reused"
         );
-        let hook = self
-            .inner
-            .reused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let hook = crate::sync::lock(&self.inner.reused).clone();
         if let (Some(hook), Some(by)) = (hook, by) {
             hook(by);
         }

@@ -99,7 +99,7 @@ pub async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let grace = config.calls.shutdown_grace;
     println!(
         "stopping: new calls get 503; live calls may finish for {}",
-        humantime::format_duration(grace)
+        crate::time::format_duration(grace)
     );
     let _ = std::io::stdout().flush();
     let cut = running.drain_and_shutdown(grace).await;
@@ -150,8 +150,8 @@ pub fn summary(config: &Config, running: &Running, path: &Path) -> String {
         format!(
             "{} wrong codes per calling number in {} block it for {} (at most {:.0} guesses a day)",
             guesses.max_wrong_codes,
-            humantime::format_duration(guesses.window),
-            humantime::format_duration(guesses.block),
+            crate::time::format_duration(guesses.window),
+            crate::time::format_duration(guesses.block),
             guesses.guesses_per_number(std::time::Duration::from_secs(86_400)),
         ),
     );

@@ -17,10 +17,9 @@ use crate::pii::Pii;
 use crate::sip_driver::{self, BoundAddrs, SipConfig};
 use crate::store::{AttributeKey, RedbStore, SessionStore};
 use crate::tenant::Tenants;
-use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -128,21 +127,60 @@ impl Running {
     }
 }
 
+/// Why [`start`] failed. Each case names the step; the cause is its [`source`](std::error::Error::source)
+/// (print the chain with `{:#}` through anyhow, as the CLI does).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("{step} data directory {}", dir.display())]
+    DataDir {
+        step: &'static str,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding HTTP on {addr}")]
+    BindHttp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the HTTP address")]
+    HttpAddr(#[source] std::io::Error),
+    #[error("loading the HTTP TLS certificate")]
+    HttpTls(#[source] sip_driver::tls::TlsError),
+    #[error("starting HTTPS")]
+    Https(#[source] std::io::Error),
+    #[error("setting up the IRMA client")]
+    Irma(#[source] crate::irma::IrmaError),
+    #[error("{step}")]
+    Store {
+        step: &'static str,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("loading the attribute key")]
+    Key(#[source] crate::store::KeyError),
+    #[error("starting SIP")]
+    Sip(#[source] sip_driver::DriverError),
+    #[error("opening the audit log")]
+    Audit(#[source] crate::audit::AuditError),
+}
+
 /// Binds and starts everything.
-pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
+pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     private_dir(&config.data_dir)?;
     let (stop, stopped) = watch::channel(false);
 
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
-        .with_context(|| format!("binding HTTP on {}", config.http))?;
-    let http_addr = http_listener
-        .local_addr()
-        .context("reading the HTTP address")?;
+        .map_err(|source| StartError::BindHttp {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = http_listener.local_addr().map_err(StartError::HttpAddr)?;
     let http_tls = match &config.http_tls {
-        Some(files) => Some(
-            crate::sip_driver::tls::acceptor(files).context("loading the HTTP TLS certificate")?,
-        ),
+        Some(files) => Some(crate::sip_driver::tls::acceptor(files).map_err(StartError::HttpTls)?),
         None => None,
     };
     let scheme = if http_tls.is_some() { "https" } else { "http" };
@@ -162,19 +200,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         IrmaBackend::Server(server) => (server.clone(), None::<Simulator>),
     };
     let irma_url = irma_config.url.clone();
-    let irma = IrmaClient::new(irma_config).context("setting up the IRMA client")?;
+    let irma = IrmaClient::new(irma_config).map_err(StartError::Irma)?;
     let irma_probe = irma.clone();
 
     let store: Arc<dyn SessionStore> = Arc::new(
-        RedbStore::open(&config.data_dir.join("sessions.redb"))
-            .context("opening the session store")?,
+        RedbStore::open(&config.data_dir.join("sessions.redb")).map_err(|source| {
+            StartError::Store {
+                step: "opening the session store",
+                source,
+            }
+        })?,
     );
     let store_probe = store.clone();
     let key = match &config.key_file {
         Some(path) => AttributeKey::load_file(path),
         None => AttributeKey::load_or_create(&config.data_dir),
     }
-    .context("loading the attribute key")?;
+    .map_err(StartError::Key)?;
     let links = LinkService::new(
         store,
         irma,
@@ -184,10 +226,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     );
     // Before any call: calls an unclean stop cut off keep their codes used, lose their attributes.
     links
-        .end_cut_off_calls(crate::store::unix_now())
+        .end_cut_off_calls(crate::time::unix_now())
         .await
-        .context("ending the calls the last stop cut off")?;
-    let resumed = links.resume().await.context("resuming link sessions")?;
+        .map_err(|source| StartError::Store {
+            step: "ending the calls the last stop cut off",
+            source,
+        })?;
+    let resumed = links.resume().await.map_err(|source| StartError::Store {
+        step: "resuming link sessions",
+        source,
+    })?;
     if resumed > 0 {
         tracing::info!(
             resumed,
@@ -207,7 +255,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     });
     let sip = sip_driver::run(sip_config, until_stopped(stopped.clone()))
         .await
-        .context("starting SIP")?;
+        .map_err(StartError::Sip)?;
     let sip_addrs = sip.local.clone();
     tasks.push(sip.task);
     let (manager, calls) = crate::call::manager::spawn(
@@ -237,7 +285,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     // The agents' portal (issue 10): sessions in memory, the audit table in its own redb file.
     let audit: Arc<dyn crate::audit::AuditLog> = Arc::new(
         crate::audit::RedbAudit::open(&config.data_dir.join(crate::audit::AUDIT_FILE))
-            .context("opening the audit log")?,
+            .map_err(StartError::Audit)?,
     );
     let mut auth = crate::http::portal::AgentAuth::new(
         tenants.clone(),
@@ -249,13 +297,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     auth.secure_cookies = http_tls.is_some();
     let auth = Arc::new(auth);
     // The municipality's own exchange reporting calls it answered (`/api/v1/pbx/…`).
-    let exchange =
-        crate::exchange::ExchangeCalls::new(
-            registry.clone(),
-            links.clone(),
-            tenants.clone(),
-            config.calls.max_calls,
-        );
+    let exchange = crate::exchange::ExchangeCalls::new(
+        registry.clone(),
+        links.clone(),
+        tenants.clone(),
+        config.calls.max_calls,
+    );
     #[cfg_attr(not(feature = "demo"), allow(unused_mut))]
     let mut app = public_router(public)
         .merge(crate::exchange::router(exchange))
@@ -302,7 +349,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         Some(acceptor) => {
             // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` (the client's peer address).
             let listener = TlsListener::new(http_listener, acceptor)
-                .context("starting HTTPS")?
+                .map_err(StartError::Https)?
                 .tap_io(|_| {});
             tokio::spawn(async move {
                 let serve = axum::serve(listener, service)
@@ -336,15 +383,15 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
 
 /// The data directory, created `0700` (owner only); an existing one that others may read is
 /// tightened to `0700`, with a warning. Files in it are created `0600`.
-fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+fn private_dir(dir: &Path) -> Result<(), StartError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))?;
+        .map_err(dir_error("creating", dir))?;
     let mode = std::fs::metadata(dir)
-        .with_context(|| format!("reading data directory {}", dir.display()))?
+        .map_err(dir_error("reading", dir))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
@@ -354,7 +401,18 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             "data directory was open to others; setting it to 0700"
         );
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting data directory {}", dir.display()))?;
+            .map_err(dir_error("restricting", dir))?;
     }
     Ok(())
+}
+
+fn dir_error<'a>(
+    step: &'static str,
+    dir: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StartError + 'a {
+    move |source| StartError::DataDir {
+        step,
+        dir: dir.to_owned(),
+        source,
+    }
 }

@@ -385,7 +385,7 @@ async fn link_codes(srv: &TestServer, real: usize, n: usize) -> Vec<String> {
             let base = srv.http_base.clone();
             async move {
                 let session = links
-                    .start(&tenant, veilig_bellen::store::unix_now())
+                    .start(&tenant, veilig_bellen::time::unix_now())
                     .await
                     .expect("link session");
                 let u = session.session_ptr["u"].as_str().expect("sessionPtr.u");

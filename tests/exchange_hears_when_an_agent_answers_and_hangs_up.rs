@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::exchange::{
-    code_of, two_tenants, Pbx, PbxEvents, AGENT_EXTENSION, ARNHEM_KEY, ARNHEM_NUMBER, DEMO_KEY,
+    two_tenants, Pbx, PbxEvents, AGENT_EXTENSION, ARNHEM_KEY, ARNHEM_NUMBER, DEMO_KEY,
 };
-use support::server::{self, TestServer, API_TOKEN};
+use support::server::{self, code_of, TestServer, API_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -8,8 +8,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::exchange::{code_of, two_tenants, Pbx, ARNHEM_KEY, ARNHEM_NUMBER, DEMO_KEY};
+use support::exchange::{two_tenants, Pbx, ARNHEM_KEY, ARNHEM_NUMBER, DEMO_KEY};
 use support::server;
+use support::server::code_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_needs_the_tenants_key_and_reaches_only_that_tenant() {

@@ -55,9 +55,9 @@ use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{wait_messages, Sipp, TrunkCall};
 use support::sipp_phone::{answer_at_once, SippPhone};
 use veilig_bellen::store::{
-    unix_now, BindOutcome, ConsumeKey, FrontendToken, LinkCode, RedbStore, SessionState,
-    SessionStore,
+    BindOutcome, ConsumeKey, FrontendToken, LinkCode, RedbStore, SessionState, SessionStore,
 };
+use veilig_bellen::time::unix_now;
 
 const NAME: &str = "pbdf.gemeente.personalData.fullname";
 const BSN: &str = "pbdf.gemeente.personalData.bsn";

@@ -9,8 +9,9 @@ use serde_json::json;
 use veilig_bellen::irma::simulator::Simulator;
 use veilig_bellen::links::Unverified;
 use veilig_bellen::pii::Pii;
-use veilig_bellen::store::{unix_now, FrontendToken};
+use veilig_bellen::store::FrontendToken;
 use veilig_bellen::tenant::TenantId;
+use veilig_bellen::time::unix_now;
 
 #[tokio::test]
 async fn button_disclosure_gives_the_call_verified_attributes() {

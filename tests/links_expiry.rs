@@ -12,10 +12,10 @@ use serde_json::json;
 use veilig_bellen::links::{LinkConfig, Unverified};
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{
-    unix_now, BindOutcome, FrontendToken, LinkCode, MemoryStore, SessionRow, SessionState,
-    SessionStore,
+    BindOutcome, FrontendToken, LinkCode, MemoryStore, SessionRow, SessionState, SessionStore,
 };
 use veilig_bellen::tenant::TenantId;
+use veilig_bellen::time::unix_now;
 
 const TTL: u64 = 15 * 60;
 /// A disclosed code's time for the call.

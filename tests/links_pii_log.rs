@@ -11,8 +11,9 @@ use links_common::{code_from_return_url, start_memory_app};
 use serde_json::json;
 use veilig_bellen::irma::simulator::Simulator;
 use veilig_bellen::pii::Pii;
-use veilig_bellen::store::{unix_now, FrontendToken, SessionStore};
+use veilig_bellen::store::{FrontendToken, SessionStore};
 use veilig_bellen::tenant::TenantId;
+use veilig_bellen::time::unix_now;
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]

@@ -20,10 +20,10 @@ use serde_json::json;
 use veilig_bellen::links::LinkConfig;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{
-    unix_now, AttributeKey, BindOutcome, FrontendToken, LinkCode, RedbStore, SessionState,
-    SessionStore,
+    AttributeKey, BindOutcome, FrontendToken, LinkCode, RedbStore, SessionState, SessionStore,
 };
 use veilig_bellen::tenant::TenantId;
+use veilig_bellen::time::unix_now;
 
 const DB_ENV: &str = "VB_RESTART_DB";
 /// The child stops by itself after this many rows (bounded, in case the parent dies first).

@@ -11,10 +11,10 @@ use serde_json::json;
 use veilig_bellen::links::Unverified;
 use veilig_bellen::pii::Pii;
 use veilig_bellen::store::{
-    unix_now, BindOutcome, FrontendToken, LinkCode, MemoryStore, RedbStore, SessionRow,
-    SessionStore,
+    BindOutcome, FrontendToken, LinkCode, MemoryStore, RedbStore, SessionRow, SessionStore,
 };
 use veilig_bellen::tenant::TenantId;
+use veilig_bellen::time::unix_now;
 
 const CONTENDERS: usize = 32;
 

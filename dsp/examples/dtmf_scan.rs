@@ -17,15 +17,13 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for file in &files {
-        let mut bytes = Vec::new();
-        if let Err(e) = std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut bytes)) {
-            eprintln!("dtmf_scan: {file}: {e}");
-            return ExitCode::from(2);
-        }
-        let pcm: Vec<i16> = bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let mut input = match std::fs::File::open(file) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("dtmf_scan: {file}: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let mut det = DtmfDetector::new();
         let mut found = 0usize;
         let mut write = |ev: DtmfEvent| -> std::io::Result<()> {
@@ -40,8 +38,35 @@ fn main() -> ExitCode {
             }
             Ok(())
         };
-        for frame in pcm.chunks(160) {
-            det.push(frame);
+        // Streamed in 8192-sample reads, as `veilig-bellen dtmf` and the spandsp harness read.
+        let mut bytes = vec![0u8; 16384];
+        let mut pcm = vec![0i16; 8192];
+        let (mut samples, mut carry) = (0u64, None::<u8>);
+        loop {
+            let n = match input.read(&mut bytes) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("dtmf_scan: {file}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut got = &bytes[..n];
+            let mut len = 0;
+            if let (Some(lo), Some((&hi, rest))) = (carry, got.split_first()) {
+                pcm[0] = i16::from_le_bytes([lo, hi]);
+                len = 1;
+                got = rest;
+                carry = None;
+            }
+            let pairs = got.chunks_exact(2);
+            carry = pairs.remainder().first().copied().or(carry);
+            for (d, b) in pcm[len..].iter_mut().zip(pairs) {
+                *d = i16::from_le_bytes([b[0], b[1]]);
+                len += 1;
+            }
+            samples += len as u64;
+            det.push(&pcm[..len]);
             while let Some(ev) = det.poll_event() {
                 if write(ev).is_err() {
                     return ExitCode::from(2);
@@ -56,7 +81,7 @@ fn main() -> ExitCode {
         }
         eprintln!(
             "{file}: {:.2} h, {found} digits",
-            pcm.len() as f64 / 8000.0 / 3600.0
+            samples as f64 / 8000.0 / 3600.0
         );
     }
     if out.flush().is_err() {

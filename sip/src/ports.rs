@@ -9,11 +9,11 @@
 //! stray packets of an old call are unlikely to reach a new one; when nothing else is free the
 //! port that rested longest is used. Allocation and release are O(1) (a random swap-remove, and an
 //! in-use bitmap that rejects double and foreign releases). A port another process already holds
-//! is handed back with [`PortLease::taken_elsewhere`]: it rests like any released port and the
-//! driver asks again (bounded by [`SharedPortPool::capacity`] attempts).
+//! is released like any other: it rests, and the driver asks again (bounded by
+//! [`PortPool::capacity`] attempts). The application shares one pool between its call tasks
+//! behind a mutex (`src/rtp_ports.rs`, leases released on drop); this type is single-threaded.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::random::{Prf, RandomKey};
 
@@ -37,7 +37,7 @@ pub enum PortError {
     },
 }
 
-/// The pool itself (single-threaded); see [`SharedPortPool`] for leases released on drop.
+/// The pool itself (single-threaded; the application wraps it in a mutex to share it).
 #[derive(Debug)]
 pub struct PortPool {
     first: u16,
@@ -127,75 +127,6 @@ impl PortPool {
             return None;
         }
         self.in_use.get_mut(usize::from((port - self.first) / 2))
-    }
-}
-
-/// A pool shared by the call tasks; leases give their port back when dropped.
-#[derive(Debug, Clone)]
-pub struct SharedPortPool(Arc<Mutex<PortPool>>);
-
-impl SharedPortPool {
-    /// See [`PortPool::new`].
-    pub fn new(low: u16, high: u16, key: &RandomKey) -> Result<Self, PortError> {
-        Ok(SharedPortPool(Arc::new(Mutex::new(PortPool::new(
-            low, high, key,
-        )?))))
-    }
-
-    /// Leases a port until the lease is dropped.
-    pub fn allocate(&self) -> Result<PortLease, PortError> {
-        let port = self.lock().allocate()?;
-        Ok(PortLease {
-            pool: self.clone(),
-            port,
-        })
-    }
-
-    /// Number of pairs (the upper bound of allocation attempts when skipping taken ports).
-    pub fn capacity(&self) -> usize {
-        self.lock().capacity()
-    }
-
-    /// Pairs currently free.
-    pub fn available(&self) -> usize {
-        self.lock().available()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, PortPool> {
-        // A panic while holding this lock cannot leave the pool inconsistent (every method updates
-        // `free` and `in_use` without calls that can panic in between), so a poisoned lock is usable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// An allocated even RTP port; RTCP is `rtp_port() + 1`. Released on drop.
-#[derive(Debug)]
-pub struct PortLease {
-    pool: SharedPortPool,
-    port: u16,
-}
-
-impl PortLease {
-    /// The RTP port.
-    pub fn rtp_port(&self) -> u16 {
-        self.port
-    }
-
-    /// The RTCP port (reserved with the RTP port).
-    pub fn rtcp_port(&self) -> u16 {
-        self.port + 1
-    }
-
-    /// Binding failed because another process holds this port: give it back (it rests like any
-    /// released port) so the driver can allocate another one.
-    pub fn taken_elsewhere(self) {
-        drop(self);
-    }
-}
-
-impl Drop for PortLease {
-    fn drop(&mut self) {
-        self.pool.lock().release(self.port);
     }
 }
 
@@ -301,50 +232,5 @@ mod tests {
         assert!(PortPool::new(6000, 5000, &k).is_err());
         assert_eq!(PortPool::new(65534, 65535, &k).expect("pair").capacity(), 1);
         assert!(PortPool::new(65535, 65535, &k).is_err());
-    }
-
-    #[test]
-    fn leases_release_on_drop_and_skip_taken_ports() {
-        let pool = SharedPortPool::new(30000, 30005, &key(3)).expect("range");
-        let a = pool.allocate().expect("free");
-        assert_eq!(a.rtcp_port(), a.rtp_port() + 1);
-        let b = pool.allocate().expect("free");
-        let c = pool.allocate().expect("free");
-        assert!(pool.allocate().is_err());
-        let b_port = b.rtp_port();
-        drop(b);
-        assert_eq!(pool.available(), 1);
-        // The driver could not bind it: hand it back; the next try gets it again only when free.
-        let again = pool.allocate().expect("the freed one");
-        assert_eq!(again.rtp_port(), b_port);
-        again.taken_elsewhere();
-        assert_eq!(pool.available(), 1);
-        drop(c);
-        assert_eq!(pool.available(), 2);
-        drop(a);
-        assert_eq!(pool.available(), 3);
-    }
-
-    #[test]
-    fn concurrent_leases_never_share_a_port() {
-        let pool = SharedPortPool::new(40000, 40999, &key(4)).expect("range");
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let pool = pool.clone();
-                std::thread::spawn(move || {
-                    (0..100)
-                        .map(|_| pool.allocate().expect("enough ports"))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let leases: Vec<PortLease> = handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("no panic"))
-            .collect();
-        let unique: HashSet<u16> = leases.iter().map(PortLease::rtp_port).collect();
-        assert_eq!(unique.len(), 400);
-        drop(leases);
-        assert_eq!(pool.available(), 500);
     }
 }

@@ -16,19 +16,22 @@
 //!
 //! Once direct, offers either leg makes (hold, resume, refresh, a new port) go through
 //! [`DirectMedia::handle_offer`]: answered with the other endpoint's media and mirrored to the other
-//! leg by [`Synced`] (`direct_sync.rs`, RFC 3264 §8); an offer the other endpoint cannot take (its
+//! leg by [`Synced`] (`direct/sync.rs`, RFC 3264 §8); an offer the other endpoint cannot take (its
 //! codec missing), or the other leg refusing or never answering the change, moves both legs back to
 //! the relay and the view shows `relay` again.
 //!
 //! A 491 (glare, §14.1) is not an answer: the dialog's back-off ends in `DialogEvent::RetryOffer`,
 //! and [`DirectMedia::handle_retry`] says what to send again.
 
-use super::direct_sync::{Offered, Synced};
+mod sync;
+
 use serde::Serialize;
 use sip::sdp::{Codec, Direction};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+pub use sync::Offered;
+use sync::Synced;
 
 /// How media flows between caller and agent (`media = "relay" | "direct"`).
 #[derive(

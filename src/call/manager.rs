@@ -22,119 +22,25 @@
 //! The manager also tells the link service which call a store key names, so a call whose code is
 //! presented again is flagged `code_reused` ([`crate::links::LinkService::on_code_reused`]).
 
-use super::direct::AgentMedia;
-use super::machine::CallConfig;
 use super::registry::Registry;
-use super::task::{self, CallInput, CallTaskContext};
+use super::task::{self, CallTaskContext};
 use super::{CallId, CallWarning};
+
+/// The call flow's settings and the routing table live in [`super::config`], shared with the call
+/// tasks; re-exported here for the paths the rest of the server uses.
+pub use super::config::{
+    store_key, CallFlowConfig, CallInput, Comfort, Routes, UnknownSources, AGENT_CALL_ID_PREFIX,
+};
 use crate::links::LinkService;
+use crate::rtp_ports::SharedPortPool;
 use crate::sip_driver::{self, has_to_tag, BoundAddrs, SipEvent, SipEvents, SipHandle};
 use crate::tenant::Tenants;
-use sip::endpoint::{ClientTxId, Event, ServerTxId, TxId};
+use sip::endpoint::{Event, ServerTxId, TxId};
 use sip::message::{HeaderName, Method, Request};
-use sip::ports::SharedPortPool;
 use sip::random::RandomKey;
-use sip::sdp::MediaPreferences;
-use sip::transaction::TimerConfig;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-
-/// What the caller hears while waiting for an agent.
-#[derive(Clone, Debug)]
-pub enum Comfort {
-    /// Dutch ringback: 425 Hz, 1 s on, 4 s off.
-    Ringback,
-    /// A looped 8 kHz mono prompt (linear samples).
-    Prompt(Arc<[i16]>),
-}
-
-/// What happens to a dialog-creating request from an address that is not a trunk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UnknownSources {
-    /// No answer at all (`sip.unknown_sources = "drop"`, the default): a scanner learns nothing.
-    #[default]
-    Drop,
-    /// `403 Forbidden` (`"reject"`): a misconfigured trunk sees why its calls fail.
-    Reject,
-}
-
-/// Settings of the call flow.
-#[derive(Clone, Debug)]
-pub struct CallFlowConfig {
-    /// Addresses (CIDRs) that may start calls: the trunks and SBCs (`sip.trunks`). Identity
-    /// headers (P-Asserted-Identity, Remote-Party-ID) are believed only from them. Empty: no
-    /// calls at all.
-    pub trunks: Vec<ipnet::IpNet>,
-    /// What requests from other addresses get.
-    pub unknown_sources: UnknownSources,
-    pub call: CallConfig,
-    pub rtp_ports: RangeInclusive<u16>,
-    /// Address written into our SDP; defaults to the IP of the SIP listener the INVITE came in on.
-    pub media_ip: Option<IpAddr>,
-    /// Host written into our Contact towards trunks (the SIP config's `advertise`); defaults to the
-    /// IP of the SIP listener the INVITE came in on.
-    pub contact_host: Option<String>,
-    pub max_calls: usize,
-    /// Seconds in the `Retry-After` of a 503 when we are full.
-    pub retry_after: u32,
-    pub media: MediaPreferences,
-    pub comfort: Comfort,
-    /// No RTP from the caller for this long ends the call (dead trunk, lost BYE).
-    pub media_timeout: std::time::Duration,
-    /// Whether a connected call's RTP stays on our relay or is moved end to end by re-INVITEs.
-    /// (How the agent is reached — bridge or REFER — is [`CallConfig::transfer`] in `call`.)
-    pub agent_media: AgentMedia,
-    /// At shutdown (SIGTERM), how long calls that are up may go on before they are hung up.
-    pub shutdown_grace: std::time::Duration,
-    /// RFC 3261 timers of the calls' dialogs (2xx retransmission and ACK wait, §13.3.1.4): the
-    /// server sets the SIP driver's, so both follow the configured T1.
-    pub sip_timers: TimerConfig,
-    /// Answer a trunk's SRTP offer (`RTP/SAVP` with SDES `a=crypto`, an SBC interconnect) with
-    /// SRTP (`sip.trunk_srtp = "accept"`); otherwise such an offer is refused (488) and the trunk
-    /// leg is plain RTP.
-    pub trunk_srtp: bool,
-}
-
-impl Default for CallFlowConfig {
-    fn default() -> Self {
-        CallFlowConfig {
-            trunks: Vec::new(),
-            unknown_sources: UnknownSources::Drop,
-            call: CallConfig::default(),
-            rtp_ports: 20000..=29999,
-            media_ip: None,
-            contact_host: None,
-            max_calls: 2500,
-            retry_after: 30,
-            media: MediaPreferences::default(),
-            comfort: Comfort::Ringback,
-            media_timeout: std::time::Duration::from_secs(60),
-            agent_media: AgentMedia::Relay,
-            sip_timers: TimerConfig::default(),
-            shutdown_grace: std::time::Duration::from_secs(30),
-            trunk_srtp: false,
-        }
-    }
-}
-
-impl CallFlowConfig {
-    /// Whether `ip` is one of the trunks (an IPv4-mapped IPv6 address counts as its IPv4 address).
-    pub fn is_trunk(&self, ip: IpAddr) -> bool {
-        sip_driver::in_trunks(&self.trunks, ip)
-    }
-
-    /// Every loopback address (`127.0.0.0/8`, `::1`): the trunks of `demo` and the tests.
-    pub fn loopback_trunks() -> Vec<ipnet::IpNet> {
-        ["127.0.0.0/8", "::1/128"]
-            .iter()
-            .filter_map(|net| net.parse().ok())
-            .collect()
-    }
-}
 
 /// What the manager needs from the rest of the server.
 #[derive(Clone)]
@@ -147,31 +53,9 @@ pub struct CallContext {
     pub sip_local: BoundAddrs,
 }
 
-/// Where messages go. Shared with the call tasks (they add client transactions).
-#[derive(Default)]
-pub struct Routes {
-    /// Trunk Call-ID → call.
-    trunk_calls: HashMap<String, CallId>,
-    /// Trunk INVITE server transaction → call (CANCEL, timer H).
-    server_txs: HashMap<ServerTxId, CallId>,
-    /// Client transactions of call tasks → call (timeouts, transport errors).
-    pub client_txs: HashMap<ClientTxId, CallId>,
-    calls: HashMap<CallId, mpsc::Sender<CallInput>>,
-    /// Shutting down: new calls get 503 with Retry-After; live ones may finish.
-    draining: bool,
-}
-
 /// Capacity of each call task's input queue: far more than a well-behaved dialog ever has in
 /// flight (a handful of requests and responses).
 const CALL_QUEUE: usize = 256;
-
-/// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.
-pub const AGENT_CALL_ID_PREFIX: &str = "vb-";
-
-/// The key of call `id` in the link-session store: `<id>-<instance>`.
-pub fn store_key(id: CallId, instance: &str) -> String {
-    format!("{id}-{instance}")
-}
 
 /// The call a store key names, if this instance made it (keys of an earlier run name no call).
 pub fn call_of_store_key(key: &str, instance: &str) -> Option<CallId> {
@@ -484,8 +368,8 @@ fn route_by_call_id(routes: &Routes, call_id: Option<&str>) -> Option<CallId> {
 }
 
 fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
-    // Critical sections only insert/remove map entries; a poisoned lock still holds consistent maps.
-    routes.lock().unwrap_or_else(|p| p.into_inner())
+    // Critical sections only insert/remove map entries (see `crate::sync`).
+    crate::sync::lock(routes)
 }
 
 /// Without RTP ports we cannot take calls: answer every INVITE 503 and keep the SIP side polite
@@ -522,6 +406,7 @@ async fn refuse_all(ctx: CallContext, mut events: SipEvents) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn agent_call_ids_lead_back_to_their_call() {

@@ -1,23 +1,28 @@
 //! The call path: one state machine per call, from the trunk's INVITE to the agent's softphone.
 //!
+//! - [`agent_forks`]: the agent leg's parallel INVITEs: which phone won, CANCEL, ACK+BYE of strays.
 //! - [`agent_outcome`]: why an agent leg did not connect (`agent_leg` in the call view).
 //! - [`collect`]: merging RFC 4733, SIP INFO and in-band digits into the link code, with timeouts.
+//! - [`config`]: the call flow's settings and routing table, shared by the manager and the tasks.
 //! - [`registry`]: the calls the portal and the API see, and the event bus of state changes.
 //! - [`direct`]: re-INVITEs that move a connected call's media end to end (`media = "direct"`).
-//! - [`direct_sync`]: keeping it end to end when either leg re-INVITEs (hold, resume, a new port).
+//!   `direct/sync.rs` keeps it end to end when either leg re-INVITEs (hold, resume, a new port).
 //! - [`hold`]: the comfort signal for a caller the agent put on hold (relayed calls).
+//! - [`teardown`]: how a call ends: the caller's one BYE, the goodbye, the release order.
 //! - [`pacing`]: when the next 20 ms frame of a signal we play is due.
 
+pub mod agent_forks;
 pub mod agent_outcome;
 pub mod collect;
+pub mod config;
 pub mod direct;
-pub mod direct_sync;
 pub mod hold;
 pub mod machine;
 pub mod manager;
 pub mod pacing;
 pub mod registry;
 pub mod task;
+pub mod teardown;
 
 use serde::Serialize;
 use std::fmt;

@@ -151,7 +151,7 @@ impl Registry {
             calls: Mutex::new(BTreeMap::new()),
             events,
             last_id: AtomicU64::new(0),
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance: format!("{:032x}", rand::random::<u128>()),
         }
     }
 
@@ -161,7 +161,7 @@ impl Registry {
     }
 
     /// This run's instance (random per start): calls' keys in the link-session store are
-    /// `<call id>-<instance>` ([`super::manager::store_key`]), unique across restarts.
+    /// `<call id>-<instance>` ([`super::config::store_key`]), unique across restarts.
     pub fn instance(&self) -> &str {
         &self.instance
     }
@@ -330,9 +330,7 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<CallId, Entry>> {
         // A panic while holding this lock would be a bug in this file; the map stays consistent because
         // every critical section above only does infallible updates, so a poisoned lock is still usable.
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 }
 

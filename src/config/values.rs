@@ -57,13 +57,13 @@ pub(super) fn realm(s: &str) -> Result<String, String> {
 
 /// A duration like `5s`, `1m30s`, `10m`, within `min..=max`.
 pub(super) fn duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
+    let d = crate::time::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 5s or 10m: {e}"))?;
     if d < min || d > max {
         return Err(format!(
             "must lie between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            crate::time::format_duration(min),
+            crate::time::format_duration(max)
         ));
     }
     Ok(d)

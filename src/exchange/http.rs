@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -242,7 +242,8 @@ fn new_call_of(body: NewCallBody, now: SystemTime) -> Result<NewCall, String> {
     };
     let since = match body.time {
         None => now,
-        Some(TimeField::Unix(secs)) => UNIX_EPOCH + Duration::from_secs(secs),
+        Some(TimeField::Unix(secs)) => crate::time::from_unix_seconds(secs)
+            .ok_or_else(|| "`time` is too far in the future".to_owned())?,
         Some(TimeField::Text(text)) => parse_time(text.trim()).ok_or_else(|| {
             "`time` must be RFC 3339 with `Z` or an offset (2025-01-31T09:30:00+01:00) or Unix seconds"
                 .to_owned()
@@ -261,13 +262,10 @@ fn new_call_of(body: NewCallBody, now: SystemTime) -> Result<NewCall, String> {
 /// Unix seconds, or RFC 3339 with `Z` or a `±HH:MM` offset.
 fn parse_time(text: &str) -> Option<SystemTime> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .ok()
-            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        return text.parse().ok().and_then(crate::time::from_unix_seconds);
     }
     if text.ends_with(['Z', 'z']) {
-        return humantime::parse_rfc3339_weak(&text[..text.len() - 1]).ok();
+        return crate::time::parse_rfc3339_utc(&text[..text.len() - 1]);
     }
     // `…±HH:MM`: the offset's sign sits 6 bytes before the end.
     let at = text.len().checked_sub(6)?;
@@ -282,7 +280,7 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     if hours > 23 || minutes > 59 || !local.contains(['T', 't', ' ']) {
         return None;
     }
-    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    let local = crate::time::parse_rfc3339_utc(local)?;
     let offset = Duration::from_secs(hours * 3600 + minutes * 60);
     if sign > 0 {
         local.checked_sub(offset)
@@ -388,6 +386,7 @@ fn sse(event: &ExchangeEvent) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)

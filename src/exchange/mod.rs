@@ -32,7 +32,7 @@ pub use http::{router, ExchangeError};
 pub use key::{ExchangeAccess, ExchangeKey, KeyHash};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -308,7 +308,7 @@ impl ExchangeCalls {
         };
         let result = self
             .links
-            .verify_call(code, crate::store::unix_now())
+            .verify_call(code, crate::time::unix_now())
             .await
             .map(|verified| {
                 verified
@@ -360,6 +360,6 @@ impl ExchangeCalls {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, Handle>> {
         // Critical sections only insert, look up or remove entries: a poisoned map is consistent.
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.calls)
     }
 }

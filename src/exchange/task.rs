@@ -90,7 +90,7 @@ fn route_of(tenant: &Tenant, agent: &AgentId) -> AgentRoute {
 async fn release(cx: &Context, reason: EndReason) {
     cx.registry.end(cx.id, SystemTime::now());
     let released = match &cx.store_key {
-        Some(key) => cx.links.release_call(key, crate::store::unix_now()).await,
+        Some(key) => cx.links.release_call(key, crate::time::unix_now()).await,
         None => false,
     };
     crate::metrics::global().exchange_call_ended(reason.as_str());

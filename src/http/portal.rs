@@ -428,7 +428,7 @@ async fn audit_log(
     Ok(Json(
         rows.into_iter()
             .map(|e| AuditJson {
-                at: humantime::format_rfc3339_millis(e.at()).to_string(),
+                at: crate::time::rfc3339_millis(e.at()),
                 tenant: e.tenant,
                 agent: e.agent,
                 action: e.action,

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -174,7 +174,7 @@ impl RateLimiter {
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let limit = &self.limit;
         // Bucket updates are plain arithmetic; a poisoned lock still holds valid buckets.
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = crate::sync::lock(&self.table);
         let key = client_key(ip);
         if !table.clients.contains_key(&key) {
             let network = network_key(ip);
@@ -208,7 +208,7 @@ impl RateLimiter {
     pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
         let limit = &self.limit;
         // Read only; a poisoned lock still holds valid buckets.
-        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = crate::sync::lock(&self.table);
         if let Some(bucket) = table.clients.get(&client_key(ip)) {
             return bucket.tokens(limit, now) >= 1.0;
         }
@@ -224,11 +224,7 @@ impl RateLimiter {
 
     /// Number of clients with a bucket of their own (tests check the memory bound with it).
     pub fn tracked(&self) -> usize {
-        self.table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clients
-            .len()
+        crate::sync::lock(&self.table).clients.len()
     }
 
     /// The overflow slot of `network`.

@@ -21,8 +21,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::PublicState;
-use crate::store::{unix_now, FrontendToken};
+use crate::store::FrontendToken;
 use crate::tenant::{Tenant, TenantId};
+use crate::time::unix_now;
 
 /// Longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(15);

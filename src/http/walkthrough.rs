@@ -184,7 +184,6 @@ a.step {{ display: inline-block; background: #0b5394; color: #fff; padding: .4re
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,6 @@ pub(super) async fn widget_js() -> impl IntoResponse {
     )
 }
 
-
 /// `GET /button-demo`: a stand-in for the municipality's page, Dutch (English with `?lang=en` or a
 /// browser preferring English; the widget follows the page's `lang`). The button keeps its Dutch
 /// name, as on the municipalities' sites.

@@ -3,7 +3,7 @@
 //! authentication (none, token, HS256/RS256 signed JWT), per-request timeouts and bounded retries.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -236,7 +236,7 @@ impl IrmaClient {
                         .body(to_json(&request)?),
                     PreparedAuth::Jwt { issuer, key, alg } => {
                         let claims = RequestorJwtClaims {
-                            iat: unix_now(),
+                            iat: crate::time::unix_now(),
                             iss: issuer,
                             sub: "verification_request",
                             sprequest: ServiceProviderRequest { request: &request },
@@ -537,13 +537,6 @@ fn verify_result_jwt(
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, IrmaError> {
     serde_json::to_vec(value)
         .map_err(|e| IrmaError::Config(format!("encoding the session request: {e}")))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A status event's data: irmago's requestor stream sends a JSON string (`"DONE"`), its frontend

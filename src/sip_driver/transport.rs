@@ -17,7 +17,7 @@ mod admission;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -132,11 +132,8 @@ impl Drop for Slot {
     }
 }
 
-/// The counting holds no invariant a panic elsewhere could break halfway, so a poisoned lock is
-/// still good.
-fn lock(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
-    admission.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The counting holds no invariant a panic elsewhere could break halfway.
+use crate::sync::lock;
 
 impl Streams {
     /// Streams within `limits`; connections with `trunks` are exempt from the per-address limit

@@ -23,15 +23,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use sip::auth::{Authenticator, DigestConfig, DigestResponse, Secret};
-use sip::message::{Contact, HeaderName, Method, Request, Response, StatusCode};
+use sip::message::build::{self, status};
+use sip::message::{Contact, HeaderName, Method, Request, Response};
 use sip::ratelimit::{Attempt, FailureLimiter, LimitConfig};
 use sip::registrar::{
     Binding, RegisterError, RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent,
 };
 use sip::transaction::Transport;
 
-/// Our `Server` / `User-Agent` value.
-pub const PRODUCT: &str = concat!("veilig-bellen/", env!("CARGO_PKG_VERSION"));
+// Transition re-export (issue 14): the value lives at the crate root now.
+use crate::PRODUCT;
 
 /// One agent's SIP login.
 #[derive(Clone, PartialEq, Eq)]
@@ -304,9 +305,10 @@ fn read_register(
     })
 }
 
-/// A final response to `req` with an optional reason phrase, a To tag and our Server header.
+/// A final response to `req` with an optional reason phrase, a fresh To tag and our Server header
+/// ([`build::final_response`]).
 pub fn finish_response(req: &Request, code: u16, reason: Option<&str>) -> Response {
-    with_tag_and_server(Response::for_request(req, status(code), reason))
+    build::final_response(req, code, reason, &new_tag(), PRODUCT)
 }
 
 fn respond(req: &Request, code: u16, reason: Option<&str>) -> TuOutcome {
@@ -323,14 +325,9 @@ fn with_tag_and_server(resp: Response) -> Response {
     resp
 }
 
-/// A fresh To/From tag (RFC 3261 §19.3: at least 32 bits of randomness).
+/// A fresh To/From tag (RFC 3261 §19.3): 64 bits from the OS random source ([`build::tag`]).
 pub fn new_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-fn status(code: u16) -> StatusCode {
-    // The codes used here are all within 100..=699; 500 is the fallback if one is not.
-    StatusCode::new(code).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR)
+    build::tag(rand::random())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! mutex makes each operation atomic (within this one process, which is all it claims).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use super::ops::{self, Tx};
 use super::{
@@ -36,17 +36,13 @@ impl MemoryStore {
         &self,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = crate::sync::lock(&self.maps);
         f(&mut *maps)
     }
 
     /// Number of sealed attribute sets held (tests check purging with it).
     pub fn sealed_count(&self) -> usize {
-        self.maps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .attrs
-            .len()
+        crate::sync::lock(&self.maps).attrs.len()
     }
 }
 

@@ -37,7 +37,6 @@ pub mod rules;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -85,16 +84,7 @@ pub fn open_data_dir(
     Ok((store, key))
 }
 
-/// Seconds since the Unix epoch.
-pub type UnixSeconds = u64;
-
-/// The wall clock as [`UnixSeconds`] (callers pass it in as `now`).
-pub fn unix_now() -> UnixSeconds {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::time::UnixSeconds;
 
 /// Where a link session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -164,8 +164,6 @@ impl PbxEvents {
     }
 }
 
-pub use super::server::code_of;
-
 /// Eight digits that are not `code`.
 pub fn other_code(code: &str) -> String {
     let n: u32 = code.parse().expect("digits");

@@ -267,7 +267,9 @@ pub async fn disclose_session(
     let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
     let client_token = u.rsplit('/').next().expect("client token");
     let response = client
-        .post(format!("{http_base}/irma-sim/session/{client_token}/disclose"))
+        .post(format!(
+            "{http_base}/irma-sim/session/{client_token}/disclose"
+        ))
         .json(&json!({"attributes": {}}))
         .send()
         .await

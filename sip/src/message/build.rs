@@ -1,13 +1,46 @@
-//! Requests derived from a request we sent: CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx
-//! final response (§17.1.1.3). Both carry only the top Via of the original, so they share its
-//! branch (the CANCEL/ACK match the INVITE's transaction at the peer).
+//! Building messages from other messages.
+//!
+//! * Final responses a UAS sends on its own ([`final_response`], [`status`], [`tag`]): the
+//!   request's dialog headers (§8.2.6), a To tag (§8.2.6.2, §19.3) and a `Server` header.
+//!   The caller brings the randomness ([`tag`] formats 64 bits it drew) and the product name:
+//!   this crate reads neither a clock nor the OS random source.
+//! * Requests derived from a request we sent: CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx
+//!   final response (§17.1.1.3). Both carry only the top Via of the original, so they share its
+//!   branch (the CANCEL/ACK match the INVITE's transaction at the peer).
 
 use bytes::Bytes;
 
 use super::header::{HeaderName, Headers};
-use super::method::Method;
+use super::method::{Method, StatusCode};
 use super::typed::HeaderError;
 use super::{Request, Response};
+
+/// A final response to `req`: the §8.2.6 copy of Via/From/To/Call-ID/CSeq (and Record-Route for
+/// a dialog-creating 2xx, see [`Response::for_request`]), `reason` or the standard phrase, the
+/// To tag `to_tag` unless the request's To already has one, and `Server: {server}`.
+pub fn final_response(
+    req: &Request,
+    code: u16,
+    reason: Option<&str>,
+    to_tag: &str,
+    server: &str,
+) -> Response {
+    let mut resp = Response::for_request(req, status(code), reason).with_to_tag(to_tag);
+    resp.headers.push(HeaderName::Server, server);
+    resp
+}
+
+/// The status code `code`, or 500 when `code` is outside 100..=699 (a programming slip in the
+/// caller becomes a server error on the wire, never a panic).
+pub fn status(code: u16) -> StatusCode {
+    StatusCode::new(code).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR)
+}
+
+/// A To/From tag (§19.3: globally unique, at least 32 random bits) from 64 bits the caller drew
+/// from a cryptographic source: 16 lower-case hex digits.
+pub fn tag(random: u64) -> String {
+    format!("{random:016x}")
+}
 
 impl Request {
     /// The CANCEL for this (INVITE) request: same Request-URI, top Via, From, To, Call-ID, CSeq
@@ -61,7 +94,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{StatusCode, TransactionKey};
+    use crate::message::TransactionKey;
 
     fn invite() -> Request {
         Request::parse(
@@ -70,6 +103,26 @@ mod tests {
              CSeq: 5 INVITE\r\nContact: <sip:a@h1>\r\nContent-Type: application/sdp\r\nl: 3\r\n\r\nv=0",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn final_response_has_tag_server_and_dialog_headers() {
+        let inv = invite();
+        let r = final_response(&inv, 486, None, &tag(0xab), "vb/1");
+        assert_eq!(r.status.as_u16(), 486);
+        assert_eq!(r.headers.to().unwrap().tag(), Some("00000000000000ab"));
+        assert_eq!(r.headers.get(&HeaderName::Server).unwrap(), "vb/1");
+        assert_eq!(r.headers.vias().count(), 2);
+        assert_eq!(r.headers.cseq().unwrap().seq, 5);
+        let r = final_response(&inv, 403, Some("No\r\nway"), "t", "vb/1");
+        assert_eq!(r.reason, "No  way");
+    }
+
+    #[test]
+    fn status_out_of_range_is_500() {
+        assert_eq!(status(99), StatusCode::SERVER_INTERNAL_ERROR);
+        assert_eq!(status(700), StatusCode::SERVER_INTERNAL_ERROR);
+        assert_eq!(status(180).as_u16(), 180);
     }
 
     #[test]

@@ -60,6 +60,12 @@ macro_rules! header_names {
                     b"Record-Route" => return Some(HeaderName::RecordRoute),
                     b"Allow" => return Some(HeaderName::Allow),
                     b"Supported" => return Some(HeaderName::Supported),
+                    b"Expires" => return Some(HeaderName::Expires),
+                    b"Accept" => return Some(HeaderName::Accept),
+                    b"Authorization" => return Some(HeaderName::Authorization),
+                    b"User-Agent" => return Some(HeaderName::UserAgent),
+                    b"Server" => return Some(HeaderName::Server),
+                    b"P-Asserted-Identity" => return Some(HeaderName::PAssertedIdentity),
                     _ => {}
                 }
                 let mut buf = [0u8; 24];
@@ -249,9 +255,81 @@ pub struct Header {
 
 /// The ordered header fields of a message. Order is kept exactly; several lines with the same
 /// name stay separate lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The headers every message carries and every receiver reads (Via, From, To, Call-ID, CSeq,
+/// Contact, Content-Length, Max-Forwards, Content-Type) are indexed as lines are added: where
+/// the first line of each is and how many there are. A lookup of one of them goes straight to
+/// its line instead of comparing every name, and stops after its last line. Every method that
+/// changes the list keeps the index in step.
+#[derive(Clone, Default)]
 pub struct Headers {
     list: Vec<Header>,
+    index: Index,
+}
+
+/// Indexed names, in slot order.
+const INDEXED: usize = 9;
+
+/// Slot of an indexed name.
+#[inline]
+fn slot(name: &HeaderName) -> Option<usize> {
+    Some(match name {
+        HeaderName::Via => 0,
+        HeaderName::From => 1,
+        HeaderName::To => 2,
+        HeaderName::CallId => 3,
+        HeaderName::CSeq => 4,
+        HeaderName::Contact => 5,
+        HeaderName::ContentLength => 6,
+        HeaderName::MaxForwards => 7,
+        HeaderName::ContentType => 8,
+        _ => return None,
+    })
+}
+
+/// Per indexed name: position of its first line (meaningless when `count` is 0) and its number
+/// of lines.
+#[derive(Clone, Copy, Default)]
+struct Index {
+    first: [u32; INDEXED],
+    count: [u32; INDEXED],
+}
+
+impl Index {
+    /// Note a line called `name` added at position `at`, after every other line.
+    #[inline]
+    fn appended(&mut self, name: &HeaderName, at: usize) {
+        if let Some(s) = slot(name) {
+            if self.count[s] == 0 {
+                // A list longer than u32::MAX lines cannot exist in memory (64 B a line).
+                self.first[s] = at as u32;
+            }
+            self.count[s] = self.count[s].saturating_add(1);
+        }
+    }
+
+    fn rebuild(list: &[Header]) -> Index {
+        let mut index = Index::default();
+        for (at, h) in list.iter().enumerate() {
+            index.appended(&h.name, at);
+        }
+        index
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        // The index follows from the list.
+        self.list == other.list
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers").field("list", &self.list).finish()
+    }
 }
 
 impl Headers {
@@ -262,6 +340,39 @@ impl Headers {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Headers {
             list: Vec::with_capacity(n),
+            index: Index::default(),
+        }
+    }
+
+    /// The lines to look at for `name`: from its first line on and at most how many match.
+    #[inline]
+    fn span(&self, name: &HeaderName) -> (&[Header], usize) {
+        match slot(name) {
+            Some(s) => {
+                let n = self.index.count[s] as usize;
+                if n == 0 {
+                    return (&[], 0);
+                }
+                let from = self.index.first[s] as usize;
+                (self.list.get(from..).unwrap_or(&[]), n)
+            }
+            None => (&self.list, usize::MAX),
+        }
+    }
+
+    /// The first value of `name` and how many lines carry it.
+    #[inline]
+    pub(crate) fn first_and_count(&self, name: &HeaderName) -> (Option<&Text>, usize) {
+        match slot(name) {
+            Some(_) => {
+                let (lines, n) = self.span(name);
+                (lines.first().map(|h| &h.value), n)
+            }
+            None => {
+                let mut it = self.list.iter().filter(|h| &h.name == name);
+                let first = it.next().map(|h| &h.value);
+                (first, first.map_or(0, |_| 1 + it.count()))
+            }
         }
     }
 
@@ -280,7 +391,8 @@ impl Headers {
 
     /// The value of the first line called `name`.
     pub fn get(&self, name: &HeaderName) -> Option<&Text> {
-        self.list.iter().find(|h| &h.name == name).map(|h| &h.value)
+        let (lines, _) = self.span(name);
+        lines.iter().find(|h| &h.name == name).map(|h| &h.value)
     }
 
     /// The first value of an unknown header by name (case-insensitive).
@@ -293,15 +405,20 @@ impl Headers {
 
     /// Every line called `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a Text> + 'a {
-        self.list
+        let (lines, n) = self.span(name);
+        lines
             .iter()
             .filter(move |h| &h.name == name)
+            .take(n)
             .map(|h| &h.value)
     }
 
     /// Number of lines called `name`.
     pub fn count(&self, name: &HeaderName) -> usize {
-        self.list.iter().filter(|h| &h.name == name).count()
+        match slot(name) {
+            Some(s) => self.index.count[s] as usize,
+            None => self.list.iter().filter(|h| &h.name == name).count(),
+        }
     }
 
     /// Every comma-separated element of every line called `name` (quotes and `<>` respected),
@@ -314,7 +431,7 @@ impl Headers {
 
     /// Append a line.
     pub fn push(&mut self, name: HeaderName, value: impl Into<Text>) {
-        self.list.push(Header {
+        self.push_header(Header {
             name,
             value: value.into(),
         });
@@ -329,6 +446,7 @@ impl Headers {
                 value: value.into(),
             },
         );
+        self.reindex();
     }
 
     /// Insert a line before the first line called `name` (or at the end if there is none).
@@ -345,6 +463,7 @@ impl Headers {
                 value: value.into(),
             },
         );
+        self.reindex();
     }
 
     /// Replace all lines called `name` by one line at the position of the first (appended if
@@ -360,8 +479,9 @@ impl Headers {
                     i += 1;
                     keep
                 });
+                self.reindex();
             }
-            None => self.list.push(Header { name, value }),
+            None => self.push_header(Header { name, value }),
         }
     }
 
@@ -369,7 +489,11 @@ impl Headers {
     pub fn remove(&mut self, name: &HeaderName) -> usize {
         let before = self.list.len();
         self.list.retain(|h| &h.name != name);
-        before - self.list.len()
+        let removed = before - self.list.len();
+        if removed > 0 {
+            self.reindex();
+        }
+        removed
     }
 
     /// Remove the first element of a list header (e.g. the top Via or top Route), dropping the
@@ -385,13 +509,20 @@ impl Headers {
             }
             None => {
                 self.list.remove(idx);
+                self.reindex();
                 Some(v)
             }
         }
     }
 
     pub(crate) fn push_header(&mut self, h: Header) {
+        self.index.appended(&h.name, self.list.len());
         self.list.push(h);
+    }
+
+    /// Recompute the index after lines were inserted or removed.
+    fn reindex(&mut self) {
+        self.index = Index::rebuild(&self.list);
     }
 }
 
@@ -445,6 +576,58 @@ mod tests {
         h.push(HeaderName::Contact, "<sip:c@h>");
         let v: Vec<_> = h.values(&HeaderName::Contact).collect();
         assert_eq!(v, vec![r#""a, b" <sip:a@h>"#, "<sip:b@h>", "<sip:c@h>"]);
+    }
+
+    /// After every kind of edit, indexed lookups answer what a scan of the lines answers.
+    #[test]
+    fn index_follows_every_edit() {
+        fn agrees(h: &Headers) {
+            for name in [
+                HeaderName::Via,
+                HeaderName::From,
+                HeaderName::CallId,
+                HeaderName::Contact,
+                HeaderName::ContentLength,
+                HeaderName::Subject,
+            ] {
+                let scan: Vec<&Text> = h
+                    .iter()
+                    .filter(|l| l.name == name)
+                    .map(|l| &l.value)
+                    .collect();
+                assert_eq!(h.get_all(&name).collect::<Vec<_>>(), scan, "{name}");
+                assert_eq!(h.get(&name), scan.first().copied(), "{name}");
+                assert_eq!(h.count(&name), scan.len(), "{name}");
+                assert_eq!(
+                    h.first_and_count(&name),
+                    (scan.first().copied(), scan.len())
+                );
+            }
+        }
+        let mut h = Headers::new();
+        h.push(HeaderName::From, "<sip:a@b>;tag=1");
+        h.push(HeaderName::Via, "SIP/2.0/UDP a, SIP/2.0/UDP b");
+        h.push(HeaderName::Subject, "s");
+        h.push(HeaderName::Via, "SIP/2.0/UDP c");
+        agrees(&h);
+        h.push_front(HeaderName::Via, "SIP/2.0/UDP z");
+        agrees(&h);
+        h.insert_before(HeaderName::Contact, "<sip:c@d>");
+        h.insert_before(HeaderName::From, "<sip:x@y>");
+        agrees(&h);
+        assert!(h.single(&HeaderName::From).is_err());
+        h.replace(HeaderName::From, "<sip:only@one>");
+        agrees(&h);
+        assert_eq!(h.single(&HeaderName::From).unwrap(), "<sip:only@one>");
+        h.pop_first_value(&HeaderName::Via);
+        h.pop_first_value(&HeaderName::Via);
+        agrees(&h);
+        h.remove(&HeaderName::Via);
+        h.replace(HeaderName::ContentLength, "0");
+        agrees(&h);
+        let copy = h.clone();
+        assert_eq!(copy, h);
+        agrees(&copy);
     }
 
     #[test]

@@ -103,12 +103,34 @@ impl<'a> Iterator for SplitTop<'a> {
     }
 }
 
+/// Bytes [`find_top`] stops at for separator `sep`: `sep` itself, `"` and `<`.
+const fn stop_table(sep: u8) -> [bool; 256] {
+    let mut t = [false; 256];
+    t[sep as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'<' as usize] = true;
+    t
+}
+
+static STOP_COMMA: [bool; 256] = stop_table(b',');
+static STOP_SEMI: [bool; 256] = stop_table(b';');
+
 /// Index of the first top-level `sep` in `s` (outside quotes and angle brackets).
 pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
+    let stop = match sep {
+        b',' => &STOP_COMMA,
+        b';' => &STOP_SEMI,
+        _ => &stop_table(sep),
+    };
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // One table load per byte skips everything that cannot matter (most of a value).
         let c = b[i];
+        if !stop[c as usize] {
+            i += 1;
+            continue;
+        }
         if c == sep {
             return Some(i);
         }
@@ -121,7 +143,7 @@ pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
                     _ => i += 1,
                 }
             }
-        } else if c == b'<' {
+        } else {
             while i < b.len() && b[i] != b'>' {
                 i += 1;
             }

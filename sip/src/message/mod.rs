@@ -47,7 +47,7 @@
 //! [`Request::new`] (method, Request-URI), then `req.headers.push(HeaderName::Via, via.to_string())`
 //! etc.; typed values ([`Via`], [`NameAddr`], [`CSeq`], [`Auth`]) implement `Display` for that.
 //! [`Response::for_request`] copies Via/From/To/Call-ID/CSeq (RFC 3261 §8.2.6);
-//! [`Response::with_to_tag`] adds the To tag. [`Request::set_body`] sets body and Content-Type.
+//! [`Response::with_to_tag`] adds the To tag; [`build::final_response`] does both and adds `Server`. [`Request::set_body`] sets body and Content-Type.
 //! [`Request::cancel`] and [`Request::ack_for_non2xx`] derive CANCEL / non-2xx ACK (§9.1,
 //! §17.1.1.3). [`Request::to_bytes`] / [`Response::to_bytes`] write the message; Content-Length is always
 //! written from the actual body length. Writing a parsed message and parsing it again gives the
@@ -61,7 +61,7 @@
 //! [`TransactionKey`] (RFC 3261 §17.1.3/§17.2.3, with the RFC 2543 fallback) and [`DialogId`]
 //! (Call-ID + local/remote tag) are built from requests and responses; see [`keys`].
 
-mod build;
+pub mod build;
 pub mod framer;
 pub mod header;
 pub mod keys;

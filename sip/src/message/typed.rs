@@ -326,14 +326,11 @@ pub struct Replaces {
 impl Headers {
     /// The one value of a single-valued header.
     pub fn single(&self, name: &HeaderName) -> Result<&Text, HeaderError> {
-        let mut it = self.iter().filter(|h| &h.name == name);
-        let first = it
-            .next()
-            .ok_or_else(|| HeaderError::Missing(name.clone()))?;
-        if it.next().is_some() {
-            return Err(HeaderError::Duplicate(name.clone()));
+        match self.first_and_count(name) {
+            (Some(v), 1) => Ok(v),
+            (None, _) => Err(HeaderError::Missing(name.clone())),
+            (Some(_), _) => Err(HeaderError::Duplicate(name.clone())),
         }
-        Ok(&first.value)
     }
 
     fn single_opt(&self, name: &HeaderName) -> Result<Option<&Text>, HeaderError> {
@@ -374,11 +371,7 @@ impl Headers {
 
     /// Call-ID (RFC 3261 `callid = word ["@" word]`).
     pub fn call_id(&self) -> Result<&Text, HeaderError> {
-        let mut it = self.get_all(&HeaderName::CallId);
-        let v = it.next().ok_or(HeaderError::Missing(HeaderName::CallId))?;
-        if it.next().is_some() {
-            return Err(HeaderError::Duplicate(HeaderName::CallId));
-        }
+        let v = self.single(&HeaderName::CallId)?;
         let ok = !v.is_empty()
             && v.split_once('@')
                 .is_none_or(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'))
@@ -391,11 +384,7 @@ impl Headers {
 
     /// CSeq.
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
-        let mut it = self.get_all(&HeaderName::CSeq);
-        let v = it.next().ok_or(HeaderError::Missing(HeaderName::CSeq))?;
-        if it.next().is_some() {
-            return Err(HeaderError::Duplicate(HeaderName::CSeq));
-        }
+        let v = self.single(&HeaderName::CSeq)?;
         CSeq::parse(v).ok_or(HeaderError::Malformed(HeaderName::CSeq))
     }
 

@@ -65,7 +65,12 @@ impl Uri {
 
     pub(crate) fn parse_text(raw: Text) -> Result<Uri, UriError> {
         let s: &str = &raw;
-        if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        // Without early exit the compiler checks 16 or 32 bytes at a time; URIs are short and
+        // almost always clean.
+        let bad = s
+            .bytes()
+            .fold(false, |bad, b| bad | (b <= b' ') | (b == 0x7f));
+        if bad {
             return Err(UriError::BadCharacter);
         }
         let b = s.as_bytes();
@@ -151,13 +156,13 @@ impl Uri {
                 };
                 if let Some(u) = &user {
                     let us = &s[u.start as usize..u.end as usize];
-                    if us.is_empty() || !us.bytes().all(is_user_char) || !lex::escapes_valid(us) {
+                    if us.is_empty() || !user_chars_valid(us) {
                         return Err(UriError::BadUser);
                     }
                 }
                 if let Some(p) = &password {
                     let ps = &s[p.start as usize..p.end as usize];
-                    if !ps.bytes().all(is_user_char) || !lex::escapes_valid(ps) {
+                    if !user_chars_valid(ps) {
                         return Err(UriError::BadUser);
                     }
                 }
@@ -371,6 +376,29 @@ fn is_user_char(b: u8) -> bool {
     USER[b as usize]
 }
 
+/// Every byte of `s` a user/password character and every `%` a valid escape (checked only when
+/// there is a `%`, which is rare).
+fn user_chars_valid(s: &str) -> bool {
+    let (mut ok, mut pct) = (true, false);
+    for &c in s.as_bytes() {
+        ok &= is_user_char(c);
+        pct |= c == b'%';
+    }
+    ok && (!pct || lex::escapes_valid(s))
+}
+
+/// Characters of a host name or IPv4 address: alphanumerics, `-` and `.`.
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.';
+        i += 1;
+    }
+    t
+};
+
 /// Split `host[:port]`, returning the host length and port. One pass over the bytes.
 pub(crate) fn split_hostport(hp: &str) -> Result<(usize, Option<u16>), UriError> {
     let b = hp.as_bytes();
@@ -388,8 +416,7 @@ pub(crate) fn split_hostport(hp: &str) -> Result<(usize, Option<u16>), UriError>
     } else {
         let mut i = 0;
         while i < b.len() && b[i] != b':' {
-            let c = b[i];
-            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+            if !HOST[b[i] as usize] {
                 return Err(UriError::BadHost);
             }
             i += 1;

@@ -8,11 +8,11 @@
 //! `recvonly` and offered to the agent as `sendonly`; a resume (`sendrecv`) undoes both. A refresh with
 //! unchanged SDP changes nothing on the other leg.
 //!
-//! Sans-IO and owned by [`DirectMedia`](super::direct::DirectMedia), which turns a `None` from
+//! Sans-IO and owned by [`DirectMedia`](super::DirectMedia), which turns a `None` from
 //! [`Synced::handle_offer`] (no common codec, an offer we cannot mirror) or a refused re-INVITE into
 //! the fallback to the relay.
 
-use super::direct::{DirectAction, DirectMedia, Leg, Offer, PeerMedia};
+use super::{DirectAction, DirectMedia, Leg, Offer, PeerMedia};
 use sip::sdp::{Codec, Direction};
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,23 +1,23 @@
 //! The call task's agent leg: ringing the agent's phones and keeping the one that answers.
 //!
-//! One INVITE per registered contact of the agent (parallel forking done by us as a B2BUA, not by
-//! a proxy), each with our SDP offer (RFC 3264 §5) on one fresh RTP port. The first 2xx wins: it is
-//! ACKed (RFC 3261 §13.2.2.4) and becomes the agent's UAC dialog (§12.1.2); the other forks are
-//! CANCELled (§9.1). A 2xx arriving later from a losing fork is ACKed and hung up with BYE. When
-//! every fork failed the machine hears the most telling reason (`agent_outcome.rs`: 488 is
-//! `not_acceptable`, a transport error or transaction timeout `unreachable`, …), and the call task
-//! logs it at INFO (call id, agent, status, reason; nothing about the caller). Hanging the agent leg
-//! up sends BYE to a connected phone or CANCEL to forks still ringing.
+//! One INVITE per registered contact of the agent, each with our SDP offer (RFC 3264 §5) on one
+//! fresh RTP port; [`AgentForks`] (`agent_forks.rs`) decides which phone won, which forks are
+//! CANCELled and which stray 2xx is ACKed and hung up, and here its decisions are sent and its
+//! winner's dialog and SDP answer become the connected agent leg. When every fork failed the
+//! machine hears the most telling reason (`agent_outcome.rs`), and the call task logs it at INFO
+//! (call id, agent, status, reason; nothing about the caller). Hanging the agent leg up sends BYE
+//! to a connected phone or CANCEL to forks still ringing.
 
 use super::media::{bind_media, rtp_config};
-use super::{AgentLeg, Call, Fork, MediaLeg};
-use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome, AgentLegReason};
+use super::{AgentLeg, Call, MediaLeg};
+use crate::call::agent_forks::{AgentForks, Fork, ForkEvent, ForkTransmit};
+use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome};
+use crate::call::config::AGENT_CALL_ID_PREFIX;
 use crate::call::machine::Classification;
-use crate::call::manager::AGENT_CALL_ID_PREFIX;
-use crate::sip_driver::tu;
+use crate::sip_driver::{tu, SipHandle};
 use crate::tenant::AgentId;
 use sip::dialog::Dialog;
-use sip::endpoint::{ClientTxId, Target};
+use sip::endpoint::Target;
 use sip::message::{HeaderName, Method, Request, Response};
 use sip::rtp::RtpSession;
 use sip::sdp::{Direction, LocalMedia, LocalSdp, SrtpKey};
@@ -25,97 +25,54 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Call {
-    /// A phone of the agent answered: it wins, the other forks are cancelled.
-    pub(super) async fn connect_agent(&mut self, now: Instant, index: usize, response: Response) {
-        let Some(AgentLeg::Ringing { forks, media }) = self.agent.take() else {
-            return;
-        };
-        // `index` came from `position()` on these very forks.
-        let fork = &forks[index];
-        let tx = fork.tx;
-        let dialog = match Dialog::uac(
-            now,
-            &fork.request,
-            &response,
-            fork.target,
-            self.ctx.flow.sip_timers,
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(call = %self.id, "agent's 200 OK unusable for a dialog: {e}");
-                self.agent = Some(AgentLeg::Ringing { forks, media });
-                self.fork_failed(
-                    now,
-                    tx,
-                    AgentLegFailure::bad_answer(response.status.as_u16()),
-                );
-                return;
-            }
-        };
-        let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
-        let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
-        for (i, other) in forks.iter().enumerate() {
-            if i != index && other.failed.is_none() {
-                let _ = self.ctx.sip.cancel(other.tx).await;
+    /// Sends what [`AgentForks`] decided (CANCELs, ACKs, a stray's BYE), then acts on what its
+    /// forks' responses mean for the call. Returns whether there was anything.
+    pub(super) async fn drive_forks(&mut self, now: Instant) -> bool {
+        let mut busy = send_fork_transmits(&self.ctx.sip, &mut self.forks).await;
+        while let Some(event) = self.forks.poll_event() {
+            busy = true;
+            match event {
+                ForkEvent::Progress => self.machine.handle_agent_progress(now),
+                ForkEvent::Answered { dialog, answer } => {
+                    self.agent_answered(now, *dialog, &answer).await
+                }
+                ForkEvent::Failed(why) => {
+                    self.agent = None;
+                    self.machine.handle_agent_failed(now, why);
+                }
+                ForkEvent::RetryPlain => {
+                    self.agent = None;
+                    if let Some(agent) = self.machine.agent().cloned() {
+                        tracing::info!(call = %self.id, agent = %agent, "the agent's phone refused SRTP; calling it again with plain RTP");
+                        self.ring_agent_as(now, agent, true).await;
+                    }
+                }
             }
         }
-        let mut media = media;
+        busy
+    }
+
+    /// A phone of the agent answered (its 2xx is ACKed, the other forks are being cancelled): its
+    /// dialog and media become the connected agent leg.
+    async fn agent_answered(&mut self, now: Instant, dialog: Dialog, answer: &Response) {
+        let Some(AgentLeg::Ringing { mut media }) = self.agent.take() else {
+            // The forks ring only while the agent leg does; should that ever differ, the phone
+            // that answered is not left talking to nobody.
+            let mut dialog = dialog;
+            if let Ok(bye) = dialog.bye() {
+                let _ = self.ctx.sip.send_request(bye, dialog.peer()).await;
+            }
+            return;
+        };
         let config = rtp_config(&self.ctx.flow, dialog.peer().addr.ip());
-        match media.sdp.handle_answer(&response.body) {
+        match media.sdp.handle_answer(&answer.body) {
             Ok(m) => media.rtp = Some(RtpSession::new(now, m, config)),
             Err(e) => {
                 tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent")
             }
         }
-        self.stale_forks.extend(
-            forks
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| *i != index)
-                .map(|(_, f)| f),
-        );
         self.agent = Some(AgentLeg::Connected { dialog, media });
         self.machine.handle_agent_answered(now);
-    }
-
-    /// A ringing fork sent a provisional response: the phone is there.
-    pub(super) fn fork_progress(&mut self, now: Instant, tx: ClientTxId) {
-        if let Some(AgentLeg::Ringing { forks, .. }) = &self.agent {
-            if forks.iter().any(|f| f.tx == tx) {
-                self.machine.handle_agent_progress(now);
-            }
-        }
-    }
-
-    /// Fork `tx` failed (`why`: its final response, or none). When it was the last one still
-    /// ringing, the agent leg is over and the machine hears the most telling of the forks' failures.
-    pub(super) fn fork_failed(&mut self, now: Instant, tx: ClientTxId, why: AgentLegFailure) {
-        let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent else {
-            return;
-        };
-        let Some(fork) = forks.iter_mut().find(|f| f.tx == tx) else {
-            return;
-        };
-        fork.failed.get_or_insert(why);
-        let all: Option<Vec<AgentLegFailure>> = forks.iter().map(|f| f.failed).collect();
-        if let Some(why) = all.and_then(|a| a.into_iter().reduce(AgentLegFailure::more_telling)) {
-            self.agent = None;
-            match self.srtp_fallback.take() {
-                // Every phone refused our SRTP offer: under `srtp = "offer"` they get plain RTP.
-                Some(agent) if why.reason == AgentLegReason::NotAcceptable => {
-                    tracing::info!(call = %self.id, agent = %agent, "the agent's phone refused SRTP; calling it again with plain RTP");
-                    self.ring_plain_due = Some(agent);
-                }
-                _ => self.machine.handle_agent_failed(now, why),
-            }
-        }
-    }
-
-    /// Rings the agent again with a plain-RTP offer when [`Call::fork_failed`] said so.
-    pub(super) async fn ring_plain_now(&mut self, now: Instant) {
-        if let Some(agent) = self.ring_plain_due.take() {
-            self.ring_agent_as(now, agent, true).await;
-        }
     }
 
     /// The INFO line for an agent leg that went back to waiting: our call id, the agent, the
@@ -128,31 +85,6 @@ impl Call {
             reason = %outcome.reason,
             "the agent's phone did not take the call; the caller waits again"
         );
-    }
-
-    /// A 2xx we no longer want (a losing fork, or after the call moved on): ACK it, then BYE it.
-    pub(super) async fn ack_and_bye_stray(
-        &mut self,
-        now: Instant,
-        id: ClientTxId,
-        response: &Response,
-    ) {
-        let Some(fork) = self.stale_forks.iter().find(|f| f.tx == id) else {
-            return;
-        };
-        if let Ok(mut dialog) = Dialog::uac(
-            now,
-            &fork.request,
-            response,
-            fork.target,
-            self.ctx.flow.sip_timers,
-        ) {
-            let cseq = fork.request.headers.cseq().map(|c| c.seq).unwrap_or(1);
-            let _ = self.ctx.sip.send_ack(dialog.ack(cseq), dialog.peer()).await;
-            if let Ok(bye) = dialog.bye() {
-                let _ = self.ctx.sip.send_request(bye, dialog.peer()).await;
-            }
-        }
     }
 
     /// The registered phones of `agent` (none for an agent this tenant does not know). `&mut self`
@@ -175,7 +107,6 @@ impl Call {
 
     /// `plain`: the second try after every phone refused our SRTP offer (policy `offer` only).
     async fn ring_agent_as(&mut self, now: Instant, agent: AgentId, plain: bool) {
-        self.srtp_fallback = None;
         let bindings = self.agent_bindings(&agent).await;
         let registered = bindings.len();
         let policy = self
@@ -186,9 +117,8 @@ impl Call {
             .unwrap_or_default();
         let (bindings, secure) = policy.plan(bindings);
         let secure = secure && !plain;
-        if secure && policy == crate::tenant::SrtpPolicy::Offer {
-            self.srtp_fallback = Some(agent.clone());
-        }
+        // Under `srtp = "offer"`, a leg every phone refuses as not acceptable is rung again plain.
+        let srtp_fallback = secure && policy == crate::tenant::SrtpPolicy::Offer;
         if bindings.is_empty() && registered > 0 {
             tracing::info!(call = %self.id, agent = %agent, "the agent's SRTP is required, but no phone of theirs registered over TLS");
         }
@@ -236,16 +166,14 @@ impl Call {
                         tx,
                         request,
                         target,
-                        failed: None,
                     });
                 }
                 Err(e) => tracing::warn!(call = %self.id, "could not INVITE an agent phone: {e}"),
             }
         }
-        if forks.is_empty() {
-            // No INVITE could be sent to any phone (e.g. its connection is gone).
-            self.machine
-                .handle_agent_failed(now, AgentLegFailure::unreachable());
+        // No INVITE sent to any phone (e.g. its connection is gone) fails the leg as unreachable.
+        self.forks.ring(forks, srtp_fallback);
+        if !self.forks.is_ringing() {
             return;
         }
         let media = MediaLeg {
@@ -258,7 +186,7 @@ impl Call {
             relay_this_event: false,
             srtp: None,
         };
-        self.agent = Some(AgentLeg::Ringing { forks, media });
+        self.agent = Some(AgentLeg::Ringing { media });
     }
 
     fn agent_invite(&self, binding: &sip::registrar::Binding, offer: &[u8]) -> Option<Request> {
@@ -310,7 +238,7 @@ impl Call {
             "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
         );
         req.headers
-            .push(HeaderName::parse("User-Agent"), tu::PRODUCT);
+            .push(HeaderName::parse("User-Agent"), crate::PRODUCT);
         req.set_body(Some("application/sdp"), offer.to_vec());
         Some(req)
     }
@@ -361,20 +289,48 @@ impl Call {
         self.sip_local.to_string()
     }
 
+    /// Hangs the agent leg up: BYE to a connected phone, CANCEL to the forks still ringing.
     pub(super) async fn hangup_agent(&mut self) {
-        match self.agent.take() {
-            Some(AgentLeg::Connected { mut dialog, .. }) => {
-                if let Ok(bye) = dialog.bye() {
-                    let _ = self.ctx.sip.send_request(bye, dialog.peer()).await;
-                }
+        hangup_agent(&self.ctx.sip, &mut self.agent, &mut self.forks).await;
+    }
+}
+
+/// Hangs `agent` up: BYE to a connected phone, CANCEL (through `forks`) to phones still ringing.
+pub(super) async fn hangup_agent(
+    sip: &SipHandle,
+    agent: &mut Option<AgentLeg>,
+    forks: &mut AgentForks,
+) {
+    match agent.take() {
+        Some(AgentLeg::Connected { mut dialog, .. }) => {
+            if let Ok(bye) = dialog.bye() {
+                let _ = sip.send_request(bye, dialog.peer()).await;
             }
-            Some(AgentLeg::Ringing { forks, .. }) => {
-                for fork in forks.iter().filter(|f| f.failed.is_none()) {
-                    let _ = self.ctx.sip.cancel(fork.tx).await;
-                }
-                self.stale_forks.extend(forks);
+        }
+        Some(AgentLeg::Ringing { .. }) => {
+            forks.cancel();
+            send_fork_transmits(sip, forks).await;
+        }
+        None => {}
+    }
+}
+
+/// Sends what `forks` asked for; returns whether there was anything.
+async fn send_fork_transmits(sip: &SipHandle, forks: &mut AgentForks) -> bool {
+    let mut busy = false;
+    while let Some(t) = forks.poll_transmit() {
+        busy = true;
+        match t {
+            ForkTransmit::Cancel(tx) => {
+                let _ = sip.cancel(tx).await;
             }
-            None => {}
+            ForkTransmit::Ack { request, target } => {
+                let _ = sip.send_ack(request, target).await;
+            }
+            ForkTransmit::Bye { request, target } => {
+                let _ = sip.send_request(request, target).await;
+            }
         }
     }
+    busy
 }

@@ -9,9 +9,11 @@
 
 use super::media::{bind_media, media_ip, rtp_config};
 use super::{uri_number, Call, CallTaskContext, MediaLeg};
+use crate::call::agent_forks::AgentForks;
 use crate::call::hold::AgentHold;
 use crate::call::machine::CallMachine;
 use crate::call::pacing::FrameClock;
+use crate::call::teardown::Teardown;
 use crate::call::CallId;
 use crate::pii::Pii;
 use crate::sip_driver::tu;
@@ -32,6 +34,7 @@ use std::time::{Instant, SystemTime};
 /// INVITE was answered with an error).
 pub(super) async fn answer(
     ctx: &Arc<CallTaskContext>,
+    now: Instant,
     id: CallId,
     tenant: Tenant,
     tx: ServerTxId,
@@ -39,7 +42,6 @@ pub(super) async fn answer(
     source: Source,
 ) -> Option<Call> {
     let reject = |status: u16| tu::finish_response(invite, status, None);
-    let now = Instant::now();
     let media_ip = media_ip(&ctx.flow, source.local);
     let media = match bind_media(&ctx.ports, media_ip).await {
         Ok(m) => m,
@@ -152,22 +154,16 @@ pub(super) async fn answer(
         comfort_clock: FrameClock::starting(now),
         hold: AgentHold::new(),
         hold_signal: None,
-        goodbye_at: None,
         agent: None,
+        forks: AgentForks::new(ctx.flow.sip_timers),
         agent_legs_made: 0,
-        srtp_fallback: None,
-        ring_plain_due: None,
         lookup: None,
-        bye_caller_pending: false,
-        releasing: false,
-        stale_forks: Vec::new(),
-        caller_gone: false,
+        teardown: Teardown::new(),
         sip_local: source.local,
-        store_key: super::super::manager::store_key(id, &ctx.instance),
+        store_key: crate::call::config::store_key(id, &ctx.instance),
         trunk_remote_sdp: invite.body.to_vec(),
         direct: None,
         pending: Vec::new(),
-        finished: false,
     })
 }
 

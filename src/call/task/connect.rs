@@ -11,8 +11,9 @@
 //!   hands over (RFC 5589 §6.1: we BYE our leg) or falls back.
 
 use super::{Call, MediaLeg};
-use crate::call::direct::{DirectAction, DirectMedia, IncomingOffer, Leg, Offer, PeerMedia};
-use crate::call::direct_sync::Offered;
+use crate::call::direct::{
+    DirectAction, DirectMedia, IncomingOffer, Leg, Offer, Offered, PeerMedia,
+};
 use crate::tenant::AgentId;
 use bytes::Bytes;
 use sip::dialog::Dialog;
@@ -96,14 +97,13 @@ impl Call {
     }
 
     /// Sends what the direct-media switch asked for; returns whether there was anything.
-    pub(super) async fn drive_direct(&mut self) -> bool {
+    pub(super) async fn drive_direct(&mut self, now: Instant) -> bool {
         let mut busy = false;
         while let Some(action) = self.direct.as_mut().and_then(DirectMedia::poll_action) {
             busy = true;
             match action {
                 DirectAction::Offer(leg, offer) => {
-                    self.send_offer(Instant::now(), leg, offer, Purpose::Direct)
-                        .await
+                    self.send_offer(now, leg, offer, Purpose::Direct).await
                 }
                 DirectAction::Path(path) => {
                     tracing::info!(call = %self.id, ?path, "media path changed");
@@ -115,21 +115,20 @@ impl Call {
     }
 
     /// RFC 4028: we are the refresher of `leg` and half the interval passed.
-    pub(super) async fn refresh_session(&mut self, leg: Leg) {
+    pub(super) async fn refresh_session(&mut self, now: Instant, leg: Leg) {
         let offer = self
             .direct
             .as_ref()
             .map_or(Offer::Relay, |d| d.current_offer(leg));
-        self.send_offer(Instant::now(), leg, offer, Purpose::Refresh)
-            .await;
+        self.send_offer(now, leg, offer, Purpose::Refresh).await;
     }
 
     /// The dialog of `leg` ended its 491 back-off: send our offer again.
-    pub(super) async fn retry_offer(&mut self, leg: Leg) {
+    pub(super) async fn retry_offer(&mut self, now: Instant, leg: Leg) {
         let ours = self.direct.as_mut().is_some_and(|d| d.handle_retry(leg));
         if !ours {
             // The only other offers we make are session refreshes.
-            self.refresh_session(leg).await;
+            self.refresh_session(now, leg).await;
         }
     }
 
@@ -156,11 +155,13 @@ impl Call {
         let Some(peer) = self.leg_target(leg).await else {
             return;
         };
-        self.send_pending(leg, purpose, offer, request, peer).await;
+        self.send_pending(now, leg, purpose, offer, request, peer)
+            .await;
     }
 
     async fn send_pending(
         &mut self,
+        now: Instant,
         leg: Leg,
         purpose: Purpose,
         offer: Offer,
@@ -181,8 +182,7 @@ impl Call {
             Err(e) => {
                 tracing::warn!(call = %self.id, ?leg, ?purpose, "could not send: {e}");
                 let failed = Response::for_request(&request, StatusCode::SERVICE_UNAVAILABLE, None);
-                self.settle(Instant::now(), leg, purpose, offer, &failed)
-                    .await;
+                self.settle(now, leg, purpose, offer, &failed).await;
             }
         }
     }
@@ -206,7 +206,7 @@ impl Call {
         match self.trunk.refer(refer_to) {
             Ok(refer) => {
                 let peer = self.ctx.sip.route(&self.trunk).await;
-                self.send_pending(Leg::Trunk, Purpose::Refer, Offer::Relay, refer, peer)
+                self.send_pending(now, Leg::Trunk, Purpose::Refer, Offer::Relay, refer, peer)
                     .await;
             }
             Err(e) => {
@@ -308,7 +308,7 @@ impl Call {
             tracing::info!(call = %self.id, ?leg, status, "re-INVITE answered {status}: that leg is gone");
             match leg {
                 Leg::Trunk => {
-                    self.bye_caller_pending = true;
+                    self.teardown.hangup_caller(now);
                     self.machine.handle_caller_gone(now);
                 }
                 Leg::Agent => self.machine.handle_agent_gone(now),

@@ -7,13 +7,12 @@
 //!   refused (403), anything else gets 501. Requests outside both dialogs get 481.
 //! - ACKs (RFC 3261 §13.3.1.4): to our 2xx to the trunk's INVITE (with the trunk's SDP
 //!   answer after a late offer, RFC 3264 §4) and to our 2xx to either leg's re-INVITE.
-//! - Responses to our requests: to our in-dialog requests (handed to `task_connect.rs`), to the
-//!   agent forks (handed to `task_agent.rs`), retransmitted 2xx re-ACKed (RFC 3261 §13.2.2.4).
+//! - Responses to our requests: to our in-dialog requests (handed to `connect.rs`), to the
+//!   agent forks (handed to `agent.rs`), retransmitted 2xx re-ACKed (RFC 3261 §13.2.2.4).
 
 use super::connect;
 use super::media::rtp_config;
 use super::{AgentLeg, Call, MediaLeg};
-use crate::call::agent_outcome::AgentLegFailure;
 use crate::call::collect::DigitSource;
 use crate::call::direct::{Leg, Offer};
 use crate::sip_driver::tu;
@@ -25,8 +24,7 @@ use sip::sdp::Direction;
 use std::time::Instant;
 
 impl Call {
-    pub(super) async fn handle_sip(&mut self, event: Event) {
-        let now = Instant::now();
+    pub(super) async fn handle_sip(&mut self, now: Instant, event: Event) {
         match event {
             Event::Request { id, request, .. } => {
                 if self.trunk.matches_request(&request) {
@@ -55,7 +53,7 @@ impl Call {
                             }
                             Err(e) => {
                                 tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
-                                self.bye_caller_pending = true;
+                                self.teardown.hangup_caller(now);
                                 self.machine.handle_caller_gone(now);
                             }
                         }
@@ -87,14 +85,16 @@ impl Call {
                     }
                 }
             }
-            Event::Cancelled { .. } => self.machine.handle_caller_gone(now),
+            Event::Cancelled { .. } => {
+                self.teardown.handle_caller_bye(now);
+                self.machine.handle_caller_gone(now)
+            }
             Event::Response { id, response } => self.handle_response(now, id, response).await,
             Event::Timeout { id } | Event::TransportError { id } => {
                 if let sip::endpoint::TxId::Client(tx) = id {
                     if !self.handle_dialog_timeout(now, tx).await {
-                        // No final response from that phone at all: not one it sent.
-                        self.fork_failed(now, tx, AgentLegFailure::unreachable());
-                        self.ring_plain_now(now).await;
+                        // No final response from that phone at all (AgentForks decides).
+                        self.forks.handle_failure(tx);
                     }
                 }
             }
@@ -119,7 +119,7 @@ impl Call {
                 let _ = self.ctx.sip.respond(id, ok(dialog)).await;
                 match leg {
                     Leg::Trunk => {
-                        self.caller_gone = true;
+                        self.teardown.handle_caller_bye(now);
                         self.machine.handle_caller_gone(now)
                     }
                     Leg::Agent => {
@@ -246,36 +246,24 @@ impl Call {
         {
             return;
         }
-        let status = response.status.as_u16();
+        // A fork's response (ringing, or one that lost or was cancelled): AgentForks decides,
+        // `drive_forks` sends and acts.
+        if self.forks.handle_response(now, id, &response) {
+            return;
+        }
         let is_invite = response
             .headers
             .cseq()
             .map(|c| c.method == Method::Invite)
             .unwrap_or(false);
-        if let Some(AgentLeg::Ringing { forks, .. }) = &mut self.agent {
-            if let Some(i) = forks.iter().position(|f| f.tx == id) {
-                if response.status.is_provisional() {
-                    self.fork_progress(now, id);
-                    return;
-                }
-                if response.status.is_success() {
-                    self.connect_agent(now, i, response).await;
-                } else {
-                    self.fork_failed(now, id, AgentLegFailure::response(status));
-                    self.ring_plain_now(now).await;
-                }
-                return;
-            }
-        }
         if is_invite && response.status.is_success() {
-            match &mut self.agent {
-                Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_response(&response) => {
+            if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
+                if dialog.matches_response(&response) {
                     // A retransmitted 2xx: our ACK was lost. ACK again.
                     let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
                     let ack = dialog.ack(cseq);
                     let _ = self.ctx.sip.send_ack(ack, dialog.peer()).await;
                 }
-                _ => self.ack_and_bye_stray(now, id, &response).await,
             }
         }
     }

@@ -15,12 +15,12 @@
 
 use super::{AgentLeg, Call, MediaLeg};
 use crate::call::collect::DigitSource;
+use crate::call::config::CallFlowConfig;
 use crate::call::direct::DirectMedia;
 use crate::call::hold::{AgentPacket, CN_PAYLOAD_TYPE};
-use crate::call::manager::CallFlowConfig;
+use crate::rtp_ports::{PortLease, SharedPortPool};
 use dsp::dtmf::DtmfEvent;
 use dsp::tone::SignalSource;
-use sip::ports::{PortLease, SharedPortPool};
 use sip::rfc4733::{DigitEvent, EventPayload};
 use sip::rtp::{Received, RtpConfig, RtpEvent, RTP_HEADER_LEN};
 use sip::sdp::CodecKind;
@@ -34,8 +34,7 @@ const FRAME: usize = 160;
 const BIND_ATTEMPTS: usize = 8;
 
 impl Call {
-    pub(super) fn handle_trunk_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
-        let now = Instant::now();
+    pub(super) fn handle_trunk_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let Some(bytes) = self.trunk_media.receive(bytes) else {
             return;
         };
@@ -90,11 +89,10 @@ impl Call {
             }
             Ok(_) | Err(_) => {}
         }
-        self.drain_trunk_rtp_events();
+        self.drain_trunk_rtp_events(now);
     }
 
-    pub(super) fn handle_agent_rtp(&mut self, from: SocketAddr, bytes: &[u8]) {
-        let now = Instant::now();
+    pub(super) fn handle_agent_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let Some(AgentLeg::Connected { media, .. }) = &mut self.agent else {
             return;
         };
@@ -136,8 +134,7 @@ impl Call {
         }
     }
 
-    pub(super) fn drain_trunk_rtp_events(&mut self) {
-        let now = Instant::now();
+    pub(super) fn drain_trunk_rtp_events(&mut self, now: Instant) {
         let Some(rtp) = self.trunk_media.rtp.as_mut() else {
             return;
         };
@@ -159,7 +156,7 @@ impl Call {
                         .is_some_and(DirectMedia::trunk_media_elsewhere) => {}
                 RtpEvent::MediaTimeout => {
                     tracing::info!(call = %self.id, "no RTP from the caller for too long; ending the call");
-                    self.bye_caller_pending = true;
+                    self.teardown.hangup_caller(now);
                     self.machine.handle_caller_gone(now);
                 }
                 RtpEvent::Latched(_) | RtpEvent::SsrcChanged { .. } => {}

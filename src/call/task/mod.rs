@@ -7,54 +7,56 @@
 //! events re-sent with the agent leg's payload type.
 //!
 //! Loop: wait for the first of {SIP input routed by the manager, agent command, RTP on either socket,
-//! the code lookup, the earliest timer}; feed it to the owning state machine; then apply the machine's
-//! actions and publish the call view. Nothing here decides *what* happens to the call; the machine does.
+//! the code lookup, the earliest timer}; read `now` once (tokio's clock, so tests may pause it);
+//! feed the input to the owning state machine; then apply what the machines ask for and publish the
+//! call view. Nothing here decides *what* happens to the call: the [`CallMachine`] decides its
+//! course, [`AgentForks`] which of the agent's phones won and which are CANCELled or ACKed and hung
+//! up, and [`Teardown`] when the caller gets our BYE, when the loop ends and the release order.
 //!
 //! While the agent's phone holds a relayed call, the caller hears the comfort signal again
 //! ([`AgentHold`] decides when, `hold.rs`), and the view shows `on_hold`.
 //!
 //! The connect modes (`media = "direct"` re-INVITEs, `transfer = "refer"`), RFC 4028 session refreshes
-//! and every other in-dialog request *we* send are driven from `task_connect.rs`, a child module.
+//! and every other in-dialog request *we* send are driven from `connect.rs`, a child module.
 //!
 //! This file owns the [`Call`] and its run loop, deadlines, actions and release. The rest of the
-//! call's `impl` lives in child modules: `task_answer.rs` (answering the trunk's INVITE),
-//! `task_media.rs` (RTP, relay, comfort signal), `task_dialog.rs` (SIP requests, ACKs and responses
-//! on both legs), `task_agent.rs` (ringing the agent's phones) and `task_connect.rs`.
+//! call's `impl` lives in child modules: `answer.rs` (answering the trunk's INVITE),
+//! `media.rs` (RTP, relay, comfort signal), `dialog.rs` (SIP requests, ACKs and responses
+//! on both legs), `agent.rs` (ringing the agent's phones) and `connect.rs`.
 //!
-//! When the call ends every socket and port lease is dropped, the link code's attributes are purged from
-//! the store and from memory, and the manager forgets the call's routes.
-#[path = "task_agent.rs"]
+//! When the call ends, in [`Teardown::release`]'s order: the agent's phone is hung up, every socket
+//! and port lease is dropped, the registry shows the call ended (attributes leave memory), the
+//! manager forgets the call's routes, and the link code is released in the store.
 mod agent;
-#[path = "task_answer.rs"]
 mod answer;
-#[path = "task_connect.rs"]
 mod connect;
-#[path = "task_dialog.rs"]
 mod dialog;
-#[path = "task_media.rs"]
 mod media;
 
 /// The digit an INFO request carries (RFC 6086 `application/dtmf-relay` or `application/dtmf`);
 /// public for the fuzz target.
 pub use dialog::dtmf_from_info;
 
+use super::agent_forks::AgentForks;
+pub use super::config::CallInput;
+use super::config::{CallFlowConfig, Comfort, Routes};
 use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
 use super::hold::{AgentHold, HoldEvent};
 use super::machine::{Action, CallMachine, Classification};
-use super::manager::{CallFlowConfig, Comfort, Routes};
 use super::pacing::FrameClock;
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
+use super::teardown::{AgentLegAt, Held, ReleaseStep, Teardown, TeardownAction};
 use super::{CallId, CallState, UnverifiedReason};
 use crate::links::{LinkService, Unverified};
 use crate::pii::Pii;
+use crate::rtp_ports::{PortLease, SharedPortPool};
 use crate::sip_driver::SipHandle;
-use crate::tenant::{AgentId, Tenant, Tenants};
+use crate::tenant::{Tenant, Tenants};
 use dsp::dtmf::DtmfDetector;
 use dsp::tone::{LoopedPrompt, SignalSource, ToneGenerator};
 use sip::dialog::{Dialog, DialogEvent};
-use sip::endpoint::{ClientTxId, Event, ServerTxId, Source, Target};
+use sip::endpoint::{ServerTxId, Source};
 use sip::message::{Request, Uri};
-use sip::ports::{PortLease, SharedPortPool};
 use sip::rtp::RtpSession;
 use sip::sdp::{LocalMedia, LocalSdp};
 use std::net::SocketAddr;
@@ -78,20 +80,14 @@ pub struct CallTaskContext {
     pub routes: Arc<Mutex<Routes>>,
     /// Tell the manager the call is gone.
     pub ended: mpsc::UnboundedSender<CallId>,
-    /// Packets the relay forwarded between legs, all calls ([`super::manager::CallsProbe`]).
+    /// Packets the relay forwarded between legs, all calls (`CallsProbe` in the manager).
     pub relayed: Arc<AtomicU64>,
     /// This call flow's instance (random, per start): calls' store keys are
-    /// `<call id>-<instance>` ([`super::manager::store_key`]), unique across restarts.
+    /// `<call id>-<instance>` ([`super::config::store_key`]), unique across restarts.
     pub instance: String,
     /// Where the SIP driver listens: the agent leg's Contact names the TCP or TLS listener when
     /// the phone is reached over it.
     pub sip_bound: crate::sip_driver::BoundAddrs,
-}
-
-/// Input routed to a call by the manager.
-#[derive(Debug)]
-pub enum CallInput {
-    Sip(Event),
 }
 
 /// One RTP leg: socket, port lease, SDP state and RTP session.
@@ -189,19 +185,12 @@ impl MediaLeg {
     }
 }
 
-/// An INVITE sent to one of the agent's registered phones.
-struct Fork {
-    tx: ClientTxId,
-    request: Request,
-    target: Target,
-    /// How this fork failed; `None` while it may still answer (or after it won).
-    failed: Option<super::agent_outcome::AgentLegFailure>,
-}
-
+/// The agent leg's media and, once a phone answered, its dialog. Which phone rings, wins or is
+/// cancelled is [`AgentForks`]'s to decide.
 // One agent leg per call, moved rarely: the size difference costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 enum AgentLeg {
-    Ringing { forks: Vec<Fork>, media: MediaLeg },
+    Ringing { media: MediaLeg },
     Connected { dialog: Dialog, media: MediaLeg },
 }
 
@@ -226,24 +215,13 @@ struct Call {
     hold: AgentHold,
     /// The comfort signal the caller hears while the agent holds them.
     hold_signal: Option<Box<dyn SignalSource + Send>>,
-    /// Hang up after the goodbye signal, at this time.
-    goodbye_at: Option<Instant>,
     agent: Option<AgentLeg>,
+    /// The INVITEs to the agent's phones: which one won, which are cancelled or hung up.
+    forks: AgentForks,
     agent_legs_made: u32,
-    /// The ringing agent leg offered SRTP under `srtp = "offer"`: if every phone refuses it as not
-    /// acceptable (406/488/606), it is rung once more with plain RTP ([`Call::ring_plain_now`]).
-    srtp_fallback: Option<AgentId>,
-    /// That second try is due.
-    ring_plain_due: Option<AgentId>,
     lookup: Option<oneshot::Receiver<Result<crate::links::Verified, Unverified>>>,
-    /// A synchronous handler decided to BYE the caller; [`Call::apply_actions`] sends it.
-    bye_caller_pending: bool,
-    /// The machine said Release; we stop once the goodbye signal (if any) has played.
-    releasing: bool,
-    /// Forks that lost or were cancelled: a late 2xx from them is ACKed and hung up.
-    stale_forks: Vec<Fork>,
-    /// We sent BYE to the trunk (or it sent one).
-    caller_gone: bool,
+    /// The caller's BYE, the goodbye signal, when the loop ends and the release order.
+    teardown: Teardown,
     /// Our SIP address the trunk reached (Contact, agent-leg From/Call-ID host).
     sip_local: SocketAddr,
     /// Unique key of this call in the link-session store (call ids restart with the process; the
@@ -255,7 +233,6 @@ struct Call {
     direct: Option<DirectMedia>,
     /// Our in-dialog requests awaiting their final response.
     pending: Vec<connect::Pending>,
-    finished: bool,
 }
 
 /// Runs a call from its INVITE to the end.
@@ -268,55 +245,78 @@ pub async fn run(
     source: Source,
     mut inputs: mpsc::Receiver<CallInput>,
 ) {
-    let Some(mut call) = answer::answer(&ctx, id, tenant, invite_tx, &invite, source).await else {
+    let now = clock();
+    let Some(mut call) = answer::answer(&ctx, now, id, tenant, invite_tx, &invite, source).await
+    else {
         let _ = ctx.ended.send(id);
         return;
     };
     let (cmd_tx, mut commands) = mpsc::channel(8);
     ctx.registry.insert(call.view(), cmd_tx);
-    call.apply_actions().await;
+    call.apply_actions(now).await;
 
     let mut trunk_buf = vec![0u8; 2048];
     let mut agent_buf = vec![0u8; 2048];
     // One timer for the task's life, moved only when the next deadline changes: most wake-ups are
     // RTP packets that leave it where it was (no timer-wheel insert and cancel per packet).
-    let timer = tokio::time::sleep_until(call.next_deadline().into());
+    let timer = tokio::time::sleep_until(call.next_deadline(now).into());
     tokio::pin!(timer);
-    while !call.finished {
-        let deadline = tokio::time::Instant::from_std(call.next_deadline());
+    let mut now = now;
+    while !call.teardown.is_finished() {
+        let deadline = tokio::time::Instant::from_std(call.next_deadline(now));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
+        // Each branch reads the clock once, when its input is there: everything this turn
+        // decides happens at that `now`.
         tokio::select! {
             input = inputs.recv() => match input {
-                Some(CallInput::Sip(event)) => call.handle_sip(event).await,
+                Some(CallInput::Sip(event)) => {
+                    now = clock();
+                    call.handle_sip(now, event).await
+                }
                 None => break,
             },
-            Some(command) = commands.recv() => call.handle_command(command),
+            Some(command) = commands.recv() => {
+                now = clock();
+                call.handle_command(now, command)
+            }
             received = call.trunk_media.socket.recv_from(&mut trunk_buf) => {
+                now = clock();
                 if let Ok((n, from)) = received {
-                    call.handle_trunk_rtp(from, &trunk_buf[..n]);
+                    call.handle_trunk_rtp(now, from, &trunk_buf[..n]);
                 }
             }
             received = recv_agent(&call.agent, &mut agent_buf) => {
+                now = clock();
                 if let Some((n, from)) = received {
-                    call.handle_agent_rtp(from, &agent_buf[..n]);
+                    call.handle_agent_rtp(now, from, &agent_buf[..n]);
                 }
             }
             result = lookup_result(&mut call.lookup) => {
+                now = clock();
                 call.lookup = None;
-                call.handle_lookup(result);
+                call.handle_lookup(now, result);
             }
-            _ = &mut timer => call.handle_timeout(),
+            _ = &mut timer => {
+                now = clock();
+                call.handle_timeout(now)
+            }
         }
-        call.apply_actions().await;
+        call.apply_actions(now).await;
     }
     call.release().await;
 }
 
+/// The task's one time source: tokio's clock (so tests may pause it), as the `std` instant the
+/// state machines take.
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn recv_agent(agent: &Option<AgentLeg>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
     let socket = match agent {
-        Some(AgentLeg::Ringing { media, .. }) | Some(AgentLeg::Connected { media, .. }) => {
+        Some(AgentLeg::Ringing { media }) | Some(AgentLeg::Connected { media, .. }) => {
             &media.socket
         }
         None => return std::future::pending().await,
@@ -367,8 +367,8 @@ impl Call {
         self.ctx.registry.publish(self.view(), SystemTime::now());
     }
 
-    fn next_deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(3600);
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let far = now + Duration::from_secs(3600);
         let mut t = far;
         let mut consider = |d: Option<Instant>| {
             if let Some(d) = d {
@@ -383,7 +383,7 @@ impl Call {
             consider(Some(self.comfort_clock.due()));
         }
         consider(self.hold.poll_timeout());
-        consider(self.goodbye_at);
+        consider(self.teardown.poll_timeout());
         if let Some(AgentLeg::Connected { dialog, media }) = &self.agent {
             consider(dialog.poll_timeout());
             consider(media.rtp.as_ref().and_then(|r| r.poll_timeout()));
@@ -391,8 +391,7 @@ impl Call {
         t
     }
 
-    fn handle_timeout(&mut self) {
-        let now = Instant::now();
+    fn handle_timeout(&mut self, now: Instant) {
         self.machine.handle_timeout(now);
         if let Some(direct) = &mut self.direct {
             direct.handle_timeout(now);
@@ -401,7 +400,7 @@ impl Call {
         if let Some(rtp) = &mut self.trunk_media.rtp {
             rtp.handle_timeout(now);
         }
-        self.drain_trunk_rtp_events();
+        self.drain_trunk_rtp_events(now);
         if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
             dialog.handle_timeout(now);
             if let Some(rtp) = &mut media.rtp {
@@ -417,26 +416,17 @@ impl Call {
             self.drive_hold();
             self.send_hold_frame(now);
         }
-        if self.goodbye_at.is_some_and(|t| now >= t) {
-            self.goodbye_at = None;
-            self.comfort = None;
-            self.bye_caller_pending = true;
-            if self.releasing {
-                self.finished = true;
-            }
-        }
+        self.teardown.handle_timeout(now);
     }
 
-    fn handle_command(&mut self, command: CallCommand) {
-        let now = Instant::now();
+    fn handle_command(&mut self, now: Instant, command: CallCommand) {
         match command {
             CallCommand::Answer { agent } => self.machine.handle_answer_request(now, agent),
             CallCommand::Hangup => self.machine.handle_hangup_request(now),
         }
     }
 
-    fn handle_lookup(&mut self, result: Result<crate::links::Verified, Unverified>) {
-        let now = Instant::now();
+    fn handle_lookup(&mut self, now: Instant, result: Result<crate::links::Verified, Unverified>) {
         let classification = match result {
             Ok(verified) => Classification::Verified(
                 verified
@@ -515,14 +505,11 @@ pub(super) fn uri_number(uri: &Uri) -> Option<String> {
 impl Call {
     fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         // Critical sections only insert/remove map entries; a poisoned lock still holds consistent maps.
-        self.ctx.routes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.ctx.routes)
     }
 
+    /// Sends the BYE [`Teardown`] decided on (once per call).
     async fn bye_caller(&mut self) {
-        if self.caller_gone {
-            return;
-        }
-        self.caller_gone = true;
         if let Ok(bye) = self.trunk.bye() {
             let target = self.ctx.sip.route(&self.trunk).await;
             let _ = self.ctx.sip.send_request(bye, target).await;
@@ -530,14 +517,14 @@ impl Call {
     }
 
     /// Applies everything the state machines asked for, until they are quiet.
-    async fn apply_actions(&mut self) {
+    async fn apply_actions(&mut self, now: Instant) {
         // Re-INVITEs the dialogs ask for: (leg, glare retry rather than session refresh).
         let mut offers: Vec<(Leg, bool)> = Vec::new();
         loop {
             let mut busy = false;
             while let Some(action) = self.machine.poll_action() {
                 busy = true;
-                self.apply(action).await;
+                self.apply(now, action).await;
             }
             while let Some(event) = self.trunk.poll_event() {
                 busy = true;
@@ -547,8 +534,8 @@ impl Call {
                     }
                     DialogEvent::AckTimeout | DialogEvent::SessionExpired => {
                         tracing::info!(call = %self.id, "trunk dialog lost (no ACK or session expired)");
-                        self.bye_caller_pending = true;
-                        self.machine.handle_caller_gone(Instant::now());
+                        self.teardown.hangup_caller(now);
+                        self.machine.handle_caller_gone(now);
                     }
                     DialogEvent::RetryOffer => offers.push((Leg::Trunk, true)),
                     DialogEvent::SessionRefreshDue => offers.push((Leg::Trunk, false)),
@@ -572,22 +559,26 @@ impl Call {
                 }
                 if gone {
                     busy = true;
-                    self.machine.handle_agent_gone(Instant::now());
+                    self.machine.handle_agent_gone(now);
                 }
             }
             for (leg, retry) in offers.drain(..) {
                 busy = true;
                 if retry {
-                    self.retry_offer(leg).await;
+                    self.retry_offer(now, leg).await;
                 } else {
-                    self.refresh_session(leg).await;
+                    self.refresh_session(now, leg).await;
                 }
             }
-            busy |= self.drive_direct().await;
+            busy |= self.drive_forks(now).await;
+            busy |= self.drive_direct(now).await;
             busy |= self.drive_hold();
-            if std::mem::take(&mut self.bye_caller_pending) {
+            while let Some(action) = self.teardown.poll_action() {
                 busy = true;
-                self.bye_caller().await;
+                match action {
+                    TeardownAction::ByeCaller => self.bye_caller().await,
+                    TeardownAction::StopGoodbye => self.comfort = None,
+                }
             }
             if !busy {
                 break;
@@ -625,8 +616,7 @@ impl Call {
         busy
     }
 
-    async fn apply(&mut self, action: Action) {
-        let now = Instant::now();
+    async fn apply(&mut self, now: Instant, action: Action) {
         match action {
             Action::LookupCode(code) => {
                 let links = self.ctx.links.clone();
@@ -641,7 +631,7 @@ impl Call {
                         code: &code,
                         call_key: &key,
                     };
-                    let result = links.verify_call(call, crate::store::unix_now()).await;
+                    let result = links.verify_call(call, crate::time::unix_now()).await;
                     let _ = tx.send(result);
                 });
                 self.lookup = Some(rx);
@@ -678,69 +668,93 @@ impl Call {
                 let (signal, lasts) = self.goodbye_signal();
                 self.comfort = Some(signal);
                 self.comfort_clock = FrameClock::starting(now);
-                self.goodbye_at = Some(now + lasts);
+                self.teardown.handle_goodbye(now, lasts);
             }
-            Action::HangupCaller => self.bye_caller_pending = true,
+            Action::HangupCaller => self.teardown.hangup_caller(now),
             Action::HangupAgent => self.hangup_agent().await,
             Action::Publish => self.publish(),
-            Action::Release => {
-                self.releasing = true;
-                if self.goodbye_at.is_none() {
-                    self.finished = true;
-                }
-            }
+            Action::Release => self.teardown.handle_release(now),
         }
     }
 
-    /// Everything the call held goes: legs, ports, attributes in memory and in the store.
-    ///
-    /// Sockets and RTP ports go first, and the call leaves the routes, before the (possibly slow,
-    /// serialised) store write: the next call must not find the port pool empty because of it.
+    /// Everything the call held goes, in [`Teardown::release`]'s order: the agent's phone, the
+    /// signals, the trunk leg's socket and ports, the registry's view (attributes in memory), the
+    /// routes, and last the link code in the store.
     async fn release(mut self) {
-        self.hangup_agent().await;
-        self.detector = None;
-        self.comfort = None;
-        self.hold_signal = None;
-        self.stale_forks.clear();
-        let stats = self.trunk_media.rtp.as_ref().map(|r| r.stats());
-        if let Some(s) = &stats {
-            let metrics = crate::metrics::global();
-            metrics.rtp_packets_received.inc_by(s.packets_received);
-            metrics
-                .rtp_packets_lost
-                .inc_by(u64::try_from(s.packets_lost).unwrap_or(0));
-        }
         let reason = self.view().reason;
-        // Only a call that got as far as looking a code up can hold one in the store.
-        let code_looked_up = self.lookup.is_some()
-            || !matches!(
-                self.machine.classification(),
-                None | Some(Classification::Unverified(
-                    UnverifiedReason::NoCode | UnverifiedReason::IncompleteCode
-                ))
-            );
+        let held = Held {
+            agent: match &self.agent {
+                None => AgentLegAt::None,
+                Some(AgentLeg::Ringing { .. }) => AgentLegAt::Ringing,
+                Some(AgentLeg::Connected { .. }) => AgentLegAt::Connected,
+            },
+            lookup_in_flight: self.lookup.is_some(),
+            classification: self.machine.classification(),
+        };
+        let steps = std::mem::take(&mut self.teardown).release(held);
         let Call {
             id,
             ctx,
+            mut agent,
+            mut forks,
             trunk_media,
-            lookup,
+            mut lookup,
             store_key,
+            mut detector,
+            mut comfort,
+            mut hold_signal,
             ..
         } = self;
-        drop(trunk_media);
-        ctx.registry.end(id, SystemTime::now());
-        let _ = ctx.ended.send(id);
+        let mut trunk_media = Some(trunk_media);
+        let mut stats = None;
         let mut released = false;
-        if code_looked_up {
-            if let Some(in_flight) = lookup {
-                // A bind still running would bind the code after we released it: let it finish.
-                let _ = in_flight.await;
+        for step in steps {
+            match step {
+                ReleaseStep::ByeAgent | ReleaseStep::CancelAgent => {
+                    agent::hangup_agent(&ctx.sip, &mut agent, &mut forks).await
+                }
+                ReleaseStep::StopSignals => {
+                    detector = None;
+                    comfort = None;
+                    hold_signal = None;
+                    agent = None;
+                    forks = AgentForks::new(ctx.flow.sip_timers);
+                }
+                ReleaseStep::FreePorts => {
+                    stats = trunk_media
+                        .as_ref()
+                        .and_then(|m| m.rtp.as_ref())
+                        .map(|r| r.stats());
+                    if let Some(s) = &stats {
+                        let metrics = crate::metrics::global();
+                        metrics.rtp_packets_received.inc_by(s.packets_received);
+                        metrics
+                            .rtp_packets_lost
+                            .inc_by(u64::try_from(s.packets_lost).unwrap_or(0));
+                    }
+                    // The socket closes and the port pair goes back to the pool.
+                    trunk_media = None;
+                }
+                ReleaseStep::PublishEnded => ctx.registry.end(id, SystemTime::now()),
+                ReleaseStep::ForgetRoutes => {
+                    let _ = ctx.ended.send(id);
+                }
+                ReleaseStep::AwaitLookup => {
+                    if let Some(in_flight) = lookup.take() {
+                        // A bind still running would bind the code after we released it.
+                        let _ = in_flight.await;
+                    }
+                }
+                ReleaseStep::ReleaseCode => {
+                    released = ctx
+                        .links
+                        .release_call(&store_key, crate::time::unix_now())
+                        .await;
+                }
             }
-            released = ctx
-                .links
-                .release_call(&store_key, crate::store::unix_now())
-                .await;
         }
+        // Dropped by the steps above; named so the order stays theirs.
+        drop((detector, comfort, hold_signal, agent, forks, trunk_media));
         tracing::info!(
             call = %id,
             reason = reason.map(|r| r.as_str()).unwrap_or("verified_or_unclassified"),

@@ -9,7 +9,7 @@
 //! 4. an `X-CSRF-Token` other than the session's: 403.
 
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use axum::http::{header, HeaderMap};
@@ -91,10 +91,7 @@ pub struct AgentAuth {
 static DUMMY_HASH: LazyLock<Option<PasswordHash>> =
     LazyLock::new(|| PasswordHash::hash(&random_csrf()).ok());
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The tables are updated by plain inserts and removals; a poisoned lock still holds valid data.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 impl AgentAuth {
     pub fn new(

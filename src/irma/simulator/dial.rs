@@ -173,10 +173,7 @@ pub fn parse_tel(url: &str) -> Option<(String, Pii<String>)> {
     Some((number.to_owned(), Pii::new(code)))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding it leaves nothing half-done worth refusing.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::sync::lock;
 
 #[cfg(test)]
 mod tests {

@@ -321,10 +321,7 @@ fn authenticate(
             "Unknown requestor",
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::time::unix_now();
     if claims.iat > now + 60 {
         return Err(unauthorized("jwt not yet valid"));
     }

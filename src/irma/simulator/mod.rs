@@ -567,10 +567,7 @@ impl Simulator {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind; keep serving it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::sync::lock;
 
 /// `scheme.issuer.credential.attribute`, each part non-empty and plain.
 pub(crate) fn valid_attribute_id(id: &str) -> bool {

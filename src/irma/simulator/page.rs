@@ -287,7 +287,6 @@ fn path_of(url: &str) -> String {
     path.trim_end_matches('/').to_owned()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
