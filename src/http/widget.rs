@@ -29,22 +29,16 @@ pub(super) async fn widget_js() -> impl IntoResponse {
     )
 }
 
-/// `GET /button-demo`: a stand-in for the municipality's page, Dutch (English with `?lang=en` or a
-/// browser preferring English; the widget follows the page's `lang`). The button keeps its Dutch
-/// name, as on the municipalities' sites.
+/// `GET /button-demo`: a stand-in for the municipality's page: Dutch, as the municipalities' sites
+/// are (English with `?lang=en`, which the walk-through passes on; the widget follows the page's
+/// `lang`). The button keeps its Dutch name, as on the municipalities' sites.
 #[cfg(feature = "demo")]
 pub(super) async fn button_demo(
     State(state): State<PublicState>,
     axum::extract::Query(query): axum::extract::Query<super::walkthrough::PageQuery>,
-    headers: axum::http::HeaderMap,
 ) -> impl IntoResponse {
     use super::portal::i18n::Lang;
-    let lang = Lang::negotiate(
-        query.lang(),
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = Lang::negotiate(query.lang(), None);
     let (intro, next, back) = match lang {
         Lang::Nl => (
             "Zo ziet de knop eruit op de website van een gemeente. Klik erop: er verschijnt een \
