@@ -604,27 +604,20 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         registry.insert(
             CallView {
-                id: CallId(7),
-                tenant: TenantId("demo".into()),
-                state: CallState::Waiting,
                 verified: true,
-                reason: None,
-                caller: Pii::new("+31612345678".into()),
                 attributes: vec![ShownAttribute {
                     id: "irma-demo.gemeente.personalData.fullname".into(),
                     label: "Naam".into(),
                     value: Pii::new(Some("Jan de Vries".into())),
                 }],
-                since: SystemTime::UNIX_EPOCH,
-                agent: None,
-                ended_at: None,
-                media: Default::default(),
-                transferred: false,
-                on_hold: false,
-                warnings: Vec::new(),
-                agent_leg: None,
-                via: CallVia::Sip,
-                forward_to: None,
+                ..CallView::new(
+                    CallId(7),
+                    TenantId("demo".into()),
+                    CallState::Waiting,
+                    Pii::new("+31612345678".into()),
+                    SystemTime::UNIX_EPOCH,
+                    CallVia::Sip,
+                )
             },
             tx,
         );

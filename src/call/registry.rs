@@ -25,6 +25,17 @@ pub struct ShownAttribute {
     pub value: Pii<Option<String>>,
 }
 
+impl From<&crate::irma::VerifiedAttribute> for ShownAttribute {
+    /// The attribute as the portal shows it (Dutch label).
+    fn from(a: &crate::irma::VerifiedAttribute) -> ShownAttribute {
+        ShownAttribute {
+            id: a.id.clone(),
+            label: a.label_nl.clone(),
+            value: a.value.clone(),
+        }
+    }
+}
+
 /// Metrics for a call that just ended: one less active, one more ended with its outcome.
 fn count_ended(view: &CallView) {
     let metrics = crate::metrics::global();
@@ -87,6 +98,39 @@ pub enum CallVia {
     /// The municipality's exchange answered and read the code, and told us by API
     /// ([`crate::exchange`]).
     Exchange,
+}
+
+impl CallView {
+    /// A call that just came in through `via`, in `state`: not classified yet, no agent, no flags.
+    /// Set the rest with struct update syntax.
+    pub fn new(
+        id: CallId,
+        tenant: TenantId,
+        state: CallState,
+        caller: Pii<String>,
+        since: SystemTime,
+        via: CallVia,
+    ) -> CallView {
+        CallView {
+            id,
+            tenant,
+            state,
+            verified: false,
+            reason: None,
+            caller,
+            attributes: Vec::new(),
+            since,
+            agent: None,
+            ended_at: None,
+            media: Default::default(),
+            transferred: false,
+            on_hold: false,
+            warnings: Vec::new(),
+            agent_leg: None,
+            via,
+            forward_to: None,
+        }
+    }
 }
 
 /// A change on the bus. Subscribers (the portal's SSE stream) get a snapshot of the call.
@@ -345,27 +389,20 @@ mod tests {
 
     fn view(id: u64, state: CallState) -> CallView {
         CallView {
-            id: CallId(id),
-            tenant: TenantId("demo".into()),
-            state,
             verified: true,
-            reason: None,
-            caller: Pii::new("+31612345678".into()),
             attributes: vec![ShownAttribute {
                 id: "irma-demo.gemeente.personalData.fullname".into(),
                 label: "Naam".into(),
                 value: Pii::new(Some("Jan de Vries".into())),
             }],
-            since: SystemTime::UNIX_EPOCH,
-            agent: None,
-            ended_at: None,
-            media: Default::default(),
-            transferred: false,
-            on_hold: false,
-            warnings: Vec::new(),
-            agent_leg: None,
-            via: CallVia::Sip,
-            forward_to: None,
+            ..CallView::new(
+                CallId(id),
+                TenantId("demo".into()),
+                state,
+                Pii::new("+31612345678".into()),
+                SystemTime::UNIX_EPOCH,
+                CallVia::Sip,
+            )
         }
     }
 

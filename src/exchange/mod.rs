@@ -230,23 +230,18 @@ impl ExchangeCalls {
             "the municipality's exchange reported a call"
         );
         let view = CallView {
-            id,
-            tenant: tenant.id.clone(),
-            state: CallState::Waiting,
             verified,
             reason,
-            caller: call.caller,
             attributes,
-            since: call.since,
-            agent: None,
-            ended_at: None,
-            media: Default::default(),
-            transferred: false,
-            on_hold: false,
-            warnings: Vec::new(),
-            agent_leg: None,
-            via: CallVia::Exchange,
             forward_to: call.forward_to.as_deref().map(Arc::from),
+            ..CallView::new(
+                id,
+                tenant.id.clone(),
+                CallState::Waiting,
+                call.caller,
+                call.since,
+                CallVia::Exchange,
+            )
         };
         let machine = ExchangeCall::new(
             Instant::now(),
@@ -314,11 +309,7 @@ impl ExchangeCalls {
                 verified
                     .attributes
                     .iter()
-                    .map(|a| ShownAttribute {
-                        id: a.id.clone(),
-                        label: a.label_nl.clone(),
-                        value: a.value.clone(),
-                    })
+                    .map(ShownAttribute::from)
                     .collect()
             })
             .map_err(crate::call::task::map_reason);

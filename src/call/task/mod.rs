@@ -432,11 +432,7 @@ impl Call {
                 verified
                     .attributes
                     .iter()
-                    .map(|a| ShownAttribute {
-                        id: a.id.clone(),
-                        label: a.label_nl.clone(),
-                        value: a.value.clone(),
-                    })
+                    .map(ShownAttribute::from)
                     .collect(),
             ),
             Err(reason) => Classification::Unverified(map_reason(reason)),
