@@ -8,7 +8,7 @@
 //! The phone is a SIPp phone that rings for a while before answering (and echoes RTP); the caller is
 //! this test (SIPp for the SIP, a test socket for the RTP).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{answer, server_with_agent};

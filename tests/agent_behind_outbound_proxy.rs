@@ -16,7 +16,7 @@
 //! Failures print both SIPps' messages and Kamailio's log (every request and reply it handled, and
 //! why it refused one).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

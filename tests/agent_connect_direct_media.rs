@@ -8,7 +8,7 @@
 //!
 //! Real peers on loopback: SIPp as the trunk, baresip as the agent's phone.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{caller_hangs_up, tone_share, AgentPhone, Answer};

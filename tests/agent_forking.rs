@@ -7,7 +7,7 @@
 //! registered as the same user with digest auth (`support::sipp_phone`), whose scenarios fail when
 //! the CANCEL, ACK or BYE they expect never comes.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 //! phone echoes what it receives, so a marked packet coming back is the agent's audio; anything
 //! else is ours (or, with baresip, the agent's 440 Hz voice, told apart by frequency).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::agent::{server_with_agent, tone_share, AgentPhone, Answer};

@@ -15,7 +15,7 @@
 //! apart, and whatever else comes is ours or what the phone plays, told apart by frequency, level
 //! and packet count.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{server_with_agent, tone_share};

@@ -8,7 +8,7 @@
 //! - the agent has no registered phone: the API says `409 agent_unavailable` and the call stays
 //!   `waiting` — the agent sees at once that the softphone is off instead of a call that seems taken.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

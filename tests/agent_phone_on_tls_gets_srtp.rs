@@ -12,7 +12,7 @@
 //! depends on SRTP being negotiated. And a phone on TLS that speaks no SRTP still talks under the
 //! default `srtp = "offer"`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

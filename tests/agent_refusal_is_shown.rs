@@ -14,7 +14,7 @@
 //!   "Uw telefoon weigerde het gesprek (geen gedeelde codec of versleuteling)" to the agent who
 //!   clicked Opnemen, and the call can be answered again.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::sync::OnceLock;

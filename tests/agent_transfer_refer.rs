@@ -7,7 +7,7 @@
 //!
 //! Real peers on loopback: SIPp as the trunk (the transferee), baresip as the agent's phone.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

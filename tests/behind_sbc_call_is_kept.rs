@@ -25,7 +25,7 @@
 //! Failures print SIPp's messages and Kamailio's log (every request and reply it handled, and why it
 //! refused one: "without our Route: 404 Not here", "ACK without our Route … dropped").
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use sip::transaction::TimerConfig;

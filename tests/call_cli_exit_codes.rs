@@ -2,8 +2,7 @@
 //! through (1, "no response"), a bad URI or code is bad input (2), and so are bad arguments (2,
 //! clap's usage error).
 
-#[path = "support/call_cli.rs"]
-mod call_cli;
+use crate::support::call_cli;
 
 use call_cli::call;
 

@@ -3,9 +3,8 @@
 //! ends as a verified call in the agents' list, and the command exits 0 having said so line by line
 //! — without printing or logging (at TRACE) the code.
 
-#[path = "support/call_cli.rs"]
-mod call_cli;
-mod support;
+use crate::support;
+use crate::support::call_cli;
 
 use std::time::Duration;
 

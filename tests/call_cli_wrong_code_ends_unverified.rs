@@ -2,9 +2,8 @@
 //! cannot know the verdict, it only knows it was answered and the code went out) and the agents'
 //! list shows it unverified with reason `unknown_code`.
 
-#[path = "support/call_cli.rs"]
-mod call_cli;
-mod support;
+use crate::support;
+use crate::support::call_cli;
 
 use std::time::Duration;
 

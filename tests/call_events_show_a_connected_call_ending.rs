@@ -4,7 +4,7 @@
 //! the caller gets as a BYE) the stream says `ended` — with no attributes and no calling number left —
 //! and every RTP port is free again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{answer, server_with_agent, AgentPhone, Answer};

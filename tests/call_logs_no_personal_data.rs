@@ -6,9 +6,8 @@
 //! captured here), which needs nothing installed — so the check cannot pass by skipping — and one
 //! by sipp playing a pcap, where sipp can.
 
-#[path = "support/call_cli.rs"]
-mod call_cli;
-mod support;
+use crate::support;
+use crate::support::call_cli;
 
 use std::time::Duration;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};

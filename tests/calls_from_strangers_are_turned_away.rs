@@ -7,7 +7,7 @@
 //! get 403. The same INVITE and OPTIONS from the trunk's address are answered and the call listed,
 //! so the filter is no blanket refusal.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `503 Service Unavailable` and a `Retry-After`, so the trunk can route it elsewhere or retry; once
 //! the first call ends, its capacity and its RTP port are back and the next call is answered.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::server;

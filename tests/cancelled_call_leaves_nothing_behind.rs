@@ -7,7 +7,7 @@
 //! The trunk here is a tiny hand-written UAC on a UDP socket rather than SIPp: a SIPp scenario cannot
 //! branch on which of the two racing answers arrives, and this test needs to vary the CANCEL's timing.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

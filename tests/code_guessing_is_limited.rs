@@ -6,7 +6,7 @@
 //! - with caller-ID binding, a code from another number than the disclosed mobile number is
 //!   `caller_mismatch`, and the citizen's own call with it still verifies.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! created `0700` (a loose existing one is tightened), and every file in it is `0600` — no other
 //! user on the machine reads citizens' data, whatever the umask.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use support::server;

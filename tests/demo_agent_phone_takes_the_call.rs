@@ -7,7 +7,7 @@
 //! the phone is free for the next caller. With `--no-demo-phone` nothing registers and an answer is
 //! refused as `agent_unavailable` until a real softphone registers.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

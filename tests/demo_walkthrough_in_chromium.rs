@@ -8,7 +8,7 @@
 //! The browser part is `tests/browser/walkthrough.test.mjs`. Needs node, /usr/bin/chromium and
 //! `npm ci --prefix tests/browser`; without them the test prints why and passes, unless `CI` is set.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::demo_child::{Demo, AGENT_PASSWORD};

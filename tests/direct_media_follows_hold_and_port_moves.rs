@@ -12,7 +12,7 @@
 //!
 //! Real peers on loopback: SIPp as the trunk, baresip or SIPp as the agent's phone.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

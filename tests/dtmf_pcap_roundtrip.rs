@@ -1,7 +1,7 @@
 //! The DTMF pcap writer of `tests/support/pcap.rs` produces what a phone sends: read back and fed
 //! through the real `RtpSession`, it yields the code, with one RTP timestamp per digit.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

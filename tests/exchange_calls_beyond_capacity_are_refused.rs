@@ -2,7 +2,7 @@
 //! many exchange calls are live as the install takes calls (`calls.max_calls`), the next report
 //! gets `503` with `Retry-After`, and a report is taken again as soon as a call ended.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::exchange::{two_tenants, Pbx, DEMO_KEY};

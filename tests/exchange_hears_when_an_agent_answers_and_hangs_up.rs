@@ -6,7 +6,7 @@
 //!   number are gone from the call list;
 //! - the agent hangs up in the portal → `hangup`, then `ended`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

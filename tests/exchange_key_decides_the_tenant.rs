@@ -5,7 +5,7 @@
 //!   another's calls do not exist for it (404 on their events and their end);
 //! - an address that keeps presenting wrong keys is refused (429), even with a right key.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::exchange::{two_tenants, Pbx, ARNHEM_KEY, ARNHEM_NUMBER, DEMO_KEY};

@@ -4,7 +4,7 @@
 //! `code_reused`), an expired code, a code from another number than the disclosed mobile number
 //! (caller-ID binding), and a number that guessed too often.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

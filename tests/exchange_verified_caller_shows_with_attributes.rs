@@ -4,7 +4,7 @@
 //! and as the form Asterisk's `CURL()` posts. No code, number, attribute value or key reaches the
 //! log.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::exchange::{two_tenants, Pbx, DEMO_KEY};

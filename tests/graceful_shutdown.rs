@@ -3,7 +3,7 @@
 //! is left alone for the grace time, then hung up with a BYE the caller receives — nobody is left
 //! in a dead call.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::server::{self, TestServer};

@@ -7,12 +7,7 @@
 //!
 //! The IRMA server is the simulator, served by this test process on loopback.
 
-#[path = "support/ports.rs"]
-#[allow(dead_code)]
-mod ports;
-#[path = "support/serve_cli.rs"]
-#[allow(dead_code)]
-mod serve_cli;
+use crate::support::serve_cli;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -13,7 +13,7 @@ use veilig_bellen::irma::simulator::{simulator_router, Simulator, SimulatorConfi
 use veilig_bellen::irma::{accept_result, IrmaAuth, IrmaClient, IrmaServerConfig, SessionStatus};
 use veilig_bellen::tenant::Tenant;
 
-mod support;
+use crate::support;
 
 const RETURN_URL: &str = "tel:+31850000000,12345678";
 

@@ -24,21 +24,12 @@
 //! random moment inside each kind of step, and checks the reopened file. A step split over two
 //! transactions would be caught by most runs, not by every one: where a kill lands is chance.
 
-mod support;
+use crate::support;
 
-#[path = "support/irmago_standin.rs"]
-#[allow(dead_code)]
-mod irmago_standin;
-#[path = "support/serve_child.rs"]
-#[allow(dead_code)]
-mod serve_child;
-#[path = "support/serve_cli.rs"]
-#[allow(dead_code)]
-mod serve_cli;
-#[path = "support/store_writer.rs"]
-mod store_writer;
-
-// `serve_cli` finds its ports at `crate::ports`.
+use crate::support::irmago_standin;
+use crate::support::serve_child;
+use crate::support::serve_cli;
+use crate::support::store_writer;
 use support::ports;
 
 use std::io::{BufRead, BufReader};
@@ -599,7 +590,7 @@ async fn kill_writer_and_check(kill_after: usize) {
         .args([
             "--ignored",
             "--exact",
-            "write_loop_child",
+            &support::libtest_name(module_path!(), "write_loop_child"),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -2,7 +2,7 @@
 //! app discloses and receives `tel:<number>,<code>`, and the call that dials with that code gets the
 //! verified attributes — once.
 
-mod links_common;
+use crate::links_common;
 
 use links_common::{code_from_return_url, start_memory_app};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! when the code expires or the call's hold time passes, and old rows are forgotten — all with
 //! simulated time (`now` is passed in), so nothing here sleeps for minutes.
 
-mod links_common;
+use crate::links_common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! limiting, CORS only for the tenant's website origins, body limits, and JSON errors for unknown
 //! tenants, bad JSON and an unreachable IRMA server.
 
-mod links_common;
+use crate::links_common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

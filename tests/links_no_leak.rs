@@ -2,7 +2,7 @@
 //! not the status (pending or done), not the widget or demo page, not any error. Prior systems sent
 //! the code to the browser; whoever reads it there can dial in as the citizen.
 
-mod links_common;
+use crate::links_common;
 
 use links_common::{code_from_return_url, start_memory_app, SITE};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! trying the same code, the call ending, maintenance) writes neither the link code, nor the
 //! attribute values, nor the IRMA requestor token to the log.
 
-mod links_common;
+use crate::links_common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

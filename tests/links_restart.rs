@@ -6,9 +6,8 @@
 //! restart_writer_child` with `VB_RESTART_DB` set), reads its acknowledgements from stdout, sends
 //! SIGKILL mid-stream and reopens the database.
 
-mod links_common;
-#[path = "support/store_writer.rs"]
-mod store_writer;
+use crate::links_common;
+use crate::support::store_writer;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -114,7 +113,7 @@ fn killed_writer_loses_no_acknowledged_session() {
         .args([
             "--ignored",
             "--exact",
-            "restart_writer_child",
+            &crate::support::libtest_name(module_path!(), "restart_writer_child"),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -2,7 +2,7 @@
 //! store decides in one atomic step, for the redb store as for the in-memory one, and through the
 //! whole link service.
 
-mod links_common;
+use crate::links_common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! as RFC 4733 digits and as a code lookup `unknown_code`; HTTP requests are counted by route
 //! template, never by a path holding a token.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

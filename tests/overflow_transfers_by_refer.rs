@@ -5,7 +5,7 @@
 //!
 //! Real peer on loopback: SIPp as the trunk.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::refer::{answer_refer, refer_to, transfer_succeeds};

@@ -10,7 +10,7 @@
 //! And over TLS (RFC 3261 §26.2): PJSIP verifies our self-signed test certificate and registers;
 //! with a CA our certificate does not chain to, it refuses the connection and never registers.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

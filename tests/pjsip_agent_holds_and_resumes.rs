@@ -11,7 +11,7 @@
 //! - Over TLS with SRTP mandatory (our default `srtp = "offer"` gives TLS phones SDES-SRTP): the
 //!   same hold and resume, audio both ways afterwards through SRTP.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

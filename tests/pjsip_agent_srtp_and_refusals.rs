@@ -12,7 +12,7 @@
 //!   show `agent_leg` `{"agent":"agent","status":488,"reason":"not_acceptable"}` and the call is
 //!   `waiting` again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! Needs node, /usr/bin/chromium, `npm ci --prefix tests/browser` and sipp; without them the test
 //! prints why and passes, unless `CI` is set.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::portal::{portal_call, portal_server, BrowserRun};

@@ -8,7 +8,7 @@
 //! API works as before; the audit log is for supervisors. And the demo's agent logs in with the
 //! `--agent-password` the demo prints.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

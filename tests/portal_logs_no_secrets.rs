@@ -4,7 +4,7 @@
 //! whether it was verified); no password, session id, CSRF token, attribute value, link code or
 //! calling number appears anywhere in the log.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

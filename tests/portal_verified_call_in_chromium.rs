@@ -9,7 +9,7 @@
 //! Needs node, /usr/bin/chromium, `npm ci --prefix tests/browser`, sipp and baresip; without them
 //! the test prints why and passes, unless `CI` is set.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! call then lasts past 64·T1. The peers are hand-written UDP endpoints, since SIPp cannot hold back
 //! an ACK: a trunk, and an agent's phone registered as `agent` with digest auth. T1 is 25 ms here.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::agent::{answer, server_with_agent};

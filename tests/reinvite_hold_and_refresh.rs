@@ -10,7 +10,7 @@
 //! every RTP packet back (`sipp -rtp_echo`). The tone comes back to the agent only while RTP flows
 //! agent → us → trunk → us → agent.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

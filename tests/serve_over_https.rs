@@ -2,12 +2,7 @@
 //! the certificate gets the widget and the agents' API over TLS, plain HTTP gets no answer, and the
 //! startup summary shows `https://` without the "not TLS" warning.
 
-#[path = "support/ports.rs"]
-#[allow(dead_code)]
-mod ports;
-#[path = "support/serve_cli.rs"]
-#[allow(dead_code)]
-mod serve_cli;
+use crate::support::serve_cli;
 
 use std::time::Duration;
 

@@ -15,19 +15,11 @@
 //! - SIGTERM with a call up: a new call gets 503, the live one a BYE after `calls.shutdown_grace`,
 //!   and the process exits 0.
 
-mod support;
+use crate::support;
 
-#[path = "support/irmago_standin.rs"]
-#[allow(dead_code)]
-mod irmago_standin;
-#[path = "support/serve_child.rs"]
-#[allow(dead_code)]
-mod serve_child;
-#[path = "support/serve_cli.rs"]
-#[allow(dead_code)]
-mod serve_cli;
-
-// `serve_cli` finds its ports at `crate::ports`.
+use crate::support::irmago_standin;
+use crate::support::serve_child;
+use crate::support::serve_cli;
 use support::ports;
 
 use std::collections::HashMap;

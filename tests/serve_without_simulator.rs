@@ -3,12 +3,7 @@
 //! — but the IRMA simulator's paths and the button demo answer 404, and the agents' API wants its
 //! token — and stops cleanly on SIGTERM. A broken file stops it before anything starts.
 
-#[path = "support/ports.rs"]
-#[allow(dead_code)]
-mod ports;
-#[path = "support/serve_cli.rs"]
-#[allow(dead_code)]
-mod serve_cli;
+use crate::support::serve_cli;
 
 use serve_cli::{http_request, run_to_end, Serve, Setup, API_TOKEN, IRMA_TOKEN, SIP_PASSWORD};
 

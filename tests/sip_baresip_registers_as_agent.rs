@@ -2,7 +2,7 @@
 //! authentication, and the registrar then lists its contact, reachable at the address it
 //! registered from.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //!   before anything is parsed (counted as shed), while a phone at another address is answered at
 //!   once.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

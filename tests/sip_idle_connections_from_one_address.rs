@@ -4,7 +4,7 @@
 //! share; and a connection that never says anything is closed after `first_message_timeout`
 //! instead of living until the idle timeout.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

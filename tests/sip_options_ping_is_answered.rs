@@ -1,7 +1,7 @@
 //! A trunk or phone probes us with OPTIONS (SIPp running fixtures/sipp/options_ping.xml over UDP
 //! and TCP; a raw probe over IPv6 loopback): each gets 200 OK with Allow, Accept and Supported.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! make the account back off for those addresses, yet the agent's phone at an address that has not
 //! failed still registers at once: nobody can lock an agent out.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

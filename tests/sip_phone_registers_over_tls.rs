@@ -2,7 +2,7 @@
 //! preferred challenge): 401, then 200 OK listing its contact; the binding records the TLS
 //! connection it came on, and OPTIONS on the same connection gets 200.
 
-mod support;
+use crate::support;
 
 use sip::auth::Algorithm;
 use sip::transaction::Transport;

@@ -2,7 +2,7 @@
 //! is challenged with 401, the answer with digest credentials gets 200 OK, and the registrar then
 //! lists the phone's contact, reachable at the address it registered from.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! registered from — and the phone answers 200 OK with SDP; we ACK and hang up with BYE (200).
 //! This is the path the call flow uses to ring an agent.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@
 //! leave the machine even if the server tried. Answers go to the packet's source (RFC 3261
 //! §18.2.2 with RFC 3581), which is the only way the test can see them.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,7 +113,7 @@ fn torture_messages_get_the_answers_rfc4475_asks_for() {
                 "ip link set lo up && exec \"$0\" --exact \"$1\" --nocapture --test-threads=1",
             ])
             .arg(exe)
-            .arg(TEST)
+            .arg(support::libtest_name(module_path!(), TEST))
             .env(INNER, "1")
             .status()
             .unwrap();

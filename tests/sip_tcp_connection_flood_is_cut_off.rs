@@ -2,7 +2,7 @@
 //! over the limit are closed at once, idle ones are closed after the idle timeout, and afterwards
 //! a phone can connect and get answers again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! Needs `sipp` (Debian `sip-tester`) and raw-socket permission (SIPp 3.6 sends pcap audio on a raw
 //! socket: root or CAP_NET_RAW). Without them the test is skipped locally and fails under `CI`.
 
-mod support;
+use crate::support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

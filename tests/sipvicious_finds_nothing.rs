@@ -20,7 +20,7 @@
 //! The server offers only MD5 digests here, as with the older phones some municipalities have:
 //! svcrack cannot answer a SHA-256 challenge, and the test must not pass for that reason.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! and its goodbye prompt after the tenant's maximum wait, then our BYE. Each prompt here is a tone
 //! of its own frequency, so the RTP the caller receives tells which one played when.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! leave nothing behind: no call task, no routing entry, every RTP port back in the pool (and
 //! bindable again), and no memory growth beyond a generous bound.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! The same digits sent in clear on that leg are not digits at all: rejected and counted, the call
 //! stays unverified until the protected ones come. Without the setting, the SRTP offer gets 488.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! send; after the maximum wait (shortened here) the goodbye signal plays and we hang up with BYE.
 //! The call then shows `ended` and its RTP port is free.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::server;

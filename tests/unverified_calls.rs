@@ -3,7 +3,7 @@
 //! `incomplete_code`; eight digits that are no code → `unknown_code`; a code another call already
 //! used → `used_code`. The collection timeouts are shortened so each call is classified quickly.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! echoed; one sent to the agent leg would go straight to the caller: either way the ear would hear
 //! the spoofer's payload.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::agent::{answer, server_with_agent};

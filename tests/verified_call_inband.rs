@@ -2,7 +2,7 @@
 //! of PCMA packets carrying the eight tone pairs (generated with the `dsp` test-signal generator, no
 //! RFC 4733 events), and the call is verified from the tones alone.
 
-mod support;
+use crate::support;
 
 use dsp::testsig::{Signal, Tone};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! one request per digit: the call is verified from the link code just as with RFC 4733, and ends
 //! clean when the caller hangs up.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

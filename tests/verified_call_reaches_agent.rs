@@ -6,7 +6,7 @@
 //! ways (once through PCMA↔PCMU transcoding, once with the same codec on both legs). Then one side
 //! hangs up and the other side's call ends too.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

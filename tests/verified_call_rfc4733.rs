@@ -4,7 +4,7 @@
 //! and the calling number. When the caller hangs up the call shows `ended` and the attributes and
 //! number are gone; the RTP port is free again.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

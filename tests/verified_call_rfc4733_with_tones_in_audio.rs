@@ -3,7 +3,7 @@
 //! counts once, so the call is verified. Counting a press twice would fill the eight digits after
 //! four presses and make the call `unknown_code`.
 
-mod support;
+use crate::support;
 
 use dsp::testsig::{Signal, Tone};
 use serde_json::Value;

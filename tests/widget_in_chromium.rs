@@ -7,8 +7,8 @@
 //! Needs node, /usr/bin/chromium and `npm ci --prefix tests/browser`. Without them the test prints
 //! why and passes, unless `CI` is set, where it fails.
 
-mod links_common;
-mod support;
+use crate::links_common;
+use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widget_button_shows_qr_then_tells_the_citizen_the_phone_will_call() {

@@ -6,11 +6,13 @@
 
 pub mod agent;
 pub mod browser;
+pub mod call_cli;
 pub mod demo_child;
 pub mod direct_media;
 pub mod events;
 pub mod exchange;
 pub mod hold;
+pub mod irmago_standin;
 pub mod kamailio;
 pub mod loadgen;
 pub mod log_capture;
@@ -20,12 +22,15 @@ pub mod pjsua;
 pub mod portal;
 pub mod ports;
 pub mod refer;
+pub mod serve_child;
+pub mod serve_cli;
 pub mod server;
 pub mod sip_alone;
 pub mod sipp;
 pub mod sipp_phone;
 pub mod sipp_xml;
 pub mod sipvicious;
+pub mod store_writer;
 pub mod tls;
 pub mod tone;
 
@@ -43,4 +48,13 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
         ));
     }
     found
+}
+
+/// The name libtest knows a test by (`file::test` in the one integration binary), for a test that
+/// runs itself again in a child process with `--exact`. Pass `module_path!()`.
+pub fn libtest_name(module_path: &str, test: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, within)) => format!("{within}::{test}"),
+        None => test.to_string(),
+    }
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::serve_cli::{serve_command, Setup, API_TOKEN};
-use crate::support::server::{get_calls, poll_for_call};
-use crate::support::sipp::{Sipp, TrunkCall};
+use super::serve_cli::{serve_command, Setup, API_TOKEN};
+use super::server::{get_calls, poll_for_call};
+use super::sipp::{Sipp, TrunkCall};
 
 /// Longest wait for a call to show up classified in the agents' list.
 pub const CLASSIFIED_WITHIN: Duration = Duration::from_secs(10);

@@ -1,5 +1,5 @@
 //! Test support: the `veilig-bellen serve` binary as a child process on loopback ports from
-//! [`crate::ports`] — a config file written for it, waiting (bounded) until it says it runs,
+//! [`super::ports`] — a config file written for it, waiting (bounded) until it says it runs,
 //! plain HTTP/1.1 requests to it, SIGTERM at the end and a kill when a test fails early.
 //! Include with `#[path = "support/ports.rs"] mod ports;` and
 //! `#[path = "support/serve_cli.rs"] mod serve_cli;` (not part of `support/mod.rs`).
@@ -31,9 +31,9 @@ pub struct Setup {
 impl Setup {
     pub fn new() -> Setup {
         Setup {
-            http: crate::ports::port(),
-            sip: crate::ports::port(),
-            rtp: crate::ports::range(8),
+            http: super::ports::port(),
+            sip: super::ports::port(),
+            rtp: super::ports::range(8),
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
