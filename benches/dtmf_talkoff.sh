@@ -72,7 +72,7 @@ cc -O2 -o "$WORK/spandsp_scan" "$WORK/spandsp_scan.c" $(pkg-config --cflags --li
 if [ -n "${DTMF_SCAN:-}" ]; then
     OURS=$DTMF_SCAN
 else
-    cargo build --release --quiet -p dsp --example dtmf_scan
+    cargo build --release --quiet --locked -p dsp --example dtmf_scan
     OURS="$CARGO_TARGET_DIR/release/examples/dtmf_scan"
 fi
 

@@ -7,7 +7,8 @@
 # clock and by CPU time (user + system; steadier on a shared machine). ROUNDS=n for best of n.
 #
 # Needs: cargo, cc, pkg-config, sox, bc, libspandsp-dev. Work files go to $WORK (default: a fresh temp dir, removed
-# on exit unless KEEP=1; ~60 MB). Usage: benches/dtmf_vs_spandsp.sh
+# on exit unless KEEP=1; ~60 MB). The binary is built in $CARGO_TARGET_DIR (default: target). Usage:
+# benches/dtmf_vs_spandsp.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,7 @@ cc -O2 -o "$WORK/spandsp_dtmf" "$WORK/spandsp_dtmf.c" $(pkg-config --cflags --li
 if [ -n "${VEILIG_BELLEN:-}" ]; then
     OURS=$VEILIG_BELLEN
 else
-    cargo build --release --quiet -p veilig-bellen
+    cargo build --release --quiet --locked --bin veilig-bellen
     OURS="$CARGO_TARGET_DIR/release/veilig-bellen"
 fi
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite talks to: real SIP peers (sipp, baresip, and kamailio as the SBC of the
 # behind_sbc tests), audio tools (sox with AMR-NB, espeak-ng, multimon-ng), spandsp for the DSP
-# comparison bench, Chromium for the widget/portal tests, iproute2 for network-namespace tests, the
-# npm packages of the browser tests, and SIPVicious (PyPI sipvicious) as the attacker of
-# tests/sipvicious_finds_nothing.rs, in a venv of its own.
+# comparison bench, libopus for the `opus` feature (browser calls' Opus), Chromium for the
+# widget/portal tests, iproute2 for network-namespace tests, the npm packages of the browser tests,
+# and SIPVicious (PyPI sipvicious) as the attacker of tests/sipvicious_finds_nothing.rs, in a venv
+# of its own.
 # Idempotent: does nothing when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(sip-tester baresip-core kamailio sox libsox-fmt-all espeak-ng multimon-ng libspandsp-dev
-          pkg-config chromium iproute2 util-linux nodejs npm python3-venv)
+          pkg-config libopus-dev chromium iproute2 util-linux nodejs npm python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

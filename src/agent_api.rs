@@ -9,13 +9,17 @@
 //!   the caller's attribute values, while they last), `via` (`sip`: a trunk's call we answered;
 //!   `exchange`: the municipality's own exchange answered it and told us by API,
 //!   [`crate::exchange`]), `forward_to` (that exchange's forwarding number for the call, or
-//!   `null`)); `?lang=en` gives the attributes' English labels;
+//!   `null`), `requests` (what agents asked the caller for during the call, with outcomes and
+//!   what was disclosed: [`crate::extra_requests::RequestJson`])); `?lang=en` gives the
+//!   attributes' English labels;
 //! - `POST /api/v1/calls/{id}/answer` → 202, or 409 if already taken (`already_taken`) or when the
 //!   agent has no registered softphone right now (`agent_unavailable`: the agent sees at once that
 //!   the phone is off, and the call stays `waiting` for someone else; not checked for an exchange
 //!   call, whose caller the exchange routes to the agent). A logged-in agent takes the
 //!   call for themselves; a bearer-token caller names the agent: `{"agent":"<username>"}`;
 //! - `POST /api/v1/calls/{id}/hangup` → 202;
+//! - `POST /api/v1/calls/{id}/requests` → 202: ask the caller for an extra request
+//!   ([`crate::extra_requests`], its own router);
 //! - `GET  /api/v1/calls/events` → server-sent events, one `call` event (a call object) per change and a
 //!   `removed` event (`{"id":…}`) when an ended call leaves the list (`?lang=en` as above).
 //!
@@ -30,12 +34,12 @@ use crate::audit::{AuditAction, AuditEntry, AuditVia};
 use crate::call::registry::{CallEvent, CallVia, CallView, CommandError, Registry};
 use crate::call::CallId;
 use crate::http::portal::i18n::Lang;
-use crate::http::portal::{AgentAuth, AuthError, Caller};
+use crate::http::portal::{AgentAuth, Caller};
+use crate::http::ApiError;
 use crate::tenant::{AgentId, Tenant, Tenants};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
@@ -69,58 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Every failure of this API, mapped to a status and a JSON body `{"error": name, "message": text}`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("a valid bearer token or portal session is required")]
-    Unauthorized,
-    #[error("this request needs the session's X-CSRF-Token header")]
-    Forbidden,
-    #[error("no such call")]
-    CallNotFound,
-    #[error("no such agent for this call's municipality")]
-    UnknownAgent,
-    #[error("the call was already taken by an agent")]
-    AlreadyTaken,
-    #[error("the call has ended")]
-    Ended,
-    #[error("the call is still reading the caller's code")]
-    NotWaiting,
-    #[error("the agent has no registered softphone")]
-    AgentUnavailable,
-    #[error("bad request: {0}")]
-    BadRequest(String),
-}
-
-impl ApiError {
-    fn name(&self) -> &'static str {
-        match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
-            ApiError::CallNotFound => "call_not_found",
-            ApiError::UnknownAgent => "unknown_agent",
-            ApiError::AlreadyTaken => "already_taken",
-            ApiError::Ended => "call_ended",
-            ApiError::NotWaiting => "not_waiting",
-            ApiError::AgentUnavailable => "agent_unavailable",
-            ApiError::BadRequest(_) => "bad_request",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::CallNotFound | ApiError::UnknownAgent => StatusCode::NOT_FOUND,
-            ApiError::AlreadyTaken
-            | ApiError::Ended
-            | ApiError::NotWaiting
-            | ApiError::AgentUnavailable => StatusCode::CONFLICT,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
+/// A refused command, as the agents' API answers it.
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
@@ -129,29 +82,6 @@ impl From<CommandError> for ApiError {
             CommandError::Ended => ApiError::Ended,
             CommandError::NotWaiting => ApiError::NotWaiting,
         }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthorized => ApiError::Unauthorized,
-            AuthError::Forbidden => ApiError::Forbidden,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.name(), "message": self.to_string() }));
-        let mut response = (self.status(), body).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
     }
 }
 
@@ -187,6 +117,9 @@ pub struct CallJson {
     pub via: CallVia,
     /// The exchange's forwarding number for the call (exchange calls that gave one).
     pub forward_to: Option<String>,
+    /// What agents asked the caller for during the call, with the outcomes
+    /// ([`crate::extra_requests`]).
+    pub requests: Vec<crate::extra_requests::RequestJson>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -255,6 +188,7 @@ impl CallJson {
             links: tenant.map(|t| links(t, v)).unwrap_or_default(),
             via: v.via,
             forward_to: v.forward_to.as_deref().map(str::to_owned),
+            requests: crate::extra_requests::RequestJson::all(&v.requests, tenant, lang),
         }
     }
 }
@@ -327,7 +261,10 @@ impl ListQuery {
 }
 
 fn caller(state: &ApiState, headers: &HeaderMap, state_changing: bool) -> Result<Caller, ApiError> {
-    Ok(state.auth.caller(headers, state_changing, Instant::now())?)
+    state
+        .auth
+        .caller(headers, state_changing, Instant::now())
+        .map_err(ApiError::agent_auth)
 }
 
 fn parse_id(raw: &str) -> Result<CallId, ApiError> {
@@ -374,10 +311,10 @@ async fn answer_call(
     let (agent, via) = match &caller {
         Caller::Agent(session) => (session.agent.clone(), AuditVia::Portal),
         Caller::Token => {
-            let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            let Json(body) = body.map_err(|e| ApiError::BadRequest(Some(e.body_text())))?;
             let agent = body
                 .agent
-                .ok_or_else(|| ApiError::BadRequest("`agent` is required".into()))?;
+                .ok_or_else(|| ApiError::BadRequest(Some("`agent` is required".into())))?;
             (AgentId(agent), AuditVia::ApiToken)
         }
     };
@@ -389,7 +326,10 @@ async fn answer_call(
         .map(|a| (a.sip_username.clone(), a.srtp))
         .ok_or(ApiError::UnknownAgent)?;
     // An exchange call's caller is routed to the agent by the exchange, not rung here.
-    let phones = state.phones.as_ref().filter(|_| call.via == CallVia::Sip);
+    let phones = state
+        .phones
+        .as_ref()
+        .filter(|_| call.via != CallVia::Exchange);
     if let Some(phones) = phones {
         // A driver that stopped answers like an agent without phones: nobody can be rung. Nor can
         // an agent whose SRTP is required and whose phones are none of them on TLS.
@@ -544,7 +484,7 @@ mod tests {
     use crate::pii::Pii;
     use crate::tenant::{Agent, PasswordHash, Tenant, TenantId};
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{header, Request};
     use tokio::sync::mpsc;
     use tower::ServiceExt;
 

@@ -37,6 +37,15 @@ pub enum AuditAction {
     Answer,
     /// A hang-up was asked for.
     Hangup,
+    /// An agent asked the caller for an extra request during the call (`request` names it).
+    Request,
+    /// The caller answered an extra request and the answer was accepted.
+    RequestAnswered,
+    /// The caller answered an extra request, but the answer was not acceptable.
+    RequestRefused,
+    /// An extra request ended unanswered: unreachable, declined, replaced, expired, or the call
+    /// ended first.
+    RequestUnanswered,
 }
 
 impl AuditAction {
@@ -47,6 +56,10 @@ impl AuditAction {
             AuditAction::Logout => "logout",
             AuditAction::Answer => "answer",
             AuditAction::Hangup => "hangup",
+            AuditAction::Request => "request",
+            AuditAction::RequestAnswered => "request_answered",
+            AuditAction::RequestRefused => "request_refused",
+            AuditAction::RequestUnanswered => "request_unanswered",
         }
     }
 }
@@ -73,6 +86,9 @@ pub struct AuditEntry {
     pub call: Option<u64>,
     /// Whether the call was verified (call actions only).
     pub verified: Option<bool>,
+    /// The extra request's id in the tenant's configuration (request actions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl AuditEntry {
@@ -92,6 +108,7 @@ impl AuditEntry {
             via,
             call: None,
             verified: None,
+            request: None,
         }
     }
 
@@ -99,6 +116,12 @@ impl AuditEntry {
     pub fn call(mut self, id: CallId, verified: bool) -> AuditEntry {
         self.call = Some(id.0);
         self.verified = Some(verified);
+        self
+    }
+
+    /// The same entry about the tenant's extra request `id`.
+    pub fn request(mut self, id: &str) -> AuditEntry {
+        self.request = Some(id.to_owned());
         self
     }
 
@@ -140,6 +163,7 @@ pub async fn record(log: Arc<dyn AuditLog>, entry: AuditEntry) {
         via = ?entry.via,
         call = entry.call,
         verified = entry.verified,
+        request = entry.request.as_deref(),
         "audit"
     );
     let result = tokio::task::spawn_blocking(move || log.append(&entry)).await;

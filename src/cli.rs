@@ -124,7 +124,12 @@ pub(crate) fn init_logging(format: LogFormat, default: &str) {
     };
 }
 
-fn run_async(format: LogFormat, task: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
+/// Runs `task` on a fresh runtime; an error is printed with its causes (`{:#}`), the one place
+/// that uses anyhow.
+fn run_async<E>(format: LogFormat, task: impl std::future::Future<Output = Result<(), E>>) -> u8
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     init_logging(format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,7 +144,7 @@ fn run_async(format: LogFormat, task: impl std::future::Future<Output = anyhow::
     match runtime.block_on(task) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("veilig-bellen: {e:#}");
+            eprintln!("veilig-bellen: {:#}", anyhow::Error::new(e));
             exit::FAILURE
         }
     }

@@ -12,11 +12,10 @@ use crate::call::machine::{CallConfig, TransferMode};
 use crate::call::manager::CallFlowConfig;
 use crate::links::LinkConfig;
 use crate::pii::Pii;
-use crate::server::{self, IrmaBackend, ServerConfig};
+use crate::server::{self, IrmaBackend, RunError, ServerConfig};
 use crate::sip_driver::{Credentials, SipConfig};
 use crate::softphone::agent_phone::{self, AgentPhoneConfig};
 use crate::tenant::{PasswordHash, Tenant, Tenants};
-use anyhow::Context;
 use clap::Args;
 use rand::RngExt;
 use std::net::SocketAddr;
@@ -121,6 +120,8 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         .clone()
         .unwrap_or_else(|| random_secret(12));
     let mut tenant = Tenant::demo();
+    // What the agent may ask during a call: the address, a signed agreement.
+    crate::extra_requests::add_demo_requests(&mut tenant);
     // The button demo is served by us: its page's origin must be allowed to start sessions, also when
     // `--http` is not the default address.
     for origin in demo_origins(args.http) {
@@ -178,14 +179,14 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
 }
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs) -> Result<(), RunError> {
     let (data_dir, _temp) = match &args.data {
         Some(dir) => (dir.clone(), None),
         None => {
             let temp = tempfile::Builder::new()
                 .prefix("veilig-bellen-demo-")
                 .tempdir()
-                .context("creating a temporary data directory")?;
+                .map_err(RunError::io("creating a temporary data directory"))?;
             (temp.path().to_path_buf(), Some(temp))
         }
     };
@@ -249,7 +250,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c()
         .await
-        .context("waiting for Ctrl-C")?;
+        .map_err(RunError::io("waiting for Ctrl-C"))?;
     println!("stopping");
     if let Some((stop, phone)) = phone {
         // Hang up and unREGISTER while the server still answers.

@@ -11,12 +11,12 @@
 //! truncated or corrupt input prints no partial result. Exit 0 on success (also with no digits); any
 //! bad input gives exit 2 and one line on stderr starting `veilig-bellen dtmf: `.
 
-use crate::audio_file::{AudioFileError, AudioReader, InputFormat};
+use crate::audio_file::{AudioFileError, AudioReader, InputFormat, READ_BLOCK};
 use clap::Args;
 use dsp::dtmf::{DtmfDetector, DtmfEvent};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 /// Input encodings accepted by `--format`.
@@ -109,7 +109,7 @@ fn decode(args: &DtmfArgs) -> Result<String, DtmfCmdError> {
         })?;
         Box::new(f)
     };
-    let input = BufReader::with_capacity(64 * 1024, input);
+    // No BufReader: `AudioReader` reads `READ_BLOCK` samples per system call into its own buffer.
     let format = match format {
         Format::Auto | Format::Wav => InputFormat::Wav,
         Format::S16le => InputFormat::RawS16le,
@@ -122,7 +122,7 @@ fn decode(args: &DtmfArgs) -> Result<String, DtmfCmdError> {
 /// Runs the detector over the stream and formats each finished digit.
 pub fn detect<R: Read>(mut audio: AudioReader<R>) -> Result<String, DtmfCmdError> {
     let mut detector = DtmfDetector::new();
-    let mut block = vec![0i16; 8192];
+    let mut block = vec![0i16; READ_BLOCK];
     let mut out = String::new();
     loop {
         let n = audio.read(&mut block)?;

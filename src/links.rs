@@ -73,6 +73,8 @@ pub struct LinkConfig {
     pub disclosure_grace: Duration,
     /// Interval of the maintenance task (default 30 s).
     pub purge_interval: Duration,
+    /// How long a caller's page and the caller get for an agent's extra request during the call.
+    pub requests: crate::extra_requests::RequestTiming,
 }
 
 impl Default for LinkConfig {
@@ -85,6 +87,7 @@ impl Default for LinkConfig {
             forget_after: Duration::from_secs(24 * 3600),
             disclosure_grace: Duration::from_secs(3),
             purge_interval: Duration::from_secs(30),
+            requests: Default::default(),
         }
     }
 }
@@ -208,6 +211,18 @@ impl From<SessionState> for PublicStatus {
     }
 }
 
+/// Whether a session's call has come, lasts or is over ([`LinkService::call_phase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPhase {
+    /// No call used the session yet.
+    Waiting,
+    /// A call holds the session's attributes.
+    Active,
+    /// The call ended (or the session did without one).
+    Ended,
+}
+
 /// Failures of [`LinkService::start`].
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -240,6 +255,9 @@ struct Inner {
     config: LinkConfig,
     guard: Mutex<Guard>,
     reused: Mutex<Option<CodeReusedHook>>,
+    /// The session each live call's code verified, by the call's store key: where an agent's
+    /// extra request reaches the caller's page ([`LinkService::session_of_call`]).
+    calls: Mutex<std::collections::HashMap<String, FrontendToken>>,
 }
 
 /// Wrong codes, per number and overall.
@@ -274,6 +292,7 @@ impl LinkService {
                 config,
                 guard: Mutex::new(guard),
                 reused: Mutex::new(None),
+                calls: Mutex::default(),
             }),
         }
     }
@@ -396,6 +415,62 @@ impl LinkService {
         result
     }
 
+    /// Bind the session the browser names by its frontend `token` to the browser call `call_id`,
+    /// once, as a phone call binds its code ([`bind_code`](Self::bind_code)): the session's code
+    /// is spent, so it verifies no phone call afterwards. A token of another tenant, or none, is
+    /// `UnknownCode`; a session not (yet) disclosed is `IrmaError`.
+    pub async fn bind_session(
+        &self,
+        tenant: &TenantId,
+        token: &FrontendToken,
+        call_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Verified, Unverified> {
+        let store_failed = |e: StoreError| {
+            tracing::error!("session store failed while binding a browser call: {e}");
+            Unverified::IrmaError
+        };
+        let row = self
+            .inner
+            .store
+            .get(token.clone())
+            .await
+            .map_err(store_failed)?
+            .filter(|row| row.tenant == tenant.0)
+            .ok_or(Unverified::UnknownCode)?;
+        let hold_until = now.saturating_add(self.inner.config.call_hold.as_secs());
+        let outcome = self
+            .inner
+            .store
+            .bind(
+                row.code,
+                tenant.0.clone(),
+                call_id.to_owned(),
+                now,
+                hold_until,
+            )
+            .await
+            .map_err(store_failed)?;
+        let result = match outcome {
+            BindOutcome::Bound { row, sealed } => {
+                self.open(&row, &sealed).map(|attributes| Verified {
+                    tenant: TenantId(row.tenant.clone()),
+                    session: row.token.clone(),
+                    attributes,
+                })
+            }
+            BindOutcome::Unknown => Err(Unverified::UnknownCode),
+            BindOutcome::Expired => Err(Unverified::ExpiredCode),
+            BindOutcome::Used { .. } => Err(Unverified::UsedCode),
+            BindOutcome::NotDisclosed | BindOutcome::IrmaFailed => Err(Unverified::IrmaError),
+        };
+        crate::metrics::global().code_lookup(match &result {
+            Ok(_) => "verified",
+            Err(reason) => reason.as_str(),
+        });
+        result
+    }
+
     /// [`lookup_code`](Self::lookup_code), counted in the metrics.
     async fn lookup(
         &self,
@@ -406,6 +481,10 @@ impl LinkService {
         now: UnixSeconds,
     ) -> Result<Verified, Unverified> {
         let result = self.lookup_code(tenant, caller, code, call_id, now).await;
+        if let Ok(verified) = &result {
+            crate::sync::lock(&self.inner.calls)
+                .insert(call_id.to_owned(), verified.session.clone());
+        }
         let name = match &result {
             Ok(_) => "verified",
             Err(reason) => reason.as_str(),
@@ -540,8 +619,15 @@ impl LinkService {
         }
     }
 
+    /// The session whose code verified the live call `call_id` (its store key); `None` for a
+    /// call no code verified, or one that ended.
+    pub fn session_of_call(&self, call_id: &str) -> Option<FrontendToken> {
+        crate::sync::lock(&self.inner.calls).get(call_id).cloned()
+    }
+
     /// The call ended: purge its attributes. Returns whether the call held a session.
     pub async fn release_call(&self, call_id: &str, now: UnixSeconds) -> bool {
+        crate::sync::lock(&self.inner.calls).remove(call_id);
         match self
             .inner
             .store
@@ -563,6 +649,19 @@ impl LinkService {
     ) -> Result<Option<(PublicStatus, TenantId)>, StoreError> {
         let row = self.inner.store.get(token.clone()).await?;
         Ok(row.map(|r| (PublicStatus::from(r.state), TenantId(r.tenant))))
+    }
+
+    /// Where a session's call stands, as the citizen's page may know it: `None` for an unknown
+    /// token.
+    pub async fn call_phase(&self, token: &FrontendToken) -> Result<Option<CallPhase>, StoreError> {
+        let row = self.inner.store.get(token.clone()).await?;
+        Ok(row.map(|r| match r.state {
+            SessionState::Pending | SessionState::Disclosed => CallPhase::Waiting,
+            SessionState::Bound => CallPhase::Active,
+            SessionState::Consumed | SessionState::Expired | SessionState::Cancelled => {
+                CallPhase::Ended
+            }
+        }))
     }
 
     /// As [`status`](Self::status), but while pending wait up to `wait` for it to change.

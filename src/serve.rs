@@ -9,13 +9,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::cli::exit;
 use crate::config::{self, Config};
 use crate::irma::IrmaAuth;
-use crate::server::{self, Running};
+use crate::server::{self, RunError, Running};
 use crate::tenant::PasswordHash;
 
 #[derive(Debug, Args)]
@@ -91,7 +90,7 @@ pub fn hash_password() -> u8 {
 }
 
 /// Runs `config` (from [`load_or_report`]) until SIGTERM or Ctrl-C.
-pub async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+pub async fn run(config: Config, path: PathBuf) -> Result<(), RunError> {
     let running = server::start(config.server_config()).await?;
     print!("{}", summary(&config, &running, &path));
     let _ = std::io::stdout().flush();
@@ -228,20 +227,23 @@ fn auth_kind(auth: &IrmaAuth) -> &'static str {
 }
 
 /// Resolves on SIGTERM (systemd, container engines) or Ctrl-C.
-async fn wait_for_stop() -> anyhow::Result<()> {
+async fn wait_for_stop() -> Result<(), RunError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut term =
+            signal(SignalKind::terminate()).map_err(RunError::io("listening for SIGTERM"))?;
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            r = tokio::signal::ctrl_c() => r.map_err(RunError::io("waiting for Ctrl-C"))?,
             _ = term.recv() => {}
         }
         Ok(())
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(RunError::io("waiting for Ctrl-C"))
     }
 }
 

@@ -167,6 +167,27 @@ pub enum StartError {
     Audit(#[source] crate::audit::AuditError),
 }
 
+/// Why `serve` or `demo` stopped on an error: it did not start, or it could not wait for its stop
+/// signal. Printed as a chain (`{:#}`) like [`StartError`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{step}")]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The I/O error of `step` (what the user reads first: "waiting for Ctrl-C").
+    pub fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+        move |source| RunError::Io { step, source }
+    }
+}
+
 /// Binds and starts everything.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     private_dir(&config.data_dir)?;
@@ -202,6 +223,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let irma_url = irma_config.url.clone();
     let irma = IrmaClient::new(irma_config).map_err(StartError::Irma)?;
     let irma_probe = irma.clone();
+    let irma_requests = irma.clone();
 
     let store: Arc<dyn SessionStore> = Arc::new(
         RedbStore::open(&config.data_dir.join("sessions.redb")).map_err(|source| {
@@ -258,7 +280,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         .map_err(StartError::Sip)?;
     let sip_addrs = sip.local.clone();
     tasks.push(sip.task);
-    let (manager, calls) = crate::call::manager::spawn(
+    let spawned = crate::call::manager::spawn(
         crate::call::manager::CallContext {
             config: crate::call::manager::CallFlowConfig {
                 sip_timers: config.sip.timers,
@@ -277,15 +299,27 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         },
         sip.events,
     );
-    tasks.push(manager);
+    let calls = spawned.probe;
+    tasks.push(spawned.task);
 
     let mut public = PublicState::new(links.clone(), RateLimit::default());
     public.demo_page = config.demo_pages;
     public.sip_address = sip_addrs.udp.first().copied();
+    public.browser_calls = spawned.browser_calls;
     // The agents' portal (issue 10): sessions in memory, the audit table in its own redb file.
     let audit: Arc<dyn crate::audit::AuditLog> = Arc::new(
         crate::audit::RedbAudit::open(&config.data_dir.join(crate::audit::AUDIT_FILE))
             .map_err(StartError::Audit)?,
+    );
+    // Agents' extra requests during calls: pushed to phone callers' pages through their status.
+    let extra_requests = crate::extra_requests::ExtraRequests::new(
+        registry.clone(),
+        tenants.clone(),
+        links.clone(),
+        irma_requests,
+        public.pages.clone(),
+        audit.clone(),
+        config.links.requests.clone(),
     );
     let mut auth = crate::http::portal::AgentAuth::new(
         tenants.clone(),
@@ -312,6 +346,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             auth: auth.clone(),
             phones: Some(sip.handle.clone()),
         }))
+        .merge(crate::extra_requests::router(extra_requests, auth.clone()))
         .merge(crate::http::portal::router(auth))
         .merge(crate::metrics::router(
             crate::metrics::Readiness::default()

@@ -73,6 +73,26 @@ pub struct Tenant {
     /// The municipality's own exchange, when it answers calls and asks us by API
     /// (`[[tenants.exchange_keys]]`, `tenants.agents[].extension`; [`crate::exchange`]).
     pub exchange: crate::exchange::ExchangeAccess,
+    /// Citizens may call from the web page where they disclosed (WebRTC; `webrtc = true`, off by
+    /// default): `POST /api/v1/sessions/{token}/call` ([`crate::http::whip`]).
+    pub webrtc: bool,
+    /// What agents may ask for during a call (`[[tenants.extra_requests]]`; [`crate::extra_requests`]).
+    pub extra_requests: Vec<ExtraRequest>,
+}
+
+/// An extra disclosure or signature an agent may ask a verified caller for during the call
+/// (`[[tenants.extra_requests]]`). Every attribute in it is on the tenant's allow-list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraRequest {
+    /// Unique within the tenant; the agents' API names the request by it.
+    pub id: String,
+    /// What the agent's menu and the citizen's page show, in Dutch and in English.
+    pub label_nl: String,
+    pub label_en: String,
+    /// What the citizen discloses, or signs with.
+    pub disclose: Condiscon,
+    /// `Some(message)`: a Yivi signature: the citizen signs `message` with the attributes.
+    pub sign: Option<String>,
 }
 
 /// A tenant's own call timing; `None` keeps the install's (`[calls]`) value.
@@ -335,7 +355,15 @@ impl Tenant {
             timeouts: TimeoutOverrides::default(),
             caller_id_attribute: None,
             exchange: Default::default(),
+            // The demo shows every way to call, the browser included.
+            webrtc: true,
+            extra_requests: Vec::new(),
         }
+    }
+
+    /// The extra request `id` of this tenant.
+    pub fn extra_request(&self, id: &str) -> Option<&ExtraRequest> {
+        self.extra_requests.iter().find(|r| r.id == id)
     }
 }
 

@@ -234,7 +234,6 @@ async fn agent_hangs_up_and_our_bye_reaches_the_phone_through_the_outbound_proxy
     let Some((trunk, id)) = agent_answers(&srv, &kamailio, &phone).await else {
         return;
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let response = reqwest::Client::new()
         .post(format!("{}/api/v1/calls/{id}/hangup", srv.http_base))
         .bearer_auth(API_TOKEN)

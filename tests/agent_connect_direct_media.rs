@@ -13,11 +13,11 @@ use crate::support;
 use std::time::Duration;
 use support::agent::{caller_hangs_up, tone_share, AgentPhone, Answer};
 use support::direct_media::{
-    answered, call_view, connect, hang_up_with_sipp_agent, server as direct_media_server,
-    trunk_reinvite_ports,
+    answered, call_view, connect, hang_up_with_sipp_agent, relay_quiet,
+    server as direct_media_server, trunk_reinvite_ports,
 };
 use support::server::TestServer;
-use support::sipp::{wait_messages, TrunkCall};
+use support::sipp::{received, wait_messages, TrunkCall};
 use support::sipp_phone::{ok_invite, scenario, SippPhone, RECV_INVITE};
 use support::sipp_xml::{trunk_accepts_reinvite, trunk_refuses_reinvite, OK_LAST, RECV_ACK};
 
@@ -41,6 +41,7 @@ fn agent_refuses_reinvite() -> String {
 async fn listen(srv: &TestServer, phone: &AgentPhone) -> (u64, usize, f64) {
     let relayed = srv.running.calls.relayed_packets();
     let before = phone.heard().1.len();
+    // The listening window the caller's assertions are about.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let relayed = srv.running.calls.relayed_packets() - relayed;
     let (rate, heard) = phone.heard();
@@ -78,8 +79,8 @@ async fn caller_and_agent_talk_end_to_end_after_the_reinvites() {
         "the trunk's re-INVITE points at our relay port {port}, not at the agent's phone"
     );
 
-    // Let the moved streams settle, then listen.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the moved streams have left our relay, listen.
+    relay_quiet(&srv, Duration::from_secs(3)).await;
     let (relayed, heard_ms, share) = listen(&srv, &phone).await;
     eprintln!("direct media: relay forwarded {relayed} packets in 1.5 s; the agent heard {heard_ms} ms, 440 Hz share {share:.2}");
     assert!(
@@ -132,7 +133,6 @@ async fn a_trunk_refusing_the_reinvite_keeps_the_call_on_the_relay() {
         |m| m.contains("488 Not Acceptable Here"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (relayed, heard_ms, share) = listen(&srv, &phone).await;
     eprintln!("refused re-INVITE: relay forwarded {relayed} packets in 1.5 s; the agent heard {heard_ms} ms, 440 Hz share {share:.2}");
     let view = call_view(&srv, &id).await;
@@ -217,7 +217,14 @@ async fn an_agent_refusing_its_reinvite_gets_the_trunk_moved_back_to_the_relay()
         srv.rtp_ports.contains(&ports[1]),
         "the second re-INVITE does not bring the trunk back to our relay: {ports:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The trunk's 200 OK to the move back was ACKed: we are done with it.
+    wait_messages(
+        &sipp,
+        "our ACK to the move back",
+        Duration::from_secs(3),
+        |m| received(m, "ACK sip:") >= 2,
+    )
+    .await;
     let view = call_view(&srv, &id).await;
     assert_eq!(view["state"], "connected", "{view:#}");
     assert_eq!(view["media"], "relay", "{view:#}");

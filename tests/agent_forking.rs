@@ -74,8 +74,14 @@ async fn both_phones_ring_the_one_that_answers_gets_the_call_the_other_is_cancel
     assert_eq!(connected["agent"], "agent");
 
     // Audio both ways: the agent's voice comes back through the caller's echoing phone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (rate, heard) = desk.heard();
+    let (rate, heard) = desk
+        .wait_heard(
+            Duration::from_millis(500),
+            440.0,
+            0.3,
+            Duration::from_secs(5),
+        )
+        .await;
     let share = tone_share(&heard, f64::from(rate), 440.0);
     assert!(
         heard.len() >= rate as usize / 2 && share > 0.3,
@@ -140,6 +146,7 @@ async fn both_phones_answer_the_loser_gets_ack_and_bye_and_the_call_stays_with_t
             first.logs(),
             second.logs()
         );
+        // The back-off of this bounded wait for the loser's end.
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let (loser, winner) = if loser_is_first {

@@ -187,6 +187,7 @@ async fn baresip_agent_holding_plays_ringback_then_its_voice_again() {
         )
         .await;
     let mut ear = CallerEar::start(ear, our_port, Duration::from_secs(15));
+    // Listening windows, judged below: a second before the hold, two held, one after the resume.
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     let updates = phone.log().matches("stream: update").count();
@@ -201,13 +202,16 @@ async fn baresip_agent_holding_plays_ringback_then_its_voice_again() {
             "the agent's phone did not put the call on hold:\n{}",
             phone.log()
         );
+        // The back-off of this bounded wait for the hold.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shows_on_hold(&srv, &id, true).await;
+    // The held window.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let resume = Instant::now();
     phone.command("resume").await;
     shows_on_hold(&srv, &id, false).await;
+    // The window after the resume.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     phone.hang_up_on(sipp).await;
     ear.stop().await;

@@ -140,7 +140,8 @@ async fn agent_without_a_registered_phone_gets_409_and_the_call_keeps_waiting() 
         (409, Some("agent_unavailable")),
         "{body}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The 409 is decided before anything reaches the call task, and a call that is taken shows
+    // `ringing` at once (`Registry::answer`): the list already tells.
     let still = state_becomes(&srv, &id, "waiting", Duration::from_secs(1)).await;
     assert_eq!(still["agent"], Value::Null);
 
@@ -171,4 +172,135 @@ async fn caller_hanging_up_while_the_agent_phone_rings_stops_the_ringing() {
         "the agent's phone kept ringing for a caller who left",
     )
     .await;
+}
+
+/// Polls the registry on simulated time (`step` at a time, `turns` at most) until a call satisfies
+/// `pred`.
+async fn registry_shows(
+    srv: &TestServer,
+    turns: u32,
+    step: Duration,
+    pred: impl Fn(&veilig_bellen::call::registry::CallView) -> bool,
+) -> Option<veilig_bellen::call::registry::CallView> {
+    for _ in 0..turns {
+        let calls = srv.running.registry.list(std::time::SystemTime::now());
+        if let Some(call) = calls.into_iter().find(|c| pred(c)) {
+            return Some(call);
+        }
+        // Simulated time: a poll's back-off costs no real time.
+        tokio::time::sleep(step).await;
+    }
+    None
+}
+
+/// The ring timeout on tokio's paused clock (the call task, the SIP driver and this test read only
+/// tokio's clock): a caller without a code waits after the collecting time, the agent answers, the
+/// agent's phone (this test: a UDP socket registered as `agent`) rings and nobody picks up; 20 s of
+/// simulated time later, to the millisecond, our CANCEL stops it and the caller waits again, shown
+/// as `no_answer`.
+#[tokio::test(start_paused = true)]
+async fn on_a_paused_clock_the_ring_timeout_cancels_the_phone_after_exactly_its_time() {
+    use support::raw_sip::{header, recv_until, response_to, RawTrunk};
+    use tokio::net::UdpSocket;
+    use tokio::time::Instant as Virtual;
+    use veilig_bellen::call::agent_outcome::AgentLegReason;
+    use veilig_bellen::call::CallState;
+    use veilig_bellen::tenant::AgentId;
+    const RING: Duration = Duration::from_secs(20);
+    let srv = server_with_agent(|c| {
+        c.calls.call.agent_ring_timeout = RING;
+        // This caller only listens: no RTP from it must not end the call first.
+        c.calls.media_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let real = Instant::now();
+    let phone = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    support::sipp_phone::register(&phone, srv.sip_udp).await;
+    let sig = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let ear = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let trunk = RawTrunk::new(
+        &sig,
+        srv.sip_udp,
+        ear.local_addr().expect("addr").port(),
+        CALLER,
+    );
+    trunk.send(&trunk.invite(1, "sendrecv")).await;
+    let ok = trunk.response_to(1, "INVITE", Duration::from_secs(5)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to = header(&ok, "To").expect("To in the 200 OK");
+    trunk.send(&trunk.in_dialog("ACK", 1, &to)).await;
+
+    // No code: after the collecting time (10 s, simulated) the caller waits.
+    let waiting = registry_shows(&srv, 300, Duration::from_millis(100), |c| {
+        c.state == CallState::Waiting
+    })
+    .await
+    .expect("the caller waits");
+    srv.running
+        .registry
+        .answer(waiting.id, AgentId("agent".into()))
+        .expect("the agent takes the call");
+
+    let me = phone.local_addr().expect("addr");
+    let invite = loop {
+        let m = recv_until(&phone, Virtual::now() + Duration::from_secs(5))
+            .await
+            .expect("the phone is INVITEd");
+        if m.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    let rings = Virtual::now();
+    let contact = format!("Contact: <sip:agent@{me}>\r\n");
+    let ringing = response_to(&invite, "180 Ringing", "rawphone", &contact, "");
+    phone
+        .send_to(ringing.as_bytes(), srv.sip_udp)
+        .await
+        .expect("send 180");
+    let cancel = loop {
+        let m = recv_until(&phone, rings + RING + Duration::from_secs(30))
+            .await
+            .expect("our CANCEL stops the ringing");
+        if m.starts_with("CANCEL ") {
+            break m;
+        }
+    };
+    let rang = rings.elapsed();
+    for answer in [
+        response_to(&cancel, "200 OK", "rawphone", "", ""),
+        response_to(&invite, "487 Request Terminated", "rawphone", "", ""),
+    ] {
+        phone
+            .send_to(answer.as_bytes(), srv.sip_udp)
+            .await
+            .expect("send");
+    }
+    assert!(
+        (RING..RING + Duration::from_millis(100)).contains(&rang),
+        "the phone rang {rang:?}, not the ring timeout ({RING:?})"
+    );
+
+    let back = registry_shows(&srv, 100, Duration::from_millis(10), |c| {
+        c.id == waiting.id && c.state == CallState::Waiting && c.agent_leg.is_some()
+    })
+    .await
+    .expect("the caller waits again");
+    let leg = back.agent_leg.expect("the failed leg is shown");
+    assert_eq!((leg.reason, leg.status), (AgentLegReason::NoAnswer, None));
+    assert_eq!(back.agent, None);
+    let real = real.elapsed();
+    assert!(
+        real < RING / 4,
+        "{real:?} of real time for a 10 s wait and a {RING:?} ring"
+    );
+
+    trunk.send(&trunk.in_dialog("BYE", 2, &to)).await;
+    let bye_ok = trunk.response_to(2, "BYE", Duration::from_secs(5)).await;
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    registry_shows(&srv, 100, Duration::from_millis(10), |c| {
+        c.id == waiting.id && c.state == CallState::Ended
+    })
+    .await
+    .expect("the call ends");
+    srv.shutdown().await;
 }

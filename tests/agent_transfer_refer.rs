@@ -118,8 +118,14 @@ async fn falls_back_to_bridging(after_answer: String, requests: u32) {
         refer_to(&sipp.messages()).is_some(),
         "the REFER was never tried"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (rate, heard) = phone.heard();
+    let (rate, heard) = phone
+        .wait_heard(
+            Duration::from_millis(500),
+            440.0,
+            0.3,
+            Duration::from_secs(5),
+        )
+        .await;
     let share = tone_share(&heard, f64::from(rate), 440.0);
     assert!(
         heard.len() >= rate as usize / 2 && share > 0.3,

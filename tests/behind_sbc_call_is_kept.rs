@@ -163,6 +163,7 @@ async fn trunk_answered(
             "the trunk never got a 200 OK to its INVITE through the SBC{why}\n{}",
             logs(sipp, kamailio, relay)
         );
+        // The back-off of this bounded wait for the 200 OK.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Instant::now()
@@ -229,6 +230,7 @@ async fn assert_still_up(
         if Instant::now() >= until {
             return;
         }
+        // How often the call is looked at while it must stay up (the time under test).
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -276,6 +278,7 @@ async fn trunk_gets_our_bye(
             "our BYE never reached the trunk through the SBC ({why_it_may_fail})\n{}",
             logs(&sipp, kamailio, None)
         );
+        // The back-off of this bounded wait for our BYE.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     if let Err(e) = sipp.finish().await {
@@ -473,6 +476,7 @@ async fn trunk_holds_and_resumes_through_the_sbc() {
                 "the trunk's re-INVITE ({what}, CSeq {n}) through the SBC was not answered within 8 s\n{}",
                 logs(&sipp, &kamailio, None)
             );
+            // The back-off of this bounded wait for the ACK.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -515,6 +519,7 @@ async fn our_bye_reaches_the_trunk_after_the_sbc_closed_the_idle_tcp_connection(
             start.elapsed(),
             logs(&sipp, &kamailio, None)
         );
+        // The back-off of this bounded wait for the proxy to close (the call checked each time).
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Still in the call (and past 64·T1 by now).
@@ -630,7 +635,7 @@ async fn sbc_relays_a_record_routed_call(transport: ServerTransport) {
         ServerTransport::Udp => vec!["-t".to_owned(), "u1".to_owned()],
         ServerTransport::Tcp => vec!["-t".to_owned(), "t1".to_owned()],
     };
-    let uas = SippProcess::spawn(
+    let mut uas = SippProcess::spawn(
         &sipp,
         "sipp uas",
         dir,
@@ -639,8 +644,8 @@ async fn sbc_relays_a_record_routed_call(transport: ServerTransport) {
         uas_port,
         Duration::from_secs(10),
     );
-    // Let the UAS bind before the INVITE comes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The UAS listens before the INVITE comes.
+    uas.until_listening(transport == ServerTransport::Tcp).await;
     let mut call = TrunkCall::new(CALLER);
     call.via_proxy = true;
     call.hangup_after = Some(Duration::from_millis(300));

@@ -35,21 +35,22 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A trunk call that plays `pcap` and hangs up `hold` after the answer, for `sipp -m N`.
+/// A trunk call that plays `pcap` and hangs up `hold` after the answer, for `sipp -m N`; each call
+/// from its own number (one number's wrong codes would soon be blocked: `too_many_wrong_codes`).
 fn scenario(pcap: &std::path::Path, hold: Duration) -> String {
-    let mut call = TrunkCall::new("+31611111111");
+    let mut call = TrunkCall::new("+3161[call_number]");
     call.hangup_after = Some(hold);
     call.scenario(Some(pcap))
 }
 
-/// Runs sipp with `args` until it exits (bounded by `limit`); returns whether every call succeeded
-/// and sipp's final statistics line.
+/// Runs sipp with `args` until it exits (bounded by `limit`); returns whether every call succeeded,
+/// how long it ran and its CPU seconds (user + system, last seen before it exited).
 fn run_sipp(
     dir: &std::path::Path,
     target: std::net::SocketAddr,
     args: &[String],
     limit: Duration,
-) -> (bool, Duration) {
+) -> (bool, Duration, f64) {
     let sipp = find_sipp().expect("sipp (Debian sip-tester)");
     let started = Instant::now();
     let mut child = Command::new(sipp)
@@ -78,7 +79,15 @@ fn run_sipp(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sipp");
+    let stat = format!("/proc/{}/stat", child.id());
+    let mut sipp_cpu = 0.0;
     let status = loop {
+        if let Some(cpu) = std::fs::read_to_string(&stat)
+            .ok()
+            .map(|s| stat_cpu_seconds(&s))
+        {
+            sipp_cpu = f64::max(sipp_cpu, cpu);
+        }
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
@@ -87,6 +96,7 @@ fn run_sipp(
             let _ = child.wait();
             panic!("sipp ran past {limit:?}");
         }
+        // The back-off of this bounded wait for sipp's exit.
         std::thread::sleep(Duration::from_millis(20));
     };
     let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
@@ -96,12 +106,16 @@ fn run_sipp(
             errors.chars().take(3000).collect::<String>()
         );
     }
-    (status.success(), started.elapsed())
+    (status.success(), started.elapsed(), sipp_cpu)
 }
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU seconds (user + system) in a `/proc/<pid>/stat` line.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -150,12 +164,129 @@ async fn big_server(
     .await
 }
 
+/// How many of the listed calls ended classified from 8 digits (`unknown_code`: the code was
+/// random, the 8 digits arrived and were looked up), and every call's end reason, for the report.
+fn classified_from_8_digits(
+    registry: &veilig_bellen::call::registry::Registry,
+) -> (
+    usize,
+    usize,
+    std::collections::BTreeMap<&'static str, usize>,
+) {
+    let list = registry.list(std::time::SystemTime::now());
+    let ended = list.iter().filter(|c| c.state == CallState::Ended);
+    let read_8 = ended
+        .clone()
+        .filter(|c| c.reason.map(|r| r.as_str()) == Some("unknown_code"))
+        .count();
+    let mut reasons = std::collections::BTreeMap::new();
+    for c in &list {
+        *reasons
+            .entry(c.reason.map(|r| r.as_str()).unwrap_or("none"))
+            .or_insert(0) += 1;
+    }
+    (ended.count(), read_8, reasons)
+}
+
+/// `VB_RATE` (comma-separated: one run per rate, each on a fresh server) calls/s from the Rust
+/// load generator, `VB_CALLS` calls each: every call answers, plays 8 RFC 4733 digits (the same
+/// packets the SIPp peer plays) and hangs up 100 ms after the last; every call must be answered and
+/// end classified from its 8 digits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: benches/call_rate.sh"]
 async fn call_rate() {
-    let rate = env("VB_RATE", 300);
-    let calls = env("VB_CALLS", 3000);
-    let srv = big_server(900, |_| {}).await;
+    let rates = std::env::var("VB_RATE").unwrap_or_else(|_| "1000".into());
+    let calls = env("VB_CALLS", 10_000);
+    let packets = dtmf_call_rtp("31415926", &fast_digits()).expect("pcap");
+    let length = packets.last().map(|p| p.at).unwrap_or_default();
+    let script: Vec<(Duration, Vec<u8>)> = packets.into_iter().map(|p| (p.at, p.payload)).collect();
+    raise_open_files(20_000);
+    for rate in rates
+        .split(',')
+        .filter_map(|r| r.trim().parse::<usize>().ok())
+    {
+        // Ports for the calls up at once (a call lasts about a second), with room for the rest.
+        let pairs = (rate * 2).clamp(600, 5000) as u16;
+        let srv = big_server(pairs, |_| {}).await;
+        let load_before = load_average();
+        let (udp0, before, t0) = (udp_drops_by_socket(), thread_ticks(), Instant::now());
+        let generator = LoadGen::start(LoadConfig {
+            server: srv.sip_udp,
+            codes: vec![String::new(); calls],
+            rate: rate as u32,
+            called: server::TENANT_NUMBER.to_owned(),
+            limit: Duration::from_secs_f64(calls as f64 / rate as f64) + Duration::from_secs(60),
+            plan: loadgen::Plan::Script {
+                packets: script.clone(),
+                hang_up_after: length + Duration::from_millis(100),
+            },
+        })
+        .expect("load generator starts");
+        let media_port = generator.media_port();
+        let report = tokio::task::spawn_blocking(move || generator.finish())
+            .await
+            .expect("load generator");
+        let (after, secs) = (thread_ticks(), t0.elapsed().as_secs_f64());
+        let drops = udp_drops_by_socket().since(&udp0, &srv, media_port);
+        let mut cpu = cpu_split(&before, &after);
+        // The generator's threads have ended: their CPU is in the report, not among live threads.
+        cpu.server = (cpu.server - report.cpu).max(0.0);
+        cpu.generator = report.cpu;
+        // Every call the generator saw end has ended in our list too (bounded).
+        let registry = srv.running.registry.clone();
+        support::wait_until(Duration::from_secs(10), || {
+            classified_from_8_digits(&registry).0 >= report.answered
+        })
+        .await;
+        let (ended, read_8, reasons) = classified_from_8_digits(&registry);
+        let call_s = length.as_secs_f64() + 0.1;
+        // Calls start at the offered rate; the last one then lasts one call length.
+        let starting = (report.took.as_secs_f64() - call_s).max(0.001);
+        println!(
+            "BENCH call_rate: load average {load_before}; offered {rate}/s, {calls} calls in {:.2} s = {:.0} call starts/s \
+             (each ~{call_s:.2} s long: answer, 8 RFC 4733 digits, lookup, BYE); answered {}, failed {}, \
+             SIP retransmissions {}; answer time p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; ended {ended}, \
+             classified from 8 digits {read_8}, reasons {reasons:?}; server CPU {:.2} s = {:.3} ms/call \
+             ({:.0}% of a core); generator CPU {:.2} s = {:.3} ms/call (server/generator {:.2}); RTP sent {}, \
+             received {} (lost {}); socket buffer drops {drops}; CPU per thread: {}",
+            report.took.as_secs_f64(),
+            calls as f64 / starting,
+            report.answered,
+            report.failed.len(),
+            report.retransmissions,
+            report.answer_ms(0.5),
+            report.answer_ms(0.99),
+            report.answer_ms(1.0),
+            cpu.server,
+            cpu.server * 1000.0 / calls as f64,
+            cpu.server * 100.0 / secs,
+            cpu.generator,
+            cpu.generator * 1000.0 / calls as f64,
+            cpu.server / cpu.generator.max(1e-9),
+            report.rtp_sent,
+            report.rtp_received,
+            report.rtp_lost,
+            cpu.threads(secs),
+        );
+        assert!(
+            report.failed.is_empty(),
+            "failed calls: {:?}",
+            &report.failed[..report.failed.len().min(20)]
+        );
+        assert_eq!(read_8, calls, "calls not classified from 8 digits");
+        srv.shutdown().await;
+    }
+}
+
+/// The peer of [`call_rate`]: SIPp as the trunk, `VB_SIPP_RATE` calls/s (default 500) for
+/// `VB_SIPP_CALLS` calls (default 3000), each playing the same packets as a pcap, from its own
+/// calling number. SIPp is another process: the server's CPU is this process's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: benches/call_rate.sh"]
+async fn call_rate_sipp() {
+    let rate = env("VB_SIPP_RATE", 500);
+    let calls = env("VB_SIPP_CALLS", 3000);
+    let srv = big_server(((rate * 2).clamp(600, 5000)) as u16, |_| {}).await;
     let dir = tempfile::tempdir().expect("dir");
     let packets = dtmf_call_rtp("31415926", &fast_digits()).expect("pcap");
     let length = packets.last().map(|p| p.at).unwrap_or_default();
@@ -179,39 +310,35 @@ async fn call_rate() {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let load_before = load_average();
     let cpu0 = cpu_seconds();
     let target = srv.sip_udp;
     let d = dir.path().to_path_buf();
-    let (ok, took) =
+    let (ok, took, sipp_cpu) =
         tokio::task::spawn_blocking(move || run_sipp(&d, target, &args, Duration::from_secs(120)))
             .await
             .expect("sipp");
     let cpu = cpu_seconds() - cpu0;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let list = srv.running.registry.list(std::time::SystemTime::now());
-    let read_8 = list
-        .iter()
-        .filter(|c| {
-            c.state == CallState::Ended && c.reason.map(|r| r.as_str()) == Some("unknown_code")
-        })
-        .count();
-    let ended = list.iter().filter(|c| c.state == CallState::Ended).count();
-    let mut reasons = std::collections::BTreeMap::new();
-    for c in &list {
-        *reasons
-            .entry(c.reason.map(|r| r.as_str()).unwrap_or("none"))
-            .or_insert(0) += 1;
-    }
-    let pcap_s = length.as_secs_f64() + 0.1;
-    // Calls start at the offered rate; the last one then lasts one call length.
-    let starting = (took.as_secs_f64() - pcap_s).max(0.001);
+    // Every call sipp made has ended here too (bounded; the assertion below counts them).
+    let registry = srv.running.registry.clone();
+    support::wait_until(Duration::from_secs(10), || {
+        classified_from_8_digits(&registry).0 >= calls
+    })
+    .await;
+    let (ended, read_8, reasons) = classified_from_8_digits(&registry);
+    let call_s = length.as_secs_f64() + 0.1;
+    let starting = (took.as_secs_f64() - call_s).max(0.001);
     println!(
-        "BENCH call_rate: offered {rate}/s, {calls} calls in {:.2} s = {:.0} call starts/s (each ~{pcap_s:.2} s long); \
-         sipp all ok: {ok}; ended {ended}, classified from 8 digits {read_8}, reasons {reasons:?}; server CPU {:.2} s = {:.2} ms/call",
+        "BENCH call_rate_sipp: load average {load_before}; offered {rate}/s, {calls} calls in {:.2} s = {:.0} call starts/s \
+         (each ~{call_s:.2} s long); sipp all ok: {ok}; ended {ended}, classified from 8 digits {read_8}, reasons {reasons:?}; \
+         server CPU {:.2} s = {:.3} ms/call; sipp CPU {:.2} s = {:.3} ms/call (server/sipp {:.2})",
         took.as_secs_f64(),
         calls as f64 / starting,
         cpu,
-        cpu * 1000.0 / calls as f64
+        cpu * 1000.0 / calls as f64,
+        sipp_cpu,
+        sipp_cpu * 1000.0 / calls as f64,
+        cpu / sipp_cpu.max(1e-9),
     );
     assert!(ok, "sipp reported failed calls");
     assert_eq!(read_8, calls, "calls not classified from 8 digits");
@@ -248,6 +375,7 @@ async fn concurrency() {
         rate: rate as u32,
         called: server::TENANT_NUMBER.to_owned(),
         limit: ramp + hold + wait + Duration::from_secs(60),
+        plan: loadgen::Plan::Hold,
     })
     .expect("load generator starts");
     let registry = srv.running.registry.clone();
@@ -265,14 +393,21 @@ async fn concurrency() {
         || count(&|c| c.state == CallState::Collecting) < generator.answered())
         && start.elapsed() < ramp + Duration::from_secs(15)
     {
+        // The back-off of this bounded wait for the ramp.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let up = generator.answered();
     let ramp_took = start.elapsed();
 
     // Phase 1, hold: all collecting, the in-band detector on every caller packet, silence back.
+    // (A second left out of the measurement: the ramp's last set-ups are not the steady state.)
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let collect = measure(&generator, hold.saturating_sub(Duration::from_secs(1))).await;
+    let collect = measure(
+        &srv,
+        &generator,
+        hold.saturating_sub(Duration::from_secs(1)),
+    )
+    .await;
     let collecting_rss = rss_mib();
     let collecting = count(&|c| c.state == CallState::Collecting);
 
@@ -282,13 +417,15 @@ async fn concurrency() {
     while count(&|c| c.state == CallState::Collecting) > 0
         && sent_codes.elapsed() < code_audio + Duration::from_secs(15)
     {
+        // The back-off of this bounded wait for the classifications.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let classify_took = sent_codes.elapsed();
 
-    // Phase 2, waiting: ringback out, the caller's audio still coming in.
+    // Phase 2, waiting: ringback out, the caller's audio still coming in. (A second left out of
+    // the measurement: the lookups' burst is not the steady state.)
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let waiting_cpu = measure(&generator, wait).await;
+    let waiting_cpu = measure(&srv, &generator, wait).await;
     let waiting = count(&|c| c.state == CallState::Waiting);
     let list = registry.list(std::time::SystemTime::now());
     let report = tokio::task::spawn_blocking(move || generator.finish())
@@ -324,7 +461,7 @@ async fn concurrency() {
     let phase = |w: &Window, calls: usize| {
         format!(
             "server {:.0}% of a core = {:.0} µs CPU per call-second, RTP {:.1} in / {:.1} out per call-second \
-             (nominal 50), kernel UDP buffer drops {}; generator {:.0}% (server/generator {:.2})",
+             (nominal 50), socket buffer drops {}; generator {:.0}% (server/generator {:.2})",
             w.server_cpu * 100.0,
             per_call(w, calls),
             w.rtp_in_rate,
@@ -438,52 +575,91 @@ struct Window {
     rtp_in_rate: f64,
     /// RTP packets per call per second the server sent back (nominal 50).
     rtp_out_rate: f64,
-    /// Datagrams the kernel dropped for full receive buffers (whole network namespace).
-    udp_drops: u64,
+    /// Datagrams the kernel dropped for full receive buffers, by socket.
+    udp_drops: Drops,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A snapshot of this process's CPU: in all (threads that ended included), and per live thread.
+struct CpuSnapshot {
+    process: f64,
+    threads: std::collections::HashMap<u64, (String, f64)>,
+}
+
+fn thread_ticks() -> CpuSnapshot {
+    CpuSnapshot {
+        process: cpu_seconds(),
+        threads: thread_cpu_ticks(),
+    }
+}
+
+/// CPU seconds between two snapshots: the generator's threads (`loadgen-*`), the server (all the
+/// rest of the process, threads that ended meanwhile included), and per thread name.
+struct CpuSplit {
+    server: f64,
+    generator: f64,
+    by_name: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuSplit {
+    /// Thread names with their share of a core over `secs`, the busy ones.
+    fn threads(&self, secs: f64) -> String {
+        self.by_name
+            .iter()
+            .map(|(name, cpu)| (name, cpu * 100.0 / secs))
+            .filter(|(_, pct)| *pct >= 0.5)
+            .map(|(name, pct)| format!("{name} {pct:.0}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn cpu_split(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuSplit {
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut generator = 0.0;
+    for (tid, (name, ticks)) in &after.threads {
+        let used = (ticks - before.threads.get(tid).map_or(0.0, |(_, t)| *t)) / 100.0;
+        if name.starts_with(loadgen::THREAD_PREFIX) {
+            generator += used;
+        }
+        *by_name.entry(name.clone()).or_default() += used;
+    }
+    CpuSplit {
+        server: (after.process - before.process - generator).max(0.0),
+        generator,
+        by_name,
+    }
 }
 
 /// Measures the threads' CPU and the RTP rates over `length`.
-async fn measure(generator: &LoadGen, length: Duration) -> Window {
-    let load_before = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    let (udp0, rtp0) = (udp_receive_buffer_drops(), generator.rtp_counts());
+async fn measure(srv: &TestServer, generator: &LoadGen, length: Duration) -> Window {
+    let load_before = load_average();
+    let (udp0, rtp0) = (udp_drops_by_socket(), generator.rtp_counts());
     let (before, t0) = (thread_ticks(), Instant::now());
+    // The measuring window itself.
     tokio::time::sleep(length).await;
     let (after, secs) = (thread_ticks(), t0.elapsed().as_secs_f64());
     let rtp1 = generator.rtp_counts();
     let calls = generator.answered().max(1) as f64;
-    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
-    let (mut server, mut generator_cpu) = (0.0, 0.0);
-    for (tid, (name, ticks)) in &after {
-        let used = ticks - before.get(tid).map_or(0.0, |(_, t)| *t);
-        let cores = used / 100.0 / secs;
-        if name.starts_with(loadgen::THREAD_PREFIX) {
-            generator_cpu += cores;
-        } else {
-            server += cores;
-        }
-        *by_name.entry(name.clone()).or_default() += cores * 100.0;
-    }
-    let threads = by_name
-        .iter()
-        .filter(|(_, pct)| **pct >= 0.5)
-        .map(|(name, pct)| format!("{name} {pct:.0}%"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cpu = cpu_split(&before, &after);
     Window {
-        server_cpu: server,
-        generator_cpu,
-        threads,
+        server_cpu: cpu.server / secs,
+        generator_cpu: cpu.generator / secs,
+        threads: cpu.threads(secs),
         load_before,
         rtp_in_rate: (rtp1.0 - rtp0.0) as f64 / secs / calls,
         rtp_out_rate: (rtp1.1 - rtp0.1) as f64 / secs / calls,
-        udp_drops: udp_receive_buffer_drops().saturating_sub(udp0),
+        udp_drops: udp_drops_by_socket().since(&udp0, srv, generator.media_port()),
     }
 }
 
 /// Per thread of this process: name and CPU ticks (user + system, 1/100 s).
-fn thread_ticks() -> std::collections::HashMap<u64, (String, f64)> {
+fn thread_cpu_ticks() -> std::collections::HashMap<u64, (String, f64)> {
     let mut out = std::collections::HashMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -512,19 +688,73 @@ fn thread_ticks() -> std::collections::HashMap<u64, (String, f64)> {
     out
 }
 
-/// `RcvbufErrors` of `/proc/net/snmp`: UDP datagrams dropped for a full socket buffer.
-fn udp_receive_buffer_drops() -> u64 {
-    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+/// Per UDP socket (by inode) of the network namespace: its local port and the datagrams the kernel
+/// dropped for it (`drops` of `/proc/net/udp`, mostly a full receive buffer).
+struct UdpDrops(std::collections::HashMap<u64, (u16, u64)>);
+
+fn udp_drops_by_socket() -> UdpDrops {
+    let mut out = std::collections::HashMap::new();
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st queues tr retrnsmt uid timeout inode ref pointer drops
+            let port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let inode = f.get(9).and_then(|i| i.parse::<u64>().ok());
+            let drops = f.get(12).and_then(|d| d.parse::<u64>().ok());
+            if let (Some(port), Some(inode), Some(drops)) = (port, inode, drops) {
+                out.insert(inode, (port, drops));
+            }
+        }
+    }
+    UdpDrops(out)
+}
+
+/// Datagrams dropped by socket buffers over a window: the server's RTP sockets, its SIP socket,
+/// the generator's media socket, and any other socket of the machine.
+#[derive(Default)]
+struct Drops {
+    server_rtp: u64,
+    server_sip: u64,
+    generator: u64,
+    other: u64,
+}
+
+impl std::fmt::Display for Drops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (server RTP {}, server SIP {}, generator {}, elsewhere {})",
+            self.server_rtp + self.server_sip + self.generator,
+            self.server_rtp,
+            self.server_sip,
+            self.generator,
+            self.other
+        )
+    }
+}
+
+impl UdpDrops {
+    /// What sockets dropped since `before` (a socket opened meanwhile counts from 0).
+    fn since(&self, before: &UdpDrops, srv: &TestServer, generator_port: u16) -> Drops {
+        let mut d = Drops::default();
+        for (inode, (port, drops)) in &self.0 {
+            let new = drops - before.0.get(inode).map_or(0, |(_, b)| (*b).min(*drops));
+            if srv.rtp_ports.contains(port) {
+                d.server_rtp += new;
+            } else if *port == srv.sip_udp.port() {
+                d.server_sip += new;
+            } else if *port == generator_port {
+                d.generator += new;
+            } else {
+                d.other += new;
+            }
+        }
+        d
+    }
 }
 
 /// Raises this process's soft limit on open files to `want` (at most the hard limit); returns the

@@ -60,6 +60,7 @@ async fn no_live_call_left(srv: &TestServer) {
             start.elapsed() < Duration::from_secs(3),
             "a call or its RTP port stayed behind: {live:#?}"
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -90,6 +91,7 @@ async fn race(sock: &UdpSocket, server: SocketAddr, media_port: u16, i: u32) -> 
     );
     send(sock, server, &invite).await;
     if i > 0 {
+        // The race under test: each round the CANCEL follows the INVITE 2 ms later.
         tokio::time::sleep(Duration::from_millis(u64::from(i) * 2)).await;
     }
     send(sock, server, &cancel).await;

@@ -44,6 +44,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
                 args.join(" ")
             );
         }
+        // The back-off of this bounded wait for the child's exit.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

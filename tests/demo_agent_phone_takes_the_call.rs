@@ -136,6 +136,7 @@ async fn opnemen_connects_the_caller_to_the_built_in_phone_which_plays_its_chime
             "the built-in phone never registered:\n{}",
             demo.stderr()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(demo.stderr().contains("built-in agent phone registered"));
@@ -193,6 +194,7 @@ async fn opnemen_connects_the_caller_to_the_built_in_phone_which_plays_its_chime
             "the phone did not hear both calls end:\n{}",
             demo.stderr()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(

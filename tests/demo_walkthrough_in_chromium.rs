@@ -41,6 +41,7 @@ async fn walk_through(method: &str) {
             "the built-in agent phone did not register:\n{}",
             demo.stderr()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

@@ -63,6 +63,7 @@ fn agent_invite_ports(messages: &str) -> Vec<u16> {
 /// Over `time`: how many ms the agent newly heard and the 440 Hz share of it.
 async fn listen(phone: &AgentPhone, time: Duration) -> (usize, f64) {
     let before = phone.heard().1.len();
+    // The listening window itself.
     tokio::time::sleep(time).await;
     let (rate, heard) = phone.heard();
     let new = heard.get(before..).unwrap_or_default();
@@ -112,7 +113,6 @@ async fn a_trunk_hold_and_resume_reach_the_agents_phone_and_media_stays_direct()
             "the resume never reached the agent's phone",
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (heard_ms, share) = listen(&phone, Duration::from_millis(1500)).await;
     let relayed = srv.running.calls.relayed_packets() - relayed_before;
     let answers = our_answers(&sipp.messages());
@@ -525,9 +525,18 @@ async fn a_trunk_offering_a_codec_the_agent_lacks_moves_the_call_back_to_the_rel
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\nsipp:\n{}", sipp.logs()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // What the caller hears now: the agent's 440 Hz, through our relay, in PCMU.
+    // What the caller hears now: the agent's 440 Hz, through our relay, in PCMU. Listening starts
+    // once the first of it came (bounded; the assertions below judge what came).
     let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let got = tokio::time::timeout(Duration::from_millis(100), ear.recv_from(&mut buf)).await;
+        if let Ok(Ok((n, from))) = got {
+            if n > 12 && buf[1] & 0x7f == 0 && srv.rtp_ports.contains(&from.port()) {
+                break;
+            }
+        }
+    }
     while let Ok(Ok(_)) =
         tokio::time::timeout(Duration::from_millis(5), ear.recv_from(&mut buf)).await
     {}
@@ -604,11 +613,18 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
     let relayed_before = srv.running.calls.relayed_packets();
     proceed_until_answered(&sipp, "our answer to the refresh", 1).await;
     proceed_until_answered(&sipp, "our offer in the 200 to the SDP-less refresh", 2).await;
-    // Give a wrongly sent re-INVITE time to reach the phone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = our_answers(&sipp.messages());
-    let to_agent = agent.messages().matches("INVITE sip:").count();
     let relayed = srv.running.calls.relayed_packets() - relayed_before;
+    let view = call_view(&srv, &id).await;
+    assert_eq!(view["media"], "direct", "{view:#}");
+    // A re-INVITE wrongly sent to the phone for a refresh goes out before our BYE to it (one call
+    // task, in order): once the call is over, the phone's whole log tells.
+    srv.hang_up_and_check_ended(sipp, &id).await;
+    let messages = agent
+        .finish()
+        .await
+        .unwrap_or_else(|e| panic!("the agent's phone got more than it should: {e}"));
+    let to_agent = messages.matches("INVITE sip:").count();
     eprintln!(
         "refreshes while direct: our SDP to the trunk {answers:?} (agent {agent_port}); INVITEs the phone got: {to_agent}; relay forwarded {relayed}"
     );
@@ -623,16 +639,7 @@ async fn trunk_refreshes_with_and_without_sdp_change_nothing_on_the_agent_leg() 
         to_agent, 2,
         "the phone must get only the call and the direct-media re-INVITE"
     );
-    let view = call_view(&srv, &id).await;
-    assert_eq!(view["media"], "direct", "{view:#}");
-    hang_up_with_sipp_agent(
-        srv,
-        sipp,
-        &id,
-        agent,
-        "the agent's phone got more than it should",
-    )
-    .await;
+    srv.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,7 @@ async fn a_code_past_its_call_window_is_expired() {
     .await;
     let pbx = Pbx::new(&srv.http_base);
     let code = srv.new_code().await;
+    // The time under test: the code outlives its 1 s call window.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     unverified(&srv, &pbx, "+31600000401", Some(&code), "expired_code").await;
     srv.shutdown().await;

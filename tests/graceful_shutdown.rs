@@ -11,6 +11,7 @@ use support::sipp::{Sipp, TrunkCall};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_calls_get_503_and_live_calls_get_a_bye_after_the_grace_time() {
+    let logs = support::log_capture::capture(tracing::Level::INFO);
     let srv = server::start(2, |c| {
         c.calls.retry_after = 23;
         c.calls.call.collect.first_digit_timeout = Duration::from_millis(500);
@@ -26,7 +27,16 @@ async fn new_calls_get_503_and_live_calls_get_a_bye_after_the_grace_time() {
     let grace = Duration::from_secs(2);
     let started = Instant::now();
     let draining = tokio::spawn(running.drain_and_shutdown(grace));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The shutdown has begun (new calls are refused from its first step on, before this line).
+    assert!(
+        logs.wait_for(
+            "shutting down: waiting for calls to finish",
+            Duration::from_secs(3)
+        )
+        .await,
+        "the shutdown did not begin:\n{}",
+        logs.text()
+    );
 
     let mut late = TrunkCall::new("+31600000032");
     late.expect_refusal = Some(503);

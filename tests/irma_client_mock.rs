@@ -269,12 +269,19 @@ async fn hs256_signed_request_verifies_as_irmago_would() {
     assert!(started.is_ok(), "{started:?}");
     let (ct, jwt) = seen.lock().unwrap().take().unwrap();
     assert!(ct.starts_with("text/plain"), "{ct}");
-    check_claims(&jwt, &DecodingKey::from_secret(&key), Algorithm::HS256);
+    check_claims(
+        &jwt,
+        &DecodingKey::from_secret(&key).unwrap(),
+        Algorithm::HS256,
+    );
     // A different key must not verify: the mock really checks the signature.
     let mut v = Validation::new(Algorithm::HS256);
     v.required_spec_claims = HashSet::new();
     v.validate_exp = false;
-    assert!(jsonwebtoken::decode::<Claims>(&jwt, &DecodingKey::from_secret(b"other"), &v).is_err());
+    assert!(
+        jsonwebtoken::decode::<Claims>(&jwt, &DecodingKey::from_secret(b"other").unwrap(), &v)
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -358,6 +365,7 @@ async fn a_hanging_server_times_out_after_bounded_retries() {
         get(move || {
             h.fetch_add(1, Ordering::SeqCst);
             async {
+                // This server hangs: what is under test is the client giving up (its timeout).
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 "\"DONE\""
             }
@@ -628,7 +636,7 @@ async fn a_signed_result_is_checked_before_it_is_believed() {
             encode(
                 &Header::new(Algorithm::HS256),
                 &serde_json::json!({"iss": "irmaserver", "sub": "disclosing_result", "exp": now + 120}),
-                &EncodingKey::from_secret(public.as_bytes()),
+                &EncodingKey::from_secret(public.as_bytes()).unwrap(),
             )
             .unwrap(),
         ),

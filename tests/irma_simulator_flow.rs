@@ -3,6 +3,7 @@
 //! requestor-token auth; the client API yivi-frontend follows; lifetimes on a simulated clock;
 //! declining and cancelling; foreign and null attributes; the "not an IRMA server" label.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,6 +25,8 @@ struct Sim {
     /// `http://127.0.0.1:port/irma-sim`
     base: String,
     http: reqwest::Client,
+    /// The paths of the requests the simulator got, in order.
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sim {
@@ -34,13 +37,38 @@ impl Sim {
         config.requestor_token = Some(TOKEN.into());
         configure(&mut config);
         let sim = Simulator::new(config);
-        let app = Router::new().nest("/irma-sim", simulator_router(sim.clone()));
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = requests.clone();
+        let app = Router::new()
+            .nest("/irma-sim", simulator_router(sim.clone()))
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    log.lock().unwrap().push(request.uri().path().to_owned());
+                    next.run(request)
+                },
+            ));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Sim {
             sim,
             base,
             http: reqwest::Client::new(),
+            requests,
         }
+    }
+
+    /// Waits (at most 5 s) until the simulator got `count` requests whose path ends with `suffix`
+    /// (`/statusevents`: a waiting client follows the status; `/status`: it asks or polls).
+    async fn until_requested(&self, suffix: &str, count: usize) {
+        crate::support::wait_until(Duration::from_secs(5), || {
+            self.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.ends_with(suffix))
+                .count()
+                >= count
+        })
+        .await;
     }
 
     fn client(&self, auth: IrmaAuth) -> IrmaClient {
@@ -96,7 +124,8 @@ async fn citizen_disclosure_reaches_verified_attributes() {
         let (c, token) = (c.clone(), started.token.clone());
         tokio::spawn(async move { c.wait_terminal(&token, soon()).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The disclosure comes while the client follows the status.
+    s.until_requested("/statusevents", 1).await;
     let (code, answer) = s.app(&started, json!({"attributes": {}})).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(
@@ -290,10 +319,17 @@ async fn requestor_status_stream_sends_changes_only() {
     let url = format!("{}/session/{}/statusevents", s.base, started.token.expose());
     let mut events = s.http.get(&url).send().await.unwrap();
     assert_eq!(events.status(), 200);
-    // Let the open event pass, then the requestor cancels.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    c.cancel(&started.token).await.unwrap();
+    // The open event has come; then the requestor cancels.
     let mut text = String::new();
+    while !text.contains("event: open\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("the open event within 10 s")
+            .unwrap()
+            .expect("the stream stays open until the session ends");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    c.cancel(&started.token).await.unwrap();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), events.chunk())
         .await
         .expect("the stream closes after CANCELLED")
@@ -330,7 +366,8 @@ async fn unscanned_session_times_out_and_results_are_forgotten() {
         let (c, token) = (c.clone(), started.token.clone());
         tokio::spawn(async move { c.wait_terminal(&token, soon()).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The session times out while the client follows the status.
+    s.until_requested("/statusevents", 1).await;
     s.sim.advance_clock(Duration::from_secs(5 * 60));
     assert_eq!(waiter.await.unwrap().unwrap(), SessionStatus::Timeout);
     let result = c.result(&started.token).await.unwrap();
@@ -381,7 +418,8 @@ async fn without_status_events_the_client_polls_the_simulator() {
         let (c, token) = (c.clone(), started.token.clone());
         tokio::spawn(async move { c.wait_terminal(&token, soon()).await })
     };
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The disclosure comes once the client polls: its first look and a poll after it.
+    s.until_requested("/status", 2).await;
     s.app(&started, json!({"attributes": {}})).await;
     assert_eq!(waiter.await.unwrap().unwrap(), SessionStatus::Done);
 }

@@ -616,7 +616,8 @@ async fn kill_writer_and_check(kill_after: usize) {
             "writer too slow"
         );
     }
-    // SIGKILL a moment later, somewhere inside the writer's next step (one takes a few ms).
+    // SIGKILL a moment later, somewhere inside the writer's next step (one takes a few ms): the
+    // random point of the kill is what is under test.
     std::thread::sleep(Duration::from_micros(u64::from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

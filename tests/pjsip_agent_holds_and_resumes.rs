@@ -193,6 +193,7 @@ async fn pjsip_streaming_silence_while_holding_leaves_the_caller_our_waiting_sig
     let mut ear = CallerEar::start(ear, our_port, Duration::from_secs(15));
     hold(&srv, &mut phone, &id).await;
     let held = Instant::now();
+    // The held window the caller's ear is judged on.
     tokio::time::sleep(HOLD + Duration::from_millis(500)).await;
     // PJSIP (VAD off) kept streaming while holding: its silence, and our signal instead of it.
     let (_, heard) = ear.between(held + Duration::from_millis(200), Instant::now());

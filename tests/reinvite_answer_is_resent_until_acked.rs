@@ -5,9 +5,11 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::agent::{answer, server_with_agent};
+use support::raw_sip::{header, RawTrunk};
 use support::sipp::TrunkCall;
+use tokio::time::Instant;
 
 const CALLER: &str = "+31611113333";
 
@@ -22,12 +24,18 @@ async fn our_answer_to_a_trunk_reinvite_is_resent_until_the_trunk_acks_it() {
     let media = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let uac = RawTrunk::new(&sock, srv.sip_udp, media.local_addr().expect("addr").port());
+    let uac = RawTrunk::new(
+        &sock,
+        srv.sip_udp,
+        media.local_addr().expect("addr").port(),
+        CALLER,
+    );
     uac.send(&uac.invite(1, "sendrecv")).await;
     let ok = uac.response_to(1, "INVITE", Duration::from_secs(3)).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let to = header(&ok, "To").expect("To in the 200 OK");
     uac.send(&uac.in_dialog("ACK", 1, &to)).await;
+    // The time under test: 2 s on, the first INVITE's transaction (64·T1 = 1.6 s) is gone.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut reinvite = uac.invite(2, "sendonly");
@@ -51,8 +59,11 @@ async fn our_answer_to_a_trunk_reinvite_is_resent_until_the_trunk_acks_it() {
         "our 200 OK to the re-INVITE was resent {resent} times in 600 ms without an ACK"
     );
     uac.send(&uac.in_dialog("ACK", 2, &to)).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    while sock.try_recv_from(&mut [0u8; 4096]).is_ok() {}
+    // An OPTIONS in the dialog reaches the call task after the ACK (one queue): once it is
+    // answered, every 200 OK resent before the ACK was taken has come (and is skipped here).
+    uac.send(&uac.in_dialog("OPTIONS", 3, &to)).await;
+    let options_ok = uac.response_to(3, "OPTIONS", Duration::from_secs(2)).await;
+    assert!(options_ok.starts_with("SIP/2.0 200"), "{options_ok}");
     let quiet_until = Instant::now() + Duration::from_millis(300);
     while let Some(msg) = uac.recv_until(quiet_until).await {
         assert!(
@@ -64,8 +75,8 @@ async fn our_answer_to_a_trunk_reinvite_is_resent_until_the_trunk_acks_it() {
         .wait_for_call(Duration::from_secs(1), |c| c["state"] != "ended")
         .await
         .unwrap_or_else(|e| panic!("the call did not survive the re-INVITE: {e}"));
-    uac.send(&uac.in_dialog("BYE", 3, &to)).await;
-    let bye_ok = uac.response_to(3, "BYE", Duration::from_secs(2)).await;
+    uac.send(&uac.in_dialog("BYE", 4, &to)).await;
+    let bye_ok = uac.response_to(4, "BYE", Duration::from_secs(2)).await;
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
     srv.wait_for_call(Duration::from_secs(3), |c| {
         c["id"] == call["id"] && c["state"] == "ended"
@@ -74,120 +85,6 @@ async fn our_answer_to_a_trunk_reinvite_is_resent_until_the_trunk_acks_it() {
     .unwrap_or_else(|e| panic!("{e}"));
     srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
     srv.shutdown().await;
-}
-
-/// A hand-written SIP peer on a UDP socket (a trunk, or an agent's phone), for what SIPp cannot do
-/// (hold back an ACK).
-struct RawTrunk<'a> {
-    sock: &'a tokio::net::UdpSocket,
-    server: std::net::SocketAddr,
-    media_port: u16,
-    call_id: String,
-}
-
-impl<'a> RawTrunk<'a> {
-    fn new(sock: &'a tokio::net::UdpSocket, server: std::net::SocketAddr, media_port: u16) -> Self {
-        RawTrunk {
-            sock,
-            server,
-            media_port,
-            call_id: format!("raw-trunk-{}@127.0.0.1", std::process::id()),
-        }
-    }
-
-    fn me(&self) -> std::net::SocketAddr {
-        self.sock.local_addr().expect("addr")
-    }
-
-    fn to_line(&self) -> String {
-        format!(
-            "To: <sip:{}@{}>",
-            support::server::TENANT_NUMBER,
-            self.server
-        )
-    }
-
-    fn head(&self, method: &str, cseq: u32, to: &str) -> String {
-        let me = self.me();
-        format!(
-            "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-raw-{method}-{cseq}\r\n\
-             From: <sip:{CALLER}@{me}>;tag=rawtrunk\r\n{to}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:trunk@{me}>\r\nMax-Forwards: 70\r\n",
-            support::server::TENANT_NUMBER,
-            self.server,
-            self.call_id
-        )
-    }
-
-    fn invite(&self, cseq: u32, direction: &str) -> String {
-        let sdp = format!(
-            "v=0\r\no=- 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
-             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na={direction}\r\n",
-            self.media_port
-        );
-        format!(
-            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            self.head("INVITE", cseq, &self.to_line()),
-            sdp.len()
-        )
-    }
-
-    fn in_dialog(&self, method: &str, cseq: u32, to: &str) -> String {
-        format!(
-            "{}Content-Length: 0\r\n\r\n",
-            self.head(method, cseq, &format!("To: {to}"))
-        )
-    }
-
-    async fn send(&self, msg: &str) {
-        self.sock
-            .send_to(msg.as_bytes(), self.server)
-            .await
-            .expect("send");
-    }
-
-    async fn recv_until(&self, until: Instant) -> Option<String> {
-        let mut buf = vec![0u8; 8192];
-        let left = until.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, self.sock.recv_from(&mut buf)).await {
-            Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            _ => None,
-        }
-    }
-
-    /// The next request `method` that arrives (bounded); `None` without one.
-    async fn request(&self, method: &str, limit: Duration) -> Option<String> {
-        let until = Instant::now() + limit;
-        loop {
-            let msg = self.recv_until(until).await?;
-            if msg.starts_with(&format!("{method} ")) {
-                return Some(msg);
-            }
-        }
-    }
-
-    /// The first final response to our request `cseq method` (bounded).
-    async fn response_to(&self, cseq: u32, method: &str, limit: Duration) -> String {
-        let until = Instant::now() + limit;
-        let want = format!("CSeq: {cseq} {method}");
-        loop {
-            let msg = self
-                .recv_until(until)
-                .await
-                .unwrap_or_else(|| panic!("no final answer to {want} within {limit:?}"));
-            if msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") && msg.contains(&want) {
-                return msg;
-            }
-        }
-    }
-}
-
-/// The value of header `name` in a SIP message.
-fn header(msg: &str, name: &str) -> Option<String> {
-    msg.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .map(|v| v.trim().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +106,7 @@ async fn our_answer_to_an_agent_phone_reinvite_is_resent_until_the_phone_acks_it
     let id = waiting["id"].clone();
     assert_eq!(answer(&srv, &id).await.0, 202);
 
-    let raw = RawTrunk::new(&phone, srv.sip_udp, 0);
+    let raw = RawTrunk::new(&phone, srv.sip_udp, 0, CALLER);
     let invite = raw
         .request("INVITE", Duration::from_secs(3))
         .await
@@ -275,8 +172,10 @@ async fn our_answer_to_an_agent_phone_reinvite_is_resent_until_the_phone_acks_it
         "our 200 OK to the phone's re-INVITE was resent {resent} times in 600 ms without an ACK"
     );
     raw.send(&in_dialog("ACK", 2, "")).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    while phone.try_recv_from(&mut [0u8; 4096]).is_ok() {}
+    // As on the trunk: an OPTIONS after the ACK; its answer comes after every resent 200 OK.
+    raw.send(&in_dialog("OPTIONS", 3, "")).await;
+    let options_ok = raw.response_to(3, "OPTIONS", Duration::from_secs(2)).await;
+    assert!(options_ok.starts_with("SIP/2.0 200"), "{options_ok}");
     let quiet_until = Instant::now() + Duration::from_millis(300);
     while let Some(msg) = raw.recv_until(quiet_until).await {
         assert!(
@@ -284,15 +183,15 @@ async fn our_answer_to_an_agent_phone_reinvite_is_resent_until_the_phone_acks_it
             "the 200 OK was still resent after the ACK:\n{msg}"
         );
     }
-    // Past 64·T1 after the hold, still connected; then the agent hangs up.
+    // Past 64·T1 after the hold, still connected; then the agent hangs up. (The time under test.)
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let held = srv
         .wait_for_call(Duration::from_secs(1), |c| c["id"] == id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(held["state"], "connected", "{held:#}");
-    raw.send(&in_dialog("BYE", 3, "")).await;
-    let bye_ok = raw.response_to(3, "BYE", Duration::from_secs(2)).await;
+    raw.send(&in_dialog("BYE", 4, "")).await;
+    let bye_ok = raw.response_to(4, "BYE", Duration::from_secs(2)).await;
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
     if let Err(e) = sipp.finish().await {
         panic!("the caller did not get the agent's hang-up as a BYE: {e}");

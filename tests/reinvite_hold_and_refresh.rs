@@ -70,6 +70,7 @@ async fn trunk_call(srv: &TestServer, reinvites: Vec<TrunkReinvite>, await_bye: 
 /// how many seconds of audio that was.
 async fn echo_share(phone: &AgentPhone, window: Duration) -> (f64, f64) {
     let before = phone.heard().1.len();
+    // The listening window itself.
     tokio::time::sleep(window).await;
     let (rate, heard) = phone.heard();
     let new = heard.get(before..).unwrap_or_default();
@@ -99,6 +100,7 @@ async fn reinvite_done(sipp: &Sipp, cseq: u32) {
             "re-INVITE {cseq} not answered within 8 s:\n{}",
             sipp.logs()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -136,6 +138,8 @@ async fn trunk_hold_resume_and_session_refreshes_keep_the_call() {
     // Hold: we answer recvonly and send the trunk nothing, so the agent's voice stops coming back.
     sipp.proceed();
     reinvite_done(&sipp, 2).await;
+    // Left out of the window: the agent's voice already on its way round, and in baresip's jitter
+    // buffer, when the hold took effect (nothing marks when it has played out).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (share, secs) = echo_share(&phone, Duration::from_millis(1200)).await;
     assert!(
@@ -371,11 +375,14 @@ async fn baresip_agent_holds_and_resumes_then_hangs_up() {
             "the agent's phone did not put the call on hold:\n{}",
             phone.log()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // We took the hold: the call shows it (or ended, which it must not).
     let held = srv
-        .wait_for_call(Duration::from_secs(1), |c| c["id"] == id)
+        .wait_for_call(Duration::from_secs(3), |c| {
+            c["id"] == id && (c["on_hold"] == true || c["state"] == "ended")
+        })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(held["state"], "connected", "hold ended the call");
@@ -388,6 +395,7 @@ async fn baresip_agent_holds_and_resumes_then_hangs_up() {
             "the agent's phone did not resume:\n{}",
             phone.log()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (packets, share) = hears_agent(&ear, our_port, Duration::from_millis(1500)).await;
@@ -413,6 +421,7 @@ async fn wait_for(first: &str, needle: &str, read: impl Fn() -> String) {
             start.elapsed() < Duration::from_secs(5),
             "no {needle:?} within 5 s:\n{text}"
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
         text = read();
     }

@@ -713,7 +713,17 @@ async fn sigterm_refuses_new_calls_hangs_up_live_ones_after_the_grace_time_and_e
 
     serve.sigterm();
     let stopped_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It logs that it waits for the live call once new calls are refused.
+    assert!(
+        serve
+            .wait_stderr(
+                "shutting down: waiting for calls to finish",
+                Duration::from_secs(5)
+            )
+            .await,
+        "serve did not begin its shutdown:\n{}",
+        serve.stderr_tail()
+    );
     let mut late = TrunkCall::new("+31612340022");
     late.called = ARNHEM.to_owned();
     late.expect_refusal = Some(503);

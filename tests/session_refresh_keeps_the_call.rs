@@ -9,7 +9,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 use support::server::start;
-use support::sipp::TrunkCall;
+use support::sipp::{received, wait_messages, TrunkCall};
 use support::sipp_xml::{ok_last_with_sdp, recv_request, trunk_sdp, RECV_ACK};
 
 const CALLER: &str = "+31612340004";
@@ -71,6 +71,7 @@ async fn we_refresh_the_session_when_the_trunk_leaves_it_to_us() {
             "no session refresh within 55 s of a 90 s session:\n{}",
             sipp.logs()
         );
+        // The back-off of this bounded wait (45 s, the time under test).
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let waited = started.elapsed();
@@ -90,7 +91,13 @@ async fn we_refresh_the_session_when_the_trunk_leaves_it_to_us() {
         "the refresh moved the media to port {port}, away from our relay"
     );
     // The trunk's 200 was ACKed (its scenario waits for the ACK) and the call goes on.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_messages(
+        &sipp,
+        "our ACK to the refresh",
+        Duration::from_secs(3),
+        |m| received(m, "ACK sip:trunk@") >= 1,
+    )
+    .await;
     let calls = srv.calls().await;
     let view = calls.iter().find(|c| c["id"] == id).expect("listed");
     assert_eq!(

@@ -22,6 +22,7 @@ async fn baresip_registers_and_shows_up_in_the_registrar() {
         if !bindings.is_empty() {
             break;
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = phone.log();

@@ -182,8 +182,12 @@ async fn an_invite_flood_from_the_trunk_leaves_a_live_calls_reinvite_and_bye_ans
         })
     };
 
-    // In the middle of it: the live call refreshes its session, then hangs up.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // In the middle of it (the flood is answered 503 already): the live call refreshes its
+    // session, then hangs up.
+    support::wait_until(Duration::from_secs(5), || {
+        refused.load(Ordering::Relaxed) > 0
+    })
+    .await;
     let reinvite = request(
         "INVITE",
         me,
@@ -261,7 +265,8 @@ async fn a_burst_from_a_stranger_is_cut_to_its_rate_and_a_phone_elsewhere_is_ans
             .await
             .expect("send");
         if i % 100 == 99 {
-            // Paced a little, so the kernel's socket buffer is not what cuts the burst.
+            // Paced a little, so the kernel's socket buffer is not what cuts the burst (pacing of a
+            // load loop, not a wait).
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -55,6 +55,7 @@ async fn idle_connections_from_one_address_leave_a_tls_phone_able_to_register() 
                 *done = is_closed(c).await;
             }
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -118,6 +119,7 @@ async fn a_trunk_is_not_held_to_the_per_address_share() {
         {
             break;
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(

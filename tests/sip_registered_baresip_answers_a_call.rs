@@ -39,6 +39,7 @@ async fn call_the_agent(server: &mut Server) -> Result<(), String> {
         if tokio::time::Instant::now() > deadline {
             return Err("baresip did not register".into());
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let target = Target {

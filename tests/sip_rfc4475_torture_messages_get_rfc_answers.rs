@@ -161,11 +161,13 @@ async fn inside_namespace() {
 
     let mut failures = Vec::new();
     for tcp in [false, true] {
+        // Transaction lifetimes are the time under test here (nothing outside shows one end).
         tokio::time::sleep(KEY_REUSE_WAIT).await;
         let mut vias_seen = std::collections::HashSet::new();
         for file in &files {
             let msg = std::fs::read(format!("{dir}/{file}")).unwrap();
             if !vias_seen.insert(top_via(&msg)) {
+                // As above: the key's last transaction ends first.
                 tokio::time::sleep(KEY_REUSE_WAIT).await;
             }
             let got = if tcp {

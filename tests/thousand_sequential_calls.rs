@@ -75,6 +75,7 @@ fn run_calls(target: std::net::SocketAddr, dir: &std::path::Path, count: usize) 
             let _ = child.wait();
             panic!("sipp still running after {SIPP_RUN_LIMIT:?}");
         }
+        // The back-off of this bounded wait for sipp's exit.
         std::thread::sleep(Duration::from_millis(50));
     };
     let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
@@ -145,6 +146,7 @@ async fn wait_idle(probe: &veilig_bellen::call::manager::CallsProbe, pairs: usiz
             started.elapsed() < Duration::from_secs(5),
             "after the calls: {live} call tasks, {routes} routing entries, {free}/{pairs} RTP pairs free"
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -100,6 +100,7 @@ fn digit_packets(digits: &str) -> Vec<Vec<u8>> {
 async fn send_paced(sock: &UdpSocket, to: SocketAddr, packets: &[Vec<u8>]) {
     for p in packets {
         sock.send_to(p, to).await.expect("send RTP");
+        // RTP's own pace: a packet every 20 ms.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -135,7 +136,11 @@ async fn an_srtp_trunk_is_answered_with_srtp_and_its_protected_digits_verify() {
     let before = rejected_srtp();
     let packets = digit_packets(&code);
     send_paced(&media, rtp_to, &packets).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each is rejected and counted as it comes: once all are, none can have made a digit.
+    support::wait_until(Duration::from_secs(3), || {
+        rejected_srtp() >= before + packets.len() as f64
+    })
+    .await;
     assert!(
         rejected_srtp() >= before + packets.len() as f64,
         "clear RTP on the SRTP trunk leg was not rejected"

@@ -125,3 +125,125 @@ async fn a_caller_entering_the_code_receives_a_steady_silence_stream() {
     let _ = sipp.finish().await;
     srv.shutdown().await;
 }
+
+/// The same call on tokio's paused clock (the call task, the SIP driver and this test read only
+/// tokio's clock): the ten seconds of collecting, two minutes of waiting and the goodbye pass in
+/// simulated time, each to the millisecond, while the caller (this test: SIP and RTP on loopback)
+/// hears silence, then the ringback's cadence, then the goodbye and our BYE.
+#[tokio::test(start_paused = true)]
+async fn on_a_paused_clock_the_wait_and_the_goodbye_last_exactly_as_configured() {
+    use support::raw_sip::{header, response_to, RawTrunk};
+    use tokio::time::Instant as Virtual;
+    const FIRST_DIGIT: Duration = Duration::from_secs(10);
+    const MAX_WAIT: Duration = Duration::from_secs(120);
+    const GOODBYE: Duration = Duration::from_secs(3);
+    let srv = server::start(1, |c| {
+        c.calls.call.collect.first_digit_timeout = FIRST_DIGIT;
+        c.calls.call.max_wait = MAX_WAIT;
+        c.calls.call.on_max_wait = MaxWaitPolicy::Goodbye;
+        // This caller only listens: no RTP from it must not end the call first.
+        c.calls.media_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let real = Instant::now();
+    let sig = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let ear = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let trunk = RawTrunk::new(
+        &sig,
+        srv.sip_udp,
+        ear.local_addr().expect("addr").port(),
+        "+31655558888",
+    );
+    trunk.send(&trunk.invite(1, "sendrecv")).await;
+    let ok = trunk.response_to(1, "INVITE", Duration::from_secs(5)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let answered = Virtual::now();
+    let to = header(&ok, "To").expect("To in the 200 OK");
+    trunk.send(&trunk.in_dialog("ACK", 1, &to)).await;
+
+    // Listen until our BYE, on simulated time (bounded in it, in turns and in real time).
+    let end = answered + FIRST_DIGIT + MAX_WAIT + GOODBYE + Duration::from_secs(30);
+    let (mut frames, mut tone_frames) = (0u32, 0u32);
+    let mut first_tone: Option<Duration> = None;
+    let mut bye: Option<(Duration, String)> = None;
+    let (mut rtp, mut pcm) = ([0u8; 2048], [0i16; 2048]);
+    for _ in 0..100_000 {
+        if bye.is_some() || real.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::select! {
+            received = ear.recv(&mut rtp) => {
+                let Ok(n) = received else { continue };
+                if n <= 12 || rtp[1] & 0x7f != 8 {
+                    continue;
+                }
+                frames += 1;
+                let k = dsp::g711::decode_alaw_into(&rtp[12..n], &mut pcm[..n - 12]);
+                if support::tone::frame_share(&pcm[..k], 425.0) > 0.8 {
+                    tone_frames += 1;
+                    first_tone.get_or_insert(answered.elapsed());
+                }
+            }
+            message = support::raw_sip::recv_until(&sig, end) => match message {
+                Some(m) if m.starts_with("BYE ") => bye = Some((answered.elapsed(), m)),
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    let real = real.elapsed();
+    eprintln!(
+        "paused clock: {frames} frames, {tone_frames} of 425 Hz, the first {first_tone:?} and \
+         our BYE {:?} after the answer; {real:?} of real time",
+        bye.as_ref().map(|b| b.0)
+    );
+    let (bye_after, bye) = bye.expect("our BYE came within the simulated wait");
+    trunk.send(&response_to(&bye, "200 OK", "", "", "")).await;
+
+    let ringback_from = first_tone.expect("the caller heard the ringback");
+    assert!(
+        (FIRST_DIGIT..FIRST_DIGIT + Duration::from_millis(100)).contains(&ringback_from),
+        "the ringback began {ringback_from:?} after the answer, not when collecting gave up \
+         ({FIRST_DIGIT:?})"
+    );
+    let hung_up = FIRST_DIGIT + MAX_WAIT + GOODBYE;
+    assert!(
+        (hung_up..hung_up + Duration::from_millis(100)).contains(&bye_after),
+        "our BYE came {bye_after:?} after the answer, not after collecting, the maximum wait and \
+         the goodbye ({hung_up:?})"
+    );
+    // 20 ms frames all along; the ringback is 1 s of 425 Hz every 5 s (24 bursts in two minutes),
+    // and the goodbye's busy tone adds some.
+    let expected = (hung_up.as_millis() / 20) as u32;
+    assert!(
+        frames + 10 >= expected && frames <= expected + 10,
+        "{frames} frames in {hung_up:?}"
+    );
+    assert!(
+        (1200..1200 + 150).contains(&tone_frames),
+        "{tone_frames} frames of 425 Hz"
+    );
+    assert!(
+        real < hung_up / 4,
+        "{real:?} of real time for {hung_up:?} of simulated time"
+    );
+
+    let mut ended = None;
+    for _ in 0..200 {
+        ended = srv
+            .running
+            .registry
+            .list(std::time::SystemTime::now())
+            .into_iter()
+            .find(|c| c.state == veilig_bellen::call::CallState::Ended);
+        if ended.is_some() {
+            break;
+        }
+        // Simulated time: the release is due at once.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ended = ended.expect("the call shows ended");
+    assert_eq!(ended.reason.map(|r| r.as_str()), Some("no_code"));
+    srv.wait_rtp_ports_free(Duration::from_secs(3)).await;
+    srv.shutdown().await;
+}

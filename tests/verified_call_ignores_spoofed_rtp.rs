@@ -72,7 +72,7 @@ async fn spoofed_rtp_mid_call_is_not_heard_and_does_not_move_the_stream() {
         echoed >= 50,
         "only {echoed} packets came back before the spoofing"
     );
-    // Past the learning window of both streams (3 s from their first packets).
+    // Past the learning window of both streams (3 s from their first packets): the time under test.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Spoofers at another host and at other ports of the caller's and the phone's host, each with

@@ -46,11 +46,17 @@ async fn connect(
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(connected["agent"], "agent");
     assert_eq!(connected["verified"], true);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (rate, heard) = phone.heard();
+    let (rate, heard) = phone
+        .wait_heard(
+            Duration::from_millis(500),
+            440.0,
+            0.3,
+            Duration::from_secs(5),
+        )
+        .await;
     assert!(
         heard.len() >= rate as usize / 2,
-        "the agent heard {} samples at {rate} Hz in 1.5 s: no RTP from the caller's side\n{}",
+        "the agent heard {} samples at {rate} Hz in 5 s: no RTP from the caller's side\n{}",
         heard.len(),
         phone.log()
     );

@@ -8,6 +8,9 @@
 // dead session sends the agent back to the login form. Texts come from the page (data-texts).
 // When an agent's phone did not take a call (agent_leg), the card says why in words: to that agent
 // (data-agent), and to supervisors (data-supervisor) for anyone's phone.
+// A verified call that is waiting or in progress offers **Vraag gegevens**: the tenant's extra
+// requests (data-requests); picking one posts it to /api/v1/calls/{id}/requests, and the card lists
+// each request's progress and what it brought, marked as added during the call.
 'use strict';
 
 (() => {
@@ -90,6 +93,8 @@
     const soundToggle = document.getElementById('sound-toggle');
     const baseTitle = document.title;
     const cards = new Map(); // id → { call, node }
+    const extraRequests = JSON.parse(body.dataset.requests || '[]'); // [{ id, label }]
+    const RT = T.requests || {};
     let source = null;
     let retry = 1000;
     let touched = null; // ids changed by events while the list is being fetched
@@ -273,6 +278,7 @@
     function render(entry) {
       const { call, node } = entry;
       const focused = node.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      const menuWasOpen = Boolean(node.querySelector('details.request-menu[open]'));
       const error = node.querySelector('.call-error');
       const errorText = error && !error.hidden ? error.textContent : '';
       node.replaceChildren();
@@ -285,7 +291,7 @@
       article.setAttribute('aria-labelledby', titleId);
 
       const head = el('header', 'card-head');
-      const title = el('h2', 'caller', call.caller || (call.state === 'ended' ? fill(T.ended_call, { id: call.id }) : T.anonymous));
+      const title = el('h2', 'caller', call.caller || (call.state === 'ended' ? fill(T.ended_call, { id: call.id }) : call.via === 'browser' ? T.via_browser : T.anonymous));
       title.id = titleId;
       head.append(title);
       head.append(el('span', `state state-${call.state}`, T[`state_${call.state}`] || call.state));
@@ -332,6 +338,8 @@
         article.append(nav);
       }
 
+      if (call.requests && call.requests.length > 0) article.append(requestList(call));
+
       if ((call.warnings || []).includes('code_reused')) {
         const warning = el('p', 'warning', T.warning_code_reused);
         warning.setAttribute('role', 'alert');
@@ -362,12 +370,14 @@
       if (call.on_hold) flags.push(T.on_hold);
       if (call.transferred) flags.push(T.transferred);
       if (call.via === 'exchange') flags.push(T.via_exchange);
+      if (call.via === 'browser') flags.push(T.via_browser);
       if (call.forward_to && call.state !== 'ended') flags.push(fill(T.forward_to, { number: call.forward_to }));
       if (flags.length > 0) article.append(el('p', 'flags', flags.join(' · ')));
 
       const actions = el('div', 'actions');
       if (call.state === 'waiting') actions.append(button('answer', T.answer, 'primary'));
       if (call.state !== 'ended' && (!call.agent || call.agent === me)) actions.append(button('hangup', T.hang_up, 'danger'));
+      if (canAsk(call)) actions.append(requestMenu(entry, menuWasOpen));
       if (actions.childElementCount > 0) article.append(actions);
 
       const message = el('p', 'call-error', errorText);
@@ -386,6 +396,113 @@
         b.dataset.action = action;
         b.addEventListener('click', () => act(entry, action, b));
         return b;
+      }
+    }
+
+    // ---- Extra requests during a call ---------------------------------------------------------
+
+    function canAsk(call) {
+      return extraRequests.length > 0 && call.verified && ['waiting', 'ringing', 'connected'].includes(call.state);
+    }
+
+    // **Vraag gegevens**: a disclosure widget listing the tenant's requests.
+    function requestMenu(entry, open) {
+      const menu = el('details', 'request-menu');
+      menu.open = open;
+      const summary = el('summary', 'button', RT.menu);
+      summary.dataset.action = 'requests';
+      menu.append(summary);
+      const items = el('ul', 'request-items');
+      for (const request of extraRequests) {
+        const item = el('li');
+        const b = el('button', 'button', request.label);
+        b.type = 'button';
+        b.dataset.request = request.id;
+        b.addEventListener('click', () => ask(entry, request.id, b));
+        item.append(b);
+        items.append(item);
+      }
+      menu.append(items);
+      return menu;
+    }
+
+    // Each request of the call: its label and state, why when it did not work, what it brought.
+    function requestList(call) {
+      const section = el('section', 'requests');
+      section.setAttribute('aria-label', RT.heading);
+      section.append(el('h3', 'requests-heading', RT.heading));
+      const list = el('ul', 'request-list');
+      for (const request of call.requests) {
+        const item = el('li', `request request-${request.state}`);
+        item.dataset.seq = request.seq;
+        item.dataset.state = request.state;
+        const head = el('p', 'request-head');
+        head.append(el('strong', 'request-label', request.label));
+        head.append(document.createTextNode(' — '));
+        head.append(el('span', 'request-state', RT[`state_${request.state}`] || request.state));
+        item.append(head);
+        if (request.reason) {
+          const why = el('p', 'request-reason', RT[`reason_${request.reason}`] || request.reason);
+          if (request.state === 'unreachable') why.setAttribute('role', 'alert');
+          item.append(why);
+        }
+        if (request.signature) item.append(el('p', 'request-signed', fill(RT.signed, { message: request.signature.message })));
+        if (request.attributes && request.attributes.length > 0) {
+          const dl = el('dl', 'attributes attributes-added');
+          dl.setAttribute('aria-label', RT.added);
+          for (const attribute of request.attributes) {
+            const row = el('div', 'attribute');
+            row.append(el('dt', '', attribute.label));
+            const dd = el('dd', '', attribute.value === null ? '—' : attribute.value);
+            dd.append(el('span', 'added', ` (${RT.added})`));
+            row.append(dd);
+            dl.append(row);
+          }
+          item.append(dl);
+        }
+        list.append(item);
+      }
+      section.append(list);
+      return section;
+    }
+
+    async function ask(entry, request, buttonNode) {
+      const message = entry.node.querySelector('.call-error');
+      message.hidden = true;
+      buttonNode.disabled = true;
+      const menu = buttonNode.closest('details');
+      try {
+        const response = await fetch(`/api/v1/calls/${entry.call.id}/requests`, {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'content-type': 'application/json', 'X-CSRF-Token': csrf },
+          body: JSON.stringify({ request }),
+        });
+        if (response.status === 401 || response.status === 403) {
+          window.location.replace(`/portal${langQuery}`);
+          return;
+        }
+        if (response.ok) {
+          // The card may have been drawn anew meanwhile: close the menu it shows now.
+          const current = entry.node.querySelector('details.request-menu') || menu;
+          if (current) current.open = false;
+          return;
+        }
+        let data = {};
+        try {
+          data = await response.json();
+        } catch {
+          // Not JSON: the generic message.
+        }
+        const current = entry.node.querySelector('.call-error');
+        current.textContent = RT[`error_${data.error}`] || T[`error_${data.error}`] || T.error_other;
+        current.hidden = false;
+      } catch {
+        const current = entry.node.querySelector('.call-error');
+        current.textContent = T.error_other;
+        current.hidden = false;
+      } finally {
+        if (buttonNode.isConnected) buttonNode.disabled = false;
       }
     }
 

@@ -11,12 +11,19 @@
 //!
 //! `cargo bench -p sip --bench sip_parse` (quick: append `-- --warm-up-time 1 --measurement-time 3`).
 //! The goal is ≥ 1M messages/s for parse + typed on this mix.
+//!
+//! For instruction counts (repeatable on a busy machine, unlike time), set `SIP_PARSE_REPEAT` to
+//! `<implementation>/<parse|parse_typed>:<rounds>` and run the bench binary under callgrind: it
+//! then runs that routine over the mix `rounds` times and exits, without criterion. Run it with
+//! two round counts and divide the difference by 4 × the difference in rounds for instructions
+//! per message (start-up cancels out):
+//! `SIP_PARSE_REPEAT=ours/parse_typed:20000 valgrind --tool=callgrind <bench binary>`.
 
 use std::cell::RefCell;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, criterion_main, Bencher, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Bencher, Criterion, Throughput};
 use sip::message::validate::{check, Inbound, Policy};
 use sip::message::{Message, StreamFramer};
 
@@ -373,4 +380,42 @@ fn ours(c: &mut Criterion) {
 }
 
 criterion_group!(benches, compare, ours);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("SIP_PARSE_REPEAT") {
+        repeat(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// `SIP_PARSE_REPEAT=<implementation>/<parse|parse_typed>:<rounds>`: run one routine over the mix
+/// `rounds` times (for callgrind) and print the checksum.
+fn repeat(spec: &str) {
+    let (id, rounds) = spec
+        .rsplit_once(':')
+        .expect("SIP_PARSE_REPEAT=<implementation>/<parse|parse_typed>:<rounds>");
+    let rounds: u64 = rounds.parse().expect("rounds is a number");
+    let (name, what) = id.rsplit_once('/').expect("<implementation>/<routine>");
+    let (_, parse, typed) = PEERS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .unwrap_or_else(|| panic!("implementation is one of ours, rsip 0.4, ezk-sip-types 0.6"));
+    let routine = match what {
+        "parse" => *parse,
+        "parse_typed" => *typed,
+        _ => panic!("routine is parse or parse_typed"),
+    };
+    let msgs = messages();
+    let mut sum = 0usize;
+    for _ in 0..rounds {
+        for (_, m) in &msgs {
+            sum = sum.wrapping_add(routine(black_box(m.clone())));
+        }
+    }
+    println!(
+        "{id}: {rounds} rounds of {} messages, checksum {sum}",
+        msgs.len()
+    );
+}

@@ -13,7 +13,8 @@
 //! [`RandomKey`] has no `Default` and prints as `[redacted]`: a production endpoint cannot end up
 //! with a constant key by accident, and the key never reaches a log.
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// A 256-bit secret keying a [`Prf`]. Draw it from the OS (`rand::random::<[u8; 32]>()` in the

@@ -286,69 +286,15 @@ fn invite_seq(invite: &Request) -> u32 {
 mod tests {
     use super::*;
     use crate::call::agent_outcome::AgentLegFailure;
-    use crate::call::machine::{Action, CallConfig, CallMachine, Classification};
-    use crate::call::{CallState, UnverifiedReason};
+    use crate::call::machine::CallConfig;
+    use crate::call::test_sim::{fork, invite, response, s, sent, CallSim};
+    use crate::call::CallState;
     use crate::tenant::AgentId;
-    use sip::message::{HeaderName, Method, StatusCode};
-    use sip::transaction::Transport;
+    use sip::message::StatusCode;
     use std::time::Duration;
-
-    /// One fork's INVITE: its own Call-ID, as the call task makes them.
-    fn invite(n: u32) -> Request {
-        let raw = format!(
-            "INVITE sip:agent@192.0.2.{n}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKf{n}\r\n\
-             From: \"Veilig bellen\" <sip:anonymous@127.0.0.1:5060>;tag=ours{n}\r\nTo: <sip:agent@192.0.2.{n}:5060>\r\n\
-             Call-ID: vb-1-{n}-00000000@127.0.0.1:5060\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
-             Contact: <sip:veilig-bellen@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
-        );
-        Request::parse(raw.into_bytes()).unwrap()
-    }
-
-    fn fork(n: u32) -> Fork<u32> {
-        Fork {
-            tx: n,
-            request: invite(n),
-            target: Target {
-                transport: Transport::Udp,
-                addr: format!("192.0.2.{n}:5060").parse().unwrap(),
-            },
-        }
-    }
-
-    fn response(n: u32, status: u16) -> Response {
-        let mut r = Response::for_request(&invite(n), StatusCode::new(status).unwrap(), None)
-            .with_to_tag(&format!("phone{n}"));
-        if (200..300).contains(&status) {
-            r.headers
-                .push(HeaderName::Contact, format!("<sip:agent@192.0.2.{n}:5060>"));
-            r.set_body(Some("application/sdp"), b"v=0\r\n".to_vec());
-        }
-        r
-    }
-
-    /// What one turn of the call task sends, in order: (what, which fork).
-    fn sent(forks: &mut AgentForks<u32>) -> Vec<(&'static str, String)> {
-        std::iter::from_fn(|| forks.poll_transmit())
-            .map(|t| match t {
-                ForkTransmit::Cancel(tx) => ("CANCEL", tx.to_string()),
-                ForkTransmit::Ack { request, target } => {
-                    assert_eq!(request.method, Method::Ack);
-                    ("ACK", target.addr.to_string())
-                }
-                ForkTransmit::Bye { request, target } => {
-                    assert_eq!(request.method, Method::Bye);
-                    ("BYE", target.addr.to_string())
-                }
-            })
-            .collect()
-    }
 
     fn events(forks: &mut AgentForks<u32>) -> Vec<ForkEvent> {
         std::iter::from_fn(|| forks.poll_event()).collect()
-    }
-
-    fn s(what: &'static str, who: &str) -> (&'static str, String) {
-        (what, who.to_owned())
     }
 
     #[test]
@@ -460,99 +406,22 @@ mod tests {
         assert!(matches!(ev[..], [ForkEvent::Failed(f)] if f == AgentLegFailure::bad_answer(200)));
     }
 
-    /// The call machine and the forks on one simulated clock, as the call task joins them.
-    struct Sim {
-        now: Instant,
-        machine: CallMachine,
-        forks: AgentForks<u32>,
-        /// Everything sent, in order.
-        wire: Vec<(&'static str, String)>,
-        failed: Vec<AgentLegFailure>,
-    }
-
-    impl Sim {
-        /// A verified caller waiting; agent `a` clicked "Opnemen"; phones 1 and 2 are rung.
-        fn ringing() -> Sim {
-            let start = Instant::now();
-            let config = CallConfig {
-                agent_ring_timeout: Duration::from_secs(20),
-                ..CallConfig::default()
-            };
-            let mut machine = CallMachine::new(config, start);
-            let mut now = start;
-            for d in "12345678".chars() {
-                now += Duration::from_millis(150);
-                machine.handle_digit(now, crate::call::collect::DigitSource::Rfc4733, d);
-            }
-            machine.handle_lookup(
-                now,
-                Classification::Unverified(UnverifiedReason::UnknownCode),
-            );
-            assert_eq!(machine.state(), CallState::Waiting);
-            while machine.poll_action().is_some() {}
-            machine.handle_answer_request(now, AgentId("a".into()));
-            let mut sim = Sim {
-                now,
-                machine,
-                forks: AgentForks::new(TimerConfig::default()),
-                wire: Vec::new(),
-                failed: Vec::new(),
-            };
-            sim.turn();
-            assert_eq!(sim.machine.state(), CallState::Ringing);
-            sim
-        }
-
-        fn advance(&mut self, by: Duration) {
-            self.now += by;
-            if self.machine.poll_timeout().is_some_and(|t| t <= self.now) {
-                self.machine.handle_timeout(self.now);
-            }
-            self.turn();
-        }
-
-        fn respond(&mut self, tx: u32, status: u16) {
-            self.forks
-                .handle_response(self.now, tx, &response(tx, status));
-            self.turn();
-        }
-
-        /// What the call task does after any input: machine actions, then the forks.
-        fn turn(&mut self) {
-            loop {
-                let mut busy = false;
-                while let Some(action) = self.machine.poll_action() {
-                    busy = true;
-                    match action {
-                        Action::RingAgent(_) => self.forks.ring(vec![fork(1), fork(2)], false),
-                        Action::CancelAgent => self.forks.cancel(),
-                        Action::AgentLegFailed(o) => self.failed.push(AgentLegFailure {
-                            status: o.status,
-                            reason: o.reason,
-                        }),
-                        _ => {}
-                    }
-                }
-                self.wire.extend(sent(&mut self.forks));
-                while let Some(event) = self.forks.poll_event() {
-                    busy = true;
-                    match event {
-                        ForkEvent::Progress => self.machine.handle_agent_progress(self.now),
-                        ForkEvent::Answered { .. } => self.machine.handle_agent_answered(self.now),
-                        ForkEvent::Failed(why) => self.machine.handle_agent_failed(self.now, why),
-                        ForkEvent::RetryPlain => {}
-                    }
-                }
-                if !busy {
-                    break;
-                }
-            }
-        }
+    /// A verified caller waiting; agent `a` clicked "Opnemen"; phones 1 and 2 ring (for 20 s at
+    /// most).
+    fn ringing() -> CallSim {
+        let config = CallConfig {
+            agent_ring_timeout: Duration::from_secs(20),
+            ..CallConfig::default()
+        };
+        let mut sim = CallSim::waiting(config, &[1, 2]);
+        sim.answer("a");
+        assert_eq!(sim.machine.state(), CallState::Ringing);
+        sim
     }
 
     #[test]
     fn winner_connects_the_call() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.respond(2, 180);
         sim.advance(Duration::from_secs(5));
         sim.respond(2, 200);
@@ -566,7 +435,7 @@ mod tests {
 
     #[test]
     fn ring_timeout_cancels_every_phone_and_the_caller_waits_again() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.respond(1, 180);
         sim.advance(Duration::from_secs(19));
         assert_eq!(sim.machine.state(), CallState::Ringing);
@@ -587,7 +456,7 @@ mod tests {
 
     #[test]
     fn ring_timeout_without_any_answer_is_unreachable() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.advance(Duration::from_secs(20));
         assert_eq!(sim.failed, [AgentLegFailure::unreachable()]);
         assert_eq!(sim.machine.state(), CallState::Waiting);
@@ -595,7 +464,7 @@ mod tests {
 
     #[test]
     fn every_phone_busy_puts_the_caller_back_to_waiting() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.respond(1, 486);
         assert_eq!(sim.machine.state(), CallState::Ringing);
         sim.respond(2, 486);
@@ -612,7 +481,7 @@ mod tests {
 
     #[test]
     fn crossing_200_oks_connect_once() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.respond(1, 200);
         sim.respond(2, 200);
         assert_eq!(sim.machine.state(), CallState::Connected);
@@ -629,7 +498,7 @@ mod tests {
 
     #[test]
     fn caller_gone_while_ringing_cancels_the_phones_and_a_late_answer_is_hung_up() {
-        let mut sim = Sim::ringing();
+        let mut sim = ringing();
         sim.respond(1, 180);
         sim.advance(Duration::from_secs(3));
         sim.machine.handle_caller_gone(sim.now);

@@ -70,6 +70,37 @@ pub struct CallFlowConfig {
     /// SRTP (`sip.trunk_srtp = "accept"`); otherwise such an offer is refused (488) and the trunk
     /// leg is plain RTP.
     pub trunk_srtp: bool,
+    /// Where browsers' WebRTC media is received (`sip.webrtc_ip`): bound, and offered as the ICE
+    /// host candidate. Defaults to `media_ip`, else the SIP listener's address.
+    pub webrtc_ip: Option<IpAddr>,
+    /// A further host candidate for browsers (`sip.webrtc_public_ip`): the public address of a
+    /// server behind 1:1 NAT. There is no TURN.
+    pub webrtc_public_ip: Option<IpAddr>,
+}
+
+impl CallFlowConfig {
+    /// The WebRTC gateways' settings for this flow, with the SIP listener's addresses `sip` and
+    /// the calls' port pool.
+    pub fn webrtc_gateway(
+        &self,
+        sip: &sip_driver::BoundAddrs,
+        ports: crate::rtp_ports::SharedPortPool,
+    ) -> crate::webrtc::gateway::GatewayConfig {
+        let listener = sip
+            .udp
+            .first()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
+        crate::webrtc::gateway::GatewayConfig {
+            bind_ip: self
+                .webrtc_ip
+                .or(self.media_ip)
+                .or(listener)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            public_ip: self.webrtc_public_ip,
+            ports,
+        }
+    }
 }
 
 impl Default for CallFlowConfig {
@@ -90,6 +121,8 @@ impl Default for CallFlowConfig {
             sip_timers: TimerConfig::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
             trunk_srtp: false,
+            webrtc_ip: None,
+            webrtc_public_ip: None,
         }
     }
 }
@@ -125,8 +158,12 @@ pub struct Routes {
 
 /// Input routed to a call by the manager.
 #[derive(Debug)]
+// Each input crosses one channel once; boxing the SIP event would add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub enum CallInput {
     Sip(Event),
+    /// The caller hung up outside SIP: a browser caller's `DELETE` of its call (WHIP).
+    CallerHangup,
 }
 
 /// The prefix of Call-IDs we create for agent legs: `vb-<call id>-<n>@<host>`.

@@ -196,6 +196,18 @@ impl CallMachine {
         m
     }
 
+    /// A call whose caller is known before it starts — a browser call, bound to its disclosure
+    /// session by the session's own token: no digits to collect, so the caller waits for an agent
+    /// from `now`, hearing the comfort signal.
+    pub fn classified(config: CallConfig, now: Instant, classification: Classification) -> Self {
+        let mut m = CallMachine::new(config, now);
+        m.actions.clear();
+        m.actions.push_back(Action::StopDigitDetection);
+        m.actions.push_back(Action::StartComfort);
+        m.classify(now, classification);
+        m
+    }
+
     pub fn state(&self) -> CallState {
         match self.state {
             State::Collecting(_) | State::Classifying => CallState::Collecting,
@@ -977,5 +989,27 @@ mod tests {
         m.handle_refer_progress(t + ms(400), 200);
         assert!(drain(&mut m).is_empty());
         assert!(!m.transferred());
+    }
+    #[test]
+    fn a_classified_call_waits_for_an_agent_at_once_without_collecting_digits() {
+        let now = Instant::now();
+        let verified = Classification::Verified(Vec::new());
+        let mut m = CallMachine::classified(CallConfig::default(), now, verified.clone());
+        assert_eq!(m.state(), CallState::Waiting);
+        assert_eq!(m.classification(), Some(&verified));
+        let actions: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
+        assert!(matches!(
+            actions.as_slice(),
+            [
+                Action::StopDigitDetection,
+                Action::StartComfort,
+                Action::Publish
+            ]
+        ));
+        // Digits change nothing; an agent's answer rings the agent as for any waiting call.
+        m.handle_digit(now, DigitSource::Rfc4733, '1');
+        assert_eq!(m.state(), CallState::Waiting);
+        m.handle_answer_request(now, AgentId("anna".into()));
+        assert_eq!(m.state(), CallState::Ringing);
     }
 }

@@ -33,10 +33,11 @@ pub use super::config::{
 };
 use crate::links::LinkService;
 use crate::rtp_ports::SharedPortPool;
-use crate::sip_driver::{self, has_to_tag, BoundAddrs, SipEvent, SipEvents, SipHandle};
+use crate::sip_driver::{has_to_tag, BoundAddrs, SipEvent, SipEvents, SipHandle};
 use crate::tenant::Tenants;
+use crate::PRODUCT;
 use sip::endpoint::{Event, ServerTxId, TxId};
-use sip::message::{HeaderName, Method, Request};
+use sip::message::{build, HeaderName, Method, Request};
 use sip::random::RandomKey;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,15 @@ impl CallsProbe {
 }
 
 /// Starts the manager task.
-pub fn spawn(ctx: CallContext, events: SipEvents) -> (tokio::task::JoinHandle<()>, CallsProbe) {
+/// What [`spawn`] started: the manager's task, its probe, and the door for browser calls (`None`
+/// when the RTP port range is unusable and every call is refused).
+pub struct Spawned {
+    pub task: tokio::task::JoinHandle<()>,
+    pub probe: CallsProbe,
+    pub browser_calls: Option<super::browser::BrowserCalls>,
+}
+
+pub fn spawn(ctx: CallContext, events: SipEvents) -> Spawned {
     // Ports in an order drawn from the OS-seeded CSPRNG: one call's port tells nothing of the next.
     let port_key = RandomKey::from_bytes(rand::random());
     let (low, high) = (*ctx.config.rtp_ports.start(), *ctx.config.rtp_ports.end());
@@ -134,21 +143,14 @@ pub fn spawn(ctx: CallContext, events: SipEvents) -> (tokio::task::JoinHandle<()
     };
     let routes = probe.routes.clone();
     let relayed = probe.relayed.clone();
-    let task = match ports {
-        Some(ports) => tokio::spawn(run(ctx, events, ports, routes, relayed)),
-        None => tokio::spawn(refuse_all(ctx, events)),
+    let Some(ports) = ports else {
+        return Spawned {
+            task: tokio::spawn(refuse_all(ctx, events)),
+            probe,
+            browser_calls: None,
+        };
     };
-    (task, probe)
-}
-
-async fn run(
-    ctx: CallContext,
-    mut events: SipEvents,
-    ports: SharedPortPool,
-    routes: Arc<Mutex<Routes>>,
-    relayed: Arc<AtomicU64>,
-) {
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallId>();
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel::<CallId>();
     // Shared with the exchange API's calls (`crate::exchange`), which draw ids from the same
     // registry: their codes' reuse is flagged by the hook below too.
     let instance = ctx.registry.instance().to_owned();
@@ -162,6 +164,7 @@ async fn run(
             }
         }));
     }
+    let gateway = ctx.config.webrtc_gateway(&ctx.sip_local, ports.clone());
     let task_ctx = Arc::new(CallTaskContext {
         instance,
         flow: ctx.config.clone(),
@@ -175,6 +178,21 @@ async fn run(
         relayed,
         sip_bound: ctx.sip_local.clone(),
     });
+    let browser_calls =
+        super::browser::BrowserCalls::new(task_ctx.clone(), routes.clone(), gateway);
+    Spawned {
+        task: tokio::spawn(run(events, task_ctx, routes, ended_rx)),
+        probe,
+        browser_calls: Some(browser_calls),
+    }
+}
+
+async fn run(
+    mut events: SipEvents,
+    task_ctx: Arc<CallTaskContext>,
+    routes: Arc<Mutex<Routes>>,
+    mut ended_rx: mpsc::UnboundedReceiver<CallId>,
+) {
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -240,7 +258,7 @@ fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, event: Even
                 481
             };
             ctx.sip
-                .reply(id, sip_driver::tu::finish_response(&request, status, None));
+                .reply(id, build::reply(&request, status, rand::random(), PRODUCT));
         }
         _ => {}
     }
@@ -259,7 +277,7 @@ fn to_call(ctx: &CallTaskContext, call: &mpsc::Sender<CallInput>, event: Event) 
     tracing::warn!("a call's event queue is full; shedding");
     if let Event::Request { id, request, .. } = event {
         if request.method != Method::Ack {
-            let mut resp = sip_driver::tu::finish_response(&request, 503, None);
+            let mut resp = build::reply(&request, 503, rand::random(), PRODUCT);
             resp.headers.push(HeaderName::RetryAfter, "1".to_string());
             ctx.sip.reply(id, resp);
         }
@@ -293,7 +311,7 @@ fn turn_away(
             metrics.unknown_source(invite, "rejected");
             tracing::debug!(from = %source.remote, method = %request.method.as_str(), "request from an address that is not a trunk refused with 403");
             ctx.sip
-                .reply(tx, sip_driver::tu::finish_response(request, 403, None));
+                .reply(tx, build::reply(request, 403, rand::random(), PRODUCT));
         }
     }
 }
@@ -315,7 +333,7 @@ fn new_call(
         } else {
             tracing::warn!(live, "at capacity: refusing a call with 503");
         }
-        let mut resp = sip_driver::tu::finish_response(&request, 503, None);
+        let mut resp = build::reply(&request, 503, rand::random(), PRODUCT);
         resp.headers
             .push(HeaderName::RetryAfter, ctx.flow.retry_after.to_string());
         ctx.sip.reply(tx, resp);
@@ -325,7 +343,7 @@ fn new_call(
     let Some(tenant) = ctx.tenants.for_called(&called).cloned() else {
         tracing::info!("no municipality answers the called number; 404");
         ctx.sip
-            .reply(tx, sip_driver::tu::finish_response(&request, 404, None));
+            .reply(tx, build::reply(&request, 404, rand::random(), PRODUCT));
         return;
     };
     let id = ctx.registry.next_id();
@@ -388,7 +406,7 @@ async fn refuse_all(ctx: CallContext, mut events: SipEvents) {
             if from_stranger(&ctx.config, &request, &source) {
                 if ctx.config.unknown_sources == UnknownSources::Reject {
                     ctx.sip
-                        .reply(id, sip_driver::tu::finish_response(&request, 403, None));
+                        .reply(id, build::reply(&request, 403, rand::random(), PRODUCT));
                 }
                 continue;
             }
@@ -398,7 +416,7 @@ async fn refuse_all(ctx: CallContext, mut events: SipEvents) {
                 481
             };
             ctx.sip
-                .reply(id, sip_driver::tu::finish_response(&request, status, None));
+                .reply(id, build::reply(&request, status, rand::random(), PRODUCT));
         }
     }
 }

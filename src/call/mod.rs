@@ -13,6 +13,7 @@
 
 pub mod agent_forks;
 pub mod agent_outcome;
+pub mod browser;
 pub mod collect;
 pub mod config;
 pub mod direct;
@@ -23,6 +24,8 @@ pub mod pacing;
 pub mod registry;
 pub mod task;
 pub mod teardown;
+#[cfg(test)]
+mod test_sim;
 
 use serde::Serialize;
 use std::fmt;

@@ -3,6 +3,16 @@
 //! Frames go out on a fixed 20 ms grid from the start, not 20 ms after each send, so the stream
 //! keeps real time (RFC 3551 §4.1 packetisation). After a stall (a busy runtime) the grid restarts
 //! from `now` instead of sending the missed frames in a burst the peer's jitter buffer would drop.
+//!
+//! A call that plays a signal to a caller who sends RTP is woken every 20 ms by the caller's packet
+//! anyway: a frame may ride on that wake-up ([`FrameClock::tick_on_packet`]) anywhere within
+//! [`EARLY`] before and [`LATE`] after its slot, and the timer ([`FrameClock::deadline`]) only
+//! sends it when no packet came by the slot's end. The first packet moves the grid (once, by less
+//! than half a frame, or onto the packet when the pending slot has passed) so that the caller's
+//! packets fall on the slots, in the middle of their windows; from then on the grid stays fixed,
+//! so we send exactly 50 frames a second whatever the caller's packet interval or jitter (10 and
+//! 30 ms packets included), and a caller sending every 20 ms costs one wake-up per frame instead
+//! of two.
 
 use std::time::{Duration, Instant};
 
@@ -12,16 +22,26 @@ pub const FRAME_TIME: Duration = Duration::from_millis(20);
 /// How far behind the grid may fall before it restarts from `now`.
 const MAX_LAG: Duration = Duration::from_millis(100);
 
+/// How long before its slot a frame may go with a packet's wake-up.
+pub const EARLY: Duration = Duration::from_millis(10);
+/// How long after its slot a frame waits for a packet's wake-up before the timer sends it.
+pub const LATE: Duration = Duration::from_millis(10);
+
 /// The frame grid of one signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameClock {
     next: Instant,
+    /// The grid has been moved to the peer's packets ([`FrameClock::tick_on_packet`]).
+    aligned: bool,
 }
 
 impl FrameClock {
     /// A grid whose first frame is due at `now`.
     pub fn starting(now: Instant) -> Self {
-        FrameClock { next: now }
+        FrameClock {
+            next: now,
+            aligned: false,
+        }
     }
 
     /// When the next frame is due.
@@ -29,16 +49,60 @@ impl FrameClock {
         self.next
     }
 
+    /// The latest the next frame may wait for a packet ([`FrameClock::tick_on_packet`]): when
+    /// the timer must send it.
+    pub fn deadline(&self) -> Instant {
+        self.next + LATE
+    }
+
     /// Whether a frame is due at `now`; if so the clock moves on to the next one.
     pub fn tick(&mut self, now: Instant) -> bool {
         if now < self.next {
             return false;
         }
+        self.advance(now);
+        true
+    }
+
+    /// The peer's packet woke us at `now`: whether the next frame goes with it (its slot is at
+    /// most [`EARLY`] away, or past); if so the clock moves on. The first packet moves the grid
+    /// (by less than half a frame, or onto itself when the pending slot has passed), so that
+    /// packets arriving every 20 ms fall on the slots.
+    pub fn tick_on_packet(&mut self, now: Instant) -> bool {
+        if !self.aligned {
+            // Slots from now on a whole number of frames from this packet; the one pending is the
+            // nearest to where it was, or this packet's own if that one has passed.
+            self.aligned = true;
+            self.next = nearest_in_step(self.next, now).max(now);
+        }
+        if now + EARLY < self.next {
+            return false;
+        }
+        self.advance(now);
+        true
+    }
+
+    fn advance(&mut self, now: Instant) {
         self.next += FRAME_TIME;
         if self.next + MAX_LAG < now {
             self.next = now + FRAME_TIME;
         }
-        true
+    }
+}
+
+/// The instant within half a frame of `slot` that is a whole number of frames from `packet`.
+fn nearest_in_step(slot: Instant, packet: Instant) -> Instant {
+    let frame = FRAME_TIME.as_nanos();
+    // How far `packet` is past the grid point before it, in [0, frame).
+    let past = match packet.checked_duration_since(slot) {
+        Some(after) => after.as_nanos() % frame,
+        None => (frame - slot.duration_since(packet).as_nanos() % frame) % frame,
+    };
+    // Both below a frame (20 ms): the conversions cannot truncate.
+    if past < frame / 2 {
+        slot + Duration::from_nanos(past as u64)
+    } else {
+        slot - Duration::from_nanos((frame - past) as u64)
     }
 }
 
@@ -55,6 +119,92 @@ mod tests {
         // Woken 5 ms late: the frame goes, the next stays on the grid (40 ms), not at 45 ms.
         assert!(clock.tick(t0 + Duration::from_millis(25)));
         assert_eq!(clock.due(), t0 + Duration::from_millis(40));
+    }
+
+    /// Frames sent over `ms` milliseconds with the caller's packets every `interval` (first at
+    /// `phase`), woken by each packet and by the timer: (frames on packets, frames on the timer,
+    /// longest gap between frames in ms).
+    fn run(interval: u64, phase: u64, ms: u64) -> (u32, u32, u64) {
+        let t0 = Instant::now();
+        let at = |m: u64| t0 + Duration::from_millis(m);
+        let mut clock = FrameClock::starting(t0);
+        let (mut on_packets, mut on_timer) = (0, 0);
+        let (mut last, mut gap) = (None::<Instant>, 0);
+        let mut sent = |t: Instant| {
+            if let Some(l) = last {
+                gap = gap.max(t.duration_since(l).as_millis() as u64);
+            }
+            last = Some(t);
+        };
+        let mut packet = phase;
+        let mut now = 0;
+        while now < ms {
+            let timer = clock.deadline();
+            if at(packet) <= timer {
+                now = packet;
+                if clock.tick_on_packet(at(packet)) {
+                    on_packets += 1;
+                    sent(at(packet));
+                }
+                packet += interval;
+            } else {
+                now = timer.duration_since(t0).as_millis() as u64;
+                assert!(clock.tick(timer), "the deadline always sends");
+                on_timer += 1;
+                sent(timer);
+            }
+        }
+        (on_packets, on_timer, gap)
+    }
+
+    #[test]
+    fn frames_ride_on_the_callers_packets_at_any_phase() {
+        for phase in [0, 3, 9, 10, 11, 17, 19] {
+            let (packets, timer, gap) = run(20, phase, 2000);
+            // The first frame may need the timer; every other one goes with a packet.
+            assert!(timer <= 1, "phase {phase}: {timer} frames on the timer");
+            assert!((99..=101).contains(&(packets + timer)), "phase {phase}");
+            assert!(gap <= 30, "phase {phase}: gap {gap} ms");
+        }
+    }
+
+    #[test]
+    fn fifty_frames_a_second_whatever_the_callers_packet_interval() {
+        for interval in [10, 30, 60] {
+            let (packets, timer, gap) = run(interval, 7, 3000);
+            let frames = packets + timer;
+            assert!(
+                (148..=151).contains(&frames),
+                "{interval} ms packets: {frames} frames"
+            );
+            assert!(gap <= 40, "{interval} ms packets: gap {gap} ms");
+        }
+        // No packets at all: the timer sends every frame, 20 ms apart.
+        let t0 = Instant::now();
+        let mut clock = FrameClock::starting(t0);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = clock.deadline();
+            assert!(clock.tick(t));
+            times.push(t);
+        }
+        assert!(times.windows(2).all(|w| w[1] - w[0] == FRAME_TIME));
+    }
+
+    #[test]
+    fn the_first_packet_moves_the_grid_by_less_than_half_a_frame() {
+        let t0 = Instant::now();
+        let ms = |m: u64| Duration::from_millis(m);
+        // Slot at t0, a packet 13 ms later: the frame goes with it, the next slot 20 ms on.
+        let mut clock = FrameClock::starting(t0);
+        assert!(clock.tick_on_packet(t0 + ms(13)));
+        assert_eq!(clock.due(), t0 + ms(33));
+        // A packet 4 ms after the slot: the slot moves 4 ms later and the frame goes.
+        let mut clock = FrameClock::starting(t0 + ms(20));
+        assert!(!clock.tick_on_packet(t0 + ms(4)), "16 ms before its slot");
+        assert_eq!(clock.due(), t0 + ms(24));
+        assert!(clock.tick_on_packet(t0 + ms(24)));
+        assert_eq!(clock.due(), t0 + ms(44));
     }
 
     #[test]

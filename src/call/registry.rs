@@ -86,6 +86,10 @@ pub struct CallView {
     /// gave one. Not personal data: a number of the municipality. (Shared, not owned: a view is
     /// cloned for every subscriber of every change.)
     pub forward_to: Option<std::sync::Arc<str>>,
+    /// What agents asked the caller for during the call ([`crate::extra_requests`]), oldest first.
+    /// Set by the registry's users, never by the call task: kept when the task publishes; what
+    /// the caller disclosed in them goes when the call ends.
+    pub requests: Vec<crate::extra_requests::ExtraRequestView>,
 }
 
 /// How a call reached us (`via` in the API).
@@ -98,6 +102,9 @@ pub enum CallVia {
     /// The municipality's exchange answered and read the code, and told us by API
     /// ([`crate::exchange`]).
     Exchange,
+    /// The citizen called from the web page where they disclosed, over WebRTC; bound to the
+    /// disclosure by the session's token, so there was no code to read ([`crate::call::browser`]).
+    Browser,
 }
 
 impl CallView {
@@ -129,6 +136,7 @@ impl CallView {
             agent_leg: None,
             via,
             forward_to: None,
+            requests: Vec::new(),
         }
     }
 }
@@ -172,6 +180,10 @@ struct Entry {
 /// All calls of this instance.
 pub struct Registry {
     calls: Mutex<BTreeMap<CallId, Entry>>,
+    /// Calls in the order they ended, with their end time: pruning looks only at the oldest
+    /// ([`Registry::prune`]), not at every call (at a thousand calls a second, ten minutes of
+    /// ended calls are 600,000 entries, and every call's end pruned).
+    ended: Mutex<std::collections::VecDeque<(SystemTime, CallId)>>,
     events: broadcast::Sender<CallEvent>,
     /// The last call id handed out ([`Registry::next_id`]).
     last_id: AtomicU64,
@@ -193,6 +205,7 @@ impl Registry {
         let (events, _) = broadcast::channel(1024);
         Registry {
             calls: Mutex::new(BTreeMap::new()),
+            ended: Mutex::new(std::collections::VecDeque::new()),
             events,
             last_id: AtomicU64::new(0),
             instance: format!("{:032x}", rand::random::<u128>()),
@@ -233,6 +246,7 @@ impl Registry {
 
     /// The call task changed its call. Ignored for unknown calls.
     pub fn update(&self, id: CallId, change: impl FnOnce(&mut CallView)) {
+        let mut newly_ended = None;
         let snapshot = {
             let mut calls = self.lock();
             let Some(entry) = calls.get_mut(&id) else {
@@ -242,6 +256,7 @@ impl Registry {
             change(&mut entry.view);
             if !was_ended && entry.view.state == CallState::Ended {
                 count_ended(&entry.view);
+                newly_ended = entry.view.ended_at;
             }
             if entry.view.state == CallState::Ended {
                 forget_personal_data(&mut entry.view);
@@ -250,6 +265,10 @@ impl Registry {
             }
             entry.view.clone()
         };
+        if let Some(at) = newly_ended {
+            // Not under the calls' lock: `prune` takes this one first.
+            crate::sync::lock(&self.ended).push_back((at, id));
+        }
         let ended_at = snapshot.ended_at;
         let _ = self.events.send(CallEvent::Updated(snapshot));
         // Each call that ends clears out those that ended more than the retention ago, so the
@@ -278,9 +297,11 @@ impl Registry {
                 _ => None,
             };
             let warnings = std::mem::take(&mut v.warnings);
+            let requests = std::mem::take(&mut v.requests);
             *v = view;
             v.ended_at = ended_at;
             v.warnings = warnings;
+            v.requests = requests;
         });
     }
 
@@ -349,22 +370,29 @@ impl Registry {
             .map_err(|_| CommandError::Ended)
     }
 
+    /// Forgets the calls that ended [`Self::ENDED_RETENTION`] ago or more: the oldest ends first,
+    /// so only those are looked at (a call whose end time came later than a younger call's is
+    /// forgotten with it, a little late).
     fn prune(&self, now: SystemTime) {
+        let expired =
+            |t: &SystemTime| now.duration_since(*t).unwrap_or_default() >= Self::ENDED_RETENTION;
         let removed: Vec<CallId> = {
-            let mut calls = self.lock();
-            let expired: Vec<CallId> = calls
-                .values()
-                .filter(|e| {
-                    e.view.ended_at.is_some_and(|t| {
-                        now.duration_since(t).unwrap_or_default() >= Self::ENDED_RETENTION
-                    })
-                })
-                .map(|e| e.view.id)
-                .collect();
-            for id in &expired {
-                calls.remove(id);
+            let mut ended = crate::sync::lock(&self.ended);
+            if !ended.front().is_some_and(|(t, _)| expired(t)) {
+                return;
             }
-            expired
+            let mut calls = self.lock();
+            let mut removed = Vec::new();
+            while let Some((_, id)) = ended.pop_front_if(|(t, _)| expired(t)) {
+                if calls
+                    .get(&id)
+                    .is_some_and(|e| e.view.state == CallState::Ended)
+                {
+                    calls.remove(&id);
+                    removed.push(id);
+                }
+            }
+            removed
         };
         for id in removed {
             let _ = self.events.send(CallEvent::Removed(id));
@@ -381,6 +409,9 @@ impl Registry {
 fn forget_personal_data(view: &mut CallView) {
     view.attributes.clear();
     view.caller = Pii::new(String::new());
+    for request in &mut view.requests {
+        request.forget_personal_data();
+    }
 }
 
 #[cfg(test)]
@@ -583,6 +614,62 @@ mod tests {
             reg.lock().values().all(|e| e.commands.is_none()),
             "an ended call still holds its task's channel"
         );
+    }
+
+    #[test]
+    fn extra_requests_outlive_the_tasks_views_and_lose_what_they_brought_at_the_end() {
+        use crate::extra_requests::{ExtraRequestView, RequestState, SignedView};
+        let reg = Registry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        reg.insert(view(1, CallState::Connected), tx);
+        reg.update(CallId(1), |v| {
+            v.requests.push(ExtraRequestView {
+                seq: 1,
+                request: "adres".into(),
+                label: "Adres".into(),
+                sign: true,
+                state: RequestState::Done,
+                reason: None,
+                agent: Some(AgentId("jan".into())),
+                asked_at: SystemTime::UNIX_EPOCH,
+                ended_at: Some(SystemTime::UNIX_EPOCH),
+                attributes: vec![ShownAttribute {
+                    id: "irma-demo.gemeente.address.street".into(),
+                    label: "Straat".into(),
+                    value: Pii::new(Some("Voorbeeldstraat".into())),
+                }],
+                signature: Some(SignedView {
+                    message: "Akkoord".into(),
+                    signed: Pii::new(serde_json::json!({"message": "Akkoord"})),
+                }),
+            })
+        });
+        // The call task knows nothing of requests: its next view keeps them.
+        reg.publish(view(1, CallState::Connected), SystemTime::UNIX_EPOCH);
+        let kept = reg.get(CallId(1)).expect("listed").requests;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].attributes.len(), 1);
+        let mut events = reg.subscribe();
+        reg.end(CallId(1), SystemTime::UNIX_EPOCH);
+        let ended = reg.get(CallId(1)).expect("listed");
+        assert_eq!(ended.requests.len(), 1, "the request itself stays listed");
+        assert!(ended.requests[0].attributes.is_empty());
+        assert!(ended.requests[0].signature.is_none());
+        match events.try_recv() {
+            Ok(CallEvent::Updated(v)) => assert!(v.requests[0].attributes.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        // Nothing added to an ended call survives either.
+        reg.update(CallId(1), |v| {
+            v.requests[0].attributes.push(ShownAttribute {
+                id: "x.y.z.w".into(),
+                label: "X".into(),
+                value: Pii::new(Some("late".into())),
+            })
+        });
+        assert!(reg.get(CallId(1)).expect("listed").requests[0]
+            .attributes
+            .is_empty());
     }
 
     #[test]

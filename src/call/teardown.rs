@@ -225,14 +225,11 @@ impl Teardown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::agent_forks::{AgentForks, Fork, ForkEvent, ForkTransmit};
-    use crate::call::machine::{Action, CallConfig, CallMachine};
+    use crate::call::machine::CallConfig;
     use crate::call::registry::ShownAttribute;
+    use crate::call::test_sim::{s, CallSim, GOODBYE};
     use crate::call::CallState;
     use crate::pii::Pii;
-    use crate::tenant::AgentId;
-    use sip::message::{Request, Response, StatusCode};
-    use sip::transaction::{TimerConfig, Transport};
     use ReleaseStep as R;
 
     fn drain(t: &mut Teardown) -> Vec<TeardownAction> {
@@ -344,172 +341,25 @@ mod tests {
             .contains(&R::ReleaseCode));
     }
 
-    /// The machine, the forks and the teardown on one simulated clock, joined as the call task
-    /// joins them; `wire` is what went out, in order.
-    struct Call {
-        now: Instant,
-        machine: CallMachine,
-        forks: AgentForks<u32>,
-        teardown: Teardown,
-        agent: AgentLegAt,
-        wire: Vec<String>,
+    /// A caller waiting for an agent, `max_wait` from now; the agent has one phone.
+    fn waiting(max_wait: Duration) -> CallSim {
+        let config = CallConfig {
+            max_wait,
+            ..CallConfig::default()
+        };
+        CallSim::waiting(config, &[1])
     }
-
-    fn invite(n: u32) -> Request {
-        let raw = format!(
-            "INVITE sip:agent@192.0.2.{n}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKt{n}\r\n\
-             From: <sip:anonymous@127.0.0.1:5060>;tag=ours{n}\r\nTo: <sip:agent@192.0.2.{n}:5060>\r\n\
-             Call-ID: vb-1-{n}-0@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
-             Contact: <sip:veilig-bellen@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
-        );
-        Request::parse(raw.into_bytes()).unwrap()
-    }
-
-    impl Call {
-        /// A caller waiting for an agent, `max_wait` from now.
-        fn waiting(max_wait: Duration) -> Call {
-            let now = Instant::now();
-            let config = CallConfig {
-                max_wait,
-                ..CallConfig::default()
-            };
-            let mut machine = CallMachine::new(config, now);
-            let mut now = now;
-            for d in "12345678".chars() {
-                now += Duration::from_millis(150);
-                machine.handle_digit(now, crate::call::collect::DigitSource::Rfc4733, d);
-            }
-            machine.handle_lookup(
-                now,
-                Classification::Unverified(UnverifiedReason::UnknownCode),
-            );
-            let mut call = Call {
-                now,
-                machine,
-                forks: AgentForks::new(TimerConfig::default()),
-                teardown: Teardown::new(),
-                agent: AgentLegAt::None,
-                wire: Vec::new(),
-            };
-            call.turn();
-            assert_eq!(call.machine.state(), CallState::Waiting);
-            call
-        }
-
-        fn advance(&mut self, by: Duration) {
-            self.now += by;
-            self.machine.handle_timeout(self.now);
-            self.teardown.handle_timeout(self.now);
-            self.turn();
-        }
-
-        /// The call task's `apply_actions`, reduced to what these types decide.
-        fn turn(&mut self) {
-            loop {
-                let mut busy = false;
-                while let Some(action) = self.machine.poll_action() {
-                    busy = true;
-                    match action {
-                        Action::RingAgent(_) => {
-                            let fork = Fork {
-                                tx: 1,
-                                request: invite(1),
-                                target: sip::endpoint::Target {
-                                    transport: Transport::Udp,
-                                    addr: "192.0.2.1:5060".parse().unwrap(),
-                                },
-                            };
-                            self.forks.ring(vec![fork], false);
-                            self.agent = AgentLegAt::Ringing;
-                        }
-                        Action::CancelAgent | Action::HangupAgent => self.hangup_agent(),
-                        Action::Goodbye => self.teardown.handle_goodbye(self.now, GOODBYE),
-                        Action::HangupCaller => self.teardown.hangup_caller(self.now),
-                        Action::Release => self.teardown.handle_release(self.now),
-                        _ => {}
-                    }
-                }
-                while let Some(t) = self.forks.poll_transmit() {
-                    self.wire.push(match t {
-                        ForkTransmit::Cancel(_) => "CANCEL agent".into(),
-                        ForkTransmit::Ack { .. } => "ACK agent".into(),
-                        ForkTransmit::Bye { .. } => "BYE stray agent".into(),
-                    });
-                }
-                while let Some(event) = self.forks.poll_event() {
-                    busy = true;
-                    match event {
-                        ForkEvent::Answered { .. } => {
-                            self.agent = AgentLegAt::Connected;
-                            self.machine.handle_agent_answered(self.now)
-                        }
-                        ForkEvent::Failed(why) => {
-                            self.agent = AgentLegAt::None;
-                            self.machine.handle_agent_failed(self.now, why)
-                        }
-                        ForkEvent::Progress | ForkEvent::RetryPlain => {}
-                    }
-                }
-                while let Some(action) = self.teardown.poll_action() {
-                    busy = true;
-                    if action == TeardownAction::ByeCaller {
-                        self.wire.push("BYE caller".into());
-                    }
-                }
-                if !busy {
-                    break;
-                }
-            }
-        }
-
-        fn hangup_agent(&mut self) {
-            match std::mem::replace(&mut self.agent, AgentLegAt::None) {
-                AgentLegAt::Connected => self.wire.push("BYE agent".into()),
-                AgentLegAt::Ringing => self.forks.cancel(),
-                AgentLegAt::None => {}
-            }
-        }
-
-        fn answer(&mut self, agent: &str) {
-            self.machine
-                .handle_answer_request(self.now, AgentId(agent.into()));
-            self.turn();
-        }
-
-        fn respond(&mut self, status: u16) {
-            let r = Response::for_request(&invite(1), StatusCode::new(status).unwrap(), None)
-                .with_to_tag("phone");
-            let mut r = r;
-            r.headers.push(
-                sip::message::HeaderName::Contact,
-                "<sip:agent@192.0.2.1:5060>",
-            );
-            self.forks.handle_response(self.now, 1, &r);
-            self.turn();
-        }
-
-        fn release(self) -> Vec<ReleaseStep> {
-            let held = Held {
-                agent: self.agent,
-                lookup_in_flight: false,
-                classification: self.machine.classification(),
-            };
-            self.teardown.release(held)
-        }
-    }
-
-    const GOODBYE: Duration = Duration::from_secs(3);
 
     #[test]
     fn a_connected_call_the_agent_ends_byes_the_caller_and_releases() {
-        let mut call = Call::waiting(Duration::from_secs(600));
+        let mut call = waiting(Duration::from_secs(600));
         call.answer("a");
-        call.respond(200);
+        call.respond(1, 200);
         assert_eq!(call.machine.state(), CallState::Connected);
         call.machine.handle_agent_gone(call.now);
         call.agent = AgentLegAt::None; // the agent's BYE ended its dialog
         call.turn();
-        assert_eq!(call.wire, ["ACK agent", "BYE caller"]);
+        assert_eq!(call.wire, [s("ACK", "192.0.2.1:5060"), s("BYE", "caller")]);
         assert!(call.teardown.is_finished());
         let steps = call.release();
         assert_eq!(steps[0], R::StopSignals, "the agent's leg is gone already");
@@ -518,35 +368,35 @@ mod tests {
 
     #[test]
     fn the_caller_hanging_up_a_connected_call_byes_the_agent_only() {
-        let mut call = Call::waiting(Duration::from_secs(600));
+        let mut call = waiting(Duration::from_secs(600));
         call.answer("a");
-        call.respond(200);
+        call.respond(1, 200);
         call.teardown.handle_caller_bye(call.now);
         call.machine.handle_caller_gone(call.now);
         call.turn();
-        assert_eq!(call.wire, ["ACK agent", "BYE agent"]);
+        assert_eq!(call.wire, [s("ACK", "192.0.2.1:5060"), s("BYE", "agent")]);
         assert!(call.teardown.is_finished());
         assert_eq!(call.release()[0], R::StopSignals);
     }
 
     #[test]
     fn caller_gone_while_ringing_cancels_the_agent_and_ends_at_once() {
-        let mut call = Call::waiting(Duration::from_secs(600));
+        let mut call = waiting(Duration::from_secs(600));
         call.answer("a");
         call.advance(Duration::from_secs(2));
         call.teardown.handle_caller_bye(call.now);
         call.machine.handle_caller_gone(call.now);
         call.turn();
-        assert_eq!(call.wire, ["CANCEL agent"]);
+        assert_eq!(call.wire, [s("CANCEL", "1")]);
         assert!(call.teardown.is_finished());
         assert_eq!(call.machine.state(), CallState::Ended);
     }
 
     #[test]
     fn nobody_answering_in_time_plays_the_goodbye_then_byes_the_caller() {
-        let mut call = Call::waiting(Duration::from_secs(60));
+        let mut call = waiting(Duration::from_secs(60));
         call.answer("a");
-        call.respond(486);
+        call.respond(1, 486);
         assert_eq!(
             call.machine.state(),
             CallState::Waiting,
@@ -555,14 +405,14 @@ mod tests {
         call.answer("a");
         call.advance(Duration::from_secs(20));
         assert_eq!(call.machine.state(), CallState::Waiting, "ring timeout");
-        assert_eq!(call.wire, ["CANCEL agent"]);
+        assert_eq!(call.wire, [s("CANCEL", "1")]);
         call.advance(Duration::from_secs(40));
         assert_eq!(call.machine.state(), CallState::Ended);
         assert!(!call.teardown.is_finished(), "the goodbye plays first");
         call.advance(GOODBYE - Duration::from_millis(1));
-        assert_eq!(call.wire, ["CANCEL agent"]);
+        assert_eq!(call.wire, [s("CANCEL", "1")]);
         call.advance(Duration::from_millis(1));
-        assert_eq!(call.wire, ["CANCEL agent", "BYE caller"]);
+        assert_eq!(call.wire, [s("CANCEL", "1"), s("BYE", "caller")]);
         assert!(call.teardown.is_finished());
         assert_eq!(
             call.release(),
@@ -578,11 +428,11 @@ mod tests {
 
     #[test]
     fn hanging_up_through_the_api_while_ringing_cancels_and_byes_the_caller() {
-        let mut call = Call::waiting(Duration::from_secs(600));
+        let mut call = waiting(Duration::from_secs(600));
         call.answer("a");
         call.machine.handle_hangup_request(call.now);
         call.turn();
-        assert_eq!(call.wire, ["CANCEL agent", "BYE caller"]);
+        assert_eq!(call.wire, [s("CANCEL", "1"), s("BYE", "caller")]);
         assert!(call.teardown.is_finished());
     }
 }

@@ -58,6 +58,8 @@ pub struct RawSip {
     pub trunk_srtp: Option<Spanned<String>>,
     pub advertise: Option<Spanned<String>>,
     pub media_ip: Option<Spanned<String>>,
+    pub webrtc_ip: Option<Spanned<String>>,
+    pub webrtc_public_ip: Option<Spanned<String>>,
     pub rtp_ports: Option<Spanned<String>>,
     pub realm: Option<Spanned<String>>,
     pub digest_algorithms: Option<Vec<Spanned<String>>>,
@@ -144,6 +146,20 @@ pub struct RawTenant {
     pub caller_id_attribute: Option<Spanned<String>>,
     pub srtp: Option<Spanned<String>>,
     pub exchange_keys: Option<Vec<Spanned<RawExchangeKey>>>,
+    pub webrtc: Option<Spanned<Flag>>,
+    pub extra_requests: Option<Vec<Spanned<RawExtraRequest>>>,
+}
+
+/// `[[tenants.extra_requests]]`: a disclosure (or, with `sign`, a signature) agents may ask for
+/// during a call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtraRequest {
+    pub id: Option<Spanned<String>>,
+    pub label: Option<Spanned<String>>,
+    pub label_en: Option<Spanned<String>>,
+    pub disclose: Option<Spanned<RawCondiscon>>,
+    pub sign: Option<Spanned<String>>,
 }
 
 /// `[[tenants.exchange_keys]]`: a key of the municipality's exchange for `/api/v1/pbx/…`.

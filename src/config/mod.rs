@@ -18,6 +18,7 @@
 
 mod env;
 mod exchange;
+mod extra_requests;
 mod file;
 mod links;
 mod tenants;
@@ -89,6 +90,9 @@ pub struct SipSettings {
     pub advertise: Option<String>,
     /// Address written into SDP.
     pub media_ip: Option<IpAddr>,
+    /// Where browsers' WebRTC media arrives, and a public address to offer them too.
+    pub webrtc_ip: Option<IpAddr>,
+    pub webrtc_public_ip: Option<IpAddr>,
     pub rtp_ports: RangeInclusive<u16>,
     pub realm: String,
     pub digest_algorithms: Vec<sip::auth::Algorithm>,

@@ -158,6 +158,7 @@ impl Checker<'_, '_> {
             .enumerate()
             .map(|(j, link)| self.link(link, &format!("{prefix}.links[{j}]"), &known))
             .collect();
+        let extra_requests = self.extra_requests(raw.extra_requests, prefix, &known);
         let tenant_id = id.clone();
         let tenant_srtp = self.srtp_policy(&raw.srtp, &format!("{prefix}.srtp"));
         let exchange = self.exchange(
@@ -184,6 +185,7 @@ impl Checker<'_, '_> {
             })
             .collect();
 
+        let webrtc = self.flag(&raw.webrtc, &format!("{prefix}.webrtc"));
         let prompts = self.prompts(raw.prompts, prefix);
         let timeouts = self.tenant_timeouts(raw.calls, prefix);
         let logins: Vec<(Agent, AgentLogin)> = logins.into_iter().collect::<Option<_>>()?;
@@ -204,8 +206,26 @@ impl Checker<'_, '_> {
             timeouts: timeouts?,
             caller_id_attribute: caller_id_attribute?,
             exchange: exchange?,
+            webrtc: webrtc?,
+            extra_requests: extra_requests?,
         };
         Some((tenant, logins.into_iter().map(|(_, login)| login).collect()))
+    }
+
+    /// A yes/no key: `false` when absent; an error naming `key` unless `true` or `false`.
+    fn flag(&mut self, raw: &Option<Spanned<Flag>>, key: &str) -> Option<bool> {
+        let Some(flag) = raw else {
+            return Some(false);
+        };
+        match flag.get_ref() {
+            Flag::Bool(b) => Some(*b),
+            Flag::Text(t) if t == "true" => Some(true),
+            Flag::Text(t) if t == "false" => Some(false),
+            Flag::Text(_) => {
+                self.invalid(&flag.span(), key, "must be true or false");
+                None
+            }
+        }
     }
 
     /// `[tenants.prompts]`: each file read and checked now (8 kHz mono WAV, 0.1 s to 10 min), so a
@@ -316,48 +336,7 @@ impl Checker<'_, '_> {
     ) -> Option<Vec<Vec<Vec<String>>>> {
         let key = format!("{prefix}.disclosure");
         let raw = self.required(raw, span, &key)?;
-        let outer = raw.get_ref();
-        let shape_ok = !outer.is_empty()
-            && outer.iter().all(|disjunction| {
-                !disjunction.is_empty() && disjunction.iter().all(|c| !c.is_empty())
-            });
-        if !shape_ok {
-            self.invalid(
-                &raw.span(),
-                &key,
-                "each of the [[[…]]] lists must be non-empty (AND of OR-lists of attribute sets)",
-            );
-            return None;
-        }
-        let mut ok = true;
-        let condiscon = outer
-            .iter()
-            .map(|disjunction| {
-                disjunction
-                    .iter()
-                    .map(|conjunction| {
-                        conjunction
-                            .iter()
-                            .map(|id| {
-                                if !known.contains(id.get_ref()) {
-                                    self.invalid(
-                                        &id.span(),
-                                        &key,
-                                        format!(
-                                            "{} is not one of this tenant's attributes",
-                                            id.get_ref()
-                                        ),
-                                    );
-                                    ok = false;
-                                }
-                                id.get_ref().clone()
-                            })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect();
-        ok.then_some(condiscon)
+        self.condiscon(raw, &key, known)
     }
 
     fn link(
@@ -413,22 +392,7 @@ impl Checker<'_, '_> {
             &span,
             MIN_SIP_PASSWORD_LEN,
         );
-        let supervisor = match &raw.supervisor {
-            None => Some(false),
-            Some(flag) => match flag.get_ref() {
-                Flag::Bool(b) => Some(*b),
-                Flag::Text(t) if t == "true" => Some(true),
-                Flag::Text(t) if t == "false" => Some(false),
-                Flag::Text(_) => {
-                    self.invalid(
-                        &flag.span(),
-                        &format!("{k}.supervisor"),
-                        "must be true or false",
-                    );
-                    None
-                }
-            },
-        };
+        let supervisor = self.flag(&raw.supervisor, &format!("{k}.supervisor"));
         let username = username?;
         let hash = hash?;
         let agent = Agent {

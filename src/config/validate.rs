@@ -349,6 +349,14 @@ impl Checker<'_, '_> {
             .media_ip
             .as_ref()
             .map(|v| self.parse(v, "sip.media_ip", media_ip));
+        let webrtc_ip = raw
+            .webrtc_ip
+            .as_ref()
+            .map(|v| self.parse(v, "sip.webrtc_ip", super::values::media_ip));
+        let webrtc_public_ip = raw
+            .webrtc_public_ip
+            .as_ref()
+            .map(|v| self.parse(v, "sip.webrtc_public_ip", super::values::media_ip));
         let rtp_ports = self.or_default(
             &raw.rtp_ports,
             DEFAULT_RTP_PORTS,
@@ -391,6 +399,8 @@ impl Checker<'_, '_> {
             trunk_srtp: trunk_srtp?,
             advertise: advertise.map(|a| a.ok_or(())).transpose().ok()?,
             media_ip: media_ip.map(|a| a.ok_or(())).transpose().ok()?,
+            webrtc_ip: webrtc_ip.map(|a| a.ok_or(())).transpose().ok()?,
+            webrtc_public_ip: webrtc_public_ip.map(|a| a.ok_or(())).transpose().ok()?,
             rtp_ports: rtp_ports?,
             realm: realm?,
             digest_algorithms: digest_algorithms?,
@@ -667,6 +677,8 @@ impl Checker<'_, '_> {
             trunk_srtp: sip.trunk_srtp,
             rtp_ports: sip.rtp_ports.clone(),
             media_ip: sip.media_ip,
+            webrtc_ip: sip.webrtc_ip,
+            webrtc_public_ip: sip.webrtc_public_ip,
             max_calls: max_calls?,
             agent_media: media?,
             shutdown_grace: grace?,

@@ -1,5 +1,5 @@
 //! The exchange API's routes (see [`super`]): auth by the tenant's key, the request and response
-//! shapes, the event stream, and the one error type.
+//! shapes and the event stream. Failures answer as the web side's [`ApiError`].
 //!
 //! `POST /api/v1/pbx/calls` takes JSON (`Content-Type: application/json`) or a form
 //! (`application/x-www-form-urlencoded`, what Asterisk's `CURL()` sends most easily) with the
@@ -27,7 +27,8 @@ use tokio::sync::watch;
 
 use super::{ExchangeCalls, ExchangeEvent, KeyHash, NewCall, StartError};
 use crate::call::{CallId, UnverifiedReason};
-use crate::http::ClientAddr;
+use crate::http::error::Credential;
+use crate::http::{ApiError, ClientAddr};
 use crate::pii::Pii;
 use crate::tenant::Tenant;
 
@@ -47,79 +48,20 @@ pub fn router(calls: Arc<ExchangeCalls>) -> Router {
         .with_state(calls)
 }
 
-/// Every failure of this API: a status and `{"error": name, "message": text}`.
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("a valid exchange key is required (Authorization: Bearer <key>)")]
-    Unauthorized,
-    #[error("too many requests with a wrong key from this address; try again later")]
-    RateLimited,
-    #[error("no such call")]
-    CallNotFound,
-    #[error("the called number belongs to another municipality")]
-    CalledNumberOfOtherTenant,
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    #[error("too many live calls; try again later")]
-    AtCapacity,
-    #[error("internal error")]
-    Internal,
-}
+/// `Retry-After` for an address out of key attempts: one comes back every 10 s
+/// ([`super::FAILED_KEYS`]).
+const WRONG_KEYS_RETRY: Duration = Duration::from_secs(10);
+/// `Retry-After` when every live call slot is taken: a few seconds, at a guess.
+const AT_CAPACITY_RETRY: Duration = Duration::from_secs(5);
 
-impl ExchangeError {
-    fn name(&self) -> &'static str {
-        match self {
-            ExchangeError::Unauthorized => "unauthorized",
-            ExchangeError::RateLimited => "rate_limited",
-            ExchangeError::CallNotFound => "call_not_found",
-            ExchangeError::CalledNumberOfOtherTenant => "called_number_of_other_tenant",
-            ExchangeError::BadRequest(_) => "bad_request",
-            ExchangeError::AtCapacity => "at_capacity",
-            ExchangeError::Internal => "internal",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            ExchangeError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ExchangeError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ExchangeError::CallNotFound => StatusCode::NOT_FOUND,
-            ExchangeError::CalledNumberOfOtherTenant => StatusCode::FORBIDDEN,
-            ExchangeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ExchangeError::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
-            ExchangeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for ExchangeError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.name(), "message": self.to_string() }));
-        let mut response = (self.status(), body).into_response();
-        let headers = response.headers_mut();
-        match self {
-            ExchangeError::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            ExchangeError::RateLimited => {
-                // One failed attempt comes back every 10 s.
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            }
-            ExchangeError::AtCapacity => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-impl From<StartError> for ExchangeError {
+impl From<StartError> for ApiError {
     fn from(e: StartError) -> Self {
         match e {
-            StartError::CalledNumberOfOtherTenant => ExchangeError::CalledNumberOfOtherTenant,
-            StartError::AtCapacity => ExchangeError::AtCapacity,
-            StartError::Internal => ExchangeError::Internal,
+            StartError::CalledNumberOfOtherTenant => ApiError::CalledNumberOfOtherTenant,
+            StartError::AtCapacity => ApiError::AtCapacity {
+                retry_after: AT_CAPACITY_RETRY,
+            },
+            StartError::Internal => ApiError::internal(e),
         }
     }
 }
@@ -156,10 +98,12 @@ fn authenticate<'t>(
     calls: &'t ExchangeCalls,
     headers: &HeaderMap,
     client: ClientAddr,
-) -> Result<(&'t Tenant, &'t str), ExchangeError> {
+) -> Result<(&'t Tenant, &'t str), ApiError> {
     let now = tokio::time::Instant::now();
     if !calls.failures().allows(client.0, now) {
-        return Err(ExchangeError::RateLimited);
+        return Err(ApiError::TooManyWrongKeys {
+            retry_after: WRONG_KEYS_RETRY,
+        });
     }
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -186,7 +130,7 @@ fn authenticate<'t>(
             client = %client.0,
             "exchange API request with a missing or wrong key"
         );
-        ExchangeError::Unauthorized
+        ApiError::Unauthorized(Credential::ExchangeKey)
     })
 }
 
@@ -194,7 +138,7 @@ async fn new_call(
     State(calls): State<Arc<ExchangeCalls>>,
     client: ClientAddr,
     request: Request,
-) -> Result<Response, ExchangeError> {
+) -> Result<Response, ApiError> {
     let (tenant, key_name) = authenticate(&calls, request.headers(), client)?;
     let form = request
         .headers()
@@ -205,14 +149,14 @@ async fn new_call(
         Form::<NewCallBody>::from_request(request, &())
             .await
             .map(|Form(b)| b)
-            .map_err(|e| ExchangeError::BadRequest(e.body_text()))?
+            .map_err(|e| ApiError::BadRequest(Some(e.body_text())))?
     } else {
         Json::<NewCallBody>::from_request(request, &())
             .await
             .map(|Json(b)| b)
-            .map_err(|e| ExchangeError::BadRequest(e.body_text()))?
+            .map_err(|e| ApiError::BadRequest(Some(e.body_text())))?
     };
-    let call = new_call_of(body, SystemTime::now()).map_err(ExchangeError::BadRequest)?;
+    let call = new_call_of(body, SystemTime::now()).map_err(|e| ApiError::BadRequest(Some(e)))?;
     let verdict = calls.start(tenant, key_name, call).await?;
     let location = format!("/api/v1/pbx/calls/{}", verdict.call_id);
     let body = Json(Verdict {
@@ -289,10 +233,8 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     }
 }
 
-fn parse_id(raw: &str) -> Result<CallId, ExchangeError> {
-    raw.parse()
-        .map(CallId)
-        .map_err(|_| ExchangeError::CallNotFound)
+fn parse_id(raw: &str) -> Result<CallId, ApiError> {
+    raw.parse().map(CallId).map_err(|_| ApiError::CallNotFound)
 }
 
 async fn call_events(
@@ -300,12 +242,10 @@ async fn call_events(
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ExchangeError> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (tenant, _) = authenticate(&calls, &headers, client)?;
     let id = parse_id(&id)?;
-    let events = calls
-        .events(&tenant.id, id)
-        .ok_or(ExchangeError::CallNotFound)?;
+    let events = calls.events(&tenant.id, id).ok_or(ApiError::CallNotFound)?;
     let follow = Follow {
         events,
         sent: 0,
@@ -325,13 +265,13 @@ async fn call_ended(
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<StatusCode, ExchangeError> {
+) -> Result<StatusCode, ApiError> {
     let (tenant, key_name) = authenticate(&calls, &headers, client)?;
     let id = parse_id(&id)?;
     calls
         .end(&tenant.id, id)
         .await
-        .ok_or(ExchangeError::CallNotFound)?;
+        .ok_or(ApiError::CallNotFound)?;
     tracing::info!(call = %id, key = key_name, "the exchange ended its call");
     Ok(StatusCode::NO_CONTENT)
 }

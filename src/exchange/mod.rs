@@ -28,7 +28,7 @@ pub mod key;
 mod task;
 
 pub use call::{AgentRoute, EndReason, ExchangeCall, ExchangeEvent, Output};
-pub use http::{router, ExchangeError};
+pub use http::router;
 pub use key::{ExchangeAccess, ExchangeKey, KeyHash};
 
 use std::collections::HashMap;

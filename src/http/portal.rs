@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, AuditEntry, AuditVia};
-use crate::http::ClientAddr;
+use crate::http::{ApiError, ClientAddr};
 pub use auth::{AgentAuth, AgentSession, AuthError, Caller, CSRF_HEADER, SESSION_COOKIE};
 use i18n::Lang;
 
@@ -81,77 +81,6 @@ pub async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// Every failure of the portal's routes, as `{"error": name, "message": text}`.
-#[derive(Debug, thiserror::Error)]
-pub enum PortalError {
-    #[error("log in first")]
-    Unauthorized,
-    #[error("this request needs the session's X-CSRF-Token, from the same site")]
-    Forbidden,
-    #[error("only supervisors may read the audit log")]
-    NotSupervisor,
-    #[error("wrong username or password")]
-    InvalidCredentials,
-    #[error("too many failed logins; try again later")]
-    Locked { retry_after_secs: u64 },
-    #[error("bad request")]
-    BadRequest,
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl PortalError {
-    fn name(&self) -> &'static str {
-        match self {
-            PortalError::Unauthorized => "unauthorized",
-            PortalError::Forbidden => "forbidden",
-            PortalError::NotSupervisor => "not_supervisor",
-            PortalError::InvalidCredentials => "invalid_credentials",
-            PortalError::Locked { .. } => "locked",
-            PortalError::BadRequest => "bad_request",
-            PortalError::Internal(_) => "internal",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            PortalError::Unauthorized | PortalError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            PortalError::Forbidden | PortalError::NotSupervisor => StatusCode::FORBIDDEN,
-            PortalError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            PortalError::BadRequest => StatusCode::BAD_REQUEST,
-            PortalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl From<AuthError> for PortalError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthorized => PortalError::Unauthorized,
-            AuthError::Forbidden => PortalError::Forbidden,
-        }
-    }
-}
-
-impl IntoResponse for PortalError {
-    fn into_response(self) -> Response {
-        if let PortalError::Internal(detail) = &self {
-            tracing::error!("portal internal error: {detail}");
-        }
-        let mut body = serde_json::json!({ "error": self.name(), "message": self.to_string() });
-        if let PortalError::Locked { retry_after_secs } = self {
-            body["retry_after"] = retry_after_secs.into();
-        }
-        let mut response = (self.status(), Json(body)).into_response();
-        if let PortalError::Locked { retry_after_secs } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct LangQuery {
     lang: Option<String>,
@@ -188,6 +117,7 @@ async fn portal_page(
                 tenant_name: &tenant.display_name,
                 csrf: &session.csrf,
                 supervisor: agent.supervisor,
+                extra_requests: &tenant.extra_requests,
             },
         ),
         None => page::login(lang),
@@ -293,24 +223,24 @@ async fn login_inner(
     auth: &Arc<AgentAuth>,
     address: IpAddr,
     request: Request,
-) -> Result<Response, PortalError> {
+) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     if !same_origin(&headers) {
-        return Err(PortalError::Forbidden);
+        return Err(ApiError::CsrfOrSiteRefused);
     }
     let Json(body) = Json::<LoginBody>::from_request(request, &())
         .await
-        .map_err(|_| PortalError::BadRequest)?;
+        .map_err(|_| ApiError::BadRequest(None))?;
     let password = zeroize::Zeroizing::new(body.password);
     let username = body.username.trim().to_owned();
     if username.is_empty() || username.len() > 128 || password.len() > 1024 {
-        return Err(PortalError::InvalidCredentials);
+        return Err(ApiError::InvalidCredentials);
     }
     let now = Instant::now();
     match auth.login(now, &username, password, address).await {
         auth::LoginOutcome::Locked { retry_after_secs } => {
             tracing::warn!(target: "audit", "portal login refused: too many failures");
-            Err(PortalError::Locked { retry_after_secs })
+            Err(ApiError::Locked { retry_after_secs })
         }
         auth::LoginOutcome::Failed { known } => {
             match known {
@@ -326,7 +256,7 @@ async fn login_inner(
                 }
                 None => tracing::info!(target: "audit", "portal login with an unknown username"),
             }
-            Err(PortalError::InvalidCredentials)
+            Err(ApiError::InvalidCredentials)
         }
         auth::LoginOutcome::LoggedIn(session) => {
             let entry = AuditEntry::new(
@@ -351,8 +281,7 @@ async fn login_inner(
                 name,
             };
             let mut response = Json(body).into_response();
-            let cookie =
-                HeaderValue::from_str(&cookie).map_err(|e| PortalError::Internal(e.to_string()))?;
+            let cookie = HeaderValue::from_str(&cookie).map_err(ApiError::internal)?;
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             Ok(response)
         }
@@ -362,10 +291,10 @@ async fn login_inner(
 async fn logout(State(auth): State<Arc<AgentAuth>>, headers: HeaderMap) -> Response {
     let caller = match auth.caller(&headers, true, Instant::now()) {
         Ok(c) => c,
-        Err(e) => return PortalError::from(e).into_response(),
+        Err(e) => return ApiError::portal_auth(e).into_response(),
     };
     let Caller::Agent(session) = caller else {
-        return PortalError::BadRequest.into_response();
+        return ApiError::BadRequest(None).into_response();
     };
     auth.logout(&session.id);
     let entry = AuditEntry::new(
@@ -400,14 +329,20 @@ struct AuditJson {
     via: AuditVia,
     call: Option<u64>,
     verified: Option<bool>,
+    /// The extra request's id (request actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
 }
 
 async fn audit_log(
     State(auth): State<Arc<AgentAuth>>,
     Query(query): Query<AuditQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<AuditJson>>, PortalError> {
-    let tenant = match auth.caller(&headers, false, Instant::now())? {
+) -> Result<Json<Vec<AuditJson>>, ApiError> {
+    let caller = auth
+        .caller(&headers, false, Instant::now())
+        .map_err(ApiError::portal_auth)?;
+    let tenant = match caller {
         Caller::Token => query.tenant,
         Caller::Agent(session) => {
             let supervisor = auth
@@ -416,7 +351,7 @@ async fn audit_log(
                 .and_then(|t| t.agents.get(&session.agent))
                 .is_some_and(|a| a.supervisor);
             if !supervisor {
-                return Err(PortalError::NotSupervisor);
+                return Err(ApiError::NotSupervisor);
             }
             Some(session.tenant.0)
         }
@@ -424,7 +359,7 @@ async fn audit_log(
     let limit = query.limit.unwrap_or(200).clamp(1, MAX_AUDIT);
     let rows = crate::audit::recent(auth.audit.clone(), tenant, limit)
         .await
-        .map_err(|e| PortalError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     Ok(Json(
         rows.into_iter()
             .map(|e| AuditJson {
@@ -435,6 +370,7 @@ async fn audit_log(
                 via: e.via,
                 call: e.call,
                 verified: e.verified,
+                request: e.request,
             })
             .collect(),
     ))

@@ -8,6 +8,15 @@
 //! Status answers `{"status":"pending|done|cancelled|expired","tenant":…,"tenantName":…}`; with
 //! `?wait=N` (seconds, at most 15) it holds a pending answer until the status changes or N passes.
 //! The widget points yivi-frontend's `result` step here.
+//!
+//! A page that stays open during the call to show the agent's extra requests
+//! ([`crate::extra_requests`]) adds `requests=V`: `V` is the `requests` version of its last
+//! answer (0 at first). A `done` answer then also waits (up to N) until the requests change, and
+//! gains `"requests": <version>`, `"call": "waiting|active|ended"` and, while there is one, the
+//! agent's latest request: `"request": {"id","label","labelEn","kind":"disclose|sign",
+//! "state":"pending|done|cancelled|expired|refused","sessionPtr","frontendRequest"}` (the Yivi
+//! session to show, while pending). While such requests keep coming, the page counts as open for
+//! the agent's requests; a page that stops asking is told nothing more, and the agent sees that.
 
 use std::time::Duration;
 
@@ -21,6 +30,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::PublicState;
+use crate::links::PublicStatus;
 use crate::store::FrontendToken;
 use crate::tenant::{Tenant, TenantId};
 use crate::time::unix_now;
@@ -38,10 +48,12 @@ struct StartRequest {
 #[derive(Deserialize)]
 pub(super) struct StatusQuery {
     wait: Option<u64>,
+    /// The page follows the agent's extra requests; the version it saw last.
+    requests: Option<u64>,
 }
 
 /// The Origin header, when a browser sent one, must be one of the tenant's website origins.
-fn check_origin(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiError> {
+pub(super) fn check_origin(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
         None => Ok(()),
         Some(origin) => {
@@ -92,6 +104,7 @@ pub(super) async fn status(
     let token = FrontendToken::parse(&token).ok_or(ApiError::UnknownSession)?;
     let Query(query) = query.map_err(|_| ApiError::BadQuery)?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(MAX_WAIT);
+    let until = tokio::time::Instant::now() + wait;
     let (status, tenant_id) = state
         .links
         .wait_status(&token, wait)
@@ -103,10 +116,23 @@ pub(super) async fn status(
         .by_id(&tenant_id)
         .ok_or(ApiError::UnknownSession)?;
     check_origin(&headers, tenant)?;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": status,
         "tenant": tenant.id.0,
         "tenantName": tenant.display_name,
+        // Whether the page may offer a call from the browser (`POST …/call`).
+        "webrtc": tenant.webrtc,
     });
+    if let (Some(seen), PublicStatus::Done) = (query.requests, status) {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let news = state.pages.listen(&token, seen, left).await;
+        body["requests"] = news.version.into();
+        if let Some(phase) = state.links.call_phase(&token).await? {
+            body["call"] = serde_json::to_value(phase).unwrap_or_default();
+        }
+        if let Some(push) = news.push {
+            body["request"] = push;
+        }
+    }
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)))
 }

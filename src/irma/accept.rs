@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::pii::Pii;
-use crate::tenant::Tenant;
+use crate::tenant::{Condiscon, Tenant};
 
-use super::{IrmaError, ProofStatus, SessionResult, SessionStatus};
+use super::{IrmaError, ProofStatus, SessionKind, SessionResult, SessionStatus};
 
 /// An attribute that passed [`accept_result`], with the labels the agent sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,11 +20,48 @@ pub struct VerifiedAttribute {
     pub value: Pii<Option<String>>,
 }
 
+/// What a session asked: the condiscon, and for a signature the message to be signed.
+#[derive(Clone, Copy, Debug)]
+pub enum Asked<'a> {
+    /// A disclosure (`disclosing`).
+    Disclosure(&'a Condiscon),
+    /// A signature on `message` with the attributes of `disclose` (`signing`).
+    Signature {
+        disclose: &'a Condiscon,
+        message: &'a str,
+    },
+}
+
+impl Asked<'_> {
+    fn condiscon(&self) -> &Condiscon {
+        match self {
+            Asked::Disclosure(d) | Asked::Signature { disclose: d, .. } => d,
+        }
+    }
+
+    fn kind(&self) -> SessionKind {
+        match self {
+            Asked::Disclosure(_) => SessionKind::Disclosing,
+            Asked::Signature { .. } => SessionKind::Signing,
+        }
+    }
+}
+
 /// Accept only status DONE, proofStatus VALID, a disclosure that satisfies every disjunction of the
 /// tenant's request, and every disclosed id on the tenant's allow-list. Returns the attributes in
 /// disclosure order, each id once.
 pub fn accept_result(
     tenant: &Tenant,
+    result: &SessionResult,
+) -> Result<Vec<VerifiedAttribute>, IrmaError> {
+    accept_session(tenant, Asked::Disclosure(&tenant.disclosure), result)
+}
+
+/// [`accept_result`] for any session the tenant asked: `asked` instead of the tenant's own
+/// disclosure. A signature must be a `signing` result whose signed message is the one asked for.
+pub fn accept_session(
+    tenant: &Tenant,
+    asked: Asked<'_>,
     result: &SessionResult,
 ) -> Result<Vec<VerifiedAttribute>, IrmaError> {
     if result.status != SessionStatus::Done {
@@ -42,8 +79,20 @@ pub fn accept_result(
         Some(ProofStatus::UnmatchedRequest) => return Err(IrmaError::UnmatchedRequest),
         Some(ProofStatus::MissingAttributes) => return Err(IrmaError::MissingAttributes),
     }
-    if result.session_type != "disclosing" {
+    if result.session_type != asked.kind().as_str() {
         return Err(IrmaError::UnmatchedRequest);
+    }
+    if let Asked::Signature { message, .. } = asked {
+        let signed = result
+            .signature
+            .expose()
+            .as_ref()
+            .and_then(|s| s.get("message"))
+            .and_then(|m| m.as_str());
+        if signed != Some(message) {
+            // No signature, or one on another text: not what the citizen was asked to sign.
+            return Err(IrmaError::UnmatchedRequest);
+        }
     }
 
     let mut values: BTreeMap<&str, &Option<String>> = BTreeMap::new();
@@ -72,7 +121,7 @@ pub fn accept_result(
 
     // Defence in depth: the server said VALID, but did the citizen disclose what we asked for?
     // Each disjunction needs one inner conjunction fully disclosed (an empty conjunction means optional).
-    let satisfied = tenant.disclosure.iter().all(|discon| {
+    let satisfied = asked.condiscon().iter().all(|discon| {
         discon
             .iter()
             .any(|con| con.iter().all(|id| values.contains_key(id.as_str())))
@@ -117,6 +166,7 @@ mod tests {
             proof_status: proof,
             disclosed,
             error: None,
+            signature: Pii::new(None),
         }
     }
 
@@ -187,6 +237,69 @@ mod tests {
         assert!(matches!(
             accept_result(&Tenant::demo(), &r),
             Err(IrmaError::NotDone(SessionStatus::Connected))
+        ));
+    }
+
+    #[test]
+    fn an_extra_request_is_judged_by_what_it_asked() {
+        let t = Tenant::demo();
+        let bsn_only = vec![vec![vec![BSN.to_owned()]]];
+        let asked = Asked::Disclosure(&bsn_only);
+        let r = result(
+            Some(ProofStatus::Valid),
+            vec![vec![attr(BSN, Some("999993653"))]],
+        );
+        let got = accept_session(&t, asked, &r).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].label_nl, "BSN");
+        // The tenant's own disclosure asks for the name too: not met by this result.
+        assert!(matches!(
+            accept_result(&t, &r),
+            Err(IrmaError::MissingAttributes)
+        ));
+        // A signature result is not a disclosure.
+        let mut signed = r.clone();
+        signed.session_type = "signing".into();
+        assert!(matches!(
+            accept_session(&t, asked, &signed),
+            Err(IrmaError::UnmatchedRequest)
+        ));
+    }
+
+    #[test]
+    fn a_signature_must_be_on_the_message_asked() {
+        let t = Tenant::demo();
+        let name = vec![vec![vec![NAME.to_owned()]]];
+        let asked = Asked::Signature {
+            disclose: &name,
+            message: "Ik ga akkoord.",
+        };
+        let mut r = result(
+            Some(ProofStatus::Valid),
+            vec![vec![attr(NAME, Some("Jan de Vries"))]],
+        );
+        r.session_type = "signing".into();
+        assert!(
+            matches!(
+                accept_session(&t, asked, &r),
+                Err(IrmaError::UnmatchedRequest)
+            ),
+            "no signed message"
+        );
+        r.signature = Pii::new(Some(serde_json::json!({"message": "Iets anders."})));
+        assert!(matches!(
+            accept_session(&t, asked, &r),
+            Err(IrmaError::UnmatchedRequest)
+        ));
+        r.signature = Pii::new(Some(serde_json::json!({"message": "Ik ga akkoord."})));
+        let got = accept_session(&t, asked, &r).unwrap();
+        assert_eq!(got[0].value.expose().as_deref(), Some("Jan de Vries"));
+        // Signed with an attribute off the allow-list: refused like a disclosure.
+        r.disclosed
+            .push(vec![attr("pbdf.pbdf.email.email", Some("x@example.org"))]);
+        assert!(matches!(
+            accept_session(&t, asked, &r),
+            Err(IrmaError::NotAllowed { .. })
         ));
     }
 }

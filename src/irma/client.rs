@@ -12,10 +12,10 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::types::{DisclosureRequest, SessionPackage};
+use super::types::{DisclosureRequest, SessionPackage, SignatureRequest};
 use super::{
     IrmaError, RemoteError, RequestorToken, SessionResult, SessionStatus, SseParser,
-    StartedSession, DISCLOSURE_CONTEXT,
+    StartedSession, DISCLOSURE_CONTEXT, SIGNATURE_CONTEXT,
 };
 use crate::tenant::Condiscon;
 
@@ -134,18 +134,49 @@ impl std::fmt::Debug for IrmaClient {
     }
 }
 
-/// The JWT claims irmago expects for a signed disclosure request (`irma.ServiceProviderJwt`).
+/// The JWT claims irmago expects for a signed session request (`irma.ServiceProviderJwt` with the
+/// request under `sprequest`, `irma.SignatureRequestorJwt` under `absrequest`).
 #[derive(Serialize)]
-struct RequestorJwtClaims<'a> {
+struct RequestorJwtClaims<'a, R: Serialize> {
     iat: u64,
     iss: &'a str,
     sub: &'static str,
-    sprequest: ServiceProviderRequest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sprequest: Option<WrappedRequest<'a, R>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    absrequest: Option<WrappedRequest<'a, R>>,
 }
 
 #[derive(Serialize)]
-struct ServiceProviderRequest<'a> {
-    request: &'a DisclosureRequest<'a>,
+struct WrappedRequest<'a, R: Serialize> {
+    request: &'a R,
+}
+
+/// Which kind of session a request starts: what its JWT says, and what the result JWT's subject is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// `disclosing`: the citizen shows attributes.
+    Disclosing,
+    /// `signing`: the citizen signs a message with attributes.
+    Signing,
+}
+
+impl SessionKind {
+    /// irmago's name of the session type (`type` in the result, `irmaqr` in the pointer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Disclosing => "disclosing",
+            SessionKind::Signing => "signing",
+        }
+    }
+
+    /// `sub` of the requestor JWT.
+    fn request_subject(self) -> &'static str {
+        match self {
+            SessionKind::Disclosing => "verification_request",
+            SessionKind::Signing => "signature_request",
+        }
+    }
 }
 
 impl IrmaClient {
@@ -170,7 +201,8 @@ impl IrmaClient {
                 }
                 PreparedAuth::Jwt {
                     issuer,
-                    key: EncodingKey::from_secret(&key),
+                    key: EncodingKey::from_secret(&key)
+                        .map_err(|e| IrmaError::Config(format!("HS256 key: {e}")))?,
                     alg: Algorithm::HS256,
                 }
             }
@@ -220,8 +252,46 @@ impl IrmaClient {
         let request = DisclosureRequest {
             context: DISCLOSURE_CONTEXT,
             disclose: disclosure,
-            client_return_url,
+            client_return_url: Some(client_return_url),
         };
+        self.start_session(&request, SessionKind::Disclosing).await
+    }
+
+    /// Starts a disclosure session with no return URL: the app shows its own "done" (an agent's
+    /// extra request during a call, [`crate::extra_requests`]).
+    pub async fn start_plain_disclosure(
+        &self,
+        disclosure: &Condiscon,
+    ) -> Result<StartedSession, IrmaError> {
+        let request = DisclosureRequest {
+            context: DISCLOSURE_CONTEXT,
+            disclose: disclosure,
+            client_return_url: None,
+        };
+        self.start_session(&request, SessionKind::Disclosing).await
+    }
+
+    /// Starts a signature session (`"@context": ".../signature/v2"`): the citizen signs `message`
+    /// with the attributes of `disclosure`.
+    pub async fn start_signature(
+        &self,
+        disclosure: &Condiscon,
+        message: &str,
+    ) -> Result<StartedSession, IrmaError> {
+        let request = SignatureRequest {
+            context: SIGNATURE_CONTEXT,
+            message,
+            disclose: disclosure,
+        };
+        self.start_session(&request, SessionKind::Signing).await
+    }
+
+    /// `POST /session` with `request`, authenticated as configured.
+    async fn start_session<R: Serialize>(
+        &self,
+        request: &R,
+        kind: SessionKind,
+    ) -> Result<StartedSession, IrmaError> {
         let url = self.url(&["session"]);
         let (status, body) = self
             .send(|| {
@@ -229,17 +299,23 @@ impl IrmaClient {
                 Ok(match &self.inner.auth {
                     PreparedAuth::None => rb
                         .header(CONTENT_TYPE, "application/json")
-                        .body(to_json(&request)?),
+                        .body(to_json(request)?),
                     PreparedAuth::Token(t) => rb
                         .header(CONTENT_TYPE, "application/json")
                         .header(AUTHORIZATION, t.clone())
-                        .body(to_json(&request)?),
+                        .body(to_json(request)?),
                     PreparedAuth::Jwt { issuer, key, alg } => {
+                        let wrapped = Some(WrappedRequest { request });
+                        let (sprequest, absrequest) = match kind {
+                            SessionKind::Disclosing => (wrapped, None),
+                            SessionKind::Signing => (None, wrapped),
+                        };
                         let claims = RequestorJwtClaims {
                             iat: crate::time::unix_now(),
                             iss: issuer,
-                            sub: "verification_request",
-                            sprequest: ServiceProviderRequest { request: &request },
+                            sub: kind.request_subject(),
+                            sprequest,
+                            absrequest,
                         };
                         let jwt = jsonwebtoken::encode(&Header::new(*alg), &claims, key).map_err(
                             |e| IrmaError::Config(format!("signing the session request: {e}")),
@@ -276,6 +352,16 @@ impl IrmaClient {
     /// `GET /session/{token}/result`, or with a [`ResultJwtKey`] `/result-jwt`, checked. Fetch it
     /// as soon as the status is DONE: irmago forgets it 5 minutes after the session ends.
     pub async fn result(&self, token: &RequestorToken) -> Result<SessionResult, IrmaError> {
+        self.result_of(token, SessionKind::Disclosing).await
+    }
+
+    /// [`result`](Self::result) of a session of `kind`: a signed result's subject is
+    /// `<kind>_result` (irmago), so a signature's result is not taken for a disclosure's.
+    pub async fn result_of(
+        &self,
+        token: &RequestorToken,
+        kind: SessionKind,
+    ) -> Result<SessionResult, IrmaError> {
         let Some((key, issuer)) = &self.inner.result_key else {
             let url = self.url(&["session", token.expose(), "result"]);
             let (status, body) = self.send(|| Ok(self.inner.http.get(url.clone()))).await?;
@@ -286,7 +372,7 @@ impl IrmaClient {
         if !status.is_success() {
             return Err(remote_error(status, &body));
         }
-        verify_result_jwt(&body, key, issuer)
+        verify_result_jwt(&body, key, issuer, kind)
     }
 
     /// Whether the IRMA server answers HTTP at all (any status will do), for `/readyz`. One try,
@@ -501,20 +587,21 @@ impl IrmaClient {
     }
 }
 
-/// Checks a result JWT (signature RS256, `iss`, `sub: disclosing_result`, `exp` required and not
-/// passed) and reads the session result from its claims. Failures say which check failed, never
-/// what the token held.
+/// Checks a result JWT (signature RS256, `iss`, `sub: <kind>_result` — `disclosing_result` for a
+/// disclosure —, `exp` required and not passed) and reads the session result from its claims.
+/// Failures say which check failed, never what the token held.
 fn verify_result_jwt(
     body: &[u8],
     key: &DecodingKey,
     issuer: &str,
+    kind: SessionKind,
 ) -> Result<SessionResult, IrmaError> {
     let jwt = std::str::from_utf8(body)
         .map_err(|_| IrmaError::BadResponse("result JWT is not text".into()))?
         .trim();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[issuer]);
-    validation.sub = Some("disclosing_result".into());
+    validation.sub = Some(format!("{}_result", kind.as_str()));
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     validation.leeway = 30;
     let data = jsonwebtoken::decode::<SessionResult>(jwt, key, &validation).map_err(|e| {
@@ -522,7 +609,7 @@ fn verify_result_jwt(
         let why = match e.kind() {
             ErrorKind::InvalidSignature => "bad signature".to_owned(),
             ErrorKind::InvalidIssuer => "wrong issuer".to_owned(),
-            ErrorKind::InvalidSubject => "not a disclosure result".to_owned(),
+            ErrorKind::InvalidSubject => format!("not a {} result", kind.as_str()),
             ErrorKind::ExpiredSignature => "expired".to_owned(),
             ErrorKind::MissingRequiredClaim(c) => format!("no {c} claim"),
             ErrorKind::InvalidAlgorithm => "not RS256".to_owned(),

@@ -31,12 +31,13 @@ pub mod simulator;
 mod sse;
 mod types;
 
-pub use accept::{accept_result, VerifiedAttribute};
-pub use client::{IrmaAuth, IrmaClient, IrmaServerConfig, ResultJwtKey};
+pub use accept::{accept_result, accept_session, Asked, VerifiedAttribute};
+pub use client::{IrmaAuth, IrmaClient, IrmaServerConfig, ResultJwtKey, SessionKind};
 pub use sse::{SseError, SseParser};
 pub use types::{
     AttributeProofStatus, DisclosedAttribute, ProofStatus, RemoteError, RequestorToken,
-    SessionResult, SessionStatus, StartedSession, DISCLOSURE_CONTEXT,
+    SessionResult, SessionStatus, StartedSession, DISCLOSURE_CONTEXT, SIGNATURE_CONTEXT,
+    SIGNED_MESSAGE_CONTEXT,
 };
 
 /// Everything that can go wrong talking to an IRMA server or judging its result. Messages never

@@ -11,6 +11,10 @@ use crate::tenant::Condiscon;
 
 /// JSON-LD context of a disclosure session request.
 pub const DISCLOSURE_CONTEXT: &str = "https://irma.app/ld/request/disclosure/v2";
+/// JSON-LD context of a signature session request (irmago `SignatureRequest`).
+pub const SIGNATURE_CONTEXT: &str = "https://irma.app/ld/request/signature/v2";
+/// JSON-LD context of the signed message in a signature session's result (irmago `SignedMessage`).
+pub const SIGNED_MESSAGE_CONTEXT: &str = "https://irma.app/ld/signature/v2";
 
 /// The requestor token the IRMA server hands out at `POST /session`: whoever holds it can read the
 /// session result, so it is a secret. `Debug` prints `[redacted]`; it is never sent to browsers.
@@ -208,6 +212,15 @@ pub struct SessionResult {
     /// Set when the session failed at the server (irmago `irma.RemoteError`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RemoteError>,
+    /// A signature session's signed message (irmago `irma.SignedMessage`: `@context`, `signature`,
+    /// `indices`, `nonce`, `context`, `message`, `timestamp`); its proofs hold the attributes, so
+    /// personal data.
+    #[serde(default, skip_serializing_if = "signature_absent", with = "pii_serde")]
+    pub signature: Pii<Option<serde_json::Value>>,
+}
+
+fn signature_absent(signature: &Pii<Option<serde_json::Value>>) -> bool {
+    signature.expose().is_none()
 }
 
 /// Error body of every failed irmago request: `{"status":400,"error":"SESSION_UNKNOWN",
@@ -233,8 +246,18 @@ pub(crate) struct DisclosureRequest<'a> {
     #[serde(rename = "@context")]
     pub context: &'static str,
     pub disclose: &'a Condiscon,
-    #[serde(rename = "clientReturnUrl")]
-    pub client_return_url: &'a str,
+    #[serde(rename = "clientReturnUrl", skip_serializing_if = "Option::is_none")]
+    pub client_return_url: Option<&'a str>,
+}
+
+/// The signature session request we POST (irmago `SignatureRequest`): sign `message` with the
+/// attributes of `disclose`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct SignatureRequest<'a> {
+    #[serde(rename = "@context")]
+    pub context: &'static str,
+    pub message: &'a str,
+    pub disclose: &'a Condiscon,
 }
 
 /// `disclosed` as Go writes it: `null`, or lists that may be `null` or hold `null` entries.

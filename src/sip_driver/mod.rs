@@ -67,7 +67,7 @@ use sip::endpoint::{
     Target, Transmit,
 };
 use sip::message::validate::Policy;
-use sip::message::{HeaderName, Method, Request, Response};
+use sip::message::{build, HeaderName, Method, Request, Response};
 use sip::random::RandomKey;
 use sip::ratelimit::{LimitConfig, RateConfig};
 use sip::registrar::{Binding, RegistrarConfig, RegistrarEvent};
@@ -813,7 +813,7 @@ impl Driver {
                     );
                 } else {
                     let (code, allow) = fallback(&request.method);
-                    let mut resp = tu::finish_response(&request, code, None);
+                    let mut resp = build::reply(&request, code, rand::random(), crate::PRODUCT);
                     if allow {
                         resp.headers.push(HeaderName::Allow, allow_value());
                     }
@@ -848,7 +848,7 @@ impl Driver {
         crate::metrics::global().sip_event_shed(label);
         if let Event::Request { id, request, .. } = ev {
             tracing::warn!(queue = label, method = %request.method, "application event queue full; answering 503");
-            let mut resp = tu::finish_response(&request, 503, None);
+            let mut resp = build::reply(&request, 503, rand::random(), crate::PRODUCT);
             resp.headers.push(HeaderName::RetryAfter, "1".to_string());
             if let Err(e) = self.endpoint.respond(now, id, resp) {
                 tracing::debug!(error = %e, "could not answer 503");
@@ -904,7 +904,7 @@ impl Driver {
         crate::metrics::global().unknown_source(request.method == Method::Invite, action);
         tracing::debug!(%remote, method = %request.method, reject, "request from outside the trunks turned away");
         if reject {
-            let response = tu::finish_response(&request, 403, None);
+            let response = build::reply(&request, 403, rand::random(), crate::PRODUCT);
             self.transmit(
                 now,
                 Transmit {

@@ -31,7 +31,6 @@ use sip::registrar::{
 };
 use sip::transaction::Transport;
 
-// Transition re-export (issue 14): the value lives at the crate root now.
 use crate::PRODUCT;
 
 /// One agent's SIP login.
@@ -307,7 +306,7 @@ fn read_register(
 
 /// A final response to `req` with an optional reason phrase, a fresh To tag and our Server header
 /// ([`build::final_response`]).
-pub fn finish_response(req: &Request, code: u16, reason: Option<&str>) -> Response {
+fn finish_response(req: &Request, code: u16, reason: Option<&str>) -> Response {
     build::final_response(req, code, reason, &new_tag(), PRODUCT)
 }
 
@@ -325,8 +324,8 @@ fn with_tag_and_server(resp: Response) -> Response {
     resp
 }
 
-/// A fresh To/From tag (RFC 3261 §19.3): 64 bits from the OS random source ([`build::tag`]).
-pub fn new_tag() -> String {
+/// A fresh To tag (RFC 3261 §19.3): 64 bits from the OS random source ([`build::tag`]).
+fn new_tag() -> String {
     build::tag(rand::random())
 }
 

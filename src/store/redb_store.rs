@@ -2,6 +2,9 @@
 //!
 //! Every operation is one redb write transaction, committed with redb's default `Immediate`
 //! durability: when a method returns, its change is on disk and survives `kill -9` and power loss.
+//! A transaction that changed nothing (a wrong code's bind, the release of a call that bound no
+//! code) is aborted instead: there is nothing to make durable, and its commit would cost a sync
+//! of the file — at a thousand calls a second, more syncs than a disk does.
 //! A process killed *during* a write leaves the file as the last commit left it: redb writes a
 //! transaction's pages copy-on-write and makes them current by one checksummed commit-slot write,
 //! so a row, its code and call entries and its sealed attributes change together or not at all;
@@ -91,8 +94,8 @@ impl RedbStore {
         self.transaction(true, f)
     }
 
-    /// Run `f` in one write transaction on the blocking pool; commit on `Ok` when `commit` (else
-    /// abort: `f` only read), abort on `Err`.
+    /// Run `f` in one write transaction on the blocking pool; commit on `Ok` when `commit` and `f`
+    /// changed something (else abort: `f` only read), abort on `Err`.
     fn transaction<T: Send + 'static>(
         &self,
         commit: bool,
@@ -102,17 +105,18 @@ impl RedbStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let txn = db.begin_write().map_err(backend)?;
-                let result = {
+                let (result, changed) = {
                     let mut tx = RedbTx {
                         sessions: txn.open_table(SESSIONS).map_err(backend)?,
                         codes: txn.open_table(CODES).map_err(backend)?,
                         calls: txn.open_table(CALLS).map_err(backend)?,
                         attributes: txn.open_table(ATTRIBUTES).map_err(backend)?,
+                        changed: false,
                     };
-                    f(&mut tx)
+                    (f(&mut tx), tx.changed)
                 };
                 match result {
-                    Ok(v) if commit => {
+                    Ok(v) if commit && changed => {
                         txn.commit().map_err(backend)?;
                         Ok(v)
                     }
@@ -148,6 +152,8 @@ struct RedbTx<'t> {
     codes: Table<'t, &'static str, &'static str>,
     calls: Table<'t, &'static str, &'static str>,
     attributes: Table<'t, &'static str, &'static [u8]>,
+    /// Whether anything was written or removed (else the transaction is aborted, not committed).
+    changed: bool,
 }
 
 fn token_of(s: &str) -> Result<FrontendToken, StoreError> {
@@ -160,6 +166,7 @@ impl Tx for RedbTx<'_> {
         guard.map(|g| decode(g.value())).transpose()
     }
     fn put_row(&mut self, row: &SessionRow) -> Result<(), StoreError> {
+        self.changed = true;
         let json = serde_json::to_string(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.sessions
             .insert(row.token.as_str(), json.as_str())
@@ -167,6 +174,7 @@ impl Tx for RedbTx<'_> {
         Ok(())
     }
     fn del_row(&mut self, token: &FrontendToken) -> Result<(), StoreError> {
+        self.changed = true;
         self.sessions.remove(token.as_str()).map_err(backend)?;
         Ok(())
     }
@@ -183,12 +191,14 @@ impl Tx for RedbTx<'_> {
         guard.map(|g| token_of(g.value())).transpose()
     }
     fn put_code(&mut self, code: &LinkCode, token: &FrontendToken) -> Result<(), StoreError> {
+        self.changed = true;
         self.codes
             .insert(code.expose(), token.as_str())
             .map_err(backend)?;
         Ok(())
     }
     fn del_code(&mut self, code: &LinkCode) -> Result<(), StoreError> {
+        self.changed = true;
         self.codes.remove(code.expose()).map_err(backend)?;
         Ok(())
     }
@@ -197,12 +207,14 @@ impl Tx for RedbTx<'_> {
         guard.map(|g| token_of(g.value())).transpose()
     }
     fn put_call(&mut self, call_id: &str, token: &FrontendToken) -> Result<(), StoreError> {
+        self.changed = true;
         self.calls
             .insert(call_id, token.as_str())
             .map_err(backend)?;
         Ok(())
     }
     fn del_call(&mut self, call_id: &str) -> Result<(), StoreError> {
+        self.changed = true;
         self.calls.remove(call_id).map_err(backend)?;
         Ok(())
     }
@@ -211,12 +223,14 @@ impl Tx for RedbTx<'_> {
         Ok(guard.map(|g| g.value().to_vec()))
     }
     fn put_attrs(&mut self, token: &FrontendToken, sealed: &[u8]) -> Result<(), StoreError> {
+        self.changed = true;
         self.attributes
             .insert(token.as_str(), sealed)
             .map_err(backend)?;
         Ok(())
     }
     fn del_attrs(&mut self, token: &FrontendToken) -> Result<(), StoreError> {
+        self.changed = true;
         self.attributes.remove(token.as_str()).map_err(backend)?;
         Ok(())
     }

@@ -148,7 +148,23 @@ impl AgentPhone {
         answer: Answer,
         params: &str,
     ) -> Option<AgentPhone> {
-        Self::start(&format!("{server};transport=udp"), answer, params, "").await
+        Self::start(
+            &format!("{server};transport=udp"),
+            answer,
+            params,
+            "",
+            AGENT_PASSWORD,
+        )
+        .await
+    }
+
+    /// As [`register`](Self::register), with the SIP password `password` (e.g. a `demo` child's).
+    pub async fn register_with_password(
+        server: SocketAddr,
+        answer: Answer,
+        password: &str,
+    ) -> Option<AgentPhone> {
+        Self::start(&format!("{server};transport=udp"), answer, "", "", password).await
     }
 
     /// As [`register_with`](Self::register_with), over TLS to `tls_server` (the server's TLS
@@ -165,6 +181,7 @@ impl AgentPhone {
             answer,
             params,
             "module\t\t\tsrtp.so\nsip_verify_server\tno\n",
+            AGENT_PASSWORD,
         )
         .await
     }
@@ -174,6 +191,7 @@ impl AgentPhone {
         answer: Answer,
         params: &str,
         extra_config: &str,
+        password: &str,
     ) -> Option<AgentPhone> {
         let baresip = find_baresip()?;
         let dir = tempfile::Builder::new()
@@ -218,7 +236,7 @@ impl AgentPhone {
         };
         std::fs::write(
             dir.path().join("accounts"),
-            format!("<sip:agent@{server}>;auth_pass={AGENT_PASSWORD}{mode};regint=600{params}\n"),
+            format!("<sip:agent@{server}>;auth_pass={password}{mode};regint=600{params}\n"),
         )
         .expect("baresip accounts");
         let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log file");
@@ -237,6 +255,7 @@ impl AgentPhone {
             match TcpStream::connect(("127.0.0.1", ctrl_port)).await {
                 Ok(s) => break s,
                 Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                    // The back-off of this bounded wait for baresip's control port.
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
                 Err(e) => panic!("baresip's ctrl_tcp never listened: {e}"),
@@ -256,6 +275,7 @@ impl AgentPhone {
                 "the agent's phone did not register:\n{}",
                 phone.log()
             );
+            // The back-off of this bounded wait for the registration.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Some(phone)
@@ -376,6 +396,29 @@ impl AgentPhone {
             );
         }
         (rate, out)
+    }
+
+    /// Waits (at most `limit`) until the phone has heard at least `at_least` of audio of which more
+    /// than `share` is `freq` Hz (the agent's own voice come back through the caller's echo).
+    /// Returns the sample rate and everything heard by then, enough or not: the caller asserts.
+    pub async fn wait_heard(
+        &self,
+        at_least: Duration,
+        freq: f64,
+        share: f64,
+        limit: Duration,
+    ) -> (u32, Vec<i16>) {
+        let enough = |rate: u32, heard: &[i16]| {
+            heard.len() as f64 >= at_least.as_secs_f64() * f64::from(rate)
+                && tone_share(heard, f64::from(rate), freq) > share
+        };
+        let mut last = self.heard();
+        super::poll(limit, async || {
+            last = self.heard();
+            enough(last.0, &last.1).then_some(())
+        })
+        .await;
+        last
     }
 
     /// baresip's own log, for failure messages.

@@ -75,6 +75,7 @@ impl Demo {
                 demo.stdout(),
                 demo.stderr()
             );
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         demo
@@ -111,6 +112,7 @@ impl Demo {
                 "no such call within {limit:?}: {:?}",
                 self.calls().await
             );
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -129,6 +131,7 @@ impl Demo {
                 let _ = self.child.kill();
                 return self.child.wait().expect("demo exit status");
             }
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -72,6 +72,20 @@ pub async fn wait_direct(
     agent_port
 }
 
+/// Waits (at most `limit`) until our relay has forwarded nothing for 100 ms (five looks in a row):
+/// the legs' RTP has left it. Whether it did; the caller asserts what it needs.
+pub async fn relay_quiet(srv: &TestServer, limit: Duration) -> bool {
+    let mut last = srv.running.calls.relayed_packets();
+    let mut unchanged = 0;
+    super::wait_until(limit, || {
+        let now = srv.running.calls.relayed_packets();
+        unchanged = if now == last { unchanged + 1 } else { 0 };
+        last = now;
+        unchanged >= 5
+    })
+    .await
+}
+
 /// How the calls list shows call `id` now.
 pub async fn call_view(srv: &TestServer, id: &Value) -> Value {
     srv.calls()

@@ -145,6 +145,7 @@ pub async fn seen(needle: &str, read: impl Fn() -> String) -> Instant {
             start.elapsed() < Duration::from_secs(8),
             "no {needle:?} within 8 s:\n{text}"
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -203,6 +204,7 @@ pub async fn hold_and_listen(srv: &TestServer, scenario: &str) -> Option<Held> {
     shows_on_hold(srv, &id, true).await;
     let resume_sent = seen("CSeq: 3 INVITE", || phone.messages()).await;
     shows_on_hold(srv, &id, false).await;
+    // The window after the resume, judged below.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let listened = Instant::now();
 

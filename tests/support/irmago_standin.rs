@@ -594,6 +594,7 @@ pub async fn wait_seen(
         if start.elapsed() > limit {
             return Err(seen);
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

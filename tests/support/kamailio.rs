@@ -282,6 +282,7 @@ impl Drop for Kamailio {
             let _ = rustix::process::kill_process(group, rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(1);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                // The back-off of this bounded wait for its exit.
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

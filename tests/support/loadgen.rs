@@ -13,6 +13,13 @@
 //! - **RTP in** on the same socket (symmetric RTP: the server sends back to where ours come from),
 //!   counted per source port, i.e. per call, with loss from sequence-number gaps.
 //!
+//! Two plans ([`Plan`]): **hold** (the concurrency bench: every call stays up with noise until
+//! [`LoadGen::send_codes`], then keys its code in-band, and is hung up by [`LoadGen::finish`]), or
+//! **script** (the call-rate bench: every call plays the same RTP datagrams from its answer on —
+//! e.g. RFC 4733 digits — and sends its BYE a fixed time after the answer). The RTP sender uses
+//! `sendmmsg` (batches of [`SEND_BATCH`]), so the generator's CPU per packet stays well under the
+//! server's.
+//!
 //! Loopback only; every loop is bounded by [`LoadConfig::limit`].
 
 use dsp::testsig::{dbm0_power, Signal, Tone};
@@ -41,6 +48,28 @@ const CODE_LEAD: u64 = 4;
 pub const CODE_FRAMES: u64 = 2 * CODE_LEAD + 8 * 2 * KEY_FRAMES;
 const PCMA_SILENCE: u8 = 0xD5;
 
+/// What every answered call does.
+pub enum Plan {
+    /// Speech-like noise until [`LoadGen::send_codes`], then the call's code as in-band tones,
+    /// then noise again; hung up by [`LoadGen::finish`].
+    Hold,
+    /// `packets` (whole RTP datagrams, at their offset from the answer; the SSRC is made per call),
+    /// then BYE `hang_up_after` the answer.
+    Script {
+        packets: Vec<(Duration, Vec<u8>)>,
+        hang_up_after: Duration,
+    },
+}
+
+impl Plan {
+    fn hang_up_after(&self) -> Option<Duration> {
+        match self {
+            Plan::Hold => None,
+            Plan::Script { hang_up_after, .. } => Some(*hang_up_after),
+        }
+    }
+}
+
 /// What to generate.
 pub struct LoadConfig {
     /// The server's SIP UDP address.
@@ -53,6 +82,8 @@ pub struct LoadConfig {
     pub called: String,
     /// Nothing runs longer than this after [`LoadGen::start`].
     pub limit: Duration,
+    /// What each call does once answered.
+    pub plan: Plan,
 }
 
 /// The caller number of call `i` (distinct per call, so the server's call list maps back to calls).
@@ -63,9 +94,11 @@ pub fn caller(i: usize) -> String {
 /// A running generator.
 pub struct LoadGen {
     shared: Arc<Shared>,
-    sip: JoinHandle<Vec<SipCall>>,
+    media_port: u16,
+    scripted: bool,
+    sip: JoinHandle<(Vec<SipCall>, Duration)>,
     tx: JoinHandle<TxStats>,
-    rx: JoinHandle<Vec<PortStats>>,
+    rx: JoinHandle<Streams>,
 }
 
 /// What the generator saw, after [`LoadGen::finish`].
@@ -74,6 +107,12 @@ pub struct LoadReport {
     pub calls: usize,
     /// Calls answered with 200 OK.
     pub answered: usize,
+    /// First INVITE sent to its 200 OK received, per answered call, shortest first.
+    pub answer_times: Vec<Duration>,
+    /// Time from the first INVITE to the last call's end (its BYE's 200, or the server's BYE).
+    pub took: Duration,
+    /// CPU seconds (user + system) the generator's threads used in all.
+    pub cpu: f64,
     /// Calls refused or never answered: (call, status or 0 for no final answer).
     pub failed: Vec<(usize, u16)>,
     /// Answered calls whose BYE got its 200.
@@ -93,10 +132,24 @@ pub struct LoadReport {
     pub calls_without_rtp_back: usize,
 }
 
+impl LoadReport {
+    /// The `q` quantile (0–1) of [`LoadReport::answer_times`], in milliseconds.
+    pub fn answer_ms(&self, q: f64) -> f64 {
+        let n = self.answer_times.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let i = ((n - 1) as f64 * q).round() as usize;
+        self.answer_times[i.min(n - 1)].as_secs_f64() * 1000.0
+    }
+}
+
 struct Shared {
     deadline: Instant,
     answered: AtomicUsize,
     failed: AtomicUsize,
+    /// Calls over: hung up, ended by the server, BYE unanswered, or failed.
+    settled: AtomicUsize,
     /// Frame index the sender is at.
     tick: AtomicU64,
     /// Frame index at which every call starts its code (`u64::MAX`: not yet).
@@ -107,6 +160,29 @@ struct Shared {
     /// RTP packets sent and received so far, for rates over a window.
     sent: AtomicU64,
     received: AtomicU64,
+    /// CPU ticks (1/100 s) of the generator's threads that have ended.
+    cpu_ticks: AtomicU64,
+}
+
+/// Runs `work` and adds the thread's CPU time to `shared`'s count when it is done.
+fn counting_cpu<T>(shared: &Shared, work: impl FnOnce() -> T) -> T {
+    let out = work();
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the name: state is field 0, utime 11, stime 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    shared.cpu_ticks.fetch_add(ticks(11) + ticks(12), Relaxed);
+    out
 }
 
 impl LoadGen {
@@ -119,6 +195,7 @@ impl LoadGen {
             deadline: Instant::now() + config.limit,
             answered: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            settled: AtomicUsize::new(0),
             tick: AtomicU64::new(0),
             code_tick: AtomicU64::new(u64::MAX),
             stop_media: AtomicBool::new(false),
@@ -126,24 +203,42 @@ impl LoadGen {
             stop_rx: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            cpu_ticks: AtomicU64::new(0),
         });
         let (up_tx, up_rx) = mpsc::channel();
         let rx_socket = media.try_clone()?;
         let audio = Audio::new(&config.codes);
+        let scripted = matches!(config.plan, Plan::Script { .. });
+        let script = match &config.plan {
+            Plan::Script { packets, .. } => packets.clone(),
+            Plan::Hold => Vec::new(),
+        };
         let s = shared.clone();
         let sip = std::thread::Builder::new()
             .name(format!("{THREAD_PREFIX}sip"))
-            .spawn(move || SipSide::new(sip, media_addr, config, s, up_tx).run())?;
+            .spawn(move || {
+                let shared = s.clone();
+                counting_cpu(&shared, || {
+                    SipSide::new(sip, media_addr, config, s, up_tx).run()
+                })
+            })?;
         let s = shared.clone();
         let tx = std::thread::Builder::new()
             .name(format!("{THREAD_PREFIX}rtp-tx"))
-            .spawn(move || send_media(&media, &s, &up_rx, &audio))?;
+            .spawn(move || {
+                counting_cpu(&s, || match scripted {
+                    false => send_media(&media, &s, &up_rx, &audio),
+                    true => send_script(&media, &s, &up_rx, &script),
+                })
+            })?;
         let s = shared.clone();
         let rx = std::thread::Builder::new()
             .name(format!("{THREAD_PREFIX}rtp-rx"))
-            .spawn(move || receive_media(&rx_socket, &s))?;
+            .spawn(move || counting_cpu(&s, || receive_media(&rx_socket, &s)))?;
         Ok(LoadGen {
             shared,
+            media_port: media_addr.port(),
+            scripted,
             sip,
             tx,
             rx,
@@ -158,6 +253,16 @@ impl LoadGen {
     /// Calls refused or given up so far.
     pub fn failed(&self) -> usize {
         self.shared.failed.load(Relaxed)
+    }
+
+    /// Calls over so far (hung up, ended by the server, or failed).
+    pub fn settled(&self) -> usize {
+        self.shared.settled.load(Relaxed)
+    }
+
+    /// The local port of the generator's one RTP socket.
+    pub fn media_port(&self) -> u16 {
+        self.media_port
     }
 
     /// RTP packets sent and received so far.
@@ -178,21 +283,41 @@ impl LoadGen {
 
     /// Stops the media, hangs every call up (BYE at the call rate), waits for the 200s (bounded by
     /// the limit) and gathers the figures.
+    /// With [`Plan::Script`] the calls hang up by themselves: this waits for the last (bounded by
+    /// the limit), then stops the media.
     pub fn finish(self) -> LoadReport {
-        self.shared.stop_media.store(true, Relaxed);
-        let tx = self.tx.join().unwrap_or_default();
-        self.shared.hang_up.store(true, Relaxed);
-        let calls = self.sip.join().unwrap_or_default();
-        // Packets still in flight from the server arrive within a few frames.
+        let (calls, tx) = if self.scripted {
+            let calls = self.sip.join().unwrap_or_default();
+            self.shared.stop_media.store(true, Relaxed);
+            (calls, self.tx.join().unwrap_or_default())
+        } else {
+            self.shared.stop_media.store(true, Relaxed);
+            let tx = self.tx.join().unwrap_or_default();
+            self.shared.hang_up.store(true, Relaxed);
+            (self.sip.join().unwrap_or_default(), tx)
+        };
+        let (calls, took) = calls;
+        // Packets still in flight from the server arrive within a few frames (counted, not
+        // awaited: nothing marks the server's last one).
         std::thread::sleep(5 * FRAME_TIME);
         self.shared.stop_rx.store(true, Relaxed);
         let ports = self.rx.join().unwrap_or_default();
         let mut report = LoadReport {
             calls: calls.len(),
+            took,
+            cpu: self.shared.cpu_ticks.load(Relaxed) as f64 / 100.0,
             rtp_sent: tx.sent,
             rtp_send_errors: tx.errors,
             ..LoadReport::default()
         };
+        for stats in ports.values() {
+            report.rtp_received += stats.received;
+            report.rtp_lost += stats.expected().saturating_sub(stats.received);
+        }
+        let ports_heard: std::collections::HashSet<u16> =
+            ports.keys().map(|(port, _)| *port).collect();
+        report.answer_times = calls.iter().filter_map(|c| c.answer_time).collect();
+        report.answer_times.sort();
         for (i, call) in calls.iter().enumerate() {
             report.retransmissions +=
                 u64::from(call.sends.saturating_sub(1) + call.bye_sends.saturating_sub(1));
@@ -213,13 +338,11 @@ impl LoadGen {
                     report.bye_unanswered += 1;
                 }
             }
-            if let Some(port) = call.rtp_port {
-                let stats = ports.get(usize::from(port)).copied().unwrap_or_default();
-                report.rtp_received += stats.received;
-                report.rtp_lost += stats.expected().saturating_sub(stats.received);
-                if stats.received == 0 {
-                    report.calls_without_rtp_back += 1;
-                }
+            if call
+                .rtp_port
+                .is_some_and(|port| !ports_heard.contains(&port))
+            {
+                report.calls_without_rtp_back += 1;
             }
         }
         report
@@ -235,6 +358,8 @@ fn bind_media() -> std::io::Result<UdpSocket> {
     // All calls' media arrives here: a few frames of buffer (the default holds ~2 ms at 2,000
     // calls). The kernel caps it at net.core.rmem_max.
     socket.set_recv_buffer_size(32 << 20)?;
+    // As root the cap does not apply (SO_RCVBUFFORCE): 32 MiB hold ~0.3 s at 5,000 calls.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, 32 << 20);
     socket.set_send_buffer_size(8 << 20)?;
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     socket.bind(&addr.into())?;
@@ -264,6 +389,9 @@ struct SipCall {
     sends: u32,
     bye_sends: u32,
     next_send: Instant,
+    /// When the first INVITE went, and how long until its 200 OK came.
+    invited: Instant,
+    answer_time: Option<Duration>,
     to_tag: String,
     rtp_port: Option<u16>,
 }
@@ -278,6 +406,8 @@ struct SipSide {
     calls: Vec<SipCall>,
     /// Call-ID prefix of this run.
     run: String,
+    /// [`Plan::Script`]: when each answered call sends its BYE, in answer order.
+    byes: std::collections::VecDeque<(Instant, usize)>,
 }
 
 impl SipSide {
@@ -295,6 +425,8 @@ impl SipSide {
             sends: 0,
             bye_sends: 0,
             next_send: now,
+            invited: now,
+            answer_time: None,
             to_tag: String::new(),
             rtp_port: None,
         };
@@ -304,14 +436,25 @@ impl SipSide {
             media,
             calls: vec![call; config.codes.len()],
             run: format!("lg-{}-{}", std::process::id(), rand::random::<u32>()),
+            byes: Default::default(),
             config,
             shared,
             up,
         }
     }
 
-    fn run(mut self) -> Vec<SipCall> {
+    /// A call is over (`state` is final): counted once.
+    fn settle(&mut self, i: usize, state: State) {
+        self.calls[i].state = state;
+        self.shared.settled.fetch_add(1, Relaxed);
+        if matches!(state, State::Failed(_)) {
+            self.shared.failed.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn run(mut self) -> (Vec<SipCall>, Duration) {
         let _ = self.socket.set_read_timeout(Some(Duration::from_millis(5)));
+        let hang_up_after = self.config.plan.hang_up_after();
         let rate = f64::from(self.config.rate.max(1));
         let n = self.calls.len();
         let started = Instant::now();
@@ -327,7 +470,18 @@ impl SipSide {
                 self.send_invite(invited, now);
                 invited += 1;
             }
-            if self.shared.hang_up.load(Relaxed) {
+            if hang_up_after.is_some() {
+                while let Some(&(at, i)) = self.byes.front().filter(|(at, _)| *at <= now) {
+                    let _ = at;
+                    self.byes.pop_front();
+                    if self.calls[i].state == State::Up {
+                        self.send_bye(i, now);
+                    }
+                }
+                if invited == n && self.shared.settled.load(Relaxed) == n {
+                    break;
+                }
+            } else if self.shared.hang_up.load(Relaxed) {
                 let since = *bye_started.get_or_insert(now);
                 let due = ((now - since).as_secs_f64() * rate) as usize + 1;
                 while byed < due.min(n) {
@@ -348,11 +502,11 @@ impl SipSide {
             }
             if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
                 if from == self.config.server {
-                    self.handle(&buf[..len]);
+                    self.handle(&buf[..len], Instant::now());
                 }
             }
         }
-        self.calls
+        (self.calls, started.elapsed())
     }
 
     fn call_id(&self, i: usize) -> String {
@@ -415,6 +569,7 @@ impl SipSide {
         let c = &mut self.calls[i];
         c.state = State::Inviting;
         c.sends = 1;
+        c.invited = now;
         c.next_send = now + T1;
     }
 
@@ -442,15 +597,12 @@ impl SipSide {
                 _ => continue,
             };
             if sends >= MAX_SENDS {
-                let inviting = c.state == State::Inviting;
-                if inviting {
-                    self.shared.failed.fetch_add(1, Relaxed);
-                }
-                self.calls[i].state = if inviting {
+                let state = if c.state == State::Inviting {
                     State::Failed(0)
                 } else {
                     State::ByeUnanswered
                 };
+                self.settle(i, state);
                 continue;
             }
             self.send(&text);
@@ -466,15 +618,15 @@ impl SipSide {
         }
     }
 
-    fn handle(&mut self, datagram: &[u8]) {
+    fn handle(&mut self, datagram: &[u8], now: Instant) {
         match sip::message::Message::parse(bytes::Bytes::copy_from_slice(datagram)) {
-            Ok(sip::message::Message::Response(r)) => self.handle_response(&r),
+            Ok(sip::message::Message::Response(r)) => self.handle_response(&r, now),
             Ok(sip::message::Message::Request(r)) => self.handle_request(&r),
             Err(_) => {}
         }
     }
 
-    fn handle_response(&mut self, r: &Response) {
+    fn handle_response(&mut self, r: &Response, now: Instant) {
         let (Ok(call_id), Ok(cseq)) = (r.headers.call_id(), r.headers.cseq()) else {
             return;
         };
@@ -489,16 +641,19 @@ impl SipSide {
                 let tag = r.headers.to().ok().and_then(|t| t.tag().map(str::to_owned));
                 let port = sdp_audio_port(&r.body);
                 let (Some(tag), Some(port)) = (tag, port) else {
-                    self.calls[i].state = State::Failed(status);
-                    self.shared.failed.fetch_add(1, Relaxed);
+                    self.settle(i, State::Failed(status));
                     return;
                 };
                 let c = &mut self.calls[i];
+                c.answer_time = Some(now.saturating_duration_since(c.invited));
                 c.to_tag = tag;
                 c.rtp_port = Some(port);
                 c.state = State::Up;
                 self.send_ack(i);
                 self.shared.answered.fetch_add(1, Relaxed);
+                if let Some(after) = self.config.plan.hang_up_after() {
+                    self.byes.push_back((now + after, i));
+                }
                 let _ = self
                     .up
                     .send((i, SocketAddr::new(self.config.server.ip(), port)));
@@ -513,14 +668,13 @@ impl SipSide {
                     .unwrap_or_default();
                 let ack = self.request(i, "ACK", "inv", 1, "Content-Length: 0\r\n\r\n");
                 self.send(&ack);
-                self.calls[i].state = State::Failed(status);
-                self.shared.failed.fetch_add(1, Relaxed);
+                self.settle(i, State::Failed(status));
             }
             // A retransmitted 200: our ACK was lost.
             (Method::Invite, State::Up | State::Byeing) if (200..300).contains(&status) => {
                 self.send_ack(i)
             }
-            (Method::Bye, State::Byeing) if status >= 200 => self.calls[i].state = State::Done,
+            (Method::Bye, State::Byeing) if status >= 200 => self.settle(i, State::Done),
             _ => {}
         }
     }
@@ -542,7 +696,7 @@ impl SipSide {
         if r.method == Method::Bye {
             if let Some(i) = r.headers.call_id().ok().and_then(|c| self.call_index(c)) {
                 if matches!(self.calls[i].state, State::Up | State::Byeing) {
-                    self.calls[i].state = State::EndedByServer;
+                    self.settle(i, State::EndedByServer);
                 }
             }
         }
@@ -639,6 +793,82 @@ struct TxStats {
     errors: u64,
 }
 
+/// Packets sent with one `sendmmsg` at most.
+pub const SEND_BATCH: usize = 64;
+/// The sender wakes every `SLOT`: call `i` sends its frames in slot `i % SLOTS` of each 20 ms, so
+/// the calls' packets spread over the frame as a trunk's do, not in one burst.
+const SLOT: Duration = Duration::from_millis(5);
+const SLOTS: u64 = 4;
+
+/// Datagrams queued for one `sendmmsg` (rustix's safe wrapper).
+struct Batch {
+    packets: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            packets: Vec::with_capacity(SEND_BATCH),
+        }
+    }
+
+    fn push(
+        &mut self,
+        socket: &UdpSocket,
+        shared: &Shared,
+        stats: &mut TxStats,
+        to: SocketAddr,
+        packet: &[u8],
+    ) {
+        self.packets.push((to, packet.to_vec()));
+        if self.packets.len() == SEND_BATCH {
+            self.flush(socket, shared, stats);
+        }
+    }
+
+    fn flush(&mut self, socket: &UdpSocket, shared: &Shared, stats: &mut TxStats) {
+        use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+        use std::io::IoSlice;
+        if self.packets.is_empty() {
+            return;
+        }
+        let addrs: Vec<SocketAddrAny> = self.packets.iter().map(|(a, _)| (*a).into()).collect();
+        let iovs: Vec<[IoSlice<'_>; 1]> = self
+            .packets
+            .iter()
+            .map(|(_, p)| [IoSlice::new(p)])
+            .collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = (0..self.packets.len())
+            .map(|_| SendAncillaryBuffer::default())
+            .collect();
+        let mut msgs: Vec<MMsgHdr<'_>> = addrs
+            .iter()
+            .zip(&iovs)
+            .zip(controls.iter_mut())
+            .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+            .collect();
+        let mut done = 0;
+        while done < msgs.len() {
+            match sendmmsg(socket, &mut msgs[done..], SendFlags::empty()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    done += n;
+                    stats.sent += n as u64;
+                    shared.sent.fetch_add(n as u64, Relaxed);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                // The first message failed: count it and go on with the next.
+                Err(_) => {
+                    done += 1;
+                    stats.errors += 1;
+                }
+            }
+        }
+        drop(msgs);
+        self.packets.clear();
+    }
+}
+
 struct TxCall {
     index: usize,
     dest: SocketAddr,
@@ -653,43 +883,93 @@ fn send_media(
     audio: &Audio,
 ) -> TxStats {
     let mut stats = TxStats::default();
-    let mut calls: Vec<TxCall> = Vec::new();
+    // Per slot, the calls that send in it.
+    let mut calls: Vec<Vec<TxCall>> = (0..SLOTS).map(|_| Vec::new()).collect();
     let mut packet = [0u8; 12 + FRAME];
+    let mut batch = Batch::new();
     let started = Instant::now();
-    let mut tick: u64 = 0;
+    let mut slot: u64 = 0;
     while !shared.stop_media.load(Relaxed) && Instant::now() < shared.deadline {
         while let Ok((index, dest)) = up.try_recv() {
-            calls.push(TxCall {
+            calls[index % SLOTS as usize].push(TxCall {
                 index,
                 dest,
                 seq: rand::random(),
                 timestamp: rand::random(),
             });
         }
+        let tick = slot / SLOTS;
         let code_tick = shared.code_tick.load(Relaxed);
-        for c in &mut calls {
+        for c in &mut calls[(slot % SLOTS) as usize] {
             packet[0] = 0x80;
             packet[1] = 8; // PCMA
             packet[2..4].copy_from_slice(&c.seq.to_be_bytes());
             packet[4..8].copy_from_slice(&c.timestamp.to_be_bytes());
             packet[8..12].copy_from_slice(&(0x4c47_0000 + c.index as u32).to_be_bytes());
             packet[12..].copy_from_slice(audio.frame(c.index, tick, code_tick));
-            match socket.send_to(&packet, c.dest) {
-                Ok(_) => {
-                    stats.sent += 1;
-                    shared.sent.fetch_add(1, Relaxed);
-                }
-                Err(_) => stats.errors += 1,
-            }
+            batch.push(socket, shared, &mut stats, c.dest, &packet);
             c.seq = c.seq.wrapping_add(1);
             c.timestamp = c.timestamp.wrapping_add(FRAME as u32);
         }
-        tick += 1;
-        shared.tick.store(tick, Relaxed);
-        let next = started + FRAME_TIME * tick as u32;
+        batch.flush(socket, shared, &mut stats);
+        slot += 1;
+        if slot % SLOTS == 0 {
+            shared.tick.store(slot / SLOTS, Relaxed);
+        }
+        let next = started + SLOT * slot as u32;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            // The load's pace: one frame per call every 20 ms, a quarter of the calls every 5 ms.
             std::thread::sleep(wait);
         }
+    }
+    stats
+}
+
+/// A call playing the script: where it is.
+struct ScriptCall {
+    index: usize,
+    dest: SocketAddr,
+    answered: Instant,
+    next: usize,
+}
+
+/// [`Plan::Script`]: every answered call plays `script` from the moment its answer came.
+fn send_script(
+    socket: &UdpSocket,
+    shared: &Shared,
+    up: &mpsc::Receiver<(usize, SocketAddr)>,
+    script: &[(Duration, Vec<u8>)],
+) -> TxStats {
+    let mut stats = TxStats::default();
+    let mut calls: Vec<ScriptCall> = Vec::new();
+    let mut batch = Batch::new();
+    let mut packet = Vec::new();
+    while !shared.stop_media.load(Relaxed) && Instant::now() < shared.deadline {
+        let now = Instant::now();
+        while let Ok((index, dest)) = up.try_recv() {
+            calls.push(ScriptCall {
+                index,
+                dest,
+                answered: now,
+                next: 0,
+            });
+        }
+        for c in &mut calls {
+            let since = now.saturating_duration_since(c.answered);
+            while let Some((_, datagram)) = script.get(c.next).filter(|(at, _)| *at <= since) {
+                packet.clear();
+                packet.extend_from_slice(datagram);
+                if packet.len() >= 12 {
+                    packet[8..12].copy_from_slice(&(0x4c47_0000 + c.index as u32).to_be_bytes());
+                }
+                batch.push(socket, shared, &mut stats, c.dest, &packet);
+                c.next += 1;
+            }
+        }
+        batch.flush(socket, shared, &mut stats);
+        calls.retain(|c| c.next < script.len());
+        // The script's pace: every 5 ms whatever is due.
+        std::thread::sleep(SLOT);
     }
     stats
 }
@@ -729,8 +1009,11 @@ impl PortStats {
     }
 }
 
-fn receive_media(socket: &UdpSocket, shared: &Shared) -> Vec<PortStats> {
-    let mut ports = vec![PortStats::default(); 1 << 16];
+/// Per stream (the server's port and SSRC: a port serves one call after another), what came.
+type Streams = std::collections::HashMap<(u16, u32), PortStats>;
+
+fn receive_media(socket: &UdpSocket, shared: &Shared) -> Streams {
+    let mut streams = Streams::new();
     // Drain in batches rather than block per packet: a reader asleep in recv makes every packet
     // the server sends also wake this thread, work a real trunk on another machine never causes
     // the server (on loopback it is charged to the sender's send_to).
@@ -740,12 +1023,14 @@ fn receive_media(socket: &UdpSocket, shared: &Shared) -> Vec<PortStats> {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) if n >= 12 && buf[0] >> 6 == 2 => {
                 let seq = u16::from_be_bytes([buf[2], buf[3]]);
-                ports[usize::from(from.port())].packet(seq);
+                let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                streams.entry((from.port(), ssrc)).or_default().packet(seq);
                 shared.received.fetch_add(1, Relaxed);
             }
             Ok(_) => {}
+            // Nothing to read: the batch interval (see above).
             Err(_) => std::thread::sleep(RX_BATCH),
         }
     }
-    ports
+    streams
 }

@@ -1,5 +1,6 @@
-//! Test support: every log line of this test process, at TRACE, captured in memory, so a test can
-//! search the whole output for personal data and secrets.
+//! Test support: every log line of this test process (at TRACE, or from a chosen level) captured in
+//! memory, so a test can search the whole output for personal data and secrets, or wait for a line
+//! that marks an event.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,11 @@ impl Buffer {
     pub fn text(&self) -> String {
         let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Waits (at most `limit`) until a line containing `needle` was logged; whether it was.
+    pub async fn wait_for(&self, needle: &str, limit: std::time::Duration) -> bool {
+        super::wait_until(limit, || self.text().contains(needle)).await
     }
 }
 
@@ -41,11 +47,16 @@ impl<'a> MakeWriter<'a> for Buffer {
 }
 
 /// Makes every log line of this process (TRACE and up, no colours, no time) go to the returned
-/// buffer. Call once per test binary: it installs the global subscriber.
+/// buffer. Call once per test process: it installs the global subscriber.
 pub fn capture_at_trace() -> Buffer {
+    capture(tracing::Level::TRACE)
+}
+
+/// As [`capture_at_trace`], from `level` up.
+pub fn capture(level: tracing::Level) -> Buffer {
     let buffer = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_max_level(level)
         .with_writer(buffer.clone())
         .with_ansi(false)
         .without_time()

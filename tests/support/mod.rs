@@ -21,6 +21,7 @@ pub mod pcap;
 pub mod pjsua;
 pub mod portal;
 pub mod ports;
+pub mod raw_sip;
 pub mod refer;
 pub mod serve_child;
 pub mod serve_cli;
@@ -33,6 +34,44 @@ pub mod sipvicious;
 pub mod store_writer;
 pub mod tls;
 pub mod tone;
+
+/// Waits until `done()` holds, looking every 20 ms for `limit` at most; whether it held. A test
+/// waits on the event or counter it needs next with this (bounded), then asserts what must hold.
+pub async fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    poll(limit, async || done().then_some(())).await.is_some()
+}
+
+/// Polls `probe` until it yields `Some`, every 20 ms for `limit` at most: the value, or `None`
+/// when the time ran out.
+pub async fn poll<T>(
+    limit: std::time::Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        // The back-off between two looks of this bounded wait.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The sum of the samples of metric `name` (`veilig_bellen_…`, any labels) in this process.
+pub fn metric(name: &str) -> f64 {
+    veilig_bellen::metrics::global()
+        .render()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
 
 /// Finds an external program on `PATH`. Missing: a failure when `CI` is set (CI installs every
 /// peer), else `None` after a note, and the test skips.

@@ -118,11 +118,19 @@ impl BrowserRun {
     /// Starts scenario `scenario` against `base` (`http://127.0.0.1:PORT`), with the agents'
     /// usernames and portal passwords ([`credentials`]).
     pub fn start(scenario: &str, base: &str) -> BrowserRun {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/portal.test.mjs");
+        BrowserRun::start_script(
+            "tests/browser/portal.test.mjs",
+            &[scenario, base, &credentials().to_string()],
+        )
+    }
+
+    /// Starts another script of `tests/browser/` that speaks the same steps, with `args`.
+    pub fn start_script(rel_script: &str, args: &[&str]) -> BrowserRun {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel_script);
         let stderr = tempfile::NamedTempFile::new().expect("stderr file");
         let mut child = tokio::process::Command::new("node")
             .arg(script)
-            .args([scenario, base, &credentials().to_string()])
+            .args(args)
             .env("VB_SCREENSHOTS", screenshot_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -78,6 +78,27 @@ fn lock_dir() -> PathBuf {
     dir
 }
 
+/// Whether something listens on 127.0.0.1:`port`: a bound UDP socket, or (`tcp`) a listening TCP
+/// one. Read from `/proc/net`, so the port is not touched (a probe that bound it could take it from
+/// the peer about to bind it).
+pub fn listening(port: u16, tcp: bool) -> bool {
+    // Socket states: UDP sockets are `07` (unconnected), listening TCP sockets `0A`.
+    let (table, state) = if tcp {
+        ("/proc/net/tcp", "0A")
+    } else {
+        ("/proc/net/udp", "07")
+    };
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string(table)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 3 && cols[1] == local && cols[3] == state
+        })
+}
+
 /// The first port of the kernel's ephemeral range (what `bind(…:0)` draws from).
 fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")

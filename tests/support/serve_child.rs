@@ -71,6 +71,7 @@ impl Serving {
                 serving.stdout(),
                 serving.stderr_tail()
             );
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         serving
@@ -82,6 +83,11 @@ impl Serving {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) until its stderr holds `needle`; whether it did.
+    pub async fn wait_stderr(&self, needle: &str, limit: Duration) -> bool {
+        super::wait_until(limit, || self.stderr().contains(needle)).await
     }
 
     /// The last 40 lines of its stderr.
@@ -109,6 +115,7 @@ impl Serving {
                 "serve still ran {limit:?} after SIGTERM; stderr:\n{}",
                 self.stderr_tail()
             );
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -168,6 +168,7 @@ impl Serve {
                 Instant::now() < deadline,
                 "serve did not stop within 20 s of SIGTERM"
             );
+            // The back-off of this bounded wait.
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -231,6 +232,7 @@ pub fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
             let _ = child.wait();
             panic!("`veilig-bellen {}` still ran after 30 s", args.join(" "));
         }
+        // The back-off of this bounded wait.
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stdout = String::new();

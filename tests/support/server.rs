@@ -185,6 +185,7 @@ impl TestServer {
                 start.elapsed() < limit,
                 "RTP ports still held {limit:?} after the calls ended"
             );
+            // The back-off of this bounded wait.
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -251,6 +252,7 @@ where
                 "no call as expected within {limit:?}; calls: {calls:#?}"
             ));
         }
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

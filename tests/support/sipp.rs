@@ -375,6 +375,8 @@ pub struct SippProcess {
     limit: Duration,
     /// What it is, for failure messages (`sipp`, `sipp phone`).
     what: &'static str,
+    /// Its SIP port.
+    port: u16,
 }
 
 impl SippProcess {
@@ -416,7 +418,24 @@ impl SippProcess {
             started: Instant::now(),
             limit,
             what,
+            port,
         }
+    }
+
+    /// Waits (at most 5 s) until sipp listens on its SIP port (`tcp`: over TCP, else UDP), so that
+    /// what is sent to it next finds it; fails when sipp ended first.
+    pub async fn until_listening(&mut self, tcp: bool) {
+        let port = self.port;
+        let listening = super::wait_until(Duration::from_secs(5), || {
+            super::ports::listening(port, tcp) || !matches!(self.child.try_wait(), Ok(None))
+        })
+        .await;
+        assert!(
+            !listening || matches!(self.child.try_wait(), Ok(None)),
+            "{} ended before it listened:\n{}",
+            self.what,
+            self.logs()
+        );
     }
 
     /// When it started.
@@ -443,6 +462,7 @@ impl SippProcess {
                         self.logs()
                     ));
                 }
+                // The back-off of this bounded wait for sipp's end.
                 Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(e) => return Err(format!("waiting for sipp: {e}")),
             }
@@ -613,8 +633,18 @@ pub async fn wait_messages(
             "{what} never happened:\n{}",
             sipp.logs()
         );
+        // The back-off of this bounded wait.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// How many messages in a sipp log sipp received whose start line begins with `start`
+/// (`ACK sip:`).
+pub fn received(messages: &str, start: &str) -> usize {
+    messages
+        .split("\n-----")
+        .filter(|m| m.contains("message received") && m.lines().any(|l| l.starts_with(start)))
+        .count()
 }
 
 /// The `m=audio` ports of the messages in a sipp log that start with `start` (`INVITE sip:trunk@`,

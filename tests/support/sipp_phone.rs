@@ -326,7 +326,7 @@ impl SippPhone {
         } else {
             &[]
         };
-        let process = SippProcess::spawn(
+        let mut process = SippProcess::spawn(
             &sipp,
             "sipp phone",
             dir,
@@ -335,8 +335,8 @@ impl SippPhone {
             me.port(),
             SIPP_LIMIT,
         );
-        // sipp binds its port at once; give it a moment before anyone INVITEs it.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Nobody INVITEs it before it listens.
+        process.until_listening(false).await;
         Some(SippPhone {
             process,
             port: me.port(),

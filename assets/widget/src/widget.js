@@ -10,6 +10,16 @@
 // result step asks OUR-HOST for the status and the widget tells the citizen that the phone will now
 // call. The link code never reaches this page: only the Yivi app gets it, in the tel: return URL.
 //
+// When the municipality takes calls from the browser (the status says `webrtc: true`), the citizen
+// may instead call from this page: "Bel via de browser" asks for the microphone (only then), posts a
+// WebRTC offer to OUR-HOST (POST /api/v1/sessions/{token}/call, WHIP) and shows a call bar with
+// mute and hang-up. The session's token binds the call to the disclosure; still no code here.
+//
+// While the citizen may call, the page stays with the session: it follows the status
+// (GET /api/v1/sessions/{token}/status?wait=15&requests=V), and when the agent asks for more during
+// the phone call (an extra disclosure or a signature), it shows the new Yivi session in the popup
+// with what is asked, then whether the municipality received it.
+//
 // Optional attributes: data-lang="nl|en" on the script (default: the page's <html lang>, else nl),
 // data-debug on the script (yivi-frontend logs to the console), data-tenant on a button (overrides
 // the script's).
@@ -23,6 +33,27 @@ const TEXT = {
     expired: 'De tijd is verstreken. Probeer het opnieuw.',
     failed: 'Het is niet gelukt om veilig bellen te starten. Probeer het later opnieuw.',
     busy: 'Veilig bellen wordt gestart…',
+    requestDisclose: (name, label) => `${name || 'De gemeente'} vraagt u tijdens het gesprek om: ${label}. Deel het met de Yivi-app.`,
+    requestSign: (name, label) => `${name || 'De gemeente'} vraagt u tijdens het gesprek te ondertekenen: ${label}. Onderteken met de Yivi-app.`,
+    requestShare: 'Deel met Yivi',
+    requestSignButton: 'Onderteken met Yivi',
+    requestChecking: 'Even controleren…',
+    requestDone: 'Dank u. De medewerker heeft het ontvangen.',
+    requestCancelled: 'Het verzoek van de medewerker is gestopt.',
+    requestExpired: 'Het verzoek van de medewerker is verlopen.',
+    requestRefused: 'De gemeente kon uw antwoord niet accepteren. De medewerker ziet dit ook.',
+    doneBrowser: (name) => `Gelukt. De Yivi-app belt nu ${name} vanaf uw telefoon. U kunt ook hier via de browser bellen.`,
+    callBrowser: 'Bel via de browser',
+    connecting: 'Verbinden…',
+    waiting: 'Verbonden. U wacht op een medewerker; u hoort de wachttoon.',
+    mute: 'Microfoon uit',
+    unmute: 'Microfoon aan',
+    hangUp: 'Ophangen',
+    ended: 'Het gesprek is beëindigd.',
+    micRefused: 'Zonder toegang tot uw microfoon kunt u niet via de browser bellen. Sta de microfoon toe, of bel met uw telefoon.',
+    noMic: 'Er is geen microfoon gevonden. Bel met uw telefoon.',
+    connectFailed: 'De verbinding voor het gesprek is mislukt. Probeer het opnieuw of bel met uw telefoon.',
+    alreadyCalled: 'Met deze sessie is al gebeld. Start veilig bellen opnieuw om nog eens te bellen.',
   },
   en: {
     done: (name) => `Done. The Yivi app will now call ${name} from your phone. Keep your phone at hand.`,
@@ -30,6 +61,27 @@ const TEXT = {
     expired: 'The time ran out. Please try again.',
     failed: 'Safe calling could not be started. Please try again later.',
     busy: 'Starting safe calling…',
+    requestDisclose: (name, label) => `${name || 'The municipality'} asks you during the call for: ${label}. Share it with the Yivi app.`,
+    requestSign: (name, label) => `${name || 'The municipality'} asks you during the call to sign: ${label}. Sign with the Yivi app.`,
+    requestShare: 'Share with Yivi',
+    requestSignButton: 'Sign with Yivi',
+    requestChecking: 'Checking…',
+    requestDone: 'Thank you. The agent has received it.',
+    requestCancelled: "The agent's request was stopped.",
+    requestExpired: "The agent's request has expired.",
+    requestRefused: 'The municipality could not accept your answer. The agent sees this too.',
+    doneBrowser: (name) => `Done. The Yivi app will now call ${name} from your phone. You can also call from the browser here.`,
+    callBrowser: 'Call from the browser',
+    connecting: 'Connecting…',
+    waiting: 'Connected. You are waiting for an agent; you hear the waiting tone.',
+    mute: 'Mute microphone',
+    unmute: 'Unmute microphone',
+    hangUp: 'Hang up',
+    ended: 'The call has ended.',
+    micRefused: 'Without access to your microphone you cannot call from the browser. Allow the microphone, or call with your phone.',
+    noMic: 'No microphone was found. Please call with your phone.',
+    connectFailed: 'The connection for the call failed. Try again or call with your phone.',
+    alreadyCalled: 'This session has already called. Start safe calling again to call once more.',
   },
 };
 
@@ -61,6 +113,298 @@ function show(button, state, message) {
   region.textContent = message;
 }
 
+// The call bar after the status region: a live text, mute and hang-up. One per button.
+// The element with attribute `attr` among the widget's parts right after the status region
+// (the call bar, the request box), or null.
+function part(button, attr) {
+  for (let el = statusRegion(button).nextElementSibling; el; el = el.nextElementSibling) {
+    if (el.hasAttribute(attr)) return el;
+    if (!el.hasAttribute('data-veilig-bellen-call') && !el.hasAttribute('data-veilig-bellen-request')) break;
+  }
+  return null;
+}
+
+function callBar(button) {
+  const found = part(button, 'data-veilig-bellen-call');
+  if (found) return found;
+  const bar = document.createElement('div');
+  bar.setAttribute('data-veilig-bellen-call', '');
+  statusRegion(button).insertAdjacentElement('afterend', bar);
+  return bar;
+}
+
+function removeCallBar(button) {
+  const found = part(button, 'data-veilig-bellen-call');
+  if (found) found.remove();
+}
+
+function barButton(label, action) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.setAttribute('data-action', action);
+  return b;
+}
+
+// Offers "Bel via de browser" for the disclosed session `token`.
+function offerBrowserCall(button, token, text) {
+  const bar = callBar(button);
+  bar.replaceChildren();
+  bar.setAttribute('data-state', 'offer');
+  const call = barButton(text.callBrowser, 'call');
+  call.addEventListener('click', () => browserCall(button, token, text));
+  bar.append(call);
+}
+
+// Waits (at most `ms`) until the connection gathered its candidates, so the offer carries them.
+function gathered(pc, ms) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    };
+    pc.addEventListener('icegatheringstatechange', done);
+    setTimeout(resolve, ms);
+  });
+}
+
+async function browserCall(button, token, text) {
+  const bar = callBar(button);
+  bar.replaceChildren();
+  bar.setAttribute('data-state', 'connecting');
+  const line = document.createElement('p');
+  line.setAttribute('role', 'status');
+  line.setAttribute('aria-live', 'polite');
+  line.textContent = text.connecting;
+  bar.append(line);
+  const say = (state, message) => {
+    bar.setAttribute('data-state', state);
+    line.textContent = message;
+  };
+
+  let microphone;
+  try {
+    microphone = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  } catch (error) {
+    const name = error && error.name;
+    say('failed', name === 'NotFoundError' || name === 'OverconstrainedError' ? text.noMic : text.micRefused);
+    return;
+  }
+
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const audio = document.createElement('audio');
+  audio.autoplay = true;
+  audio.setAttribute('data-veilig-bellen-audio', '');
+  bar.append(audio);
+  pc.addEventListener('track', (event) => {
+    audio.srcObject = event.streams[0] || new MediaStream([event.track]);
+  });
+  microphone.getTracks().forEach((track) => pc.addTrack(track, microphone));
+  // Messages from the call (the call ended; later: requests from the agent).
+  const channel = pc.createDataChannel('veilig-bellen');
+
+  let location = null;
+  let over = false;
+  const end = (state, message) => {
+    if (over) return;
+    over = true;
+    microphone.getTracks().forEach((t) => t.stop());
+    pc.close();
+    audio.srcObject = null;
+    say(state, message);
+    bar.querySelectorAll('button').forEach((b) => b.remove());
+  };
+  channel.addEventListener('message', (event) => {
+    let message = null;
+    try {
+      message = JSON.parse(event.data);
+    } catch (_) {
+      return;
+    }
+    if (message && message.type === 'ended') end('ended', text.ended);
+  });
+  pc.addEventListener('connectionstatechange', () => {
+    if (pc.connectionState === 'connected') say('connected', text.waiting);
+    else if (pc.connectionState === 'failed') end('failed', bar.getAttribute('data-state') === 'connected' ? text.ended : text.connectFailed);
+  });
+
+  const mute = barButton(text.mute, 'mute');
+  mute.setAttribute('aria-pressed', 'false');
+  mute.addEventListener('click', () => {
+    const muted = mute.getAttribute('aria-pressed') !== 'true';
+    microphone.getAudioTracks().forEach((t) => {
+      t.enabled = !muted;
+    });
+    mute.setAttribute('aria-pressed', String(muted));
+    mute.textContent = muted ? text.unmute : text.mute;
+  });
+  const hangUp = barButton(text.hangUp, 'hangup');
+  hangUp.addEventListener('click', () => {
+    if (location) fetch(new URL(location, apiBase).href, { method: 'DELETE' }).catch(() => {});
+    end('ended', text.ended);
+  });
+  bar.append(mute, hangUp);
+
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc, 2000);
+    const response = await fetch(`${apiBase}sessions/${encodeURIComponent(token)}/call`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    if (response.status === 409) {
+      end('failed', text.alreadyCalled);
+      return;
+    }
+    if (response.status !== 201) throw new Error(`HTTP ${response.status}`);
+    location = response.headers.get('Location') || `sessions/${encodeURIComponent(token)}/call`;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+  } catch (_) {
+    end('failed', text.connectFailed);
+  }
+}
+
+// ---- The agent's requests during a phone call ----------------------------------------------------
+
+// After the status region: what the agent asks and how it went (a live line), and the button that
+// opens the Yivi session. One per button.
+function requestRegion(button) {
+  const region = statusRegion(button);
+  const found = part(button, 'data-veilig-bellen-request');
+  if (found) return found;
+  const box = document.createElement('div');
+  box.setAttribute('data-veilig-bellen-request', '');
+  box.hidden = true;
+  const line = document.createElement('p');
+  line.setAttribute('role', 'status');
+  line.setAttribute('aria-live', 'polite');
+  box.append(line);
+  region.insertAdjacentElement('afterend', box);
+  return box;
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Follows the disclosed session `token` while the citizen may call and talks: shows each request
+// the agent makes (`request` in the status answer). Stops when the call ended, the session did, or
+// the button left the page.
+async function followRequests(button, token, text, lang, tenantName) {
+  // A newer session on this button takes over: the older loop ends at its next answer.
+  const run = String((Number(button.getAttribute('data-veilig-bellen-run')) || 0) + 1);
+  button.setAttribute('data-veilig-bellen-run', run);
+  const current = () => button.isConnected && button.getAttribute('data-veilig-bellen-run') === run;
+  const box = requestRegion(button);
+  const line = box.querySelector('p');
+  const popups = new Map(); // request id → its yivi popup while open
+  let version = 0;
+  let failures = 0;
+  const say = (state, message) => {
+    box.hidden = false;
+    box.setAttribute('data-state', state);
+    line.textContent = message;
+    if (state !== 'pending') box.querySelectorAll('button').forEach((b) => b.remove());
+  };
+  const close = (id) => {
+    const popup = popups.get(id);
+    popups.delete(id);
+    if (popup && typeof popup.abort === 'function') {
+      try {
+        popup.abort();
+      } catch (_) {
+        // Already closed.
+      }
+    }
+  };
+  const show = (request) => {
+    const label = lang === 'en' ? request.labelEn || request.label : request.label;
+    for (const id of [...popups.keys()]) if (id !== request.id) close(id);
+    if (request.state === 'pending') {
+      const fresh = box.getAttribute('data-request') !== String(request.id);
+      // Shared in the app already: wait for the municipality's verdict.
+      if (!fresh && box.getAttribute('data-state') === 'checking') return;
+      box.setAttribute('data-request', String(request.id));
+      say('pending', request.kind === 'sign' ? text.requestSign(tenantName, label) : text.requestDisclose(tenantName, label));
+      if (!fresh || !request.sessionPtr) return;
+      // The citizen reads what is asked, then opens the Yivi session (the popup covers the page).
+      box.querySelectorAll('button').forEach((b) => b.remove());
+      const open = document.createElement('button');
+      open.type = 'button';
+      open.setAttribute('data-action', 'yivi');
+      open.textContent = request.kind === 'sign' ? text.requestSignButton : text.requestShare;
+      open.addEventListener('click', () => openYivi(request));
+      box.append(open);
+      return;
+    }
+    box.setAttribute('data-request', String(request.id));
+    close(request.id);
+    const words = {
+      done: text.requestDone,
+      cancelled: text.requestCancelled,
+      expired: text.requestExpired,
+      refused: text.requestRefused,
+    };
+    say(request.state, words[request.state] || text.requestCancelled);
+  };
+  const openYivi = (request) => {
+    if (popups.has(request.id)) return;
+    const popup = yivi.newPopup({
+      debugging: Boolean(script && script.hasAttribute('data-debug')),
+      language: lang,
+      session: {
+        start: false,
+        mapping: {
+          sessionPtr: () => request.sessionPtr,
+          frontendRequest: () => request.frontendRequest,
+        },
+        result: false,
+      },
+      state: { serverSentEvents: false },
+    });
+    popups.set(request.id, popup);
+    popup
+      .start()
+      .then(() => {
+        if (box.getAttribute('data-state') === 'pending') say('checking', text.requestChecking);
+      })
+      .catch(() => {
+        // Closed or declined: the status says what became of it.
+      })
+      .finally(() => popups.delete(request.id));
+  };
+  const started = Date.now();
+  while (current() && Date.now() - started < 4 * 3600 * 1000) {
+    let answer;
+    try {
+      const response = await fetch(`${apiBase}sessions/${encodeURIComponent(token)}/status?wait=15&requests=${version}`, {
+        cache: 'no-store',
+      });
+      if (response.status === 404) return;
+      if (response.status === 429) {
+        await pause(1000 * Math.min(60, Number(response.headers.get('Retry-After')) || 5));
+        continue;
+      }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      answer = await response.json();
+      failures = 0;
+    } catch (_) {
+      failures += 1;
+      if (failures > 8) return;
+      await pause(1000 * failures);
+      continue;
+    }
+    if (!answer || answer.status !== 'done' || !current()) return;
+    version = Number(answer.requests) || 0;
+    if (answer.request) show(answer.request);
+    if (answer.call === 'ended') {
+      for (const id of [...popups.keys()]) close(id);
+      return;
+    }
+    // Never faster than this, whatever the server answers.
+    await pause(250);
+  }
+}
+
 function start(button) {
   if (button.getAttribute('aria-busy') === 'true') return;
   const lang = language();
@@ -68,6 +412,9 @@ function start(button) {
   const tenant = button.getAttribute('data-tenant') || defaultTenant;
   button.setAttribute('aria-busy', 'true');
   show(button, 'busy', text.busy);
+  removeCallBar(button);
+  // Our frontend token, from the result step: the browser call names the session by it.
+  let token = null;
 
   const popup = yivi.newPopup({
     debugging: Boolean(script && script.hasAttribute('data-debug')),
@@ -82,7 +429,10 @@ function start(button) {
       },
       // Default mapping: sessionPtr, token (our frontend token), frontendRequest.
       result: {
-        url: (o, { sessionToken }) => `${o.url}sessions/${encodeURIComponent(sessionToken)}/status?wait=10`,
+        url: (o, { sessionToken }) => {
+          token = sessionToken;
+          return `${o.url}sessions/${encodeURIComponent(sessionToken)}/status?wait=10`;
+        },
         parseResponse: (r) => r.json(),
       },
     },
@@ -97,8 +447,13 @@ function start(button) {
     .then((outcome) => {
       // yivi-core resolves with the result step's answer (in an array when plugins add values).
       const result = Array.isArray(outcome) ? outcome[0] : outcome;
-      if (result && result.status === 'done') {
+      if (result && result.status === 'done' && result.webrtc === true && token && window.RTCPeerConnection) {
+        show(button, 'done', text.doneBrowser(result.tenantName || ''));
+        offerBrowserCall(button, token, text);
+        followRequests(button, token, text, lang, result.tenantName || '');
+      } else if (result && result.status === 'done') {
         show(button, 'done', text.done(result.tenantName || ''));
+        if (token) followRequests(button, token, text, lang, result.tenantName || '');
       } else if (result && result.status === 'expired') {
         show(button, 'expired', text.expired);
       } else {

@@ -234,7 +234,7 @@ fn stamp_received(request: &mut Request, remote: SocketAddr) {
     }
     let stamped = via.with_received(&remote.ip().to_string(), Some(remote.port()));
     request.headers.pop_first_value(&HeaderName::Via);
-    if request.headers.get(&HeaderName::Via).is_some() {
+    if request.headers.count(&HeaderName::Via) > 0 {
         request
             .headers
             .insert_before(HeaderName::Via, stamped.to_string());

@@ -1,7 +1,8 @@
 //! Building messages from other messages.
 //!
-//! * Final responses a UAS sends on its own ([`final_response`], [`status`], [`tag`]): the
-//!   request's dialog headers (§8.2.6), a To tag (§8.2.6.2, §19.3) and a `Server` header.
+//! * Final responses a UAS sends on its own ([`final_response`], [`reply`], [`status`],
+//!   [`tag`]): the request's dialog headers (§8.2.6), a To tag (§8.2.6.2, §19.3) and a `Server`
+//!   header.
 //!   The caller brings the randomness ([`tag`] formats 64 bits it drew) and the product name:
 //!   this crate reads neither a clock nor the OS random source.
 //! * Requests derived from a request we sent: CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx
@@ -28,6 +29,13 @@ pub fn final_response(
     let mut resp = Response::for_request(req, status(code), reason).with_to_tag(to_tag);
     resp.headers.push(HeaderName::Server, server);
     resp
+}
+
+/// What a UAS answers on its own most of the time: [`final_response`] with the standard reason
+/// phrase and the To tag [`tag`]`(random)`, `random` being 64 bits the caller drew from a
+/// cryptographic source.
+pub fn reply(req: &Request, code: u16, random: u64, server: &str) -> Response {
+    final_response(req, code, None, &tag(random), server)
 }
 
 /// The status code `code`, or 500 when `code` is outside 100..=699 (a programming slip in the
@@ -116,6 +124,31 @@ mod tests {
         assert_eq!(r.headers.cseq().unwrap().seq, 5);
         let r = final_response(&inv, 403, Some("No\r\nway"), "t", "vb/1");
         assert_eq!(r.reason, "No  way");
+    }
+
+    #[test]
+    fn reply_tags_a_tagless_request_and_keeps_a_dialogs_tag() {
+        let inv = invite();
+        let r = reply(&inv, 503, 0x1234, "vb/1");
+        assert_eq!(r.status.as_u16(), 503);
+        assert_eq!(r.reason, "Service Unavailable");
+        assert_eq!(r.headers.to().unwrap().tag(), Some("0000000000001234"));
+        assert_eq!(r.headers.get(&HeaderName::Server).unwrap(), "vb/1");
+        assert_eq!(r.headers.cseq().unwrap().seq, 5);
+        assert_eq!(tag(u64::MAX), "ffffffffffffffff");
+        let bye = Request::parse(
+            "BYE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bKb\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: <sip:b@example.com>;tag=peer\r\nCall-ID: c\r\n\
+             CSeq: 6 BYE\r\nl: 0\r\n\r\n",
+        )
+        .unwrap();
+        let r = reply(&bye, 481, 7, "vb/1");
+        assert_eq!(r.status.as_u16(), 481);
+        assert_eq!(
+            r.headers.to().unwrap().tag(),
+            Some("peer"),
+            "a dialog's tag stays"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! in [`typed`](super::typed).
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::lex;
 use super::Text;
@@ -261,10 +262,39 @@ pub struct Header {
 /// the first line of each is and how many there are. A lookup of one of them goes straight to
 /// its line instead of comparing every name, and stops after its last line. Every method that
 /// changes the list keeps the index in step.
+///
+/// A received message keeps its values as positions in the received head: a value becomes a
+/// [`Text`] of its own (a share of the message buffer, whose reference count every share
+/// touches) only when it is asked for as one ([`Headers::get`], [`Headers::iter`], …). The
+/// typed accessors parse straight from the head, so a message read only through them never
+/// makes the values it does not return.
 #[derive(Clone, Default)]
 pub struct Headers {
-    list: Vec<Header>,
+    lines: Vec<Line>,
+    /// The received head that [`Value::Slice`] lines are positions in (empty when built).
+    text: Text,
     index: Index,
+    /// The lines as [`Header`]s for [`Headers::iter`], made on its first call after a change.
+    view: OnceLock<Box<[Header]>>,
+}
+
+/// One header line as stored.
+#[derive(Clone)]
+struct Line {
+    name: HeaderName,
+    value: Value,
+}
+
+/// A stored value.
+#[derive(Clone)]
+enum Value {
+    /// `text[start..end]` of the received head, made into its own [`Text`] on first request.
+    Slice {
+        start: u32,
+        end: u32,
+        shared: OnceLock<Text>,
+    },
+    Owned(Text),
 }
 
 /// Indexed names, in slot order.
@@ -288,30 +318,52 @@ fn slot(name: &HeaderName) -> Option<usize> {
 }
 
 /// Per indexed name: position of its first line (meaningless when `count` is 0) and its number
-/// of lines.
+/// of lines; a `count` of [`UNINDEXED`] when either does not fit (lookups of that name then look
+/// at every line, as for names that are not indexed).
 #[derive(Clone, Copy, Default)]
 struct Index {
-    first: [u32; INDEXED],
-    count: [u32; INDEXED],
+    first: [u16; INDEXED],
+    count: [u16; INDEXED],
 }
+
+/// [`Index::count`] of a name whose lines are too many or too far down to note.
+const UNINDEXED: u16 = u16::MAX;
 
 impl Index {
     /// Note a line called `name` added at position `at`, after every other line.
     #[inline]
     fn appended(&mut self, name: &HeaderName, at: usize) {
         if let Some(s) = slot(name) {
-            if self.count[s] == 0 {
-                // A list longer than u32::MAX lines cannot exist in memory (64 B a line).
-                self.first[s] = at as u32;
+            let n = self.count[s];
+            if n == UNINDEXED {
+                return;
             }
-            self.count[s] = self.count[s].saturating_add(1);
+            if n == 0 {
+                match u16::try_from(at) {
+                    Ok(at) if at != UNINDEXED => self.first[s] = at,
+                    _ => {
+                        self.count[s] = UNINDEXED;
+                        return;
+                    }
+                }
+            }
+            // Reaching UNINDEXED turns the index off for this name: still a right answer.
+            self.count[s] = n + 1;
         }
     }
 
-    fn rebuild(list: &[Header]) -> Index {
+    /// Where the lines called `name` start and how many there are, when the index knows.
+    #[inline]
+    fn lookup(&self, name: &HeaderName) -> Option<(usize, usize)> {
+        let s = slot(name)?;
+        let n = self.count[s];
+        (n != UNINDEXED).then_some((usize::from(self.first[s]), usize::from(n)))
+    }
+
+    fn rebuild(lines: &[Line]) -> Index {
         let mut index = Index::default();
-        for (at, h) in list.iter().enumerate() {
-            index.appended(&h.name, at);
+        for (at, l) in lines.iter().enumerate() {
+            index.appended(&l.name, at);
         }
         index
     }
@@ -319,8 +371,13 @@ impl Index {
 
 impl PartialEq for Headers {
     fn eq(&self, other: &Headers) -> bool {
-        // The index follows from the list.
-        self.list == other.list
+        // The index follows from the lines; where a value is kept does not matter.
+        self.lines.len() == other.lines.len()
+            && self
+                .lines
+                .iter()
+                .zip(&other.lines)
+                .all(|(a, b)| a.name == b.name && self.str_of(a) == other.str_of(b))
     }
 }
 
@@ -328,7 +385,21 @@ impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Headers").field("list", &self.list).finish()
+        #[derive(Debug)]
+        #[allow(dead_code)] // read by Debug
+        struct Header<'a> {
+            name: &'a HeaderName,
+            value: &'a str,
+        }
+        let list: Vec<Header<'_>> = self
+            .lines
+            .iter()
+            .map(|l| Header {
+                name: &l.name,
+                value: self.str_of(l),
+            })
+            .collect();
+        f.debug_struct("Headers").field("list", &list).finish()
     }
 }
 
@@ -339,85 +410,217 @@ impl Headers {
 
     pub(crate) fn with_capacity(n: usize) -> Self {
         Headers {
-            list: Vec::with_capacity(n),
-            index: Index::default(),
+            lines: Vec::with_capacity(n),
+            ..Headers::default()
+        }
+    }
+
+    /// Set the received head that the values added with [`Headers::push_slice`] are positions in.
+    pub(crate) fn set_head(&mut self, text: Text) {
+        self.text = text;
+    }
+
+    /// The received head (empty for a built list).
+    pub(crate) fn head(&self) -> &Text {
+        &self.text
+    }
+
+    /// Append a line whose value is `head()[start..end]` (the head as set with
+    /// [`Headers::set_head`]).
+    #[inline]
+    pub(crate) fn push_slice(&mut self, name: HeaderName, start: usize, end: usize) {
+        self.index.appended(&name, self.lines.len());
+        self.lines.push(Line {
+            name,
+            value: Value::Slice {
+                start: start as u32,
+                end: end as u32,
+                shared: OnceLock::new(),
+            },
+        });
+    }
+
+    /// The value of `line` as text.
+    #[inline]
+    fn str_of<'a>(&'a self, line: &'a Line) -> &'a str {
+        match &line.value {
+            Value::Slice { start, end, .. } => {
+                self.text.get(*start as usize..*end as usize).unwrap_or("")
+            }
+            Value::Owned(t) => t,
+        }
+    }
+
+    /// The value of `line` with the shared text it is a slice of, for parsers that keep parts
+    /// of it (`src.slice_ref(part of value)`).
+    #[inline]
+    fn source_of<'a>(&'a self, line: &'a Line) -> (&'a Text, &'a str) {
+        match &line.value {
+            Value::Slice { .. } => (&self.text, self.str_of(line)),
+            Value::Owned(t) => (t, t),
+        }
+    }
+
+    /// The value of `line` as its own [`Text`] (made now if it is a slice not yet asked for).
+    #[inline]
+    fn text_of<'a>(&'a self, line: &'a Line) -> &'a Text {
+        match &line.value {
+            Value::Slice { shared, .. } => {
+                shared.get_or_init(|| self.text.slice_ref(self.str_of(line)))
+            }
+            Value::Owned(t) => t,
+        }
+    }
+
+    /// A new [`Text`] of the value of `line` (no [`OnceLock`] involved).
+    fn text_owned(&self, line: &Line) -> Text {
+        match &line.value {
+            Value::Slice { shared, .. } => match shared.get() {
+                Some(t) => t.clone(),
+                None => self.text.slice_ref(self.str_of(line)),
+            },
+            Value::Owned(t) => t.clone(),
         }
     }
 
     /// The lines to look at for `name`: from its first line on and at most how many match.
     #[inline]
-    fn span(&self, name: &HeaderName) -> (&[Header], usize) {
-        match slot(name) {
-            Some(s) => {
-                let n = self.index.count[s] as usize;
-                if n == 0 {
-                    return (&[], 0);
-                }
-                let from = self.index.first[s] as usize;
-                (self.list.get(from..).unwrap_or(&[]), n)
+    fn span(&self, name: &HeaderName) -> (&[Line], usize) {
+        match self.index.lookup(name) {
+            Some((_, 0)) => (&[], 0),
+            Some((from, n)) => (self.lines.get(from..).unwrap_or(&[]), n),
+            None => (&self.lines, usize::MAX),
+        }
+    }
+
+    /// The lines called `name`, in order.
+    #[inline]
+    fn lines_named<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a Line> + 'a {
+        let (lines, n) = self.span(name);
+        lines.iter().filter(move |l| &l.name == name).take(n)
+    }
+
+    /// The first line called `name`.
+    #[inline]
+    fn first_line(&self, name: &HeaderName) -> Option<&Line> {
+        let (lines, _) = self.span(name);
+        lines.iter().find(|l| &l.name == name)
+    }
+
+    /// The first line called `name` and how many lines carry it.
+    #[inline]
+    fn first_line_and_count(&self, name: &HeaderName) -> (Option<&Line>, usize) {
+        match self.index.lookup(name) {
+            Some((_, 0)) => (None, 0),
+            Some((from, n)) => (self.lines.get(from), n),
+            None => {
+                let mut it = self.lines.iter().filter(|l| &l.name == name);
+                let first = it.next();
+                (first, first.map_or(0, |_| 1 + it.count()))
             }
-            None => (&self.list, usize::MAX),
         }
     }
 
     /// The first value of `name` and how many lines carry it.
     #[inline]
     pub(crate) fn first_and_count(&self, name: &HeaderName) -> (Option<&Text>, usize) {
-        match slot(name) {
-            Some(_) => {
-                let (lines, n) = self.span(name);
-                (lines.first().map(|h| &h.value), n)
-            }
-            None => {
-                let mut it = self.list.iter().filter(|h| &h.name == name);
-                let first = it.next().map(|h| &h.value);
-                (first, first.map_or(0, |_| 1 + it.count()))
-            }
-        }
+        let (first, n) = self.first_line_and_count(name);
+        (first.map(|l| self.text_of(l)), n)
+    }
+
+    /// [`Headers::first_and_count`] as the value's source (see [`Headers::source`]).
+    #[inline]
+    pub(crate) fn first_source_and_count(
+        &self,
+        name: &HeaderName,
+    ) -> (Option<(&Text, &str)>, usize) {
+        let (first, n) = self.first_line_and_count(name);
+        (first.map(|l| self.source_of(l)), n)
+    }
+
+    /// The first value of `name` with the shared text it is part of: parsers keep parts of the
+    /// value as `src.slice_ref(part)` without making the value a text of its own.
+    #[inline]
+    pub(crate) fn source(&self, name: &HeaderName) -> Option<(&Text, &str)> {
+        self.first_line(name).map(|l| self.source_of(l))
+    }
+
+    /// [`Headers::source`] for every line called `name`.
+    pub(crate) fn sources<'a>(
+        &'a self,
+        name: &'a HeaderName,
+    ) -> impl Iterator<Item = (&'a Text, &'a str)> + 'a {
+        self.lines_named(name).map(|l| self.source_of(l))
+    }
+
+    /// The first value of `name` as text.
+    #[inline]
+    pub(crate) fn get_str(&self, name: &HeaderName) -> Option<&str> {
+        self.first_line(name).map(|l| self.str_of(l))
+    }
+
+    /// Every line as name and value text, in order.
+    pub(crate) fn lines_str(&self) -> impl Iterator<Item = (&HeaderName, &str)> + '_ {
+        self.lines.iter().map(|l| (&l.name, self.str_of(l)))
+    }
+
+    /// Every line whose name passes `keep` as name and a new [`Text`] of its value, in order.
+    pub(crate) fn lines_text<'a>(
+        &'a self,
+        keep: impl Fn(&HeaderName) -> bool + 'a,
+    ) -> impl Iterator<Item = (&'a HeaderName, Text)> + 'a {
+        self.lines
+            .iter()
+            .filter(move |l| keep(&l.name))
+            .map(|l| (&l.name, self.text_owned(l)))
     }
 
     /// All header lines in order.
     pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.list.iter()
+        self.view
+            .get_or_init(|| {
+                self.lines
+                    .iter()
+                    .map(|l| Header {
+                        name: l.name.clone(),
+                        value: self.text_owned(l),
+                    })
+                    .collect()
+            })
+            .iter()
     }
 
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.lines.is_empty()
     }
 
     /// The value of the first line called `name`.
     pub fn get(&self, name: &HeaderName) -> Option<&Text> {
-        let (lines, _) = self.span(name);
-        lines.iter().find(|h| &h.name == name).map(|h| &h.value)
+        self.first_line(name).map(|l| self.text_of(l))
     }
 
     /// The first value of an unknown header by name (case-insensitive).
     pub fn get_by_name(&self, name: &str) -> Option<&Text> {
-        self.list
+        self.lines
             .iter()
-            .find(|h| h.name.matches(name))
-            .map(|h| &h.value)
+            .find(|l| l.name.matches(name))
+            .map(|l| self.text_of(l))
     }
 
     /// Every line called `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a Text> + 'a {
-        let (lines, n) = self.span(name);
-        lines
-            .iter()
-            .filter(move |h| &h.name == name)
-            .take(n)
-            .map(|h| &h.value)
+        self.lines_named(name).map(|l| self.text_of(l))
     }
 
     /// Number of lines called `name`.
     pub fn count(&self, name: &HeaderName) -> usize {
-        match slot(name) {
-            Some(s) => self.index.count[s] as usize,
-            None => self.list.iter().filter(|h| &h.name == name).count(),
+        match self.index.lookup(name) {
+            Some((_, n)) => n,
+            None => self.lines.iter().filter(|l| &l.name == name).count(),
         }
     }
 
@@ -425,8 +628,9 @@ impl Headers {
     /// trimmed, as shared [`Text`]. Empty elements are yielded as empty text so that strict
     /// typed parsers can reject them.
     pub fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = Text> + 'a {
-        self.get_all(name)
-            .flat_map(|v| lex::split_top(v, b',').map(move |piece| v.slice_ref(lex::trim(piece))))
+        self.sources(name).flat_map(|(src, v)| {
+            lex::split_top(v, b',').map(move |piece| src.slice_ref(lex::trim(piece)))
+        })
     }
 
     /// Append a line.
@@ -439,11 +643,11 @@ impl Headers {
 
     /// Insert a line before all others (e.g. a new top Via).
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<Text>) {
-        self.list.insert(
+        self.lines.insert(
             0,
-            Header {
+            Line {
                 name,
-                value: value.into(),
+                value: Value::Owned(value.into()),
             },
         );
         self.reindex();
@@ -452,15 +656,15 @@ impl Headers {
     /// Insert a line before the first line called `name` (or at the end if there is none).
     pub fn insert_before(&mut self, name: HeaderName, value: impl Into<Text>) {
         let at = self
-            .list
+            .lines
             .iter()
-            .position(|h| h.name == name)
-            .unwrap_or(self.list.len());
-        self.list.insert(
+            .position(|l| l.name == name)
+            .unwrap_or(self.lines.len());
+        self.lines.insert(
             at,
-            Header {
+            Line {
                 name,
-                value: value.into(),
+                value: Value::Owned(value.into()),
             },
         );
         self.reindex();
@@ -470,12 +674,12 @@ impl Headers {
     /// there was none).
     pub fn replace(&mut self, name: HeaderName, value: impl Into<Text>) {
         let value = value.into();
-        match self.list.iter().position(|h| h.name == name) {
+        match self.lines.iter().position(|l| l.name == name) {
             Some(first) => {
-                self.list[first].value = value;
+                self.lines[first].value = Value::Owned(value);
                 let mut i = 0;
-                self.list.retain(|h| {
-                    let keep = i <= first || h.name != name;
+                self.lines.retain(|l| {
+                    let keep = i <= first || l.name != name;
                     i += 1;
                     keep
                 });
@@ -487,9 +691,9 @@ impl Headers {
 
     /// Remove all lines called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &HeaderName) -> usize {
-        let before = self.list.len();
-        self.list.retain(|h| &h.name != name);
-        let removed = before - self.list.len();
+        let before = self.lines.len();
+        self.lines.retain(|l| &l.name != name);
+        let removed = before - self.lines.len();
         if removed > 0 {
             self.reindex();
         }
@@ -499,16 +703,19 @@ impl Headers {
     /// Remove the first element of a list header (e.g. the top Via or top Route), dropping the
     /// line when it becomes empty. Returns the removed element.
     pub fn pop_first_value(&mut self, name: &HeaderName) -> Option<Text> {
-        let idx = self.list.iter().position(|h| &h.name == name)?;
-        let v = self.list[idx].value.clone();
-        match lex::find_top(&v, b',') {
+        let idx = self.lines.iter().position(|l| &l.name == name)?;
+        let (src, v) = self.source_of(&self.lines[idx]);
+        match lex::find_top(v, b',') {
             Some(comma) => {
-                let first = v.slice_ref(lex::trim(&v[..comma]));
-                self.list[idx].value = v.slice_ref(lex::trim(&v[comma + 1..]));
+                let first = src.slice_ref(lex::trim(&v[..comma]));
+                let rest = Value::Owned(src.slice_ref(lex::trim(&v[comma + 1..])));
+                self.lines[idx].value = rest;
+                self.changed();
                 Some(first)
             }
             None => {
-                self.list.remove(idx);
+                let line = self.lines.remove(idx);
+                let v = self.text_owned(&line);
                 self.reindex();
                 Some(v)
             }
@@ -516,13 +723,26 @@ impl Headers {
     }
 
     pub(crate) fn push_header(&mut self, h: Header) {
-        self.index.appended(&h.name, self.list.len());
-        self.list.push(h);
+        self.index.appended(&h.name, self.lines.len());
+        self.lines.push(Line {
+            name: h.name,
+            value: Value::Owned(h.value),
+        });
+        self.changed();
     }
 
     /// Recompute the index after lines were inserted or removed.
     fn reindex(&mut self) {
-        self.index = Index::rebuild(&self.list);
+        self.index = Index::rebuild(&self.lines);
+        self.changed();
+    }
+
+    /// Forget the [`Headers::iter`] view after a change.
+    #[inline]
+    fn changed(&mut self) {
+        if self.view.get().is_some() {
+            self.view = OnceLock::new();
+        }
     }
 }
 
@@ -530,7 +750,7 @@ impl<'a> IntoIterator for &'a Headers {
     type Item = &'a Header;
     type IntoIter = std::slice::Iter<'a, Header>;
     fn into_iter(self) -> Self::IntoIter {
-        self.list.iter()
+        self.iter()
     }
 }
 
@@ -628,6 +848,91 @@ mod tests {
         let copy = h.clone();
         assert_eq!(copy, h);
         agrees(&copy);
+    }
+
+    /// A received list answers the same whichever way a value is asked for (as positions in
+    /// the head or as text of its own), equals the same list built by hand, and shows edits in
+    /// `iter()` after `iter()` was called once.
+    #[test]
+    fn received_values_are_made_on_request() {
+        let raw = "OPTIONS sip:a@b SIP/2.0\r\n\
+            Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b\r\n\
+            X-Foo:  bar \r\n\
+            Subject: one\r\n two\r\n\
+            i: c@h\r\n\
+            l: 0\r\n\r\n";
+        let m = crate::message::Message::parse(raw).unwrap();
+        let h = m.headers();
+        let mut built = Headers::new();
+        for (name, value) in [
+            (
+                HeaderName::Via,
+                "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b",
+            ),
+            (HeaderName::parse("X-Foo"), "bar"),
+            (HeaderName::Subject, "one  two"),
+            (HeaderName::CallId, "c@h"),
+            (HeaderName::ContentLength, "0"),
+        ] {
+            built.push(name, value);
+        }
+        assert_eq!(h, &built);
+        assert_eq!(format!("{h:?}"), format!("{built:?}"));
+        let pairs = |h: &Headers| {
+            h.iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pairs(h), pairs(&built));
+        assert_eq!(h.get_by_name("x-foo").unwrap(), "bar");
+        assert_eq!(h.get(&HeaderName::Subject).unwrap(), "one  two");
+        assert_eq!(h.get_all(&HeaderName::CallId).collect::<Vec<_>>(), ["c@h"]);
+        let vias: Vec<Text> = h.values(&HeaderName::Via).collect();
+        assert_eq!(vias, ["SIP/2.0/UDP a;branch=z9hG4bK1", "SIP/2.0/UDP b"]);
+        assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK1"));
+
+        let mut edited = h.clone();
+        assert_eq!(edited.iter().count(), 5);
+        assert_eq!(
+            edited.pop_first_value(&HeaderName::Via).unwrap(),
+            "SIP/2.0/UDP a;branch=z9hG4bK1"
+        );
+        assert_eq!(edited.iter().next().unwrap().value, "SIP/2.0/UDP b");
+        edited.push_front(HeaderName::Via, "SIP/2.0/TCP z");
+        edited.replace(HeaderName::Subject, "new");
+        edited.remove(&HeaderName::ContentLength);
+        assert_eq!(
+            pairs(&edited),
+            [
+                ("Via", "SIP/2.0/TCP z"),
+                ("Via", "SIP/2.0/UDP b"),
+                ("X-Foo", "bar"),
+                ("Subject", "new"),
+                ("Call-ID", "c@h"),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        assert_eq!(h.len(), 5, "the original is untouched");
+        let again = crate::message::Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(again.headers(), h);
+    }
+
+    /// More lines of an indexed name than the index can count, or one too far down to note:
+    /// lookups still see every line.
+    #[test]
+    fn index_overflow_falls_back_to_looking_at_every_line() {
+        let mut h = Headers::new();
+        for i in 0..70_000u32 {
+            h.push(HeaderName::Via, i.to_string());
+        }
+        h.push(HeaderName::From, "<sip:a@b>;tag=1");
+        assert_eq!(h.count(&HeaderName::Via), 70_000);
+        assert_eq!(h.get_all(&HeaderName::Via).last().unwrap(), "69999");
+        assert_eq!(h.count(&HeaderName::From), 1);
+        assert_eq!(h.from().unwrap().tag(), Some("1"));
+        h.replace(HeaderName::Via, "only");
+        assert_eq!((h.count(&HeaderName::Via), h.len()), (1, 2));
+        assert_eq!(h.single(&HeaderName::From).unwrap(), "<sip:a@b>;tag=1");
     }
 
     #[test]

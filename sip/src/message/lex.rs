@@ -22,23 +22,79 @@ const fn token_table() -> [bool; 256] {
 
 static TOKEN: [bool; 256] = token_table();
 
-/// RFC 3261 `token` character: alphanum / `-.!%*_+`'~`.
-#[inline]
-pub(crate) fn is_token_char(b: u8) -> bool {
-    TOKEN[b as usize]
-}
+/// Byte classes for the single-pass scanners, one bit each (a byte is in several). Every
+/// scanner asks for one class, so a run of bytes can be tested four at a time.
+/// RFC 3261 `token` character.
+pub(crate) const C_TOKEN: u16 = 1;
+/// RFC 3261 `user` / `password` character (unreserved, escaped, user-unreserved) or `:`.
+pub(crate) const C_USER: u16 = 2;
+/// Host name or IPv4 character: alphanumeric, `-`, `.`.
+pub(crate) const C_HOST: u16 = 4;
+/// RFC 3261 `word` character (Call-ID: token characters and `()<>:\"/[]?{}`) or `@`.
+pub(crate) const C_WORD: u16 = 8;
+/// Unquoted Via parameter value: token, `:`, `[`, `]`.
+pub(crate) const C_VIA_VALUE: u16 = 16;
+/// Unquoted name-addr parameter value: token, `:`, `[`, `]`, `/`.
+pub(crate) const C_NAME_ADDR_VALUE: u16 = 32;
+/// URI parameter value: token, `:`, `[`, `]`, `/`, `&`, `$`.
+pub(crate) const C_URI_VALUE: u16 = 64;
+/// Anything but `;`, `=`, `"`, `<`, SP, HT, CR, LF: the inside of a plain parameter name.
+pub(crate) const C_PLAIN: u16 = 128;
+/// [`C_PLAIN`] or `=`: the inside of a plain parameter value.
+pub(crate) const C_PLAIN_VALUE: u16 = 256;
+/// Decimal digit.
+pub(crate) const C_DIGIT: u16 = 512;
+/// [`C_USER`] but `:` and `%`: a user part without password or escapes.
+pub(crate) const C_USER_PLAIN: u16 = 1024;
 
-/// True if `s` is a non-empty RFC 3261 `token`.
-#[inline]
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token_char)
-}
-
-/// RFC 3261 `word` character (Call-ID): token chars plus `()<>:\"/[]?{}`.
-#[inline]
-pub(crate) fn is_word_char(b: u8) -> bool {
-    is_token_char(b)
-        || matches!(
+const fn class_table() -> [u16; 256] {
+    let tokens = token_table();
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if tokens[i] {
+            c |= C_TOKEN | C_WORD | C_VIA_VALUE | C_NAME_ADDR_VALUE | C_URI_VALUE;
+        }
+        match b {
+            b':' | b'[' | b']' => c |= C_VIA_VALUE | C_NAME_ADDR_VALUE | C_URI_VALUE,
+            b'/' => c |= C_NAME_ADDR_VALUE | C_URI_VALUE,
+            b'&' | b'$' => c |= C_URI_VALUE,
+            _ => {}
+        }
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'%'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b';'
+                    | b'?'
+                    | b'/'
+                    | b':'
+            )
+        {
+            c |= C_USER;
+            if b != b':' && b != b'%' {
+                c |= C_USER_PLAIN;
+            }
+        }
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+            c |= C_HOST;
+        }
+        if matches!(
             b,
             b'(' | b')'
                 | b'<'
@@ -52,7 +108,72 @@ pub(crate) fn is_word_char(b: u8) -> bool {
                 | b'?'
                 | b'{'
                 | b'}'
-        )
+                | b'@'
+        ) {
+            c |= C_WORD;
+        }
+        if !matches!(b, b';' | b'=' | b'"' | b'<' | b' ' | b'\t' | b'\r' | b'\n') {
+            c |= C_PLAIN | C_PLAIN_VALUE;
+        }
+        if b == b'=' {
+            c |= C_PLAIN_VALUE;
+        }
+        if b.is_ascii_digit() {
+            c |= C_DIGIT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+/// The class bits of every byte.
+static CLASS: [u16; 256] = class_table();
+
+/// True if byte `b` is in class `class` (one of the `C_` bits).
+#[inline(always)]
+pub(crate) fn is(b: u8, class: u16) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
+/// Index of the first byte at or after `from` that is not in class `class` (one of the `C_`
+/// bits), or the length of `b`. Four bytes at a time while all four are in the class.
+#[inline(always)]
+pub(crate) fn skip_class(b: &[u8], from: usize, class: u16) -> usize {
+    let mut i = from;
+    while let Some(&[c0, c1, c2, c3]) = b.get(i..i.wrapping_add(4)) {
+        let all = CLASS[c0 as usize] & CLASS[c1 as usize] & CLASS[c2 as usize] & CLASS[c3 as usize];
+        if all & class == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while let Some(&c) = b.get(i) {
+        if !is(c, class) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// ASCII case-insensitive equality, inline (names and parameter names are short: a call to the
+/// chunked library version costs more than the comparison).
+#[inline]
+pub(crate) fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+/// RFC 3261 `token` character: alphanum / `-.!%*_+`'~`.
+#[inline]
+pub(crate) fn is_token_char(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+/// True if `s` is a non-empty RFC 3261 `token`.
+#[inline]
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_char)
 }
 
 /// Trim SP/HT (and stray CR/LF left by unfolding) on both sides.
@@ -175,7 +296,11 @@ pub(crate) fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
 
 /// If `s` starts with a quoted string, return its length including both quotes.
 pub(crate) fn quoted_len(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
+    quoted_len_bytes(s.as_bytes())
+}
+
+/// [`quoted_len`] on bytes.
+pub(crate) fn quoted_len_bytes(b: &[u8]) -> Option<usize> {
     if b.first() != Some(&b'"') {
         return None;
     }
@@ -233,17 +358,21 @@ pub fn quote(s: &str) -> String {
 /// e.g. `0009`), no sign, and it must fit in `u32`.
 pub(crate) fn parse_u32(s: &str) -> Option<u32> {
     let s = trim(s);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let s = s.trim_start_matches('0');
     if s.is_empty() {
-        return Some(0);
-    }
-    if s.len() > 10 {
         return None;
     }
-    s.parse::<u64>().ok().and_then(|v| u32::try_from(v).ok())
+    let mut n = 0u64;
+    for &d in s.as_bytes() {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        // Leading zeros keep `n` at 0; anything that reaches 2^32 is out of range.
+        n = n * 10 + u64::from(d - b'0');
+        if n > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    u32::try_from(n).ok()
 }
 
 /// Decode `%HH` escapes into raw bytes. Invalid escapes are kept literally. This is the explicit
@@ -280,7 +409,11 @@ fn hex(b: u8) -> Option<u8> {
 
 /// True if every `%` in `s` starts a valid `%HH` escape.
 pub(crate) fn escapes_valid(s: &str) -> bool {
-    let b = s.as_bytes();
+    escapes_valid_bytes(s.as_bytes())
+}
+
+/// [`escapes_valid`] on bytes.
+pub(crate) fn escapes_valid_bytes(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
@@ -303,6 +436,37 @@ mod tests {
     fn splits_respect_quotes_and_angles() {
         let v: Vec<_> = split_top(r#""a, \"b" <sip:x,y@h>;p=1, sip:z"#, b',').collect();
         assert_eq!(v, vec![r#""a, \"b" <sip:x,y@h>;p=1"#, " sip:z"]);
+    }
+
+    /// The class table agrees with the character sets it stands for.
+    #[test]
+    fn class_bits() {
+        for b in 0..=255u8 {
+            let token = is_token_char(b);
+            assert_eq!(is(b, C_TOKEN), token, "{b}");
+            let word = token || br#"()<>:\"/[]?{}@"#.contains(&b);
+            assert_eq!(is(b, C_WORD), word, "{b}");
+            let user = b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/:".contains(&b);
+            assert_eq!(is(b, C_USER), user, "{b}");
+            assert_eq!(is(b, C_USER_PLAIN), user && b != b':' && b != b'%', "{b}");
+            let host = b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            assert_eq!(is(b, C_HOST), host, "{b}");
+            let value = |extra: &[u8]| token || b == b':' || extra.contains(&b);
+            assert_eq!(is(b, C_VIA_VALUE), value(b"[]:"), "{b}");
+            assert_eq!(is(b, C_NAME_ADDR_VALUE), value(b"[]:/"), "{b}");
+            assert_eq!(is(b, C_URI_VALUE), value(b"[]/:&+$%"), "{b}");
+            let plain = !b";=\"< \t\r\n".contains(&b);
+            assert_eq!(is(b, C_PLAIN), plain, "{b}");
+            assert_eq!(is(b, C_PLAIN_VALUE), plain || b == b'=', "{b}");
+            assert_eq!(is(b, C_DIGIT), b.is_ascii_digit(), "{b}");
+        }
+        let s = b"abc;def.ghi;";
+        for from in 0..=s.len() + 1 {
+            let want = (from..s.len())
+                .find(|&i| !is(s[i], C_TOKEN))
+                .unwrap_or(s.len().max(from));
+            assert_eq!(skip_class(s, from, C_TOKEN), want, "{from}");
+        }
     }
 
     #[test]

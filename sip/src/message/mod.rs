@@ -75,6 +75,9 @@ pub mod uri;
 pub mod validate;
 mod write;
 
+#[cfg(test)]
+mod scan_tests;
+
 use bytes::Bytes;
 
 pub use bytestring::ByteString as Text;
@@ -288,17 +291,18 @@ fn copies_record_route(method: &Method, status: StatusCode) -> bool {
 }
 
 pub(crate) fn copy_dialog_headers(from: &Headers, to: &mut Headers) {
-    for h in from.iter() {
-        if matches!(
-            h.name,
+    let dialog = |name: &HeaderName| {
+        matches!(
+            name,
             HeaderName::Via
                 | HeaderName::From
                 | HeaderName::To
                 | HeaderName::CallId
                 | HeaderName::CSeq
-        ) {
-            to.push(h.name.clone(), h.value.clone());
-        }
+        )
+    };
+    for (name, value) in from.lines_text(dialog) {
+        to.push(name.clone(), value);
     }
 }
 

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::lex;
-use super::params::Params;
+use super::params::{self, Params};
 use super::uri::Uri;
 use super::Text;
 
@@ -57,6 +57,58 @@ impl NameAddr {
     }
 
     pub(crate) fn parse_text(raw: &Text) -> Result<NameAddr, NameAddrError> {
+        Self::parse_in(raw, raw)
+    }
+
+    /// [`NameAddr::parse_text`] of `v`, a part of `src`.
+    pub(crate) fn parse_in(src: &Text, v: &str) -> Result<NameAddr, NameAddrError> {
+        match Self::scan(src, v) {
+            Some((a, end)) if end == v.len() => Ok(a),
+            _ => Self::parse_general(src, v),
+        }
+    }
+
+    /// One pass over a regular name-addr at the start of `raw`: an optional quoted display name,
+    /// `<` a regular SIP URI `>`, regular parameters. Returns it and where it ends (the length of
+    /// `raw`, or the byte after the last parameter, e.g. the `,` before the next Contact), or
+    /// `None` for anything else ([`NameAddr::parse_general`] then decides). The result is what
+    /// the general parser gives for `raw` up to that end.
+    pub(crate) fn scan(src: &Text, raw: &str) -> Option<(NameAddr, usize)> {
+        let b = raw.as_bytes();
+        let (display, lt) = match b.first()? {
+            b'"' => {
+                let q = lex::quoted_len_bytes(b)?;
+                let mut lt = q;
+                while matches!(b.get(lt), Some(b' ' | b'\t')) {
+                    lt += 1;
+                }
+                (Some(q), lt)
+            }
+            _ => (None, 0),
+        };
+        if b.get(lt) != Some(&b'<') {
+            return None;
+        }
+        let (uri, gt) = Uri::scan_until(src, raw, lt + 1, b'>')?;
+        let end = params::scan(b, gt + 1, lex::C_NAME_ADDR_VALUE, true)?;
+        let display = match display {
+            Some(q) => Some(src.slice_ref(raw.get(..q)?)),
+            None => None,
+        };
+        let params = Params::from_text(src.slice_ref(raw.get(gt + 1..end)?));
+        Some((
+            NameAddr {
+                display,
+                uri,
+                params,
+                angle: true,
+            },
+            end,
+        ))
+    }
+
+    /// [`NameAddr::parse_text`] for any text: LWS, token display names, addr-spec, errors.
+    pub(crate) fn parse_general(src: &Text, raw: &str) -> Result<NameAddr, NameAddrError> {
         let s = lex::trim(raw);
         if s.is_empty() {
             return Err(NameAddrError::Empty);
@@ -83,17 +135,17 @@ impl NameAddr {
         };
         if let Some(inner) = after_display.strip_prefix('<') {
             let gt = lex::find_byte(inner, b'>').ok_or(NameAddrError::UnclosedAngle)?;
-            let uri = Uri::parse_text(raw.slice_ref(&inner[..gt]))?;
+            let uri = Uri::parse_text(src.slice_ref(&inner[..gt]))?;
             let rest = lex::trim(&inner[gt + 1..]);
             if !rest.is_empty() && !rest.starts_with(';') {
                 return Err(NameAddrError::BadParams);
             }
-            let params = Params::from_text(raw.slice_ref(rest));
+            let params = Params::from_text(src.slice_ref(rest));
             if !params.check(b"[]:/") {
                 return Err(NameAddrError::BadParams);
             }
             Ok(NameAddr {
-                display: display.map(|d| raw.slice_ref(d)),
+                display: display.map(|d| src.slice_ref(d)),
                 uri,
                 params,
                 angle: true,
@@ -103,8 +155,8 @@ impl NameAddr {
                 return Err(NameAddrError::BadDisplayName);
             }
             let semi = lex::find_byte(after_display, b';').unwrap_or(after_display.len());
-            let uri = Uri::parse_text(raw.slice_ref(lex::trim(&after_display[..semi])))?;
-            let params = Params::from_text(raw.slice_ref(&after_display[semi..]));
+            let uri = Uri::parse_text(src.slice_ref(lex::trim(&after_display[..semi])))?;
+            let params = Params::from_text(src.slice_ref(&after_display[semi..]));
             if !params.check(b"[]:/") {
                 return Err(NameAddrError::BadParams);
             }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::lex::{self, is_token};
+use super::lex::{self, is_token, C_NAME_ADDR_VALUE, C_TOKEN, C_URI_VALUE, C_VIA_VALUE};
 use super::Text;
 
 /// One parameter: `name` or `name=value`. The value is raw (quotes and `%` escapes kept); use
@@ -62,7 +62,10 @@ impl Params {
 
     /// The first parameter called `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<Param<'_>> {
-        self.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+        match find_plain(&self.raw, name) {
+            Ok(found) => found,
+            Err(Irregular) => self.iter().find(|p| p.name.eq_ignore_ascii_case(name)),
+        }
     }
 
     /// The raw value of parameter `name`; `None` if absent or a flag without value.
@@ -114,6 +117,17 @@ impl Params {
 
     /// [`Params::check`] on raw text.
     pub(crate) fn check_str(s: &str, extra: &[u8]) -> bool {
+        // Almost every list is `;name=value;name` without LWS: one pass over the bytes.
+        if let Some(class) = value_class(extra) {
+            if scan(s.as_bytes(), 0, class, true) == Some(s.len()) {
+                return true;
+            }
+        }
+        Self::check_general(s, extra)
+    }
+
+    /// [`Params::check_str`] for any text: LWS, empty elements and errors.
+    pub(crate) fn check_general(s: &str, extra: &[u8]) -> bool {
         if s.is_empty() {
             return true;
         }
@@ -150,6 +164,86 @@ impl Params {
         }
         true
     }
+}
+
+/// The character class of the unquoted values [`Params::check`] allows with `extra` (token
+/// characters, `:` and `extra`), for the `extra` sets the parsers use.
+#[inline]
+fn value_class(extra: &[u8]) -> Option<u16> {
+    Some(match extra {
+        b"[]:" => C_VIA_VALUE,
+        b"[]:/" => C_NAME_ADDR_VALUE,
+        b"[]/:&+$%" => C_URI_VALUE,
+        _ => return None,
+    })
+}
+
+/// Scan `;name[=value]` elements of `b` from `at` while they are regular: a token name and a
+/// value that is a run of `class` characters or (if `quotes`) one quoted string, no LWS, no
+/// empty element. Returns where the scan stopped (the first byte that does not continue an
+/// element, or the length), or `None` when an element is cut short — in both cases the caller
+/// takes the general path unless the stop is where it expects the list to end. Every list this
+/// accepts up to its end passes [`Params::check`] with the matching `extra`.
+#[inline(always)]
+pub(crate) fn scan(b: &[u8], mut at: usize, class: u16, quotes: bool) -> Option<usize> {
+    while b.get(at) == Some(&b';') {
+        let name = at + 1;
+        at = lex::skip_class(b, name, C_TOKEN);
+        if at == name {
+            return None;
+        }
+        if b.get(at) == Some(&b'=') {
+            let value = at + 1;
+            if quotes && b.get(value) == Some(&b'"') {
+                at = value + lex::quoted_len_bytes(b.get(value..)?)?;
+            } else {
+                at = lex::skip_class(b, value, class);
+                if at == value {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(at)
+}
+
+/// The general path is needed (LWS, quotes, `<`, text before the first `;`).
+struct Irregular;
+
+/// [`Params::get`] for the usual list (`;a=b;c`: starts with `;`, no LWS, no quotes, no `<`),
+/// with the same answer as splitting at top-level `;` and trimming; `Err` for any other list.
+fn find_plain<'a>(s: &'a str, name: &str) -> Result<Option<Param<'a>>, Irregular> {
+    let b = s.as_bytes();
+    let mut at = 0;
+    while at < b.len() {
+        if b[at] != b';' {
+            return Err(Irregular);
+        }
+        let n0 = at + 1;
+        at = lex::skip_class(b, n0, lex::C_PLAIN);
+        let n1 = at;
+        let value = if b.get(at) == Some(&b'=') {
+            let v0 = at + 1;
+            at = lex::skip_class(b, v0, lex::C_PLAIN_VALUE);
+            Some((v0, at))
+        } else {
+            None
+        };
+        if at < b.len() && b[at] != b';' {
+            return Err(Irregular);
+        }
+        let pname = s.get(n0..n1).ok_or(Irregular)?;
+        if lex::eq_ignore_case(pname.as_bytes(), name.as_bytes())
+            && !(pname.is_empty() && value.is_none())
+        {
+            let value = match value {
+                Some((v0, v1)) => Some(s.get(v0..v1).ok_or(Irregular)?),
+                None => None,
+            };
+            return Ok(Some(Param { name: pname, value }));
+        }
+    }
+    Ok(None)
 }
 
 fn push_param(out: &mut String, name: &str, value: Option<&str>) {
@@ -209,6 +303,50 @@ mod tests {
         assert_eq!(p.value("received"), Some("192.0.2.1"));
         let q = p.with("rport", Some("5060")).without("received");
         assert_eq!(q.as_str(), ";branch=z9hG4bK1;rport=5060");
+    }
+
+    /// The one-pass check and lookup agree with the general ones.
+    #[test]
+    fn fast_paths_agree_with_the_general_path() {
+        let lists = [
+            "",
+            ";",
+            ";;",
+            ";a",
+            ";a=",
+            ";a=b",
+            ";A=b;c",
+            ";=x;tag=1",
+            ";tag=1;tag=2",
+            ";branch=z9hG4bK-1;rport;received=192.0.2.1",
+            ";maddr=[2001:db8::1];x=a:b",
+            ";lr;transport=tcp;x=/p&q$r+%41",
+            r#";a="q;uoted";b=c"#,
+            r#";a="unterminated;b=c"#,
+            r#";a="q"x;b"#,
+            "; a = b ;c",
+            ";a=b c",
+            "x;a=b",
+            ";a=<b;c>;d",
+            ";a=b=c;tag",
+            ";a=é;tag=ü",
+            ";a\t=b",
+            ";a=b,c;tag=1",
+        ];
+        for s in lists {
+            for extra in [&b""[..], b"[]:", b"[]:/", b"[]/:&+$%"] {
+                assert_eq!(
+                    Params::check_str(s, extra),
+                    Params::check_general(s, extra),
+                    "{s:?} {extra:?}"
+                );
+            }
+            let p = Params::from_text(Text::from(s));
+            for name in ["a", "A", "b", "c", "tag", "branch", "", "lr", "d"] {
+                let general = p.iter().find(|q| q.name.eq_ignore_ascii_case(name));
+                assert_eq!(p.get(name), general, "{s:?} {name:?}");
+            }
+        }
     }
 
     #[test]

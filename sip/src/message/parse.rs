@@ -1,7 +1,8 @@
 //! Parsing of whole SIP messages (RFC 3261 §7, §25; RFC 4475 torture cases): start line, header
 //! lines with folding and odd LWS, and Content-Length framing of a datagram (§18.3: trailing
 //! octets after the body are ignored; without Content-Length the body is the rest of the
-//! datagram). Values are slices of one shared buffer; only folded header values are copied.
+//! datagram). Values are positions in one shared buffer (see [`Headers`]); only folded header
+//! values are copied.
 
 use bytes::Bytes;
 
@@ -13,12 +14,11 @@ use super::{Message, ParseError, Request, Response, Text};
 
 /// The pieces of a message head, before start-line interpretation.
 pub(crate) struct Head {
-    /// Start line through the last header line, as text.
-    pub text: Text,
-    /// Byte range of the start line within `text`.
+    /// Byte range of the start line within `headers.head()`, the buffer from its start through
+    /// the last header line as text.
     pub start_line: std::ops::Range<usize>,
     pub headers: Headers,
-    /// Offset of the first body byte in the original buffer.
+    /// Offset of the first body byte in the buffer.
     pub body_start: usize,
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
                 if at == pos {
                     break next; // the empty line
                 }
-                lines.push(pos - skip, at - skip);
+                lines.push(pos, at);
                 pos = next;
             }
             // A datagram ends the message even when the final empty line is missing (RFC 4475
@@ -114,14 +114,31 @@ pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
             None => return Err(ParseError::Incomplete),
         }
     };
-    let text = Text::try_from(buf.slice(skip..head_end)).map_err(|_| ParseError::NotUtf8)?;
+    let text = Text::try_from(buf.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
     let s: &str = &text;
     let b = s.as_bytes();
     let (_, sl_end) = lines.get(0).ok_or(ParseError::Incomplete)?;
-    let mut headers = Headers::with_capacity(16);
+    let mut headers = Headers::with_capacity(lines.n.saturating_sub(1));
     let mut i = 1;
     while let Some((start, end)) = lines.get(i) {
         i += 1;
+        let folded_next = lines
+            .get(i)
+            .is_some_and(|(cs, _)| matches!(b[cs], b' ' | b'\t'));
+        // The usual line, `Name: value` with a token name and no folding, in one pass.
+        if !folded_next {
+            if let Some((name, v0, v1)) = plain_header(&text, start, end) {
+                if matches!(name, HeaderName::CallId) {
+                    // Everyone reads Call-ID as text (`call_id()` lends it out): make it now,
+                    // which costs less than making it on first request.
+                    let value = text.slice_ref(text.get(v0..v1).unwrap_or(""));
+                    headers.push_header(Header { name, value });
+                } else {
+                    headers.push_slice(name, v0, v1);
+                }
+                continue;
+            }
+        }
         if matches!(b[start], b' ' | b'\t') {
             return Err(ParseError::BadHeader); // continuation with nothing to continue
         }
@@ -155,12 +172,42 @@ pub(crate) fn scan_head(buf: &Bytes) -> Result<Head, ParseError> {
             value,
         });
     }
+    // The values added with `push_slice` are positions in `text`.
+    headers.set_head(text);
     Ok(Head {
-        text,
-        start_line: 0..sl_end,
+        start_line: skip..sl_end,
         headers,
         body_start: head_end,
     })
+}
+
+/// The header line `text[start..end]` when it is `token [SP/HT] ":" value` — what the general
+/// loop in [`scan_head`] makes of it (name, and where the value starts and ends), without
+/// searching the line twice.
+#[inline]
+fn plain_header(text: &Text, start: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
+    let b = text.as_bytes().get(..end)?;
+    let name_end = lex::skip_class(b, start, lex::C_TOKEN);
+    let mut colon = name_end;
+    while matches!(b.get(colon), Some(b' ' | b'\t')) {
+        colon += 1;
+    }
+    if name_end == start || b.get(colon) != Some(&b':') {
+        return None;
+    }
+    let mut v0 = colon + 1;
+    while matches!(b.get(v0), Some(b' ' | b'\t')) {
+        v0 += 1;
+    }
+    let mut v1 = end;
+    while v1 > v0 && matches!(b[v1 - 1], b' ' | b'\t') {
+        v1 -= 1;
+    }
+    Some((
+        HeaderName::from_slice(text, text.get(start..name_end)?),
+        v0,
+        v1,
+    ))
 }
 
 /// Parse a message received as a datagram (or a complete stream frame).
@@ -182,9 +229,10 @@ pub(crate) fn parse_message(buf: Bytes) -> Result<Message, ParseError> {
         None => available,
     };
     let body = buf.slice(head.body_start..head.body_start + body_len);
-    let line = &head.text[head.start_line.clone()];
+    let text = head.headers.head();
+    let line = text.get(head.start_line.clone()).unwrap_or("");
     if is_status_line(line) {
-        let (status, reason) = parse_status_line(&head.text, line)?;
+        let (status, reason) = parse_status_line(text, line)?;
         Ok(Message::Response(Response {
             status,
             reason,
@@ -192,7 +240,7 @@ pub(crate) fn parse_message(buf: Bytes) -> Result<Message, ParseError> {
             body,
         }))
     } else {
-        let (method, uri) = parse_request_line(&head.text, line)?;
+        let (method, uri) = parse_request_line(text, line)?;
         Ok(Message::Request(Request {
             method,
             uri,

@@ -9,8 +9,8 @@ use super::header::{HeaderName, Headers};
 use super::lex;
 use super::method::Method;
 use super::name_addr::{Contact, NameAddr};
-use super::params::Params;
-use super::uri::split_hostport;
+use super::params::{self, Params};
+use super::uri::{scan_port, split_hostport};
 use super::Text;
 
 /// A header that is missing, repeated where only one is allowed, or malformed. `Display` gives a
@@ -53,7 +53,63 @@ impl Via {
 
     /// Parse one Via value (strict: empty parameters or a non-`SIP/2.0` protocol are errors).
     pub fn parse(v: &Text) -> Option<Via> {
-        let via = Self::parse_lenient(v, false)?;
+        Self::parse_in(v, v)
+    }
+
+    /// [`Via::parse`] of `v`, a part of `src`.
+    pub(crate) fn parse_in(src: &Text, v: &str) -> Option<Via> {
+        match Self::scan(src, v) {
+            Some((via, end)) if end == v.len() => Some(via),
+            _ => Self::parse_general(src, v),
+        }
+    }
+
+    /// One pass over a regular Via value at the start of `v`: `SIP/2.0/<transport> host[:port]`
+    /// with a host name or IPv4 address and regular parameters. Returns it and where it ends
+    /// (the length of `v`, or the `,` before the next Via value), or `None` for anything else
+    /// ([`Via::parse`]'s general path then decides). The result is what the general path gives
+    /// for `v` up to that end.
+    pub(crate) fn scan(src: &Text, v: &str) -> Option<(Via, usize)> {
+        let b = v.as_bytes();
+        let proto = b.get(..8)?;
+        if !proto[..3].eq_ignore_ascii_case(b"SIP") || &proto[3..] != b"/2.0/" {
+            return None;
+        }
+        let t_end = lex::skip_class(b, 8, lex::C_TOKEN);
+        let mut h = t_end;
+        while matches!(b.get(h), Some(b' ' | b'\t')) {
+            h += 1;
+        }
+        let host_end = lex::skip_class(b, h, lex::C_HOST);
+        if t_end == 8 || h == t_end || host_end == h {
+            return None;
+        }
+        let (port, hp_end) = scan_port(b, host_end)?;
+        let end = params::scan(b, hp_end, lex::C_VIA_VALUE, true)?;
+        if end != b.len() && b[end] != b',' {
+            return None;
+        }
+        // The usual transports are shared static text: no reference count to touch.
+        let transport = match &b[8..t_end] {
+            b"UDP" => Text::from_static("UDP"),
+            b"TCP" => Text::from_static("TCP"),
+            b"TLS" => Text::from_static("TLS"),
+            _ => src.slice_ref(v.get(8..t_end)?),
+        };
+        Some((
+            Via {
+                transport,
+                host: src.slice_ref(v.get(h..host_end)?),
+                port,
+                params: Params::from_text(src.slice_ref(v.get(hp_end..end)?)),
+            },
+            end,
+        ))
+    }
+
+    /// [`Via::parse`] for any value: LWS, IPv6, odd parameters, errors.
+    pub(crate) fn parse_general(src: &Text, v: &str) -> Option<Via> {
+        let via = Self::parse_lenient_in(src, v, false)?;
         if !via.params.check(b"[]:") {
             return None;
         }
@@ -63,6 +119,11 @@ impl Via {
     /// Salvage sent-protocol and sent-by, ignoring broken parameters (used to answer 400);
     /// `any_version` also accepts `SIP/x.y` other than 2.0 (to answer 505).
     pub(crate) fn parse_lenient(v: &Text, any_version: bool) -> Option<Via> {
+        Self::parse_lenient_in(v, v, any_version)
+    }
+
+    /// [`Via::parse_lenient`] of `v`, a part of `src`.
+    fn parse_lenient_in(src: &Text, v: &str, any_version: bool) -> Option<Via> {
         let s = lex::trim(v);
         let (name, rest) = lex::split_byte(s, b'/')?;
         let (version, rest) = lex::split_byte(rest, b'/')?;
@@ -83,10 +144,10 @@ impl Via {
         let (hl, port) = split_hostport(sent_by).ok()?;
         let params = lex::trim(&rest[semi..]);
         Some(Via {
-            transport: v.slice_ref(transport),
-            host: v.slice_ref(&sent_by[..hl]),
+            transport: src.slice_ref(transport),
+            host: src.slice_ref(&sent_by[..hl]),
             port,
-            params: Params::from_text(v.slice_ref(params)),
+            params: Params::from_text(src.slice_ref(params)),
         })
     }
 
@@ -157,6 +218,28 @@ pub struct CSeq {
 
 impl CSeq {
     pub fn parse(v: &str) -> Option<CSeq> {
+        // The usual `digits SP method`, in one pass.
+        let b = v.as_bytes();
+        let d = lex::skip_class(b, 0, lex::C_DIGIT);
+        let mut m = d;
+        while matches!(b.get(m), Some(b' ' | b'\t')) {
+            m += 1;
+        }
+        if (1..=10).contains(&d) && m > d && lex::skip_class(b, m, lex::C_TOKEN) == b.len() {
+            if let (Some(seq), Some(method)) = (lex::parse_u32(&v[..d]), v.get(m..)) {
+                if !method.is_empty() {
+                    return Some(CSeq {
+                        seq,
+                        method: Method::parse(method),
+                    });
+                }
+            }
+        }
+        Self::parse_general(v)
+    }
+
+    /// [`CSeq::parse`] for any value: LWS around the parts, errors.
+    pub(crate) fn parse_general(v: &str) -> Option<CSeq> {
         let s = lex::trim(v);
         let split = lex::find_ws(s)?;
         let seq = lex::parse_u32(&s[..split])?;
@@ -212,6 +295,11 @@ impl Auth {
     }
 
     pub fn parse(v: &Text) -> Option<Auth> {
+        Self::parse_in(v, v)
+    }
+
+    /// [`Auth::parse`] of `v`, a part of `src`.
+    pub(crate) fn parse_in(src: &Text, v: &str) -> Option<Auth> {
         let s = lex::trim(v);
         let end = lex::find_ws(s).unwrap_or(s.len());
         let scheme = &s[..end];
@@ -233,10 +321,10 @@ impl Auth {
                         if val.starts_with('"') && lex::quoted_len(val) != Some(val.len()) {
                             return None;
                         }
-                        params.push((v.slice_ref(lex::trim(n)), v.slice_ref(val)));
+                        params.push((src.slice_ref(lex::trim(n)), src.slice_ref(val)));
                     }
                     _ => {
-                        token68 = Some(v.slice_ref(rest));
+                        token68 = Some(src.slice_ref(rest));
                         params.clear();
                         break;
                     }
@@ -244,7 +332,7 @@ impl Auth {
             }
         }
         Some(Auth {
-            scheme: v.slice_ref(scheme),
+            scheme: src.slice_ref(scheme),
             params,
             token68,
         })
@@ -333,9 +421,19 @@ impl Headers {
         }
     }
 
-    fn single_opt(&self, name: &HeaderName) -> Result<Option<&Text>, HeaderError> {
-        match self.single(name) {
-            Ok(v) => Ok(Some(v)),
+    /// [`Headers::single`] as the value with the shared text it is part of, without making the
+    /// value a text of its own (see [`Headers::source`]).
+    fn single_source(&self, name: &HeaderName) -> Result<(&Text, &str), HeaderError> {
+        match self.first_source_and_count(name) {
+            (Some(v), 1) => Ok(v),
+            (None, _) => Err(HeaderError::Missing(name.clone())),
+            (Some(_), _) => Err(HeaderError::Duplicate(name.clone())),
+        }
+    }
+
+    fn single_opt(&self, name: &HeaderName) -> Result<Option<&str>, HeaderError> {
+        match self.single_source(name) {
+            Ok((_, v)) => Ok(Some(v)),
             Err(HeaderError::Missing(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -349,6 +447,14 @@ impl Headers {
 
     /// The top Via.
     pub fn top_via(&self) -> Result<Via, HeaderError> {
+        // The usual first line parses in one pass, up to its end or the comma before the next
+        // value, without splitting the line first.
+        if let Some((via, _)) = self
+            .source(&HeaderName::Via)
+            .and_then(|(src, v)| Via::scan(src, v))
+        {
+            return Ok(via);
+        }
         self.vias()
             .next()
             .unwrap_or(Err(HeaderError::Missing(HeaderName::Via)))
@@ -365,17 +471,24 @@ impl Headers {
     }
 
     fn name_addr(&self, name: &HeaderName) -> Result<NameAddr, HeaderError> {
-        let v = self.single(name)?;
-        NameAddr::parse_text(v).map_err(|_| HeaderError::Malformed(name.clone()))
+        let (src, v) = self.single_source(name)?;
+        NameAddr::parse_in(src, v).map_err(|_| HeaderError::Malformed(name.clone()))
     }
 
     /// Call-ID (RFC 3261 `callid = word ["@" word]`).
     pub fn call_id(&self) -> Result<&Text, HeaderError> {
         let v = self.single(&HeaderName::CallId)?;
-        let ok = !v.is_empty()
-            && v.split_once('@')
-                .is_none_or(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'))
-            && v.bytes().all(|b| lex::is_word_char(b) || b == b'@');
+        let b = v.as_bytes();
+        // word characters and '@' throughout, at most one '@', and not at either end
+        let (words, ats) = b.iter().fold((true, 0usize), |(w, a), &c| {
+            (w & lex::is(c, lex::C_WORD), a + usize::from(c == b'@'))
+        });
+        let ok = words
+            && match ats {
+                0 => !b.is_empty(),
+                1 => b.first() != Some(&b'@') && b.last() != Some(&b'@'),
+                _ => false,
+            };
         if !ok {
             return Err(HeaderError::Malformed(HeaderName::CallId));
         }
@@ -384,7 +497,7 @@ impl Headers {
 
     /// CSeq.
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
-        let v = self.single(&HeaderName::CSeq)?;
+        let (_, v) = self.single_source(&HeaderName::CSeq)?;
         CSeq::parse(v).ok_or(HeaderError::Malformed(HeaderName::CSeq))
     }
 
@@ -403,6 +516,15 @@ impl Headers {
 
     /// The first Contact (the remote target of a dialog-creating message).
     pub fn contact(&self) -> Result<Contact, HeaderError> {
+        // The usual first line parses in one pass, up to its end or the comma before the next
+        // value, without splitting the line first.
+        if let Some((src, v)) = self.source(&HeaderName::Contact) {
+            if let Some((a, end)) = NameAddr::scan(src, v) {
+                if end == v.len() || v.as_bytes()[end] == b',' {
+                    return Ok(Contact::Addr(a));
+                }
+            }
+        }
         self.contacts()
             .next()
             .unwrap_or(Err(HeaderError::Missing(HeaderName::Contact)))
@@ -439,7 +561,7 @@ impl Headers {
     /// conflicting ones are [`HeaderError::Duplicate`].
     pub fn content_length(&self) -> Result<Option<u32>, HeaderError> {
         let mut out = None;
-        for v in self.get_all(&HeaderName::ContentLength) {
+        for (_, v) in self.sources(&HeaderName::ContentLength) {
             let n = lex::parse_u32(v).ok_or(HeaderError::Malformed(HeaderName::ContentLength))?;
             if out.is_some_and(|o| o != n) {
                 return Err(HeaderError::Duplicate(HeaderName::ContentLength));
@@ -460,7 +582,7 @@ impl Headers {
 
     /// Content-Type media type without parameters, trimmed (`application/sdp`).
     pub fn content_type(&self) -> Option<&str> {
-        self.get(&HeaderName::ContentType)
+        self.get_str(&HeaderName::ContentType)
             .map(|v| lex::trim(v.split(';').next().unwrap_or("")))
     }
 
@@ -478,8 +600,9 @@ impl Headers {
 
     /// First Authorization / Proxy-Authorization / WWW-Authenticate / Proxy-Authenticate value.
     pub fn auth(&self, name: &HeaderName) -> Option<Result<Auth, HeaderError>> {
-        self.get(name)
-            .map(|v| Auth::parse(v).ok_or_else(|| HeaderError::Malformed(name.clone())))
+        self.source(name).map(|(src, v)| {
+            Auth::parse_in(src, v).ok_or_else(|| HeaderError::Malformed(name.clone()))
+        })
     }
 
     /// Every value of an auth header (one per header line).
@@ -487,8 +610,9 @@ impl Headers {
         &'a self,
         name: &'a HeaderName,
     ) -> impl Iterator<Item = Result<Auth, HeaderError>> + 'a {
-        self.get_all(name)
-            .map(move |v| Auth::parse(v).ok_or_else(|| HeaderError::Malformed(name.clone())))
+        self.sources(name).map(move |(src, v)| {
+            Auth::parse_in(src, v).ok_or_else(|| HeaderError::Malformed(name.clone()))
+        })
     }
 
     /// Refer-To (RFC 3515).
@@ -515,19 +639,19 @@ impl Headers {
 
     /// Replaces (RFC 3891).
     pub fn replaces(&self) -> Option<Result<Replaces, HeaderError>> {
-        let v = self.get(&HeaderName::Replaces)?;
+        let (src, v) = self.source(&HeaderName::Replaces)?;
         let bad = || HeaderError::Malformed(HeaderName::Replaces);
         let semi = v.find(';').unwrap_or(v.len());
         let call_id = lex::trim(&v[..semi]);
-        let params = Params::from_text(v.slice_ref(&v[semi..]));
+        let params = Params::from_text(src.slice_ref(&v[semi..]));
         let r = (|| {
             if call_id.is_empty() {
                 return Err(bad());
             }
             Ok(Replaces {
-                call_id: v.slice_ref(call_id),
-                to_tag: v.slice_ref(params.value("to-tag").ok_or_else(bad)?),
-                from_tag: v.slice_ref(params.value("from-tag").ok_or_else(bad)?),
+                call_id: src.slice_ref(call_id),
+                to_tag: src.slice_ref(params.value("to-tag").ok_or_else(bad)?),
+                from_tag: src.slice_ref(params.value("from-tag").ok_or_else(bad)?),
                 early_only: params.has("early-only"),
             })
         })();
@@ -536,13 +660,13 @@ impl Headers {
 
     /// Session-Expires (RFC 4028).
     pub fn session_expires(&self) -> Option<Result<SessionExpires, HeaderError>> {
-        let v = self.get(&HeaderName::SessionExpires)?;
+        let (src, v) = self.source(&HeaderName::SessionExpires)?;
         let bad = HeaderError::Malformed(HeaderName::SessionExpires);
         let semi = v.find(';').unwrap_or(v.len());
         let Some(delta) = lex::parse_u32(&v[..semi]) else {
             return Some(Err(bad));
         };
-        let params = Params::from_text(v.slice_ref(&v[semi..]));
+        let params = Params::from_text(src.slice_ref(&v[semi..]));
         let refresher = match params.value("refresher") {
             None => None,
             Some(r) if r.eq_ignore_ascii_case("uac") => Some(Refresher::Uac),
@@ -558,7 +682,7 @@ impl Headers {
 
     /// Retry-After (RFC 3261 §20.33).
     pub fn retry_after(&self) -> Option<Result<RetryAfter, HeaderError>> {
-        let v = self.get(&HeaderName::RetryAfter)?;
+        let (src, v) = self.source(&HeaderName::RetryAfter)?;
         let bad = HeaderError::Malformed(HeaderName::RetryAfter);
         let s = lex::trim(v);
         let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -571,13 +695,13 @@ impl Headers {
             let Some(close) = rest.rfind(')') else {
                 return Some(Err(bad));
             };
-            comment = Some(v.slice_ref(&rest[1..close]));
+            comment = Some(src.slice_ref(&rest[1..close]));
             rest = lex::trim(&rest[close + 1..]);
         }
         Some(Ok(RetryAfter {
             delta,
             comment,
-            params: Params::from_text(v.slice_ref(rest)),
+            params: Params::from_text(src.slice_ref(rest)),
         }))
     }
 

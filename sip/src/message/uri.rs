@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::str::FromStr;
 
 use super::lex;
-use super::params::Params;
+use super::params::{self, Params};
 use super::Text;
 
 /// The scheme of a [`Uri`].
@@ -64,6 +64,32 @@ impl Uri {
     }
 
     pub(crate) fn parse_text(raw: Text) -> Result<Uri, UriError> {
+        match scan_sip(raw.as_bytes(), 0, None) {
+            Some((parts, end)) if end == raw.len() => Ok(parts.into_uri(raw)),
+            _ => Self::parse_general(raw),
+        }
+    }
+
+    /// The URI that starts at `start` in `text` (a part of `src`) and ends at the first `term`
+    /// byte (`<sip:…>` in a name-addr), when it is a regular `sip:`/`sips:` URI: the URI and the
+    /// position of `term`. `None` when the general parser must decide.
+    #[inline]
+    pub(crate) fn scan_until(
+        src: &Text,
+        text: &str,
+        start: usize,
+        term: u8,
+    ) -> Option<(Uri, usize)> {
+        let (parts, end) = scan_sip(text.as_bytes(), start, Some(term))?;
+        if text.as_bytes().get(end) != Some(&term) {
+            return None;
+        }
+        let raw = src.slice_ref(text.get(start..end)?);
+        Some((parts.into_uri(raw), end))
+    }
+
+    /// [`Uri::parse_text`] for every URI: other schemes, IPv6 references, escapes, errors.
+    pub(crate) fn parse_general(raw: Text) -> Result<Uri, UriError> {
         let s: &str = &raw;
         // Without early exit the compiler checks 16 or 32 bytes at a time; URIs are short and
         // almost always clean.
@@ -335,6 +361,142 @@ impl Uri {
 
 fn esc(a: Option<&str>) -> Option<std::borrow::Cow<'_, [u8]>> {
     a.map(lex::unescape)
+}
+
+/// Where the parts of a URI are, relative to its start.
+struct Parts {
+    scheme: Scheme,
+    user: Option<Range<u32>>,
+    password: Option<Range<u32>>,
+    host: Range<u32>,
+    port: Option<u16>,
+    params: Range<u32>,
+    headers: Option<Range<u32>>,
+}
+
+impl Parts {
+    fn into_uri(self, raw: Text) -> Uri {
+        Uri {
+            raw,
+            scheme: self.scheme,
+            user: self.user,
+            password: self.password,
+            host: self.host,
+            port: self.port,
+            params: self.params,
+            headers: self.headers,
+        }
+    }
+}
+
+/// One pass over a regular `sip:`/`sips:` URI starting at `start` in `b`: user and password
+/// of user characters, a host name or IPv4 address, a port, `;name=value` parameters without
+/// quotes or LWS, `?headers` without whitespace or controls. It ends at the length of `b` or at
+/// `term`. Returns the parts (relative to `start`) and the end, or `None` for anything else
+/// (IPv6, other schemes, odd or malformed URIs): [`Uri::parse_general`] then decides. Whenever
+/// this returns, the general parser returns the same parts for the same text.
+#[inline(always)]
+fn scan_sip(b: &[u8], start: usize, term: Option<u8>) -> Option<(Parts, usize)> {
+    use lex::{skip_class, C_HOST, C_USER, C_USER_PLAIN};
+    let s = b.get(start..)?;
+    let (scheme, rest) = match s.get(..5)? {
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', _] => (Scheme::Sip, 4),
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b's' | b'S', b':'] => (Scheme::Sips, 5),
+        _ => return None,
+    };
+    let ends = |i: usize| match s.get(i) {
+        None => true,
+        Some(&c) => Some(c) == term,
+    };
+    // userinfo: user characters up to '@'. Stopping at the end (or `term`) instead means there is
+    // no '@' in the URI; any other byte is left to the general parser. The usual user part has
+    // neither password nor escapes: one run of plain user characters.
+    let plain = skip_class(s, rest, C_USER_PLAIN);
+    let (user, password, host_start) = if s.get(plain) == Some(&b'@') && plain > rest {
+        (Some(rest as u32..plain as u32), None, plain + 1)
+    } else {
+        let stop = skip_class(s, plain, C_USER);
+        if s.get(stop) == Some(&b'@') {
+            let info = &s[rest..stop];
+            let (u, p) = match info.iter().position(|&c| c == b':') {
+                Some(c) => (&info[..c], Some(&info[c + 1..])),
+                None => (info, None),
+            };
+            if u.is_empty() {
+                return None;
+            }
+            let escapes_ok = |x: &[u8]| !x.contains(&b'%') || lex::escapes_valid_bytes(x);
+            if !escapes_ok(u) || !p.is_none_or(escapes_ok) {
+                return None;
+            }
+            let r = |a: usize, len: usize| a as u32..(a + len) as u32;
+            let user = r(rest, u.len());
+            let password = p.map(|p| r(rest + u.len() + 1, p.len()));
+            (Some(user), password, stop + 1)
+        } else if ends(stop) {
+            (None, None, rest)
+        } else {
+            return None;
+        }
+    };
+    let host_end = skip_class(s, host_start, C_HOST);
+    if host_end == host_start {
+        return None;
+    }
+    let (port, hp_end) = scan_port(s, host_end)?;
+    let params_end = params::scan(s, hp_end, lex::C_URI_VALUE, false)?;
+    let (headers, end) = if s.get(params_end) == Some(&b'?') {
+        let h0 = params_end + 1;
+        let mut h1 = h0;
+        while let Some(&c) = s.get(h1) {
+            if Some(c) == term || c <= b' ' || c == 0x7f {
+                break;
+            }
+            h1 += 1;
+        }
+        (Some(h0 as u32..h1 as u32), h1)
+    } else {
+        (None, params_end)
+    };
+    if !ends(end) {
+        return None;
+    }
+    let r = |a: usize, z: usize| a as u32..z as u32;
+    Some((
+        Parts {
+            scheme,
+            user,
+            password,
+            host: r(host_start, host_end),
+            port,
+            params: r(hp_end, params_end),
+            headers,
+        },
+        start + end,
+    ))
+}
+
+/// An optional `:port` at `at` in `b` (1 to 5 digits, at most 65535): the port and the position
+/// after it; `None` when there is a `:` without a valid port.
+#[inline]
+pub(crate) fn scan_port(b: &[u8], at: usize) -> Option<(Option<u16>, usize)> {
+    if b.get(at) != Some(&b':') {
+        return Some((None, at));
+    }
+    let d0 = at + 1;
+    let mut d1 = d0;
+    let mut n = 0u32;
+    while let Some(&d) = b.get(d1) {
+        if !d.is_ascii_digit() || d1 - d0 == 5 {
+            break;
+        }
+        n = n * 10 + u32::from(d - b'0');
+        d1 += 1;
+    }
+    if d1 == d0 || b.get(d1).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((Some(u16::try_from(n).ok()?), d1))
 }
 
 const fn user_table() -> [bool; 256] {

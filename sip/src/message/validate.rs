@@ -259,7 +259,7 @@ fn content_check(req: &Request, policy: &Policy<'_>) -> Option<Response> {
 /// Step 9: does the request's Accept allow any type we produce? No Accept = application/sdp
 /// (RFC 3261 §20.1); an empty Accept allows nothing.
 fn accepts_any(h: &Headers, produces: &[&str]) -> bool {
-    if h.get(&HeaderName::Accept).is_none() {
+    if h.count(&HeaderName::Accept) == 0 {
         return true;
     }
     h.values(&HeaderName::Accept).any(|range| {

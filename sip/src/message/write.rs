@@ -27,37 +27,33 @@ pub(super) fn response(r: &Response) -> Bytes {
 }
 
 fn estimate(h: &Headers) -> usize {
-    h.iter()
-        .map(|h| h.name.as_str().len() + h.value.len() + 4)
+    h.lines_str()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum()
 }
 
 fn finish(mut out: Vec<u8>, headers: &Headers, body: &Bytes) -> Bytes {
     let mut wrote_cl = false;
-    for h in headers {
-        if h.name == HeaderName::ContentLength {
+    for (name, value) in headers.lines_str() {
+        if *name == HeaderName::ContentLength {
             if !wrote_cl {
                 write_cl(&mut out, body.len());
                 wrote_cl = true;
             }
             continue;
         }
-        out.extend_from_slice(h.name.as_str().as_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         // Stored values never contain CR/LF when parsed; built values might, so flatten them
         // to keep the framing intact.
-        if h.value
-            .as_bytes()
-            .iter()
-            .any(|b| *b == b'\r' || *b == b'\n')
-        {
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
             out.extend(
-                h.value
+                value
                     .bytes()
                     .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
             );
         } else {
-            out.extend_from_slice(h.value.as_bytes());
+            out.extend_from_slice(value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }

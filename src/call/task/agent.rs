@@ -14,11 +14,11 @@ use crate::call::agent_forks::{AgentForks, Fork, ForkEvent, ForkTransmit};
 use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome};
 use crate::call::config::AGENT_CALL_ID_PREFIX;
 use crate::call::machine::Classification;
-use crate::sip_driver::{tu, SipHandle};
+use crate::sip_driver::SipHandle;
 use crate::tenant::AgentId;
 use sip::dialog::Dialog;
 use sip::endpoint::Target;
-use sip::message::{HeaderName, Method, Request, Response};
+use sip::message::{build, HeaderName, Method, Request, Response};
 use sip::rtp::RtpSession;
 use sip::sdp::{Direction, LocalMedia, LocalSdp, SrtpKey};
 use std::net::SocketAddr;
@@ -128,7 +128,7 @@ impl Call {
                 .handle_agent_failed(now, AgentLegFailure::unreachable());
             return;
         }
-        let ip = self.trunk_media.local.addr;
+        let ip = self.agent_media_ip;
         let (socket, lease) = match bind_media(&self.ctx.ports, ip).await {
             Ok(m) => m,
             Err(e) => {
@@ -211,7 +211,7 @@ impl Call {
             HeaderName::From,
             format!(
                 "\"{display}\" <sip:{from_user}@{host}>;tag={}",
-                tu::new_tag()
+                build::tag(rand::random())
             ),
         );
         req.headers

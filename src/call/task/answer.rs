@@ -8,7 +8,7 @@
 //! reads the caller's number (P-Asserted-Identity, RFC 3325 §9.1, else From) into a [`Pii`].
 
 use super::media::{bind_media, media_ip, rtp_config};
-use super::{uri_number, Call, CallTaskContext, MediaLeg};
+use super::{uri_number, Call, CallTaskContext, CallerLeg, MediaLeg};
 use crate::call::agent_forks::AgentForks;
 use crate::call::hold::AgentHold;
 use crate::call::machine::CallMachine;
@@ -16,13 +16,12 @@ use crate::call::pacing::FrameClock;
 use crate::call::teardown::Teardown;
 use crate::call::CallId;
 use crate::pii::Pii;
-use crate::sip_driver::tu;
 use crate::tenant::Tenant;
 use dsp::dtmf::DtmfDetector;
 use dsp::tone::Silence;
 use sip::dialog::Dialog;
 use sip::endpoint::{ServerTxId, Source, Target};
-use sip::message::{HeaderName, NameAddr, Request, Uri};
+use sip::message::{build, HeaderName, NameAddr, Request, Uri};
 use sip::rtp::RtpSession;
 use sip::sdp::{Direction, LocalMedia, LocalSdp};
 use sip::transaction::Transport;
@@ -41,7 +40,7 @@ pub(super) async fn answer(
     invite: &Request,
     source: Source,
 ) -> Option<Call> {
-    let reject = |status: u16| tu::finish_response(invite, status, None);
+    let reject = |status: u16| build::reply(invite, status, rand::random(), crate::PRODUCT);
     let media_ip = media_ip(&ctx.flow, source.local);
     let media = match bind_media(&ctx.ports, media_ip).await {
         Ok(m) => m,
@@ -97,7 +96,7 @@ pub(super) async fn answer(
         let _ = ctx.sip.respond(tx, too_small).await;
         return None;
     }
-    let mut ok = tu::finish_response(invite, 200, None);
+    let mut ok = build::reply(invite, 200, rand::random(), crate::PRODUCT);
     session_timer.apply(&mut ok);
     ok.headers.push(HeaderName::Contact, contact.to_string());
     ok.headers.push(
@@ -134,9 +133,13 @@ pub(super) async fn answer(
         caller,
         since: SystemTime::now(),
         machine,
-        trunk_tx: tx,
         agent_invite_tx: None,
-        trunk: dialog,
+        caller_leg: CallerLeg::Sip {
+            dialog,
+            invite_tx: tx,
+            remote_sdp: invite.body.to_vec(),
+        },
+        agent_media_ip: local.addr,
         trunk_media: MediaLeg {
             socket,
             _lease: lease,
@@ -161,7 +164,6 @@ pub(super) async fn answer(
         teardown: Teardown::new(),
         sip_local: source.local,
         store_key: crate::call::config::store_key(id, &ctx.instance),
-        trunk_remote_sdp: invite.body.to_vec(),
         direct: None,
         pending: Vec::new(),
     })

@@ -49,7 +49,10 @@ impl Call {
     /// registered from.
     pub(super) async fn leg_target(&mut self, leg: Leg) -> Option<sip::endpoint::Target> {
         match leg {
-            Leg::Trunk => Some(self.ctx.sip.route(&self.trunk).await),
+            Leg::Trunk => match &self.caller_leg {
+                super::CallerLeg::Sip { dialog, .. } => Some(self.ctx.sip.route(dialog).await),
+                super::CallerLeg::Browser(_) => None,
+            },
             Leg::Agent => match &self.agent {
                 Some(super::AgentLeg::Connected { dialog, .. }) => Some(dialog.peer()),
                 _ => None,
@@ -59,7 +62,10 @@ impl Call {
 
     fn leg_mut(&mut self, leg: Leg) -> Option<(&mut Dialog, &mut MediaLeg)> {
         match leg {
-            Leg::Trunk => Some((&mut self.trunk, &mut self.trunk_media)),
+            Leg::Trunk => match &mut self.caller_leg {
+                super::CallerLeg::Sip { dialog, .. } => Some((dialog, &mut self.trunk_media)),
+                super::CallerLeg::Browser(_) => None,
+            },
             Leg::Agent => match &mut self.agent {
                 Some(super::AgentLeg::Connected { dialog, media }) => Some((dialog, media)),
                 _ => None,
@@ -74,6 +80,14 @@ impl Call {
 
     /// `media = "direct"`: the agent leg just connected through the relay; try moving the media.
     pub(super) fn start_direct_media(&mut self, now: Instant) {
+        let super::CallerLeg::Sip {
+            remote_sdp: trunk_sdp,
+            ..
+        } = &self.caller_leg
+        else {
+            tracing::info!(call = %self.id, "a browser call's media stays relayed");
+            return;
+        };
         let agent = match &self.agent {
             Some(super::AgentLeg::Connected { media, .. }) => {
                 media.rtp.as_ref().and_then(|r| peer_media(r.media()))
@@ -86,7 +100,7 @@ impl Call {
                 codecs: vec![a.codec.kind()],
                 ..self.ctx.flow.media.clone()
             };
-            sip::sdp::describe(&self.trunk_remote_sdp, &prefs).is_ok()
+            sip::sdp::describe(trunk_sdp, &prefs).is_ok()
         });
         match DirectMedia::start(now, agent, trunk_accepts) {
             Ok(direct) => self.direct = Some(direct),
@@ -203,9 +217,14 @@ impl Call {
 
     /// Sends REFER with `refer_to` on the trunk leg.
     pub(super) async fn send_refer(&mut self, now: Instant, refer_to: &str) {
-        match self.trunk.refer(refer_to) {
+        let super::CallerLeg::Sip { dialog, .. } = &mut self.caller_leg else {
+            tracing::info!(call = %self.id, "a browser call cannot be referred: it is bridged");
+            self.machine.handle_refer_refused(now);
+            return;
+        };
+        match dialog.refer(refer_to) {
             Ok(refer) => {
-                let peer = self.ctx.sip.route(&self.trunk).await;
+                let peer = self.ctx.sip.route(dialog).await;
                 self.send_pending(now, Leg::Trunk, Purpose::Refer, Offer::Relay, refer, peer)
                     .await;
             }
@@ -347,12 +366,15 @@ impl Call {
             .cseq()
             .map(|c| c.method == Method::Invite)
             .unwrap_or(false);
-        if !(is_invite && response.status.is_success() && self.trunk.matches_response(response)) {
+        let Some(trunk) = self.trunk() else {
+            return false;
+        };
+        if !(is_invite && response.status.is_success() && trunk.matches_response(response)) {
             return false;
         }
         let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
-        let ack = self.trunk.ack(cseq);
-        let target = self.ctx.sip.route(&self.trunk).await;
+        let ack = trunk.ack(cseq);
+        let target = self.ctx.sip.route(trunk).await;
         let _ = self.ctx.sip.send_ack(ack, target).await;
         true
     }

@@ -12,13 +12,12 @@
 
 use super::connect;
 use super::media::rtp_config;
-use super::{AgentLeg, Call, MediaLeg};
+use super::{AgentLeg, Call, CallerLeg, MediaLeg};
 use crate::call::collect::DigitSource;
 use crate::call::direct::{Leg, Offer};
-use crate::sip_driver::tu;
 use sip::dialog::Dialog;
 use sip::endpoint::{ClientTxId, Event, ServerTxId};
-use sip::message::{HeaderName, Method, Request, Response, StatusCode};
+use sip::message::{build, HeaderName, Method, Request, Response, StatusCode};
 use sip::rtp::RtpSession;
 use sip::sdp::Direction;
 use std::time::Instant;
@@ -27,7 +26,7 @@ impl Call {
     pub(super) async fn handle_sip(&mut self, now: Instant, event: Event) {
         match event {
             Event::Request { id, request, .. } => {
-                if self.trunk.matches_request(&request) {
+                if self.trunk().is_some_and(|d| d.matches_request(&request)) {
                     self.handle_in_dialog(now, id, request, Leg::Trunk).await;
                 } else if matches!(&self.agent, Some(AgentLeg::Connected { dialog, .. }) if dialog.matches_request(&request))
                 {
@@ -36,19 +35,27 @@ impl Call {
                     let _ = self
                         .ctx
                         .sip
-                        .respond(id, tu::finish_response(&request, 481, None))
+                        .respond(
+                            id,
+                            build::reply(&request, 481, rand::random(), crate::PRODUCT),
+                        )
                         .await;
                 }
             }
             Event::Ack { request, .. } => {
-                if self.trunk.matches_request(&request) {
-                    self.trunk.handle_ack(now, &request);
+                let trunk = match &mut self.caller_leg {
+                    CallerLeg::Sip {
+                        dialog, remote_sdp, ..
+                    } if dialog.matches_request(&request) => Some((dialog, remote_sdp)),
+                    _ => None,
+                };
+                if let Some((trunk, remote_sdp)) = trunk {
+                    trunk.handle_ack(now, &request);
                     if self.trunk_media.rtp.is_none() && !request.body.is_empty() {
-                        self.trunk_remote_sdp = request.body.to_vec();
+                        *remote_sdp = request.body.to_vec();
                         match self.trunk_media.sdp.handle_answer(&request.body) {
                             Ok(media) => {
-                                let config =
-                                    rtp_config(&self.ctx.flow, self.trunk.peer().addr.ip());
+                                let config = rtp_config(&self.ctx.flow, trunk.peer().addr.ip());
                                 self.trunk_media.rtp = Some(RtpSession::new(now, media, config))
                             }
                             Err(e) => {
@@ -103,7 +110,10 @@ impl Call {
 
     async fn handle_in_dialog(&mut self, now: Instant, id: ServerTxId, request: Request, leg: Leg) {
         let (dialog, media) = match leg {
-            Leg::Trunk => (&mut self.trunk, &mut self.trunk_media),
+            Leg::Trunk => match &mut self.caller_leg {
+                CallerLeg::Sip { dialog, .. } => (dialog, &mut self.trunk_media),
+                CallerLeg::Browser(_) => return,
+            },
             Leg::Agent => match &mut self.agent {
                 Some(AgentLeg::Connected { dialog, media }) => (dialog, media),
                 _ => return,
@@ -163,8 +173,7 @@ impl Call {
                             answer.body
                         }
                         Err(e) => {
-                            let status = StatusCode::new(e.sip_status())
-                                .unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
+                            let status = build::status(e.sip_status());
                             let _ = self
                                 .ctx
                                 .sip
@@ -179,7 +188,11 @@ impl Call {
                     dialog.handle_sent_response(now, &response);
                     // The 2xx is resent through this INVITE's transaction until the ACK comes.
                     match leg {
-                        Leg::Trunk => self.trunk_tx = id,
+                        Leg::Trunk => {
+                            if let CallerLeg::Sip { invite_tx, .. } = &mut self.caller_leg {
+                                *invite_tx = id;
+                            }
+                        }
                         Leg::Agent => self.agent_invite_tx = Some(id),
                     }
                 }
@@ -190,7 +203,7 @@ impl Call {
                 let status = if digit.is_some() || request.body.is_empty() {
                     StatusCode::OK
                 } else {
-                    StatusCode::new(415).unwrap_or(StatusCode::OK)
+                    build::status(415)
                 };
                 let _ = self
                     .ctx
@@ -216,20 +229,14 @@ impl Call {
                 let _ = self
                     .ctx
                     .sip
-                    .respond(
-                        id,
-                        dialog.response(&request, StatusCode::new(403).unwrap_or(StatusCode::OK)),
-                    )
+                    .respond(id, dialog.response(&request, build::status(403)))
                     .await;
             }
             _ => {
                 let _ = self
                     .ctx
                     .sip
-                    .respond(
-                        id,
-                        dialog.response(&request, StatusCode::new(501).unwrap_or(StatusCode::OK)),
-                    )
+                    .respond(id, dialog.response(&request, build::status(501)))
                     .await;
             }
         }

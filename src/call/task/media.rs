@@ -11,6 +11,10 @@
 //!   and so is the one the caller hears while the agent holds them (`hold.rs`), unless the agent's
 //!   phone sends its own music on hold meanwhile: while held, its audio and comfort noise go
 //!   through `AgentHold`, which judges them by payload type and level and says whether to relay.
+//!   A comfort frame goes with the wake-up of the caller's packet when its slot is near
+//!   ([`FrameClock::tick_on_packet`](crate::call::pacing::FrameClock::tick_on_packet)), so a
+//!   call costs one wake-up per 20 ms, not two. The tones are rendered once per process
+//!   ([`ringback`], [`busy_tone`]) and silence is sent without encoding.
 //! - Setting a leg up: binding an RTP port from the pool and the RTP session configuration.
 
 use super::{AgentLeg, Call, MediaLeg};
@@ -20,11 +24,12 @@ use crate::call::direct::DirectMedia;
 use crate::call::hold::{AgentPacket, CN_PAYLOAD_TYPE};
 use crate::rtp_ports::{PortLease, SharedPortPool};
 use dsp::dtmf::DtmfEvent;
-use dsp::tone::SignalSource;
+use dsp::tone::{LoopedPrompt, SignalSource, ToneGenerator};
 use sip::rfc4733::{DigitEvent, EventPayload};
 use sip::rtp::{Received, RtpConfig, RtpEvent, RTP_HEADER_LEN};
 use sip::sdp::CodecKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
@@ -43,7 +48,12 @@ impl Call {
             return;
         };
         let codec = rtp.media().codec.kind();
-        match rtp.handle_packet(now, from, bytes) {
+        let received = rtp.handle_packet(now, from, bytes);
+        let from_peer = matches!(
+            received,
+            Ok(Received::Audio(_) | Received::TelephoneEvent(_) | Received::Unknown { .. })
+        );
+        match received {
             Ok(Received::Audio(info)) => {
                 if let Some((detector, base)) = &mut self.detector {
                     let mut pcm = [0i16; 2 * FRAME * 4];
@@ -90,6 +100,10 @@ impl Call {
             Ok(_) | Err(_) => {}
         }
         self.drain_trunk_rtp_events(now);
+        // Awake anyway: the comfort frame whose slot is near goes now, not on a timer of its own.
+        if from_peer && self.comfort.is_some() && self.comfort_clock.tick_on_packet(now) {
+            self.send_comfort_frame(now);
+        }
     }
 
     pub(super) fn handle_agent_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
@@ -196,7 +210,13 @@ fn send_frame(now: Instant, source: &mut (dyn SignalSource + Send), leg: &mut Me
     source.fill(&mut pcm);
     if let Some(rtp) = leg.rtp.as_mut() {
         let mut payload = [0u8; FRAME];
-        encode(rtp.media().codec.kind(), &pcm, &mut payload);
+        let codec = rtp.media().codec.kind();
+        if pcm.iter().all(|&s| s == 0) {
+            // Silence (most frames of a waiting call): one byte, nothing to encode.
+            payload.fill(silence_byte(codec));
+        } else {
+            encode(codec, &pcm, &mut payload);
+        }
         let mut packet = [0u8; RTP_HEADER_LEN + FRAME];
         if let Some((dest, len)) = rtp.send_audio_into(now, &payload, FRAME as u32, &mut packet) {
             leg.send_rtp(&packet[..len], dest);
@@ -241,6 +261,48 @@ pub(super) async fn bind_media(
         }
     }
     Err(last)
+}
+
+/// The Dutch ringback (425 Hz, 1 s on, 4 s off, −13 dBm0) from the start of its cadence. Its
+/// burst is rendered once per process and shared: a call copies samples instead of computing a
+/// sine per sample.
+pub(super) fn ringback() -> Box<dyn SignalSource + Send> {
+    static BURST: OnceLock<Arc<[i16]>> = OnceLock::new();
+    rendered(&BURST, ToneGenerator::dutch_ringback, 8000, 32_000)
+}
+
+/// The Dutch busy tone (425 Hz, 0.5 s on, 0.5 s off), rendered once like [`ringback`].
+pub(super) fn busy_tone() -> Box<dyn SignalSource + Send> {
+    static BURST: OnceLock<Arc<[i16]>> = OnceLock::new();
+    rendered(&BURST, ToneGenerator::dutch_busy, 4000, 4000)
+}
+
+/// A tone's first `on` samples from `tone`, rendered into `burst` the first time, then looped with
+/// `off` samples of silence: the same samples as `tone` (each burst starts at phase 0).
+fn rendered(
+    burst: &OnceLock<Arc<[i16]>>,
+    tone: fn() -> ToneGenerator,
+    on: usize,
+    off: usize,
+) -> Box<dyn SignalSource + Send> {
+    let samples = burst.get_or_init(|| {
+        let mut samples = vec![0i16; on];
+        tone().fill(&mut samples);
+        samples.into()
+    });
+    match LoopedPrompt::new(samples.clone()) {
+        Ok(prompt) => Box::new(prompt.with_gap(off)),
+        // Never empty (`on` is a constant above zero); the tone itself if it were.
+        Err(_) => Box::new(tone()),
+    }
+}
+
+/// The G.711 code of a zero sample.
+fn silence_byte(codec: CodecKind) -> u8 {
+    match codec {
+        CodecKind::Pcma => 0xD5,
+        CodecKind::Pcmu => 0xFF,
+    }
 }
 
 fn samples(n: u64) -> Duration {
@@ -301,5 +363,36 @@ fn relay_event(now: Instant, event: EventPayload, new_event: bool, to: &mut Medi
     match rtp.send_event_segment_into(now, event, new_event, 0, &mut packet) {
         Some((dest, len)) => to.send_rtp(&packet[..len], dest),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_tones_are_the_generators_samples() {
+        for (mut rendered, mut tone, period) in [
+            (ringback(), ToneGenerator::dutch_ringback(), 40_000),
+            (busy_tone(), ToneGenerator::dutch_busy(), 8000),
+        ] {
+            // Two whole cadences and a bit, in frames, as the call task reads them.
+            let mut a = vec![0i16; 2 * period + 4 * FRAME];
+            let mut b = a.clone();
+            for (x, y) in a.chunks_mut(FRAME).zip(b.chunks_mut(FRAME)) {
+                rendered.fill(x);
+                tone.fill(y);
+            }
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn silence_is_sent_as_the_laws_zero() {
+        let mut a = [0u8; 1];
+        encode(CodecKind::Pcma, &[0], &mut a);
+        assert_eq!(a[0], silence_byte(CodecKind::Pcma));
+        encode(CodecKind::Pcmu, &[0], &mut a);
+        assert_eq!(a[0], silence_byte(CodecKind::Pcmu));
     }
 }

@@ -29,6 +29,7 @@
 //! manager forgets the call's routes, and the link code is released in the store.
 mod agent;
 mod answer;
+mod browser;
 mod connect;
 mod dialog;
 mod media;
@@ -53,7 +54,7 @@ use crate::rtp_ports::{PortLease, SharedPortPool};
 use crate::sip_driver::SipHandle;
 use crate::tenant::{Tenant, Tenants};
 use dsp::dtmf::DtmfDetector;
-use dsp::tone::{LoopedPrompt, SignalSource, ToneGenerator};
+use dsp::tone::{LoopedPrompt, SignalSource};
 use sip::dialog::{Dialog, DialogEvent};
 use sip::endpoint::{ServerTxId, Source};
 use sip::message::{Request, Uri};
@@ -68,6 +69,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long the goodbye signal plays before we hang up.
 const GOODBYE_TIME: Duration = Duration::from_secs(3);
+
+pub use browser::run_browser;
 
 /// What the manager gives every call task.
 pub struct CallTaskContext {
@@ -194,6 +197,23 @@ enum AgentLeg {
     Connected { dialog: Dialog, media: MediaLeg },
 }
 
+/// Who called, and how we reach them besides the RTP of [`Call::trunk_media`].
+// One caller leg per call, never moved after the start: a Box would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum CallerLeg {
+    /// A trunk's SIP call.
+    Sip {
+        dialog: Dialog,
+        /// The trunk's latest INVITE (the first, or a re-INVITE): our 2xx is resent through it.
+        invite_tx: ServerTxId,
+        /// The trunk's SDP (its offer, or its answer in the ACK): which codecs it accepts.
+        remote_sdp: Vec<u8>,
+    },
+    /// A citizen's browser (WebRTC): the gateway turns its media into plain RTP on loopback,
+    /// towards `trunk_media`; hanging up closes it. No re-INVITEs, no REFER, no direct media.
+    Browser(crate::webrtc::gateway::Gateway),
+}
+
 struct Call {
     id: CallId,
     ctx: Arc<CallTaskContext>,
@@ -201,12 +221,14 @@ struct Call {
     caller: Pii<String>,
     since: SystemTime,
     machine: CallMachine,
-    /// The trunk's latest INVITE (the first, or a re-INVITE): our 2xx is resent through it.
-    trunk_tx: ServerTxId,
     /// The agent phone's latest re-INVITE: our 2xx is resent through it.
     agent_invite_tx: Option<ServerTxId>,
-    trunk: Dialog,
+    caller_leg: CallerLeg,
+    /// The caller's media: the trunk's RTP, or the browser gateway's on loopback.
     trunk_media: MediaLeg,
+    /// Where the agent leg's RTP socket is bound (for a browser call not `trunk_media`'s loopback
+    /// address: the agent's phone must reach it).
+    agent_media_ip: std::net::IpAddr,
     detector: Option<(DtmfDetector, Option<Instant>)>,
     comfort: Option<Box<dyn SignalSource + Send>>,
     comfort_clock: FrameClock,
@@ -227,8 +249,6 @@ struct Call {
     /// Unique key of this call in the link-session store (call ids restart with the process; the
     /// key also names the call flow's instance).
     store_key: String,
-    /// The trunk's SDP (its offer, or its answer in the ACK): which codecs it accepts.
-    trunk_remote_sdp: Vec<u8>,
     /// The direct-media switch, once a connected call tries it (`media = "direct"`).
     direct: Option<DirectMedia>,
     /// Our in-dialog requests awaiting their final response.
@@ -243,14 +263,19 @@ pub async fn run(
     invite_tx: ServerTxId,
     invite: Request,
     source: Source,
-    mut inputs: mpsc::Receiver<CallInput>,
+    inputs: mpsc::Receiver<CallInput>,
 ) {
     let now = clock();
-    let Some(mut call) = answer::answer(&ctx, now, id, tenant, invite_tx, &invite, source).await
-    else {
+    let Some(call) = answer::answer(&ctx, now, id, tenant, invite_tx, &invite, source).await else {
         let _ = ctx.ended.send(id);
         return;
     };
+    drive(call, now, inputs).await;
+}
+
+/// The call's loop, from its start (answered, or connected from the browser) to its release.
+async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInput>) {
+    let ctx = call.ctx.clone();
     let (cmd_tx, mut commands) = mpsc::channel(8);
     ctx.registry.insert(call.view(), cmd_tx);
     call.apply_actions(now).await;
@@ -275,6 +300,10 @@ pub async fn run(
                     now = clock();
                     call.handle_sip(now, event).await
                 }
+                Some(CallInput::CallerHangup) => {
+                    now = clock();
+                    call.caller_hung_up(now)
+                }
                 None => break,
             },
             Some(command) = commands.recv() => {
@@ -292,6 +321,10 @@ pub async fn run(
                 if let Some((n, from)) = received {
                     call.handle_agent_rtp(now, from, &agent_buf[..n]);
                 }
+            }
+            event = browser_event(&mut call.caller_leg) => {
+                now = clock();
+                call.handle_browser(now, event);
             }
             result = lookup_result(&mut call.lookup) => {
                 now = clock();
@@ -322,6 +355,19 @@ async fn recv_agent(agent: &Option<AgentLeg>, buf: &mut [u8]) -> Option<(usize, 
         None => return std::future::pending().await,
     };
     socket.recv_from(buf).await.ok()
+}
+
+/// The browser gateway's next event; never, for a SIP call. A gateway that is gone reads as closed.
+async fn browser_event(leg: &mut CallerLeg) -> crate::webrtc::gateway::GatewayEvent {
+    match leg {
+        CallerLeg::Browser(gateway) => match gateway.events.recv().await {
+            Some(event) => event,
+            None => crate::webrtc::gateway::GatewayEvent::Closed {
+                reason: "gateway stopped".into(),
+            },
+        },
+        CallerLeg::Sip { .. } => std::future::pending().await,
+    }
 }
 
 async fn lookup_result(
@@ -357,8 +403,13 @@ impl Call {
             // The registry keeps the warnings it was given ([`Registry::warn`]).
             warnings: Vec::new(),
             agent_leg: self.machine.agent_leg().cloned(),
-            via: super::registry::CallVia::Sip,
+            via: match self.caller_leg {
+                CallerLeg::Sip { .. } => super::registry::CallVia::Sip,
+                CallerLeg::Browser(_) => super::registry::CallVia::Browser,
+            },
             forward_to: None,
+            // The registry keeps the extra requests agents made ([`crate::extra_requests`]).
+            requests: Vec::new(),
         }
     }
 
@@ -377,10 +428,11 @@ impl Call {
         };
         consider(self.machine.poll_timeout());
         consider(self.direct.as_ref().and_then(DirectMedia::poll_timeout));
-        consider(self.trunk.poll_timeout());
+        consider(self.trunk().and_then(Dialog::poll_timeout));
         consider(self.trunk_media.rtp.as_ref().and_then(|r| r.poll_timeout()));
         if self.comfort.is_some() {
-            consider(Some(self.comfort_clock.due()));
+            // The frame rides on the caller's next packet if one comes by then (media.rs).
+            consider(Some(self.comfort_clock.deadline()));
         }
         consider(self.hold.poll_timeout());
         consider(self.teardown.poll_timeout());
@@ -396,7 +448,9 @@ impl Call {
         if let Some(direct) = &mut self.direct {
             direct.handle_timeout(now);
         }
-        self.trunk.handle_timeout(now);
+        if let Some(trunk) = self.trunk_mut() {
+            trunk.handle_timeout(now);
+        }
         if let Some(rtp) = &mut self.trunk_media.rtp {
             rtp.handle_timeout(now);
         }
@@ -459,17 +513,17 @@ impl Call {
                 return (Box::new(p.with_gap(usize::MAX / 4)), lasts);
             }
         }
-        (Box::new(ToneGenerator::dutch_busy()), GOODBYE_TIME)
+        (media::busy_tone(), GOODBYE_TIME)
     }
 }
 
 /// The configured comfort signal, from the start of its loop.
 fn comfort_signal(comfort: &Comfort) -> Box<dyn SignalSource + Send> {
     match comfort {
-        Comfort::Ringback => Box::new(ToneGenerator::dutch_ringback()),
+        Comfort::Ringback => media::ringback(),
         Comfort::Prompt(samples) => match LoopedPrompt::new(samples.clone()) {
             Ok(p) => Box::new(p),
-            Err(_) => Box::new(ToneGenerator::dutch_ringback()),
+            Err(_) => media::ringback(),
         },
     }
 }
@@ -504,11 +558,36 @@ impl Call {
         crate::sync::lock(&self.ctx.routes)
     }
 
-    /// Sends the BYE [`Teardown`] decided on (once per call).
+    /// The trunk's dialog; `None` for a browser call.
+    fn trunk(&self) -> Option<&Dialog> {
+        match &self.caller_leg {
+            CallerLeg::Sip { dialog, .. } => Some(dialog),
+            CallerLeg::Browser(_) => None,
+        }
+    }
+
+    fn trunk_mut(&mut self) -> Option<&mut Dialog> {
+        match &mut self.caller_leg {
+            CallerLeg::Sip { dialog, .. } => Some(dialog),
+            CallerLeg::Browser(_) => None,
+        }
+    }
+
+    /// Hangs up on the caller as [`Teardown`] decided (once per call): BYE to the trunk, or the
+    /// browser's connection closed.
     async fn bye_caller(&mut self) {
-        if let Ok(bye) = self.trunk.bye() {
-            let target = self.ctx.sip.route(&self.trunk).await;
-            let _ = self.ctx.sip.send_request(bye, target).await;
+        match &mut self.caller_leg {
+            CallerLeg::Sip { dialog, .. } => {
+                if let Ok(bye) = dialog.bye() {
+                    let target = self.ctx.sip.route(dialog).await;
+                    let _ = self.ctx.sip.send_request(bye, target).await;
+                }
+            }
+            CallerLeg::Browser(gateway) => {
+                // The page shows the end at once, without waiting for the connection to time out.
+                gateway.send_data(r#"{"type":"ended"}"#.to_owned());
+                gateway.close();
+            }
         }
     }
 
@@ -522,11 +601,17 @@ impl Call {
                 busy = true;
                 self.apply(now, action).await;
             }
-            while let Some(event) = self.trunk.poll_event() {
+            let mut trunk_events = Vec::new();
+            if let CallerLeg::Sip { dialog, .. } = &mut self.caller_leg {
+                trunk_events.extend(std::iter::from_fn(|| dialog.poll_event()));
+            }
+            for event in trunk_events {
                 busy = true;
                 match event {
                     DialogEvent::Retransmit2xx(response) => {
-                        let _ = self.ctx.sip.respond(self.trunk_tx, response).await;
+                        if let CallerLeg::Sip { invite_tx, .. } = &self.caller_leg {
+                            let _ = self.ctx.sip.respond(*invite_tx, response).await;
+                        }
                     }
                     DialogEvent::AckTimeout | DialogEvent::SessionExpired => {
                         tracing::info!(call = %self.id, "trunk dialog lost (no ACK or session expired)");

@@ -150,6 +150,8 @@ pub struct Texts {
     pub transferred: &'static str,
     /// The call came in through the municipality's own exchange (`via: "exchange"`).
     pub via_exchange: &'static str,
+    /// The citizen calls from the web page where they disclosed (WebRTC, `via: "browser"`).
+    pub via_browser: &'static str,
     /// The exchange's forwarding number, `{number}`.
     pub forward_to: &'static str,
     pub anonymous: &'static str,
@@ -160,6 +162,45 @@ pub struct Texts {
     pub error_call_ended: &'static str,
     pub error_not_waiting: &'static str,
     pub error_other: &'static str,
+    /// The card's **Vraag gegevens** menu and the extra requests' outcomes
+    /// ([`crate::extra_requests`]).
+    pub requests: RequestTexts,
+}
+
+/// Words of the agent's extra requests during a call. The script looks states and reasons up as
+/// `state_<state>` and `reason_<reason>`, refusals of `POST …/requests` as `error_<error>`.
+#[derive(Debug, Serialize)]
+pub struct RequestTexts {
+    /// The menu's button.
+    pub menu: &'static str,
+    /// Above the list of requests on a card.
+    pub heading: &'static str,
+    /// Marks the attributes a request added during the call.
+    pub added: &'static str,
+    /// `{message}`: what the caller signed.
+    pub signed: &'static str,
+    pub state_sent: &'static str,
+    pub state_shown: &'static str,
+    pub state_unreachable: &'static str,
+    pub state_done: &'static str,
+    pub state_cancelled: &'static str,
+    pub state_expired: &'static str,
+    pub state_refused: &'static str,
+    pub reason_page_closed: &'static str,
+    pub reason_no_page: &'static str,
+    pub reason_declined: &'static str,
+    pub reason_replaced: &'static str,
+    pub reason_call_ended: &'static str,
+    pub reason_invalid_proof: &'static str,
+    pub reason_credential_expired: &'static str,
+    pub reason_missing_attributes: &'static str,
+    pub reason_unmatched_request: &'static str,
+    pub reason_not_allowed: &'static str,
+    pub reason_irma_error: &'static str,
+    pub error_call_not_verified: &'static str,
+    pub error_unknown_request: &'static str,
+    pub error_irma_unavailable: &'static str,
+    pub error_request_limit: &'static str,
 }
 
 static NL: Texts = Texts {
@@ -227,6 +268,7 @@ static NL: Texts = Texts {
     on_hold: "In de wacht",
     transferred: "Doorverbonden",
     via_exchange: "Via de eigen telefooncentrale",
+    via_browser: "Belt via de browser",
     forward_to: "Doorschakelnummer {number}",
     anonymous: "Anoniem nummer",
     ended_call: "Oproep {id}",
@@ -237,6 +279,34 @@ static NL: Texts = Texts {
     error_call_ended: "Deze oproep is al beëindigd.",
     error_not_waiting: "De code van deze beller wordt nog gelezen. Probeer het zo opnieuw.",
     error_other: "Dat lukte niet. Probeer het opnieuw.",
+    requests: RequestTexts {
+        menu: "Vraag gegevens",
+        heading: "Gevraagd tijdens het gesprek",
+        added: "toegevoegd tijdens het gesprek",
+        signed: "Ondertekend: “{message}”",
+        state_sent: "verstuurd naar de pagina van de beller",
+        state_shown: "staat op het scherm van de beller",
+        state_unreachable: "komt niet aan",
+        state_done: "ontvangen",
+        state_cancelled: "gestopt",
+        state_expired: "niet op tijd beantwoord",
+        state_refused: "niet geaccepteerd",
+        reason_page_closed: "De pagina van de beller is gesloten.",
+        reason_no_page: "Deze beller heeft geen pagina open waarop het verzoek kan verschijnen.",
+        reason_declined: "De beller heeft het geweigerd.",
+        reason_replaced: "Vervangen door een nieuw verzoek.",
+        reason_call_ended: "Het gesprek was al afgelopen.",
+        reason_invalid_proof: "Het bewijs klopt niet.",
+        reason_credential_expired: "Een gedeeld gegeven is verlopen.",
+        reason_missing_attributes: "Niet alles wat gevraagd is, is gedeeld.",
+        reason_unmatched_request: "Het antwoord hoort niet bij dit verzoek.",
+        reason_not_allowed: "Er zat een gegeven bij dat de gemeente niet accepteert.",
+        reason_irma_error: "De Yivi-server gaf geen bruikbaar antwoord.",
+        error_call_not_verified: "Deze beller is niet geverifieerd: er is geen pagina om iets te vragen.",
+        error_unknown_request: "Dit verzoek bestaat niet (meer).",
+        error_irma_unavailable: "De Yivi-server is nu niet bereikbaar. Probeer het zo opnieuw.",
+        error_request_limit: "Tijdens dit gesprek is al zo vaak iets gevraagd als mag.",
+    },
 };
 
 static EN: Texts = Texts {
@@ -305,6 +375,7 @@ static EN: Texts = Texts {
     on_hold: "On hold",
     transferred: "Transferred",
     via_exchange: "Through the municipality's own exchange",
+    via_browser: "Calling from the browser",
     forward_to: "Forwarding number {number}",
     anonymous: "Anonymous number",
     ended_call: "Call {id}",
@@ -315,6 +386,34 @@ static EN: Texts = Texts {
     error_call_ended: "This call has already ended.",
     error_not_waiting: "The caller's code is still being read. Try again in a moment.",
     error_other: "That did not work. Try again.",
+    requests: RequestTexts {
+        menu: "Request details",
+        heading: "Asked during the call",
+        added: "added during the call",
+        signed: "Signed: “{message}”",
+        state_sent: "sent to the caller's page",
+        state_shown: "on the caller's screen",
+        state_unreachable: "cannot reach the caller",
+        state_done: "received",
+        state_cancelled: "stopped",
+        state_expired: "not answered in time",
+        state_refused: "not accepted",
+        reason_page_closed: "The caller's page is closed.",
+        reason_no_page: "This caller has no page open where the request could appear.",
+        reason_declined: "The caller declined.",
+        reason_replaced: "Replaced by a newer request.",
+        reason_call_ended: "The call had ended.",
+        reason_invalid_proof: "The proof is not valid.",
+        reason_credential_expired: "A shared credential has expired.",
+        reason_missing_attributes: "Not everything asked for was shared.",
+        reason_unmatched_request: "The answer does not belong to this request.",
+        reason_not_allowed: "It held an attribute the municipality does not accept.",
+        reason_irma_error: "The Yivi server gave no usable answer.",
+        error_call_not_verified: "This caller is not verified: there is no page to ask.",
+        error_unknown_request: "This request does not exist (any more).",
+        error_irma_unavailable: "The Yivi server cannot be reached now. Try again shortly.",
+        error_request_limit: "This call has had as many requests as a call may have.",
+    },
 };
 
 #[cfg(test)]
@@ -440,5 +539,56 @@ mod tests {
             ],
             ["waiting", "ringing", "connected", "ended"]
         );
+    }
+
+    /// Every state and reason of an extra request, and every refusal of asking for one, has words
+    /// in both languages under the name the script looks up.
+    #[test]
+    fn every_extra_request_state_and_reason_has_words() {
+        use crate::extra_requests::{RequestReason as R, RequestState as S};
+        let states = [
+            S::Sent,
+            S::Shown,
+            S::Unreachable,
+            S::Done,
+            S::Cancelled,
+            S::Expired,
+            S::Refused,
+        ];
+        let reasons = [
+            R::PageClosed,
+            R::NoPage,
+            R::Declined,
+            R::Replaced,
+            R::CallEnded,
+            R::InvalidProof,
+            R::CredentialExpired,
+            R::MissingAttributes,
+            R::UnmatchedRequest,
+            R::NotAllowed,
+            R::IrmaError,
+        ];
+        for lang in [Lang::Nl, Lang::En] {
+            let json = serde_json::to_value(&lang.texts().requests).unwrap();
+            let names = states
+                .iter()
+                .map(|s| format!("state_{}", s.as_str()))
+                .chain(reasons.iter().map(|r| format!("reason_{}", r.as_str())))
+                .chain(
+                    [
+                        "error_call_not_verified",
+                        "error_unknown_request",
+                        "error_irma_unavailable",
+                        "error_request_limit",
+                    ]
+                    .map(String::from),
+                );
+            for name in names {
+                let words = json[&name].as_str().unwrap_or("");
+                assert!(!words.is_empty(), "{lang:?} lacks {name}");
+            }
+        }
+        assert_eq!(Lang::Nl.texts().requests.menu, "Vraag gegevens");
+        assert_eq!(Lang::En.texts().requests.menu, "Request details");
     }
 }

@@ -14,6 +14,23 @@ pub struct PageAgent<'a> {
     pub csrf: &'a str,
     /// A supervisor also sees why other agents' phones did not take a call (`data-supervisor`).
     pub supervisor: bool,
+    /// The tenant's extra requests, the card's **Vraag gegevens** menu (`data-requests`).
+    pub extra_requests: &'a [crate::tenant::ExtraRequest],
+}
+
+/// The menu's items as the script reads them: `[{"id","label"}]`, labels in `lang`.
+fn requests_json(lang: Lang, requests: &[crate::tenant::ExtraRequest]) -> String {
+    let items: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            let label = match lang {
+                Lang::Nl => &r.label_nl,
+                Lang::En => &r.label_en,
+            };
+            serde_json::json!({ "id": r.id, "label": label })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
 }
 
 fn head(lang: Lang, csrf: Option<&str>) -> Markup {
@@ -94,7 +111,8 @@ pub fn calls(lang: Lang, agent: &PageAgent<'_>) -> Markup {
         html lang=(lang.code()) {
             (head(lang, Some(agent.csrf)))
             body data-page="calls" data-agent=(agent.username) data-supervisor[agent.supervisor]
-                data-texts=(texts_json(lang)) {
+                data-texts=(texts_json(lang))
+                data-requests=(requests_json(lang, agent.extra_requests)) {
                 header .top {
                     span .brand { "Veilig bellen" }
                     span .who { (who) }
@@ -145,6 +163,7 @@ mod tests {
                 tenant_name: "Gemeente Demodam",
                 csrf: "tok-123",
                 supervisor: false,
+                extra_requests: &[],
             },
         )
         .into_string();
@@ -160,10 +179,42 @@ mod tests {
                 tenant_name: "Gemeente Demodam",
                 csrf: "tok-123",
                 supervisor: true,
+                extra_requests: &[],
             },
         )
         .into_string();
         assert!(supervisor.contains(r#"data-agent="agent" data-supervisor data-texts"#));
+        assert!(html.contains(r#"data-requests="[]""#));
         assert!(html.contains("&quot;answer&quot;:&quot;Opnemen&quot;"));
+    }
+
+    #[test]
+    fn the_menu_lists_the_tenants_extra_requests_in_the_pages_language() {
+        let requests = [crate::tenant::ExtraRequest {
+            id: "adres".into(),
+            label_nl: "Adres <nu>".into(),
+            label_en: "Address".into(),
+            disclose: vec![vec![vec!["a.b.c.d".into()]]],
+            sign: None,
+        }];
+        let page = |lang| {
+            calls(
+                lang,
+                &PageAgent {
+                    username: "agent",
+                    name: "Jan",
+                    tenant_name: "Gemeente Demodam",
+                    csrf: "tok",
+                    supervisor: false,
+                    extra_requests: &requests,
+                },
+            )
+            .into_string()
+        };
+        assert!(page(Lang::Nl).contains(
+            r#"data-requests="[{&quot;id&quot;:&quot;adres&quot;,&quot;label&quot;:&quot;Adres &lt;nu&gt;&quot;}]""#
+        ));
+        assert!(page(Lang::En).contains("&quot;label&quot;:&quot;Address&quot;"));
+        assert!(page(Lang::Nl).contains("&quot;menu&quot;:&quot;Vraag gegevens&quot;"));
     }
 }

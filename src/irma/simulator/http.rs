@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use tower_http::cors::{Any, CorsLayer};
 
 use super::{page, valid_attribute_id, Disclosure, Key, SimError, Simulator, SIMULATOR_HEADER};
-use crate::irma::{ProofStatus, RemoteError, SessionStatus, DISCLOSURE_CONTEXT};
+use crate::irma::{ProofStatus, RemoteError, SessionStatus, DISCLOSURE_CONTEXT, SIGNATURE_CONTEXT};
 use crate::tenant::Condiscon;
 
 /// Largest request body the simulator reads.
@@ -203,15 +203,23 @@ async fn demo_page(
 /// `text/plain` JWT, which the simulator does not verify) is 400 INVALID_REQUEST.
 async fn start_session(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Reply {
     let request = authenticate(&sim, &headers, &body)?;
-    let (disclose, client_return_url, augment) = parse_session_request(&request)?;
-    let new = sim.start(disclose, client_return_url, augment)?;
+    let parsed = parse_session_request(&request)?;
+    let irmaqr = if parsed.message.is_some() {
+        "signing"
+    } else {
+        "disclosing"
+    };
+    let new = match parsed.message {
+        Some(message) => sim.start_signature(parsed.disclose, message)?,
+        None => sim.start(parsed.disclose, parsed.client_return_url, parsed.augment)?,
+    };
     let u = format!(
         "{}/irma/session/{}",
         sim.config().public_url,
         new.client_token
     );
     Ok(Json(json!({
-        "sessionPtr": {"u": u, "irmaqr": "disclosing"},
+        "sessionPtr": {"u": u, "irmaqr": irmaqr},
         "token": new.requestor_token,
         "frontendRequest": {
             "authorization": new.frontend_auth,
@@ -291,7 +299,8 @@ fn authenticate(
         iss: String,
         sub: String,
         iat: u64,
-        sprequest: serde_json::Value,
+        sprequest: Option<serde_json::Value>,
+        absrequest: Option<serde_json::Value>,
     }
     let jwt = std::str::from_utf8(body)
         .map_err(|_| unauthenticated())?
@@ -299,20 +308,17 @@ fn authenticate(
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
-    let claims = jsonwebtoken::decode::<Claims>(
-        jwt,
-        &jsonwebtoken::DecodingKey::from_secret(key),
-        &validation,
-    )
-    .map_err(|e| {
-        IrmaErr::new(
-            400,
-            "INVALID_REQUEST",
-            "Invalid HTTP request",
-            e.to_string(),
-        )
-    })?
-    .claims;
+    let key = jsonwebtoken::DecodingKey::from_secret(key).map_err(|_| unauthenticated())?;
+    let claims = jsonwebtoken::decode::<Claims>(jwt, &key, &validation)
+        .map_err(|e| {
+            IrmaErr::new(
+                400,
+                "INVALID_REQUEST",
+                "Invalid HTTP request",
+                e.to_string(),
+            )
+        })?
+        .claims;
     if &claims.iss != issuer {
         return Err(IrmaErr::new(
             400,
@@ -328,32 +334,52 @@ fn authenticate(
     if now.saturating_sub(claims.iat) > MAX_REQUEST_AGE {
         return Err(unauthorized("jwt too old"));
     }
-    if claims.sub != "verification_request" {
-        return Err(IrmaErr::new(
+    // irmago: a disclosure request under `sprequest`, a signature request under `absrequest`.
+    let request = match claims.sub.as_str() {
+        "verification_request" => claims.sprequest,
+        "signature_request" => claims.absrequest,
+        _ => None,
+    };
+    request.ok_or_else(|| {
+        IrmaErr::new(
             400,
             "INVALID_REQUEST",
             "Invalid HTTP request",
-            "the simulator only does disclosure sessions",
-        ));
-    }
-    Ok(claims.sprequest)
+            "the simulator only does disclosure and signature sessions",
+        )
+    })
 }
 
-/// Parses a disclosure request, bare or wrapped as `{"request": {...}}` (irmago
-/// `ServiceProviderRequest`). Attribute requests may be strings or `{"type": ...}` objects.
-fn parse_session_request(
-    value: &serde_json::Value,
-) -> Result<(Condiscon, Option<String>, bool), SimError> {
+/// A session request as the simulator reads it.
+struct ParsedRequest {
+    disclose: Condiscon,
+    /// A signature request's message.
+    message: Option<String>,
+    client_return_url: Option<String>,
+    augment: bool,
+}
+
+/// Parses a disclosure or signature request, bare or wrapped as `{"request": {...}}` (irmago
+/// `ServiceProviderRequest`, `SignatureRequestorRequest`). Attribute requests may be strings or
+/// `{"type": ...}` objects.
+fn parse_session_request(value: &serde_json::Value) -> Result<ParsedRequest, SimError> {
     let bad = |m: &str| SimError::InvalidRequest(m.to_owned());
     let request = match value.get("request") {
         Some(inner) if value.get("@context").is_none() => inner,
         _ => value,
     };
-    if request.get("@context").and_then(|c| c.as_str()) != Some(DISCLOSURE_CONTEXT) {
-        return Err(bad(
-            "the simulator only does disclosure sessions (@context .../disclosure/v2)",
-        ));
-    }
+    let message = match request.get("@context").and_then(|c| c.as_str()) {
+        Some(DISCLOSURE_CONTEXT) => None,
+        Some(SIGNATURE_CONTEXT) => match request.get("message") {
+            Some(serde_json::Value::String(m)) if !m.is_empty() => Some(m.clone()),
+            _ => return Err(bad("a signature request needs a message")),
+        },
+        _ => {
+            return Err(bad(
+                "the simulator only does disclosure and signature sessions (@context .../disclosure/v2 or .../signature/v2)",
+            ))
+        }
+    };
     let outer = request
         .get("disclose")
         .and_then(|d| d.as_array())
@@ -397,7 +423,12 @@ fn parse_session_request(
         .get("augmentReturnUrl")
         .and_then(|a| a.as_bool())
         .unwrap_or(false);
-    Ok((disclose, client_return_url, augment))
+    Ok(ParsedRequest {
+        disclose,
+        message,
+        client_return_url,
+        augment,
+    })
 }
 
 async fn requestor_status(State(sim): State<Simulator>, Path(token): Path<String>) -> Reply {

@@ -108,6 +108,8 @@ pub struct PendingSession {
     pub status: SessionStatus,
     /// The requested condiscon.
     pub disclose: Condiscon,
+    /// A signature session's message to sign; `None` for a disclosure.
+    pub message: Option<String>,
     pub age: Duration,
 }
 
@@ -187,6 +189,8 @@ struct Session {
     client_token: String,
     frontend_auth: String,
     disclose: Condiscon,
+    /// A signature session's message; `None` for a disclosure.
+    message: Option<String>,
     client_return_url: Option<String>,
     augment_return_url: bool,
     created: Instant,
@@ -271,6 +275,7 @@ impl Simulator {
                 client_token: s.client_token.clone(),
                 status: s.status(),
                 disclose: s.disclose.clone(),
+                message: s.message.clone(),
                 age: now.saturating_duration_since(s.created),
             })
             .collect();
@@ -312,6 +317,25 @@ impl Simulator {
         client_return_url: Option<String>,
         augment_return_url: bool,
     ) -> Result<NewSession, SimError> {
+        self.open(disclose, None, client_return_url, augment_return_url)
+    }
+
+    /// Makes a signature session: the "app" signs `message` with the attributes of `disclose`.
+    pub(crate) fn start_signature(
+        &self,
+        disclose: Condiscon,
+        message: String,
+    ) -> Result<NewSession, SimError> {
+        self.open(disclose, Some(message), None, false)
+    }
+
+    fn open(
+        &self,
+        disclose: Condiscon,
+        message: Option<String>,
+        client_return_url: Option<String>,
+        augment_return_url: bool,
+    ) -> Result<NewSession, SimError> {
         let now = self.now();
         let mut state = self.state();
         if state.sessions.len() >= MAX_SESSIONS {
@@ -321,13 +345,19 @@ impl Simulator {
         let requestor_token = Alphanumeric.sample_string(&mut rng, 20);
         let client_token = Alphanumeric.sample_string(&mut rng, 20);
         let frontend_auth = Alphanumeric.sample_string(&mut rng, 20);
+        let session_type = if message.is_some() {
+            "signing"
+        } else {
+            "disclosing"
+        };
         let result = SessionResult {
             token: RequestorToken::new(requestor_token.clone()),
             status: SessionStatus::Initialized,
-            session_type: "disclosing".to_owned(),
+            session_type: session_type.to_owned(),
             proof_status: None,
             disclosed: Vec::new(),
             error: None,
+            signature: Pii::new(None),
         };
         let (status_tx, _) = broadcast::channel(STATUS_CHANNEL);
         state
@@ -340,6 +370,7 @@ impl Simulator {
                 client_token: client_token.clone(),
                 frontend_auth: frontend_auth.clone(),
                 disclose,
+                message,
                 client_return_url,
                 augment_return_url,
                 created: now,
@@ -491,6 +522,9 @@ impl Simulator {
             }
             let (disclosed, computed) = match_request(&s.disclose, &disclosure.attributes);
             let proof_status = disclosure.force_proof_status.unwrap_or(computed);
+            if let Some(message) = &s.message {
+                s.result.signature = Pii::new(Some(signed_message(message, &disclosed)));
+            }
             s.result.disclosed = disclosed;
             s.result.proof_status = Some(proof_status);
             s.set_status(SessionStatus::Done, now);
@@ -578,6 +612,22 @@ pub(crate) fn valid_attribute_id(id: &str) -> bool {
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
+}
+
+/// A stand-in for irmago's `SignedMessage`: its shape (`@context`, `signature`, `indices`, `nonce`,
+/// `context`, `message`, `timestamp`), no cryptography. The "proofs" list the attribute ids signed
+/// with, so a reader sees what it covers.
+fn signed_message(message: &str, disclosed: &[Vec<DisclosedAttribute>]) -> serde_json::Value {
+    let ids: Vec<&str> = disclosed.iter().flatten().map(|a| a.id.as_str()).collect();
+    serde_json::json!({
+        "@context": super::SIGNED_MESSAGE_CONTEXT,
+        "signature": [{"simulated": true, "attributes": ids}],
+        "indices": [],
+        "nonce": "0",
+        "context": "0",
+        "message": message,
+        "timestamp": null,
+    })
 }
 
 /// Matches what the app discloses against the request as irmago reports it: one inner list per
@@ -804,5 +854,25 @@ mod tests {
             url,
             format!("tel:+31850000000,12345678?token={}", new.requestor_token)
         );
+    }
+
+    #[test]
+    fn a_signature_session_signs_the_message_with_the_attributes() {
+        let s = sim();
+        let new = s
+            .start_signature(request(), "Ik ga akkoord.".to_owned())
+            .unwrap();
+        assert_eq!(s.pending()[0].message.as_deref(), Some("Ik ga akkoord."));
+        let out = s
+            .disclose(&new.client_token, Disclosure::default())
+            .unwrap();
+        assert_eq!(out.proof_status, Some(ProofStatus::Valid));
+        assert_eq!(out.client_return_url, None);
+        let result = s.result(Key::Requestor(&new.requestor_token)).unwrap();
+        assert_eq!(result.session_type, "signing");
+        let signature = result.signature.expose().clone().unwrap();
+        assert_eq!(signature["message"], "Ik ga akkoord.");
+        assert_eq!(signature["@context"], crate::irma::SIGNED_MESSAGE_CONTEXT);
+        assert_eq!(result.disclosed.len(), 2);
     }
 }

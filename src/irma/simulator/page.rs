@@ -24,6 +24,8 @@ struct Words {
     session: &'static str,
     seconds_old: &'static str,
     requested: &'static str,
+    /// Before a signature session's message.
+    to_sign: &'static str,
     any_option: &'static str,
     scan: &'static str,
     decline: &'static str,
@@ -51,10 +53,11 @@ const NL: Words = Words {
     session: "Sessie",
     seconds_old: "s oud",
     requested: "Gevraagd",
+    to_sign: "Te ondertekenen",
     any_option: "Eén van deze mogelijkheden; de velden van één mogelijkheid zijn genoeg.",
     scan: "Scan en deel",
     decline: "Weigeren",
-    script: r#"{"shared":"Gedeeld. De Yivi-app belt nu {number} en toetst de code in.","shared_no_call":"Gedeeld. De Yivi-app zou nu {number} bellen en de code intoetsen.","declined":"Geweigerd: er is niets gedeeld.","call":"Bel nu","tones":"Code als tonen in het geluid (in plaats van RFC 4733)","hang_up":"Ophangen","portal":"Kijk nu in het portaal van de medewerker: de oproep staat er als geverifieerd. Klik daar op Opnemen.","portal_link":"Naar het portaal","dialling":"Bellen…","ringing":"Gaat over…","answered":"Opgenomen door de gemeente.","code_sent":"Code ingetoetst ({digits} cijfers, {method}).","audio_heard":"U hoort de gemeente: u wacht op een medewerker.","ended_caller":"Opgehangen.","ended_server":"De gemeente heeft opgehangen.","failed":"Bellen is niet gelukt: {why}","error":"Er ging iets mis: {why}"}"#,
+    script: r#"{"shared":"Gedeeld. De Yivi-app belt nu {number} en toetst de code in.","shared_plain":"Gedeeld met de gemeente.","shared_no_call":"Gedeeld. De Yivi-app zou nu {number} bellen en de code intoetsen.","declined":"Geweigerd: er is niets gedeeld.","call":"Bel nu","tones":"Code als tonen in het geluid (in plaats van RFC 4733)","hang_up":"Ophangen","portal":"Kijk nu in het portaal van de medewerker: de oproep staat er als geverifieerd. Klik daar op Opnemen.","portal_link":"Naar het portaal","dialling":"Bellen…","ringing":"Gaat over…","answered":"Opgenomen door de gemeente.","code_sent":"Code ingetoetst ({digits} cijfers, {method}).","audio_heard":"U hoort de gemeente: u wacht op een medewerker.","ended_caller":"Opgehangen.","ended_server":"De gemeente heeft opgehangen.","failed":"Bellen is niet gelukt: {why}","error":"Er ging iets mis: {why}"}"#,
 };
 
 const EN: Words = Words {
@@ -77,10 +80,11 @@ const EN: Words = Words {
     session: "Session",
     seconds_old: "s old",
     requested: "Requested",
+    to_sign: "To sign",
     any_option: "Any one of these options; the fields of one option suffice.",
     scan: "Scan and disclose",
     decline: "Decline",
-    script: r#"{"shared":"Disclosed. The Yivi app now calls {number} and keys in the code.","shared_no_call":"Disclosed. The Yivi app would now call {number} and key in the code.","declined":"Declined: nothing was disclosed.","call":"Call now","tones":"Code as tones in the audio (instead of RFC 4733)","hang_up":"Hang up","portal":"Now look in the agents' portal: the call is listed as verified. Click Answer there.","portal_link":"To the portal","dialling":"Dialling…","ringing":"Ringing…","answered":"Answered by the municipality.","code_sent":"Code keyed in ({digits} digits, {method}).","audio_heard":"You hear the municipality: you are waiting for an agent.","ended_caller":"Hung up.","ended_server":"The municipality hung up.","failed":"The call did not go through: {why}","error":"Something went wrong: {why}"}"#,
+    script: r#"{"shared":"Disclosed. The Yivi app now calls {number} and keys in the code.","shared_plain":"Shared with the municipality.","shared_no_call":"Disclosed. The Yivi app would now call {number} and key in the code.","declined":"Declined: nothing was disclosed.","call":"Call now","tones":"Code as tones in the audio (instead of RFC 4733)","hang_up":"Hang up","portal":"Now look in the agents' portal: the call is listed as verified. Click Answer there.","portal_link":"To the portal","dialling":"Dialling…","ringing":"Ringing…","answered":"Answered by the municipality.","code_sent":"Code keyed in ({digits} digits, {method}).","audio_heard":"You hear the municipality: you are waiting for an agent.","ended_caller":"Hung up.","ended_server":"The municipality hung up.","failed":"The call did not go through: {why}","error":"Something went wrong: {why}"}"#,
 };
 
 /// The page for the current state, in `lang`.
@@ -107,6 +111,14 @@ pub(super) fn render(sim: &Simulator, lang: Lang) -> String {
             age = p.age.as_secs(),
             old = words.seconds_old,
         );
+        if let Some(message) = &p.message {
+            let _ = write!(
+                sessions,
+                "<p class=\"to-sign\"><b>{}</b>: “{}”</p>",
+                words.to_sign,
+                escape(message)
+            );
+        }
         for (i, discon) in p.disclose.iter().enumerate() {
             let _ = write!(
                 sessions,
@@ -181,7 +193,8 @@ for (const form of document.querySelectorAll('form.session')) {{
     for (const b of form.querySelectorAll('button')) b.disabled = true;
     if (answer.status === 'DONE') {{
       out.dataset.status = answer.status + ' / ' + answer.proofStatus;
-      say(fill(CAN_CALL ? TEXT.shared : TEXT.shared_no_call, {{ number: answer.number || '' }})).className = 'shared';
+      const shared = !answer.number ? TEXT.shared_plain : CAN_CALL ? TEXT.shared : TEXT.shared_no_call;
+      say(fill(shared, {{ number: answer.number || '' }})).className = 'shared';
       if (CAN_CALL && answer.number) offerCall(form, session, out, say);
     }} else if (answer.status === 'CANCELLED') {{
       out.dataset.status = answer.status;

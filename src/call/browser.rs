@@ -1,0 +1,134 @@
+//! Starting calls from citizens' browsers (WebRTC) and hanging them up: the HTTP side's handle on
+//! the call flow ([`crate::http::whip`]).
+//!
+//! A browser call is admitted like a trunk's INVITE — the same capacity limit, the same call ids,
+//! the same routing table, so draining and the health probe count it — and then runs the same call
+//! task with a browser caller leg ([`super::task::run_browser`]). The session's frontend token
+//! binds the call to the disclosure: it is spent here, once, exactly as a phone call spends a link
+//! code, so neither a second browser call nor a phone call with the session's code gets the
+//! attributes again.
+
+use super::config::{store_key, CallInput, Routes};
+use super::task::{self, CallTaskContext};
+use super::CallId;
+use crate::links::Unverified;
+use crate::store::FrontendToken;
+use crate::tenant::Tenant;
+use crate::time::unix_now;
+use crate::webrtc::gateway::{Gateway, GatewayConfig, GatewayError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Capacity of a browser call task's input queue: only hang-ups arrive there.
+const BROWSER_QUEUE: usize = 8;
+
+/// Why a browser call was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserCallError {
+    /// As many calls as `calls.max_calls` are live, or the server is shutting down.
+    #[error("no room for another call")]
+    AtCapacity,
+    /// The session's attributes cannot be had (any more): see the reason.
+    #[error("the session cannot call: {}", .0.as_str())]
+    Session(Unverified),
+    /// The browser's offer was unusable or no media socket could be had.
+    #[error("the browser's media: {0}")]
+    Media(#[from] GatewayError),
+}
+
+/// The call flow's door for browser calls. Cloned into the HTTP state.
+#[derive(Clone)]
+pub struct BrowserCalls {
+    ctx: Arc<CallTaskContext>,
+    routes: Arc<Mutex<Routes>>,
+    gateway: GatewayConfig,
+    /// Each session's call, for its `DELETE`.
+    by_session: Arc<Mutex<HashMap<FrontendToken, CallId>>>,
+}
+
+/// A browser call that started: its id and the SDP answer for the browser.
+#[derive(Debug)]
+pub struct StartedCall {
+    pub call: CallId,
+    pub answer: String,
+}
+
+impl BrowserCalls {
+    pub(super) fn new(
+        ctx: Arc<CallTaskContext>,
+        routes: Arc<Mutex<Routes>>,
+        gateway: GatewayConfig,
+    ) -> BrowserCalls {
+        BrowserCalls {
+            ctx,
+            routes,
+            gateway,
+            by_session: Arc::default(),
+        }
+    }
+
+    /// Starts the call of session `token` (of `tenant`, whose `webrtc` switch the caller checked)
+    /// with the browser's SDP `offer`; the session's attributes are bound to the new call, once.
+    pub async fn start(
+        &self,
+        tenant: &Tenant,
+        token: &FrontendToken,
+        offer: &str,
+    ) -> Result<StartedCall, BrowserCallError> {
+        {
+            let r = crate::sync::lock(&self.routes);
+            if r.calls.len() >= self.ctx.flow.max_calls || r.draining {
+                return Err(BrowserCallError::AtCapacity);
+            }
+        }
+        let id = self.ctx.registry.next_id();
+        let key = store_key(id, &self.ctx.instance);
+        // The offer first: one we cannot answer leaves the session unspent, to try again.
+        let (gateway, answer) = Gateway::start(offer, &self.gateway).await?;
+        let verified = match self
+            .ctx
+            .links
+            .bind_session(&tenant.id, token, &key, unix_now())
+            .await
+        {
+            Ok(verified) => verified,
+            Err(reason) => {
+                gateway.close();
+                return Err(BrowserCallError::Session(reason));
+            }
+        };
+        let (input_tx, input_rx) = mpsc::channel(BROWSER_QUEUE);
+        {
+            let mut r = crate::sync::lock(&self.routes);
+            r.calls.insert(id, input_tx);
+        }
+        {
+            let mut sessions = crate::sync::lock(&self.by_session);
+            let routes = crate::sync::lock(&self.routes);
+            sessions.retain(|_, call| routes.calls.contains_key(call));
+            sessions.insert(token.clone(), id);
+        }
+        tokio::spawn(task::run_browser(
+            self.ctx.clone(),
+            id,
+            tenant.clone(),
+            verified,
+            gateway,
+            input_rx,
+        ));
+        Ok(StartedCall { call: id, answer })
+    }
+
+    /// The browser hung up its call (`DELETE`). Whether session `token` had a live call.
+    pub fn hang_up(&self, token: &FrontendToken) -> bool {
+        let Some(id) = crate::sync::lock(&self.by_session).remove(token) else {
+            return false;
+        };
+        let call = crate::sync::lock(&self.routes).calls.get(&id).cloned();
+        match call {
+            Some(call) => call.try_send(CallInput::CallerHangup).is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+// A citizen calls from the browser (WebRTC), in a real browser (Debian's Chromium driven by
+// playwright-core) with a fake microphone playing a tone, against `veilig-bellen demo`.
+//
+//   node tests/browser/browser_call.test.mjs http://127.0.0.1:PORT API_TOKEN TONE.wav HANGUP
+//
+// The demo page's button → the simulator discloses as the Yivi app → the page offers "Bel via de
+// browser" → the call connects and is listed verified, via the browser, in the agents' API → the
+// test registers the agent's phone (baresip, playing 440 Hz) and writes `<TONE.wav>.agent` → the
+// agent `agent` answers → the page hears
+// 440 Hz (a WebAudio analyser on the remote stream) → HANGUP `page`: the citizen clicks
+// "Ophangen"; `agent`: the page writes `<TONE.wav>.ready`, the test hangs up at the phone and
+// writes `<TONE.wav>.hangup`, and the page says the call ended. Prints "ok" when all of it held.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, apiToken, tone, hangup] = process.argv.slice(2);
+if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base) || !apiToken || !tone) {
+  console.error('usage: node browser_call.test.mjs http://127.0.0.1:PORT API_TOKEN TONE.wav page|agent');
+  process.exit(2);
+}
+const STEP = 20_000;
+const log = [];
+
+async function api(path, init = {}) {
+  const response = await fetch(`${base}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json', ...(init.headers || {}) },
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+async function until(what, check, limit = STEP) {
+  const deadline = Date.now() + limit;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// The strongest of a few frequencies in what the page hears: a WebAudio analyser on the audio
+// element's stream.
+async function heard(page) {
+  return page.evaluate(async () => {
+    const audio = document.querySelector('audio[data-veilig-bellen-audio]');
+    if (!audio || !audio.srcObject) return null;
+    const ctx = new AudioContext();
+    const source = ctx.createMediaStreamSource(audio.srcObject);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    source.connect(analyser);
+    await new Promise((r) => setTimeout(r, 700));
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(bins);
+    const hz = ctx.sampleRate / analyser.fftSize;
+    const level = (f) => Math.max(...[-1, 0, 1].map((d) => bins[Math.round(f / hz) + d]));
+    const out = {};
+    for (const f of [425, 440, 1000, 2000]) out[f] = level(f);
+    await ctx.close();
+    return out;
+  });
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'vb-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-component-update',
+    '--disable-sync',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${tone}`,
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+  viewport: { width: 1024, height: 768 },
+});
+let ok = false;
+try {
+  const page = await context.newPage();
+  page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`pageerror: ${e}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) log.push(`http ${r.status()}: ${r.request().method()} ${r.url()}`);
+  });
+  await page.goto(`${base}/button-demo?lang=nl`);
+  const started = page.waitForResponse(
+    (r) => r.url().endsWith('/api/v1/sessions') && r.request().method() === 'POST',
+    { timeout: STEP },
+  );
+  await page.click('button[data-veilig-bellen]');
+  const session = await (await started).json();
+
+  // The Yivi app discloses (the simulator's endpoint).
+  const clientToken = new URL(session.sessionPtr.u).pathname.split('/').pop();
+  const disclosed = await fetch(`${base}/irma-sim/session/${clientToken}/disclose`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ attributes: {} }),
+  });
+  assert.equal(disclosed.status, 200, 'the simulator refused the disclosure');
+
+  // The page offers the browser call; the citizen takes it.
+  const call = page.locator('[data-veilig-bellen-call] button[data-action="call"]');
+  await call.waitFor({ timeout: STEP });
+  assert.equal(await call.textContent(), 'Bel via de browser');
+  await call.click();
+  const bar = page.locator('[data-veilig-bellen-call]');
+  await page.locator('[data-veilig-bellen-call][data-state="connected"]').waitFor({ timeout: STEP });
+
+  // The call is listed at once: verified, via the browser, waiting for an agent.
+  const listed = await until('the browser call in the API', async () => {
+    const { body } = await api('/api/v1/calls');
+    return (body.calls || body).find((c) => c.via === 'browser' && c.state === 'waiting');
+  });
+  assert.equal(listed.verified, true, JSON.stringify(listed));
+  assert.ok(listed.attributes && listed.attributes.length > 0, 'no attributes on the call');
+
+  // The page hears the waiting signal (Dutch ringback, 425 Hz) while it waits.
+  const waiting = await until('the waiting signal in the page', async () => {
+    const levels = await heard(page);
+    return levels && levels[425] > -60 && levels[425] > levels[2000] + 20 ? levels : null;
+  });
+  log.push(`waiting: ${JSON.stringify(waiting)}`);
+
+  // The agent's phone registers now (the test starts it once the call waits), then the agent
+  // answers; the phone (baresip, 440 Hz) is connected.
+  await until('the agent\'s phone', async () => existsSync(`${tone}.agent`), 60_000);
+  const answered = await api(`/api/v1/calls/${listed.id}/answer`, {
+    method: 'POST',
+    body: JSON.stringify({ agent: 'agent' }),
+  });
+  assert.ok(answered.status === 200 || answered.status === 202, `answer: ${answered.status} ${JSON.stringify(answered.body)}`);
+  await until('the call connected to the agent', async () => {
+    const { body } = await api('/api/v1/calls');
+    return (body.calls || body).find((c) => c.id === listed.id && c.state === 'connected');
+  });
+  const talking = await until('the agent heard in the page', async () => {
+    const levels = await heard(page);
+    return levels && levels[440] > -60 && levels[440] > levels[2000] + 20 ? levels : null;
+  });
+  log.push(`agent: ${JSON.stringify(talking)}`);
+
+  if (hangup === 'agent') {
+    // The test hangs up at the agent's phone once this file exists; the page says the call ended.
+    writeFileSync(`${tone}.ready`, '');
+    await until('the agent hanging up', async () => existsSync(`${tone}.hangup`), STEP);
+    await page.locator('[data-veilig-bellen-call][data-state="ended"]').waitFor({ timeout: STEP });
+  } else {
+    await page.click('[data-veilig-bellen-call] button[data-action="hangup"]');
+    await page.locator('[data-veilig-bellen-call][data-state="ended"]').waitFor({ timeout: STEP });
+  }
+  assert.match(await bar.textContent(), /Het gesprek is beëindigd/);
+  await until('the call ended in the API', async () => {
+    const { body } = await api('/api/v1/calls');
+    return (body.calls || body).find((c) => c.id === listed.id && c.state === 'ended');
+  });
+  ok = true;
+} catch (e) {
+  console.log(`not ok - ${String(e && e.stack ? e.stack : e)}`);
+  for (const line of log) console.log(`  # ${line}`);
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+if (ok) {
+  for (const line of log) console.log(`  # ${line}`);
+  console.log('ok');
+}
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,82 @@
+//! Asking for more during a phone call, with the real pages in headless Chromium
+//! (`tests/browser/extra_request.test.mjs`): the citizen's page (the button demo with the widget)
+//! stays open after the disclosure, the citizen calls (our own caller, `veilig-bellen call
+//! --stay`), the agent picks **Vraag gegevens** → **Adres** on the portal's card, the page shows
+//! the new Yivi session, the simulated app discloses, and the card lists the address as added
+//! during the call; **Ophangen** ends the call and the address leaves the page.
+//!
+//! Needs node, /usr/bin/chromium and `npm ci --prefix tests/browser`. Without them the test prints
+//! why and passes, unless `CI` is set, where it fails.
+
+use crate::extra_request_reaches_a_phone_callers_page::with_extra_requests;
+use crate::support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use serde_json::json;
+use support::portal::{credentials, BrowserRun};
+use support::server::{self, TENANT_NUMBER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
+    if !support::browser::ready("extra request browser test") {
+        return;
+    }
+    // The page's origin must be the tenant's website: a port known before the server starts.
+    let http: SocketAddr = {
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
+        probe.local_addr().expect("its address")
+    };
+    let srv = server::start(4, |c| {
+        with_extra_requests(c);
+        c.http = http;
+        c.demo_pages = true;
+        let mut tenants: Vec<_> = c.tenants.iter().cloned().collect();
+        for tenant in &mut tenants {
+            tenant.website_origins = vec![format!("http://{http}")];
+        }
+        c.tenants = veilig_bellen::tenant::Tenants::new(tenants);
+    })
+    .await;
+    let creds = credentials().to_string();
+    let mut run = BrowserRun::start_script(
+        "tests/browser/extra_request.test.mjs",
+        &[&srv.http_base, &creds],
+    );
+
+    let Some((name, data)) = run.next_step().await else {
+        panic!("the script ended early:\n{}", run.output());
+    };
+    assert_eq!(name, "call", "{}", run.output());
+    let code = data["code"]
+        .as_str()
+        .expect("the code the app got")
+        .to_owned();
+    let uri = format!("sip:{TENANT_NUMBER}@{}", srv.sip_udp);
+    let mut caller = tokio::process::Command::new(env!("CARGO_BIN_EXE_veilig-bellen"))
+        .args(["call", &uri, "--code", &code, "--stay", "--timeout", "90"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("veilig-bellen call starts");
+    let call = srv
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["verified"] == true && c["state"] == "waiting"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no verified call: {e}"));
+    run.reply(&json!({ "id": call["id"] })).await;
+
+    let Some((name, _)) = run.next_step().await else {
+        panic!("the script ended early:\n{}", run.output());
+    };
+    assert_eq!(name, "ended", "{}", run.output());
+    let ended = tokio::time::timeout(Duration::from_secs(10), caller.wait()).await;
+    assert!(ended.is_ok(), "Ophangen did not end the caller's call");
+    run.reply(&serde_json::Value::Null).await;
+    run.expect_passed(1).await;
+    srv.shutdown().await;
+}
