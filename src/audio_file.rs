@@ -10,10 +10,11 @@
 //! other data chunk that ends early is reported as truncated.
 //!
 //! Reading is in bulk: [`AudioReader`] buffers nothing of its own beyond one read, so give it the
-//! file itself (no `BufReader`: that would copy every byte once more) and ask for
-//! [`READ_BLOCK`] samples at a time; each read is one `read(2)` of up to 64 KiB straight into a
-//! reused buffer, decoded in one pass (s16le by a plain conversion loop the compiler vectorises,
-//! G.711 through `dsp::g711`'s 256-entry tables). Nothing is allocated per read after the first.
+//! file itself (no `BufReader`: that would copy every byte once more) and ask for [`READ_BLOCK`]
+//! samples at a time; each read is one `read(2)` of up to 64 KiB. Raw or WAV s16le goes straight
+//! into the caller's sample buffer (its bytes, through `zerocopy`; a big-endian host swaps them
+//! after), so the read is the only pass over it; G.711 goes into a reused byte buffer and is
+//! decoded with `dsp::g711`'s 256-entry tables. Nothing is allocated per read after the first.
 
 use std::io::{self, ErrorKind, Read};
 
@@ -194,7 +195,7 @@ pub struct AudioReader<R: Read> {
     /// Bytes of data left (input ending earlier means truncation), or `None` to read until the end
     /// of input.
     remaining: Option<u64>,
-    /// The bytes of one read, reused.
+    /// The bytes of one G.711 read, reused.
     buf: Vec<u8>,
 }
 
@@ -238,13 +239,20 @@ impl<R: Read> AudioReader<R> {
     /// Fills `out` with up to `out.len()` samples; returns how many, 0 at the end of the audio.
     /// Reads `out.len()` samples' worth of bytes in one go (see [`READ_BLOCK`]).
     pub fn read(&mut self, out: &mut [i16]) -> Result<usize, AudioFileError> {
+        use zerocopy::IntoBytes;
         let mut want = out.len() * self.enc.bytes_per_sample();
         if let Some(rem) = self.remaining {
             want = want.min(usize::try_from(rem).unwrap_or(usize::MAX));
         }
-        // Only the first read (and a shorter last one) changes the length.
-        self.buf.resize(want, 0);
-        let got = read_up_to(&mut self.r, &mut self.buf)?;
+        let got = match self.enc {
+            // Invariant: want ≤ out.len() * 2 = the length of out's bytes.
+            Encoding::S16le => read_up_to(&mut self.r, &mut out.as_mut_bytes()[..want])?,
+            Encoding::Alaw | Encoding::Ulaw => {
+                // Only the first read (and a shorter last one) changes the length.
+                self.buf.resize(want, 0);
+                read_up_to(&mut self.r, &mut self.buf)?
+            }
+        };
         if let Some(rem) = self.remaining.as_mut() {
             *rem -= got as u64; // got ≤ want ≤ rem
             if got < want {
@@ -253,20 +261,21 @@ impl<R: Read> AudioReader<R> {
                 ));
             }
         }
-        let bytes = &self.buf[..got];
         match self.enc {
             Encoding::S16le => {
                 if got % 2 != 0 {
                     // A WAV data length is checked to be even, so only raw input gets here.
                     return Err(AudioFileError::OddLength);
                 }
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = i16::from_le_bytes([b[0], b[1]]);
+                let samples = &mut out[..got / 2];
+                // The bytes are little-endian; on a little-endian host this loop compiles away.
+                for s in samples.iter_mut() {
+                    *s = i16::from_le(*s);
                 }
-                Ok(got / 2)
+                Ok(samples.len())
             }
-            Encoding::Alaw => Ok(dsp::g711::decode_alaw_into(bytes, out)),
-            Encoding::Ulaw => Ok(dsp::g711::decode_ulaw_into(bytes, out)),
+            Encoding::Alaw => Ok(dsp::g711::decode_alaw_into(&self.buf[..got], out)),
+            Encoding::Ulaw => Ok(dsp::g711::decode_ulaw_into(&self.buf[..got], out)),
         }
     }
 }

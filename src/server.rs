@@ -321,6 +321,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         audit.clone(),
         config.links.requests.clone(),
     );
+    if let Some(calls) = &public.browser_calls {
+        calls.set_extra_requests(extra_requests.clone());
+    }
     let mut auth = crate::http::portal::AgentAuth::new(
         tenants.clone(),
         Arc::new(config.api_token.clone()),

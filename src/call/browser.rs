@@ -45,6 +45,9 @@ pub struct BrowserCalls {
     gateway: GatewayConfig,
     /// Each session's call, for its `DELETE`.
     by_session: Arc<Mutex<HashMap<FrontendToken, CallId>>>,
+    /// The agents' requests during calls, once the server made them: a browser call's page gets
+    /// them as a phone caller's does.
+    extra: Arc<std::sync::OnceLock<crate::extra_requests::ExtraRequests>>,
 }
 
 /// A browser call that started: its id and the SDP answer for the browser.
@@ -65,7 +68,13 @@ impl BrowserCalls {
             routes,
             gateway,
             by_session: Arc::default(),
+            extra: Arc::default(),
         }
+    }
+
+    /// Where the agents' requests during a browser call go (set once, at the server's start).
+    pub fn set_extra_requests(&self, extra: crate::extra_requests::ExtraRequests) {
+        let _ = self.extra.set(extra);
     }
 
     /// Starts the call of session `token` (of `tenant`, whose `webrtc` switch the caller checked)
@@ -103,11 +112,30 @@ impl BrowserCalls {
             let mut r = crate::sync::lock(&self.routes);
             r.calls.insert(id, input_tx);
         }
-        {
+        let gone: Vec<CallId> = {
             let mut sessions = crate::sync::lock(&self.by_session);
             let routes = crate::sync::lock(&self.routes);
+            let gone = sessions
+                .values()
+                .filter(|call| !routes.calls.contains_key(call))
+                .copied()
+                .collect();
             sessions.retain(|_, call| routes.calls.contains_key(call));
             sessions.insert(token.clone(), id);
+            gone
+        };
+        if let Some(extra) = self.extra.get() {
+            for call in gone {
+                extra.detach(call);
+            }
+        }
+        if let Some(extra) = self.extra.get() {
+            // The page that called follows its session's status, as a phone caller's page does:
+            // what the agent asks reaches it there.
+            extra.attach(
+                id,
+                crate::extra_requests::CitizenChannel::StatusStream(token.clone()),
+            );
         }
         tokio::spawn(task::run_browser(
             self.ctx.clone(),

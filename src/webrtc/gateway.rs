@@ -2,8 +2,8 @@
 //! RTP on loopback so the call task can treat the browser like a trunk caller.
 //!
 //! It owns two UDP sockets and one task:
-//! * the **browser socket**, on `bind_ip` (a port from the shared RTP pool when one is given): the
-//!   ICE host candidate. Every datagram on it goes to `str0m`, which authenticates it (STUN
+//! * the **browser socket**, on `bind_ip` with a port from the shared RTP pool: the ICE host
+//!   candidate (and, behind a 1:1 NAT, the same port on `public_ip`). Every datagram on it goes to `str0m`, which authenticates it (STUN
 //!   integrity, DTLS, SRTP) or drops it;
 //! * the **RTP socket**, on 127.0.0.1: plain RTP with the call task. We send the browser's audio
 //!   as PCMA (PT 8, 8 kHz, 20 ms, our own random SSRC, sequence and timestamp) to the peer set with
@@ -13,7 +13,8 @@
 //! The task reads tokio's clock once per loop turn, feeds [`BrowserMedia`] and sends what it
 //! says. It ends — dropping both sockets and the port lease — when the media ends (see
 //! [`CloseReason`]), on [`Gateway::close`], or when the [`Gateway`] handle is dropped; the last
-//! event is always [`GatewayEvent::Closed`] (then the channel closes).
+//! event is always [`GatewayEvent::Closed`] (then the channel closes). Queues are bounded: the
+//! events (a slot is always kept for `Closed`), the data-channel messages, and the media's own.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -120,6 +121,9 @@ impl Gateway {
         config: &GatewayConfig,
         timeouts: MediaTimeouts,
     ) -> Result<(Gateway, String), GatewayError> {
+        if config.bind_ip.is_unspecified() && config.public_ip.is_none() {
+            return Err(GatewayError::NoAddress);
+        }
         let (browser, lease) = bind_browser_socket(config).await?;
         let local = browser
             .local_addr()

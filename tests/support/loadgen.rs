@@ -913,7 +913,7 @@ fn send_media(
         }
         batch.flush(socket, shared, &mut stats);
         slot += 1;
-        if slot % SLOTS == 0 {
+        if slot.is_multiple_of(SLOTS) {
             shared.tick.store(slot / SLOTS, Relaxed);
         }
         let next = started + SLOT * slot as u32;

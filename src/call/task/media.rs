@@ -15,7 +15,8 @@
 //!   ([`FrameClock::tick_on_packet`](crate::call::pacing::FrameClock::tick_on_packet)), so a
 //!   call costs one wake-up per 20 ms, not two. The tones are rendered once per process
 //!   ([`ringback`], [`busy_tone`]) and silence is sent without encoding.
-//! - Setting a leg up: binding an RTP port from the pool and the RTP session configuration.
+//! - Setting a leg up: binding an RTP port from the pool ([`RtpSocket`]) and the RTP session
+//!   configuration.
 
 use super::{AgentLeg, Call, MediaLeg};
 use crate::call::collect::DigitSource;
@@ -31,7 +32,8 @@ use sip::sdp::CodecKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// 20 ms of 8 kHz audio.
 const FRAME: usize = 160;
@@ -245,14 +247,52 @@ pub(super) fn media_ip(flow: &CallFlowConfig, local: SocketAddr) -> IpAddr {
     }
 }
 
+/// A leg's RTP socket. Registered with the runtime for reading only: we send without waiting
+/// (a frame that finds the send buffer full is dropped, as a late one would be), so a send never
+/// raises a "writable" event. A socket registered for both would get one from the kernel for
+/// every datagram it sent (the loopback or NIC frees it at once), each an epoll wake-up for
+/// nothing — as many as the packets a call sends.
+pub(super) struct RtpSocket {
+    fd: AsyncFd<std::net::UdpSocket>,
+}
+
+impl RtpSocket {
+    fn bind(addr: SocketAddr) -> std::io::Result<RtpSocket> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        // Deprecated in favour of an `unsafe` constructor whose condition — the descriptor stays
+        // open and the same while registered — an owned `std` socket meets by itself: it closes
+        // only when the `AsyncFd` (deregistering first) drops it.
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(socket, Interest::READABLE)?;
+        Ok(RtpSocket { fd })
+    }
+
+    /// The next datagram and where it came from.
+    pub(super) async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            // `WouldBlock` clears the readiness and we wait again; anything else is the answer.
+            if let Ok(result) = ready.try_io(|socket| socket.get_ref().recv_from(buf)) {
+                return result;
+            }
+        }
+    }
+
+    /// Sends `buf` to `dest` now, or fails (`WouldBlock` when the send buffer is full).
+    pub(super) fn try_send_to(&self, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
+        self.fd.get_ref().send_to(buf, dest)
+    }
+}
+
 pub(super) async fn bind_media(
     ports: &SharedPortPool,
     ip: IpAddr,
-) -> Result<(UdpSocket, PortLease), String> {
+) -> Result<(RtpSocket, PortLease), String> {
     let mut last = String::from("no attempt");
     for _ in 0..BIND_ATTEMPTS {
         let lease = ports.allocate().map_err(|e| e.to_string())?;
-        match UdpSocket::bind(SocketAddr::new(ip, lease.rtp_port())).await {
+        match RtpSocket::bind(SocketAddr::new(ip, lease.rtp_port())) {
             Ok(socket) => return Ok((socket, lease)),
             Err(e) => {
                 last = format!("port {}: {e}", lease.rtp_port());

@@ -64,7 +64,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long the goodbye signal plays before we hang up.
@@ -95,7 +94,7 @@ pub struct CallTaskContext {
 
 /// One RTP leg: socket, port lease, SDP state and RTP session.
 struct MediaLeg {
-    socket: UdpSocket,
+    socket: media::RtpSocket,
     _lease: PortLease,
     local: LocalMedia,
     sdp: LocalSdp,
