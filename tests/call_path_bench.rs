@@ -158,7 +158,8 @@ async fn big_server(
     tweak: impl FnOnce(&mut veilig_bellen::server::ServerConfig),
 ) -> TestServer {
     server::start(pairs, |c| {
-        c.calls.max_calls = 5000;
+        // No capacity limit below what the ports allow: the bench looks for the machine's.
+        c.calls.max_calls = usize::from(pairs).max(5000);
         tweak(c);
     })
     .await
@@ -501,7 +502,12 @@ async fn concurrency() {
         waiting_cpu.threads,
     );
     eprintln!("link codes made in {:.1} s", codes_took.as_secs_f64());
-    assert_eq!(up, n, "calls not answered: {:?}", report.failed);
+    assert_eq!(
+        up,
+        n,
+        "calls not answered (call, status): {:?}",
+        &report.failed[..report.failed.len().min(20)]
+    );
     assert_eq!(
         correct, n,
         "calls whose code was not read correctly: {wrong:?}"

@@ -33,6 +33,8 @@ pub struct FrameClock {
     next: Instant,
     /// The grid has been moved to the peer's packets ([`FrameClock::tick_on_packet`]).
     aligned: bool,
+    /// When the last frame went.
+    last: Option<Instant>,
 }
 
 impl FrameClock {
@@ -41,6 +43,7 @@ impl FrameClock {
         FrameClock {
             next: now,
             aligned: false,
+            last: None,
         }
     }
 
@@ -73,7 +76,12 @@ impl FrameClock {
             // Slots from now on a whole number of frames from this packet; the one pending is the
             // nearest to where it was, or this packet's own if that one has passed.
             self.aligned = true;
-            self.next = nearest_in_step(self.next, now).max(now);
+            let mut next = nearest_in_step(self.next, now).max(now);
+            // A slot right after a frame the timer sent late would send that frame twice.
+            if self.last.is_some_and(|last| next < last + FRAME_TIME / 2) {
+                next += FRAME_TIME;
+            }
+            self.next = next;
         }
         if now + EARLY < self.next {
             return false;
@@ -83,6 +91,7 @@ impl FrameClock {
     }
 
     fn advance(&mut self, now: Instant) {
+        self.last = Some(now);
         self.next += FRAME_TIME;
         if self.next + MAX_LAG < now {
             self.next = now + FRAME_TIME;
