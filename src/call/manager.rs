@@ -269,13 +269,13 @@ fn dispatch(ctx: &Arc<CallTaskContext>, routes: &Arc<Mutex<Routes>>, event: Even
 /// and ACKs are retransmitted); counted either way. A closed queue is a call that just ended.
 fn to_call(ctx: &CallTaskContext, call: &mpsc::Sender<CallInput>, event: Event) {
     let Err(mpsc::error::TrySendError::Full(CallInput::Sip(event))) =
-        call.try_send(CallInput::Sip(event))
+        call.try_send(CallInput::Sip(Box::new(event)))
     else {
         return;
     };
     crate::metrics::global().sip_event_shed("call");
     tracing::warn!("a call's event queue is full; shedding");
-    if let Event::Request { id, request, .. } = event {
+    if let Event::Request { id, request, .. } = *event {
         if request.method != Method::Ack {
             let mut resp = build::reply(&request, 503, rand::random(), PRODUCT);
             resp.headers.push(HeaderName::RetryAfter, "1".to_string());

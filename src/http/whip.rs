@@ -28,6 +28,7 @@ use super::PublicState;
 use crate::call::browser::BrowserCallError;
 use crate::links::{PublicStatus, Unverified};
 use crate::store::FrontendToken;
+use crate::tenant::Tenant;
 
 /// Largest SDP offer taken: a browser's audio offer with a data channel is 2–6 KB.
 pub const MAX_OFFER: usize = 16 * 1024;
@@ -38,6 +39,27 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// The call's resource (and the path posted to).
 fn location(token: &FrontendToken) -> String {
     format!("/api/v1/sessions/{}/call", token.as_str())
+}
+
+/// The session `token` names, its status and its tenant, if the request's origin may touch it.
+async fn session<'s>(
+    state: &'s PublicState,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<(FrontendToken, PublicStatus, &'s Tenant), ApiError> {
+    let token = FrontendToken::parse(token).ok_or(ApiError::UnknownSession)?;
+    let (status, tenant_id) = state
+        .links
+        .status(&token)
+        .await?
+        .ok_or(ApiError::UnknownSession)?;
+    let tenant = state
+        .links
+        .tenants()
+        .by_id(&tenant_id)
+        .ok_or(ApiError::UnknownSession)?;
+    check_origin(headers, tenant)?;
+    Ok((token, status, tenant))
 }
 
 pub(super) async fn call(
@@ -54,18 +76,7 @@ pub(super) async fn call(
     if !is_sdp {
         return Err(ApiError::NotSdp);
     }
-    let token = FrontendToken::parse(&token).ok_or(ApiError::UnknownSession)?;
-    let (status, tenant_id) = state
-        .links
-        .status(&token)
-        .await?
-        .ok_or(ApiError::UnknownSession)?;
-    let tenant = state
-        .links
-        .tenants()
-        .by_id(&tenant_id)
-        .ok_or(ApiError::UnknownSession)?;
-    check_origin(&headers, tenant)?;
+    let (token, status, tenant) = session(&state, &token, &headers).await?;
     if !tenant.webrtc {
         return Err(ApiError::WebrtcOff);
     }
@@ -117,18 +128,7 @@ pub(super) async fn hang_up(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let token = FrontendToken::parse(&token).ok_or(ApiError::UnknownSession)?;
-    let (_, tenant_id) = state
-        .links
-        .status(&token)
-        .await?
-        .ok_or(ApiError::UnknownSession)?;
-    let tenant = state
-        .links
-        .tenants()
-        .by_id(&tenant_id)
-        .ok_or(ApiError::UnknownSession)?;
-    check_origin(&headers, tenant)?;
+    let (token, _, _) = session(&state, &token, &headers).await?;
     let hung_up = state
         .browser_calls
         .as_ref()

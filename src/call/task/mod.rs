@@ -280,13 +280,17 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
     call.apply_actions(now).await;
 
     let mut trunk_buf = vec![0u8; 2048];
-    let mut agent_buf = vec![0u8; 2048];
+    // Only a call with an agent leg reads into it (sized when the leg appears).
+    let mut agent_buf = Vec::new();
     // One timer for the task's life, moved only when the next deadline changes: most wake-ups are
     // RTP packets that leave it where it was (no timer-wheel insert and cancel per packet).
     let timer = tokio::time::sleep_until(call.next_deadline(now).into());
     tokio::pin!(timer);
     let mut now = now;
     while !call.teardown.is_finished() {
+        if call.agent.is_some() && agent_buf.is_empty() {
+            agent_buf.resize(2048, 0);
+        }
         let deadline = tokio::time::Instant::from_std(call.next_deadline(now));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
@@ -297,7 +301,7 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
             input = inputs.recv() => match input {
                 Some(CallInput::Sip(event)) => {
                     now = clock();
-                    call.handle_sip(now, event).await
+                    call.handle_sip(now, *event).await
                 }
                 Some(CallInput::CallerHangup) => {
                     now = clock();
