@@ -1,7 +1,7 @@
-//! Asking for more during a phone call, with the real pages in headless Chromium
+//! Asking for more during a call, with the real pages in headless Chromium
 //! (`tests/browser/extra_request.test.mjs`): the citizen's page (the button demo with the widget)
 //! stays open after the disclosure, the citizen calls (our own caller, `veilig-bellen call
-//! --stay`), the agent picks **Vraag gegevens** → **Adres** on the portal's card, the page shows
+//! --stay`, or from the page over WebRTC), the agent picks **Vraag gegevens** → **Adres** on the portal's card, the page shows
 //! the new Yivi session, the simulated app discloses, and the card lists the address as added
 //! during the call; **Ophangen** ends the call and the address leaves the page.
 //!
@@ -18,11 +18,9 @@ use serde_json::json;
 use support::portal::{credentials, BrowserRun};
 use support::server::{self, TENANT_NUMBER};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
-    if !support::browser::ready("extra request browser test") {
-        return;
-    }
+/// The server (the tenant's website is the server's own demo page) and the browser script in
+/// `mode` (`phone` or `browser`).
+async fn start(mode: &str) -> (server::TestServer, BrowserRun) {
     // The page's origin must be the tenant's website: a port known before the server starts.
     let http: SocketAddr = {
         let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
@@ -40,11 +38,19 @@ async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
     })
     .await;
     let creds = credentials().to_string();
-    let mut run = BrowserRun::start_script(
+    let run = BrowserRun::start_script(
         "tests/browser/extra_request.test.mjs",
-        &[&srv.http_base, &creds],
+        &[&srv.http_base, &creds, mode],
     );
+    (srv, run)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
+    if !support::browser::ready("extra request browser test") {
+        return;
+    }
+    let (srv, mut run) = start("phone").await;
     let Some((name, data)) = run.next_step().await else {
         panic!("the script ended early:\n{}", run.output());
     };
@@ -76,6 +82,42 @@ async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
     assert_eq!(name, "ended", "{}", run.output());
     let ended = tokio::time::timeout(Duration::from_secs(10), caller.wait()).await;
     assert!(ended.is_ok(), "Ophangen did not end the caller's call");
+    run.reply(&serde_json::Value::Null).await;
+    run.expect_passed(1).await;
+    srv.shutdown().await;
+}
+
+/// The same for a citizen who calls from the page itself (WebRTC): the request reaches the page
+/// over the call's data channel, not its status answers; **Ophangen** ends the page's call too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_a_browser_caller_over_the_data_channel() {
+    if !support::browser::ready("extra request browser test") {
+        return;
+    }
+    let (srv, mut run) = start("browser").await;
+    let Some((name, _)) = run.next_step().await else {
+        panic!("the script ended early:\n{}", run.output());
+    };
+    assert_eq!(name, "browser_call", "{}", run.output());
+    let call = srv
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["via"] == "browser" && c["verified"] == true && c["state"] == "waiting"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no verified browser call: {e}"));
+    run.reply(&json!({ "id": call["id"] })).await;
+
+    let Some((name, _)) = run.next_step().await else {
+        panic!("the script ended early:\n{}", run.output());
+    };
+    assert_eq!(name, "ended", "{}", run.output());
+    let ended = srv
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["id"] == call["id"] && c["state"] == "ended"
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the browser call did not end: {e}"));
+    assert_eq!(ended["attributes"], json!([]), "purged at the end: {ended}");
     run.reply(&serde_json::Value::Null).await;
     run.expect_passed(1).await;
     srv.shutdown().await;

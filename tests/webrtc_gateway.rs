@@ -463,6 +463,35 @@ async fn pcma_browser_call_is_heard_both_ways_and_close_ends_it() {
     browser.vanish().await;
 }
 
+/// An agent may ask for more before the browser's connection is up: what the call sends then
+/// waits for the data channel instead of being lost, and arrives in order.
+#[tokio::test]
+async fn a_message_sent_before_the_channel_opens_arrives_once_it_does() {
+    let (browser, gateway) = BrowserPeer::call(Codec::PCMA, MediaTimeouts::default()).await;
+    let sender = gateway.data_sender();
+    assert!(sender.send(r#"{"type":"request","request":{"id":1}}"#.into()));
+    assert!(gateway.send_data(r#"{"type":"request","request":{"id":2}}"#.into()));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || browser.heard().texts.len() == 2)
+            .await,
+        "the browser got the early messages: {:?}",
+        browser.heard().texts
+    );
+    assert_eq!(
+        browser.heard().texts,
+        [
+            r#"{"type":"request","request":{"id":1}}"#,
+            r#"{"type":"request","request":{"id":2}}"#
+        ]
+    );
+    gateway.close();
+    tokio::time::timeout(Duration::from_secs(5), sender.closed())
+        .await
+        .expect("the sender learns the gateway ended");
+    assert!(!sender.send("late".into()));
+    browser.vanish().await;
+}
+
 #[cfg(feature = "opus")]
 #[tokio::test]
 async fn opus_browser_call_is_transcoded_to_pcma_and_back() {

@@ -11,17 +11,20 @@
 use super::config::{store_key, CallInput, Routes};
 use super::task::{self, CallTaskContext};
 use super::CallId;
+use crate::extra_requests::{CitizenChannel, CitizenPush};
 use crate::links::Unverified;
 use crate::store::FrontendToken;
 use crate::tenant::Tenant;
 use crate::time::unix_now;
-use crate::webrtc::gateway::{Gateway, GatewayConfig, GatewayError};
+use crate::webrtc::gateway::{DataSender, Gateway, GatewayConfig, GatewayError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Capacity of a browser call task's input queue: only hang-ups arrive there.
 const BROWSER_QUEUE: usize = 8;
+/// The agent's requests waiting for the data channel (one per request and state change).
+const PUSH_QUEUE: usize = 8;
 
 /// Why a browser call was not started.
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +133,10 @@ impl BrowserCalls {
             }
         }
         if let Some(extra) = self.extra.get() {
-            // The page that called follows its session's status, as a phone caller's page does:
-            // what the agent asks reaches it there.
-            extra.attach(
-                id,
-                crate::extra_requests::CitizenChannel::StatusStream(token.clone()),
-            );
+            // What the agent asks reaches the page over the call's own data channel.
+            let (pushes, from_agent) = mpsc::channel(PUSH_QUEUE);
+            forward_pushes(from_agent, gateway.data_sender());
+            extra.attach(id, CitizenChannel::DataChannel(pushes));
         }
         tokio::spawn(task::run_browser(
             self.ctx.clone(),
@@ -158,5 +159,58 @@ impl BrowserCalls {
             Some(call) => call.try_send(CallInput::CallerHangup).is_ok(),
             None => false,
         }
+    }
+}
+
+/// The data-channel message that carries `push` to the page: `{"type":"request","request":…}`,
+/// the request as a phone caller's page reads it from its status answer.
+fn request_message(push: &CitizenPush) -> String {
+    serde_json::json!({ "type": "request", "request": push }).to_string()
+}
+
+/// Sends the agent's requests of one browser call over its data channel until the gateway ends;
+/// then `pushes` closes, and a request made after that is `unreachable` on the agent's card.
+fn forward_pushes(mut pushes: mpsc::Receiver<CitizenPush>, data: DataSender) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                push = pushes.recv() => match push {
+                    Some(push) => {
+                        if !data.send(request_message(&push)) {
+                            tracing::debug!(request = push.id, "a request for the browser's data channel was dropped");
+                        }
+                    }
+                    None => return,
+                },
+                () = data.closed() => return,
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extra_requests::PageState;
+
+    #[test]
+    fn a_request_message_holds_the_push_as_the_status_answer_does() {
+        let push = CitizenPush {
+            id: 2,
+            label: "Adres".into(),
+            label_en: "Address".into(),
+            kind: "disclose",
+            state: PageState::Pending,
+            session_ptr: Some(
+                serde_json::json!({"u": "https://irma.example/s/1", "irmaqr": "disclosing"}),
+            ),
+            frontend_request: None,
+        };
+        let message: serde_json::Value = serde_json::from_str(&request_message(&push)).unwrap();
+        assert_eq!(message["type"], "request");
+        assert_eq!(message["request"]["id"], 2);
+        assert_eq!(message["request"]["labelEn"], "Address");
+        assert_eq!(message["request"]["state"], "pending");
+        assert_eq!(message["request"]["sessionPtr"]["irmaqr"], "disclosing");
     }
 }

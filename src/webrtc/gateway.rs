@@ -16,6 +16,7 @@
 //! event is always [`GatewayEvent::Closed`] (then the channel closes). Queues are bounded: the
 //! events (a slot is always kept for `Closed`), the data-channel messages, and the media's own.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -164,6 +165,7 @@ impl Gateway {
             peer_rx,
             closing_rx,
             data_rx,
+            unsent: VecDeque::new(),
             hung_up: false,
             _lease: lease,
         };
@@ -211,6 +213,13 @@ impl Gateway {
         self.data.try_send(text).is_ok()
     }
 
+    /// A handle that queues data-channel messages as [`Gateway::send_data`] does, for a task
+    /// beside the call's (the agent's requests during the call); it outlives nothing: once the
+    /// gateway ended, [`DataSender::closed`] returns and sending fails.
+    pub fn data_sender(&self) -> DataSender {
+        DataSender(self.data.clone())
+    }
+
     /// Hangs up: the browser gets DTLS close_notify, the task ends, and
     /// [`GatewayEvent::Closed`] with [`CloseReason::Hangup`] follows.
     pub fn close(&self) {
@@ -220,6 +229,22 @@ impl Gateway {
     /// Whether the task has ended (sockets closed).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+}
+
+/// Queues text messages for one gateway's data channel ([`Gateway::data_sender`]).
+#[derive(Debug, Clone)]
+pub struct DataSender(mpsc::Sender<String>);
+
+impl DataSender {
+    /// As [`Gateway::send_data`].
+    pub fn send(&self, text: String) -> bool {
+        self.0.try_send(text).is_ok()
+    }
+
+    /// Returns once the gateway has ended.
+    pub async fn closed(&self) {
+        self.0.closed().await
     }
 }
 
@@ -260,6 +285,10 @@ struct Task {
     peer_rx: watch::Receiver<Option<SocketAddr>>,
     closing_rx: watch::Receiver<bool>,
     data_rx: mpsc::Receiver<String>,
+    /// Messages the media could not send yet (the browser's data channel is not open yet: an
+    /// agent may ask for more before ICE and DTLS are up); retried each turn, the oldest dropped
+    /// beyond [`DATA_QUEUE`].
+    unsent: VecDeque<String>,
     /// The handle closed or went away: its channels are not read any more (a closed watch
     /// channel would wake the loop at once, every turn, while the media says its goodbye).
     hung_up: bool,
@@ -274,6 +303,9 @@ impl Task {
             if let Some(reason) = self.flush().await {
                 self.finish(reason);
                 return;
+            }
+            if self.send_unsent() {
+                continue;
             }
             let deadline = self.media.poll_timeout();
             let sleep = async {
@@ -329,19 +361,36 @@ impl Task {
                         self.hung_up = true;
                         // What the call said last (the page's "ended") goes out before the close.
                         while let Ok(text) = self.data_rx.try_recv() {
-                            self.media.send_data(&text);
+                            self.unsent.push_back(text);
                         }
+                        self.send_unsent();
                         self.media.handle_timeout(now());
                         self.media.close();
                     }
                 }
                 Some(text) = self.data_rx.recv(), if !self.hung_up => {
-                    if !self.media.send_data(&text) {
-                        tracing::debug!("webrtc: data-channel message not sent");
+                    self.unsent.push_back(text);
+                    if self.unsent.len() > DATA_QUEUE {
+                        self.unsent.pop_front();
+                        tracing::debug!("webrtc: data-channel message dropped (channel not open)");
                     }
                 }
             }
         }
+    }
+
+    /// Hands the media the messages it can take now, in order. Whether any went (its packets
+    /// are to be flushed).
+    fn send_unsent(&mut self) -> bool {
+        let mut sent = false;
+        while let Some(text) = self.unsent.front() {
+            if !self.media.send_data(text) {
+                break;
+            }
+            self.unsent.pop_front();
+            sent = true;
+        }
+        sent
     }
 
     /// Sends what the media has for the browser and acts on its events; the close reason once

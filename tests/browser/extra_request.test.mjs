@@ -1,13 +1,17 @@
-// Asking for more during a phone call, in a real browser (Debian's Chromium driven by
-// playwright-core): the citizen's page (the button demo, with the widget) and the agent's portal,
-// against a veilig-bellen server the Rust test (tests/extra_request_in_chromium.rs) steers: when
-// this script needs the phone call placed or ended it prints `STEP <name> <json>` and reads one
-// JSON line from stdin.
+// Asking for more during a call, in a real browser (Debian's Chromium driven by playwright-core):
+// the citizen's page (the button demo, with the widget) and the agent's portal, against a
+// veilig-bellen server the Rust test (tests/extra_request_in_chromium.rs) steers: when this script
+// needs the phone call placed or ended it prints `STEP <name> <json>` and reads one JSON line from
+// stdin.
 //
-//   node tests/browser/extra_request.test.mjs http://127.0.0.1:PORT '{"agent":…,"password":…}'
+//   node tests/browser/extra_request.test.mjs http://127.0.0.1:PORT '{"agent":…,"password":…}' [phone|browser]
 //
-// 1. The citizen clicks the button, the "Yivi app" (the simulator) discloses, the page says the
-//    phone will call; the page stays open. STEP call {code} → the test places the call.
+// 1. phone (default): the citizen clicks the button, the "Yivi app" (the simulator) discloses, the
+//    page says the phone will call; the page stays open. STEP call {code} → the test places the
+//    call; the request comes to the page in its status answers.
+//    browser: after the disclosure the citizen clicks **Bel via de browser** (Chromium's fake
+//    microphone); STEP browser_call {} → the test finds the call; the request comes to the page
+//    over the call's WebRTC data channel, never in a status answer.
 // 2. The agent logs in, the verified call waits; **Vraag gegevens** → **Adres**.
 // 3. The citizen's page says what is asked; **Deel met Yivi** shows the new Yivi session (QR
 //    code); the card says it is on the caller's screen. The app discloses: the card lists the address, marked as added
@@ -22,9 +26,13 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [base, credentialsJson] = process.argv.slice(2);
+const [base, credentialsJson, mode = 'phone'] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
   console.error('usage: node extra_request.test.mjs http://127.0.0.1:PORT CREDENTIALS_JSON (loopback only)');
+  process.exit(2);
+}
+if (mode !== 'phone' && mode !== 'browser') {
+  console.error(`mode must be phone or browser, not ${mode}`);
   process.exit(2);
 }
 const creds = JSON.parse(credentialsJson || '{}');
@@ -76,7 +84,19 @@ async function app(sessionPtr, body) {
 
 async function scenario(browser) {
   // ---- The citizen's page: disclose, the phone will call, the page stays open.
-  const citizen = await (await browser.newContext({ locale: 'nl-NL', viewport: { width: 1024, height: 768 } })).newPage();
+  const citizenContext = await browser.newContext({ locale: 'nl-NL', viewport: { width: 1024, height: 768 } });
+  // What the page's WebRTC data channel receives (a browser call's requests come that way).
+  await citizenContext.addInitScript(() => {
+    window.__dataMessages = [];
+    if (!window.RTCPeerConnection) return;
+    const create = RTCPeerConnection.prototype.createDataChannel;
+    RTCPeerConnection.prototype.createDataChannel = function (...args) {
+      const channel = create.apply(this, args);
+      channel.addEventListener('message', (e) => window.__dataMessages.push(String(e.data)));
+      return channel;
+    };
+  });
+  const citizen = await citizenContext.newPage();
   watch(citizen, 'citizen');
   const pushes = [];
   citizen.on('response', async (response) => {
@@ -99,7 +119,20 @@ async function scenario(browser) {
   const answer = await app(session.sessionPtr, { attributes: {} });
   const code = /^tel:\+\d+,(\d{8})$/.exec(answer.clientReturnUrl || '')[1];
   await citizen.locator('[data-veilig-bellen-status][data-state="done"]').waitFor({ timeout: STEP });
-  const call = await step('call', { code });
+  let call;
+  if (mode === 'phone') {
+    call = await step('call', { code });
+  } else {
+    await citizen.locator('[data-veilig-bellen-call] button[data-action="call"]').click({ timeout: STEP });
+    await citizen.locator('[data-veilig-bellen-call][data-state="connected"]').waitFor({ timeout: STEP });
+    call = await step('browser_call', {});
+  }
+  // The request as the page got it: from a status answer (phone) or the data channel (browser).
+  const dataPushes = async () =>
+    (await citizen.evaluate(() => window.__dataMessages))
+      .map((m) => JSON.parse(m))
+      .filter((m) => m.type === 'request')
+      .map((m) => m.request);
 
   // ---- The agent: log in, the verified call waits; Vraag gegevens → Adres.
   const portalContext = await browser.newContext({ locale: 'nl-NL', viewport: { width: 1280, height: 900 } });
@@ -130,8 +163,9 @@ async function scenario(browser) {
   await asked.getByRole('button', { name: 'Deel met Yivi', exact: true }).click();
   await citizen.locator('canvas.yivi-web-qr-canvas').last().waitFor({ state: 'visible', timeout: STEP });
   await screenshot(citizen, 'extra-request-citizen-qr');
-  const push = pushes.find((p) => p.state === 'pending' && p.sessionPtr);
+  const push = (mode === 'phone' ? pushes : await dataPushes()).find((p) => p.state === 'pending' && p.sessionPtr);
   assert.ok(push, 'the page got no session pointer');
+  if (mode === 'browser') assert.deepEqual(pushes, [], 'a browser call\'s request came in a status answer');
   assert.equal(push.label, 'Adres');
   const request = card.locator('li.request').last();
   await request.locator('.request-state', { hasText: 'staat op het scherm van de beller' }).waitFor({ timeout: STEP });
@@ -153,6 +187,13 @@ async function scenario(browser) {
   const text = await portal.locator('body').innerText();
   assert.ok(!text.includes('Voorbeeldstraat'), 'the address is still on the page');
   assert.match(text, /Adres — ontvangen/, 'the request itself stays listed');
+  if (mode === 'browser') {
+    const ended = citizen.locator('[data-veilig-bellen-call][data-state="ended"]');
+    await ended.waitFor({ timeout: STEP });
+    assert.match(await ended.textContent(), /Het gesprek is beëindigd\./);
+    const states = (await dataPushes()).map((p) => p.state);
+    assert.equal(states[states.length - 1], 'done', `the data channel's last word on the request: ${states}`);
+  }
   await step('ended', { id: call.id });
   assert.deepEqual(await portal.evaluate(() => window.__cspViolations), [], 'CSP violations');
   assert.deepEqual(problems, [], 'page errors or CSP errors');
@@ -161,13 +202,21 @@ async function scenario(browser) {
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-quic',
+    '--no-first-run',
+    // A browser call's microphone: Chromium's own test signal, no prompt.
+    ...(mode === 'browser' ? ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] : []),
+  ],
 });
 let passed = 0;
 let failed = 0;
 try {
   await scenario(browser);
-  console.log('ok - the agent asks for the address, the caller\'s page shows it, the card gains it');
+  console.log(`ok - the agent asks for the address, the ${mode} caller's page shows it, the card gains it`);
   passed += 1;
 } catch (e) {
   console.log(`not ok - extra request\n  ${String(e && e.stack ? e.stack : e).split('\n').join('\n  ')}`);

@@ -17,8 +17,9 @@
 //
 // While the citizen may call, the page stays with the session: it follows the status
 // (GET /api/v1/sessions/{token}/status?wait=15&requests=V), and when the agent asks for more during
-// the phone call (an extra disclosure or a signature), it shows the new Yivi session in the popup
-// with what is asked, then whether the municipality received it.
+// the call (an extra disclosure or a signature; a phone call's request comes in the status answer,
+// a browser call's over its WebRTC data channel), it shows the new Yivi session in the popup with
+// what is asked, then whether the municipality received it.
 //
 // Optional attributes: data-lang="nl|en" on the script (default: the page's <html lang>, else nl),
 // data-debug on the script (yivi-frontend logs to the console), data-tenant on a button (overrides
@@ -147,12 +148,12 @@ function barButton(label, action) {
 }
 
 // Offers "Bel via de browser" for the disclosed session `token`.
-function offerBrowserCall(button, token, text) {
+function offerBrowserCall(button, token, text, view) {
   const bar = callBar(button);
   bar.replaceChildren();
   bar.setAttribute('data-state', 'offer');
   const call = barButton(text.callBrowser, 'call');
-  call.addEventListener('click', () => browserCall(button, token, text));
+  call.addEventListener('click', () => browserCall(button, token, text, view));
   bar.append(call);
 }
 
@@ -168,7 +169,7 @@ function gathered(pc, ms) {
   });
 }
 
-async function browserCall(button, token, text) {
+async function browserCall(button, token, text, view) {
   const bar = callBar(button);
   bar.replaceChildren();
   bar.setAttribute('data-state', 'connecting');
@@ -200,7 +201,7 @@ async function browserCall(button, token, text) {
     audio.srcObject = event.streams[0] || new MediaStream([event.track]);
   });
   microphone.getTracks().forEach((track) => pc.addTrack(track, microphone));
-  // Messages from the call (the call ended; later: requests from the agent).
+  // Messages from the call: the agent's requests, and that the call ended.
   const channel = pc.createDataChannel('veilig-bellen');
 
   let location = null;
@@ -211,6 +212,7 @@ async function browserCall(button, token, text) {
     microphone.getTracks().forEach((t) => t.stop());
     pc.close();
     audio.srcObject = null;
+    view.closeAll();
     say(state, message);
     bar.querySelectorAll('button').forEach((b) => b.remove());
   };
@@ -222,6 +224,7 @@ async function browserCall(button, token, text) {
       return;
     }
     if (message && message.type === 'ended') end('ended', text.ended);
+    else if (message && message.type === 'request' && message.request) view.show(message.request);
   });
   pc.addEventListener('connectionstatechange', () => {
     if (pc.connectionState === 'connected') say('connected', text.waiting);
@@ -265,7 +268,7 @@ async function browserCall(button, token, text) {
   }
 }
 
-// ---- The agent's requests during a phone call ----------------------------------------------------
+// ---- The agent's requests during a call --------------------------------------------------------------
 
 // After the status region: what the agent asks and how it went (a live line), and the button that
 // opens the Yivi session. One per button.
@@ -286,19 +289,14 @@ function requestRegion(button) {
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Follows the disclosed session `token` while the citizen may call and talks: shows each request
-// the agent makes (`request` in the status answer). Stops when the call ended, the session did, or
-// the button left the page.
-async function followRequests(button, token, text, lang, tenantName) {
-  // A newer session on this button takes over: the older loop ends at its next answer.
-  const run = String((Number(button.getAttribute('data-veilig-bellen-run')) || 0) + 1);
-  button.setAttribute('data-veilig-bellen-run', run);
-  const current = () => button.isConnected && button.getAttribute('data-veilig-bellen-run') === run;
+// Shows the agent's requests on `button`'s page: `show(request)` for each news of a request (as the
+// status answer's `request` or a browser call's data-channel message holds it), `closeAll()` when
+// the call ended. One per disclosed session; a phone call's status stream and a browser call's data
+// channel share it.
+function requestView(button, text, lang, tenantName) {
   const box = requestRegion(button);
   const line = box.querySelector('p');
   const popups = new Map(); // request id → its yivi popup while open
-  let version = 0;
-  let failures = 0;
   const say = (state, message) => {
     box.hidden = false;
     box.setAttribute('data-state', state);
@@ -372,6 +370,22 @@ async function followRequests(button, token, text, lang, tenantName) {
       })
       .finally(() => popups.delete(request.id));
   };
+  const closeAll = () => {
+    for (const id of [...popups.keys()]) close(id);
+  };
+  return { show, closeAll };
+}
+
+// Follows the disclosed session `token` while the citizen may call and talks: hands each request
+// the agent makes (`request` in the status answer) to `view`. Stops when the call ended, the
+// session did, or the button left the page.
+async function followRequests(button, token, view) {
+  // A newer session on this button takes over: the older loop ends at its next answer.
+  const run = String((Number(button.getAttribute('data-veilig-bellen-run')) || 0) + 1);
+  button.setAttribute('data-veilig-bellen-run', run);
+  const current = () => button.isConnected && button.getAttribute('data-veilig-bellen-run') === run;
+  let version = 0;
+  let failures = 0;
   const started = Date.now();
   while (current() && Date.now() - started < 4 * 3600 * 1000) {
     let answer;
@@ -395,9 +409,9 @@ async function followRequests(button, token, text, lang, tenantName) {
     }
     if (!answer || answer.status !== 'done' || !current()) return;
     version = Number(answer.requests) || 0;
-    if (answer.request) show(answer.request);
+    if (answer.request) view.show(answer.request);
     if (answer.call === 'ended') {
-      for (const id of [...popups.keys()]) close(id);
+      view.closeAll();
       return;
     }
     // Never faster than this, whatever the server answers.
@@ -448,12 +462,13 @@ function start(button) {
       // yivi-core resolves with the result step's answer (in an array when plugins add values).
       const result = Array.isArray(outcome) ? outcome[0] : outcome;
       if (result && result.status === 'done' && result.webrtc === true && token && window.RTCPeerConnection) {
+        const view = requestView(button, text, lang, result.tenantName || '');
         show(button, 'done', text.doneBrowser(result.tenantName || ''));
-        offerBrowserCall(button, token, text);
-        followRequests(button, token, text, lang, result.tenantName || '');
+        offerBrowserCall(button, token, text, view);
+        followRequests(button, token, view);
       } else if (result && result.status === 'done') {
         show(button, 'done', text.done(result.tenantName || ''));
-        if (token) followRequests(button, token, text, lang, result.tenantName || '');
+        if (token) followRequests(button, token, requestView(button, text, lang, result.tenantName || ''));
       } else if (result && result.status === 'expired') {
         show(button, 'expired', text.expired);
       } else {
