@@ -2,7 +2,8 @@
 //! (WebRTC) with Chromium's fake microphone playing 1 kHz; the call shows up verified, via the
 //! browser, in the agents' API; the waiting signal is heard in the page; the agent answers with a
 //! real softphone (baresip, playing 440 Hz) — the agent hears the browser's 1 kHz and the page hears
-//! 440 Hz; then one side hangs up and both ends are gone. Once hung up in the page, once at the phone.
+//! 440 Hz; then one side hangs up and both ends are gone. Once hung up in the page (after muting:
+//! the phone then hears no 1 kHz), once at the phone.
 //!
 //! The browser part is `tests/browser/browser_call.test.mjs`. Needs node, /usr/bin/chromium,
 //! `npm ci --prefix tests/browser` and baresip; without them the test prints why and passes,
@@ -77,6 +78,27 @@ async fn call_from_the_browser(hangup: &str) {
         ),
         Err(_) => None,
     };
+    if hangup == "page" && heard.is_some() {
+        // The page mutes: what the phone hears from half a second after that on has no 1 kHz.
+        let muted = format!("{tone_arg}.muted");
+        let _ = support::poll(Duration::from_secs(30), async || {
+            std::path::Path::new(&muted).exists().then_some(())
+        })
+        .await;
+        let (rate, before) = phone.heard();
+        let from = before.len() + rate as usize / 2;
+        let (rate, during) = phone
+            .wait_heard_more(from + rate as usize, Duration::from_secs(10))
+            .await;
+        let quiet = during.get(from..).unwrap_or_default();
+        let share = tone_share(quiet, f64::from(rate), 1000.0);
+        assert!(
+            quiet.len() >= rate as usize && share < 0.1,
+            "muted, the phone still hears the browser's 1 kHz (share {share:.2} of {} samples)",
+            quiet.len()
+        );
+        std::fs::write(format!("{tone_arg}.checked"), b"").expect("mute-checked marker");
+    }
     if hangup == "agent" && established.is_ok() {
         // Once the page heard the agent, hang up at the phone.
         let ready = format!("{tone_arg}.ready");

@@ -17,6 +17,7 @@ mod agent_phone_on_tls_gets_srtp;
 mod agent_refusal_is_shown;
 mod agent_transfer_refer;
 mod behind_sbc_call_is_kept;
+mod browser_call_failures_in_chromium;
 mod browser_call_in_chromium;
 mod browser_call_refusals;
 mod call_cli_exit_codes;

@@ -9,7 +9,8 @@
 // agent `agent` answers → the page hears
 // 440 Hz (a WebAudio analyser on the remote stream) → HANGUP `page`: the citizen clicks
 // "Ophangen"; `agent`: the page writes `<TONE.wav>.ready`, the test hangs up at the phone and
-// writes `<TONE.wav>.hangup`, and the page says the call ended. Prints "ok" when all of it held.
+// writes `<TONE.wav>.hangup`, and the page says the call ended; before the page hangs up, it mutes
+// (the test checks the phone hears nothing then) and unmutes. Prints "ok" when all of it held.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -158,6 +159,18 @@ try {
     await until('the agent hanging up', async () => existsSync(`${tone}.hangup`), STEP);
     await page.locator('[data-veilig-bellen-call][data-state="ended"]').waitFor({ timeout: STEP });
   } else {
+    // Microfoon uit: the agent stops hearing the citizen (the test checks at the phone, between
+    // `<TONE.wav>.muted` and `<TONE.wav>.checked`); Microfoon aan brings the voice back.
+    const mute = page.locator('[data-veilig-bellen-call] button[data-action="mute"]');
+    assert.equal(await mute.textContent(), 'Microfoon uit');
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+    assert.equal(await mute.textContent(), 'Microfoon aan');
+    writeFileSync(`${tone}.muted`, '');
+    await until('the test to check the phone hears nothing', async () => existsSync(`${tone}.checked`), STEP);
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'false');
+    assert.equal(await mute.textContent(), 'Microfoon uit');
     await page.click('[data-veilig-bellen-call] button[data-action="hangup"]');
     await page.locator('[data-veilig-bellen-call][data-state="ended"]').waitFor({ timeout: STEP });
   }

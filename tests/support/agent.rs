@@ -421,6 +421,18 @@ impl AgentPhone {
         last
     }
 
+    /// Waits (at most `limit`) until the phone has heard `samples` samples in all; returns the
+    /// sample rate and everything heard by then, enough or not.
+    pub async fn wait_heard_more(&self, samples: usize, limit: Duration) -> (u32, Vec<i16>) {
+        let mut last = self.heard();
+        super::poll(limit, async || {
+            last = self.heard();
+            (last.1.len() >= samples).then_some(())
+        })
+        .await;
+        last
+    }
+
     /// baresip's own log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()

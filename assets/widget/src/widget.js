@@ -90,6 +90,9 @@ const script = document.currentScript;
 const scriptUrl = new URL(script ? script.src : '/widget.js', document.baseURI);
 const apiBase = new URL('api/v1/', new URL('.', scriptUrl)).href;
 const defaultTenant = script ? script.getAttribute('data-tenant') : null;
+// A browser call not connected this long after the server's answer has failed (a network that
+// blocks UDP to the server leaves the browser trying for much longer than a citizen waits).
+const CONNECT_LIMIT_MS = 15000;
 
 function language() {
   const wanted = (script && script.getAttribute('data-lang')) || document.documentElement.lang || 'nl';
@@ -241,9 +244,12 @@ async function browserCall(button, token, text, view) {
     mute.setAttribute('aria-pressed', String(muted));
     mute.textContent = muted ? text.unmute : text.mute;
   });
+  const hangUpServer = () => {
+    if (location) fetch(new URL(location, apiBase).href, { method: 'DELETE' }).catch(() => {});
+  };
   const hangUp = barButton(text.hangUp, 'hangup');
   hangUp.addEventListener('click', () => {
-    if (location) fetch(new URL(location, apiBase).href, { method: 'DELETE' }).catch(() => {});
+    hangUpServer();
     end('ended', text.ended);
   });
   bar.append(mute, hangUp);
@@ -263,6 +269,11 @@ async function browserCall(button, token, text, view) {
     if (response.status !== 201) throw new Error(`HTTP ${response.status}`);
     location = response.headers.get('Location') || `sessions/${encodeURIComponent(token)}/call`;
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+    setTimeout(() => {
+      if (over || pc.connectionState === 'connected') return;
+      hangUpServer();
+      end('failed', text.connectFailed);
+    }, CONNECT_LIMIT_MS);
   } catch (_) {
     end('failed', text.connectFailed);
   }
