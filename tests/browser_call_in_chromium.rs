@@ -3,7 +3,8 @@
 //! browser, in the agents' API; the waiting signal is heard in the page; the agent answers with a
 //! real softphone (baresip, playing 440 Hz) — the agent hears the browser's 1 kHz and the page hears
 //! 440 Hz; then one side hangs up and both ends are gone. Once hung up in the page (after muting:
-//! the phone then hears no 1 kHz), once at the phone.
+//! the phone then hears no 1 kHz), once at the phone (after a hold, during which the page hears
+//! the waiting signal, and a resume).
 //!
 //! The browser part is `tests/browser/browser_call.test.mjs`. Needs node, /usr/bin/chromium,
 //! `npm ci --prefix tests/browser` and baresip; without them the test prints why and passes,
@@ -100,6 +101,16 @@ async fn call_from_the_browser(hangup: &str) {
         std::fs::write(format!("{tone_arg}.checked"), b"").expect("mute-checked marker");
     }
     if hangup == "agent" && established.is_ok() {
+        // Hold and resume at the phone when the page asks (it listens in between).
+        for (asked, command, done) in [("hold", "hold", "held"), ("resume", "resume", "resumed")] {
+            let asked = format!("{tone_arg}.{asked}");
+            let _ = support::poll(Duration::from_secs(30), async || {
+                std::path::Path::new(&asked).exists().then_some(())
+            })
+            .await;
+            phone.command(command).await;
+            std::fs::write(format!("{tone_arg}.{done}"), b"").expect("hold marker");
+        }
         // Once the page heard the agent, hang up at the phone.
         let ready = format!("{tone_arg}.ready");
         let _ = support::poll(Duration::from_secs(20), async || {

@@ -8,7 +8,9 @@
 // test registers the agent's phone (baresip, playing 440 Hz) and writes `<TONE.wav>.agent` → the
 // agent `agent` answers → the page hears
 // 440 Hz (a WebAudio analyser on the remote stream) → HANGUP `page`: the citizen clicks
-// "Ophangen"; `agent`: the page writes `<TONE.wav>.ready`, the test hangs up at the phone and
+// "Ophangen"; `agent`: the agent holds (the page hears the waiting signal, the call is listed
+// `on_hold`) and resumes (the agent is heard again), then the page writes `<TONE.wav>.ready`, the
+// test hangs up at the phone and
 // writes `<TONE.wav>.hangup`, and the page says the call ended; before the page hangs up, it mutes
 // (the test checks the phone hears nothing then) and unmutes. Prints "ok" when all of it held.
 
@@ -154,6 +156,28 @@ try {
   log.push(`agent: ${JSON.stringify(talking)}`);
 
   if (hangup === 'agent') {
+    // The agent holds (the test does it at the phone once `<TONE.wav>.hold` exists, then writes
+    // `<TONE.wav>.held`): the page hears the waiting signal instead of the agent; resumed
+    // (`.resume` → `.resumed`), it hears the agent again. 425 and 440 Hz are close: the
+    // analyser's window leaks one into the other at about −14 dB, so 10 dB tells them apart.
+    writeFileSync(`${tone}.hold`, '');
+    await until('the phone holding', async () => existsSync(`${tone}.held`), STEP);
+    const held = await until('the waiting signal while held', async () => {
+      const levels = await heard(page);
+      return levels && levels[425] > -60 && levels[425] > levels[440] + 10 ? levels : null;
+    });
+    log.push(`held: ${JSON.stringify(held)}`);
+    await until('the call listed on hold', async () => {
+      const { body } = await api('/api/v1/calls');
+      return (body.calls || body).find((c) => c.id === listed.id && c.on_hold === true);
+    });
+    writeFileSync(`${tone}.resume`, '');
+    await until('the phone resuming', async () => existsSync(`${tone}.resumed`), STEP);
+    const resumed = await until('the agent heard again', async () => {
+      const levels = await heard(page);
+      return levels && levels[440] > -60 && levels[440] > levels[425] + 10 ? levels : null;
+    });
+    log.push(`resumed: ${JSON.stringify(resumed)}`);
     // The test hangs up at the agent's phone once this file exists; the page says the call ended.
     writeFileSync(`${tone}.ready`, '');
     await until('the agent hanging up', async () => existsSync(`${tone}.hangup`), STEP);
