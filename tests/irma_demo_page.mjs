@@ -9,12 +9,10 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { launchPersistent } from './browser/lib.mjs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const require = createRequire(new URL('./browser/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
 
 const [base, clientToken, expected] = process.argv.slice(2);
 if (!base || !/^http:\/\/127\.0\.0\.1:\d+\/irma-sim$/.test(base) || !clientToken || !expected) {
@@ -23,11 +21,7 @@ if (!base || !/^http:\/\/127\.0\.0\.1:\d+\/irma-sim$/.test(base) || !clientToken
 }
 
 const profile = mkdtempSync(join(tmpdir(), 'vb-irma-sim-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-sync'],
-});
+const context = await launchPersistent(profile);
 try {
   const page = await context.newPage();
   const response = await page.goto(`${base}?lang=nl`);

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { FAKE_MICROPHONE, clickButton, discloseAsApp, launchPersistent, until } from './lib.mjs';
 
 const [base, apiToken, tone, hangup] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base) || !apiToken || !tone) {
@@ -35,16 +35,6 @@ async function api(path, init = {}) {
   });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-async function until(what, check, limit = STEP) {
-  const deadline = Date.now() + limit;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 // The strongest of a few frequencies in what the page hears: a WebAudio analyser on the audio
@@ -71,24 +61,11 @@ async function heard(page) {
 }
 
 const profile = mkdtempSync(join(tmpdir(), 'vb-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-component-update',
-    '--disable-sync',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${tone}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-  viewport: { width: 1024, height: 768 },
-});
+const context = await launchPersistent(
+  profile,
+  [...FAKE_MICROPHONE, `--use-file-for-fake-audio-capture=${tone}`, '--autoplay-policy=no-user-gesture-required'],
+  { viewport: { width: 1024, height: 768 } },
+);
 let ok = false;
 try {
   const page = await context.newPage();
@@ -98,21 +75,9 @@ try {
     if (r.status() >= 400) log.push(`http ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
   await page.goto(`${base}/button-demo?lang=nl`);
-  const started = page.waitForResponse(
-    (r) => r.url().endsWith('/api/v1/sessions') && r.request().method() === 'POST',
-    { timeout: STEP },
-  );
-  await page.click('button[data-veilig-bellen]');
-  const session = await (await started).json();
-
+  const session = await clickButton(page);
   // The Yivi app discloses (the simulator's endpoint).
-  const clientToken = new URL(session.sessionPtr.u).pathname.split('/').pop();
-  const disclosed = await fetch(`${base}/irma-sim/session/${clientToken}/disclose`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ attributes: {} }),
-  });
-  assert.equal(disclosed.status, 200, 'the simulator refused the disclosure');
+  await discloseAsApp(base, session.sessionPtr);
 
   // The page offers the browser call; the citizen takes it.
   const call = page.locator('[data-veilig-bellen-call] button[data-action="call"]');

@@ -15,7 +15,7 @@
 // Prints "ok - <scenario>" per scenario and "N passed, N failed"; exits 0 when all passed.
 
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { FAKE_MICROPHONE, clickButton, discloseAsApp, launch, until } from './lib.mjs';
 
 const [base, apiToken] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base) || !apiToken) {
@@ -31,16 +31,6 @@ async function calls() {
   return body.calls || body;
 }
 
-async function until(what, check, limit = STEP) {
-  const deadline = Date.now() + limit;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
 // The demo page in `lang`, disclosed through the simulator as the Yivi app would; the page then
 // offers the browser call. Returns the page and the POSTs it made to the call endpoint.
 async function disclosed(context, lang) {
@@ -50,19 +40,8 @@ async function disclosed(context, lang) {
     if (r.method() === 'POST' && /\/api\/v1\/sessions\/[^/]+\/call$/.test(r.url())) posts.push(r.url());
   });
   await page.goto(`${base}/button-demo?lang=${lang}`);
-  const started = page.waitForResponse(
-    (r) => r.url().endsWith('/api/v1/sessions') && r.request().method() === 'POST',
-    { timeout: STEP },
-  );
-  await page.click('button[data-veilig-bellen]');
-  const session = await (await started).json();
-  const clientToken = new URL(session.sessionPtr.u).pathname.split('/').pop();
-  const response = await fetch(`${base}/irma-sim/session/${clientToken}/disclose`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ attributes: {} }),
-  });
-  assert.equal(response.status, 200, 'the simulator refused the disclosure');
+  const session = await clickButton(page);
+  await discloseAsApp(base, session.sessionPtr);
   const call = page.locator('[data-veilig-bellen-call] button[data-action="call"]');
   await call.waitFor({ timeout: STEP });
   return { page, call, posts };
@@ -153,19 +132,7 @@ const scenarios = {
   },
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-quic',
-    '--no-first-run',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-  ],
-});
+const browser = await launch(FAKE_MICROPHONE);
 let passed = 0;
 let failed = 0;
 try {

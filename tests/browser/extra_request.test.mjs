@@ -24,7 +24,7 @@
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { FAKE_MICROPHONE, clickButton, discloseAsApp, launch } from './lib.mjs';
 
 const [base, credentialsJson, mode = 'phone'] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
@@ -71,16 +71,7 @@ function watch(page, who) {
 }
 
 // What the Yivi app does after scanning: POST the simulator's disclose endpoint.
-async function app(sessionPtr, body) {
-  const clientToken = new URL(sessionPtr.u).pathname.split('/').pop();
-  const response = await fetch(`${base}/irma-sim/session/${clientToken}/disclose`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(response.status, 200, 'simulator refused the disclosure');
-  return response.json();
-}
+const app = (sessionPtr, body) => discloseAsApp(base, sessionPtr, body);
 
 async function scenario(browser) {
   // ---- The citizen's page: disclose, the phone will call, the page stays open.
@@ -109,12 +100,7 @@ async function scenario(browser) {
     }
   });
   await citizen.goto(`${base}/button-demo`);
-  const started = citizen.waitForResponse(
-    (r) => r.url().endsWith('/api/v1/sessions') && r.request().method() === 'POST',
-    { timeout: STEP },
-  );
-  await citizen.click('button[data-veilig-bellen]');
-  const session = await (await started).json();
+  const session = await clickButton(citizen);
   await citizen.locator('canvas.yivi-web-qr-canvas').first().waitFor({ state: 'visible', timeout: STEP });
   const answer = await app(session.sessionPtr, { attributes: {} });
   const code = /^tel:\+\d+,(\d{8})$/.exec(answer.clientReturnUrl || '')[1];
@@ -199,19 +185,8 @@ async function scenario(browser) {
   assert.deepEqual(problems, [], 'page errors or CSP errors');
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-quic',
-    '--no-first-run',
-    // A browser call's microphone: Chromium's own test signal, no prompt.
-    ...(mode === 'browser' ? ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'] : []),
-  ],
-});
+// A browser call's microphone: Chromium's own test signal, no prompt.
+const browser = await launch(mode === 'browser' ? FAKE_MICROPHONE : []);
 let passed = 0;
 let failed = 0;
 try {

@@ -24,7 +24,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './lib.mjs';
 
 const [scenarioName, base, credentialsJson] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
@@ -383,11 +383,7 @@ if (!scenario) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let passed = 0;
 let failed = 0;
 try {

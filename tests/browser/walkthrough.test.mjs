@@ -14,7 +14,7 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './lib.mjs';
 
 const [base, password, method] = process.argv.slice(2);
 if (!base || !/^http:\/\/127\.0\.0\.1:\d+$/.test(base) || !password) {
@@ -35,11 +35,7 @@ async function assertNoCode(page, where) {
   assert.ok(!text.includes('tel:'), `${where} shows a tel: link`);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ locale: 'nl-NL', viewport: { width: 1280, height: 800 } });
 

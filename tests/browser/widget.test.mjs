@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { clickButton as startSession, discloseAsApp, launchPersistent } from './lib.mjs';
 
 const base = process.argv[2];
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
@@ -32,16 +32,7 @@ async function screenshot(page, name) {
 }
 
 // What the Yivi app does after scanning: POST the simulator's disclose endpoint.
-async function app(sessionPtr, body) {
-  const clientToken = new URL(sessionPtr.u).pathname.split('/').pop();
-  const response = await fetch(`${base}/irma-sim/session/${clientToken}/disclose`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(response.status, 200, 'simulator refused the disclosure');
-  return response.json();
-}
+const app = (sessionPtr, body) => discloseAsApp(base, sessionPtr, body);
 
 // Open the demo page, click the button, return the session our server handed the widget.
 const consoleLog = [];
@@ -63,14 +54,7 @@ async function clickButton(page, apiBodies) {
   });
   await page.goto(`${base}/button-demo`);
   if (process.env.VB_DEBUG) await page.evaluate(() => document.querySelector('script[src$="widget.js"]').setAttribute('data-debug', ''));
-  const started = page.waitForResponse(
-    (r) => r.url().endsWith('/api/v1/sessions') && r.request().method() === 'POST',
-    { timeout: STEP },
-  );
-  await page.click('button[data-veilig-bellen]');
-  const response = await started;
-  assert.equal(response.status(), 200, 'session start failed');
-  const session = await response.json();
+  const session = await startSession(page, STEP);
   assert.ok(session.sessionPtr && session.sessionPtr.u, 'no session pointer');
   assert.match(session.token, /^[0-9a-f]{32}$/);
   return session;
@@ -147,20 +131,7 @@ async function phoneEnglish(context) {
 }
 
 const profile = mkdtempSync(join(tmpdir(), 'vb-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: 1024, height: 768 },
-});
+const context = await launchPersistent(profile, [], { viewport: { width: 1024, height: 768 } });
 
 let passed = 0;
 let failed = 0;
