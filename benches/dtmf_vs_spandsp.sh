@@ -18,6 +18,7 @@ done
 pkg-config --exists spandsp || { echo "dtmf_vs_spandsp: libspandsp-dev not installed" >&2; exit 1; }
 
 WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$WORK"
 trap 'if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; fi' EXIT
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 

@@ -1,9 +1,11 @@
 //! Talk-off guards of the DTMF detector (`dsp::dtmf`, issue 13): a tone pair that carries the
-//! harmonics of a voice or an instrument is no digit, the speech that fooled the detector before
-//! the guards gives nothing, and every Q.24 accept condition is still accepted with the guards on.
-//! Figures (false digits per hour of speech and music) come from `benches/dtmf_talkoff.sh`.
+//! harmonics of a voice or an instrument is no digit (harmonic guard), nor is a twisted or
+//! off-frequency pair with a third tone beside it (chord guard); the speech and music that fooled
+//! the detector before the guards give nothing, and every Q.24 accept condition is still accepted
+//! with the guards on. Figures (false digits per hour of speech and music) come from
+//! `benches/dtmf_talkoff.sh`.
 
-use dsp::dtmf::{digit_freqs, DtmfDetector, DtmfEvent, KEYS};
+use dsp::dtmf::{digit_freqs, DtmfDetector, DtmfEvent, COL_FREQS, KEYS, ROW_FREQS};
 use dsp::testsig::{dbm0_amplitude, to_pcm, Channel, Rng, Signal, Tone};
 use std::f64::consts::PI;
 
@@ -121,24 +123,208 @@ fn an_octave_is_no_digit() {
     }
 }
 
-#[test]
-fn the_speech_that_fooled_the_detector_gives_nothing() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/dtmf/talkoff_dutch_speech_fooled_the_detector.s16le"
-    );
-    let bytes = std::fs::read(path).expect("fixture present");
-    let pcm: Vec<i16> = bytes
+/// A raw 8 kHz s16le fixture from `fixtures/dtmf/` (see its README for where each came from).
+fn fixture(name: &str) -> Vec<i16> {
+    let path = format!("{}/../fixtures/dtmf/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).expect("fixture present");
+    bytes
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    assert_eq!(pcm.len(), 4800);
+        .collect()
+}
+
+/// No digit in `pcm` through any channel, at several alignments of the sub-blocks (5 ms) to it.
+fn assert_no_digit(pcm: &[i16]) {
     for ch in Channel::ALL {
-        // Every alignment of the sub-blocks (5 ms) to the speech.
         for skip in (0..40).step_by(8) {
             assert_eq!(digits(&ch.apply(&pcm[skip..])), "", "{ch:?} from {skip}");
         }
     }
+}
+
+#[test]
+fn the_speech_that_fooled_the_detector_gives_nothing() {
+    let pcm = fixture("talkoff_dutch_speech_fooled_the_detector.s16le");
+    assert_eq!(pcm.len(), 4800);
+    assert_no_digit(&pcm);
+}
+
+#[test]
+fn the_chord_that_fooled_the_detector_gives_nothing() {
+    // Square-wave F5 twice (one gliding down 1.4 %), F♯6 and B6: `3` (697 + 1477 Hz) at 9 dB twist,
+    // B6 as strong as F♯6, for 0.44 s before the chord guard.
+    let pcm = fixture("talkoff_square_chord_fooled_the_detector.s16le");
+    assert_eq!(pcm.len(), 4067);
+    assert_no_digit(&pcm);
+}
+
+#[test]
+fn the_off_frequency_speech_that_fooled_the_detector_gives_nothing() {
+    // `*` (941 + 1209 Hz) 1.9 % off, with other sound 12 dB under it.
+    let pcm = fixture("talkoff_speech_off_frequency_fooled_the_detector.s16le");
+    assert_eq!(pcm.len(), 4800);
+    assert_no_digit(&pcm);
+}
+
+#[test]
+fn the_beating_notes_that_fooled_the_detector_give_nothing() {
+    // F5 on 697 Hz, and F6 (1397 Hz) with E6 (1319 Hz) beating as one tone 1.6 % above 1336 Hz: `2`.
+    let pcm = fixture("talkoff_beating_notes_fooled_the_detector.s16le");
+    assert_eq!(pcm.len(), 3200);
+    assert_no_digit(&pcm);
+}
+
+/// A tone pair (Hz) at `row_dbm0` and `col_dbm0`, with other sines (Hz, dBm0) beside it; `lead`
+/// samples of silence before, 100 ms after.
+fn pair_with(
+    rng: &mut Rng,
+    freqs: (f64, f64),
+    (row_dbm0, col_dbm0): (f64, f64),
+    others: &[(f64, f64)],
+    len: usize,
+    lead: usize,
+) -> Vec<i16> {
+    let mut parts = vec![(freqs.0, row_dbm0), (freqs.1, col_dbm0)];
+    parts.extend_from_slice(others);
+    let parts: Vec<(f64, f64, f64)> = parts
+        .into_iter()
+        .map(|(f, dbm0)| (f, dbm0_amplitude(dbm0), rng.range(0.0, 2.0 * PI)))
+        .collect();
+    let mut out = vec![0.0f64; lead];
+    out.extend((0..len).map(|n| {
+        let t = n as f64 / 8000.0;
+        parts
+            .iter()
+            .map(|&(f, a, ph)| a * (2.0 * PI * f * t + ph).sin())
+            .sum::<f64>()
+    }));
+    out.extend(std::iter::repeat_n(0.0, 800));
+    to_pcm(&out)
+}
+
+/// The lowest frequency from `lo` to `hi` Hz (10 Hz steps) at least 100 Hz from every DTMF
+/// frequency and from every partial the harmonic guard judges of the pair `(fr, fc)` (f/2, 3f/2,
+/// 2f, 3f), so that a tone there is judged by the chord guard alone.
+fn free_freq(lo: f64, hi: f64, (fr, fc): (f64, f64)) -> Option<f64> {
+    let taken: Vec<f64> = ROW_FREQS
+        .iter()
+        .chain(&COL_FREQS)
+        .copied()
+        .chain(
+            [fr, fc]
+                .iter()
+                .flat_map(|&f| [0.5, 1.5, 2.0, 3.0].map(|m| m * f)),
+        )
+        .collect();
+    (0..)
+        .map(|i| lo + 10.0 * f64::from(i))
+        .take_while(|&f| f <= hi)
+        .find(|&f| taken.iter().all(|&t| (f - t).abs() >= 100.0))
+}
+
+/// Levels of a pair at `twist_db` (positive: row stronger), the stronger tone at `dbm0`.
+fn twisted(dbm0: f64, twist_db: f64) -> (f64, f64) {
+    if twist_db >= 0.0 {
+        (dbm0, dbm0 - twist_db)
+    } else {
+        (dbm0 + twist_db, dbm0)
+    }
+}
+
+#[test]
+fn a_twisted_pair_with_a_third_tone_as_strong_as_its_weaker_one_is_no_digit() {
+    // Two notes of a chord on a row and a column frequency, a third note elsewhere: 7 dB normal or
+    // 5.5 dB reverse twist (within the accept limits), the third note as strong as the weaker
+    // tone, below the row tone or above the column tone.
+    let mut rng = Rng::new(17);
+    for key in all_keys() {
+        let (fr, fc) = digit_freqs(key).expect("a keypad key");
+        let below = free_freq(300.0, fr - 200.0, (fr, fc)).expect("room below every row");
+        let above = free_freq(fc + 200.0, 3400.0, (fr, fc)).expect("room above every column");
+        for twist in [7.0, -5.5] {
+            for third in [below, above] {
+                let levels = twisted(-10.0, twist);
+                let weaker = levels.0.min(levels.1);
+                let lead = rng.int(100, 400) as usize;
+                let pcm = pair_with(&mut rng, (fr, fc), levels, &[(third, weaker)], 800, lead);
+                for ch in Channel::ALL {
+                    let got = digits(&ch.apply(&pcm));
+                    assert!(
+                        got.is_empty(),
+                        "{key} twist {twist} third {third:.0} Hz {ch:?}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_off_frequency_pair_with_a_third_tone_is_no_digit() {
+    // 1.3 % off (accepted alone, within the spec's 1.5 %), with a third tone 10 dB under it.
+    let mut rng = Rng::new(18);
+    for key in all_keys() {
+        let (fr, fc) = digit_freqs(key).expect("a keypad key");
+        for error in [0.013, -0.013] {
+            let freqs = (fr * (1.0 + error), fc * (1.0 + error));
+            let lead = rng.int(100, 400) as usize;
+            let third = free_freq(fc + 200.0, 3400.0, (fr, fc)).expect("room above every column");
+            let pcm = pair_with(
+                &mut rng,
+                freqs,
+                (-12.0, -12.0),
+                &[(third, -22.0)],
+                800,
+                lead,
+            );
+            for ch in Channel::ALL {
+                let got = digits(&ch.apply(&pcm));
+                assert!(got.is_empty(), "{key} error {error} {ch:?}: {got:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_digit_with_weaker_sound_beside_it_is_still_a_digit() {
+    // What the chord guard lets be: a twisted pair (7 dB normal, 5.5 dB reverse) with another tone
+    // 10 dB under its weaker tone, a balanced pair with one 6 dB under its tones (speech over a
+    // digit), and a twisted pair with one as strong as its weaker tone between its two (where
+    // AMR-NB puts its products) — 40 ms each, G.711 too.
+    let mut rng = Rng::new(19);
+    let mut misses = Vec::new();
+    for key in all_keys() {
+        let (fr, fc) = digit_freqs(key).expect("a keypad key");
+        let below = free_freq(300.0, fr - 200.0, (fr, fc)).expect("room below every row");
+        let above = free_freq(fc + 200.0, 3400.0, (fr, fc)).expect("room above every column");
+        let mut cases = vec![
+            (twisted(-10.0, 7.0), above, -27.0),
+            (twisted(-10.0, -5.5), below, -25.5),
+            ((-15.0, -15.0), above, -21.0),
+        ];
+        if let Some(between) = free_freq(fr + 150.0, fc - 150.0, (fr, fc)) {
+            cases.push((twisted(-10.0, 7.0), between, -17.0));
+        }
+        for (levels, third, third_dbm0) in cases {
+            let lead = rng.int(100, 400) as usize;
+            let pcm = pair_with(
+                &mut rng,
+                (fr, fc),
+                levels,
+                &[(third, third_dbm0)],
+                320,
+                lead,
+            );
+            for ch in Channel::ALL {
+                if digits(&ch.apply(&pcm)) != key.to_string() {
+                    misses.push(format!(
+                        "{key} {levels:?} third {third:.0} Hz {third_dbm0} dBm0 {ch:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{} missed: {misses:?}", misses.len());
 }
 
 #[test]

@@ -33,7 +33,15 @@
 //!   that carries < 75 % of the energy or is off frequency, 10 dB stricter below 68 %), and the
 //!   column is not an octave of the row. A sender's sines have no such partials; a voice or an
 //!   instrument that puts one harmonic of its pitch on a DTMF frequency nearly always has the next.
-//!   It runs only when everything else has passed, so it costs nothing per sample.
+//! * *chord guard* (talk-off): in the same remainder, a pair twisted by more than 5 dB either way
+//!   may have no other tone within 6 dB of its weaker tone below the row tone or above the column
+//!   tone (140 Hz clear of both; between them AMR-NB puts products of the pair), and a pair more
+//!   than 1.1 % off frequency nothing above −18 dB of its weaker tone anywhere 40 Hz clear of its
+//!   tones. Two notes of a chord on a row and a column frequency come with the chord's other notes,
+//!   and two notes straddling a DTMF frequency beat as one tone off it; a sender's sines stand
+//!   alone however twisted or off frequency they arrive.
+//!
+//! The guards run only when everything else has passed, so they cost nothing per sample.
 //!
 //! A digit **ends** after five consecutive windows (25 ms) that neither qualify for it nor keep its pair
 //! within 10 dB of its running level (each tone within 20 dB), or in which another digit qualifies: a
@@ -52,7 +60,8 @@
 //!
 //! `dtmf/mod.rs` holds the detector's state machine (per window: start, present, end) and the onset
 //! and end estimates; `spectrum.rs` the sub-block DFT and the single-window test; `start.rs` the
-//! start rule over five windows; `guards.rs` the harmonic guard; `simd.rs` the AVX2 + FMA path.
+//! start rule over five windows; `guards.rs` the harmonic and chord guards; `simd.rs` the AVX2 + FMA
+//! path.
 
 mod guards;
 mod simd;
@@ -269,7 +278,7 @@ impl DtmfDetector {
 
     /// DFT + energy of the sub-block just filled in `raw`, then the per-sub-block decision logic.
     /// The kernel reads the samples back from there: it broadcasts each one straight from memory,
-    /// cheaper than from a register. The slot being filled is never one the harmonic guard reads
+    /// cheaper than from a register. The slot being filled is never one the guards read
     /// (the last [`GUARD_SUBS`] analysed ones, fewer than [`SUB_RING`]).
     ///
     /// [`GUARD_SUBS`]: guards::GUARD_SUBS

@@ -51,7 +51,7 @@ impl DtmfDetector {
 impl DtmfDetector {
     /// The start rule ([`DtmfDetector::try_start`]), out of the per-sample loop, compiled for
     /// AVX2 + FMA when `FUSED` (only ever true inside [`DtmfDetector::push_avx2_fma`]): the
-    /// harmonic guard's least-squares sums then take four `f64` lanes at a time. The same
+    /// guards' least-squares sums then take four `f64` lanes at a time. The same
     /// arithmetic either way (the compiler never fuses a multiply and an add on its own).
     #[inline(always)]
     pub(super) fn try_start_with<const FUSED: bool>(&mut self, last: u64) {

@@ -1,8 +1,9 @@
 //! The start rule: five consecutive windows that qualify for the same digit start it when, over
 //! them together, both tones are within the frequency limit (measured from the phase advance of
 //! the window DFT), the leakage-free tone powers keep the twist, peak and energy-share limits, the
-//! windows are consistent, and the harmonic guard ([`super::guards`]) passes.
+//! windows are consistent, and the talk-off guards ([`super::guards`]: harmonic and chord) pass.
 
+use super::guards::{Pair, Verdict};
 use super::spectrum::{runner_up, Leakage, TABLES};
 use super::{key, split, DtmfDetector, DtmfEvent, State, START_WINDOWS, SUB, WIN, WIN_SUBS};
 use std::f64::consts::PI;
@@ -127,8 +128,13 @@ impl DtmfDetector {
                 return;
             }
         }
-        let mean_share = ratio_sum / START_WINDOWS as f32;
-        if !self.harmonics_ok(last, tone_omega, mean_share, exact) {
+        let pair = Pair {
+            omega: tone_omega,
+            mean_share: ratio_sum / START_WINDOWS as f32,
+            error: worst_error,
+            twist: sum_row / sum_col,
+        };
+        if self.guards(last, &pair) != Verdict::Digit {
             return;
         }
         let n = START_WINDOWS as f32;
