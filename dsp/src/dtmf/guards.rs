@@ -5,9 +5,16 @@
 //! * the *harmonic guard*: a voice or an instrument that puts one harmonic of its pitch on a DTMF
 //!   frequency nearly always has the next one too; a sender's sines have none;
 //! * the *chord guard*: a twisted pair with a third tone beside it nearly as strong as its weaker
-//!   tone is two notes of a chord, and an off-frequency pair with anything clearly tonal beside it
-//!   is music or speech (or two notes beating as one tone). A sender's two sines stand alone, and
-//!   twist or a frequency error leaves a real digit no less clean.
+//!   tone is two notes of a chord, and an off-frequency or quiet pair with anything clearly tonal
+//!   beside it is music or speech (or two notes beating as one tone). A sender's two sines stand
+//!   alone, and twist, a frequency error or a low level leaves a real digit no less clean.
+//!
+//! Through AMR-NB 4.75 kbit/s an instrument's partials are gone: two notes near DTMF
+//! frequencies come out as two sines, 0.2–1.9 % off (equal-tempered F5, G5, A♯5, E6, F♯6), often
+//! twisted, with the codec's noise beside them, and the guards turn them down only on some of the
+//! attempts the start rule makes every 5 ms. The start rule therefore stops trying after
+//! [`MAX_REJECTIONS`](super::MAX_REJECTIONS) verdicts against the same run of qualifying windows,
+//! or after one [`Verdict::FarOff`].
 
 use super::{DtmfDetector, SAMPLE_RATE, SUB, SUB_RING};
 use std::f64::consts::PI;
@@ -20,28 +27,43 @@ const GUARD_LEN: usize = SUB * GUARD_SUBS;
 // The sub-block being filled shares the ring with the analysed ones; the guards must not see it.
 const _: () = assert!(GUARD_SUBS < SUB_RING);
 /// Partials judged around each tone of frequency f: (multiple of f, largest power relative to the
-/// tone). A DTMF sender's sine has no harmonics worth the name (≥ 20 dB down, ETSI ES 201 235-2) and
-/// nothing at f/2 or 3f/2. Voiced speech and instruments that put one harmonic of a pitch on a DTMF
-/// frequency nearly always carry the next one too: at 2f and 3f when the tone is the pitch itself,
-/// at f/2 and 3f/2 when it is the pitch's second harmonic (an octave under a played note).
-const PARTIALS: [(f64, f64); 4] = [
-    (0.5, 0.1),   // −10 dB
-    (1.5, 0.1),   // −10 dB
-    (2.0, 0.1),   // −10 dB
-    (3.0, 0.025), // −16 dB (a triangle-like note's; a sender's and a codec's stay lower)
+/// row tone and to the column tone). A DTMF sender's sine has no harmonics worth the name (≥ 20 dB
+/// down, ETSI ES 201 235-2) and nothing at f/2 or 3f/2. Voiced speech and instruments that put one
+/// harmonic of a pitch on a DTMF frequency nearly always carry the next one too: at 2f and 3f when
+/// the tone is the pitch itself, at f/2 and 3f/2 when it is the pitch's second harmonic (an octave
+/// under a played note). The row tone's 2f (1.4–1.9 kHz) may hold 10 dB under it what AMR-NB
+/// 4.75 kbit/s makes of the pair; the column tone's (2.4–3.3 kHz) keeps ≥ 27 dB down through
+/// that codec (the 550 codes), so it is held to 18 dB (a sender's: ≥ 20 dB; a note through
+/// AMR-NB that fooled the detector: 14–16 dB).
+const PARTIALS: [(f64, [f64; 2]); 4] = [
+    (0.5, [0.1, 0.1]),     // −10 dB
+    (1.5, [0.1, 0.1]),     // −10 dB
+    (2.0, [0.1, 0.0158]),  // −10 dB, −18 dB
+    (3.0, [0.025, 0.025]), // −16 dB (a triangle-like note's; a sender's and a codec's stay lower)
 ];
+/// The lowest of the [`PARTIALS`] limits.
+const PARTIALS_LOWEST: f64 = 0.0158;
 /// A partial this close (rad/sample, 110 Hz) to the other tone is not judged: a mobile codec leaves
 /// enough of that tone's wobble beside it after the fit to look like a partial.
 const GUARD_NEAR: f64 = 2.0 * PI * 110.0 / SAMPLE_RATE as f64;
 /// A pair that leaves much of the energy to other sound, or is off its nominal frequencies, must be
 /// clean where it is judged: below this mean share of the energy over the start windows, or with a
-/// frequency error over [`EXACT_FREQ_ERROR`](super::start::EXACT_FREQ_ERROR), the partial limits are 4 dB stricter…
-const GUARD_LOW_SHARE: f32 = 0.75;
+/// frequency error over [`EXACT_FREQ_ERROR`](super::start::EXACT_FREQ_ERROR), the partial limits
+/// are 4 dB stricter (speech through AMR-NB 4.75 kbit/s that fooled the detector: a pitch harmonic
+/// on the row tone, the next one down 11 dB under it, at a share of 0.76–0.79; the 550 codes
+/// through that codec keep such partials ≥ 16 dB down; a digit with speech 12 dB under it, as
+/// `digits_held_during_speech_are_found` keys it, carries 0.88–0.96)…
+const GUARD_LOW_SHARE: f32 = 0.82;
 const GUARD_STRICT: f64 = 0.4;
-/// …and below this share 10 dB stricter (speech and music that fooled the detector sat at 0.6–0.7;
-/// a digit through AMR-NB 4.75 kbit/s has its partials ≥ 16 dB down even there)…
-const GUARD_LOWEST_SHARE: f32 = 0.68;
+/// …and below this share 10 dB stricter (speech and music that fooled the detector sat at 0.6–0.7,
+/// a decaying plucked chord through AMR-NB at 0.685; a digit through AMR-NB 4.75 kbit/s has its
+/// partials ≥ 16 dB down even there)…
+const GUARD_LOWEST_SHARE: f32 = 0.70;
 const GUARD_STRICTEST: f64 = 0.1;
+/// …as they are when the stronger tone is under −37 dBm0, below the levels a receiver must accept
+/// (−36 dBm0; quiet speech that fooled the detector: −38 dBm0, a pitch harmonic on the row tone
+/// and the next one up 14 dB under it).
+const GUARD_QUIET_POWER: f32 = super::DBM0_POWER * 1.995_262_3e-4;
 /// …and a column tone within this relative distance (1 %) of twice the row tone is the row's second
 /// harmonic, not a second tone (an octave; on-frequency DTMF pairs are ≥ 4 % from one).
 const OCTAVE: f64 = 0.01;
@@ -55,24 +77,40 @@ const CHORD_TWIST: f32 = 3.162;
 /// seldom comes that close: of 12,600 digits keyed over eSpeak speech 6–8 dB under them on
 /// average, 2 more were lost; of 550 codes through AMR-NB 4.75 kbit/s, none…
 const CHORD_TWISTED: f64 = 0.25;
-/// …and a pair off its nominal frequencies by more than this (relative, 1.1 %; digits through
-/// AMR-NB 4.75 kbit/s measured more at one start in 140, and within it a window later)…
+/// …and a pair must stand alone when it is off its nominal frequencies by more than this
+/// (relative, 1.1 %; the 550 codes through AMR-NB 4.75 kbit/s measured more at one attempt in
+/// 110, and nearly all passed on a later one)…
 const CHORD_OFF_ERROR: f64 = 0.011;
-/// …none above −18 dB of its weaker tone anywhere, between its tones and beside them too, only
-/// [`CHORD_CLEAR`] away (speech, babble and music that fooled the detector: 1.2–1.9 % off, the
-/// strongest other tone at −17 to +1 dB, or two notes straddling a DTMF frequency beating as
-/// one tone off it; a sender's 1.5 % off pair in 30 dB SNR noise: ≤ −37 dB).
-const CHORD_OFF: f64 = 0.0158;
+/// …or twisted (over [`CHORD_TWIST`]) and off by more than this (0.65 %: A♯5 and E6 through
+/// AMR-NB 4.75 kbit/s measured 0.7–1.3 % off 941 and 1336 Hz with 6–9 dB twist; the 550 codes
+/// were that twisted and that far off at one attempt in 60)…
+const CHORD_TWISTED_OFF_ERROR: f64 = 0.0065;
+/// …or when its stronger tone is under −32 dBm0 (the 550 codes through AMR-NB: ≥ −31 dBm0; F5
+/// and F♯6 through it that fooled the detector: −33 dBm0; a receiver must accept −36 dBm0, which
+/// a sender's pair does alone)…
+const CHORD_QUIET_POWER: f32 = super::DBM0_POWER * 6.309_573e-4;
+/// Standing alone: nothing above −22 dB of the weaker tone anywhere, between the tones and beside
+/// them too, only [`CHORD_CLEAR`] away (speech, babble and music that fooled the detector: the
+/// strongest other tone at −19 to +3 dB, or two notes straddling a DTMF frequency beating as one
+/// tone off it; a sender's 1.5 % off pair in 30 dB SNR noise: ≤ −37 dB). A pair more than
+/// [`BAR_ERROR`] off that fails this is [`Verdict::FarOff`].
+const CHORD_OFF: f64 = 0.0063;
+/// 1.65 %: G5 and E6 through AMR-NB 4.75 kbit/s measure 1.4–1.9 % off 770 and 1336 Hz, and their
+/// remainder, tried every 5 ms, now and then dips under [`CHORD_OFF`]; the 550 codes through the
+/// codec measured more at one attempt in 4,600, a sender's 1.5 % off pair alone in linear or G.711
+/// audio leaves no remainder to fail.
+const BAR_ERROR: f64 = 0.0165;
 /// The fit removes a tone at its measured frequency; from this far (40 Hz) on, what is left is
 /// other sound.
 const CHORD_CLEAR: f64 = 2.0 * PI * 40.0 / SAMPLE_RATE as f64;
-// The chord guard's limits are never below the partials' (so a real digit's clean remainder still
-// ends the guards' work early, whatever its twist or frequency error).
-// (An off pair is never exact, so its partials are held at least `GUARD_STRICT` tighter.)
+// The chord guard's limit for a twisted pair is never below the partials' (so a real digit's clean
+// remainder still ends the guards' work early, whatever its twist); an off pair's remainder is
+// judged down to `CHORD_OFF`. Off pairs are never exact, and a barred pair is always off.
 const _: () = assert!(
-    CHORD_TWISTED >= PARTIALS[3].1
-        && CHORD_OFF >= GUARD_STRICT * PARTIALS[3].1
-        && CHORD_OFF_ERROR > super::start::EXACT_FREQ_ERROR
+    CHORD_TWISTED >= PARTIALS_LOWEST
+        && CHORD_TWISTED_OFF_ERROR > super::start::EXACT_FREQ_ERROR
+        && CHORD_OFF_ERROR > CHORD_TWISTED_OFF_ERROR
+        && BAR_ERROR > CHORD_OFF_ERROR
 );
 /// Other tones are looked for from here to [`CHORD_TOP_HZ`] on a grid of [`CHORD_STEP_HZ`] (20 Hz:
 /// the Hann window over 25 ms has a main lobe ±80 Hz wide, so a tone between grid points loses
@@ -98,6 +136,9 @@ pub(super) struct Pair {
     pub(super) error: f64,
     /// Row tone power over column tone power over the start windows.
     pub(super) twist: f32,
+    /// Mean power of the stronger tone over the start windows (linear sample units, as
+    /// [`DBM0_POWER`](super::DBM0_POWER)).
+    pub(super) level: f32,
 }
 
 /// The guards' verdict on a would-be digit.
@@ -111,8 +152,13 @@ pub(super) enum Verdict {
     Partial,
     /// A third tone beside a twisted pair (chord guard).
     Chord,
-    /// A third tone beside an off-frequency pair (chord guard).
-    OffTone,
+    /// A third tone beside a pair that must stand alone: off frequency, or twisted and quiet, or
+    /// below the accept range (chord guard).
+    NotAlone,
+    /// The same beside a pair more than [`BAR_ERROR`] off: a sender that far off is alone on the
+    /// line, so this is music or speech for as long as the pair lasts (the start rule bars the
+    /// digit until a window no longer qualifies for it).
+    FarOff,
 }
 
 /// Hann window over the harmonic guard's span.
@@ -132,12 +178,14 @@ impl DtmfDetector {
     /// [`GUARD_STRICT`] times that when the pair's mean share of the energy is below
     /// [`GUARD_LOW_SHARE`] or the tones are off by more than
     /// [`EXACT_FREQ_ERROR`](super::start::EXACT_FREQ_ERROR), [`GUARD_STRICTEST`] times that below
-    /// [`GUARD_LOWEST_SHARE`]; a partial within [`GUARD_NEAR`] of the other tone, or above
-    /// [`GUARD_TOP`], is not judged. A column tone an octave above the row tone ([`OCTAVE`]) is
-    /// that tone's harmonic. Chord guard: with a twist over [`CHORD_TWIST`] no other tone in the
-    /// remainder outside the span of the pair and [`CHORD_NEAR`] away from it may reach
-    /// [`CHORD_TWISTED`] of the weaker tone; with a frequency error over [`CHORD_OFF_ERROR`] none
-    /// anywhere [`CHORD_CLEAR`] away from the tones may reach [`CHORD_OFF`].
+    /// [`GUARD_LOWEST_SHARE`] or with the stronger tone under [`GUARD_QUIET_POWER`]; a partial
+    /// within [`GUARD_NEAR`] of the other tone, or above [`GUARD_TOP`], is not judged. A column
+    /// tone an octave above the row tone ([`OCTAVE`]) is that tone's harmonic. Chord guard: with a
+    /// twist over [`CHORD_TWIST`] no other tone in the remainder outside the span of the pair and
+    /// [`CHORD_NEAR`] away from it may reach [`CHORD_TWISTED`] of the weaker tone; with a frequency
+    /// error over [`CHORD_OFF_ERROR`] (over [`CHORD_TWISTED_OFF_ERROR`] when twisted) or the
+    /// stronger tone under [`CHORD_QUIET_POWER`], none anywhere [`CHORD_CLEAR`] away from the tones
+    /// may reach [`CHORD_OFF`].
     #[inline(always)] // one caller, compiled per instruction set (`try_start_with`)
     pub(super) fn guards(&self, last: u64, pair: &Pair) -> Verdict {
         let omega = pair.omega;
@@ -145,7 +193,7 @@ impl DtmfDetector {
             return Verdict::Octave;
         }
         let exact = pair.error <= super::start::EXACT_FREQ_ERROR;
-        let strict = if pair.mean_share < GUARD_LOWEST_SHARE {
+        let strict = if pair.mean_share < GUARD_LOWEST_SHARE || pair.level < GUARD_QUIET_POWER {
             GUARD_STRICTEST
         } else if pair.mean_share < GUARD_LOW_SHARE || !exact {
             GUARD_STRICT
@@ -153,10 +201,16 @@ impl DtmfDetector {
             1.0
         };
         let twisted = pair.twist > CHORD_TWIST || pair.twist * CHORD_TWIST < 1.0;
-        let off = pair.error > CHORD_OFF_ERROR;
-        // The lowest limit anything in the remainder is held to: the partials' (the chord guard's
-        // are never lower, see below).
-        let clean = strict * PARTIALS.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        let alone = pair.error > CHORD_OFF_ERROR
+            || pair.level < CHORD_QUIET_POWER
+            || (twisted && pair.error > CHORD_TWISTED_OFF_ERROR);
+        // The lowest limit anything in the remainder is held to: the partials', and a lone pair's.
+        let partials = strict * PARTIALS_LOWEST;
+        let clean = if alone {
+            partials.min(CHORD_OFF)
+        } else {
+            partials
+        };
         let Some(rest) = self.remainder(last, omega, clean) else {
             return Verdict::Digit;
         };
@@ -164,8 +218,13 @@ impl DtmfDetector {
             .partial_ratios(omega)
             .iter()
             .flatten()
-            .zip(PARTIALS.iter().chain(&PARTIALS))
-            .all(|(ratio, (_, limit))| ratio.is_none_or(|r| r <= strict * limit));
+            .zip(
+                PARTIALS
+                    .iter()
+                    .map(|p| p.1[0])
+                    .chain(PARTIALS.iter().map(|p| p.1[1])),
+            )
+            .all(|(ratio, limit)| ratio.is_none_or(|r| r <= strict * limit));
         if !partials_ok {
             return Verdict::Partial;
         }
@@ -174,8 +233,12 @@ impl DtmfDetector {
         let clear = |w: f64| omega.iter().all(|&o| (w - o).abs() >= CHORD_CLEAR);
         if twisted && rest.strongest(outside) > CHORD_TWISTED * weaker {
             Verdict::Chord
-        } else if off && rest.strongest(clear) > CHORD_OFF * weaker {
-            Verdict::OffTone
+        } else if alone && rest.strongest(clear) > CHORD_OFF * weaker {
+            if pair.error > BAR_ERROR {
+                Verdict::FarOff
+            } else {
+                Verdict::NotAlone
+            }
         } else {
             Verdict::Digit
         }
@@ -411,6 +474,7 @@ mod tests {
             mean_share: 0.9,
             error,
             twist: 10f32.powf(twist_db / 10.0),
+            level: crate::dtmf::DBM0_POWER,
         };
         d.guards(d.subs_done - 1, &pair)
     }
@@ -462,11 +526,11 @@ mod tests {
     fn an_off_frequency_pair_must_stand_alone() {
         let (fr, fc) = (852.0 * 1.013, 1336.0 * 1.013);
         let s = sines(&[(fr, 5000.0), (fc, 5000.0), (2400.0, 1200.0)], 400);
-        assert_eq!(verdict(&s, [fr, fc], 0.013, 0.0), Verdict::OffTone);
+        assert_eq!(verdict(&s, [fr, fc], 0.013, 0.0), Verdict::NotAlone);
         // Two notes straddling 1336 Hz beat as one tone 1.6 % above it: what is left beside it.
         let (fr, fc) = (697.0, 1357.7);
         let s = sines(&[(fr, 5000.0), (1318.5, 2500.0), (1396.9, 2500.0)], 400);
-        assert_eq!(verdict(&s, [fr, fc], 0.016, 0.0), Verdict::OffTone);
+        assert_eq!(verdict(&s, [fr, fc], 0.016, 0.0), Verdict::NotAlone);
         // The same third tone beside the pair on frequency is judged by the partial limits only.
         let (fr, fc) = (852.0, 1336.0);
         let s = sines(&[(fr, 5000.0), (fc, 5000.0), (2400.0, 1200.0)], 400);

@@ -29,17 +29,27 @@
 //!   fails the every-window share.
 //!
 //! * *harmonic guard* (talk-off): the two tones, fitted over the last 25 ms and removed, leave little
-//!   at f/2, 3f/2, 2f and 3f of either tone f (≤ −10 dB, −16 dB at 3f; 4 dB stricter for a pair
-//!   that carries < 75 % of the energy or is off frequency, 10 dB stricter below 68 %), and the
-//!   column is not an octave of the row. A sender's sines have no such partials; a voice or an
-//!   instrument that puts one harmonic of its pitch on a DTMF frequency nearly always has the next.
+//!   at f/2, 3f/2, 2f and 3f of either tone f (≤ −10 dB, −16 dB at 3f and −18 dB at the column
+//!   tone's 2f; 4 dB stricter for a pair that carries < 82 % of the energy or is off frequency,
+//!   10 dB stricter below 70 % or with its stronger tone under −37 dBm0, below the accept range),
+//!   and the column is not an octave of the row. A sender's sines have no such partials; a voice
+//!   or an instrument that puts one harmonic of its pitch on a DTMF frequency nearly always has
+//!   the next.
 //! * *chord guard* (talk-off): in the same remainder, a pair twisted by more than 5 dB either way
 //!   may have no other tone within 6 dB of its weaker tone below the row tone or above the column
-//!   tone (140 Hz clear of both; between them AMR-NB puts products of the pair), and a pair more
-//!   than 1.1 % off frequency nothing above −18 dB of its weaker tone anywhere 40 Hz clear of its
-//!   tones. Two notes of a chord on a row and a column frequency come with the chord's other notes,
-//!   and two notes straddling a DTMF frequency beat as one tone off it; a sender's sines stand
-//!   alone however twisted or off frequency they arrive.
+//!   tone (140 Hz clear of both; between them AMR-NB puts products of the pair), and a pair that
+//!   must stand alone — more than 1.1 % off frequency, more than 0.65 % when twisted, or with its
+//!   stronger tone under −32 dBm0 — nothing above −22 dB of its weaker tone anywhere 40 Hz clear
+//!   of its tones. Two notes of a chord on a row and a column frequency come with the chord's
+//!   other notes, two notes straddling a DTMF frequency beat as one tone off it, and
+//!   equal-tempered notes near DTMF frequencies (F5, G5, A♯5, E6, F♯6) are 0.2–1.8 % off them;
+//!   through AMR-NB 4.75 kbit/s their partials are gone, but the codec's noise is left beside
+//!   them. A sender's sines stand alone however twisted, off frequency or quiet they arrive.
+//! * The guards judge each attempt (one every 5 ms while the windows qualify), and a held note's
+//!   remainder now and then dips under a limit: after six verdicts against the same digit (one for
+//!   a pair more than 1.65 % off with other sound beside it) it is not tried again until a window
+//!   no longer qualifies for it. A digit through AMR-NB 4.75 kbit/s passed within five attempts;
+//!   held notes through it that fooled the detector passed on the sixth to the twelfth.
 //!
 //! The guards run only when everything else has passed, so they cost nothing per sample.
 //!
@@ -118,6 +128,10 @@ const WIN: usize = SUB * WIN_SUBS;
 const START_WINDOWS: usize = 5;
 /// Consecutive windows without the tone pair that end a digit.
 const END_WINDOWS: u32 = 5;
+/// Guard rejections after which a digit may not start until a window no longer qualifies for it
+/// (each 5 ms apart at the most: a digit through AMR-NB 4.75 kbit/s was turned down at most 4
+/// times before it passed, a held note or vowel through it that fooled the detector 6–12 times).
+const MAX_REJECTIONS: u8 = 6;
 /// Sub-block history kept for onset/end refinement.
 const SUB_RING: usize = 16;
 /// Window history kept for the start rule.
@@ -138,7 +152,10 @@ const FULL_SUB: f32 = 0.7;
 
 #[derive(Clone, Copy, Debug)]
 enum State {
-    Idle,
+    /// No digit sounds. `rejected`: the digit the newest windows qualify for and how many times
+    /// the talk-off guards have turned it down since they began to (at [`MAX_REJECTIONS`] it may
+    /// not start until a window no longer qualifies for it).
+    Idle { rejected: Option<(u8, u8)> },
     Active {
         digit: u8,
         start: u64,
@@ -192,7 +209,7 @@ impl DtmfDetector {
             subs: [SubBlock::default(); SUB_RING],
             raw: [[0.0; SUB]; SUB_RING],
             wins: [Window::default(); WIN_RING],
-            state: State::Idle,
+            state: State::Idle { rejected: None },
             events: VecDeque::with_capacity(16),
             fused: cpu_has_fma(),
         }
@@ -257,7 +274,7 @@ impl DtmfDetector {
                 start,
                 end,
             });
-            self.state = State::Idle;
+            self.state = State::Idle { rejected: None };
         }
     }
 
@@ -333,11 +350,21 @@ impl DtmfDetector {
         } = *window;
 
         match self.state {
-            State::Idle => {
-                if candidate.is_some() {
-                    self.try_start_with::<FUSED>(last);
+            State::Idle { rejected } => match rejected {
+                Some((digit, n)) if candidate == Some(digit) => {
+                    if n < MAX_REJECTIONS {
+                        self.try_start_with::<FUSED>(last);
+                    }
                 }
-            }
+                _ => {
+                    if rejected.is_some() {
+                        self.state = State::Idle { rejected: None };
+                    }
+                    if candidate.is_some() {
+                        self.try_start_with::<FUSED>(last);
+                    }
+                }
+            },
             State::Active {
                 digit,
                 start,
@@ -377,7 +404,7 @@ impl DtmfDetector {
                         start,
                         end,
                     });
-                    self.state = State::Idle;
+                    self.state = State::Idle { rejected: None };
                 } else {
                     self.state = State::Active {
                         digit,

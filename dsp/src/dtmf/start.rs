@@ -2,10 +2,14 @@
 //! them together, both tones are within the frequency limit (measured from the phase advance of
 //! the window DFT), the leakage-free tone powers keep the twist, peak and energy-share limits, the
 //! windows are consistent, and the talk-off guards ([`super::guards`]: harmonic and chord) pass.
+//! After [`MAX_REJECTIONS`] guard verdicts against a digit (one if it is
+//! [`Verdict::FarOff`]) it is not tried again until a window no longer qualifies for it.
 
 use super::guards::{Pair, Verdict};
 use super::spectrum::{runner_up, Leakage, TABLES};
-use super::{key, split, DtmfDetector, DtmfEvent, State, START_WINDOWS, SUB, WIN, WIN_SUBS};
+use super::{
+    key, split, DtmfDetector, DtmfEvent, State, MAX_REJECTIONS, START_WINDOWS, SUB, WIN, WIN_SUBS,
+};
 use std::f64::consts::PI;
 
 /// Start limits, over the five start windows together.
@@ -133,8 +137,24 @@ impl DtmfDetector {
             mean_share: ratio_sum / START_WINDOWS as f32,
             error: worst_error,
             twist: sum_row / sum_col,
+            level: sum_row.max(sum_col) / START_WINDOWS as f32,
         };
-        if self.guards(last, &pair) != Verdict::Digit {
+        let verdict = self.guards(last, &pair);
+        if verdict != Verdict::Digit {
+            let before = match self.state {
+                State::Idle {
+                    rejected: Some((d, n)),
+                } if d == digit => n,
+                _ => 0,
+            };
+            let n = if verdict == Verdict::FarOff {
+                MAX_REJECTIONS
+            } else {
+                before.saturating_add(1)
+            };
+            self.state = State::Idle {
+                rejected: Some((digit, n)),
+            };
             return;
         }
         let n = START_WINDOWS as f32;
