@@ -1,19 +1,26 @@
-//! Benchmarks of the call path (issue 4), loopback only, bounded; SIPp or the Rust load generator as
-//! the trunk. Not run in CI: every test here is `#[ignore]`; `benches/call_rate.sh` runs them in a
-//! release build and prints figures.
-//! They live among the integration tests to reuse the in-process server, pcap writer and SIPp helpers.
+//! Benchmarks of the call path (issues 4 and 13), loopback only, bounded; the Rust load generator
+//! or SIPp as the trunk. Not run in CI: every test here is `#[ignore]`; `benches/call_rate.sh` runs
+//! them in a release build and prints figures. They live beside the integration tests to reuse the
+//! in-process server, pcap writer and SIPp helpers.
 //!
-//! - `call_rate`: calls that answer, receive 8 RFC 4733 digits and hang up, at `VB_RATE` calls/s
-//!   (default 300) for `VB_CALLS` calls (default 3000); every call must succeed in SIPp and end in our
-//!   list classified from 8 digits (`unknown_code`: the code is random, the 8 digits still arrived).
-//! - `concurrency`: `VB_CONCURRENT` calls (default 2000) up at once from the light Rust trunk in
-//!   `support::loadgen` (one SIP socket, one RTP socket for every call's media, PCMA speech-like noise
-//!   every 20 ms per call), ramped at `VB_RAMP_RATE` calls/s (400). Phase 1, `VB_HOLD_S` s (10): all
-//!   collecting, the in-band detector on every packet, silence going back. Then every call keys its
-//!   own code as in-band DTMF tones: `VB_REAL_CODES` (all) real link codes must end `verified`, the
-//!   rest random (`unknown_code`: 8 digits read). Phase 2, `VB_WAIT_S` s (5): all waiting, ringback
-//!   out, noise still coming in. Server and generator share the process; CPU is split per thread
-//!   (`/proc/self/task/*/stat`, generator threads are named `loadgen-*`), RSS per call from VmRSS.
+//! - `call_rate`: calls from the Rust trunk in `support::loadgen` (`Plan::Script`) at `VB_RATE`
+//!   calls/s (default 1000; a comma-separated list runs each on a fresh server) for `VB_CALLS`
+//!   calls (default 10,000): each answers, plays 8 RFC 4733 digits (60 ms per digit, 40 ms between,
+//!   PCMA around them) and hangs up 100 ms after the last; every call must be answered and end in
+//!   our list classified from its 8 digits (`unknown_code`: the code is random, the 8 digits still
+//!   arrived and were looked up). Prints server CPU per call (the process's CPU minus the
+//!   generator's threads'), the generator's, answer times and socket-buffer drops per socket.
+//! - `call_rate_sipp`: the same calls from SIPp (the peer), `VB_SIPP_RATE` calls/s (500) for
+//!   `VB_SIPP_CALLS` (3000), each from its own number; SIPp's own CPU beside ours.
+//! - `concurrency`: `VB_CONCURRENT` calls (default 2000) up at once from the Rust trunk
+//!   (`Plan::Hold`: one SIP socket, one RTP socket for every call's media, PCMA speech-like noise
+//!   every 20 ms per call, calls spread over the 20 ms), ramped at `VB_RAMP_RATE` calls/s (400).
+//!   Phase 1, `VB_HOLD_S` s (10): all collecting, the in-band detector on every packet, silence
+//!   going back. Then every call keys its own code as in-band DTMF tones: `VB_REAL_CODES` (all)
+//!   real link codes must end `verified`, the rest random (`unknown_code`: 8 digits read). Phase 2,
+//!   `VB_WAIT_S` s (5): all waiting, ringback out, noise still coming in. Server and generator share
+//!   the process; CPU is split per thread (`/proc/self/task/*/stat`, generator threads are named
+//!   `loadgen-*`), RSS per call from VmRSS, drops per socket from `/proc/net/udp`.
 //! - `verified_latency`: `VB_LATENCY_CALLS` calls (default 50) with real link codes; time from the
 //!   last digit's end packet (its offset in the pcap, from our 200 OK) to the `verified` event.
 
@@ -189,18 +196,31 @@ fn classified_from_8_digits(
     (ended.count(), read_8, reasons)
 }
 
+/// How many of the listed calls ended verified, and how many ended at all (an ended call's
+/// number is forgotten: the counts are all there is).
+fn ended_verified(registry: &veilig_bellen::call::registry::Registry) -> (usize, usize) {
+    let list = registry.list(std::time::SystemTime::now());
+    let ended = list.iter().filter(|c| c.state == CallState::Ended);
+    (ended.clone().count(), ended.filter(|c| c.verified).count())
+}
+
 /// `VB_RATE` (comma-separated: one run per rate, each on a fresh server) calls/s from the Rust
 /// load generator, `VB_CALLS` calls each: every call answers, plays 8 RFC 4733 digits (the same
 /// packets the SIPp peer plays) and hangs up 100 ms after the last; every call must be answered and
-/// end classified from its 8 digits.
+/// end classified from its 8 digits. The first `VB_RATE_REAL_CODES` calls (default 0) key real
+/// link codes and must end verified: each binds its code in the store, a durable write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: benches/call_rate.sh"]
 async fn call_rate() {
     let rates = std::env::var("VB_RATE").unwrap_or_else(|_| "1000".into());
     let calls = env("VB_CALLS", 10_000);
-    let packets = dtmf_call_rtp("31415926", &fast_digits()).expect("pcap");
-    let length = packets.last().map(|p| p.at).unwrap_or_default();
-    let script: Vec<(Duration, Vec<u8>)> = packets.into_iter().map(|p| (p.at, p.payload)).collect();
+    let real = env("VB_RATE_REAL_CODES", 0).min(calls);
+    let script = |code: &str| -> Vec<(Duration, Vec<u8>)> {
+        let packets = dtmf_call_rtp(code, &fast_digits()).expect("pcap");
+        packets.into_iter().map(|p| (p.at, p.payload)).collect()
+    };
+    let random = script("31415926");
+    let length = random.last().map(|p| p.0).unwrap_or_default();
     raise_open_files(20_000);
     for rate in rates
         .split(',')
@@ -209,6 +229,13 @@ async fn call_rate() {
         // Ports for the calls up at once (a call lasts about a second), with room for the rest.
         let pairs = (rate * 2).clamp(600, 5000) as u16;
         let srv = big_server(pairs, |_| {}).await;
+        // One script per real code, then the random code's for every other call.
+        let mut scripts: Vec<_> = link_codes(&srv, real, real)
+            .await
+            .iter()
+            .map(|code| script(code))
+            .collect();
+        scripts.push(random.clone());
         let load_before = load_average();
         let (udp0, before, t0) = (udp_drops_by_socket(), thread_ticks(), Instant::now());
         let generator = LoadGen::start(LoadConfig {
@@ -218,7 +245,7 @@ async fn call_rate() {
             called: server::TENANT_NUMBER.to_owned(),
             limit: Duration::from_secs_f64(calls as f64 / rate as f64) + Duration::from_secs(60),
             plan: loadgen::Plan::Script {
-                packets: script.clone(),
+                scripts,
                 hang_up_after: length + Duration::from_millis(100),
             },
         })
@@ -236,10 +263,13 @@ async fn call_rate() {
         // Every call the generator saw end has ended in our list too (bounded).
         let registry = srv.running.registry.clone();
         support::wait_until(Duration::from_secs(10), || {
-            classified_from_8_digits(&registry).0 >= report.answered
+            ended_verified(&registry).0 >= report.answered
         })
         .await;
-        let (ended, read_8, reasons) = classified_from_8_digits(&registry);
+        let (ended, unknown, reasons) = classified_from_8_digits(&registry);
+        let verified = ended_verified(&registry).1;
+        // Verified where the code was real, unknown_code where it was random.
+        let read_8 = verified.min(real) + unknown.min(calls - real);
         let call_s = length.as_secs_f64() + 0.1;
         // Calls start at the offered rate; the last one then lasts one call length.
         let starting = (report.took.as_secs_f64() - call_s).max(0.001);
@@ -247,7 +277,8 @@ async fn call_rate() {
             "BENCH call_rate: load average {load_before}; offered {rate}/s, {calls} calls in {:.2} s = {:.0} call starts/s \
              (each ~{call_s:.2} s long: answer, 8 RFC 4733 digits, lookup, BYE); answered {}, failed {}, \
              SIP retransmissions {}; answer time p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; ended {ended}, \
-             classified from 8 digits {read_8}, reasons {reasons:?}; server CPU {:.2} s = {:.3} ms/call \
+             classified from 8 digits {read_8} (verified {verified} of {real} real codes, the rest unknown_code), \
+             reasons {reasons:?}; server CPU {:.2} s = {:.3} ms/call \
              ({:.0}% of a core); generator CPU {:.2} s = {:.3} ms/call (server/generator {:.2}); RTP sent {}, \
              received {} (lost {}); socket buffer drops {drops}; CPU per thread: {}",
             report.took.as_secs_f64(),
@@ -462,11 +493,13 @@ async fn concurrency() {
     let phase = |w: &Window, calls: usize| {
         format!(
             "server {:.0}% of a core = {:.0} µs CPU per call-second, RTP {:.1} in / {:.1} out per call-second \
-             (nominal 50), socket buffer drops {}; generator {:.0}% (server/generator {:.2})",
+             (nominal 50), {:.2} µs per packet in or out (load-independent: a busy machine delivers fewer), \
+             socket buffer drops {}; generator {:.0}% (server/generator {:.2})",
             w.server_cpu * 100.0,
             per_call(w, calls),
             w.rtp_in_rate,
             w.rtp_out_rate,
+            per_call(w, calls) / (w.rtp_in_rate + w.rtp_out_rate).max(1e-9),
             w.udp_drops,
             w.generator_cpu * 100.0,
             w.server_cpu / w.generator_cpu.max(1e-9),

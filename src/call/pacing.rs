@@ -7,12 +7,17 @@
 //! A call that plays a signal to a caller who sends RTP is woken every 20 ms by the caller's packet
 //! anyway: a frame may ride on that wake-up ([`FrameClock::tick_on_packet`]) anywhere within
 //! [`EARLY`] before and [`LATE`] after its slot, and the timer ([`FrameClock::deadline`]) only
-//! sends it when no packet came by the slot's end. The first packet moves the grid (once, by less
-//! than half a frame, or onto the packet when the pending slot has passed) so that the caller's
-//! packets fall on the slots, in the middle of their windows; from then on the grid stays fixed,
-//! so we send exactly 50 frames a second whatever the caller's packet interval or jitter (10 and
-//! 30 ms packets included), and a caller sending every 20 ms costs one wake-up per frame instead
-//! of two.
+//! sends it when no packet came by the slot's end. The first packet moves the grid (by less than
+//! half a frame, or onto the packet when the pending slot has passed) so that the caller's packets
+//! fall on the slots, in the middle of their windows; then the grid stays fixed, so we send
+//! exactly 50 frames a second whatever the caller's packet interval or jitter (10 and 30 ms
+//! packets included), and a caller sending every 20 ms costs one wake-up per frame instead of two.
+//!
+//! A frame the timer had to send says no packet came near its slot: the grid may have been set by
+//! a packet that a busy runtime handled late (a burst of call set-ups or code lookups), and every
+//! later packet then falls outside its window, costing a timer wake-up per frame for the rest of
+//! the call (the waiting phase's extra cost in the concurrency bench, issue 13). So a packet that
+//! comes early after a timer frame moves the grid again, by the same rule.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,8 @@ pub struct FrameClock {
     aligned: bool,
     /// When the last frame went.
     last: Option<Instant>,
+    /// The timer sent the last frame: no packet came near its slot.
+    on_timer: bool,
 }
 
 impl FrameClock {
@@ -44,6 +51,7 @@ impl FrameClock {
             next: now,
             aligned: false,
             last: None,
+            on_timer: false,
         }
     }
 
@@ -58,36 +66,49 @@ impl FrameClock {
         self.next + LATE
     }
 
-    /// Whether a frame is due at `now`; if so the clock moves on to the next one.
+    /// Whether a frame is due at `now` (the timer woke us); if so the clock moves on to the next
+    /// one, and the next packet may move the grid ([`FrameClock::tick_on_packet`]).
     pub fn tick(&mut self, now: Instant) -> bool {
         if now < self.next {
             return false;
         }
         self.advance(now);
+        // No packet came near this slot: the grid may sit off the caller's packets.
+        self.on_timer = true;
         true
     }
 
     /// The peer's packet woke us at `now`: whether the next frame goes with it (its slot is at
     /// most [`EARLY`] away, or past); if so the clock moves on. The first packet moves the grid
     /// (by less than half a frame, or onto itself when the pending slot has passed), so that
-    /// packets arriving every 20 ms fall on the slots.
+    /// packets arriving every 20 ms fall on the slots; so does a packet after a frame the timer
+    /// sent, when it comes more than [`EARLY`] before its slot. (One that comes later needs no
+    /// move: the frame goes with it, and while the runtime runs behind, frames catch up.)
     pub fn tick_on_packet(&mut self, now: Instant) -> bool {
         if !self.aligned {
             // Slots from now on a whole number of frames from this packet; the one pending is the
             // nearest to where it was, or this packet's own if that one has passed.
             self.aligned = true;
-            let mut next = nearest_in_step(self.next, now).max(now);
-            // A slot right after a frame the timer sent late would send that frame twice.
-            if self.last.is_some_and(|last| next < last + FRAME_TIME / 2) {
-                next += FRAME_TIME;
-            }
-            self.next = next;
+            self.next = self.nearest_after_last(nearest_in_step(self.next, now).max(now));
+        } else if self.on_timer && now + EARLY < self.next {
+            self.next = self.nearest_after_last(nearest_in_step(self.next, now));
         }
+        self.on_timer = false;
         if now + EARLY < self.next {
             return false;
         }
         self.advance(now);
         true
+    }
+
+    /// `slot`, or the one after when `slot` comes right after a frame the timer sent late (that
+    /// frame would go twice).
+    fn nearest_after_last(&self, slot: Instant) -> Instant {
+        if self.last.is_some_and(|last| slot < last + FRAME_TIME / 2) {
+            slot + FRAME_TIME
+        } else {
+            slot
+        }
     }
 
     fn advance(&mut self, now: Instant) {
@@ -198,6 +219,39 @@ mod tests {
             times.push(t);
         }
         assert!(times.windows(2).all(|w| w[1] - w[0] == FRAME_TIME));
+    }
+
+    #[test]
+    fn a_grid_set_by_a_late_packet_moves_back_onto_the_packets() {
+        // The caller's packets come every 20 ms at 5, 25, 45 … ms, but the first one was handled
+        // 15 ms late (a busy runtime), at 20 ms, and set the grid there: every later packet is
+        // 15 ms before its slot, outside the window.
+        let t0 = Instant::now();
+        let at = |m: u64| t0 + Duration::from_millis(m);
+        let mut clock = FrameClock::starting(t0);
+        let (mut on_packets, mut on_timer) = (0, 0);
+        let mut frames = Vec::new();
+        let mut packets = std::iter::once(20)
+            .chain((1..100).map(|k| 5 + 20 * k))
+            .peekable();
+        while let Some(&packet) = packets.peek() {
+            if at(packet) <= clock.deadline() {
+                if clock.tick_on_packet(at(packet)) {
+                    on_packets += 1;
+                    frames.push(packet);
+                }
+                packets.next();
+            } else {
+                let timer = clock.deadline();
+                assert!(clock.tick(timer));
+                on_timer += 1;
+                frames.push(timer.duration_since(t0).as_millis() as u64);
+            }
+        }
+        assert!(on_timer <= 2, "{on_timer} frames on the timer");
+        assert!((98..=101).contains(&(on_packets + on_timer)), "{frames:?}");
+        let gap = frames.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        assert!(gap <= 30, "gap {gap} ms");
     }
 
     #[test]

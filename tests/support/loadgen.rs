@@ -53,10 +53,11 @@ pub enum Plan {
     /// Speech-like noise until [`LoadGen::send_codes`], then the call's code as in-band tones,
     /// then noise again; hung up by [`LoadGen::finish`].
     Hold,
-    /// `packets` (whole RTP datagrams, at their offset from the answer; the SSRC is made per call),
-    /// then BYE `hang_up_after` the answer.
+    /// Call `i` plays `scripts[i]` (the last one when there are fewer: whole RTP datagrams, at
+    /// their offset from the answer; the SSRC is made per call), then sends BYE `hang_up_after`
+    /// the answer.
     Script {
-        packets: Vec<(Duration, Vec<u8>)>,
+        scripts: Vec<Vec<(Duration, Vec<u8>)>>,
         hang_up_after: Duration,
     },
 }
@@ -209,8 +210,8 @@ impl LoadGen {
         let rx_socket = media.try_clone()?;
         let audio = Audio::new(&config.codes);
         let scripted = matches!(config.plan, Plan::Script { .. });
-        let script = match &config.plan {
-            Plan::Script { packets, .. } => packets.clone(),
+        let scripts = match &config.plan {
+            Plan::Script { scripts, .. } => scripts.clone(),
             Plan::Hold => Vec::new(),
         };
         let s = shared.clone();
@@ -228,7 +229,7 @@ impl LoadGen {
             .spawn(move || {
                 counting_cpu(&s, || match scripted {
                     false => send_media(&media, &s, &up_rx, &audio),
-                    true => send_script(&media, &s, &up_rx, &script),
+                    true => send_script(&media, &s, &up_rx, &scripts),
                 })
             })?;
         let s = shared.clone();
@@ -925,20 +926,21 @@ fn send_media(
     stats
 }
 
-/// A call playing the script: where it is.
-struct ScriptCall {
+/// A call playing its script: where it is.
+struct ScriptCall<'a> {
     index: usize,
     dest: SocketAddr,
     answered: Instant,
+    script: &'a [(Duration, Vec<u8>)],
     next: usize,
 }
 
-/// [`Plan::Script`]: every answered call plays `script` from the moment its answer came.
+/// [`Plan::Script`]: every answered call plays its script from the moment its answer came.
 fn send_script(
     socket: &UdpSocket,
     shared: &Shared,
     up: &mpsc::Receiver<(usize, SocketAddr)>,
-    script: &[(Duration, Vec<u8>)],
+    scripts: &[Vec<(Duration, Vec<u8>)>],
 ) -> TxStats {
     let mut stats = TxStats::default();
     let mut calls: Vec<ScriptCall> = Vec::new();
@@ -947,16 +949,20 @@ fn send_script(
     while !shared.stop_media.load(Relaxed) && Instant::now() < shared.deadline {
         let now = Instant::now();
         while let Ok((index, dest)) = up.try_recv() {
+            let Some(script) = scripts.get(index).or(scripts.last()) else {
+                continue;
+            };
             calls.push(ScriptCall {
                 index,
                 dest,
                 answered: now,
+                script,
                 next: 0,
             });
         }
         for c in &mut calls {
             let since = now.saturating_duration_since(c.answered);
-            while let Some((_, datagram)) = script.get(c.next).filter(|(at, _)| *at <= since) {
+            while let Some((_, datagram)) = c.script.get(c.next).filter(|(at, _)| *at <= since) {
                 packet.clear();
                 packet.extend_from_slice(datagram);
                 if packet.len() >= 12 {
@@ -967,7 +973,7 @@ fn send_script(
             }
         }
         batch.flush(socket, shared, &mut stats);
-        calls.retain(|c| c.next < script.len());
+        calls.retain(|c| c.next < c.script.len());
         // The script's pace: every 5 ms whatever is due.
         std::thread::sleep(SLOT);
     }

@@ -15,6 +15,8 @@
 //!   ([`FrameClock::tick_on_packet`](crate::call::pacing::FrameClock::tick_on_packet)), so a
 //!   call costs one wake-up per 20 ms, not two. The tones are rendered once per process
 //!   ([`ringback`], [`busy_tone`]) and silence is sent without encoding.
+//! - Reading: `recvmmsg`, one system call per wake-up ([`RtpSocket::recv_batch`]); before the
+//!   caller's BYE is handled, what they sent before it is read ([`Call::drain_trunk_rtp`]).
 //! - Setting a leg up: binding an RTP port from the pool ([`RtpSocket`]) and the RTP session
 //!   configuration.
 
@@ -37,6 +39,9 @@ use tokio::io::Interest;
 
 /// 20 ms of 8 kHz audio.
 const FRAME: usize = 160;
+/// Reads of the trunk socket before a caller's BYE is handled ([`Call::drain_trunk_rtp`]): up to
+/// 64 datagrams, over a second of 20 ms RTP.
+const DRAIN_BEFORE_BYE: usize = 32;
 /// Attempts at binding an RTP port before refusing the call.
 const BIND_ATTEMPTS: usize = 8;
 
@@ -105,6 +110,23 @@ impl Call {
         // Awake anyway: the comfort frame whose slot is near goes now, not on a timer of its own.
         if from_peer && self.comfort.is_some() && self.comfort_clock.tick_on_packet(now) {
             self.send_comfort_frame(now);
+        }
+    }
+
+    /// The caller hung up: what they sent before the BYE and still waits in the trunk socket is
+    /// read first (a busy runtime may take the BYE first), so the last digits count. Bounded by
+    /// [`DRAIN_BEFORE_BYE`] reads.
+    pub(super) fn drain_trunk_rtp(&mut self, now: Instant, batch: &mut RecvBatch) {
+        for _ in 0..DRAIN_BEFORE_BYE {
+            if self.trunk_media.socket.try_recv_batch(batch).is_err() {
+                return;
+            }
+            for (from, bytes) in (0..batch.len()).filter_map(|i| batch.get(i)) {
+                self.handle_trunk_rtp(now, from, bytes);
+            }
+            if batch.len() < RECV_BATCH {
+                return;
+            }
         }
     }
 
@@ -252,8 +274,51 @@ pub(super) fn media_ip(flow: &CallFlowConfig, local: SocketAddr) -> IpAddr {
 /// raises a "writable" event. A socket registered for both would get one from the kernel for
 /// every datagram it sent (the loopback or NIC frees it at once), each an epoll wake-up for
 /// nothing — as many as the packets a call sends.
+///
+/// Read with `recvmmsg` ([`RtpSocket::recv_batch`]): one system call per wake-up. A plain
+/// `recvfrom` per datagram needs a second one that fails with `EAGAIN` before the runtime may wait
+/// again (edge-triggered readiness), i.e. two per packet; a batch that comes back short of
+/// [`RECV_BATCH`] says the queue was empty, and the readiness is cleared without asking again.
 pub(super) struct RtpSocket {
     fd: AsyncFd<std::net::UdpSocket>,
+    /// Bound to an IPv6 address: sources come as `sockaddr_in6` (see [`recv_mmsg`]).
+    v6: bool,
+}
+
+/// Datagrams one wake-up reads at most. Two are enough to tell "drained" (fewer came back) from
+/// "more may wait"; RTP every 20 ms rarely queues more.
+pub(super) const RECV_BATCH: usize = 2;
+/// Room for one datagram: larger ones arrive cut short (RTP at 1500-byte MTUs fits).
+const DATAGRAM: usize = 2048;
+
+/// The datagrams of one [`RtpSocket::recv_batch`], in arrival order.
+pub(super) struct RecvBatch {
+    buf: Vec<u8>,
+    /// Per datagram: its length and source (`None`: no IP source, skipped).
+    got: [Option<(usize, SocketAddr)>; RECV_BATCH],
+    len: usize,
+}
+
+impl RecvBatch {
+    pub(super) fn new() -> RecvBatch {
+        RecvBatch {
+            buf: vec![0; RECV_BATCH * DATAGRAM],
+            got: [None; RECV_BATCH],
+            len: 0,
+        }
+    }
+
+    /// How many datagrams the last read brought.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Datagram `i` of the last read and where it came from.
+    pub(super) fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        let (n, from) = (*self.got.get(i).filter(|_| i < self.len)?)?;
+        let bytes = self.buf.get(i * DATAGRAM..i * DATAGRAM + n)?;
+        Some((from, bytes))
+    }
 }
 
 impl RtpSocket {
@@ -265,24 +330,92 @@ impl RtpSocket {
         // only when the `AsyncFd` (deregistering first) drops it.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(socket, Interest::READABLE)?;
-        Ok(RtpSocket { fd })
+        Ok(RtpSocket {
+            fd,
+            v6: addr.is_ipv6(),
+        })
     }
 
-    /// The next datagram and where it came from.
-    pub(super) async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    /// The next datagrams (at least one, at most [`RECV_BATCH`]) into `batch`.
+    pub(super) async fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<()> {
         loop {
             let mut ready = self.fd.readable().await?;
             // `WouldBlock` clears the readiness and we wait again; anything else is the answer.
-            if let Ok(result) = ready.try_io(|socket| socket.get_ref().recv_from(buf)) {
-                return result;
+            match ready.try_io(|socket| recv_mmsg(socket.get_ref(), self.v6, batch)) {
+                Ok(Ok(n)) if n < RECV_BATCH => {
+                    // The queue was empty when the call returned. A datagram arriving since has
+                    // raised a new readiness event, which this does not clear (tokio compares the
+                    // event's tick).
+                    ready.clear_ready();
+                    return Ok(());
+                }
+                Ok(result) => return result.map(|_| ()),
+                Err(_would_block) => {}
             }
         }
+    }
+
+    /// The datagrams waiting now, without waiting for any: how many the kernel gave
+    /// (`WouldBlock` for none).
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        recv_mmsg(self.fd.get_ref(), self.v6, batch)
     }
 
     /// Sends `buf` to `dest` now, or fails (`WouldBlock` when the send buffer is full).
     pub(super) fn try_send_to(&self, buf: &[u8], dest: SocketAddr) -> std::io::Result<usize> {
         self.fd.get_ref().send_to(buf, dest)
     }
+}
+
+/// One `recvmmsg` without waiting into `batch`: how many datagrams the kernel gave
+/// (`WouldBlock` for none). `v6`: the socket is bound to an IPv6 address.
+fn recv_mmsg(
+    socket: &std::net::UdpSocket,
+    v6: bool,
+    batch: &mut RecvBatch,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::cell::RefCell;
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    thread_local! {
+        // The kernel's message headers, reused: they hold pointers, so they may not live in the
+        // call's future (not `Send`), and nothing awaits while they are borrowed. One set per
+        // address family: the kernel shortens a header's address length to the source it wrote
+        // and `nix` does not restore it, so an IPv4 socket's headers would cut an IPv6 source
+        // short. A socket's sources are all of its own family (IPv4 on an IPv6 socket comes
+        // mapped), so each set keeps the length it needs.
+        static HEADERS_V4: RefCell<MultiHeaders<SockaddrStorage>> =
+            RefCell::new(MultiHeaders::preallocate(RECV_BATCH, None));
+        static HEADERS_V6: RefCell<MultiHeaders<SockaddrStorage>> =
+            RefCell::new(MultiHeaders::preallocate(RECV_BATCH, None));
+    }
+    let RecvBatch { buf, got, len } = batch;
+    *len = 0;
+    let headers = if v6 { &HEADERS_V6 } else { &HEADERS_V4 };
+    headers.with_borrow_mut(|headers| {
+        let (first, second) = buf.split_at_mut(DATAGRAM);
+        let mut iovs = [[IoSliceMut::new(first)], [IoSliceMut::new(second)]];
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for (msg, slot) in results.zip(got.iter_mut()) {
+            *len += 1;
+            let from = msg.address.as_ref().and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::V4((*v4).into()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+            });
+            // A datagram without an IP source (none on a UDP socket) is skipped.
+            *slot = from.map(|from| (msg.bytes.min(DATAGRAM), from));
+        }
+        Ok(*len)
+    })
 }
 
 pub(super) async fn bind_media(
@@ -424,6 +557,48 @@ mod tests {
                 tone.fill(y);
             }
             assert_eq!(a, b);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_reads_what_is_queued_and_then_waits_for_more() {
+        let quiet = Duration::from_millis(50);
+        for (ours, theirs) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
+            let Ok(socket) = RtpSocket::bind(ours.parse().unwrap()) else {
+                continue; // no IPv6 loopback here
+            };
+            let addr = socket.fd.get_ref().local_addr().unwrap();
+            let peer = std::net::UdpSocket::bind(theirs).unwrap();
+            let from = peer.local_addr().unwrap();
+            for datagram in [&b"one"[..], b"two", b"three"] {
+                peer.send_to(datagram, addr).unwrap();
+            }
+            let mut batch = RecvBatch::new();
+            let mut read = Vec::new();
+            while read.len() < 3 {
+                tokio::time::timeout(quiet, socket.recv_batch(&mut batch))
+                    .await
+                    .expect("queued datagrams are read at once")
+                    .unwrap();
+                assert!((1..=RECV_BATCH).contains(&batch.len()));
+                read.extend((0..batch.len()).filter_map(|i| batch.get(i)).map(|(f, b)| {
+                    assert_eq!(f, from);
+                    b.to_vec()
+                }));
+            }
+            assert_eq!(read, [&b"one"[..], b"two", b"three"]);
+            // Drained: the next read waits, and a datagram sent meanwhile wakes it.
+            {
+                let next = socket.recv_batch(&mut batch);
+                tokio::pin!(next);
+                assert!(tokio::time::timeout(quiet, &mut next).await.is_err());
+                peer.send_to(b"four", addr).unwrap();
+                tokio::time::timeout(quiet, next)
+                    .await
+                    .expect("woken")
+                    .unwrap();
+            }
+            assert_eq!(batch.get(0), Some((from, &b"four"[..])));
         }
     }
 

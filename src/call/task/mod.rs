@@ -279,17 +279,17 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
     ctx.registry.insert(call.view(), cmd_tx);
     call.apply_actions(now).await;
 
-    let mut trunk_buf = vec![0u8; 2048];
-    // Only a call with an agent leg reads into it (sized when the leg appears).
-    let mut agent_buf = Vec::new();
+    let mut trunk_rx = media::RecvBatch::new();
+    // Only a call with an agent leg reads into it (made when the leg appears).
+    let mut agent_rx: Option<media::RecvBatch> = None;
     // One timer for the task's life, moved only when the next deadline changes: most wake-ups are
     // RTP packets that leave it where it was (no timer-wheel insert and cancel per packet).
     let timer = tokio::time::sleep_until(call.next_deadline(now).into());
     tokio::pin!(timer);
     let mut now = now;
     while !call.teardown.is_finished() {
-        if call.agent.is_some() && agent_buf.is_empty() {
-            agent_buf.resize(2048, 0);
+        if call.agent.is_some() && agent_rx.is_none() {
+            agent_rx = Some(media::RecvBatch::new());
         }
         let deadline = tokio::time::Instant::from_std(call.next_deadline(now));
         if timer.deadline() != deadline {
@@ -301,6 +301,9 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
             input = inputs.recv() => match input {
                 Some(CallInput::Sip(event)) => {
                     now = clock();
+                    if is_bye(&event) {
+                        call.drain_trunk_rtp(now, &mut trunk_rx);
+                    }
                     call.handle_sip(now, *event).await
                 }
                 Some(CallInput::CallerHangup) => {
@@ -313,16 +316,18 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
                 now = clock();
                 call.handle_command(now, command)
             }
-            received = call.trunk_media.socket.recv_from(&mut trunk_buf) => {
+            received = call.trunk_media.socket.recv_batch(&mut trunk_rx) => {
                 now = clock();
-                if let Ok((n, from)) = received {
-                    call.handle_trunk_rtp(now, from, &trunk_buf[..n]);
+                if received.is_ok() {
+                    for (from, bytes) in (0..trunk_rx.len()).filter_map(|i| trunk_rx.get(i)) {
+                        call.handle_trunk_rtp(now, from, bytes);
+                    }
                 }
             }
-            received = recv_agent(&call.agent, &mut agent_buf) => {
+            Some(batch) = recv_agent(&call.agent, &mut agent_rx) => {
                 now = clock();
-                if let Some((n, from)) = received {
-                    call.handle_agent_rtp(now, from, &agent_buf[..n]);
+                for (from, bytes) in (0..batch.len()).filter_map(|i| batch.get(i)) {
+                    call.handle_agent_rtp(now, from, bytes);
                 }
             }
             event = browser_event(&mut call.caller_leg) => {
@@ -344,20 +349,30 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
     call.release().await;
 }
 
+/// Whether `event` is a BYE (the caller's, or the agent's: reading the caller's last packets first
+/// costs nothing either way).
+fn is_bye(event: &sip::endpoint::Event) -> bool {
+    matches!(event, sip::endpoint::Event::Request { request, .. } if request.method == sip::message::Method::Bye)
+}
+
 /// The task's one time source: tokio's clock (so tests may pause it), as the `std` instant the
 /// state machines take.
 fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn recv_agent(agent: &Option<AgentLeg>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    let socket = match agent {
-        Some(AgentLeg::Ringing { media }) | Some(AgentLeg::Connected { media, .. }) => {
-            &media.socket
-        }
-        None => return std::future::pending().await,
+/// The agent leg's next datagrams, into `batch`; never while there is no agent leg (or no batch).
+async fn recv_agent<'a>(
+    agent: &Option<AgentLeg>,
+    batch: &'a mut Option<media::RecvBatch>,
+) -> Option<&'a media::RecvBatch> {
+    let (Some(AgentLeg::Ringing { media } | AgentLeg::Connected { media, .. }), Some(batch)) =
+        (agent, batch)
+    else {
+        return std::future::pending().await;
     };
-    socket.recv_from(buf).await.ok()
+    media.socket.recv_batch(batch).await.ok()?;
+    Some(batch)
 }
 
 /// The browser gateway's next event; never, for a SIP call. A gateway that is gone reads as closed.
