@@ -5,7 +5,7 @@
 //! tool fails the test; locally it is skipped with a note.
 
 use dsp::dtmf::{DtmfDetector, DtmfEvent};
-use dsp::testsig::{dbm0_power, Rng, Signal, Tone};
+use dsp::testsig::{amr_codes, dbm0_power, Signal, Tone};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -179,30 +179,6 @@ fn speech_yields_no_digit_and_digits_over_speech_are_found() {
         assert_eq!(got, code, "{voice}: digits over speech");
     }
     eprintln!("talk-off: {speech_seconds:.1} s of speech at three levels, no digit");
-}
-
-/// 50 seeded 8-digit codes with phone-like timing, one file, codes 600 ms apart.
-pub fn amr_codes(seed: u64) -> (Signal, Vec<(String, u64, u64)>) {
-    let mut s = Signal::new(seed);
-    let mut codes = Vec::new();
-    s.silence(4000);
-    for _ in 0..50 {
-        let begin = s.len() as u64;
-        let mut code = String::new();
-        for _ in 0..8 {
-            let d = s.rng().digit();
-            let ms = |r: &mut Rng| (r.range(70.0, 100.0) * 8.0) as usize;
-            let len = ms(s.rng());
-            let gap = ms(s.rng());
-            let level = s.rng().range(-20.0, -10.0);
-            let twist = s.rng().range(0.0, 3.0);
-            s.tone(Tone::new(d, level, len).twist(twist)).silence(gap);
-            code.push(d);
-        }
-        codes.push((code, begin, s.len() as u64));
-        s.silence(4800);
-    }
-    (s, codes)
 }
 
 /// Fully correct codes after an AMR-NB round trip in `mode` (0 = 4.75 kbit/s … 7 = 12.2 kbit/s).

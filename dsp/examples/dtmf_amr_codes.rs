@@ -9,7 +9,7 @@
 //! makes 50 other codes the same way.
 
 use dsp::dtmf::{DtmfDetector, DtmfEvent};
-use dsp::testsig::{Rng, Signal, Tone};
+use dsp::testsig::amr_codes;
 use std::process::ExitCode;
 
 /// Seed of the test's codes.
@@ -66,30 +66,6 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// 50 seeded 8-digit codes with phone-like timing, codes 600 ms apart (as the test makes them).
-fn amr_codes(seed: u64) -> (Signal, Vec<(String, u64, u64)>) {
-    let mut s = Signal::new(seed);
-    let mut codes = Vec::new();
-    s.silence(4000);
-    for _ in 0..50 {
-        let begin = s.len() as u64;
-        let mut code = String::new();
-        for _ in 0..8 {
-            let d = s.rng().digit();
-            let ms = |r: &mut Rng| (r.range(70.0, 100.0) * 8.0) as usize;
-            let len = ms(s.rng());
-            let gap = ms(s.rng());
-            let level = s.rng().range(-20.0, -10.0);
-            let twist = s.rng().range(0.0, 3.0);
-            s.tone(Tone::new(d, level, len).twist(twist)).silence(gap);
-            code.push(d);
-        }
-        codes.push((code, begin, s.len() as u64));
-        s.silence(4800);
-    }
-    (s, codes)
 }
 
 /// Digits with their estimated (start, end), fed in 160-sample frames.

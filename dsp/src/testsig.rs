@@ -319,6 +319,32 @@ pub fn code(seed: u64, digits: &str, tone_ms: f64, gap_ms: f64, dbm0: f64, lead_
     s
 }
 
+/// 50 seeded 8-digit link codes with phone-like timing (digits and gaps 70–100 ms, −20 to −10 dBm0,
+/// twist up to 3 dB), one signal, codes 600 ms apart: the AMR-NB round trip's material
+/// (`tests/dtmf_real_audio.rs` uses seed 4733). Each code with its first and end sample.
+pub fn amr_codes(seed: u64) -> (Signal, Vec<(String, u64, u64)>) {
+    let mut s = Signal::new(seed);
+    let mut codes = Vec::new();
+    s.silence(4000);
+    for _ in 0..50 {
+        let begin = s.len() as u64;
+        let mut code = String::new();
+        for _ in 0..8 {
+            let d = s.rng().digit();
+            let ms = |r: &mut Rng| (r.range(70.0, 100.0) * 8.0) as usize;
+            let len = ms(s.rng());
+            let gap = ms(s.rng());
+            let level = s.rng().range(-20.0, -10.0);
+            let twist = s.rng().range(0.0, 3.0);
+            s.tone(Tone::new(d, level, len).twist(twist)).silence(gap);
+            code.push(d);
+        }
+        codes.push((code, begin, s.len() as u64));
+        s.silence(4800);
+    }
+    (s, codes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
