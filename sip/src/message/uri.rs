@@ -499,43 +499,10 @@ pub(crate) fn scan_port(b: &[u8], at: usize) -> Option<(Option<u16>, usize)> {
     Some((Some(u16::try_from(n).ok()?), d1))
 }
 
-const fn user_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'_'
-                    | b'.'
-                    | b'!'
-                    | b'~'
-                    | b'*'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'%'
-                    | b'&'
-                    | b'='
-                    | b'+'
-                    | b'$'
-                    | b','
-                    | b';'
-                    | b'?'
-                    | b'/'
-                    | b':'
-            );
-        i += 1;
-    }
-    t
-}
-
-static USER: [bool; 256] = user_table();
-
-/// `user` / `password` characters of RFC 3261: unreserved, escaped, user-unreserved.
+/// `user` / `password` characters of RFC 3261: unreserved, escaped, user-unreserved (the
+/// lexer's [`lex::C_USER`] class).
 fn is_user_char(b: u8) -> bool {
-    USER[b as usize]
+    lex::is(b, lex::C_USER)
 }
 
 /// Every byte of `s` a user/password character and every `%` a valid escape (checked only when
