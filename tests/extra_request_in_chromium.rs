@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::portal::{credentials, BrowserRun};
-use support::server::{self, TENANT_NUMBER};
+use support::server;
 
 /// The server (the tenant's website is the server's own demo page) and the browser script in
 /// `mode` (`phone` or `browser`).
@@ -59,15 +59,7 @@ async fn the_agent_asks_in_the_portal_and_the_callers_page_shows_it() {
         .as_str()
         .expect("the code the app got")
         .to_owned();
-    let uri = format!("sip:{TENANT_NUMBER}@{}", srv.sip_udp);
-    let mut caller = tokio::process::Command::new(env!("CARGO_BIN_EXE_veilig-bellen"))
-        .args(["call", &uri, "--code", &code, "--stay", "--timeout", "90"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("veilig-bellen call starts");
+    let mut caller = srv.call_and_stay(&code, Duration::from_secs(90));
     let call = srv
         .wait_for_call(Duration::from_secs(10), |c| {
             c["verified"] == true && c["state"] == "waiting"

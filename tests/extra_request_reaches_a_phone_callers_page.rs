@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::portal::{two_tenants, JAN_PASSWORD};
-use support::server::{self, TestServer, API_TOKEN, TENANT_NUMBER};
+use support::server::{self, TestServer, API_TOKEN};
 use tokio::sync::mpsc;
 use veilig_bellen::tenant::{AllowedAttribute, ExtraRequest, Tenants};
 
@@ -193,15 +193,7 @@ async fn an_agent_asks_a_phone_caller_for_more_through_the_open_page() {
     let token = session["token"].as_str().expect("token").to_owned();
 
     // The phone call with the code, staying on the line.
-    let uri = format!("sip:{TENANT_NUMBER}@{}", srv.sip_udp);
-    let mut caller = tokio::process::Command::new(env!("CARGO_BIN_EXE_veilig-bellen"))
-        .args(["call", &uri, "--code", &code, "--stay", "--timeout", "60"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("veilig-bellen call starts");
+    let mut caller = srv.call_and_stay(&code, Duration::from_secs(60));
     let call = srv
         .wait_for_call(LIMIT, |c| c["verified"] == true && c["state"] == "waiting")
         .await

@@ -377,12 +377,12 @@ async fn audio_flows_both_ways(codec: Codec, min_share: f64) -> (BrowserPeer, Ga
     let heard = browser.heard();
     let window = heard.rate as usize / 50;
     for (i, w) in heard.pcm.chunks_exact(window).enumerate().skip(10) {
-        let share = goertzel_share(w, CALL_TONE, heard.rate);
+        let share = dsp::testsig::tone_share(w, CALL_TONE, heard.rate);
         assert!(
             share > min_share,
             "browser window {i}: 440 Hz share {share:.3}"
         );
-        let stranger = goertzel_share(w, STRANGER_TONE, heard.rate);
+        let stranger = dsp::testsig::tone_share(w, STRANGER_TONE, heard.rate);
         assert!(
             stranger < 0.01,
             "browser window {i} hears the stranger: {stranger:.3}"
@@ -390,27 +390,6 @@ async fn audio_flows_both_ways(codec: Codec, min_share: f64) -> (BrowserPeer, Ga
     }
     drop(heard);
     (browser, gateway, call)
-}
-
-/// [`frame_share`] at any sample rate.
-fn goertzel_share(samples: &[i16], freq: f64, rate: u32) -> f64 {
-    if rate == 8000 {
-        return frame_share(samples, freq);
-    }
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total <= 0.0 {
-        return 0.0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * samples.len() as f64 / 2.0)
 }
 
 #[tokio::test]

@@ -345,6 +345,27 @@ pub fn amr_codes(seed: u64) -> (Signal, Vec<(String, u64, u64)>) {
     (s, codes)
 }
 
+/// Share of `samples`' energy (at `rate` Hz) that is one tone at `freq`: Goertzel power against
+/// total power, so a pure sine at `freq` gives about 1 and silence 0. For telling which signal a
+/// listener heard in a short frame.
+pub fn tone_share(samples: &[i16], freq: f64, rate: u32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in samples {
+        let x = f64::from(x);
+        total += x * x;
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if total <= 0.0 {
+        return 0.0;
+    }
+    // For a pure sine of N samples the Goertzel power is N/2 × total energy.
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * samples.len() as f64 / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,8 @@
 // Exits 0 when the scenario passes; prints "N passed, N failed".
 
 import assert from 'node:assert/strict';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { FAKE_MICROPHONE, clickButton, discloseAsApp, launch } from './lib.mjs';
+import { FAKE_MICROPHONE, clickButton, discloseAsApp, launch, step } from './lib.mjs';
 
 const [base, credentialsJson, mode = 'phone'] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
@@ -39,20 +38,6 @@ const creds = JSON.parse(credentialsJson || '{}');
 const shots = process.env.VB_SCREENSHOTS;
 const STEP = 20_000;
 
-const input = createInterface({ input: process.stdin });
-const replies = [];
-const waiting = [];
-input.on('line', (line) => {
-  const next = waiting.shift();
-  if (next) next(line);
-  else replies.push(line);
-});
-
-async function step(name, data = null) {
-  console.log(`STEP ${name} ${JSON.stringify(data)}`);
-  const line = replies.length > 0 ? replies.shift() : await new Promise((resolve) => waiting.push(resolve));
-  return JSON.parse(line);
-}
 
 async function screenshot(page, name) {
   if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });

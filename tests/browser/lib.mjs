@@ -2,6 +2,7 @@
 // citizen's scenario starts with (the page's button starts a session; the Yivi app discloses).
 
 import assert from 'node:assert/strict';
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 // Debian's Chromium, headless, quiet: no sandbox (CI runs as root), no GPU, no background traffic.
@@ -67,4 +68,29 @@ export async function discloseAsApp(base, sessionPtr, body = { attributes: {} })
   });
   assert.equal(response.status, 200, 'the simulator refused the disclosure');
   return response.json();
+}
+
+// Talking to the Rust test that steers a script: `step(name, data)` prints `STEP <name> <json>`
+// and returns the JSON line the test writes back on stdin. Stdin is read from the first step on.
+let lines = null;
+const replies = [];
+const waiting = [];
+
+export async function step(name, data = null) {
+  if (!lines) {
+    lines = createInterface({ input: process.stdin });
+    lines.on('line', (line) => {
+      const next = waiting.shift();
+      if (next) next(line);
+      else replies.push(line);
+    });
+  }
+  console.log(`STEP ${name} ${JSON.stringify(data)}`);
+  const line = replies.length > 0 ? replies.shift() : await new Promise((resolve) => waiting.push(resolve));
+  return JSON.parse(line);
+}
+
+// Stops reading stdin (after the last step), so the script may end by itself.
+export function endSteps() {
+  if (lines) lines.close();
 }

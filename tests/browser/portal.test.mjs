@@ -22,9 +22,8 @@
 
 import assert from 'node:assert/strict';
 import { createServer, connect } from 'node:net';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { launch } from './lib.mjs';
+import { endSteps, launch, step } from './lib.mjs';
 
 const [scenarioName, base, credentialsJson] = process.argv.slice(2);
 if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
@@ -34,23 +33,6 @@ if (!base || !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(base)) {
 const creds = JSON.parse(credentialsJson || '{}');
 const shots = process.env.VB_SCREENSHOTS;
 const STEP = 20_000;
-
-// ---- Talking to the Rust test --------------------------------------------------------------
-
-const input = createInterface({ input: process.stdin });
-const replies = [];
-const waiting = [];
-input.on('line', (line) => {
-  const next = waiting.shift();
-  if (next) next(line);
-  else replies.push(line);
-});
-
-async function step(name, data = null) {
-  console.log(`STEP ${name} ${JSON.stringify(data)}`);
-  const line = replies.length > 0 ? replies.shift() : await new Promise((resolve) => waiting.push(resolve));
-  return JSON.parse(line);
-}
 
 // ---- Helpers ---------------------------------------------------------------------------------
 
@@ -399,7 +381,7 @@ try {
   failed += 1;
 } finally {
   await browser.close();
-  input.close();
+  endSteps();
 }
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

@@ -108,6 +108,30 @@ impl TestServer {
         self.disclose(&session).await
     }
 
+    /// A citizen's phone call with `code` to the tenant's number by our own caller
+    /// (`veilig-bellen call --stay`): it stays on the line until we hang up (or `timeout` passes).
+    /// Killed when dropped.
+    pub fn call_and_stay(&self, code: &str, timeout: Duration) -> tokio::process::Child {
+        let uri = format!("sip:{TENANT_NUMBER}@{}", self.sip_udp);
+        let timeout = timeout.as_secs().to_string();
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_veilig-bellen"))
+            .args([
+                "call",
+                &uri,
+                "--code",
+                code,
+                "--stay",
+                "--timeout",
+                &timeout,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("veilig-bellen call starts")
+    }
+
     /// `GET /api/v1/calls` with the agents' token.
     pub async fn calls(&self) -> Vec<Value> {
         get_calls(&self.client, &self.http_base, API_TOKEN).await

@@ -336,25 +336,6 @@ fn tone(freq: f64, rate: u32, start: u64, n: usize) -> Vec<i16> {
         .collect()
 }
 
-/// Share of a frame's energy at `freq` (Goertzel against total power; a pure sine gives ~1), as
-/// `tests/support/tone.rs` does for 8 kHz.
-fn share(samples: &[i16], freq: f64, rate: u32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in samples {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total <= 0.0 {
-        return 0.0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * samples.len() as f64 / 2.0)
-}
-
 /// Checks that after a settling time audio arrived and is the tone, frame by frame.
 fn assert_tone(frames: &[&Vec<i16>], freq: f64, min_frames: usize, min_share: f64) {
     assert!(
@@ -364,7 +345,7 @@ fn assert_tone(frames: &[&Vec<i16>], freq: f64, min_frames: usize, min_share: f6
     );
     for (i, frame) in frames.iter().enumerate().skip(5) {
         assert_eq!(frame.len(), FRAME_SAMPLES);
-        let s = share(frame, freq, 8000);
+        let s = dsp::testsig::tone_share(frame, freq, 8000);
         assert!(s > min_share, "frame {i}: {freq} Hz share {s:.3}");
     }
 }
@@ -379,7 +360,7 @@ fn assert_browser_heard(browser: &Browser, freq: f64, min_ms: usize, min_share: 
         windows.len() * 20
     );
     for (i, w) in windows.iter().enumerate().skip(5) {
-        let s = share(w, freq, browser.heard_rate);
+        let s = dsp::testsig::tone_share(w, freq, browser.heard_rate);
         assert!(s > min_share, "browser window {i}: {freq} Hz share {s:.3}");
     }
 }
