@@ -175,6 +175,8 @@ pub struct CallMachine {
     agent_of_record: Option<AgentId>,
     /// How the last agent leg failed; cleared when the next one is tried.
     agent_leg: Option<AgentLegOutcome>,
+    /// A [`Action::LookupCode`] went out and its answer has not come back.
+    lookup_pending: bool,
     actions: VecDeque<Action>,
 }
 
@@ -190,6 +192,7 @@ impl CallMachine {
             transferred: false,
             agent_of_record: None,
             agent_leg: None,
+            lookup_pending: false,
             actions: VecDeque::new(),
         };
         m.actions.push_back(Action::Publish);
@@ -281,9 +284,24 @@ impl CallMachine {
     }
 
     /// The answer to [`Action::LookupCode`].
+    ///
+    /// A caller may hang up while the lookup runs: the answer that comes after the end is still
+    /// the call's classification (the list, the exchange API and the metrics say what the code
+    /// was), but nothing is done with it and a verified caller's attributes are not kept.
     pub fn handle_lookup(&mut self, now: Instant, result: Classification) {
-        if matches!(self.state, State::Classifying) {
-            self.classify(now, result);
+        if !std::mem::take(&mut self.lookup_pending) {
+            return;
+        }
+        match self.state {
+            State::Classifying => self.classify(now, result),
+            State::Ended if self.classification.is_none() => {
+                self.classification = Some(match result {
+                    Classification::Verified(_) => Classification::Verified(Vec::new()),
+                    unverified => unverified,
+                });
+                self.actions.push_back(Action::Publish);
+            }
+            _ => {}
         }
     }
 
@@ -494,6 +512,7 @@ impl CallMachine {
         match outcome {
             Outcome::Code(code) => {
                 self.state = State::Classifying;
+                self.lookup_pending = true;
                 self.actions.push_back(Action::LookupCode(Pii::new(code)));
             }
             Outcome::NoCode => {
@@ -816,6 +835,36 @@ mod tests {
         // A lookup answer arriving after the end is ignored.
         m.handle_lookup(t0 + ms(200), verified());
         assert_eq!(m.classification(), None);
+    }
+
+    #[test]
+    fn a_caller_hanging_up_during_the_lookup_still_gets_its_classification() {
+        for (answer, shown) in [
+            (verified(), Classification::Verified(Vec::new())),
+            (
+                Classification::Unverified(UnverifiedReason::UsedCode),
+                Classification::Unverified(UnverifiedReason::UsedCode),
+            ),
+        ] {
+            let t0 = Instant::now();
+            let mut m = CallMachine::new(CallConfig::default(), t0);
+            for (i, d) in "12345678".chars().enumerate() {
+                m.handle_digit(t0 + ms(500 + 150 * i as u64), DigitSource::Rfc4733, d);
+            }
+            drain(&mut m);
+            m.handle_caller_gone(t0 + ms(2000));
+            assert_eq!(drain(&mut m), vec![Action::Publish, Action::Release]);
+            assert_eq!(m.classification(), None, "the lookup still runs");
+            // Its answer comes after the end: shown (without attributes), nothing else happens.
+            m.handle_lookup(t0 + ms(2100), answer.clone());
+            assert_eq!(m.classification(), Some(&shown));
+            assert_eq!(m.state(), CallState::Ended);
+            assert_eq!(drain(&mut m), vec![Action::Publish]);
+            // One lookup, one answer.
+            m.handle_lookup(t0 + ms(2200), verified());
+            assert_eq!(m.classification(), Some(&shown));
+            assert!(drain(&mut m).is_empty());
+        }
     }
 
     #[test]

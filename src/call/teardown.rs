@@ -11,8 +11,10 @@
 //!   hung up (BYE when connected, CANCEL while ringing); signals stop; the trunk leg's socket and
 //!   RTP ports go back *before* the (possibly slow, serialised) store write, so the next call never
 //!   finds the pool empty because of it; the registry shows the call ended (and drops its personal
-//!   data); the manager forgets its routes; last, a link code the call may hold is released in the
-//!   store, after any lookup still running (it would bind the code after we released it).
+//!   data) — after a code lookup still running has answered (for up to [`LOOKUP_GRACE`]), so a
+//!   caller who hangs up during it is listed with what the code was; the manager forgets its
+//!   routes; last, a link code the call may hold is released in the store, after that lookup
+//!   whatever it took (it would bind the code after we released it).
 //!
 //! Inputs are `handle_*(now, …)`; [`Teardown::poll_action`] says what to do now,
 //! [`Teardown::poll_timeout`] when to call [`Teardown::handle_timeout`], and
@@ -23,6 +25,10 @@ use super::machine::Classification;
 use super::UnverifiedReason;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// How long the release waits for a code lookup still running before it lists the call ended
+/// without its classification (a store that hangs must not keep an ended call listed as live).
+pub const LOOKUP_GRACE: Duration = Duration::from_secs(2);
 
 /// What the call task must do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +54,9 @@ pub enum ReleaseStep {
     PublishEnded,
     /// The manager forgets the call's routes.
     ForgetRoutes,
-    /// Let a code lookup still running finish first.
+    /// Let a code lookup still running finish (for a while: [`LOOKUP_GRACE`]), so the ended call
+    /// is listed with what its code was; a lookup that takes longer is still awaited before
+    /// [`ReleaseStep::ReleaseCode`].
     AwaitLookup,
     /// Release the link code's rows in the store.
     ReleaseCode,
@@ -206,16 +214,12 @@ impl Teardown {
             AgentLegAt::Ringing => steps.push(ReleaseStep::CancelAgent),
             AgentLegAt::None => {}
         }
-        steps.extend([
-            ReleaseStep::StopSignals,
-            ReleaseStep::FreePorts,
-            ReleaseStep::PublishEnded,
-            ReleaseStep::ForgetRoutes,
-        ]);
+        steps.extend([ReleaseStep::StopSignals, ReleaseStep::FreePorts]);
+        if held.lookup_in_flight {
+            steps.push(ReleaseStep::AwaitLookup);
+        }
+        steps.extend([ReleaseStep::PublishEnded, ReleaseStep::ForgetRoutes]);
         if held.code_looked_up() {
-            if held.lookup_in_flight {
-                steps.push(ReleaseStep::AwaitLookup);
-            }
             steps.push(ReleaseStep::ReleaseCode);
         }
         steps
@@ -308,7 +312,8 @@ mod tests {
                 R::ReleaseCode
             ]
         );
-        // A lookup still running is awaited before the code is released.
+        // A lookup still running is awaited before the call is listed ended (so the list says what
+        // its code was) and before the code is released.
         let running = Held {
             lookup_in_flight: true,
             ..held(AgentLegAt::None, None)
@@ -318,9 +323,9 @@ mod tests {
             [
                 R::StopSignals,
                 R::FreePorts,
+                R::AwaitLookup,
                 R::PublishEnded,
                 R::ForgetRoutes,
-                R::AwaitLookup,
                 R::ReleaseCode
             ]
         );

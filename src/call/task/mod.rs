@@ -499,17 +499,22 @@ impl Call {
     }
 
     fn handle_lookup(&mut self, now: Instant, result: Result<crate::links::Verified, Unverified>) {
-        let classification = match result {
-            Ok(verified) => Classification::Verified(
-                verified
-                    .attributes
-                    .iter()
-                    .map(ShownAttribute::from)
-                    .collect(),
-            ),
-            Err(reason) => Classification::Unverified(map_reason(reason)),
-        };
-        self.machine.handle_lookup(now, classification);
+        self.machine
+            .handle_lookup(now, lookup_classification(result));
+    }
+}
+
+/// A code lookup's answer as the call machine takes it.
+fn lookup_classification(result: Result<crate::links::Verified, Unverified>) -> Classification {
+    match result {
+        Ok(verified) => Classification::Verified(
+            verified
+                .attributes
+                .iter()
+                .map(ShownAttribute::from)
+                .collect(),
+        ),
+        Err(reason) => Classification::Unverified(map_reason(reason)),
     }
 }
 
@@ -780,7 +785,6 @@ impl Call {
     /// signals, the trunk leg's socket and ports, the registry's view (attributes in memory), the
     /// routes, and last the link code in the store.
     async fn release(mut self) {
-        let reason = self.view().reason;
         let held = Held {
             agent: match &self.agent {
                 None => AgentLegAt::None,
@@ -798,6 +802,7 @@ impl Call {
             mut forks,
             trunk_media,
             mut lookup,
+            mut machine,
             store_key,
             mut detector,
             mut comfort,
@@ -839,12 +844,33 @@ impl Call {
                     let _ = ctx.ended.send(id);
                 }
                 ReleaseStep::AwaitLookup => {
-                    if let Some(in_flight) = lookup.take() {
-                        // A bind still running would bind the code after we released it.
-                        let _ = in_flight.await;
+                    if let Some(in_flight) = lookup.as_mut() {
+                        // Listed ended with what the code was: the answer (or its reason) goes
+                        // into the view before the end is published.
+                        if let Ok(answer) =
+                            tokio::time::timeout(super::teardown::LOOKUP_GRACE, in_flight).await
+                        {
+                            lookup = None;
+                            let answer = answer.unwrap_or(Err(Unverified::IrmaError));
+                            machine.handle_lookup(clock(), lookup_classification(answer));
+                            let (verified, reason) = match machine.classification() {
+                                Some(Classification::Verified(_)) => (true, None),
+                                Some(Classification::Unverified(r)) => (false, Some(*r)),
+                                None => (false, None),
+                            };
+                            ctx.registry.update(id, |v| {
+                                v.verified = verified;
+                                v.reason = reason;
+                            });
+                        }
                     }
                 }
                 ReleaseStep::ReleaseCode => {
+                    if let Some(in_flight) = lookup.take() {
+                        // A bind still running (past the grace above) would bind the code after
+                        // we released it.
+                        let _ = in_flight.await;
+                    }
                     released = ctx
                         .links
                         .release_call(&store_key, crate::time::unix_now())
@@ -856,7 +882,11 @@ impl Call {
         drop((detector, comfort, hold_signal, agent, forks, trunk_media));
         tracing::info!(
             call = %id,
-            reason = reason.map(|r| r.as_str()).unwrap_or("verified_or_unclassified"),
+            outcome = match machine.classification() {
+                Some(Classification::Verified(_)) => "verified",
+                Some(Classification::Unverified(r)) => r.as_str(),
+                None => "unclassified",
+            },
             held_code = released,
             packets = stats.map(|s| s.packets_received).unwrap_or(0),
             "call ended"
