@@ -2,7 +2,8 @@
 # Installs what the test suite talks to: real SIP peers (sipp, baresip, and kamailio as the SBC of the
 # behind_sbc tests), audio tools (sox with AMR-NB, espeak-ng, multimon-ng), spandsp for the DSP
 # comparison bench, libopus for the `opus` feature (browser calls' Opus), Chromium for the
-# widget/portal tests, iproute2 for network-namespace tests, the npm packages of the browser tests,
+# widget/portal tests, iproute2 for network-namespace tests, PostgreSQL (the server binaries: the
+# PostgreSQL store's tests start throwaway clusters of their own), the npm packages of the browser tests,
 # and SIPVicious (PyPI sipvicious) as the attacker of tests/sipvicious_finds_nothing.rs, in a venv
 # of its own.
 # Idempotent: does nothing when everything is there already.
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(sip-tester baresip-core kamailio sox libsox-fmt-all espeak-ng multimon-ng libspandsp-dev
-          pkg-config libopus-dev chromium iproute2 util-linux nodejs npm python3-venv)
+          pkg-config libopus-dev chromium iproute2 util-linux nodejs npm python3-venv postgresql)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +31,11 @@ if ((${#missing[@]})); then
     # listens on 5060, is not wanted where this script installed it.
     if [[ " ${missing[*]} " == *" kamailio "* ]] && [[ -d /run/systemd/system ]]; then
         $sudo systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+    fi
+    # Likewise the cluster the postgresql package starts on 5432: the tests run their own
+    # (tests/support/postgres.rs).
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [[ -d /run/systemd/system ]]; then
+        $sudo systemctl disable --now postgresql.service >/dev/null 2>&1 || true
     fi
 fi
 

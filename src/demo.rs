@@ -170,6 +170,7 @@ pub fn config(args: &DemoArgs, data_dir: PathBuf) -> (ServerConfig, String, Stri
         tenants: Tenants::new(vec![tenant]),
         data_dir,
         key_file: None,
+        store: Default::default(),
         irma: IrmaBackend::Simulator,
         links: LinkConfig::default(),
         calls,

@@ -15,6 +15,7 @@ use crate::cli::exit;
 use crate::config::{self, Config};
 use crate::irma::IrmaAuth;
 use crate::server::{self, RunError, Running};
+use crate::store::StoreBackend;
 use crate::tenant::PasswordHash;
 
 #[derive(Debug, Args)]
@@ -193,6 +194,16 @@ pub fn summary(config: &Config, running: &Running, path: &Path) -> String {
         );
     }
     line("data directory", config.data_dir.display().to_string());
+    line(
+        "session store",
+        match &config.store {
+            StoreBackend::Redb => "redb in the data directory (this instance alone)".to_owned(),
+            StoreBackend::Postgres(settings) => format!(
+                "PostgreSQL, shared; this instance is {:?}",
+                settings.instance
+            ),
+        },
+    );
     out.push('\n');
     if config.http.tls.is_none() {
         out.push_str(
@@ -207,6 +218,15 @@ pub fn summary(config: &Config, running: &Running, path: &Path) -> String {
             "WARNING: key_file lies inside data_dir: a copy of the data directory holds the sealed attributes and their key.\n",
         ),
         Some(_) => {}
+    }
+    if let StoreBackend::Postgres(settings) = &config.store {
+        let tls = crate::store::postgres::parse_url(settings.url.expose())
+            .is_ok_and(|url| url.get_ssl_mode() == tokio_postgres::config::SslMode::Require);
+        if !tls {
+            out.push_str(
+                "NOTE: store.url does not say sslmode=require: sealed attributes may travel to PostgreSQL unencrypted by TLS.\n",
+            );
+        }
     }
     if config.irma.result_public_key_file.is_none() {
         out.push_str(

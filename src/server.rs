@@ -15,7 +15,7 @@ use crate::irma::{IrmaClient, IrmaServerConfig};
 use crate::links::{LinkConfig, LinkService};
 use crate::pii::Pii;
 use crate::sip_driver::{self, BoundAddrs, SipConfig};
-use crate::store::{AttributeKey, RedbStore, SessionStore};
+use crate::store::{AttributeKey, PostgresStore, RedbStore, SessionStore, StoreBackend};
 use crate::tenant::Tenants;
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// The attribute key from this file (owner-only, base64 of 32 bytes) instead of
     /// `<data_dir>/attribute.key`: a copy of the data directory then holds no key.
     pub key_file: Option<PathBuf>,
+    /// Where link sessions live: `<data_dir>/sessions.redb` (default) or a shared PostgreSQL
+    /// database (then `key_file` is required, and calls are keyed with the instance's name).
+    pub store: StoreBackend,
     pub irma: IrmaBackend,
     pub links: LinkConfig,
     pub calls: crate::call::manager::CallFlowConfig,
@@ -161,6 +164,8 @@ pub enum StartError {
     },
     #[error("loading the attribute key")]
     Key(#[source] crate::store::KeyError),
+    #[error("a session store shared by several instances (PostgreSQL) needs the same attribute key on every instance: set key_file")]
+    SharedStoreNeedsKeyFile,
     #[error("starting SIP")]
     Sip(#[source] sip_driver::DriverError),
     #[error("opening the audit log")]
@@ -225,20 +230,32 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let irma_probe = irma.clone();
     let irma_requests = irma.clone();
 
-    let store: Arc<dyn SessionStore> = Arc::new(
-        RedbStore::open(&config.data_dir.join("sessions.redb")).map_err(|source| {
-            StartError::Store {
-                step: "opening the session store",
-                source,
-            }
-        })?,
-    );
-    let store_probe = store.clone();
-    let key = match &config.key_file {
-        Some(path) => AttributeKey::load_file(path),
-        None => AttributeKey::load_or_create(&config.data_dir),
+    let key = match (&config.key_file, &config.store) {
+        (Some(path), _) => AttributeKey::load_file(path),
+        (None, StoreBackend::Redb) => AttributeKey::load_or_create(&config.data_dir),
+        // Every instance must open what any instance sealed: a key made up here would not do.
+        (None, StoreBackend::Postgres(_)) => return Err(StartError::SharedStoreNeedsKeyFile),
     }
     .map_err(StartError::Key)?;
+    let store: Arc<dyn SessionStore> = match &config.store {
+        StoreBackend::Redb => Arc::new(
+            RedbStore::open(&config.data_dir.join("sessions.redb")).map_err(|source| {
+                StartError::Store {
+                    step: "opening the session store",
+                    source,
+                }
+            })?,
+        ),
+        StoreBackend::Postgres(settings) => {
+            Arc::new(PostgresStore::connect(settings).await.map_err(|source| {
+                StartError::Store {
+                    step: "opening the PostgreSQL session store",
+                    source,
+                }
+            })?)
+        }
+    };
+    let store_probe = store.clone();
     let links = LinkService::new(
         store,
         irma,
@@ -266,7 +283,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     }
     let mut tasks = vec![links.spawn_maintenance()];
 
-    let registry = Arc::new(Registry::new());
+    let registry = Arc::new(Registry::named(config.store.instance()));
     let tenants = Arc::new(config.tenants.clone());
 
     let mut sip_config = config.sip.clone();

@@ -1,5 +1,6 @@
 //! A link code binds to exactly one call, even when many calls present it at the same moment: the
-//! store decides in one atomic step, for the redb store as for the in-memory one, and through the
+//! store decides in one atomic step, for the redb store as for the in-memory one (and PostgreSQL:
+//! `store_postgres.rs` runs `race` and `codes_stay_with_their_tenant` there), and through the
 //! whole link service.
 
 use crate::links_common;
@@ -18,7 +19,7 @@ use veilig_bellen::time::unix_now;
 
 const CONTENDERS: usize = 32;
 
-async fn race(store: Arc<dyn SessionStore>) {
+pub(crate) async fn race(store: Arc<dyn SessionStore>) {
     let code = LinkCode::generate();
     let token = FrontendToken::generate();
     let row = SessionRow::pending(
@@ -83,7 +84,7 @@ async fn concurrent_binds_in_memory_have_one_winner() {
 
 /// A code verifies only a call to the municipality that issued it: dialled to another tenant's
 /// number it is `unknown` there (no hint that it exists elsewhere) and stays usable for its own.
-async fn codes_stay_with_their_tenant(store: Arc<dyn SessionStore>) {
+pub(crate) async fn codes_stay_with_their_tenant(store: Arc<dyn SessionStore>) {
     let code = LinkCode::generate();
     let token = FrontendToken::generate();
     let row = SessionRow::pending(

@@ -445,6 +445,31 @@ mod tests {
     }
 
     #[test]
+    fn a_named_instance_keys_its_calls_with_its_name_and_a_new_run_each_start() {
+        let first = Registry::named(Some("vb-a.1"));
+        let again = Registry::named(Some("vb-a.1"));
+        let (run, name) = first.instance().split_once('@').expect("run@name");
+        assert_eq!((run.len(), name), (32, "vb-a.1"));
+        assert_ne!(
+            first.instance(),
+            again.instance(),
+            "each start is a run of its own"
+        );
+        let key = store_key(CallId(7), first.instance());
+        assert!(
+            key.ends_with("@vb-a.1"),
+            "a shared store finds the instance's calls"
+        );
+        assert_eq!(call_of_store_key(&key, first.instance()), Some(CallId(7)));
+        assert_eq!(
+            call_of_store_key(&key, again.instance()),
+            None,
+            "an earlier run"
+        );
+        assert!(!Registry::new().instance().contains('@'));
+    }
+
+    #[test]
     fn only_trunk_addresses_may_start_dialogs() {
         let flow = CallFlowConfig {
             trunks: vec![

@@ -187,7 +187,7 @@ pub struct Registry {
     events: broadcast::Sender<CallEvent>,
     /// The last call id handed out ([`Registry::next_id`]).
     last_id: AtomicU64,
-    /// This run's instance, random per start ([`Registry::instance`]).
+    /// This run's instance, random per start and named ([`Registry::instance`]).
     instance: String,
 }
 
@@ -202,13 +202,24 @@ impl Registry {
     pub const ENDED_RETENTION: Duration = Duration::from_secs(10 * 60);
 
     pub fn new() -> Self {
+        Self::named(None)
+    }
+
+    /// A registry of the instance called `name` (`store.instance`, stable across restarts): its
+    /// run is `<random>@<name>`, so a shared store can tell this instance's calls from other
+    /// instances' ([`crate::store::SessionStore::end_cut_off_calls`]). `None`: `<random>`.
+    pub fn named(name: Option<&str>) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let run = rand::random::<u128>();
         Registry {
             calls: Mutex::new(BTreeMap::new()),
             ended: Mutex::new(std::collections::VecDeque::new()),
             events,
             last_id: AtomicU64::new(0),
-            instance: format!("{:032x}", rand::random::<u128>()),
+            instance: match name {
+                Some(name) => format!("{run:032x}@{name}"),
+                None => format!("{run:032x}"),
+            },
         }
     }
 
@@ -217,8 +228,9 @@ impl Registry {
         CallId(self.last_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// This run's instance (random per start): calls' keys in the link-session store are
-    /// `<call id>-<instance>` ([`super::config::store_key`]), unique across restarts.
+    /// This run's instance (random per start, then `@<name>` when named): calls' keys in the
+    /// link-session store are `<call id>-<instance>` ([`super::config::store_key`]), unique across
+    /// restarts and instances.
     pub fn instance(&self) -> &str {
         &self.instance
     }

@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub irma: Option<Spanned<RawIrma>>,
     pub calls: Option<Spanned<RawCalls>>,
     pub links: Option<Spanned<RawLinks>>,
+    pub store: Option<Spanned<RawStore>>,
     pub tenants: Option<Vec<Spanned<RawTenant>>>,
 }
 
@@ -110,6 +111,19 @@ pub struct RawLinks {
     pub wrong_code_window: Option<Spanned<String>>,
     pub wrong_code_block: Option<Spanned<String>>,
     pub wrong_code_alarm: Option<Spanned<Count>>,
+}
+
+/// `[store]`: where link sessions live (redb in `data_dir`, or a shared PostgreSQL database).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub backend: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub instance: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<Count>>,
 }
 
 /// A count written as a TOML integer or, from an environment variable, as a string of digits.

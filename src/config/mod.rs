@@ -21,6 +21,7 @@ mod exchange;
 mod extra_requests;
 mod file;
 mod links;
+mod store;
 mod tenants;
 mod validate;
 mod values;
@@ -47,6 +48,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The attribute key's file (config `key_file`); `None`: `<data_dir>/attribute.key`.
     pub key_file: Option<PathBuf>,
+    /// Where link sessions live (`[store]`): redb in `data_dir` (default) or PostgreSQL.
+    pub store: crate::store::StoreBackend,
     pub http: HttpSettings,
     pub sip: SipSettings,
     pub irma: IrmaSettings,
@@ -149,6 +152,7 @@ impl Config {
             tenants: self.tenants.clone(),
             data_dir: self.data_dir.clone(),
             key_file: self.key_file.clone(),
+            store: self.store.clone(),
             irma: IrmaBackend::Server(self.irma.server.clone()),
             links: self.links.clone(),
             calls: self.calls.clone(),

@@ -73,6 +73,7 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
     };
     let calls = c.calls(raw.calls, sip.as_ref());
     let links = c.links(raw.links);
+    let store = c.store(raw.store, raw.key_file.is_some());
     let (tenants, agents) = c.tenants(raw.tenants.unwrap_or_default());
     let key_file = match (&raw.key_file, key_file) {
         (None, _) => None,
@@ -81,6 +82,7 @@ pub fn check(source: &Source<'_>, raw: RawConfig, errors: &mut Vec<ConfigError>)
     Some(Config {
         data_dir,
         key_file,
+        store: store?,
         http: http?,
         sip: sip?,
         irma: irma?,

@@ -24,13 +24,15 @@
 //! The transition rules themselves are the pure functions in [`rules`]; the backends only load,
 //! apply and write. Time is always passed in (`now`, unix seconds) so tests can simulate it.
 //!
-//! Backends: [`RedbStore`] (embedded, durable: every commit is fsynced before it returns) and
-//! [`MemoryStore`] (tests).
+//! Backends: [`RedbStore`] (embedded, durable: every commit is fsynced before it returns; one
+//! process), [`PostgresStore`] (one database shared by several instances behind one trunk) and
+//! [`MemoryStore`] (tests). Which one `serve` opens is [`StoreBackend`] (`[store]` in the config).
 
 pub mod code;
 pub mod key;
 pub mod memory;
 pub mod ops;
+pub mod postgres;
 pub mod redb_store;
 pub mod rules;
 
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use code::{CodeError, FrontendToken, LinkCode};
 pub use key::{AttributeKey, KeyError};
 pub use memory::MemoryStore;
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use redb_store::RedbStore;
 
 /// Why a data directory could not be opened.
@@ -85,6 +88,26 @@ pub fn open_data_dir(
 }
 
 pub use crate::time::UnixSeconds;
+
+/// Where `serve` keeps link sessions (`[store] backend`).
+#[derive(Debug, Clone, Default)]
+pub enum StoreBackend {
+    /// `<data_dir>/sessions.redb`, owned by one process (the default).
+    #[default]
+    Redb,
+    /// A PostgreSQL database shared by several instances.
+    Postgres(PostgresSettings),
+}
+
+impl StoreBackend {
+    /// The stable instance name that goes into call keys, when one is configured.
+    pub fn instance(&self) -> Option<&str> {
+        match self {
+            StoreBackend::Redb => None,
+            StoreBackend::Postgres(settings) => Some(&settings.instance),
+        }
+    }
+}
 
 /// Where a link session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,11 +299,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// All `Pending` rows (to resume watching their IRMA sessions after a restart).
     fn pending(&self) -> StoreFuture<'_, Vec<SessionRow>>;
 
-    /// At startup, before this process takes a call: every `Bound` row → `Consumed`, its
-    /// attributes purged; returns how many. Those calls died with the process that ran them (a
-    /// crash or `kill -9` never reports a call's end), and attributes go when the call ends; the
-    /// code stays used. Right only while one process owns the store, as redb's file lock makes
-    /// sure; a store shared by several processes must end only the calls of the instance that
-    /// died (the instance is part of the call key).
+    /// At startup, before this process takes a call: every `Bound` row of this instance →
+    /// `Consumed`, its attributes purged; returns how many. Those calls died with the process that
+    /// ran them (a crash or `kill -9` never reports a call's end), and attributes go when the call
+    /// ends; the code stays used. A store one process owns (redb's file lock makes sure; the
+    /// in-memory store) ends every `Bound` row. A shared store ends only the rows whose call key
+    /// names this instance (`…@<instance>`, see [`PostgresStore`]): other instances' calls are live;
+    /// the rows of an instance that never comes back end at their hold expiry
+    /// ([`purge_expired`](Self::purge_expired)).
     fn end_cut_off_calls(&self, now: UnixSeconds) -> StoreFuture<'_, usize>;
 }

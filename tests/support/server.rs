@@ -51,6 +51,7 @@ pub fn test_config(data_dir: std::path::PathBuf, rtp_pairs: u16) -> ServerConfig
         tenants: Tenants::new(vec![Tenant::demo()]),
         data_dir,
         key_file: None,
+        store: Default::default(),
         irma: IrmaBackend::Simulator,
         links: LinkConfig::default(),
         calls,

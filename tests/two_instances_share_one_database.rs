@@ -1,0 +1,210 @@
+//! Two `veilig-bellen serve` instances behind one trunk, sharing their link sessions in one
+//! PostgreSQL database (`[store] backend = "postgres"`, a throwaway cluster of
+//! `support/postgres.rs`) and one attribute key file. The citizen starts and discloses a session
+//! on instance A's website API (the IRMA server is the irmago stand-in); the trunk sends the call to
+//! instance B, which verifies it with the citizen's attributes; the same code again, now to A, is
+//! `used_code`. Each instance lists only its own calls.
+
+use crate::support;
+
+use crate::support::irmago_standin;
+use crate::support::postgres::{PgCluster, PASSWORD};
+use crate::support::serve_child::{Serving, Site};
+use crate::support::serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH};
+use support::agent::AGENT_PASSWORD;
+use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
+use support::ports;
+use support::sipp::{Sipp, TrunkCall};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use irmago_standin::IrmagoStandin;
+use serde_json::{json, Value};
+use veilig_bellen::store::AttributeKey;
+
+const NAME: &str = "pbdf.gemeente.personalData.fullname";
+const BSN: &str = "pbdf.gemeente.personalData.bsn";
+const ARNHEM: &str = "+31263770000";
+const SITE: &str = "https://www.arnhem.nl";
+const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
+const CITIZEN_BSN: &str = "999993653";
+
+/// Instance `instance` of one install: its own ports and data directory, the shared database, the
+/// shared key file, the IRMA server at `irma_url`.
+fn write_config(
+    setup: &Setup,
+    instance: &str,
+    irma_url: &str,
+    db_url: &str,
+    key_file: &Path,
+) -> PathBuf {
+    let password_file = setup.dir.path().join("db-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
+    let text = format!(
+        r#"data_dir = "{data}"
+key_file = "{key}"
+api_token = "{API_TOKEN}"
+[store]
+backend = "postgres"
+url = "{db_url}"
+password_file = "{password}"
+instance = "{instance}"
+[http]
+listen = "127.0.0.1:{http}"
+[sip]
+listen = "127.0.0.1:{sip}"
+trunks = ["127.0.0.0/8"]
+rtp_ports = "{low}-{high}"
+[irma]
+url = "{irma_url}"
+token = "{IRMA_TOKEN}"
+request_timeout = "3s"
+[[tenants]]
+id = "arnhem"
+name = "Gemeente Arnhem"
+numbers = ["{ARNHEM}"]
+website_origins = ["{SITE}"]
+disclosure = [[["{NAME}"]], [["{BSN}"]]]
+[[tenants.attributes]]
+id = "{NAME}"
+label_nl = "Naam"
+label_en = "Name"
+[[tenants.attributes]]
+id = "{BSN}"
+label_nl = "BSN"
+label_en = "Citizen service number"
+[[tenants.agents]]
+username = "agent"
+name = "Agent"
+password_hash = "{JAN_HASH}"
+sip_password = "{AGENT_PASSWORD}"
+"#,
+        data = setup.dir.path().join("data").display(),
+        key = key_file.display(),
+        password = password_file.display(),
+        http = setup.http,
+        sip = setup.sip,
+        low = setup.rtp.start(),
+        high = setup.rtp.end(),
+    );
+    setup.write_config(&text)
+}
+
+/// A trunk call from `caller` to Arnhem keying `code` (RFC 4733) at `site`, until its agents' list
+/// shows it `waiting`. `None` when sipp is missing (test skipped).
+async fn call_with_code(site: &Site, caller: &str, code: &str) -> Option<(Sipp, Value)> {
+    let mut call = TrunkCall::new(caller);
+    call.called = ARNHEM.to_owned();
+    call.pcap = Some(dtmf_call_pcap(code, &DtmfPcapConfig::default()).expect("pcap"));
+    call.wait_limit = Some(Duration::from_secs(30));
+    call.limit = Some(Duration::from_secs(35));
+    site.call_until_waiting(&call).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_disclosed_on_one_instance_verifies_a_call_to_the_other_once() {
+    let cluster = PgCluster::start();
+    cluster.create_database("veilig_bellen").await;
+    let db_url = cluster.url("veilig_bellen");
+    let standin = IrmagoStandin::start(ports::port(), IRMA_TOKEN).await;
+    let keys = tempfile::tempdir().expect("key dir");
+    AttributeKey::load_or_create(keys.path()).expect("the shared key");
+    let key_file = keys.path().join("attribute.key");
+
+    let (setup_a, setup_b) = (Setup::new(), Setup::new());
+    let config_a = write_config(&setup_a, "vb-a", &standin.url, &db_url, &key_file);
+    let config_b = write_config(&setup_b, "vb-b", &standin.url, &db_url, &key_file);
+    let serving_a = Serving::start(
+        &config_a,
+        true,
+        "info",
+        setup_a.dir.path().join("serve.stderr"),
+        "serve A",
+    )
+    .await;
+    let serving_b = Serving::start(
+        &config_b,
+        true,
+        "info",
+        setup_b.dir.path().join("serve.stderr"),
+        "serve B",
+    )
+    .await;
+    assert!(
+        serving_b
+            .stdout()
+            .contains("PostgreSQL, shared; this instance is \"vb-b\""),
+        "{}",
+        serving_b.stdout()
+    );
+    let (site_a, site_b) = (Site::new(&setup_a), Site::new(&setup_b));
+
+    // The citizen starts on A's website API and discloses in the Yivi app.
+    let (status, body) = site_a.start_session("arnhem", SITE).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).expect("session JSON");
+    let token = session["token"].as_str().expect("token").to_owned();
+    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
+    let client_token = u.rsplit('/').next().expect("client token");
+    let irma_token = standin
+        .requestor_token_of(client_token)
+        .expect("the IRMA session");
+    let events = format!("/session/{irma_token}/statusevents");
+    irmago_standin::wait_seen(&standin, Duration::from_secs(5), |seen| {
+        seen.iter().any(|s| s.path == events)
+    })
+    .await
+    .unwrap_or_else(|seen| panic!("A did not follow the session: {seen:#?}"));
+    let url = standin
+        .disclose(
+            &session["sessionPtr"],
+            &[(NAME, CITIZEN_NAME), (BSN, CITIZEN_BSN)],
+        )
+        .expect("the citizen discloses");
+    let code = url
+        .strip_prefix(&format!("tel:{ARNHEM},"))
+        .unwrap_or_else(|| panic!("return URL {url:?} is not tel:{ARNHEM},CODE"))
+        .to_owned();
+    assert_eq!(site_a.session_status(&token, SITE).await["status"], "done");
+
+    // The trunk sends the call to B: verified with the attributes A's session cached.
+    let Some((sipp, waiting)) = call_with_code(&site_b, "+31612345001", &code).await else {
+        return;
+    };
+    assert_eq!(waiting["verified"], true, "{waiting:#}");
+    assert_eq!(
+        waiting["attributes"],
+        json!([
+            {"id": NAME, "label": "Naam", "value": CITIZEN_NAME},
+            {"id": BSN, "label": "BSN", "value": CITIZEN_BSN},
+        ]),
+        "{waiting:#}"
+    );
+    // Each instance lists its own calls: A never heard of this one.
+    assert!(
+        site_a.calls().await.is_empty(),
+        "A's agents' list shows only A's calls"
+    );
+    site_b.hang_up(sipp, &waiting["id"]).await;
+
+    // The same code again, now to A: used.
+    let Some((sipp, waiting)) = call_with_code(&site_a, "+31612345002", &code).await else {
+        return;
+    };
+    assert_eq!(waiting["verified"], false, "{waiting:#}");
+    assert_eq!(waiting["reason"], "used_code", "{waiting:#}");
+    assert_eq!(waiting["attributes"], json!([]), "{waiting:#}");
+    site_a.hang_up(sipp, &waiting["id"]).await;
+
+    // Neither logged the code or the attributes.
+    for (name, serving) in [("A", &serving_a), ("B", &serving_b)] {
+        let stderr = serving.stderr();
+        for secret in [code.as_str(), CITIZEN_NAME, CITIZEN_BSN, PASSWORD] {
+            assert!(
+                !stderr.contains(secret),
+                "instance {name} logged personal data or a secret"
+            );
+        }
+    }
+}
