@@ -40,7 +40,9 @@ use std::time::Duration;
 use irmago_standin::IrmagoStandin;
 use serde_json::{json, Value};
 use serve_child::{Serving, Site, CLASSIFIED_WITHIN};
-use serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH};
+use serve_cli::{
+    Setup, API_TOKEN, ARNHEM, ARNHEM_SITE as SITE, BSN, CITIZEN_BSN, CITIZEN_NAME, IRMA_TOKEN, NAME,
+};
 use support::agent::AGENT_PASSWORD;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{wait_messages, Sipp, TrunkCall};
@@ -50,12 +52,6 @@ use veilig_bellen::store::{
 };
 use veilig_bellen::time::unix_now;
 
-const NAME: &str = "pbdf.gemeente.personalData.fullname";
-const BSN: &str = "pbdf.gemeente.personalData.bsn";
-const ARNHEM: &str = "+31263770000";
-const SITE: &str = "https://www.arnhem.nl";
-const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
-const CITIZEN_BSN: &str = "999993653";
 /// How long a trunk call that lives through a restart may wait for the test's go-ahead.
 const LIVE_CALL_WAIT: Duration = Duration::from_secs(40);
 
@@ -63,43 +59,9 @@ const LIVE_CALL_WAIT: Duration = Duration::from_secs(40);
 /// [`AGENT_PASSWORD`]; the IRMA server at `irma_url`.
 fn write_config(setup: &Setup, irma_url: &str) -> PathBuf {
     let text = format!(
-        r#"data_dir = "{data}"
-api_token = "{API_TOKEN}"
-[http]
-listen = "127.0.0.1:{http}"
-[sip]
-listen = "127.0.0.1:{sip}"
-trunks = ["127.0.0.0/8"]
-rtp_ports = "{low}-{high}"
-[irma]
-url = "{irma_url}"
-token = "{IRMA_TOKEN}"
-request_timeout = "3s"
-[[tenants]]
-id = "arnhem"
-name = "Gemeente Arnhem"
-numbers = ["{ARNHEM}"]
-website_origins = ["{SITE}"]
-disclosure = [[["{NAME}"]], [["{BSN}"]]]
-[[tenants.attributes]]
-id = "{NAME}"
-label_nl = "Naam"
-label_en = "Name"
-[[tenants.attributes]]
-id = "{BSN}"
-label_nl = "BSN"
-label_en = "Citizen service number"
-[[tenants.agents]]
-username = "agent"
-name = "Agent"
-password_hash = "{JAN_HASH}"
-sip_password = "{AGENT_PASSWORD}"
-"#,
+        "data_dir = \"{data}\"\napi_token = \"{API_TOKEN}\"\n{tables}",
         data = data_dir(setup).display(),
-        http = setup.http,
-        sip = setup.sip,
-        low = setup.rtp.start(),
-        high = setup.rtp.end(),
+        tables = setup.arnhem_tables(irma_url, AGENT_PASSWORD),
     );
     setup.write_config(&text)
 }

@@ -10,7 +10,9 @@ use crate::support;
 use crate::support::irmago_standin;
 use crate::support::postgres::{PgCluster, PASSWORD};
 use crate::support::serve_child::{Serving, Site};
-use crate::support::serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH};
+use crate::support::serve_cli::{
+    Setup, API_TOKEN, ARNHEM, ARNHEM_SITE as SITE, BSN, CITIZEN_BSN, CITIZEN_NAME, IRMA_TOKEN, NAME,
+};
 use support::agent::AGENT_PASSWORD;
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::ports;
@@ -22,13 +24,6 @@ use std::time::Duration;
 use irmago_standin::IrmagoStandin;
 use serde_json::{json, Value};
 use veilig_bellen::store::AttributeKey;
-
-const NAME: &str = "pbdf.gemeente.personalData.fullname";
-const BSN: &str = "pbdf.gemeente.personalData.bsn";
-const ARNHEM: &str = "+31263770000";
-const SITE: &str = "https://www.arnhem.nl";
-const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
-const CITIZEN_BSN: &str = "999993653";
 
 /// Instance `instance` of one install: its own ports and data directory, the shared database, the
 /// shared key file, the IRMA server at `irma_url`.
@@ -50,43 +45,11 @@ backend = "postgres"
 url = "{db_url}"
 password_file = "{password}"
 instance = "{instance}"
-[http]
-listen = "127.0.0.1:{http}"
-[sip]
-listen = "127.0.0.1:{sip}"
-trunks = ["127.0.0.0/8"]
-rtp_ports = "{low}-{high}"
-[irma]
-url = "{irma_url}"
-token = "{IRMA_TOKEN}"
-request_timeout = "3s"
-[[tenants]]
-id = "arnhem"
-name = "Gemeente Arnhem"
-numbers = ["{ARNHEM}"]
-website_origins = ["{SITE}"]
-disclosure = [[["{NAME}"]], [["{BSN}"]]]
-[[tenants.attributes]]
-id = "{NAME}"
-label_nl = "Naam"
-label_en = "Name"
-[[tenants.attributes]]
-id = "{BSN}"
-label_nl = "BSN"
-label_en = "Citizen service number"
-[[tenants.agents]]
-username = "agent"
-name = "Agent"
-password_hash = "{JAN_HASH}"
-sip_password = "{AGENT_PASSWORD}"
-"#,
+{tables}"#,
         data = setup.dir.path().join("data").display(),
         key = key_file.display(),
         password = password_file.display(),
-        http = setup.http,
-        sip = setup.sip,
-        low = setup.rtp.start(),
-        high = setup.rtp.end(),
+        tables = setup.arnhem_tables(irma_url, AGENT_PASSWORD),
     );
     setup.write_config(&text)
 }

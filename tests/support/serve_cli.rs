@@ -20,6 +20,15 @@ pub const IRMA_TOKEN: &str = "serve-test-irma-token";
 pub const JAN_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$chL76Wqo2s04tKY8n/besQ$L+Gvgw1Is6Imc0d8Kd3xlbSK69BRqX+4uO6aZwTiFVs";
 
+/// The Arnhem tenant of the serve tests that talk to an IRMA server: its number, website, the
+/// attributes it asks (name and BSN) and a citizen's values for them.
+pub const ARNHEM: &str = "+31263770000";
+pub const ARNHEM_SITE: &str = "https://www.arnhem.nl";
+pub const NAME: &str = "pbdf.gemeente.personalData.fullname";
+pub const BSN: &str = "pbdf.gemeente.personalData.bsn";
+pub const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
+pub const CITIZEN_BSN: &str = "999993653";
+
 /// Ports and a directory for one `serve`.
 pub struct Setup {
     pub http: u16,
@@ -36,6 +45,49 @@ impl Setup {
             rtp: super::ports::range(8),
             dir: tempfile::tempdir().expect("temp dir"),
         }
+    }
+
+    /// A config's `[http]`, `[sip]`, `[irma]` and `[[tenants]]` for this setup's ports: Arnhem
+    /// ([`ARNHEM`], asking [`NAME`] and [`BSN`]) with one agent, `agent`, whose phone registers
+    /// with `agent_password`, and the IRMA server at `irma_url`. Top-level keys and other tables
+    /// go before it.
+    pub fn arnhem_tables(&self, irma_url: &str, agent_password: &str) -> String {
+        format!(
+            r#"[http]
+listen = "127.0.0.1:{http}"
+[sip]
+listen = "127.0.0.1:{sip}"
+trunks = ["127.0.0.0/8"]
+rtp_ports = "{low}-{high}"
+[irma]
+url = "{irma_url}"
+token = "{IRMA_TOKEN}"
+request_timeout = "3s"
+[[tenants]]
+id = "arnhem"
+name = "Gemeente Arnhem"
+numbers = ["{ARNHEM}"]
+website_origins = ["{ARNHEM_SITE}"]
+disclosure = [[["{NAME}"]], [["{BSN}"]]]
+[[tenants.attributes]]
+id = "{NAME}"
+label_nl = "Naam"
+label_en = "Name"
+[[tenants.attributes]]
+id = "{BSN}"
+label_nl = "BSN"
+label_en = "Citizen service number"
+[[tenants.agents]]
+username = "agent"
+name = "Agent"
+password_hash = "{JAN_HASH}"
+sip_password = "{agent_password}"
+"#,
+            http = self.http,
+            sip = self.sip,
+            low = self.rtp.start(),
+            high = self.rtp.end(),
+        )
     }
 
     /// One tenant (arnhem, +31263770000), one agent (jan), the IRMA server on a loopback port
