@@ -39,6 +39,21 @@ async fn disclosed(store: &dyn SessionStore, sealed: &[u8], call_until: u64) -> 
         .expect("row")
 }
 
+/// `store.bind` of `row`'s code for the demo tenant, which must bind.
+async fn bind_demo(
+    store: &dyn SessionStore,
+    row: &SessionRow,
+    call_id: String,
+    now: u64,
+    hold: u64,
+) {
+    let outcome = store
+        .bind(row.code.clone(), "demo".into(), call_id, now, hold)
+        .await
+        .expect("bind");
+    assert!(matches!(outcome, BindOutcome::Bound { .. }), "{outcome:?}");
+}
+
 /// The whole contract on an empty `store`; `sealed()` counts its sealed attribute sets.
 pub async fn contract(store: &dyn SessionStore, instance: &str, sealed: impl AsyncFn() -> u64) {
     let call = |n: u32| format!("{n}-run@{instance}");
@@ -171,13 +186,7 @@ pub async fn contract(store: &dyn SessionStore, instance: &str, sealed: impl Asy
         store.get(a.token.clone()).await.unwrap(),
         Some(bound.clone())
     );
-    assert!(matches!(
-        store
-            .bind(a.code.clone(), "demo".into(), call(1), T0 + 4, T0 + 5000)
-            .await
-            .unwrap(),
-        BindOutcome::Bound { .. }
-    ));
+    bind_demo(store, &a, call(1), T0 + 4, T0 + 5000).await;
     assert_eq!(
         store
             .bind(a.code.clone(), "demo".into(), call(2), T0 + 4, T0 + 5000)
@@ -280,13 +289,7 @@ pub async fn contract(store: &dyn SessionStore, instance: &str, sealed: impl Asy
     store.insert(c.clone()).await.unwrap();
     let d = disclosed(store, b"sealed-d", T0 + 301).await;
     let e = disclosed(store, b"sealed-e", T0 + 301).await;
-    assert!(matches!(
-        store
-            .bind(e.code.clone(), "demo".into(), call(5), T0 + 30, T0 + 600)
-            .await
-            .unwrap(),
-        BindOutcome::Bound { .. }
-    ));
+    bind_demo(store, &e, call(5), T0 + 30, T0 + 600).await;
     assert_eq!(sealed().await, 2);
     let early = store.purge_expired(T0 + 300, 0).await.unwrap();
     assert_eq!(
@@ -341,13 +344,7 @@ pub async fn contract(store: &dyn SessionStore, instance: &str, sealed: impl Asy
     // end_cut_off_calls: this instance's bound calls end, codes stay used; others stay as they are.
     let cut = disclosed(store, b"sealed-cut", T0 + 1301).await;
     let waiting = disclosed(store, b"sealed-waiting", T0 + 1301).await;
-    assert!(matches!(
-        store
-            .bind(cut.code.clone(), "demo".into(), call(6), T0 + 40, T0 + 5000)
-            .await
-            .unwrap(),
-        BindOutcome::Bound { .. }
-    ));
+    bind_demo(store, &cut, call(6), T0 + 40, T0 + 5000).await;
     assert_eq!(store.end_cut_off_calls(T0 + 50).await.unwrap(), 1);
     assert_eq!(store.end_cut_off_calls(T0 + 51).await.unwrap(), 0, "once");
     let ended = store.get(cut.token.clone()).await.unwrap().unwrap();
@@ -367,17 +364,5 @@ pub async fn contract(store: &dyn SessionStore, instance: &str, sealed: impl Asy
             .unwrap(),
         BindOutcome::Used { by: Some(call(6)) }
     );
-    assert!(matches!(
-        store
-            .bind(
-                waiting.code.clone(),
-                "demo".into(),
-                call(8),
-                T0 + 53,
-                T0 + 5000
-            )
-            .await
-            .unwrap(),
-        BindOutcome::Bound { .. }
-    ));
+    bind_demo(store, &waiting, call(8), T0 + 53, T0 + 5000).await;
 }
