@@ -169,7 +169,7 @@ impl Install {
     async fn disclosed_code(&self) -> (FrontendToken, String) {
         let session = started_session(&self.site, &self.standin).await;
         let token = token_of(&session);
-        let code = disclose(&self.standin, &session);
+        let code = irmago_standin::disclose_arnhem(&self.standin, &session);
         assert_eq!(
             self.site.session_status(token.as_str(), SITE).await["status"],
             "done"
@@ -196,22 +196,6 @@ async fn started_session(site: &Site, standin: &IrmagoStandin) -> Value {
     .await
     .unwrap_or_else(|seen| panic!("serve did not follow the session: {seen:#?}"));
     session
-}
-
-/// The citizen's Yivi app discloses name and BSN; the code from the return URL.
-fn disclose(standin: &IrmagoStandin, session: &Value) -> String {
-    let url = standin
-        .disclose(
-            &session["sessionPtr"],
-            &[(NAME, CITIZEN_NAME), (BSN, CITIZEN_BSN)],
-        )
-        .expect("the citizen discloses");
-    let code = url
-        .strip_prefix(&format!("tel:{ARNHEM},"))
-        .unwrap_or_else(|| panic!("return URL {url:?} is not tel:{ARNHEM},CODE"))
-        .to_owned();
-    assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
-    code
 }
 
 fn token_of(session: &Value) -> FrontendToken {
@@ -277,7 +261,7 @@ async fn a_code_issued_before_kill_9_is_disclosed_after_the_restart_and_verifies
         "killed while the session was pending"
     );
 
-    let code = disclose(&install.standin, &session);
+    let code = irmago_standin::disclose_arnhem(&install.standin, &session);
 
     let serve = install.serve(2).await;
     let Some(()) = site

@@ -119,16 +119,7 @@ async fn a_code_disclosed_on_one_instance_verifies_a_call_to_the_other_once() {
     })
     .await
     .unwrap_or_else(|seen| panic!("A did not follow the session: {seen:#?}"));
-    let url = standin
-        .disclose(
-            &session["sessionPtr"],
-            &[(NAME, CITIZEN_NAME), (BSN, CITIZEN_BSN)],
-        )
-        .expect("the citizen discloses");
-    let code = url
-        .strip_prefix(&format!("tel:{ARNHEM},"))
-        .unwrap_or_else(|| panic!("return URL {url:?} is not tel:{ARNHEM},CODE"))
-        .to_owned();
+    let code = irmago_standin::disclose_arnhem(&standin, &session);
     assert_eq!(site_a.session_status(&token, SITE).await["status"], "done");
 
     // The trunk sends the call to B: verified with the attributes A's session cached.

@@ -598,3 +598,21 @@ pub async fn wait_seen(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The citizen's Yivi app discloses name and BSN (the Arnhem tenant of
+/// [`super::serve_cli::Setup::arnhem_tables`]) to `session`; the code from the return URL.
+pub fn disclose_arnhem(standin: &IrmagoStandin, session: &serde_json::Value) -> String {
+    use super::serve_cli::{ARNHEM, BSN, CITIZEN_BSN, CITIZEN_NAME, NAME};
+    let url = standin
+        .disclose(
+            &session["sessionPtr"],
+            &[(NAME, CITIZEN_NAME), (BSN, CITIZEN_BSN)],
+        )
+        .expect("the citizen discloses");
+    let code = url
+        .strip_prefix(&format!("tel:{ARNHEM},"))
+        .unwrap_or_else(|| panic!("return URL {url:?} is not tel:{ARNHEM},CODE"))
+        .to_owned();
+    assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
+    code
+}
