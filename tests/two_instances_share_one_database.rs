@@ -65,6 +65,29 @@ async fn call_with_code(site: &Site, caller: &str, code: &str) -> Option<(Sipp, 
     site.call_until_waiting(&call).await
 }
 
+/// The citizen starts a session on `site`'s website API and discloses name and BSN in the Yivi
+/// app (the stand-in); the site tells the website `done`. The link code.
+async fn disclosed_code(site: &Site, standin: &IrmagoStandin) -> String {
+    let (status, body) = site.start_session("arnhem", SITE).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).expect("session JSON");
+    let token = session["token"].as_str().expect("token").to_owned();
+    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
+    let client_token = u.rsplit('/').next().expect("client token");
+    let irma_token = standin
+        .requestor_token_of(client_token)
+        .expect("the IRMA session");
+    let events = format!("/session/{irma_token}/statusevents");
+    irmago_standin::wait_seen(standin, Duration::from_secs(5), |seen| {
+        seen.iter().any(|s| s.path == events)
+    })
+    .await
+    .unwrap_or_else(|seen| panic!("serve did not follow the session: {seen:#?}"));
+    let code = irmago_standin::disclose_arnhem(standin, &session);
+    assert_eq!(site.session_status(&token, SITE).await["status"], "done");
+    code
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_disclosed_on_one_instance_verifies_a_call_to_the_other_once() {
     let cluster = PgCluster::start();
@@ -104,23 +127,7 @@ async fn a_code_disclosed_on_one_instance_verifies_a_call_to_the_other_once() {
     let (site_a, site_b) = (Site::new(&setup_a), Site::new(&setup_b));
 
     // The citizen starts on A's website API and discloses in the Yivi app.
-    let (status, body) = site_a.start_session("arnhem", SITE).await;
-    assert_eq!(status, 200, "{body}");
-    let session: Value = serde_json::from_str(&body).expect("session JSON");
-    let token = session["token"].as_str().expect("token").to_owned();
-    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-    let client_token = u.rsplit('/').next().expect("client token");
-    let irma_token = standin
-        .requestor_token_of(client_token)
-        .expect("the IRMA session");
-    let events = format!("/session/{irma_token}/statusevents");
-    irmago_standin::wait_seen(&standin, Duration::from_secs(5), |seen| {
-        seen.iter().any(|s| s.path == events)
-    })
-    .await
-    .unwrap_or_else(|seen| panic!("A did not follow the session: {seen:#?}"));
-    let code = irmago_standin::disclose_arnhem(&standin, &session);
-    assert_eq!(site_a.session_status(&token, SITE).await["status"], "done");
+    let code = disclosed_code(&site_a, &standin).await;
 
     // The trunk sends the call to B: verified with the attributes A's session cached.
     let Some((sipp, waiting)) = call_with_code(&site_b, "+31612345001", &code).await else {
@@ -161,4 +168,79 @@ async fn a_code_disclosed_on_one_instance_verifies_a_call_to_the_other_once() {
             );
         }
     }
+}
+
+/// A slow database: the code's row is locked by another transaction when the call's lookup wants
+/// it, and the caller hangs up right after keying the code. The call is listed ended *verified*
+/// (without attributes) once the lookup gets through — not ended unclassified — and the code is
+/// spent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_while_the_lookup_waits_is_listed_with_its_verdict() {
+    let cluster = PgCluster::start();
+    cluster.create_database("veilig_bellen").await;
+    let db_url = cluster.url("veilig_bellen");
+    let standin = IrmagoStandin::start(ports::port(), IRMA_TOKEN).await;
+    let keys = tempfile::tempdir().expect("key dir");
+    AttributeKey::load_or_create(keys.path()).expect("the key");
+    let key_file = keys.path().join("attribute.key");
+    let setup = Setup::new();
+    let config = write_config(&setup, "vb-a", &standin.url, &db_url, &key_file);
+    let serving = Serving::start(
+        &config,
+        true,
+        "info",
+        setup.dir.path().join("serve.stderr"),
+        "serve",
+    )
+    .await;
+    let site = Site::new(&setup);
+    let code = disclosed_code(&site, &standin).await;
+
+    // Another transaction holds the code's row.
+    let mut db = cluster.client("veilig_bellen").await;
+    let lock = db.transaction().await.expect("a transaction");
+    let locked = lock
+        .query(
+            "SELECT 1 FROM link_sessions WHERE code = $1 FOR UPDATE",
+            &[&code],
+        )
+        .await
+        .expect("the row lock");
+    assert_eq!(locked.len(), 1, "the code's row is there");
+
+    // The caller keys the code (RFC 4733) and hangs up 300 ms after the recording ends.
+    let pcap = DtmfPcapConfig::default();
+    let keyed = pcap.lead_in + 8 * pcap.digit_duration + 7 * pcap.gap + pcap.tail;
+    let caller = "+31612345003";
+    let mut call = TrunkCall::new(caller);
+    call.called = ARNHEM.to_owned();
+    call.pcap = Some(dtmf_call_pcap(&code, &pcap).expect("pcap"));
+    call.hangup_after = Some(keyed + Duration::from_millis(300));
+    let placed = tokio::time::Instant::now();
+    let Some(sipp) = Sipp::start(site.sip, &call) else {
+        return;
+    };
+    // The caller hangs up (about 300 ms after the code); half a second later the lookup, still
+    // waiting for the row, gets it.
+    tokio::time::sleep_until(placed + keyed + Duration::from_millis(800)).await;
+    lock.rollback().await.expect("rollback");
+    if let Err(e) = sipp.finish().await {
+        panic!("the caller's call did not end cleanly: {e}");
+    }
+
+    let ended = site
+        .wait_for_call(Duration::from_secs(10), |c| c["state"] == "ended")
+        .await;
+    // The only call so far; an ended call's number is purged with its attributes.
+    assert_eq!(site.calls().await.len(), 1);
+    assert_eq!(ended["verified"], true, "{ended:#}\n{}", serving.stderr());
+    assert_eq!(ended["reason"], Value::Null, "{ended:#}");
+    assert_eq!(ended["attributes"], json!([]), "{ended:#}");
+
+    // The code went to that call.
+    let Some((sipp, waiting)) = call_with_code(&site, "+31612345004", &code).await else {
+        return;
+    };
+    assert_eq!(waiting["reason"], "used_code", "{waiting:#}");
+    site.hang_up(sipp, &waiting["id"]).await;
 }

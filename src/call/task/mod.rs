@@ -433,6 +433,11 @@ impl Call {
 
     /// The view changed: publish it (the registry drops personal data once it shows `ended`).
     fn publish(&self) {
+        // A call that ended while its code lookup runs is listed ended by the release, once the
+        // lookup has said what the code was: the first "ended" (the event, the metrics) carries it.
+        if self.machine.state() == CallState::Ended && self.lookup.is_some() {
+            return;
+        }
         self.ctx.registry.publish(self.view(), SystemTime::now());
     }
 
@@ -812,6 +817,8 @@ impl Call {
         let mut trunk_media = Some(trunk_media);
         let mut stats = None;
         let mut released = false;
+        // What a lookup that answered during the release said: (verified, reason).
+        let mut verdict = None;
         for step in steps {
             match step {
                 ReleaseStep::ByeAgent | ReleaseStep::CancelAgent => {
@@ -839,7 +846,17 @@ impl Call {
                     // The socket closes and the port pair goes back to the pool.
                     trunk_media = None;
                 }
-                ReleaseStep::PublishEnded => ctx.registry.end(id, SystemTime::now()),
+                ReleaseStep::PublishEnded => {
+                    let now = SystemTime::now();
+                    ctx.registry.update(id, |v| {
+                        if let Some((verified, reason)) = verdict {
+                            v.verified = verified;
+                            v.reason = reason;
+                        }
+                        v.state = CallState::Ended;
+                        v.ended_at.get_or_insert(now);
+                    });
+                }
                 ReleaseStep::ForgetRoutes => {
                     let _ = ctx.ended.send(id);
                 }
@@ -853,15 +870,11 @@ impl Call {
                             lookup = None;
                             let answer = answer.unwrap_or(Err(Unverified::IrmaError));
                             machine.handle_lookup(clock(), lookup_classification(answer));
-                            let (verified, reason) = match machine.classification() {
-                                Some(Classification::Verified(_)) => (true, None),
-                                Some(Classification::Unverified(r)) => (false, Some(*r)),
-                                None => (false, None),
+                            verdict = match machine.classification() {
+                                Some(Classification::Verified(_)) => Some((true, None)),
+                                Some(Classification::Unverified(r)) => Some((false, Some(*r))),
+                                None => None,
                             };
-                            ctx.registry.update(id, |v| {
-                                v.verified = verified;
-                                v.reason = reason;
-                            });
                         }
                     }
                 }
