@@ -361,3 +361,64 @@ async fn an_unreachable_or_dead_database_is_an_error_not_a_panic() {
         Err(StoreError::Backend(_))
     ));
 }
+
+/// A step that waits on a row another transaction holds (a stuck instance, a slow database) ends
+/// with an error after the statement timeout instead of waiting for good; the row is then usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_stuck_on_a_locked_row_fails_after_the_statement_timeout() {
+    let cluster = PgCluster::start();
+    cluster.create_database("stuck").await;
+    let mut settings = PostgresSettings::new(cluster.url_with_password("stuck"), "vb-a");
+    settings.statement_timeout = Duration::from_millis(700);
+    let store = PostgresStore::connect(&settings)
+        .await
+        .expect("store opens");
+    let row = SessionRow::pending(
+        FrontendToken::generate(),
+        "demo".into(),
+        "irma".into(),
+        LinkCode::generate(),
+        1000,
+        1900,
+    );
+    store.insert(row.clone()).await.expect("insert");
+    assert!(store
+        .set_disclosed(row.token.clone(), b"sealed".to_vec(), 1001, 1301)
+        .await
+        .expect("disclosed"));
+
+    let mut db = cluster.client("stuck").await;
+    let lock = db.transaction().await.expect("a transaction");
+    lock.query(
+        "SELECT 1 FROM link_sessions WHERE code = $1 FOR UPDATE",
+        &[&row.code.expose()],
+    )
+    .await
+    .expect("the row lock");
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.bind(
+            row.code.clone(),
+            "demo".into(),
+            "1-run@vb-a".into(),
+            1002,
+            5000,
+        ),
+    )
+    .await
+    .expect("the bind gives up by itself");
+    assert!(
+        matches!(&outcome, Err(StoreError::Backend(why)) if why.contains("statement timeout")),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    lock.rollback().await.expect("rollback");
+    // Nothing half-done: the code binds now.
+    assert!(matches!(
+        store
+            .bind(row.code, "demo".into(), "1-run@vb-a".into(), 1003, 5000)
+            .await,
+        Ok(BindOutcome::Bound { .. })
+    ));
+}

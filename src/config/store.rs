@@ -151,6 +151,7 @@ impl Checker<'_, '_> {
             ca_file: ca_file?,
             instance: instance?,
             max_connections: max_connections?,
+            statement_timeout: crate::store::postgres::STATEMENT_TIMEOUT,
         }))
     }
 }

@@ -53,6 +53,14 @@ const INSTANCE_LOCK_CLASS: i32 = 0x7662_0002;
 
 /// How long a store call waits for a pooled connection, and a new connection for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one statement may run, a wait for a row another instance holds included
+/// ([`PostgresSettings::statement_timeout`]): every store step is a few rows, so a step that takes
+/// longer meets a database in trouble, and the call or session waiting on it gets an error instead
+/// of waiting for good.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive on the pool's connections: a database that vanished without closing them (a
+/// network cut) is noticed within about a minute, not the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// Where and how to reach PostgreSQL, and who this instance is.
 #[derive(Clone, Debug)]
@@ -68,6 +76,8 @@ pub struct PostgresSettings {
     pub instance: String,
     /// Connections in the pool.
     pub max_connections: usize,
+    /// Longest one statement may run ([`STATEMENT_TIMEOUT`]), unless the URL sets `options`.
+    pub statement_timeout: Duration,
 }
 
 impl PostgresSettings {
@@ -79,6 +89,7 @@ impl PostgresSettings {
             ca_file: None,
             instance: instance.into(),
             max_connections: 16,
+            statement_timeout: STATEMENT_TIMEOUT,
         }
     }
 }
@@ -306,6 +317,13 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        if config.get_options().is_none() {
+            config.options(format!(
+                "-c statement_timeout={}",
+                settings.statement_timeout.as_millis().max(1)
+            ));
+        }
+        config.keepalives_idle(KEEPALIVE_IDLE);
         config.application_name(format!("veilig-bellen {}", settings.instance));
         let manager = Manager::from_config(
             config,
