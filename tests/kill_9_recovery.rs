@@ -167,7 +167,7 @@ impl Install {
 
     /// A session started on the website, disclosed, the website told `done`: its token and code.
     async fn disclosed_code(&self) -> (FrontendToken, String) {
-        let session = started_session(&self.site, &self.standin).await;
+        let session = self.site.started_arnhem_session(&self.standin).await;
         let token = token_of(&session);
         let code = irmago_standin::disclose_arnhem(&self.standin, &session);
         assert_eq!(
@@ -176,26 +176,6 @@ impl Install {
         );
         (token, code)
     }
-}
-
-/// A session is started on the website and `serve` follows it at the IRMA server (its status
-/// events). The session JSON.
-async fn started_session(site: &Site, standin: &IrmagoStandin) -> Value {
-    let (status, body) = site.start_session("arnhem", SITE).await;
-    assert_eq!(status, 200);
-    let session: Value = serde_json::from_str(&body).expect("session JSON");
-    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-    let client_token = u.rsplit('/').next().expect("client token");
-    let irma_token = standin
-        .requestor_token_of(client_token)
-        .expect("the IRMA session");
-    let events = format!("/session/{irma_token}/statusevents");
-    irmago_standin::wait_seen(standin, Duration::from_secs(5), |seen| {
-        seen.iter().any(|s| s.path == events)
-    })
-    .await
-    .unwrap_or_else(|seen| panic!("serve did not follow the session: {seen:#?}"));
-    session
 }
 
 fn token_of(session: &Value) -> FrontendToken {
@@ -252,7 +232,7 @@ async fn a_code_issued_before_kill_9_is_disclosed_after_the_restart_and_verifies
     let mut logs = Vec::new();
 
     let serve = install.serve(1).await;
-    let session = started_session(site, &install.standin).await;
+    let session = site.started_arnhem_session(&install.standin).await;
     let token = token_of(&session);
     logs.push(serve.kill_9());
     assert_eq!(

@@ -68,21 +68,8 @@ async fn call_with_code(site: &Site, caller: &str, code: &str) -> Option<(Sipp, 
 /// The citizen starts a session on `site`'s website API and discloses name and BSN in the Yivi
 /// app (the stand-in); the site tells the website `done`. The link code.
 async fn disclosed_code(site: &Site, standin: &IrmagoStandin) -> String {
-    let (status, body) = site.start_session("arnhem", SITE).await;
-    assert_eq!(status, 200, "{body}");
-    let session: Value = serde_json::from_str(&body).expect("session JSON");
+    let session = site.started_arnhem_session(standin).await;
     let token = session["token"].as_str().expect("token").to_owned();
-    let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
-    let client_token = u.rsplit('/').next().expect("client token");
-    let irma_token = standin
-        .requestor_token_of(client_token)
-        .expect("the IRMA session");
-    let events = format!("/session/{irma_token}/statusevents");
-    irmago_standin::wait_seen(standin, Duration::from_secs(5), |seen| {
-        seen.iter().any(|s| s.path == events)
-    })
-    .await
-    .unwrap_or_else(|seen| panic!("serve did not follow the session: {seen:#?}"));
     let code = irmago_standin::disclose_arnhem(standin, &session);
     assert_eq!(site.session_status(&token, SITE).await["status"], "done");
     code

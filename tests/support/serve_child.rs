@@ -180,6 +180,31 @@ impl Site {
         (status, response.text().await.expect("session body"))
     }
 
+    /// An Arnhem session started from its website ([`super::serve_cli::ARNHEM_SITE`]) that
+    /// `serve` follows at the IRMA server `standin` (its status events seen). The session JSON.
+    pub async fn started_arnhem_session(
+        &self,
+        standin: &super::irmago_standin::IrmagoStandin,
+    ) -> Value {
+        let (status, body) = self
+            .start_session("arnhem", super::serve_cli::ARNHEM_SITE)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let session: Value = serde_json::from_str(&body).expect("session JSON");
+        let u = session["sessionPtr"]["u"].as_str().expect("sessionPtr.u");
+        let client_token = u.rsplit('/').next().expect("client token");
+        let irma_token = standin
+            .requestor_token_of(client_token)
+            .expect("the IRMA session");
+        let events = format!("/session/{irma_token}/statusevents");
+        super::irmago_standin::wait_seen(standin, Duration::from_secs(5), |seen| {
+            seen.iter().any(|s| s.path == events)
+        })
+        .await
+        .unwrap_or_else(|seen| panic!("serve did not follow the session: {seen:#?}"));
+        session
+    }
+
     /// The widget's wait for the outcome: `GET /api/v1/sessions/{token}/status?wait=5` from
     /// `origin`.
     pub async fn session_status(&self, token: &str, origin: &str) -> Value {
