@@ -30,13 +30,11 @@ use axum::http::Method;
 use irmago_standin::{IrmagoStandin, ResultJwt};
 use serde_json::{json, Value};
 use serve_child::{Serving, Site};
-use serve_cli::{Setup, API_TOKEN, IRMA_TOKEN, JAN_HASH, SIP_PASSWORD};
+use serve_cli::{name_and_bsn_tenant, Setup, API_TOKEN, BSN, IRMA_TOKEN, NAME, SIP_PASSWORD};
 use support::pcap::{dtmf_call_pcap, DtmfPcapConfig};
 use support::sipp::{Sipp, TrunkCall};
 use tokio::time::Instant;
 
-const NAME: &str = "pbdf.gemeente.personalData.fullname";
-const BSN: &str = "pbdf.gemeente.personalData.bsn";
 const ARNHEM: &str = "+31263770000";
 const NIJMEGEN: &str = "+31243290000";
 const ARNHEM_SITE: &str = "https://www.arnhem.nl";
@@ -45,28 +43,11 @@ const ARNHEM_SITE: &str = "https://www.arnhem.nl";
 /// with token authentication and signed results; `calls` is the `[calls]` table's body.
 fn write_config(setup: &Setup, irma_url: &str, calls: &str) -> PathBuf {
     let tenant = |id: &str, name: &str, number: &str, site: &str, agent: &str| {
+        let sip_password = format!("{SIP_PASSWORD}-{agent}");
+        let agent_name = format!("Agent {agent}");
         format!(
-            r#"
-[[tenants]]
-id = "{id}"
-name = "{name}"
-numbers = ["{number}"]
-website_origins = ["{site}"]
-disclosure = [[["{NAME}"]], [["{BSN}"]]]
-[[tenants.attributes]]
-id = "{NAME}"
-label_nl = "Naam"
-label_en = "Name"
-[[tenants.attributes]]
-id = "{BSN}"
-label_nl = "BSN"
-label_en = "Citizen service number"
-[[tenants.agents]]
-username = "{agent}"
-name = "Agent {agent}"
-password_hash = "{JAN_HASH}"
-sip_password = "{SIP_PASSWORD}-{agent}"
-"#
+            "\n{}",
+            name_and_bsn_tenant(id, name, number, site, (agent, &agent_name, &sip_password))
         )
     };
     let text = format!(

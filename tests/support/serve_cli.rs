@@ -29,6 +29,40 @@ pub const BSN: &str = "pbdf.gemeente.personalData.bsn";
 pub const CITIZEN_NAME: &str = "Fenna Oudeman-Kralingen";
 pub const CITIZEN_BSN: &str = "999993653";
 
+/// A config's `[[tenants]]` block: municipality `id` (`name`) on `number`, its website `site`,
+/// asking [`NAME`] and [`BSN`], with one agent `(username, display name, SIP password)` whose
+/// portal password is the one of [`JAN_HASH`].
+pub fn name_and_bsn_tenant(
+    id: &str,
+    name: &str,
+    number: &str,
+    site: &str,
+    (agent, agent_name, sip_password): (&str, &str, &str),
+) -> String {
+    format!(
+        r#"[[tenants]]
+id = "{id}"
+name = "{name}"
+numbers = ["{number}"]
+website_origins = ["{site}"]
+disclosure = [[["{NAME}"]], [["{BSN}"]]]
+[[tenants.attributes]]
+id = "{NAME}"
+label_nl = "Naam"
+label_en = "Name"
+[[tenants.attributes]]
+id = "{BSN}"
+label_nl = "BSN"
+label_en = "Citizen service number"
+[[tenants.agents]]
+username = "{agent}"
+name = "{agent_name}"
+password_hash = "{JAN_HASH}"
+sip_password = "{sip_password}"
+"#
+    )
+}
+
 /// Ports and a directory for one `serve`.
 pub struct Setup {
     pub http: u16,
@@ -63,26 +97,14 @@ rtp_ports = "{low}-{high}"
 url = "{irma_url}"
 token = "{IRMA_TOKEN}"
 request_timeout = "3s"
-[[tenants]]
-id = "arnhem"
-name = "Gemeente Arnhem"
-numbers = ["{ARNHEM}"]
-website_origins = ["{ARNHEM_SITE}"]
-disclosure = [[["{NAME}"]], [["{BSN}"]]]
-[[tenants.attributes]]
-id = "{NAME}"
-label_nl = "Naam"
-label_en = "Name"
-[[tenants.attributes]]
-id = "{BSN}"
-label_nl = "BSN"
-label_en = "Citizen service number"
-[[tenants.agents]]
-username = "agent"
-name = "Agent"
-password_hash = "{JAN_HASH}"
-sip_password = "{agent_password}"
-"#,
+{tenant}"#,
+            tenant = name_and_bsn_tenant(
+                "arnhem",
+                "Gemeente Arnhem",
+                ARNHEM,
+                ARNHEM_SITE,
+                ("agent", "Agent", agent_password),
+            ),
             http = self.http,
             sip = self.sip,
             low = self.rtp.start(),
