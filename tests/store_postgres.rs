@@ -173,8 +173,8 @@ async fn two_instances_racing_for_the_same_codes_bind_each_once() {
     );
 }
 
-/// Binds a freshly disclosed code of `store` to `call`; the row's token.
-async fn bound(store: &PostgresStore, call: &str) -> FrontendToken {
+/// A disclosed row in `store` (demo tenant, code valid for calls until 1301).
+async fn disclosed_row(store: &PostgresStore) -> SessionRow {
     let row = SessionRow::pending(
         FrontendToken::generate(),
         "demo".into(),
@@ -183,11 +183,17 @@ async fn bound(store: &PostgresStore, call: &str) -> FrontendToken {
         1000,
         1900,
     );
-    store.insert(row.clone()).await.unwrap();
+    store.insert(row.clone()).await.expect("insert");
     assert!(store
         .set_disclosed(row.token.clone(), b"sealed".to_vec(), 1001, 1301)
         .await
-        .unwrap());
+        .expect("disclosed"));
+    row
+}
+
+/// Binds a freshly disclosed code of `store` to `call`; the row's token.
+async fn bound(store: &PostgresStore, call: &str) -> FrontendToken {
+    let row = disclosed_row(store).await;
     assert!(matches!(
         store
             .bind(row.code, "demo".into(), call.into(), 1002, 5000)
@@ -373,19 +379,7 @@ async fn a_step_stuck_on_a_locked_row_fails_after_the_statement_timeout() {
     let store = PostgresStore::connect(&settings)
         .await
         .expect("store opens");
-    let row = SessionRow::pending(
-        FrontendToken::generate(),
-        "demo".into(),
-        "irma".into(),
-        LinkCode::generate(),
-        1000,
-        1900,
-    );
-    store.insert(row.clone()).await.expect("insert");
-    assert!(store
-        .set_disclosed(row.token.clone(), b"sealed".to_vec(), 1001, 1301)
-        .await
-        .expect("disclosed"));
+    let row = disclosed_row(&store).await;
 
     let mut db = cluster.client("stuck").await;
     let lock = db.transaction().await.expect("a transaction");
