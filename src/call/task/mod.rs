@@ -399,10 +399,10 @@ async fn lookup_result(
 
 impl Call {
     fn view(&self) -> CallView {
-        let (verified, reason, attributes) = match self.machine.classification() {
-            Some(Classification::Verified(attrs)) => (true, None, attrs.clone()),
-            Some(Classification::Unverified(r)) => (false, Some(*r), Vec::new()),
-            None => (false, None, Vec::new()),
+        let (verified, reason) = verdict(self.machine.classification());
+        let attributes = match self.machine.classification() {
+            Some(Classification::Verified(attrs)) => attrs.clone(),
+            _ => Vec::new(),
         };
         CallView {
             id: self.id,
@@ -506,6 +506,16 @@ impl Call {
     fn handle_lookup(&mut self, now: Instant, result: Result<crate::links::Verified, Unverified>) {
         self.machine
             .handle_lookup(now, lookup_classification(result));
+    }
+}
+
+/// A classification as the call's view shows it: verified, or the reason it is not (none yet:
+/// `(false, None)`).
+fn verdict(classification: Option<&Classification>) -> (bool, Option<UnverifiedReason>) {
+    match classification {
+        Some(Classification::Verified(_)) => (true, None),
+        Some(Classification::Unverified(r)) => (false, Some(*r)),
+        None => (false, None),
     }
 }
 
@@ -817,8 +827,6 @@ impl Call {
         let mut trunk_media = Some(trunk_media);
         let mut stats = None;
         let mut released = false;
-        // What a lookup that answered during the release said: (verified, reason).
-        let mut verdict = None;
         for step in steps {
             match step {
                 ReleaseStep::ByeAgent | ReleaseStep::CancelAgent => {
@@ -848,11 +856,11 @@ impl Call {
                 }
                 ReleaseStep::PublishEnded => {
                     let now = SystemTime::now();
+                    // With what a lookup that answered during the release said.
+                    let (verified, reason) = verdict(machine.classification());
                     ctx.registry.update(id, |v| {
-                        if let Some((verified, reason)) = verdict {
-                            v.verified = verified;
-                            v.reason = reason;
-                        }
+                        v.verified = verified;
+                        v.reason = reason;
                         v.state = CallState::Ended;
                         v.ended_at.get_or_insert(now);
                     });
@@ -870,11 +878,6 @@ impl Call {
                             lookup = None;
                             let answer = answer.unwrap_or(Err(Unverified::IrmaError));
                             machine.handle_lookup(clock(), lookup_classification(answer));
-                            verdict = match machine.classification() {
-                                Some(Classification::Verified(_)) => Some((true, None)),
-                                Some(Classification::Unverified(r)) => Some((false, Some(*r))),
-                                None => None,
-                            };
                         }
                     }
                 }
@@ -895,10 +898,10 @@ impl Call {
         drop((detector, comfort, hold_signal, agent, forks, trunk_media));
         tracing::info!(
             call = %id,
-            outcome = match machine.classification() {
-                Some(Classification::Verified(_)) => "verified",
-                Some(Classification::Unverified(r)) => r.as_str(),
-                None => "unclassified",
+            outcome = match verdict(machine.classification()) {
+                (true, _) => "verified",
+                (false, Some(r)) => r.as_str(),
+                (false, None) => "unclassified",
             },
             held_code = released,
             packets = stats.map(|s| s.packets_received).unwrap_or(0),
