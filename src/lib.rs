@@ -24,6 +24,7 @@ pub mod extra_requests;
 pub mod http;
 pub mod irma;
 pub mod links;
+pub mod media_plane;
 pub mod metrics;
 pub mod pii;
 pub mod rtp_ports;

@@ -211,6 +211,8 @@ async fn on_a_paused_clock_the_ring_timeout_cancels_the_phone_after_exactly_its_
         c.calls.call.agent_ring_timeout = RING;
         // This caller only listens: no RTP from it must not end the call first.
         c.calls.media_timeout = Duration::from_secs(3600);
+        // Media threads keep real time: the calls' media runs on the runtime, on its clock.
+        c.calls.media_io = veilig_bellen::media_plane::MediaIo::Tokio;
     })
     .await;
     let real = Instant::now();

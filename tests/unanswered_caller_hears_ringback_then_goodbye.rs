@@ -143,6 +143,8 @@ async fn on_a_paused_clock_the_wait_and_the_goodbye_last_exactly_as_configured()
         c.calls.call.on_max_wait = MaxWaitPolicy::Goodbye;
         // This caller only listens: no RTP from it must not end the call first.
         c.calls.media_timeout = Duration::from_secs(3600);
+        // Media threads keep real time: the calls' media runs on the runtime, on its clock.
+        c.calls.media_io = veilig_bellen::media_plane::MediaIo::Tokio;
     })
     .await;
     let real = Instant::now();

@@ -76,6 +76,9 @@ pub struct CallFlowConfig {
     /// A further host candidate for browsers (`sip.webrtc_public_ip`): the public address of a
     /// server behind 1:1 NAT. There is no TURN.
     pub webrtc_public_ip: Option<IpAddr>,
+    /// What reads and writes the calls' RTP (`calls.media_io`, `calls.media_threads`): media
+    /// threads on io_uring by default, the tokio runtime where that is refused.
+    pub media_io: crate::media_plane::MediaIo,
 }
 
 impl CallFlowConfig {
@@ -123,6 +126,7 @@ impl Default for CallFlowConfig {
             trunk_srtp: false,
             webrtc_ip: None,
             webrtc_public_ip: None,
+            media_io: crate::media_plane::MediaIo::default(),
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct RawCalls {
     pub media: Option<Spanned<String>>,
     pub max_calls: Option<Spanned<Count>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub media_io: Option<Spanned<String>>,
+    pub media_threads: Option<Spanned<Count>>,
 }
 
 /// `[links]`: link-code lifetimes and guessing limits.

@@ -661,8 +661,38 @@ impl Checker<'_, '_> {
                 }
             }
         };
+        let media_threads = match &raw.media_threads {
+            None => Some(0),
+            Some(count) => {
+                let n = match count.get_ref() {
+                    Count::Int(n) => usize::try_from(*n).ok(),
+                    Count::Text(s) => s.trim().parse().ok(),
+                };
+                match n {
+                    Some(n) if (1..=64).contains(&n) => Some(n),
+                    _ => {
+                        self.invalid(
+                            &count.span(),
+                            "calls.media_threads",
+                            "must be a whole number from 1 to 64",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let media_io = self.or_default(&raw.media_io, "io_uring", "calls.media_io", |s| match s {
+            "io_uring" => Ok(true),
+            "tokio" => Ok(false),
+            other => Err(format!("{other:?} is not `io_uring` or `tokio`")),
+        });
+        let media_io = match (media_io?, media_threads?) {
+            (true, threads) => crate::media_plane::MediaIo::Uring { threads },
+            (false, _) => crate::media_plane::MediaIo::Tokio,
+        };
         let sip = sip?;
         Some(CallFlowConfig {
+            media_io,
             call: CallConfig {
                 collect: CollectConfig {
                     first_digit_timeout: first_digit?,

@@ -8,7 +8,7 @@
 //! (call id, agent, status, reason; nothing about the caller). Hanging the agent leg up sends BYE
 //! to a connected phone or CANCEL to forks still ringing.
 
-use super::media::{bind_media, rtp_config};
+use super::media::{bind_media, rtp_config, LegMedia};
 use super::{AgentLeg, Call, MediaLeg};
 use crate::call::agent_forks::{AgentForks, Fork, ForkEvent, ForkTransmit};
 use crate::call::agent_outcome::{AgentLegFailure, AgentLegOutcome};
@@ -55,7 +55,7 @@ impl Call {
     /// A phone of the agent answered (its 2xx is ACKed, the other forks are being cancelled): its
     /// dialog and media become the connected agent leg.
     async fn agent_answered(&mut self, now: Instant, dialog: Dialog, answer: &Response) {
-        let Some(AgentLeg::Ringing { mut media }) = self.agent.take() else {
+        let Some(AgentLeg::Ringing { media }) = self.agent.take() else {
             // The forks ring only while the agent leg does; should that ever differ, the phone
             // that answered is not left talking to nobody.
             let mut dialog = dialog;
@@ -66,7 +66,11 @@ impl Call {
         };
         let config = rtp_config(&self.ctx.flow, dialog.peer().addr.ip());
         match media.sdp.handle_answer(&answer.body) {
-            Ok(m) => media.rtp = Some(RtpSession::new(now, m, config)),
+            Ok(m) => {
+                if let Some(agent) = &mut crate::sync::lock(&self.media).agent {
+                    agent.rtp = Some(RtpSession::new(now, m, config));
+                }
+            }
             Err(e) => {
                 tracing::warn!(call = %self.id, "agent's SDP answer unusable: {e}; no audio to the agent")
             }
@@ -176,17 +180,12 @@ impl Call {
         if !self.forks.is_ringing() {
             return;
         }
-        let media = MediaLeg {
-            socket,
-            _lease: lease,
-            local,
-            sdp,
-            rtp: None,
-            relayed_event: None,
-            relay_this_event: false,
-            srtp: None,
-        };
-        self.agent = Some(AgentLeg::Ringing { media });
+        crate::sync::lock(&self.media).agent = Some(LegMedia::default());
+        self.media_io
+            .add(crate::media_plane::LegId::Agent, socket, lease);
+        self.agent = Some(AgentLeg::Ringing {
+            media: MediaLeg { local, sdp },
+        });
     }
 
     fn agent_invite(&self, binding: &sip::registrar::Binding, offer: &[u8]) -> Option<Request> {

@@ -10,9 +10,7 @@
 use super::media::{bind_media, media_ip, rtp_config};
 use super::{uri_number, Call, CallTaskContext, CallerLeg, MediaLeg};
 use crate::call::agent_forks::AgentForks;
-use crate::call::hold::AgentHold;
 use crate::call::machine::CallMachine;
-use crate::call::pacing::FrameClock;
 use crate::call::teardown::Teardown;
 use crate::call::CallId;
 use crate::pii::Pii;
@@ -126,6 +124,14 @@ pub(super) async fn answer(
     tracing::info!(call = %id, tenant = %tenant.id, "answered a call");
     let machine = CallMachine::new(tenant.timeouts.apply(&ctx.flow.call), now);
     let greeting = greeting(&tenant);
+    let (media, media_io, media_events) =
+        super::start_media(ctx, id, &tenant, socket, lease, |m| {
+            m.trunk.rtp = rtp;
+            m.detector = Some((DtmfDetector::new(), None));
+            // The tenant's greeting once, else silence, while the code comes in: trunks hang up
+            // answered calls that send no RTP, and the caller's NAT binding stays open.
+            m.play(now, greeting);
+        });
     Some(Call {
         id,
         ctx: ctx.clone(),
@@ -140,23 +146,10 @@ pub(super) async fn answer(
             remote_sdp: invite.body.to_vec(),
         },
         agent_media_ip: local.addr,
-        trunk_media: MediaLeg {
-            socket,
-            _lease: lease,
-            local,
-            sdp,
-            rtp,
-            relayed_event: None,
-            relay_this_event: false,
-            srtp: None,
-        },
-        detector: Some((DtmfDetector::new(), None)),
-        // The tenant's greeting once, else silence, while the code comes in: trunks hang up
-        // answered calls that send no RTP, and the caller's NAT binding stays open.
-        comfort: Some(greeting),
-        comfort_clock: FrameClock::starting(now),
-        hold: AgentHold::new(),
-        hold_signal: None,
+        trunk_media: MediaLeg { local, sdp },
+        media,
+        media_io,
+        media_events,
         agent: None,
         forks: AgentForks::new(ctx.flow.sip_timers),
         agent_legs_made: 0,

@@ -12,9 +12,7 @@
 use super::media::{bind_media, media_ip, rtp_config};
 use super::{drive, Call, CallInput, CallTaskContext, CallerLeg, MediaLeg};
 use crate::call::agent_forks::AgentForks;
-use crate::call::hold::AgentHold;
 use crate::call::machine::{CallMachine, Classification, TransferMode};
-use crate::call::pacing::FrameClock;
 use crate::call::registry::ShownAttribute;
 use crate::call::teardown::Teardown;
 use crate::call::CallId;
@@ -100,6 +98,8 @@ async fn start(
         .copied()
         .unwrap_or_else(|| SocketAddr::new(loopback, 5060));
     tracing::info!(call = %id, tenant = %tenant.id, "a browser call connected");
+    let (media, media_io, media_events) =
+        super::start_media(ctx, id, &tenant, socket, lease, |m| m.trunk.rtp = Some(rtp));
     Some(Call {
         id,
         ctx: ctx.clone(),
@@ -111,21 +111,10 @@ async fn start(
         agent_invite_tx: None,
         caller_leg: CallerLeg::Browser(gateway),
         agent_media_ip: media_ip(&ctx.flow, sip_local),
-        trunk_media: MediaLeg {
-            socket,
-            _lease: lease,
-            local,
-            sdp,
-            rtp: Some(rtp),
-            relayed_event: None,
-            relay_this_event: false,
-            srtp: None,
-        },
-        detector: None,
-        comfort: None,
-        comfort_clock: FrameClock::starting(now),
-        hold: AgentHold::new(),
-        hold_signal: None,
+        trunk_media: MediaLeg { local, sdp },
+        media,
+        media_io,
+        media_events,
         agent: None,
         forks: AgentForks::new(ctx.flow.sip_timers),
         agent_legs_made: 0,

@@ -20,7 +20,6 @@ use sip::dialog::Dialog;
 use sip::endpoint::ClientTxId;
 use sip::message::{HeaderName, Method, Request, Response, StatusCode};
 use sip::sdp::{Direction, LocalMedia, MediaPreferences, MediaSession};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What one of our in-dialog requests was for.
@@ -73,11 +72,6 @@ impl Call {
         }
     }
 
-    /// The relay counts one forwarded packet.
-    pub(super) fn count_relayed(&self) {
-        self.ctx.relayed.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// `media = "direct"`: the agent leg just connected through the relay; try moving the media.
     pub(super) fn start_direct_media(&mut self, now: Instant) {
         let super::CallerLeg::Sip {
@@ -89,9 +83,11 @@ impl Call {
             return;
         };
         let agent = match &self.agent {
-            Some(super::AgentLeg::Connected { media, .. }) => {
-                media.rtp.as_ref().and_then(|r| peer_media(r.media()))
-            }
+            Some(super::AgentLeg::Connected { .. }) => crate::sync::lock(&self.media)
+                .agent
+                .as_ref()
+                .and_then(|a| a.rtp.as_ref())
+                .and_then(|r| peer_media(r.media())),
             _ => None,
         };
         // The trunk accepts the agent's codec if its own SDP (offer, or answer in the ACK) listed it.
@@ -296,12 +292,19 @@ impl Call {
             let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or(1);
             ack = Some(dialog.ack(cseq));
             answer = media.sdp.handle_answer(&response.body).ok();
-            if let (Offer::Relay, Some(m), Some(rtp)) = (offer, &answer, media.rtp.as_mut()) {
-                // The peer sends to our relay socket (again): follow its answer.
-                rtp.update_media(now, m.clone());
-                if leg == Leg::Agent {
-                    // A phone still holding answers our sendrecv offer sendonly or inactive.
-                    relayed_hold = Some(m.on_hold);
+            if let (Offer::Relay, Some(m)) = (offer, &answer) {
+                let mut state = crate::sync::lock(&self.media);
+                let rtp = match leg {
+                    Leg::Trunk => state.trunk.rtp.as_mut(),
+                    Leg::Agent => state.agent.as_mut().and_then(|a| a.rtp.as_mut()),
+                };
+                if let Some(rtp) = rtp {
+                    // The peer sends to our relay socket (again): follow its answer.
+                    rtp.update_media(now, m.clone());
+                    if leg == Leg::Agent {
+                        // A phone still holding answers our sendrecv offer sendonly or inactive.
+                        relayed_hold = Some(m.on_hold);
+                    }
                 }
             }
         }
@@ -311,7 +314,7 @@ impl Call {
             }
         }
         if let Some(on_hold) = relayed_hold {
-            self.hold.handle_media(now, on_hold);
+            self.agent_hold_media(now, on_hold);
         }
         match purpose {
             Purpose::Direct => self.direct_answer(now, leg, answer.as_ref().and_then(peer_media)),

@@ -51,12 +51,14 @@ impl Call {
                 };
                 if let Some((trunk, remote_sdp)) = trunk {
                     trunk.handle_ack(now, &request);
-                    if self.trunk_media.rtp.is_none() && !request.body.is_empty() {
+                    let no_rtp = crate::sync::lock(&self.media).trunk.rtp.is_none();
+                    if no_rtp && !request.body.is_empty() {
                         *remote_sdp = request.body.to_vec();
                         match self.trunk_media.sdp.handle_answer(&request.body) {
                             Ok(media) => {
                                 let config = rtp_config(&self.ctx.flow, trunk.peer().addr.ip());
-                                self.trunk_media.rtp = Some(RtpSession::new(now, media, config))
+                                crate::sync::lock(&self.media).trunk.rtp =
+                                    Some(RtpSession::new(now, media, config))
                             }
                             Err(e) => {
                                 tracing::info!(call = %self.id, "trunk's SDP answer in ACK unusable: {e}");
@@ -71,7 +73,8 @@ impl Call {
                         &self.trunk_media,
                         &request.body,
                     ) {
-                        ack_answer(now, &mut self.trunk_media, &request.body);
+                        let mut state = crate::sync::lock(&self.media);
+                        ack_answer(now, &self.trunk_media, &mut state.trunk.rtp, &request.body);
                     }
                 } else if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
                     // The agent's phone ACKs our 2xx to its re-INVITE (hold/resume): without this
@@ -85,8 +88,17 @@ impl Call {
                             media,
                             &request.body,
                         ) {
-                            if let Some(on_hold) = ack_answer(now, media, &request.body) {
-                                self.hold.handle_media(now, on_hold);
+                            let on_hold = {
+                                let mut state = crate::sync::lock(&self.media);
+                                match state.agent.as_mut() {
+                                    Some(agent) => {
+                                        ack_answer(now, media, &mut agent.rtp, &request.body)
+                                    }
+                                    None => None,
+                                }
+                            };
+                            if let Some(on_hold) = on_hold {
+                                self.agent_hold_media(now, on_hold);
                             }
                         }
                     }
@@ -135,7 +147,11 @@ impl Call {
                     Leg::Agent => {
                         // The agent's dialog is over: nothing to BYE or CANCEL on release.
                         self.agent = None;
-                        self.hold.handle_agent_gone();
+                        {
+                            let mut state = crate::sync::lock(&self.media);
+                            state.hold.handle_agent_gone();
+                            state.drive_hold();
+                        }
                         self.machine.handle_agent_gone(now)
                     }
                 }
@@ -156,19 +172,26 @@ impl Call {
                 } else {
                     match media.sdp.answer(&request.body, media.local) {
                         Ok(answer) => {
+                            let mut state = crate::sync::lock(&self.media);
                             if leg == Leg::Agent {
                                 // Relayed: the agent's hold is ours to fill (hold.rs).
-                                self.hold.handle_media(now, answer.media.on_hold);
+                                state.hold.handle_media(now, answer.media.on_hold);
+                                state.drive_hold();
                             }
-                            match media.rtp.as_mut() {
-                                Some(rtp) => rtp.update_media(now, answer.media),
-                                None => {
-                                    media.rtp = Some(RtpSession::new(
+                            let rtp = match leg {
+                                Leg::Trunk => Some(&mut state.trunk.rtp),
+                                Leg::Agent => state.agent.as_mut().map(|a| &mut a.rtp),
+                            };
+                            match rtp {
+                                Some(Some(rtp)) => rtp.update_media(now, answer.media),
+                                Some(rtp) => {
+                                    *rtp = Some(RtpSession::new(
                                         now,
                                         answer.media,
                                         rtp_config(&self.ctx.flow, dialog.peer().addr.ip()),
                                     ))
                                 }
+                                None => {}
                             }
                             answer.body
                         }
@@ -279,13 +302,18 @@ impl Call {
 /// An SDP body in the ACK of a re-INVITE that had none is the answer to the offer we made in our 2xx
 /// (RFC 3264 §4, RFC 3261 §13.2.1): the peer may have moved its RTP, or put the call on hold.
 /// Other ACKs carry no body. Returns whether the answer holds (`None`: no usable answer).
-fn ack_answer(now: Instant, leg: &mut MediaLeg, body: &[u8]) -> Option<bool> {
+fn ack_answer(
+    now: Instant,
+    leg: &MediaLeg,
+    rtp: &mut Option<RtpSession>,
+    body: &[u8],
+) -> Option<bool> {
     if body.is_empty() {
         return None;
     }
     let media = leg.sdp.handle_answer(body).ok()?;
     let on_hold = media.on_hold;
-    leg.rtp.as_mut()?.update_media(now, media);
+    rtp.as_mut()?.update_media(now, media);
     Some(on_hold)
 }
 

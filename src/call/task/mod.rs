@@ -39,26 +39,26 @@ mod media;
 pub use dialog::dtmf_from_info;
 
 use super::agent_forks::AgentForks;
+use super::collect::DigitSource;
 pub use super::config::CallInput;
 use super::config::{CallFlowConfig, Comfort, Routes};
 use super::direct::{AgentMedia, DirectMedia, Leg, MediaPath};
-use super::hold::{AgentHold, HoldEvent};
+use super::hold::HoldEvent;
 use super::machine::{Action, CallMachine, Classification};
-use super::pacing::FrameClock;
 use super::registry::{CallCommand, CallView, Registry, ShownAttribute};
 use super::teardown::{AgentLegAt, Held, ReleaseStep, Teardown, TeardownAction};
 use super::{CallId, CallState, UnverifiedReason};
 use crate::links::{LinkService, Unverified};
+use crate::media_plane::{LegId, MediaHandle, MediaPlane};
 use crate::pii::Pii;
 use crate::rtp_ports::{PortLease, SharedPortPool};
 use crate::sip_driver::SipHandle;
 use crate::tenant::{Tenant, Tenants};
-use dsp::dtmf::DtmfDetector;
 use dsp::tone::{LoopedPrompt, SignalSource};
+use media::{CallMedia, MediaEvent};
 use sip::dialog::{Dialog, DialogEvent};
 use sip::endpoint::{ServerTxId, Source};
 use sip::message::{Request, Uri};
-use sip::rtp::RtpSession;
 use sip::sdp::{LocalMedia, LocalSdp};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -90,101 +90,14 @@ pub struct CallTaskContext {
     /// Where the SIP driver listens: the agent leg's Contact names the TCP or TLS listener when
     /// the phone is reached over it.
     pub sip_bound: crate::sip_driver::BoundAddrs,
+    /// Where the calls' RTP sockets are read and written.
+    pub media: MediaPlane,
 }
 
-/// One RTP leg: socket, port lease, SDP state and RTP session.
+/// One RTP leg's SDP state; its RTP (session, socket) is the media plane's ([`CallMedia`]).
 struct MediaLeg {
-    socket: media::RtpSocket,
-    _lease: PortLease,
     local: LocalMedia,
     sdp: LocalSdp,
-    rtp: Option<RtpSession>,
-    /// Timestamp of the RFC 4733 event being relayed from this leg, to spot new events.
-    relayed_event: Option<u32>,
-    /// The event being received from this leg began while the legs were bridged. An event that was
-    /// already running when the agent answered (the tail of the link code's last digit) is not
-    /// relayed: the code is the caller's secret, not the agent's.
-    relay_this_event: bool,
-    /// SRTP contexts when the leg negotiated `RTP/SAVP` (agents' phones on TLS); kept in step
-    /// with the RTP session's media by [`MediaLeg::srtp`].
-    srtp: Option<sip::rtp::srtp::SrtpStreams>,
-}
-
-/// A datagram as received on a leg ([`MediaLeg::receive`]): as it came, or decrypted.
-enum Datagram<'a> {
-    Plain(&'a [u8]),
-    Decrypted(bytes::BytesMut),
-}
-
-impl std::ops::Deref for Datagram<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Datagram::Plain(b) => b,
-            Datagram::Decrypted(b) => b,
-        }
-    }
-}
-
-impl MediaLeg {
-    /// The SRTP streams for what the leg negotiated last — built on first use and rebuilt when a
-    /// re-INVITE changed the suite or a key — or `Ok(None)` for plain RTP. `Err` when the leg is
-    /// secure but no context could be made: then nothing may be sent or accepted in clear.
-    fn srtp(&mut self) -> Result<Option<&mut sip::rtp::srtp::SrtpStreams>, ()> {
-        let Some(wanted) = self.rtp.as_ref().and_then(|r| r.media().srtp.as_ref()) else {
-            self.srtp = None;
-            return Ok(None);
-        };
-        if self.srtp.as_ref().map(|s| s.params()) != Some(wanted) {
-            match sip::rtp::srtp::SrtpStreams::new(wanted) {
-                Ok(streams) => self.srtp = Some(streams),
-                Err(e) => {
-                    tracing::error!("cannot set up SRTP for a call leg: {e}; its media stops");
-                    self.srtp = None;
-                    return Err(());
-                }
-            }
-        }
-        Ok(self.srtp.as_mut())
-    }
-
-    /// The RTP packet in datagram `bytes` received on this leg: as is on a plain leg; on an SRTP
-    /// leg only if it authenticates and is no replay (`None` otherwise, counted), so a forged
-    /// packet never latches, is never heard and never carries a digit.
-    fn receive<'a>(&mut self, bytes: &'a [u8]) -> Option<Datagram<'a>> {
-        match self.srtp() {
-            Err(()) => None,
-            Ok(None) => Some(Datagram::Plain(bytes)),
-            Ok(Some(streams)) => match streams.unprotect(bytes) {
-                Ok(plain) => Some(Datagram::Decrypted(plain)),
-                Err(_) => {
-                    crate::metrics::global().srtp_rejected();
-                    None
-                }
-            },
-        }
-    }
-
-    /// Sends the RTP packet `packet` to `dest`, as SRTP on a secure leg. Whether it went out.
-    fn send_rtp(&mut self, packet: &[u8], dest: SocketAddr) -> bool {
-        let protected;
-        let bytes = match self.srtp() {
-            Err(()) => return false,
-            Ok(None) => packet,
-            Ok(Some(streams)) => match streams.protect(packet) {
-                Ok(p) => {
-                    protected = p;
-                    &protected[..]
-                }
-                Err(e) => {
-                    tracing::debug!("SRTP protect failed: {e}");
-                    return false;
-                }
-            },
-        };
-        self.socket.try_send_to(bytes, dest).is_ok()
-    }
 }
 
 /// The agent leg's media and, once a phone answered, its dialog. Which phone rings, wins or is
@@ -225,17 +138,15 @@ struct Call {
     caller_leg: CallerLeg,
     /// The caller's media: the trunk's RTP, or the browser gateway's on loopback.
     trunk_media: MediaLeg,
+    /// The call's media state, driven by the media plane; the call task changes it.
+    media: Arc<Mutex<CallMedia>>,
+    /// The call's link to the media plane: its sockets.
+    media_io: MediaHandle,
+    /// What the media state tells the call: digits, media timeout, hold.
+    media_events: mpsc::UnboundedReceiver<MediaEvent>,
     /// Where the agent leg's RTP socket is bound (for a browser call not `trunk_media`'s loopback
     /// address: the agent's phone must reach it).
     agent_media_ip: std::net::IpAddr,
-    detector: Option<(DtmfDetector, Option<Instant>)>,
-    comfort: Option<Box<dyn SignalSource + Send>>,
-    comfort_clock: FrameClock,
-    /// Whether the agent's phone holds the caller (relayed media only) and the comfort frames'
-    /// pacing meanwhile (`hold.rs`).
-    hold: AgentHold,
-    /// The comfort signal the caller hears while the agent holds them.
-    hold_signal: Option<Box<dyn SignalSource + Send>>,
     agent: Option<AgentLeg>,
     /// The INVITEs to the agent's phones: which one won, which are cancelled or hung up.
     forks: AgentForks,
@@ -279,18 +190,13 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
     ctx.registry.insert(call.view(), cmd_tx);
     call.apply_actions(now).await;
 
-    let mut trunk_rx = media::RecvBatch::new();
-    // Only a call with an agent leg reads into it (made when the leg appears).
-    let mut agent_rx: Option<media::RecvBatch> = None;
+    call.sync_media();
     // One timer for the task's life, moved only when the next deadline changes: most wake-ups are
     // RTP packets that leave it where it was (no timer-wheel insert and cancel per packet).
     let timer = tokio::time::sleep_until(call.next_deadline(now).into());
     tokio::pin!(timer);
     let mut now = now;
     while !call.teardown.is_finished() {
-        if call.agent.is_some() && agent_rx.is_none() {
-            agent_rx = Some(media::RecvBatch::new());
-        }
         let deadline = tokio::time::Instant::from_std(call.next_deadline(now));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
@@ -302,7 +208,11 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
                 Some(CallInput::Sip(event)) => {
                     now = clock();
                     if is_bye(&event) {
-                        call.drain_trunk_rtp(now, &mut trunk_rx);
+                        // What the caller sent before the BYE counts (the last digits).
+                        call.media_io.flush().await;
+                        while let Ok(event) = call.media_events.try_recv() {
+                            call.handle_media_event(now, event);
+                        }
                     }
                     call.handle_sip(now, *event).await
                 }
@@ -316,19 +226,9 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
                 now = clock();
                 call.handle_command(now, command)
             }
-            received = call.trunk_media.socket.recv_batch(&mut trunk_rx) => {
+            Some(event) = call.media_events.recv() => {
                 now = clock();
-                if received.is_ok() {
-                    for (from, bytes) in (0..trunk_rx.len()).filter_map(|i| trunk_rx.get(i)) {
-                        call.handle_trunk_rtp(now, from, bytes);
-                    }
-                }
-            }
-            Some(batch) = recv_agent(&call.agent, &mut agent_rx) => {
-                now = clock();
-                for (from, bytes) in (0..batch.len()).filter_map(|i| batch.get(i)) {
-                    call.handle_agent_rtp(now, from, bytes);
-                }
+                call.handle_media_event(now, event);
             }
             event = browser_event(&mut call.caller_leg) => {
                 now = clock();
@@ -345,6 +245,7 @@ async fn drive(mut call: Call, now: Instant, mut inputs: mpsc::Receiver<CallInpu
             }
         }
         call.apply_actions(now).await;
+        call.sync_media();
     }
     call.release().await;
 }
@@ -359,20 +260,6 @@ fn is_bye(event: &sip::endpoint::Event) -> bool {
 /// state machines take.
 fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// The agent leg's next datagrams, into `batch`; never while there is no agent leg (or no batch).
-async fn recv_agent<'a>(
-    agent: &Option<AgentLeg>,
-    batch: &'a mut Option<media::RecvBatch>,
-) -> Option<&'a media::RecvBatch> {
-    let (Some(AgentLeg::Ringing { media } | AgentLeg::Connected { media, .. }), Some(batch)) =
-        (agent, batch)
-    else {
-        return std::future::pending().await;
-    };
-    media.socket.recv_batch(batch).await.ok()?;
-    Some(batch)
 }
 
 /// The browser gateway's next event; never, for a SIP call. A gateway that is gone reads as closed.
@@ -417,7 +304,8 @@ impl Call {
             ended_at: None,
             media: self.direct.as_ref().map_or(MediaPath::Relay, |d| d.path()),
             transferred: self.machine.transferred(),
-            on_hold: self.hold.is_held() && self.machine.state() == CallState::Connected,
+            on_hold: crate::sync::lock(&self.media).hold.is_held()
+                && self.machine.state() == CallState::Connected,
             // The registry keeps the warnings it was given ([`Registry::warn`]).
             warnings: Vec::new(),
             agent_leg: self.machine.agent_leg().cloned(),
@@ -452,16 +340,9 @@ impl Call {
         consider(self.machine.poll_timeout());
         consider(self.direct.as_ref().and_then(DirectMedia::poll_timeout));
         consider(self.trunk().and_then(Dialog::poll_timeout));
-        consider(self.trunk_media.rtp.as_ref().and_then(|r| r.poll_timeout()));
-        if self.comfort.is_some() {
-            // The frame rides on the caller's next packet if one comes by then (media.rs).
-            consider(Some(self.comfort_clock.deadline()));
-        }
-        consider(self.hold.poll_timeout());
         consider(self.teardown.poll_timeout());
-        if let Some(AgentLeg::Connected { dialog, media }) = &self.agent {
+        if let Some(AgentLeg::Connected { dialog, .. }) = &self.agent {
             consider(dialog.poll_timeout());
-            consider(media.rtp.as_ref().and_then(|r| r.poll_timeout()));
         }
         t
     }
@@ -474,24 +355,8 @@ impl Call {
         if let Some(trunk) = self.trunk_mut() {
             trunk.handle_timeout(now);
         }
-        if let Some(rtp) = &mut self.trunk_media.rtp {
-            rtp.handle_timeout(now);
-        }
-        self.drain_trunk_rtp_events(now);
-        if let Some(AgentLeg::Connected { dialog, media }) = &mut self.agent {
+        if let Some(AgentLeg::Connected { dialog, .. }) = &mut self.agent {
             dialog.handle_timeout(now);
-            if let Some(rtp) = &mut media.rtp {
-                rtp.handle_timeout(now);
-                while rtp.poll_event().is_some() {}
-            }
-        }
-        if self.comfort.is_some() && self.comfort_clock.tick(now) {
-            self.send_comfort_frame(now);
-        }
-        if self.hold.handle_timeout(now) {
-            // The phone's music may have just stopped: ours starts afresh before this frame.
-            self.drive_hold();
-            self.send_hold_frame(now);
         }
         self.teardown.handle_timeout(now);
     }
@@ -534,12 +399,9 @@ fn lookup_classification(result: Result<crate::links::Verified, Unverified>) -> 
 }
 
 impl Call {
-    /// What a waiting caller hears: the tenant's waiting prompt, else the install's comfort signal.
+    /// What a waiting caller hears, from the start of its loop.
     fn waiting_signal(&self) -> Box<dyn SignalSource + Send> {
-        match &self.tenant.prompts.waiting {
-            Some(samples) => comfort_signal(&Comfort::Prompt(samples.clone())),
-            None => comfort_signal(&self.ctx.flow.comfort),
-        }
+        crate::sync::lock(&self.media).waiting_signal()
     }
 
     /// What a caller nobody took hears before we hang up, and for how long: the tenant's goodbye
@@ -555,15 +417,40 @@ impl Call {
     }
 }
 
-/// The configured comfort signal, from the start of its loop.
-fn comfort_signal(comfort: &Comfort) -> Box<dyn SignalSource + Send> {
-    match comfort {
-        Comfort::Ringback => media::ringback(),
-        Comfort::Prompt(samples) => match LoopedPrompt::new(samples.clone()) {
-            Ok(p) => Box::new(p),
-            Err(_) => media::ringback(),
-        },
+/// What a waiting caller hears: the tenant's waiting prompt, else the install's comfort signal.
+fn waiting_comfort(tenant: &Tenant, flow: &CallFlowConfig) -> Comfort {
+    match &tenant.prompts.waiting {
+        Some(samples) => Comfort::Prompt(samples.clone()),
+        None => flow.comfort.clone(),
     }
+}
+
+/// A new call's media: its state (made by `setup` on top of the defaults), its link to the media
+/// plane with the caller leg's `socket` on it, and the events it will send.
+fn start_media(
+    ctx: &CallTaskContext,
+    id: CallId,
+    tenant: &Tenant,
+    socket: std::net::UdpSocket,
+    lease: PortLease,
+    setup: impl FnOnce(&mut CallMedia),
+) -> (
+    Arc<Mutex<CallMedia>>,
+    MediaHandle,
+    mpsc::UnboundedReceiver<MediaEvent>,
+) {
+    let (events, media_events) = mpsc::unbounded_channel();
+    let mut state = CallMedia::new(
+        id,
+        waiting_comfort(tenant, &ctx.flow),
+        events,
+        ctx.relayed.clone(),
+    );
+    setup(&mut state);
+    let media = Arc::new(Mutex::new(state));
+    let media_io = ctx.media.attach(media.clone());
+    media_io.add(LegId::Caller, socket, lease);
+    (media, media_io, media_events)
 }
 
 /// The call flow's name for the link service's verdict (the exchange API's calls use it too).
@@ -691,12 +578,11 @@ impl Call {
             }
             busy |= self.drive_forks(now).await;
             busy |= self.drive_direct(now).await;
-            busy |= self.drive_hold();
             while let Some(action) = self.teardown.poll_action() {
                 busy = true;
                 match action {
                     TeardownAction::ByeCaller => self.bye_caller().await,
-                    TeardownAction::StopGoodbye => self.comfort = None,
+                    TeardownAction::StopGoodbye => crate::sync::lock(&self.media).comfort = None,
                 }
             }
             if !busy {
@@ -705,34 +591,66 @@ impl Call {
         }
     }
 
-    /// The agent's hold started or ended: start the comfort signal afresh or stop it, and show it.
-    /// The phone's own music on hold started or stopped: after it, our signal starts afresh.
-    /// Returns whether there was anything.
-    fn drive_hold(&mut self) -> bool {
-        let mut busy = false;
-        while let Some(event) = self.hold.poll_event() {
-            busy = true;
-            match event {
-                HoldEvent::Started => {
-                    tracing::info!(call = %self.id, "the agent put the caller on hold");
-                    self.hold_signal = Some(self.waiting_signal());
-                    self.publish();
-                }
-                HoldEvent::PhoneMusicStarted => {
-                    tracing::debug!(call = %self.id, "the agent's phone plays its own music on hold");
-                }
-                HoldEvent::PhoneMusicStopped => {
-                    tracing::debug!(call = %self.id, "the agent's phone's music on hold stopped");
-                    self.hold_signal = Some(self.waiting_signal());
-                }
-                HoldEvent::Ended => {
-                    tracing::info!(call = %self.id, "the caller is off hold");
-                    self.hold_signal = None;
-                    self.publish();
-                }
+    /// What the call's media reported.
+    fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::Digit { at, digit } => {
+                self.machine.handle_digit(at, DigitSource::Rfc4733, digit)
+            }
+            MediaEvent::DigitEnd { digit } => self.machine.handle_digit_end(now, digit),
+            MediaEvent::InbandDigit { digit, start, end } => {
+                self.machine.handle_inband_digit(now, digit, start, end)
+            }
+            MediaEvent::CallerSilent => {
+                self.teardown.hangup_caller(now);
+                self.machine.handle_caller_gone(now);
+            }
+            MediaEvent::Hold(HoldEvent::Started) => {
+                tracing::info!(call = %self.id, "the agent put the caller on hold");
+                self.publish();
+            }
+            MediaEvent::Hold(HoldEvent::Ended) => {
+                tracing::info!(call = %self.id, "the caller is off hold");
+                self.publish();
+            }
+            MediaEvent::Hold(HoldEvent::PhoneMusicStarted) => {
+                tracing::debug!(call = %self.id, "the agent's phone plays its own music on hold");
+            }
+            MediaEvent::Hold(HoldEvent::PhoneMusicStopped) => {
+                tracing::debug!(call = %self.id, "the agent's phone's music on hold stopped");
             }
         }
-        busy
+    }
+
+    /// After a turn: the media state learns what signalling changed that it reads (the agent
+    /// leg bridged or gone, direct media), and the media plane asks it again when to wake it.
+    fn sync_media(&mut self) {
+        let bridged = matches!(self.agent, Some(AgentLeg::Connected { .. }));
+        let elsewhere = self
+            .direct
+            .as_ref()
+            .is_some_and(DirectMedia::trunk_media_elsewhere);
+        let agent_gone = {
+            let mut m = crate::sync::lock(&self.media);
+            m.bridged = bridged;
+            m.trunk_elsewhere = elsewhere;
+            let gone = self.agent.is_none() && m.agent.is_some();
+            if gone {
+                m.agent = None;
+            }
+            gone
+        };
+        if agent_gone {
+            self.media_io.remove(LegId::Agent);
+        }
+        self.media_io.touch();
+    }
+
+    /// The agent's hold as the agent leg's SDP says (relayed calls).
+    fn agent_hold_media(&self, now: Instant, on_hold: bool) {
+        let mut m = crate::sync::lock(&self.media);
+        m.hold.handle_media(now, on_hold);
+        m.drive_hold();
     }
 
     async fn apply(&mut self, now: Instant, action: Action) {
@@ -755,12 +673,12 @@ impl Call {
                 });
                 self.lookup = Some(rx);
             }
-            Action::StopDigitDetection => self.detector = None,
+            Action::StopDigitDetection => crate::sync::lock(&self.media).detector = None,
             Action::StartComfort => {
-                self.comfort = Some(self.waiting_signal());
-                self.comfort_clock = FrameClock::starting(now);
+                let signal = self.waiting_signal();
+                crate::sync::lock(&self.media).play(now, signal);
             }
-            Action::StopComfort => self.comfort = None,
+            Action::StopComfort => crate::sync::lock(&self.media).comfort = None,
             Action::RingAgent(agent) => self.ring_agent(now, agent).await,
             Action::CancelAgent => self.hangup_agent().await,
             Action::AgentLegFailed(outcome) => self.log_agent_leg_failed(&outcome),
@@ -785,8 +703,7 @@ impl Call {
             }
             Action::Goodbye => {
                 let (signal, lasts) = self.goodbye_signal();
-                self.comfort = Some(signal);
-                self.comfort_clock = FrameClock::starting(now);
+                crate::sync::lock(&self.media).play(now, signal);
                 self.teardown.handle_goodbye(now, lasts);
             }
             Action::HangupCaller => self.teardown.hangup_caller(now),
@@ -815,16 +732,13 @@ impl Call {
             ctx,
             mut agent,
             mut forks,
-            trunk_media,
+            media,
+            mut media_io,
             mut lookup,
             mut machine,
             store_key,
-            mut detector,
-            mut comfort,
-            mut hold_signal,
             ..
         } = self;
-        let mut trunk_media = Some(trunk_media);
         let mut stats = None;
         let mut released = false;
         for step in steps {
@@ -833,16 +747,15 @@ impl Call {
                     agent::hangup_agent(&ctx.sip, &mut agent, &mut forks).await
                 }
                 ReleaseStep::StopSignals => {
-                    detector = None;
-                    comfort = None;
-                    hold_signal = None;
+                    crate::sync::lock(&media).stop_signals();
                     agent = None;
                     forks = AgentForks::new(ctx.flow.sip_timers);
                 }
                 ReleaseStep::FreePorts => {
-                    stats = trunk_media
+                    stats = crate::sync::lock(&media)
+                        .trunk
+                        .rtp
                         .as_ref()
-                        .and_then(|m| m.rtp.as_ref())
                         .map(|r| r.stats());
                     if let Some(s) = &stats {
                         let metrics = crate::metrics::global();
@@ -851,8 +764,8 @@ impl Call {
                             .rtp_packets_lost
                             .inc_by(u64::try_from(s.packets_lost).unwrap_or(0));
                     }
-                    // The socket closes and the port pair goes back to the pool.
-                    trunk_media = None;
+                    // The sockets close and the port pairs go back to the pool.
+                    media_io.close().await;
                 }
                 ReleaseStep::PublishEnded => {
                     let now = SystemTime::now();
@@ -895,7 +808,7 @@ impl Call {
             }
         }
         // Dropped by the steps above; named so the order stays theirs.
-        drop((detector, comfort, hold_signal, agent, forks, trunk_media));
+        drop((agent, forks));
         tracing::info!(
             call = %id,
             outcome = match verdict(machine.classification()) {

@@ -1,0 +1,430 @@
+//! The media plane's io_uring driver: media threads, each owning its calls' sockets on one ring.
+//!
+//! A thread's loop: take the calls' commands (new call, new leg, state changed, flush, close);
+//! wake the calls whose timeout came (comfort frames, media timeouts); submit every datagram the
+//! turn produced and wait on the ring (one `io_uring_enter`) until a datagram, a command's wake-up
+//! or the next timeout; hand each datagram to its call's state. A call's timeout lives in one
+//! binary heap per thread: a call has at most one live entry, moved earlier when its state wants
+//! that and re-queued lazily when it moved later (most packets move a call's timeout by 20 ms).
+//!
+//! A panic in a call's media (a bug: nothing in it may panic on input) would take the thread and
+//! every call on it; it is caught, logged, and only that call's media stops.
+
+use super::{Command, LegId, Outbox, SharedMedia};
+use crate::rtp_ports::PortLease;
+use rtp_io::{Completion, Token, UdpRing, Waker};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Sockets one media thread's ring is sized for (two per call).
+const RING_SOCKETS: usize = 8192;
+
+/// The media threads of a server. Dropping it stops them (calls still on them lose their media:
+/// by then the server is gone).
+pub(super) struct Threads {
+    workers: Vec<Arc<Queue>>,
+    next_worker: AtomicUsize,
+    next_call: AtomicUsize,
+}
+
+/// A media thread's inbox and how to wake it.
+struct Queue {
+    messages: Mutex<Vec<(usize, Message)>>,
+    waker: Waker,
+}
+
+enum Message {
+    Attach(SharedMedia),
+    Command(Command),
+    Stop,
+}
+
+impl Queue {
+    fn push(&self, call: usize, message: Message) {
+        crate::sync::lock(&self.messages).push((call, message));
+        self.waker.wake();
+    }
+}
+
+impl Threads {
+    /// Starts `n` media threads; `Err` if the kernel refuses io_uring (nothing is left running).
+    pub(super) fn start(n: usize) -> std::io::Result<Threads> {
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let (ready, started) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vb-media-{i}"))
+                .spawn(move || {
+                    // The ring is made on the thread that uses it (single issuer).
+                    let ring = match UdpRing::new(RING_SOCKETS) {
+                        Ok(ring) => ring,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let queue = Arc::new(Queue {
+                        messages: Mutex::new(Vec::new()),
+                        waker: ring.waker(),
+                    });
+                    if ready.send(Ok(queue.clone())).is_ok() {
+                        Worker::new(ring, queue).run();
+                    }
+                });
+            let result = spawned.and_then(|_| {
+                started
+                    .recv()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("media thread died")))
+            });
+            match result {
+                Ok(queue) => workers.push(queue),
+                Err(e) => {
+                    for queue in &workers {
+                        queue.push(0, Message::Stop);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Threads {
+            workers,
+            next_worker: AtomicUsize::new(0),
+            next_call: AtomicUsize::new(0),
+        })
+    }
+
+    /// Puts a call on the next media thread (round robin).
+    pub(super) fn attach(&self, state: SharedMedia) -> CallMedia {
+        let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let queue = self.workers[i].clone();
+        queue.push(call, Message::Attach(state));
+        CallMedia { queue, call }
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for queue in &self.workers {
+            queue.push(0, Message::Stop);
+        }
+    }
+}
+
+/// A call on a media thread, as its handle sees it.
+pub(super) struct CallMedia {
+    queue: Arc<Queue>,
+    call: usize,
+}
+
+impl CallMedia {
+    pub(super) fn send(&self, command: Command) {
+        self.queue.push(self.call, Message::Command(command));
+    }
+}
+
+/// A call on this thread.
+struct Call {
+    state: SharedMedia,
+    /// Each leg's socket, by token.
+    legs: [Option<Token>; 2],
+    /// The time of this call's live entry in the timer heap.
+    queued: Option<Instant>,
+    /// Closing: sockets still open, and who waits for them.
+    closing: Option<(usize, Option<oneshot::Sender<()>>)>,
+}
+
+/// A socket on the ring: whose, and its port (returned to the pool when the socket is closed).
+struct Socket {
+    call: usize,
+    _lease: Option<PortLease>,
+}
+
+/// Everything of a media thread but its ring (borrowed apart while the ring waits).
+struct State {
+    calls: HashMap<usize, Call>,
+    sockets: HashMap<Token, Socket>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    next_token: Token,
+    /// One call's output, moved into `sends` with its sockets' tokens.
+    out: Outbox,
+    sends: Vec<(Token, SocketAddr, std::ops::Range<usize>)>,
+    send_bytes: Vec<u8>,
+}
+
+struct Worker {
+    ring: UdpRing,
+    queue: Arc<Queue>,
+    st: State,
+}
+
+impl Worker {
+    fn new(ring: UdpRing, queue: Arc<Queue>) -> Worker {
+        Worker {
+            ring,
+            queue,
+            st: State {
+                calls: HashMap::new(),
+                sockets: HashMap::new(),
+                timers: BinaryHeap::new(),
+                next_token: 0,
+                out: Outbox::default(),
+                sends: Vec::new(),
+                send_bytes: Vec::new(),
+            },
+        }
+    }
+
+    fn run(mut self) {
+        let mut messages = Vec::new();
+        let mut due = Vec::new();
+        loop {
+            std::mem::swap(&mut messages, &mut *crate::sync::lock(&self.queue.messages));
+            for (call, message) in messages.drain(..) {
+                match message {
+                    Message::Attach(state) => {
+                        self.st.calls.insert(
+                            call,
+                            Call {
+                                state,
+                                legs: [None, None],
+                                queued: None,
+                                closing: None,
+                            },
+                        );
+                        self.st.reschedule(call);
+                    }
+                    Message::Command(command) => self.command(call, command),
+                    Message::Stop => return,
+                }
+            }
+            self.st.run_timers(Instant::now(), &mut due);
+            self.submit_sends();
+            let timeout = self
+                .st
+                .timers
+                .peek()
+                .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()));
+            self.wait(timeout);
+        }
+    }
+
+    /// Waits on the ring (at most `timeout`) and hands what came to the calls.
+    fn wait(&mut self, timeout: Option<Duration>) {
+        let st = &mut self.st;
+        let mut now = None;
+        let result = self.ring.wait(timeout, &mut |completion| match completion {
+            Completion::Datagram {
+                token, from, bytes, ..
+            } => {
+                let now = *now.get_or_insert_with(Instant::now);
+                st.datagram(now, token, from, bytes);
+            }
+            Completion::Closed { token } => st.closed(token),
+        });
+        if let Err(e) = result {
+            // Not expected (EINTR is handled inside); do not spin on it.
+            tracing::error!("media thread: waiting on io_uring failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn submit_sends(&mut self) {
+        for (token, dest, range) in self.st.sends.drain(..) {
+            if let Some(bytes) = self.st.send_bytes.get(range) {
+                // A full queue drops the frame, as a late one would be.
+                self.ring.send(token, dest, bytes);
+            }
+        }
+        self.st.send_bytes.clear();
+    }
+
+    fn command(&mut self, call: usize, command: Command) {
+        let Some(c) = self.st.calls.get_mut(&call) else {
+            return;
+        };
+        match command {
+            Command::Add { leg, socket, lease } => {
+                if let Some(old) = c.legs[leg.index()].take() {
+                    self.ring.remove(old);
+                }
+                let token = self.st.next_token;
+                self.st.next_token += 1;
+                match self.ring.add(token, socket) {
+                    Ok(()) => {
+                        c.legs[leg.index()] = Some(token);
+                        self.st.sockets.insert(
+                            token,
+                            Socket {
+                                call,
+                                _lease: Some(lease),
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!("cannot read an RTP socket on io_uring: {e}"),
+                }
+            }
+            Command::Remove { leg } => {
+                if let Some(token) = c.legs[leg.index()].take() {
+                    self.ring.remove(token);
+                }
+            }
+            Command::Touch => self.st.reschedule(call),
+            Command::Flush { done } => {
+                // What the kernel holds for the call's socket now comes out as completions.
+                self.wait(Some(Duration::ZERO));
+                let _ = done.send(());
+            }
+            Command::Close { done } => self.close(call, Some(done)),
+        }
+    }
+
+    /// Closes every socket of `call`; `done` hears when they are closed.
+    fn close(&mut self, call: usize, done: Option<oneshot::Sender<()>>) {
+        let Some(c) = self.st.calls.get_mut(&call) else {
+            return;
+        };
+        for token in c.legs.iter_mut().filter_map(Option::take) {
+            self.ring.remove(token);
+        }
+        // Every socket of the call not closed yet, also one removed earlier.
+        let open = self.st.sockets.values().filter(|s| s.call == call).count();
+        if open == 0 {
+            self.st.calls.remove(&call);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        } else {
+            c.closing = Some((open, done));
+        }
+    }
+}
+
+impl State {
+    /// Asks `call`'s state when it wants to be woken and queues that, if earlier than its entry.
+    fn reschedule(&mut self, call: usize) {
+        self.reschedule_after(call, None);
+    }
+
+    /// As [`State::reschedule`], but not before `not_before` (after a timeout was handled: a state
+    /// that still wants `now` is woken a millisecond later, not in a loop).
+    fn reschedule_after(&mut self, call: usize, not_before: Option<Instant>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        let wanted = crate::sync::lock(&c.state).poll_timeout();
+        if let Some(t) = wanted.map(|t| not_before.map_or(t, |n| t.max(n))) {
+            if c.queued.is_none_or(|q| t < q) {
+                c.queued = Some(t);
+                self.timers.push(Reverse((t, call)));
+            }
+        }
+    }
+
+    /// Wakes every call whose timeout has come by `now`, each once.
+    fn run_timers(&mut self, now: Instant, due: &mut Vec<usize>) {
+        while let Some(&Reverse((t, call))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            if c.queued != Some(t) || c.closing.is_some() {
+                // Stale: the call moved its entry earlier, or is closing.
+                continue;
+            }
+            c.queued = None;
+            due.push(call);
+        }
+        for call in due.drain(..) {
+            let wants_now = self.calls.get(&call).is_some_and(|c| {
+                crate::sync::lock(&c.state)
+                    .poll_timeout()
+                    .is_some_and(|w| w <= now)
+            });
+            if wants_now {
+                self.drive(call, |state, out| state.handle_timeout(now, out));
+            }
+            self.reschedule_after(call, Some(now + Duration::from_millis(1)));
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, token: Token, from: SocketAddr, bytes: &[u8]) {
+        let Some(call) = self.sockets.get(&token).map(|s| s.call) else {
+            return;
+        };
+        let Some(c) = self.calls.get(&call).filter(|c| c.closing.is_none()) else {
+            return;
+        };
+        let leg = match c.legs {
+            [Some(t), _] if t == token => LegId::Caller,
+            [_, Some(t)] if t == token => LegId::Agent,
+            // A socket being removed: what it still brought is not the call's any more.
+            _ => return,
+        };
+        self.drive(call, |state, out| {
+            state.handle_datagram(now, leg, from, bytes, out)
+        });
+        self.reschedule(call);
+    }
+
+    /// Runs `f` on `call`'s state and queues what it sent. A panic stops only this call's media.
+    fn drive(&mut self, call: usize, f: impl FnOnce(&mut dyn super::MediaState, &mut Outbox)) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let out = &mut self.out;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut state = crate::sync::lock(&c.state);
+            f(&mut *state, out);
+        }));
+        let legs = c.legs;
+        if ran.is_err() {
+            tracing::error!("a call's media failed (a bug); its media stops");
+            self.out = Outbox::default();
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.closing = Some((0, None));
+            }
+            return;
+        }
+        let (sends, bytes) = (&mut self.sends, &mut self.send_bytes);
+        self.out.drain(|leg, dest, packet| {
+            if let Some(token) = legs[leg.index()] {
+                let start = bytes.len();
+                bytes.extend_from_slice(packet);
+                sends.push((token, dest, start..bytes.len()));
+            }
+        });
+    }
+
+    /// The ring closed `token`'s socket: its port goes back, and a closing call may be done.
+    fn closed(&mut self, token: Token) {
+        let Some(socket) = self.sockets.remove(&token) else {
+            return;
+        };
+        let call = socket.call;
+        drop(socket);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some((open, done)) = &mut c.closing {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                if let Some(done) = done.take() {
+                    let _ = done.send(());
+                }
+                self.calls.remove(&call);
+            }
+        }
+    }
+}
