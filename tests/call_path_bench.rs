@@ -21,6 +21,8 @@
 //!   `VB_WAIT_S` s (5): all waiting, ringback out, noise still coming in. Server and generator share
 //!   the process; CPU is split per thread (`/proc/self/task/*/stat`, generator threads are named
 //!   `loadgen-*`), RSS per call from VmRSS, drops per socket from `/proc/net/udp`.
+//!   `VB_MEDIA_IO=tokio` puts the calls' media on the runtime instead of the io_uring media
+//!   threads (`VB_MEDIA_THREADS`, default one per core), for a back-to-back comparison.
 //! - `verified_latency`: `VB_LATENCY_CALLS` calls (default 50) with real link codes; time from the
 //!   last digit's end packet (its offset in the pcap, from our 200 OK) to the `verified` event.
 
@@ -167,6 +169,14 @@ async fn big_server(
     server::start(pairs, |c| {
         // No capacity limit below what the ports allow: the bench looks for the machine's.
         c.calls.max_calls = usize::from(pairs).max(5000);
+        // `VB_MEDIA_IO=tokio` runs the calls' media on the runtime (the driver where io_uring is
+        // refused) for a back-to-back comparison; `VB_MEDIA_THREADS` sets the io_uring threads.
+        c.calls.media_io = match std::env::var("VB_MEDIA_IO").as_deref() {
+            Ok("tokio") => veilig_bellen::media_plane::MediaIo::Tokio,
+            _ => veilig_bellen::media_plane::MediaIo::Uring {
+                threads: env("VB_MEDIA_THREADS", 0),
+            },
+        };
         tweak(c);
     })
     .await

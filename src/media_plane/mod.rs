@@ -98,7 +98,7 @@ impl Outbox {
     }
 
     /// The queued datagrams in order, leaving the box empty.
-    fn drain(&mut self, mut send: impl FnMut(LegId, SocketAddr, &[u8])) {
+    pub fn drain(&mut self, mut send: impl FnMut(LegId, SocketAddr, &[u8])) {
         for (leg, dest, range) in self.packets.drain(..) {
             if let Some(bytes) = self.bytes.get(range) {
                 send(leg, dest, bytes);

@@ -674,6 +674,179 @@ fn relay_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsp::tone::Cadence;
+    use sip::sdp::{Codec, Direction, MediaSession};
+
+    const TRUNK: &str = "192.0.2.10:4000";
+
+    /// A call's media on simulated time, with the trunk leg's RTP session set up (PCMA, RFC 4733
+    /// at 101) and the detector on, as `answer.rs` makes it.
+    fn collecting(start: Instant) -> (CallMedia, mpsc::UnboundedReceiver<MediaEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let mut media = CallMedia::new(
+            CallId(1),
+            Comfort::Ringback,
+            events,
+            Arc::new(AtomicU64::new(0)),
+        );
+        let session = MediaSession {
+            remote_addr: Some(TRUNK.parse().expect("address")),
+            codec: Codec::Pcma { pt: 8 },
+            telephone_event_pt: Some(101),
+            ptime_ms: 20,
+            direction: Direction::SendRecv,
+            on_hold: false,
+            srtp: None,
+        };
+        let config = RtpConfig {
+            media_timeout: Duration::from_secs(5),
+            signalling_ip: Some("192.0.2.10".parse().expect("ip")),
+            ..RtpConfig::default()
+        };
+        media.trunk.rtp = Some(RtpSession::new(start, session, config));
+        media.detector = Some((DtmfDetector::new(), None));
+        media.play(start, Box::new(dsp::tone::Silence));
+        (media, rx)
+    }
+
+    /// RTP packet `seq` of the trunk (PCMA, 20 ms) carrying `pcm`.
+    fn packet(seq: u16, pcm: &[i16]) -> Vec<u8> {
+        let ts = u32::from(seq) * 160;
+        let mut p = vec![0x80, 8];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        let mut payload = [0u8; FRAME];
+        encode(CodecKind::Pcma, pcm, &mut payload);
+        p.extend_from_slice(&payload);
+        p
+    }
+
+    /// 20 ms of DTMF `5` (770 + 1336 Hz, −10 dBm0 each), from sample `at` on.
+    fn five(tone: &mut [ToneGenerator; 2]) -> [i16; FRAME] {
+        let (mut low, mut high) = ([0i16; FRAME], [0i16; FRAME]);
+        tone[0].fill(&mut low);
+        tone[1].fill(&mut high);
+        let mut pcm = [0i16; FRAME];
+        for ((o, a), b) in pcm.iter_mut().zip(low).zip(high) {
+            *o = a.saturating_add(b);
+        }
+        pcm
+    }
+
+    fn events(rx: &mut mpsc::UnboundedReceiver<MediaEvent>) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_tone_in_the_callers_audio_becomes_one_digit_for_the_call_task() {
+        let start = Instant::now();
+        let (mut media, mut rx) = collecting(start);
+        let from: SocketAddr = TRUNK.parse().expect("address");
+        let mut out = Outbox::default();
+        let mut tone = [
+            ToneGenerator::new(770, -10.0, Cadence::CONTINUOUS).expect("tone"),
+            ToneGenerator::new(1336, -10.0, Cadence::CONTINUOUS).expect("tone"),
+        ];
+        // 200 ms of silence, 100 ms of `5`, 300 ms of silence.
+        for seq in 0..30u16 {
+            let pcm = if (10..15).contains(&seq) {
+                five(&mut tone)
+            } else {
+                [0; FRAME]
+            };
+            let now = start + Duration::from_millis(20 * u64::from(seq));
+            media.handle_datagram(now, LegId::Caller, from, &packet(seq, &pcm), &mut out);
+        }
+        let digits: Vec<_> = events(&mut rx)
+            .into_iter()
+            .filter_map(|e| match e {
+                MediaEvent::InbandDigit {
+                    digit,
+                    start: s,
+                    end,
+                } => Some((digit, s, end)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits.len(), 1, "{digits:?}");
+        let (digit, s, end) = digits[0];
+        assert_eq!(digit, '5');
+        // Placed on the packets' time line: the tone ran from 200 to 300 ms.
+        let at = |t: Instant| t.duration_since(start).as_millis();
+        assert!((180..=240).contains(&at(s)), "began at {} ms", at(s));
+        assert!((270..=340).contains(&at(end)), "ended at {} ms", at(end));
+        // Silence went back on the caller's packets, one frame per packet, to its address.
+        assert!(!out.is_empty());
+        let mut frames = 0;
+        out.drain(|leg, dest, bytes| {
+            assert_eq!((leg, dest), (LegId::Caller, from));
+            assert!(bytes[RTP_HEADER_LEN..].iter().all(|&b| b == 0xD5));
+            frames += 1;
+        });
+        assert!(
+            (28..=30).contains(&frames),
+            "{frames} frames for 30 packets"
+        );
+    }
+
+    #[test]
+    fn comfort_frames_keep_their_20_ms_on_timeouts_alone_and_silence_ends_the_call() {
+        let start = Instant::now();
+        let (mut media, mut rx) = collecting(start);
+        let mut out = Outbox::default();
+        // No packet from the caller: the frames go on the media plane's timeouts, every 20 ms.
+        let mut now = start;
+        let mut sent = Vec::new();
+        while now < start + Duration::from_secs(6) {
+            let Some(next) = media.poll_timeout() else {
+                panic!("a call with a signal to play always wants a wake-up");
+            };
+            assert!(next > now || next == start, "the deadline moves on");
+            now = next.max(now);
+            media.handle_timeout(now, &mut out);
+            out.drain(|_, _, _| sent.push(now));
+            now += Duration::from_micros(1);
+        }
+        let in_first_second = sent
+            .iter()
+            .filter(|t| t.duration_since(start) < Duration::from_secs(1))
+            .count();
+        assert!(
+            (49..=51).contains(&in_first_second),
+            "{in_first_second} frames in 1 s"
+        );
+        // Five seconds without RTP (the media timeout): the call task hears it, once.
+        let silent = events(&mut rx)
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::CallerSilent))
+            .count();
+        assert_eq!(silent, 1);
+    }
+
+    #[test]
+    fn on_direct_media_no_rtp_from_the_caller_is_no_reason_to_end() {
+        let start = Instant::now();
+        let (mut media, mut rx) = collecting(start);
+        media.trunk_elsewhere = true;
+        media.comfort = None;
+        let mut out = Outbox::default();
+        let mut now = start;
+        for _ in 0..100 {
+            let Some(next) = media.poll_timeout() else {
+                break;
+            };
+            now = next.max(now) + Duration::from_millis(1);
+            media.handle_timeout(now, &mut out);
+        }
+        assert!(
+            now >= start + Duration::from_secs(5),
+            "past the media timeout"
+        );
+        assert!(!events(&mut rx)
+            .iter()
+            .any(|e| matches!(e, MediaEvent::CallerSilent)));
+    }
 
     #[test]
     fn rendered_tones_are_the_generators_samples() {
