@@ -697,6 +697,70 @@ fn uring_loop(
     drop(bufs);
 }
 
+/// The `rtp-io` model: the media plane's own ring (`rtp_io::UdpRing`) on unconnected sockets —
+/// multishot `recvmsg` (the source of every datagram), `sendmsg` to an address, a completion per
+/// send — on one thread, as a media thread does it.
+fn start_rtp_io(
+    sockets: Vec<UdpSocket>,
+    counters: &Arc<ServerCounters>,
+    threads: &Arc<Threads>,
+    wake: Box<dyn Fn() + Send>,
+) -> io::Result<Box<dyn Server>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, c, t) = (stop.clone(), counters.clone(), threads.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        t.server.lock().expect("tids").push(gettid());
+        let mut ring = match rtp_io::UdpRing::new(sockets.len() + 16) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        for (i, socket) in sockets.into_iter().enumerate() {
+            if let Err(e) = ring.add(i as u64, socket) {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        }
+        let _ = ready_tx.send(Ok(()));
+        let mut replies: Vec<(u64, SocketAddr, [u8; PKT])> = Vec::new();
+        let template = reply_template();
+        while !s.load(Relaxed) {
+            for (token, dest, reply) in replies.drain(..) {
+                if ring.send(token, dest, &reply) {
+                    c.sent.fetch_add(1, Relaxed);
+                } else {
+                    c.send_errors.fetch_add(1, Relaxed);
+                }
+            }
+            let result = ring.wait(Some(Duration::from_millis(100)), &mut |completion| {
+                if let rtp_io::Completion::Datagram {
+                    token, from, bytes, ..
+                } = completion
+                {
+                    c.received.fetch_add(1, Relaxed);
+                    let mut reply = template;
+                    if process(bytes, &mut reply) {
+                        replies.push((token, from, reply));
+                    }
+                }
+            });
+            if result.is_err() {
+                c.recv_errors.fetch_add(1, Relaxed);
+            }
+        }
+    });
+    match ready_rx.recv().expect("rtp-io thread") {
+        Ok(()) => Ok(Box::new(ThreadServer { stop, handle, wake })),
+        Err(e) => {
+            handle.join().expect("rtp-io thread");
+            Err(e)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Driver
 
@@ -773,7 +837,7 @@ fn run_model(model: &str, n: usize, warmup: Duration, secs: Duration) -> io::Res
             .expect("generator SO_SNDBUF");
     }
     let gen_addr = gen_socket.local_addr().expect("generator address");
-    let connect = model != "tokio" && model != "epoll";
+    let connect = !matches!(model, "tokio" | "epoll" | "rtp-io");
     let mut sockets = Vec::with_capacity(n);
     let mut targets = Vec::with_capacity(n);
     for _ in 0..n {
@@ -802,6 +866,17 @@ fn run_model(model: &str, n: usize, warmup: Duration, secs: Duration) -> io::Res
             &threads,
             Box::new(move || {
                 let _ = waker.send_to(&[0u8; PKT], first_target);
+            }),
+        )?,
+        "rtp-io" => start_rtp_io(
+            sockets,
+            &counters,
+            &threads,
+            Box::new({
+                let waker = gen_socket.try_clone().expect("clone generator socket");
+                move || {
+                    let _ = waker.send_to(&[0u8; PKT], first_target);
+                }
             }),
         )?,
         other => panic!("unknown model {other}"),

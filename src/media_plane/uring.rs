@@ -205,11 +205,7 @@ impl Worker {
             }
             self.st.run_timers(Instant::now(), &mut due);
             self.submit_sends();
-            let timeout = self
-                .st
-                .timers
-                .peek()
-                .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()));
+            let timeout = self.st.next_timeout(Instant::now());
             self.wait(timeout);
         }
     }
@@ -325,6 +321,36 @@ impl State {
             if c.queued.is_none_or(|q| t < q) {
                 c.queued = Some(t);
                 self.timers.push(Reverse((t, call)));
+            }
+        }
+    }
+
+    /// How long the thread may wait for datagrams before a call's timeout. An entry a call has
+    /// since moved later (its caller's packet sent the frame the entry was for) is moved to the
+    /// call's present timeout here, without waking the thread for it: otherwise every call would
+    /// cost a wake-up between its packets.
+    fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
+        loop {
+            let &Reverse((t, call)) = self.timers.peek()?;
+            let Some(c) = self
+                .calls
+                .get_mut(&call)
+                .filter(|c| c.queued == Some(t) && c.closing.is_none())
+            else {
+                self.timers.pop();
+                continue;
+            };
+            if t <= now {
+                return Some(Duration::ZERO);
+            }
+            let wanted = crate::sync::lock(&c.state).poll_timeout();
+            if wanted == Some(t) {
+                return Some(t - now);
+            }
+            self.timers.pop();
+            c.queued = wanted;
+            if let Some(w) = wanted {
+                self.timers.push(Reverse((w, call)));
             }
         }
     }
