@@ -17,6 +17,9 @@
 //!   on every (connected) socket with one shared ring of provided buffers, replies as `Send`
 //!   SQEs (completion skipped on success), all submitted with one `io_uring_enter` per loop turn
 //!   (`submit_and_wait(1)`), no epoll.
+//! - `rtp-io`: the media plane's own ring (`rtp_io::UdpRing`) on unconnected sockets.
+//! - `rtp-io-connected`: as `rtp-io`, every socket connected to the generator with
+//!   `UdpRing::connect`.
 //!
 //! Measured per model, after a warm-up: the CPU time (user + system, from
 //! `/proc/self/task/<tid>/schedstat` and `stat`) of the server's threads and of the generator's,
@@ -699,9 +702,12 @@ fn uring_loop(
 
 /// The `rtp-io` model: the media plane's own ring (`rtp_io::UdpRing`) on unconnected sockets —
 /// multishot `recvmsg` (the source of every datagram), `sendmsg` to an address, a completion per
-/// send — on one thread, as a media thread does it.
+/// send — on one thread, as a media thread does it. `rtp-io-connected`: the same, every socket
+/// connected to the generator with `UdpRing::connect` (replies, to the generator's address, go
+/// without a destination address).
 fn start_rtp_io(
     sockets: Vec<UdpSocket>,
+    connect_to: Option<SocketAddr>,
     counters: &Arc<ServerCounters>,
     threads: &Arc<Threads>,
     wake: Box<dyn Fn() + Send>,
@@ -719,7 +725,10 @@ fn start_rtp_io(
             }
         };
         for (i, socket) in sockets.into_iter().enumerate() {
-            if let Err(e) = ring.add(i as u64, socket) {
+            if let Err(e) = ring.add(i as u64, socket).and_then(|()| match connect_to {
+                Some(peer) => ring.connect(i as u64, Some(peer)),
+                None => Ok(()),
+            }) {
                 let _ = ready_tx.send(Err(e));
                 return;
             }
@@ -837,7 +846,7 @@ fn run_model(model: &str, n: usize, warmup: Duration, secs: Duration) -> io::Res
             .expect("generator SO_SNDBUF");
     }
     let gen_addr = gen_socket.local_addr().expect("generator address");
-    let connect = !matches!(model, "tokio" | "epoll" | "rtp-io");
+    let connect = !matches!(model, "tokio" | "epoll" | "rtp-io" | "rtp-io-connected");
     let mut sockets = Vec::with_capacity(n);
     let mut targets = Vec::with_capacity(n);
     for _ in 0..n {
@@ -868,8 +877,9 @@ fn run_model(model: &str, n: usize, warmup: Duration, secs: Duration) -> io::Res
                 let _ = waker.send_to(&[0u8; PKT], first_target);
             }),
         )?,
-        "rtp-io" => start_rtp_io(
+        "rtp-io" | "rtp-io-connected" => start_rtp_io(
             sockets,
+            (model == "rtp-io-connected").then_some(gen_addr),
             &counters,
             &threads,
             Box::new({

@@ -3,7 +3,7 @@
 //!
 //! One [`UdpRing`] owns its sockets. Every socket has a multishot `recvmsg` armed on one shared
 //! ring of provided buffers (so each datagram comes with its source address, for RTP latching);
-//! sends are queued as `sendmsg` operations and submitted, with the re-arms, by the next
+//! sends are queued as `send` operations (to an address, or none on a connected socket) and submitted, with the re-arms, by the next
 //! [`UdpRing::wait`]: one `io_uring_enter` per loop turn. A [`Waker`] (an eventfd polled by the
 //! ring) wakes a blocked `wait` from any thread.
 //!

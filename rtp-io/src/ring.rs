@@ -5,9 +5,12 @@
 //! - The provided-buffer ring (`BufRing`: its page-aligned entries and the receive buffers) and
 //!   the `msghdr` template of the multishot `recvmsg`: read/written by the kernel while any
 //!   receive is armed, so they live as long as the io_uring itself.
-//! - A send slot (`SendSlot`: sockaddr + iovec + msghdr + 2048-byte payload, each boxed so its
-//!   address is stable): read by the kernel until the send's completion arrives; only then is it
-//!   reused. Completions are never skipped (no `CQE_SKIP_SUCCESS`).
+//! - A send slot (`SendSlot`: sockaddr + 2048-byte payload, each boxed so its address is
+//!   stable): read by the kernel until the send's completion arrives; only then is it reused.
+//!   Completions are never skipped (no `CQE_SKIP_SUCCESS`). A send is an `IORING_OP_SEND` of the
+//!   slot's payload, with the slot's address as destination (`sendto`), or without one when the
+//!   socket is connected to that very address ([`UdpRing::connect`]): then the kernel uses the
+//!   socket's cached route instead of a route lookup per packet.
 //! - A socket's file descriptor is referenced *by number* in its SQEs, so it stays open while any
 //!   of its operations (receive, sends, the cancel of `remove`) is queued or in flight; it is
 //!   closed when the last of them has completed.
@@ -262,12 +265,17 @@ impl Drop for BufRing {
     }
 }
 
-/// One queued or in-flight `sendmsg`: everything the kernel reads, at a stable (boxed) address.
+/// One queued or in-flight send: everything the kernel reads, at a stable (boxed) address.
 struct SendSlot {
-    msg: libc::msghdr,
-    iov: libc::iovec,
     addr4: libc::sockaddr_in,
     addr6: libc::sockaddr_in6,
+    /// The destination is `addr6` (else `addr4`).
+    v6: bool,
+    /// Queued without a destination address (to the socket's connected peer, which is the
+    /// destination held in `addr4`/`addr6`).
+    bare: bool,
+    /// Payload length.
+    len: u32,
     /// The socket (index into `UdpRing::socks`) it goes out of.
     sock: u32,
     buf: [u8; MAX_DATAGRAM],
@@ -276,18 +284,89 @@ struct SendSlot {
 impl SendSlot {
     fn new() -> Box<SendSlot> {
         Box::new(SendSlot {
-            // SAFETY: all-zero is a valid msghdr, iovec, sockaddr_in and sockaddr_in6 (plain C
-            // structs of integers and null pointers).
-            msg: unsafe { std::mem::zeroed() },
-            // SAFETY: as above.
-            iov: unsafe { std::mem::zeroed() },
-            // SAFETY: as above.
+            // SAFETY: all-zero is a valid sockaddr_in and sockaddr_in6 (plain C structs of
+            // integers).
             addr4: unsafe { std::mem::zeroed() },
             // SAFETY: as above.
             addr6: unsafe { std::mem::zeroed() },
+            v6: false,
+            bare: false,
+            len: 0,
             sock: 0,
             buf: [0; MAX_DATAGRAM],
         })
+    }
+
+    /// The SQE sending this slot (number `slot_idx`) out of `fd`: to the slot's address, or
+    /// without one (`bare`: to the connected peer). `MSG_DONTWAIT`: a send that finds the socket
+    /// buffer full fails (counted in `send_errors`) instead of being retried later; so a send is
+    /// done (sent or failed) once the `io_uring_enter` that submitted it has returned, which
+    /// `UdpRing::connect` relies on (not for memory safety: the slot is freed only on the
+    /// completion in any case).
+    fn sqe(&self, fd: RawFd, slot_idx: u32) -> squeue::Entry {
+        let send = opcode::Send::new(Fd(fd), self.buf.as_ptr(), self.len).flags(libc::MSG_DONTWAIT);
+        let send = if self.bare {
+            send
+        } else if self.v6 {
+            send.dest_addr((&self.addr6 as *const libc::sockaddr_in6).cast())
+                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        } else {
+            send.dest_addr((&self.addr4 as *const libc::sockaddr_in).cast())
+                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        };
+        send.build().user_data(UD_SEND | u64::from(slot_idx))
+    }
+}
+
+/// `dest` in the family of a socket (`v6`): IPv4 becomes IPv4-mapped on an IPv6 socket; None for
+/// an IPv6 address (not IPv4-mapped) on an IPv4 socket.
+fn for_socket(dest: SocketAddr, v6: bool) -> Option<SocketAddr> {
+    match (dest, v6) {
+        (SocketAddr::V4(a), true) => Some(SocketAddr::V6(SocketAddrV6::new(
+            a.ip().to_ipv6_mapped(),
+            a.port(),
+            0,
+            0,
+        ))),
+        (SocketAddr::V6(a), false) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddr::V4(SocketAddrV4::new(ip, a.port()))),
+        (d, _) => Some(d),
+    }
+}
+
+/// `addr` as a C socket address (`sockaddr_in` or `sockaddr_in6`, in a `sockaddr_in6`-sized
+/// buffer) and its length.
+fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_in6, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut out: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: zero-initialized, so every byte is defined.
+            let mut v4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            // SAFETY: sockaddr_in (16 bytes) fits in sockaddr_in6 (28 bytes); both are plain
+            // integer structs, and `out` is a local we own, written unaligned-safely.
+            unsafe { std::ptr::write_unaligned((&mut out as *mut libc::sockaddr_in6).cast(), v4) };
+            (
+                out,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr.s6_addr = a.ip().octets();
+            out.sin6_scope_id = a.scope_id();
+            (
+                out,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
     }
 }
 
@@ -297,6 +376,10 @@ struct Sock {
     socket: UdpSocket,
     fd: RawFd,
     v6: bool,
+    /// The peer the socket is connected to ([`UdpRing::connect`]), in the socket's family.
+    peer: Option<SocketAddr>,
+    /// The local address when added (restored after a disconnect unbinds an ephemeral port).
+    local: SocketAddr,
     /// Operations on `fd` queued or in flight (receive, sends, cancel).
     inflight: u32,
     /// The multishot receive is queued or armed.
@@ -522,7 +605,8 @@ impl UdpRing {
         if self.live >= self.max_sockets {
             return Err(io::Error::other("rtp-io: max_sockets reached"));
         }
-        let v6 = socket.local_addr()?.is_ipv6();
+        let local = socket.local_addr()?;
+        let v6 = local.is_ipv6();
         let idx = match self.free_socks.pop() {
             Some(i) => i,
             None => {
@@ -538,6 +622,8 @@ impl UdpRing {
             socket,
             fd,
             v6,
+            peer: None,
+            local,
             inflight: 1,
             recv_active: true,
             removed: false,
@@ -569,6 +655,113 @@ impl UdpRing {
         self.maybe_close(idx);
     }
 
+    /// Connects `token`'s socket to `peer` (a plain UDP `connect`: immediate), or disconnects it
+    /// (`None`). While connected, [`send`](UdpRing::send)s to `peer` go without a destination
+    /// address (cheaper: the kernel uses the socket's cached route), sends elsewhere still work,
+    /// and — that is what a UDP `connect` does — the socket *receives only from `peer`*: other
+    /// sources are dropped by the kernel until `connect(token, None)`. An IPv4 `peer` on an IPv6
+    /// socket is connected IPv4-mapped.
+    ///
+    /// Sends queued before the call keep their destination: those not submitted yet to the old
+    /// peer are given its address; those submitted are already done (sends never wait). Err:
+    /// unknown or removed token (`NotFound`), an IPv6 `peer` on an IPv4 socket
+    /// (`InvalidInput`), or the `connect` error (e.g. no route; the socket is then treated as not
+    /// connected, which is always correct: its sends carry their address).
+    ///
+    /// Disconnecting a socket that was bound to port 0 makes Linux release its port; `connect`
+    /// then binds it again to the address it had when added (so it keeps its port). If that
+    /// fails (someone took the port in between) the error says so and the socket receives
+    /// nothing until removed.
+    pub fn connect(&mut self, token: Token, peer: Option<SocketAddr>) -> io::Result<()> {
+        let not_found = || io::Error::new(io::ErrorKind::NotFound, "rtp-io: unknown token");
+        let Some(&Some(idx)) = self.tokens.get(&token) else {
+            return Err(not_found());
+        };
+        let Some(Some(sock)) = self.socks.get_mut(idx as usize) else {
+            return Err(not_found());
+        };
+        if sock.removed {
+            return Err(not_found());
+        }
+        let peer = match peer {
+            Some(p) => Some(for_socket(p, sock.v6).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "rtp-io: IPv6 peer for an IPv4 socket",
+                )
+            })?),
+            None => None,
+        };
+        if sock.peer.is_some() && sock.peer != peer {
+            // Queued address-less sends were meant for the old peer: give them its address.
+            for sqe in self.pending.iter_mut() {
+                let ud = sqe.get_user_data();
+                if ud & UD_KIND != UD_SEND {
+                    continue;
+                }
+                let slot_idx = (ud & UD_INDEX) as u32;
+                if let Some(slot) = self.slots.get_mut(slot_idx as usize) {
+                    if slot.bare && slot.sock == idx {
+                        slot.bare = false;
+                        *sqe = slot.sqe(sock.fd, slot_idx);
+                    }
+                }
+            }
+            // SQEs left in the submission queue by an interrupted `io_uring_enter` may hold some
+            // too: let the kernel take them (and so send them) before the socket changes.
+            if self.enabled && !self.ring.submission().is_empty() {
+                self.ring.submit()?;
+            }
+        }
+        sock.peer = None;
+        let r = match peer {
+            Some(p) => {
+                let (addr, len) = to_sockaddr(p);
+                // SAFETY: `addr` is a valid sockaddr_in/sockaddr_in6 of `len` bytes on our stack;
+                // `sock.fd` is the socket we own (open while registered).
+                unsafe { libc::connect(sock.fd, (&addr as *const libc::sockaddr_in6).cast(), len) }
+            }
+            None => {
+                // SAFETY: all-zero is a valid sockaddr.
+                let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+                addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+                // SAFETY: `addr` is a valid sockaddr of that size on our stack; the fd is ours.
+                unsafe {
+                    libc::connect(
+                        sock.fd,
+                        &addr,
+                        std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+                    )
+                }
+            }
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if peer.is_none() {
+            // Linux unbinds the port of a socket bound to port 0 when it is disconnected (no
+            // SOCK_BINDPORT_LOCK): bind it again to the address it had, or it would receive
+            // nothing and send from a new port.
+            if sock.socket.local_addr().ok() != Some(sock.local) {
+                let (addr, len) = to_sockaddr(sock.local);
+                // SAFETY: `addr` is a valid sockaddr_in/sockaddr_in6 of `len` bytes on our stack;
+                // `sock.fd` is the socket we own.
+                let r = unsafe {
+                    libc::bind(sock.fd, (&addr as *const libc::sockaddr_in6).cast(), len)
+                };
+                if r != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("rtp-io: re-binding {} after disconnect: {e}", sock.local),
+                    ));
+                }
+            }
+        }
+        sock.peer = peer;
+        Ok(())
+    }
+
     fn queue_cancel(
         pending: &mut Vec<squeue::Entry>,
         inflight: &mut usize,
@@ -588,7 +781,13 @@ impl UdpRing {
     /// with the next `wait`. Returns false if dropped: unknown or removed token, too big,
     /// [`MAX_INFLIGHT_SENDS`] already queued or in flight, or an IPv6 destination (not
     /// IPv4-mapped) for an IPv4 socket. (An IPv4 destination on an IPv6 socket is sent
-    /// IPv4-mapped.) A send that fails in the kernel is counted in [`Stats::send_errors`].
+    /// IPv4-mapped.) A send that fails in the kernel (including a full socket send buffer: sends
+    /// never wait for room) is counted in [`Stats::send_errors`].
+    ///
+    /// On a [`connect`](UdpRing::connect)ed socket, a send to the connected peer goes without a
+    /// destination address (the socket's cached route, no route lookup per packet); a send to any
+    /// other address still goes there (with its address: Linux sends a UDP datagram with an
+    /// explicit destination to that destination even on a connected socket).
     pub fn send(&mut self, token: Token, dest: SocketAddr, bytes: &[u8]) -> bool {
         let Some(&Some(idx)) = self.tokens.get(&token) else {
             self.stats.send_dropped += 1;
@@ -602,18 +801,9 @@ impl UdpRing {
             self.stats.send_dropped += 1;
             return false;
         }
-        let dest = match (dest, sock.v6) {
-            (SocketAddr::V4(a), true) => {
-                SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-            }
-            (SocketAddr::V6(a), false) => match a.ip().to_ipv4_mapped() {
-                Some(ip) => SocketAddr::V4(SocketAddrV4::new(ip, a.port())),
-                None => {
-                    self.stats.send_dropped += 1;
-                    return false;
-                }
-            },
-            (d, _) => d,
+        let Some(dest) = for_socket(dest, sock.v6) else {
+            self.stats.send_dropped += 1;
+            return false;
         };
         let slot_idx = match self.free_slots.pop() {
             Some(i) => i,
@@ -629,20 +819,13 @@ impl UdpRing {
         // The slot is free: no operation references it, so it may be rewritten.
         let slot = &mut *self.slots[slot_idx as usize];
         slot.buf[..bytes.len()].copy_from_slice(bytes);
-        slot.iov.iov_base = slot.buf.as_mut_ptr().cast();
-        slot.iov.iov_len = bytes.len();
-        slot.msg.msg_iov = &mut slot.iov;
-        slot.msg.msg_iovlen = 1;
-        slot.msg.msg_control = std::ptr::null_mut();
-        slot.msg.msg_controllen = 0;
-        slot.msg.msg_flags = 0;
+        slot.len = bytes.len() as u32;
         match dest {
             SocketAddr::V4(a) => {
                 slot.addr4.sin_family = libc::AF_INET as libc::sa_family_t;
                 slot.addr4.sin_port = a.port().to_be();
                 slot.addr4.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                slot.msg.msg_name = (&mut slot.addr4 as *mut libc::sockaddr_in).cast();
-                slot.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                slot.v6 = false;
             }
             SocketAddr::V6(a) => {
                 slot.addr6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
@@ -650,16 +833,13 @@ impl UdpRing {
                 slot.addr6.sin6_flowinfo = a.flowinfo();
                 slot.addr6.sin6_addr.s6_addr = a.ip().octets();
                 slot.addr6.sin6_scope_id = a.scope_id();
-                slot.msg.msg_name = (&mut slot.addr6 as *mut libc::sockaddr_in6).cast();
-                slot.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                slot.v6 = true;
             }
         }
+        // To the connected peer: no address, the kernel uses the socket's cached route.
+        slot.bare = sock.peer == Some(dest);
         slot.sock = idx;
-        self.pending.push(
-            opcode::SendMsg::new(Fd(sock.fd), &slot.msg as *const libc::msghdr)
-                .build()
-                .user_data(UD_SEND | u64::from(slot_idx)),
-        );
+        self.pending.push(slot.sqe(sock.fd, slot_idx));
         sock.inflight += 1;
         self.inflight += 1;
         true

@@ -529,3 +529,137 @@ fn created_on_one_thread_used_on_another() {
     });
     assert_eq!(t.join().unwrap(), 1);
 }
+
+/// Receives one datagram on `peer` (blocking, 2 s): its bytes and source.
+fn recv_one(peer: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    peer.set_nonblocking(false).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, src) = peer.recv_from(&mut buf).ok()?;
+    Some((buf[..n].to_vec(), src))
+}
+
+/// Nothing arrives on `peer` within 100 ms.
+fn nothing_on(peer: &UdpSocket) -> bool {
+    peer.set_nonblocking(false).unwrap();
+    peer.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    peer.recv_from(&mut buf).is_err()
+}
+
+fn connected(ip: &str) {
+    let Some(mut ring) = ring(4) else { return };
+    let Some(s) = bind(ip) else {
+        eprintln!("SKIP: cannot bind {ip}");
+        return;
+    };
+    let (pa, pb) = (bind(ip).expect("peer"), bind(ip).expect("peer"));
+    let (sa, fa, fb) = (
+        s.local_addr().unwrap(),
+        pa.local_addr().unwrap(),
+        pb.local_addr().unwrap(),
+    );
+    ring.add(1, s).expect("add");
+    ring.connect(1, Some(fa)).expect("connect");
+    // To the connected peer (no address in the SQE), in order, from the socket's address; and to
+    // another address (with its address: Linux sends there even on a connected socket).
+    for m in [&b"c-1"[..], b"c-2", b"c-3"] {
+        assert!(ring.send(1, fa, m));
+    }
+    assert!(ring.send(1, fb, b"elsewhere"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {})
+        .expect("submit");
+    for m in [&b"c-1"[..], b"c-2", b"c-3"] {
+        assert_eq!(recv_one(&pa), Some((m.to_vec(), sa)));
+    }
+    assert_eq!(recv_one(&pb), Some((b"elsewhere".to_vec(), sa)));
+    assert_eq!(ring.stats().send_errors, 0);
+    // Connected: only the peer's datagrams arrive.
+    pb.send_to(b"from-b-while-connected", sa).unwrap();
+    pa.send_to(b"from-a", sa).unwrap();
+    let mut evs = Vec::new();
+    pump(&mut ring, &mut evs, Duration::from_secs(2), |e| {
+        !e.is_empty()
+    });
+    pump(&mut ring, &mut evs, Duration::from_millis(100), |_| false);
+    assert_eq!(datagrams(&evs, 1), vec![(fa, b"from-a".to_vec())]);
+    // A send queued to the old peer and not yet submitted still goes there after a reconnect.
+    assert!(ring.send(1, fa, b"queued-for-a"));
+    ring.connect(1, Some(fb)).expect("reconnect");
+    assert!(ring.send(1, fb, b"for-b"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {})
+        .expect("submit");
+    assert_eq!(recv_one(&pa), Some((b"queued-for-a".to_vec(), sa)));
+    assert_eq!(recv_one(&pb), Some((b"for-b".to_vec(), sa)));
+    // Disconnected: datagrams from anyone arrive again, sends to anyone work.
+    ring.connect(1, None).expect("disconnect");
+    assert!(ring.send(1, fa, b"after-a"));
+    assert!(ring.send(1, fb, b"after-b"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {})
+        .expect("submit");
+    assert_eq!(recv_one(&pa), Some((b"after-a".to_vec(), sa)));
+    assert_eq!(recv_one(&pb), Some((b"after-b".to_vec(), sa)));
+    pa.send_to(b"a-again", sa).unwrap();
+    pb.send_to(b"b-again", sa).unwrap();
+    let mut evs = Vec::new();
+    pump(&mut ring, &mut evs, Duration::from_secs(2), |e| {
+        e.len() >= 2
+    });
+    let mut got = datagrams(&evs, 1);
+    got.sort();
+    let mut want = vec![(fa, b"a-again".to_vec()), (fb, b"b-again".to_vec())];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(ring.stats().send_errors, 0);
+    // Errors: unknown token, removed token.
+    let e = ring.connect(7, Some(fa)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        ring.connect(7, None).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    ring.remove(1);
+    assert_eq!(
+        ring.connect(1, Some(fa)).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn connected_socket_ipv4() {
+    connected("127.0.0.1");
+}
+
+#[test]
+fn connected_socket_ipv6() {
+    connected("::1");
+}
+
+#[test]
+fn connect_family_mismatch_and_ipv4_peer_on_ipv6_socket() {
+    let Some(mut ring) = ring(4) else { return };
+    let v4 = bind("127.0.0.1").expect("bind");
+    ring.add(1, v4).unwrap();
+    let e = ring
+        .connect(1, Some("[::1]:5004".parse().unwrap()))
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    // A dual-stack socket connected to an IPv4 peer (IPv4-mapped) sends to it without address.
+    let Ok(s) = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)) else {
+        eprintln!("SKIP: no IPv6");
+        return;
+    };
+    let port = s.local_addr().unwrap().port();
+    let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    ring.add(2, s).unwrap();
+    ring.connect(2, Some(peer.local_addr().unwrap()))
+        .expect("connect mapped");
+    assert!(ring.send(2, peer.local_addr().unwrap(), b"mapped-connected"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {}).unwrap();
+    let (bytes, src) = recv_one(&peer).expect("mapped connected send");
+    assert_eq!(bytes, b"mapped-connected");
+    assert_eq!(src.port(), port);
+    assert_eq!(ring.stats().send_errors, 0);
+    assert!(nothing_on(&peer));
+}

@@ -72,17 +72,22 @@ pub trait MediaState: Send {
     fn handle_timeout(&mut self, now: Instant, out: &mut Outbox);
     /// When to call [`MediaState::handle_timeout`] next; `None`: only packets wake it.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// The call task changed the state ([`MediaHandle::touch`]): whatever that asks of the
+    /// sockets (a leg to connect or disconnect) goes into `out`.
+    fn handle_changed(&mut self, out: &mut Outbox);
 }
 
 /// A call's media as the plane holds it.
 pub type SharedMedia = Arc<Mutex<dyn MediaState>>;
 
-/// Datagrams to send, each from one of the call's legs. Reused: cleared, never shrunk.
+/// Datagrams to send, each from one of the call's legs, and legs whose socket is to be connected
+/// to their one peer (or disconnected). Reused: cleared, never shrunk.
 #[derive(Default)]
 pub struct Outbox {
     /// (leg, destination, range in `bytes`).
     packets: Vec<(LegId, SocketAddr, std::ops::Range<usize>)>,
     bytes: Vec<u8>,
+    connects: Vec<(LegId, Option<SocketAddr>)>,
 }
 
 impl Outbox {
@@ -93,8 +98,20 @@ impl Outbox {
         self.packets.push((leg, dest, start..self.bytes.len()));
     }
 
+    /// `leg`'s socket is to be connected to `peer` (its only source from now on: the kernel
+    /// drops other senders and keeps the route for our sends), or disconnected (`None`). A
+    /// driver may ignore it: sends carry their destination anyway.
+    pub fn connect(&mut self, leg: LegId, peer: Option<SocketAddr>) {
+        self.connects.push((leg, peer));
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.packets.is_empty() && self.connects.is_empty()
+    }
+
+    /// The connections asked for, in order, leaving none.
+    pub fn drain_connects(&mut self) -> std::vec::Drain<'_, (LegId, Option<SocketAddr>)> {
+        self.connects.drain(..)
     }
 
     /// The queued datagrams in order, leaving the box empty.

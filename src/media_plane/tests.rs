@@ -8,10 +8,13 @@ use sip::random::RandomKey;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::UdpSocket as PeerSocket;
 
+/// What a test state was handed: leg, source, bytes.
+type Seen = Arc<Mutex<Vec<(LegId, SocketAddr, Vec<u8>)>>>;
+
 /// Echoes every datagram back to its source from the other leg (if any: else the same leg) with
 /// a leg tag, and counts timeouts; wants one every `tick` while `tick` is set.
 struct Echo {
-    seen: Arc<Mutex<Vec<(LegId, SocketAddr, Vec<u8>)>>>,
+    seen: Seen,
     timeouts: Arc<AtomicUsize>,
     tick: Option<Duration>,
     next: Option<Instant>,
@@ -50,6 +53,8 @@ impl MediaState for Echo {
     fn poll_timeout(&self) -> Option<Instant> {
         self.next
     }
+
+    fn handle_changed(&mut self, _out: &mut Outbox) {}
 }
 
 struct Harness {
@@ -79,14 +84,7 @@ fn bind(pool: &SharedPortPool) -> (std::net::UdpSocket, PortLease, SocketAddr) {
     panic!("no port to bind");
 }
 
-fn echo(
-    tick: Option<Duration>,
-    tick_to: Option<SocketAddr>,
-) -> (
-    Echo,
-    Arc<Mutex<Vec<(LegId, SocketAddr, Vec<u8>)>>>,
-    Arc<AtomicUsize>,
-) {
+fn echo(tick: Option<Duration>, tick_to: Option<SocketAddr>) -> (Echo, Seen, Arc<AtomicUsize>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let timeouts = Arc::new(AtomicUsize::new(0));
     let state = Echo {

@@ -64,7 +64,7 @@ async fn run(state: SharedMedia, mut commands: mpsc::UnboundedReceiver<Command>)
                     Err(e) => tracing::warn!("cannot read an RTP socket: {e}"),
                 },
                 Some(Command::Remove { leg }) => legs[leg.index()] = None,
-                Some(Command::Touch) => {}
+                Some(Command::Touch) => crate::sync::lock(&state).handle_changed(&mut out),
                 Some(Command::Flush { done }) => {
                     if let Some(leg) = &legs[0] {
                         flush(&state, &leg.socket, caller_batch, &mut out);
@@ -128,7 +128,10 @@ fn flush(state: &SharedMedia, socket: &RtpSocket, batch: &mut RecvBatch, out: &m
 }
 
 /// Sends what the state queued, each from its leg's socket; a leg without one drops its packets.
+/// Sockets stay unconnected here (a connection asked for is not needed: sends carry their
+/// destination).
 fn send(legs: &[Option<Leg>; 2], out: &mut Outbox) {
+    out.drain_connects();
     out.drain(|leg, dest, bytes| {
         if let Some(leg) = &legs[leg.index()] {
             // A full send buffer drops the frame, as a late one would be.

@@ -13,8 +13,9 @@
 use super::{Command, LegId, Outbox, SharedMedia};
 use crate::rtp_ports::PortLease;
 use rtp_io::{Completion, Token, UdpRing, Waker};
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,6 +156,8 @@ struct State {
     out: Outbox,
     sends: Vec<(Token, SocketAddr, std::ops::Range<usize>)>,
     send_bytes: Vec<u8>,
+    /// Sockets to connect to their peer (or disconnect), in order with the sends.
+    connects: Vec<(usize, Token, Option<SocketAddr>)>,
 }
 
 struct Worker {
@@ -169,13 +172,14 @@ impl Worker {
             ring,
             queue,
             st: State {
-                calls: HashMap::new(),
-                sockets: HashMap::new(),
+                calls: HashMap::default(),
+                sockets: HashMap::default(),
                 timers: BinaryHeap::new(),
                 next_token: 0,
                 out: Outbox::default(),
                 sends: Vec::new(),
                 send_bytes: Vec::new(),
+                connects: Vec::new(),
             },
         }
     }
@@ -231,6 +235,13 @@ impl Worker {
     }
 
     fn submit_sends(&mut self) {
+        // Connections first: a send to the new peer then goes by the socket's route.
+        for (_, token, peer) in self.st.connects.drain(..) {
+            if let Err(e) = self.ring.connect(token, peer) {
+                // Sends carry their destination: an unconnected socket still works.
+                tracing::debug!("cannot connect an RTP socket to its peer: {e}");
+            }
+        }
         for (token, dest, range) in self.st.sends.drain(..) {
             if let Some(bytes) = self.st.send_bytes.get(range) {
                 // A full queue drops the frame, as a late one would be.
@@ -270,7 +281,10 @@ impl Worker {
                     self.ring.remove(token);
                 }
             }
-            Command::Touch => self.st.reschedule(call),
+            Command::Touch => {
+                let wanted = self.st.drive(call, |state, out| state.handle_changed(out));
+                self.st.queue_timeout(call, wanted, None);
+            }
             Command::Flush { done } => {
                 // What the kernel holds for the call's socket now comes out as completions.
                 self.wait(Some(Duration::ZERO));
@@ -304,19 +318,23 @@ impl Worker {
 impl State {
     /// Asks `call`'s state when it wants to be woken and queues that, if earlier than its entry.
     fn reschedule(&mut self, call: usize) {
-        self.reschedule_after(call, None);
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let wanted = crate::sync::lock(&c.state).poll_timeout();
+        self.queue_timeout(call, wanted, None);
     }
 
-    /// As [`State::reschedule`], but not before `not_before` (after a timeout was handled: a state
-    /// that still wants `now` is woken a millisecond later, not in a loop).
-    fn reschedule_after(&mut self, call: usize, not_before: Option<Instant>) {
+    /// Queues `call`'s timeout `wanted` (what its state's `poll_timeout` said), if earlier than
+    /// its entry; not before `not_before` (after a timeout was handled: a state that still wants
+    /// `now` is woken a millisecond later, not in a loop).
+    fn queue_timeout(&mut self, call: usize, wanted: Option<Instant>, not_before: Option<Instant>) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         if c.closing.is_some() {
             return;
         }
-        let wanted = crate::sync::lock(&c.state).poll_timeout();
         if let Some(t) = wanted.map(|t| not_before.map_or(t, |n| t.max(n))) {
             if c.queued.is_none_or(|q| t < q) {
                 c.queued = Some(t);
@@ -378,10 +396,14 @@ impl State {
                     .poll_timeout()
                     .is_some_and(|w| w <= now)
             });
-            if wants_now {
-                self.drive(call, |state, out| state.handle_timeout(now, out));
-            }
-            self.reschedule_after(call, Some(now + Duration::from_millis(1)));
+            let wanted = if wants_now {
+                self.drive(call, |state, out| state.handle_timeout(now, out))
+            } else {
+                self.calls
+                    .get(&call)
+                    .and_then(|c| crate::sync::lock(&c.state).poll_timeout())
+            };
+            self.queue_timeout(call, wanted, Some(now + Duration::from_millis(1)));
         }
     }
 
@@ -398,30 +420,39 @@ impl State {
             // A socket being removed: what it still brought is not the call's any more.
             _ => return,
         };
-        self.drive(call, |state, out| {
+        let wanted = self.drive(call, |state, out| {
             state.handle_datagram(now, leg, from, bytes, out)
         });
-        self.reschedule(call);
+        self.queue_timeout(call, wanted, None);
     }
 
-    /// Runs `f` on `call`'s state and queues what it sent. A panic stops only this call's media.
-    fn drive(&mut self, call: usize, f: impl FnOnce(&mut dyn super::MediaState, &mut Outbox)) {
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
+    /// Runs `f` on `call`'s state and queues what it sent; returns when the state wants to be
+    /// woken next. A panic stops only this call's media.
+    fn drive(
+        &mut self,
+        call: usize,
+        f: impl FnOnce(&mut dyn super::MediaState, &mut Outbox),
+    ) -> Option<Instant> {
+        let c = self.calls.get(&call)?;
         let out = &mut self.out;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut state = crate::sync::lock(&c.state);
             f(&mut *state, out);
+            state.poll_timeout()
         }));
         let legs = c.legs;
-        if ran.is_err() {
+        let Ok(wanted) = ran else {
             tracing::error!("a call's media failed (a bug); its media stops");
             self.out = Outbox::default();
             if let Some(c) = self.calls.get_mut(&call) {
                 c.closing = Some((0, None));
             }
-            return;
+            return None;
+        };
+        for (leg, peer) in self.out.drain_connects() {
+            if let Some(token) = legs[leg.index()] {
+                self.connects.push((call, token, peer));
+            }
         }
         let (sends, bytes) = (&mut self.sends, &mut self.send_bytes);
         self.out.drain(|leg, dest, packet| {
@@ -431,6 +462,7 @@ impl State {
                 sends.push((token, dest, start..bytes.len()));
             }
         });
+        wanted
     }
 
     /// The ring closed `token`'s socket: its port goes back, and a closing call may be done.

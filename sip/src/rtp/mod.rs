@@ -327,6 +327,17 @@ impl RtpSession {
         }
     }
 
+    /// The source the stream is latched to for good (its learning window is over): until the
+    /// media changes ([`RtpSession::update_media`]) no packet from anywhere else is accepted, so a
+    /// driver may `connect()` the leg's socket to it (the kernel then filters other sources and
+    /// keeps the route for our sends). `None` while waiting or learning.
+    pub fn fixed_source(&self) -> Option<SocketAddr> {
+        match self.latch {
+            Latch::Fixed(addr) => Some(addr),
+            Latch::Waiting { .. } | Latch::Learning { .. } => None,
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> RtpStats {
         let mut s = self.stats;

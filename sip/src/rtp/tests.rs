@@ -219,6 +219,8 @@ fn within_the_learning_window_the_sdp_address_wins_then_the_latch_is_fixed() {
             RtpEvent::Latched(sdp)
         ]
     );
+    // Learning: nothing to connect a socket to yet.
+    assert_eq!(s.fixed_source(), None);
     // Worse-ranked sources cannot take it back, in the window or after it.
     for (at, from) in [
         (t2, nat),
@@ -231,7 +233,17 @@ fn within_the_learning_window_the_sdp_address_wins_then_the_latch_is_fixed() {
         );
     }
     assert_eq!(s.remote_addr(), Some(sdp));
+    // Past the window the latch is fixed: the only source from now on.
+    assert_eq!(s.fixed_source(), Some(sdp));
     assert!(events(&mut s).is_empty());
+    // New media (a re-INVITE moving the address) starts learning again: no fixed source until
+    // the window is over.
+    let moved = MediaSession {
+        remote_addr: Some(addr("10.0.0.6:4000")),
+        ..media(None)
+    };
+    s.update_media(t0 + Duration::from_secs(5), moved);
+    assert_eq!(s.fixed_source(), None);
 }
 
 #[test]

@@ -78,6 +78,8 @@ pub(super) struct LegMedia {
     /// SRTP contexts when the leg negotiated `RTP/SAVP` (agents' phones on TLS); kept in step
     /// with the RTP session's media by [`LegMedia::srtp`].
     srtp: Option<sip::rtp::srtp::SrtpStreams>,
+    /// Where the leg's socket is connected ([`Outbox::connect`]): the session's fixed source.
+    connected: Option<SocketAddr>,
 }
 
 /// A datagram as received on a leg ([`LegMedia::receive`]): as it came, or decrypted.
@@ -98,6 +100,17 @@ impl std::ops::Deref for Datagram<'_> {
 }
 
 impl LegMedia {
+    /// Once the session's source is fixed, the socket is connected to it (the kernel filters
+    /// other senders, as the session would, and our sends skip a route lookup each); when new
+    /// media starts learning again, it is disconnected.
+    fn sync_connection(&mut self, leg: LegId, out: &mut Outbox) {
+        let want = self.rtp.as_ref().and_then(RtpSession::fixed_source);
+        if want != self.connected {
+            self.connected = want;
+            out.connect(leg, want);
+        }
+    }
+
     /// The SRTP streams for what the leg negotiated last — built on first use and rebuilt when a
     /// re-INVITE changed the suite or a key — or `Ok(None)` for plain RTP. `Err` when the leg is
     /// secure but no context could be made: then nothing may be sent or accepted in clear.
@@ -432,8 +445,23 @@ impl MediaState for CallMedia {
         out: &mut Outbox,
     ) {
         match leg {
-            LegId::Caller => self.handle_trunk_rtp(now, from, bytes, out),
-            LegId::Agent => self.handle_agent_rtp(now, from, bytes, out),
+            LegId::Caller => {
+                self.handle_trunk_rtp(now, from, bytes, out);
+                self.trunk.sync_connection(LegId::Caller, out);
+            }
+            LegId::Agent => {
+                self.handle_agent_rtp(now, from, bytes, out);
+                if let Some(agent) = &mut self.agent {
+                    agent.sync_connection(LegId::Agent, out);
+                }
+            }
+        }
+    }
+
+    fn handle_changed(&mut self, out: &mut Outbox) {
+        self.trunk.sync_connection(LegId::Caller, out);
+        if let Some(agent) = &mut self.agent {
+            agent.sync_connection(LegId::Agent, out);
         }
     }
 

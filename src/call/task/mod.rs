@@ -1,31 +1,35 @@
-//! One tokio task per call: the thin driver around the sans-IO pieces of a call.
+//! One tokio task per call: the thin driver around the sans-IO pieces of a call's signalling.
 //!
-//! It owns the call's [`CallMachine`], the trunk leg (SIP [`Dialog`], [`RtpSession`], RTP socket,
-//! [`LocalSdp`]), the in-band [`DtmfDetector`], the comfort signal, and — once an agent takes the call
-//! — the agent leg (parallel INVITE forks, then a UAC dialog and its own RTP socket). Media between the
-//! legs is relayed here (B2BUA): audio transcoded PCMA↔PCMU by `dsp` when the legs differ, RFC 4733
-//! events re-sent with the agent leg's payload type.
+//! It owns the call's [`CallMachine`], the trunk leg (SIP [`Dialog`], [`LocalSdp`]), and — once an
+//! agent takes the call — the agent leg (parallel INVITE forks, then a UAC dialog). The call's media
+//! ([`CallMedia`], `media.rs`: the RTP sessions, the in-band detector, the comfort signal, the
+//! relay between the legs, the agent's hold) is driven by the media plane ([`crate::media_plane`],
+//! on a media thread): the task sets it up and changes it under its mutex when signalling says so,
+//! hands the plane the legs' sockets, and hears back by [`MediaEvent`] — a digit, the caller's
+//! media timing out, the hold. A packet never wakes this task.
 //!
-//! Loop: wait for the first of {SIP input routed by the manager, agent command, RTP on either socket,
+//! Loop: wait for the first of {SIP input routed by the manager, agent command, a media event,
 //! the code lookup, the earliest timer}; read `now` once (tokio's clock, so tests may pause it);
-//! feed the input to the owning state machine; then apply what the machines ask for and publish the
-//! call view. Nothing here decides *what* happens to the call: the [`CallMachine`] decides its
-//! course, [`AgentForks`] which of the agent's phones won and which are CANCELled or ACKed and hung
-//! up, and [`Teardown`] when the caller gets our BYE, when the loop ends and the release order.
+//! feed the input to the owning state machine; then apply what the machines ask for, publish the
+//! call view and tell the media plane the state changed. Nothing here decides *what* happens to
+//! the call: the [`CallMachine`] decides its course, [`AgentForks`] which of the agent's phones won
+//! and which are CANCELled or ACKed and hung up, and [`Teardown`] when the caller gets our BYE,
+//! when the loop ends and the release order. Before the caller's BYE is handled, the media plane
+//! reads what the caller sent before it (the last digits count).
 //!
 //! While the agent's phone holds a relayed call, the caller hears the comfort signal again
-//! ([`AgentHold`] decides when, `hold.rs`), and the view shows `on_hold`.
+//! (`AgentHold` in the media state decides when, `hold.rs`), and the view shows `on_hold`.
 //!
 //! The connect modes (`media = "direct"` re-INVITEs, `transfer = "refer"`), RFC 4028 session refreshes
 //! and every other in-dialog request *we* send are driven from `connect.rs`, a child module.
 //!
 //! This file owns the [`Call`] and its run loop, deadlines, actions and release. The rest of the
 //! call's `impl` lives in child modules: `answer.rs` (answering the trunk's INVITE),
-//! `media.rs` (RTP, relay, comfort signal), `dialog.rs` (SIP requests, ACKs and responses
+//! `media.rs` (the call's media state), `dialog.rs` (SIP requests, ACKs and responses
 //! on both legs), `agent.rs` (ringing the agent's phones) and `connect.rs`.
 //!
 //! When the call ends, in [`Teardown::release`]'s order: the agent's phone is hung up, every socket
-//! and port lease is dropped, the registry shows the call ended (attributes leave memory), the
+//! is closed and its port back in the pool, the registry shows the call ended (attributes leave memory), the
 //! manager forgets the call's routes, and the link code is released in the store.
 mod agent;
 mod answer;
