@@ -69,6 +69,7 @@ mod portal_logs_no_secrets;
 mod portal_verified_call_in_chromium;
 mod reinvite_answer_is_resent_until_acked;
 mod reinvite_hold_and_refresh;
+mod rtp_source_moves_after_the_latch_is_fixed;
 mod serve_over_https;
 mod serve_with_a_real_irma_api;
 mod serve_without_simulator;

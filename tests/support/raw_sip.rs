@@ -65,6 +65,21 @@ impl<'a> RawTrunk<'a> {
         )
     }
 
+    /// A re-INVITE (CSeq `cseq`) in the dialog whose To is `to`, its SDP offer moving our RTP to
+    /// `media_port` (same session, version `cseq`).
+    pub fn reinvite(&self, cseq: u32, to: &str, media_port: u16) -> String {
+        let sdp = format!(
+            "v=0\r\no=- 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {media_port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
+        );
+        format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            self.head("INVITE", cseq, &format!("To: {to}")),
+            sdp.len()
+        )
+    }
+
     /// A body-less request `method` (CSeq `cseq`) in the dialog whose To (with our peer's tag) is
     /// `to`.
     pub fn in_dialog(&self, method: &str, cseq: u32, to: &str) -> String {
