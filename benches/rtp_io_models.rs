@@ -26,8 +26,8 @@
 //! the packets in and out, and CPU µs per packet (in + out). Loopback only (127.0.0.1).
 //!
 //! Run: `VB_SOCKETS=2000 nice -n 10 cargo bench --bench rtp_io_models`. Knobs (environment):
-//! `VB_SOCKETS` (2000), `VB_MODELS` (`tokio,epoll,epoll-connected,uring`), `VB_SECS` (5, the
-//! measured window), `VB_WARMUP_SECS` (1). Prints one `BENCH rtp_io_models model=…` line per model.
+//! `VB_SOCKETS` (2000), `VB_MODELS` (`tokio,epoll,epoll-connected,uring,rtp-io,rtp-io-connected`),
+//! `VB_SECS` (5, the measured window), `VB_WARMUP_SECS` (1). Prints one `BENCH rtp_io_models model=…` line per model.
 //! A model that does not keep up with the offered load says `keeps_up=no`.
 
 use std::io;
@@ -941,8 +941,8 @@ fn main() {
     let n = env_num("VB_SOCKETS", 2000) as usize;
     let secs = Duration::from_secs(env_num("VB_SECS", 5));
     let warmup = Duration::from_secs(env_num("VB_WARMUP_SECS", 1));
-    let models =
-        std::env::var("VB_MODELS").unwrap_or_else(|_| "tokio,epoll,epoll-connected,uring".into());
+    let models = std::env::var("VB_MODELS")
+        .unwrap_or_else(|_| "tokio,epoll,epoll-connected,uring,rtp-io,rtp-io-connected".into());
     raise_nofile(n as u64 * 2);
     if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         println!("io_uring_disabled={}", v.trim());

@@ -19,6 +19,12 @@
 //!   seccomp profile, an old kernel: the server says so in its log and goes on), when configured
 //!   (`calls.media_io = "tokio"`), and by tests on tokio's paused clock.
 //!
+//! Connected sockets: once a leg's RTP source is fixed (the session's learning window is over, see
+//! `sip::rtp`), the state asks for the leg's socket to be connected to it ([`Outbox::connect`]);
+//! the io_uring driver does, so the kernel drops every other sender — as the session would — and
+//! our sends to it skip a route lookup each. New media (a re-INVITE) disconnects it until the new
+//! source is fixed. The tokio driver leaves sockets unconnected.
+//!
 //! Ports: a leg's socket comes with its [`PortLease`]; the lease goes back to the pool only once
 //! the socket is closed (with io_uring: once the kernel's last reference to it is gone), so the
 //! next call that draws the port can bind it.

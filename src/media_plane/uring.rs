@@ -136,6 +136,9 @@ struct Call {
     legs: [Option<Token>; 2],
     /// The time of this call's live entry in the timer heap.
     queued: Option<Instant>,
+    /// When the state last said it wants to be woken (it is asked after every input and every
+    /// change the call task makes, [`Command::Touch`]): read without locking it.
+    wanted: Option<Instant>,
     /// Closing: sockets still open, and who waits for them.
     closing: Option<(usize, Option<oneshot::Sender<()>>)>,
 }
@@ -198,6 +201,7 @@ impl Worker {
                                 state,
                                 legs: [None, None],
                                 queued: None,
+                                wanted: None,
                                 closing: None,
                             },
                         );
@@ -335,7 +339,9 @@ impl State {
         if c.closing.is_some() {
             return;
         }
-        if let Some(t) = wanted.map(|t| not_before.map_or(t, |n| t.max(n))) {
+        let wanted = wanted.map(|t| not_before.map_or(t, |n| t.max(n)));
+        c.wanted = wanted;
+        if let Some(t) = wanted {
             if c.queued.is_none_or(|q| t < q) {
                 c.queued = Some(t);
                 self.timers.push(Reverse((t, call)));
@@ -361,7 +367,7 @@ impl State {
             if t <= now {
                 return Some(Duration::ZERO);
             }
-            let wanted = crate::sync::lock(&c.state).poll_timeout();
+            let wanted = c.wanted;
             if wanted == Some(t) {
                 return Some(t - now);
             }
