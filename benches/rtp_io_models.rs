@@ -548,35 +548,54 @@ impl Drop for BufRing {
     }
 }
 
-fn start_uring(
-    sockets: Vec<UdpSocket>,
+/// Runs a one-thread model: `run` sets itself up, says whether that worked (`ready`), then serves
+/// until `stop`. The server is returned once the setup worked.
+fn start_thread_model(
     counters: &Arc<ServerCounters>,
     threads: &Arc<Threads>,
     wake: Box<dyn Fn() + Send>,
+    run: impl FnOnce(&dyn Fn(io::Result<()>), &AtomicBool, &ServerCounters) + Send + 'static,
 ) -> io::Result<Box<dyn Server>> {
     let stop = Arc::new(AtomicBool::new(false));
     let (s, c, t) = (stop.clone(), counters.clone(), threads.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = thread::spawn(move || {
         t.server.lock().expect("tids").push(gettid());
-        let setup = uring_setup();
-        match setup {
-            Ok((ring, bufs)) => {
-                let _ = ready_tx.send(Ok(()));
-                uring_loop(ring, bufs, &sockets, &s, &c);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
-        }
+        run(
+            &|r| {
+                let _ = ready_tx.send(r);
+            },
+            &s,
+            &c,
+        );
     });
-    match ready_rx.recv().expect("uring thread") {
+    match ready_rx.recv().expect("model thread") {
         Ok(()) => Ok(Box::new(ThreadServer { stop, handle, wake })),
         Err(e) => {
-            handle.join().expect("uring thread");
+            handle.join().expect("model thread");
             Err(e)
         }
     }
+}
+
+fn start_uring(
+    sockets: Vec<UdpSocket>,
+    counters: &Arc<ServerCounters>,
+    threads: &Arc<Threads>,
+    wake: Box<dyn Fn() + Send>,
+) -> io::Result<Box<dyn Server>> {
+    start_thread_model(
+        counters,
+        threads,
+        wake,
+        move |ready, s, c| match uring_setup() {
+            Ok((ring, bufs)) => {
+                ready(Ok(()));
+                uring_loop(ring, bufs, &sockets, s, c);
+            }
+            Err(e) => ready(Err(e)),
+        },
+    )
 }
 
 fn uring_setup() -> io::Result<(io_uring::IoUring, BufRing)> {
@@ -712,15 +731,11 @@ fn start_rtp_io(
     threads: &Arc<Threads>,
     wake: Box<dyn Fn() + Send>,
 ) -> io::Result<Box<dyn Server>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, c, t) = (stop.clone(), counters.clone(), threads.clone());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let handle = thread::spawn(move || {
-        t.server.lock().expect("tids").push(gettid());
+    start_thread_model(counters, threads, wake, move |ready, s, c| {
         let mut ring = match rtp_io::UdpRing::new(sockets.len() + 16) {
             Ok(r) => r,
             Err(e) => {
-                let _ = ready_tx.send(Err(e));
+                ready(Err(e));
                 return;
             }
         };
@@ -729,11 +744,11 @@ fn start_rtp_io(
                 Some(peer) => ring.connect(i as u64, Some(peer)),
                 None => Ok(()),
             }) {
-                let _ = ready_tx.send(Err(e));
+                ready(Err(e));
                 return;
             }
         }
-        let _ = ready_tx.send(Ok(()));
+        ready(Ok(()));
         let mut replies: Vec<(u64, SocketAddr, [u8; PKT])> = Vec::new();
         let template = reply_template();
         while !s.load(Relaxed) {
@@ -760,14 +775,7 @@ fn start_rtp_io(
                 c.recv_errors.fetch_add(1, Relaxed);
             }
         }
-    });
-    match ready_rx.recv().expect("rtp-io thread") {
-        Ok(()) => Ok(Box::new(ThreadServer { stop, handle, wake })),
-        Err(e) => {
-            handle.join().expect("rtp-io thread");
-            Err(e)
-        }
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 
 use toml::Spanned;
 
-use super::file::{Count, RawStore};
+use super::file::RawStore;
 use super::validate::Checker;
 use crate::store::postgres::{parse_url, valid_instance_name};
 use crate::store::{PostgresSettings, StoreBackend};
@@ -122,26 +122,9 @@ impl Checker<'_, '_> {
                     }
                 })
             });
-        let max_connections = match &raw.max_connections {
-            None => Some(16),
-            Some(count) => {
-                let n = match count.get_ref() {
-                    Count::Int(n) => usize::try_from(*n).ok(),
-                    Count::Text(s) => s.trim().parse().ok(),
-                };
-                match n {
-                    Some(n) if (2..=1000).contains(&n) => Some(n),
-                    _ => {
-                        self.invalid(
-                            &count.span(),
-                            "store.max_connections",
-                            "must be a whole number from 2 to 1000",
-                        );
-                        None
-                    }
-                }
-            }
-        };
+        let max_connections = self
+            .count(&raw.max_connections, "store.max_connections", 16, 2, 1000)
+            .map(|n| n as usize);
         if !has_key_file {
             return None;
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::{Count, RawCalls, RawConfig, RawHttp, RawIrma, RawSip, Source};
+use super::file::{RawCalls, RawConfig, RawHttp, RawIrma, RawSip, Source};
 use super::values::{cidr, duration, host, irma_url, media_ip, realm, socket_addr};
 use super::{Config, ConfigError, HttpSettings, IrmaSettings, SipSettings};
 use crate::call::collect::CollectConfig;
@@ -641,46 +641,19 @@ impl Checker<'_, '_> {
             "direct" => Ok(AgentMedia::Direct),
             other => Err(format!("{other:?} is not `relay` or `direct`")),
         });
-        let max_calls = match &raw.max_calls {
-            None => Some(CallFlowConfig::default().max_calls),
-            Some(count) => {
-                let n = match count.get_ref() {
-                    Count::Int(n) => usize::try_from(*n).ok(),
-                    Count::Text(s) => s.trim().parse().ok(),
-                };
-                match n {
-                    Some(n) if (1..=100_000).contains(&n) => Some(n),
-                    _ => {
-                        self.invalid(
-                            &count.span(),
-                            "calls.max_calls",
-                            "must be a whole number from 1 to 100000",
-                        );
-                        None
-                    }
-                }
-            }
-        };
-        let media_threads = match &raw.media_threads {
-            None => Some(0),
-            Some(count) => {
-                let n = match count.get_ref() {
-                    Count::Int(n) => usize::try_from(*n).ok(),
-                    Count::Text(s) => s.trim().parse().ok(),
-                };
-                match n {
-                    Some(n) if (1..=64).contains(&n) => Some(n),
-                    _ => {
-                        self.invalid(
-                            &count.span(),
-                            "calls.media_threads",
-                            "must be a whole number from 1 to 64",
-                        );
-                        None
-                    }
-                }
-            }
-        };
+        let max_calls = self
+            .count(
+                &raw.max_calls,
+                "calls.max_calls",
+                clamp_u32(CallFlowConfig::default().max_calls),
+                1,
+                100_000,
+            )
+            .map(|n| n as usize);
+        // 0: one per core.
+        let media_threads = self
+            .count(&raw.media_threads, "calls.media_threads", 0, 1, 64)
+            .map(|n| n as usize);
         let media_io = self.or_default(&raw.media_io, "io_uring", "calls.media_io", |s| match s {
             "io_uring" => Ok(true),
             "tokio" => Ok(false),
