@@ -177,7 +177,7 @@ pub fn spawn(ctx: CallContext, events: SipEvents) -> Spawned {
         ended: ended_tx,
         relayed,
         sip_bound: ctx.sip_local.clone(),
-        media: crate::media_plane::MediaPlane::start(ctx.config.media_io),
+        media: crate::media_plane::MediaPlane::start(ctx.config.media_io, ctx.config.max_calls),
     });
     let browser_calls =
         super::browser::BrowserCalls::new(task_ctx.clone(), routes.clone(), gateway);

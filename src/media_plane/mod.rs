@@ -162,12 +162,13 @@ enum PlaneInner {
 }
 
 impl MediaPlane {
-    /// Starts the plane `io` asks for: io_uring threads, or — where the kernel refuses them, or
-    /// when asked — calls' own tokio tasks. Must be called inside a tokio runtime.
-    pub fn start(io: MediaIo) -> MediaPlane {
+    /// Starts the plane `io` asks for, for up to `max_calls` calls at once: io_uring threads, or —
+    /// where the kernel refuses them, or when asked — calls' own tokio tasks. Must be called
+    /// inside a tokio runtime.
+    pub fn start(io: MediaIo, max_calls: usize) -> MediaPlane {
         let inner = match io {
             MediaIo::Tokio => PlaneInner::Tokio,
-            MediaIo::Uring { threads } => Self::start_uring(threads),
+            MediaIo::Uring { threads } => Self::start_uring(threads, max_calls),
         };
         MediaPlane {
             inner: Arc::new(inner),
@@ -175,12 +176,12 @@ impl MediaPlane {
     }
 
     #[cfg(target_os = "linux")]
-    fn start_uring(threads: usize) -> PlaneInner {
+    fn start_uring(threads: usize, max_calls: usize) -> PlaneInner {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        match uring::Threads::start(threads) {
+        match uring::Threads::start(threads, max_calls) {
             Ok(t) => {
                 tracing::debug!(threads, "media plane: io_uring");
                 PlaneInner::Uring(t)
@@ -196,7 +197,7 @@ impl MediaPlane {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn start_uring(_threads: usize) -> PlaneInner {
+    fn start_uring(_threads: usize, _max_calls: usize) -> PlaneInner {
         PlaneInner::Tokio
     }
 

@@ -63,7 +63,7 @@ struct Harness {
 }
 
 fn harness(io: MediaIo) -> Option<Harness> {
-    let plane = MediaPlane::start(io);
+    let plane = MediaPlane::start(io, 16);
     if io != MediaIo::Tokio && plane.driver() != "io_uring" {
         eprintln!("io_uring refused here: the io_uring driver's tests are skipped");
         return None;

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Sockets one media thread's ring is sized for (two per call).
-const RING_SOCKETS: usize = 8192;
+/// Sockets a media thread's ring is sized for at least.
+const MIN_RING_SOCKETS: usize = 256;
 
 /// The media threads of a server. Dropping it stops them (calls still on them lose their media:
 /// by then the server is gone).
@@ -53,16 +53,22 @@ impl Queue {
 }
 
 impl Threads {
-    /// Starts `n` media threads; `Err` if the kernel refuses io_uring (nothing is left running).
-    pub(super) fn start(n: usize) -> std::io::Result<Threads> {
+    /// Starts `n` media threads for up to `max_calls` calls; `Err` if the kernel refuses io_uring
+    /// (nothing is left running).
+    pub(super) fn start(n: usize, max_calls: usize) -> std::io::Result<Threads> {
+        let n = n.max(1);
+        // Calls are spread evenly; each has its caller's socket, an agent leg's, and for a moment
+        // the one a new agent leg replaces.
+        let ring_sockets = (3 * max_calls).div_ceil(n) + 64;
+        let ring_sockets = ring_sockets.max(MIN_RING_SOCKETS);
         let mut workers = Vec::with_capacity(n);
-        for i in 0..n.max(1) {
+        for i in 0..n {
             let (ready, started) = std::sync::mpsc::channel();
             let spawned = std::thread::Builder::new()
                 .name(format!("vb-media-{i}"))
                 .spawn(move || {
                     // The ring is made on the thread that uses it (single issuer).
-                    let ring = match UdpRing::new(RING_SOCKETS) {
+                    let ring = match UdpRing::new(ring_sockets) {
                         Ok(ring) => ring,
                         Err(e) => {
                             let _ = ready.send(Err(e));
@@ -141,6 +147,8 @@ struct Call {
     wanted: Option<Instant>,
     /// Closing: sockets still open, and who waits for them.
     closing: Option<(usize, Option<oneshot::Sender<()>>)>,
+    /// Sockets of the call on the ring and not closed yet (also those being removed).
+    open: usize,
 }
 
 /// A socket on the ring: whose, and its port (returned to the pool when the socket is closed).
@@ -203,6 +211,7 @@ impl Worker {
                                 queued: None,
                                 wanted: None,
                                 closing: None,
+                                open: 0,
                             },
                         );
                         self.st.reschedule(call);
@@ -269,6 +278,7 @@ impl Worker {
                 match self.ring.add(token, socket) {
                     Ok(()) => {
                         c.legs[leg.index()] = Some(token);
+                        c.open += 1;
                         self.st.sockets.insert(
                             token,
                             Socket {
@@ -307,7 +317,7 @@ impl Worker {
             self.ring.remove(token);
         }
         // Every socket of the call not closed yet, also one removed earlier.
-        let open = self.st.sockets.values().filter(|s| s.call == call).count();
+        let open = c.open;
         if open == 0 {
             self.st.calls.remove(&call);
             if let Some(done) = done {
@@ -481,6 +491,12 @@ impl State {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        c.open = c.open.saturating_sub(1);
+        if let Some(leg) = c.legs.iter_mut().find(|t| **t == Some(token)) {
+            // Closed without being removed: its receive kept failing (rtp-io gives up on it).
+            tracing::warn!("an RTP socket kept failing and was closed; that leg's media stops");
+            *leg = None;
+        }
         if let Some((open, done)) = &mut c.closing {
             *open = open.saturating_sub(1);
             if *open == 0 {
