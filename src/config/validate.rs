@@ -1244,6 +1244,33 @@ sip_password = "jan-phone-secret"
     }
 
     #[test]
+    fn the_media_driver_is_io_uring_on_every_core_unless_the_config_says_otherwise() {
+        use crate::media_plane::MediaIo;
+        let load = |calls: &str| {
+            load_str(
+                &format!("{MINIMAL}\n[calls]\n{calls}"),
+                Path::new("vb.toml"),
+                Vec::new(),
+            )
+            .map(|c| c.calls.media_io)
+        };
+        assert_eq!(load("").unwrap(), MediaIo::Uring { threads: 0 });
+        assert_eq!(
+            load("media_threads = 3\n").unwrap(),
+            MediaIo::Uring { threads: 3 }
+        );
+        assert_eq!(load("media_io = \"tokio\"\n").unwrap(), MediaIo::Tokio);
+        for (bad, key) in [
+            ("media_io = \"epoll\"\n", "`calls.media_io`"),
+            ("media_threads = 0\n", "`calls.media_threads`"),
+            ("media_threads = 65\n", "`calls.media_threads`"),
+        ] {
+            let errors = errors_of(&format!("{MINIMAL}\n[calls]\n{bad}"));
+            assert!(errors.iter().any(|e| e.contains(key)), "{bad}: {errors:?}");
+        }
+    }
+
+    #[test]
     fn sip_connection_limits_reach_the_driver() {
         let defaults = load_str(MINIMAL, Path::new("vb.toml"), Vec::new()).unwrap();
         assert_eq!(
