@@ -11,6 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Seconds since the Unix epoch.
 pub type UnixSeconds = u64;
 
+/// The tasks' monotonic time source: tokio's clock (so tests may pause it), as the `std` instant
+/// the sans-IO state machines take. The call tasks and the tokio media driver read it.
+pub fn runtime_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The wall clock as [`UnixSeconds`] (0 if the clock is before 1970).
 pub fn unix_now() -> UnixSeconds {
     unix_seconds(SystemTime::now())

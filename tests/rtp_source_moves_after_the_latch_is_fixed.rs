@@ -7,7 +7,7 @@
 use crate::support;
 
 use std::time::Duration;
-use support::pcap::{dtmf_call_rtp, DtmfPcapConfig};
+use support::pcap::{dtmf_call_rtp, pcma_call_rtp, DtmfPcapConfig, PcapPacket, PCMA_SILENCE};
 use support::raw_sip::{header, RawTrunk};
 use support::server;
 use tokio::net::UdpSocket;
@@ -15,25 +15,13 @@ use veilig_bellen::call::{CallState, UnverifiedReason};
 
 const CALLER: &str = "+31655557777";
 
-/// The `m=audio` port of the SDP in `message`.
-fn sdp_port(message: &str) -> u16 {
-    message
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no m=audio in {message}"))
-}
-
-/// One PCMA packet of silence.
-fn silence(seq: u16) -> Vec<u8> {
-    let ts = u32::from(seq) * 160;
-    let mut p = vec![0x80, 8];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&0x0A0A_0A0Au32.to_be_bytes());
-    p.extend_from_slice(&[0xD5; 160]);
-    p
+/// Sends `packets` from `socket` to `to`, each at its time from now.
+async fn play(socket: &UdpSocket, packets: &[PcapPacket], to: std::net::SocketAddr) {
+    let start = tokio::time::Instant::now();
+    for p in packets {
+        tokio::time::sleep_until(start + p.at).await;
+        socket.send_to(&p.payload, to).await.expect("send");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,15 +41,18 @@ async fn the_trunk_moving_its_rtp_after_the_latch_is_fixed_still_gets_its_digits
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let to = header(&ok, "To").expect("To in the 200 OK");
     trunk.send(&trunk.in_dialog("ACK", 1, &to)).await;
-    let ours = std::net::SocketAddr::from(([127, 0, 0, 1], sdp_port(&ok)));
+    let port = support::sipp_phone::trunk_rtp_port(&ok).expect("our RTP port in the 200 OK");
+    let ours = std::net::SocketAddr::from(([127, 0, 0, 1], port));
 
     // 3.6 s of RTP from the first port: past the 3 s learning window the latch is fixed (and the
     // io_uring media thread connects our socket to that port).
-    let mut interval = tokio::time::interval(Duration::from_millis(20));
-    for seq in 0..180u16 {
-        interval.tick().await;
-        first.send_to(&silence(seq), ours).await.expect("send");
-    }
+    let silence = [PCMA_SILENCE; 180 * 160];
+    play(
+        &first,
+        &pcma_call_rtp(&silence, &DtmfPcapConfig::default()),
+        ours,
+    )
+    .await;
 
     // The trunk moves its RTP to the other port.
     trunk.send(&trunk.reinvite(2, &to, moved_port)).await;
@@ -75,12 +66,13 @@ async fn the_trunk_moving_its_rtp_after_the_latch_is_fixed_still_gets_its_digits
         lead_in: Duration::from_millis(200),
         ..DtmfPcapConfig::default()
     };
-    let packets = dtmf_call_rtp("73194628", &cfg).expect("packets");
     let start = tokio::time::Instant::now();
-    for p in packets {
-        tokio::time::sleep_until(start + p.at).await;
-        moved.send_to(&p.payload, ours).await.expect("send");
-    }
+    play(
+        &moved,
+        &dtmf_call_rtp("73194628", &cfg).expect("packets"),
+        ours,
+    )
+    .await;
 
     let call = loop {
         let calls = srv.running.registry.list(std::time::SystemTime::now());

@@ -8,7 +8,7 @@
 use super::{Command, LegId, Outbox, SharedMedia};
 use crate::rtp_ports::PortLease;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
@@ -93,10 +93,8 @@ async fn run(state: SharedMedia, mut commands: mpsc::UnboundedReceiver<Command>)
     }
 }
 
-/// The task's one time source: tokio's clock (so tests may pause it), as a `std` instant.
-fn clock() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+/// The task's one time source ([`crate::time::runtime_now`]).
+use crate::time::runtime_now as clock;
 
 /// The next datagrams of a leg's socket into `batch`; never while the leg has none.
 async fn recv(leg: &Option<Leg>, batch: &mut RecvBatch) -> Option<()> {

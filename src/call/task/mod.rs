@@ -260,11 +260,8 @@ fn is_bye(event: &sip::endpoint::Event) -> bool {
     matches!(event, sip::endpoint::Event::Request { request, .. } if request.method == sip::message::Method::Bye)
 }
 
-/// The task's one time source: tokio's clock (so tests may pause it), as the `std` instant the
-/// state machines take.
-fn clock() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+/// The task's one time source ([`crate::time::runtime_now`]).
+use crate::time::runtime_now as clock;
 
 /// The browser gateway's next event; never, for a SIP call. A gateway that is gone reads as closed.
 async fn browser_event(leg: &mut CallerLeg) -> crate::webrtc::gateway::GatewayEvent {
