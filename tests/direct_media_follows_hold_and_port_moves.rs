@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use support::agent::{answer, tone_share, AgentPhone, Answer};
 use support::direct_media::{
     answered, call_view, connect, hang_up_with_sipp_agent, our_answers,
-    server as direct_media_server, trunk_reinvite_ports, wait_direct,
+    server as direct_media_server, trunk_reinvite_ports, trunk_reinvite_ports_acked, wait_direct,
 };
 use support::server::TestServer;
 use support::sipp::{audio_ports, wait_messages, Sipp, TrunkCall, TrunkReinvite};
@@ -404,7 +404,7 @@ async fn an_agent_hold_and_resume_reach_the_trunk_and_media_stays_direct() {
     )
     .await;
     wait_messages(&sipp, "the resume reaching the trunk", WAIT, |m| {
-        trunk_reinvite_ports(m).len() >= 3
+        trunk_reinvite_ports_acked(m).len() >= 3
     })
     .await;
     let trunk_port = agent_invite_ports(&agent.messages())
@@ -666,7 +666,7 @@ async fn an_agent_moving_its_rtp_in_an_ack_while_direct_gets_the_trunk_sending_t
         &sipp,
         "the agent's new port reaching the trunk",
         WAIT,
-        |m| trunk_reinvite_ports(m).len() >= 2,
+        |m| trunk_reinvite_ports_acked(m).len() >= 2,
     )
     .await;
     let to_trunk = trunk_reinvite_ports(&sipp.messages());
@@ -713,7 +713,7 @@ async fn a_trunk_refusing_the_agents_hold_moves_both_legs_back_to_the_relay() {
         + &trunk_accepts("sendrecv", "sendrecv", "back");
     let (sipp, id) = answered(&srv, &call).await;
     wait_messages(&sipp, "our re-INVITE back to the relay", WAIT, |m| {
-        trunk_reinvite_ports(m).len() >= 3
+        trunk_reinvite_ports_acked(m).len() >= 3
     })
     .await;
     wait_messages(

@@ -125,6 +125,15 @@ pub fn trunk_reinvite_ports(messages: &str) -> Vec<u16> {
     super::sipp::audio_ports(messages, "INVITE sip:trunk@")
 }
 
+/// The `m=audio` ports of our re-INVITEs to the trunk whose transaction is over (our ACK reached
+/// sipp), in order. A test that tells the trunk to go on (`Sipp::proceed`, the hang-up) before that
+/// ACK arrived would abort sipp's scenario, which still waits for it.
+pub fn trunk_reinvite_ports_acked(messages: &str) -> Vec<u16> {
+    let mut ports = trunk_reinvite_ports(messages);
+    ports.truncate(super::sipp::received(messages, "ACK sip:trunk@"));
+    ports
+}
+
 /// Ends the test's call: the trunk hangs up (the call must show `ended`), the agent's SIPp phone's
 /// scenario must pass (else a failure saying `why`), and the server shuts down.
 pub async fn hang_up_with_sipp_agent(
