@@ -690,6 +690,8 @@ async fn measure(srv: &TestServer, generator: &LoadGen, length: Duration) -> Win
     let load_before = load_average();
     let (udp0, rtp0) = (udp_drops_by_socket(), generator.rtp_counts());
     let (before, t0) = (thread_ticks(), Instant::now());
+    // For a profiler attached from outside (`perf record -t` on the media threads for this long).
+    eprintln!("measuring window: {} s from now", length.as_secs_f64());
     // The measuring window itself.
     tokio::time::sleep(length).await;
     let (after, secs) = (thread_ticks(), t0.elapsed().as_secs_f64());

@@ -11,9 +11,12 @@
 //!   slot's payload, with the slot's address as destination (`sendto`), or without one when the
 //!   socket is connected to that very address ([`UdpRing::connect`]): then the kernel uses the
 //!   socket's cached route instead of a route lookup per packet.
-//! - A socket's file descriptor is referenced *by number* in its SQEs, so it stays open while any
-//!   of its operations (receive, sends, the cancel of `remove`) is queued or in flight; it is
-//!   closed when the last of them has completed.
+//! - A socket is referenced in its SQEs by its slot in the ring's registered file table (fixed
+//!   files: no file lookup and reference count per operation), or — where the table could not be
+//!   registered (`RLIMIT_NOFILE` below `max_sockets`) or updated — by its descriptor number. Either
+//!   way it stays open while any of its operations (receive, sends, the cancel of `remove`) is
+//!   queued or in flight; when the last of them has completed its table slot is cleared (the
+//!   table's reference would keep the socket, and its port, alive) and the descriptor closed.
 //! - The waker's eventfd is polled (no read into our memory) and is shared with the [`Waker`]s
 //!   through an `Arc`, so it stays open at least as long as the ring.
 //!
@@ -27,7 +30,7 @@
 //! than the one that called `wait`, or the kernel did not answer in time) it *leaks* the buffer
 //! ring and the send slots instead of freeing memory the kernel might still touch.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
@@ -37,7 +40,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{BufRingEntry, CancelBuilder, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 /// Which socket a datagram came from / goes out of: the caller's number for it.
@@ -127,6 +130,9 @@ pub struct Stats {
     /// Completions the kernel could not keep when the completion queue overflowed (lost; with
     /// the sizes used here this stays 0 unless memory runs out).
     pub cq_overflows: u64,
+    /// Closed sockets whose slot in the file table could not be cleared (each stays open, with
+    /// its port, until the ring is dropped; not expected).
+    pub table_clear_errors: u64,
 }
 
 /// Wakes the ring's [`UdpRing::wait`] from any thread. Cheap to clone; wakes coalesce.
@@ -303,8 +309,12 @@ impl SendSlot {
     /// done (sent or failed) once the `io_uring_enter` that submitted it has returned, which
     /// `UdpRing::connect` relies on (not for memory safety: the slot is freed only on the
     /// completion in any case).
-    fn sqe(&self, fd: RawFd, slot_idx: u32) -> squeue::Entry {
-        let send = opcode::Send::new(Fd(fd), self.buf.as_ptr(), self.len).flags(libc::MSG_DONTWAIT);
+    fn sqe(&self, file: FileRef, slot_idx: u32) -> squeue::Entry {
+        let send = match file {
+            FileRef::Fd(fd) => opcode::Send::new(Fd(fd), self.buf.as_ptr(), self.len),
+            FileRef::Fixed(i) => opcode::Send::new(Fixed(i), self.buf.as_ptr(), self.len),
+        }
+        .flags(libc::MSG_DONTWAIT);
         let send = if self.bare {
             send
         } else if self.v6 {
@@ -370,11 +380,20 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_in6, libc::socklen_t) {
     }
 }
 
+/// How SQEs name a socket: its slot in the registered file table, or its descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileRef {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
 /// A registered socket.
 struct Sock {
     token: Token,
     socket: UdpSocket,
     fd: RawFd,
+    /// How its SQEs name it ([`FileRef::Fixed`]: its index in `socks`, set in the file table).
+    file: FileRef,
     v6: bool,
     /// The peer the socket is connected to ([`UdpRing::connect`]), in the socket's family.
     peer: Option<SocketAddr>,
@@ -419,6 +438,8 @@ pub struct UdpRing {
     /// Sockets holding an fd (open or closing), against `max_sockets`.
     live: usize,
     max_sockets: usize,
+    /// A sparse file table of `max_sockets` slots is registered: sockets are used as fixed files.
+    fixed_files: bool,
     /// SQEs not yet in the submission queue.
     pending: Vec<squeue::Entry>,
     /// Operations queued or in flight, not yet finally completed.
@@ -463,10 +484,13 @@ fn build_ring(cq_entries: u32) -> io::Result<IoUring> {
     ))
 }
 
-fn recv_sqe(fd: RawFd, idx: u32, msg: &libc::msghdr) -> squeue::Entry {
-    opcode::RecvMsgMulti::new(Fd(fd), msg as *const libc::msghdr, BGID)
-        .build()
-        .user_data(UD_RECV | u64::from(idx))
+fn recv_sqe(file: FileRef, idx: u32, msg: &libc::msghdr) -> squeue::Entry {
+    let msg = msg as *const libc::msghdr;
+    match file {
+        FileRef::Fd(fd) => opcode::RecvMsgMulti::new(Fd(fd), msg, BGID).build(),
+        FileRef::Fixed(i) => opcode::RecvMsgMulti::new(Fixed(i), msg, BGID).build(),
+    }
+    .user_data(UD_RECV | u64::from(idx))
 }
 
 /// A source address from the name field of a receive buffer.
@@ -556,9 +580,10 @@ impl UdpRing {
             free_slots: Vec::new(),
             socks: Vec::new(),
             free_socks: Vec::new(),
-            tokens: HashMap::new(),
+            tokens: HashMap::default(),
             live: 0,
             max_sockets,
+            fixed_files: false,
             pending: Vec::new(),
             inflight: 0,
             closed: Vec::new(),
@@ -580,6 +605,13 @@ impl UdpRing {
             )
         }
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring register_buf_ring: {e}")))?;
+        // Refused where RLIMIT_NOFILE is below `max_sockets` (the table counts against it): then
+        // sockets are named by descriptor, which works the same, a little slower.
+        this.fixed_files = this
+            .ring
+            .submitter()
+            .register_files_sparse(max_sockets as u32)
+            .is_ok();
         this.arm_wake();
         Ok(this)
     }
@@ -615,12 +647,27 @@ impl UdpRing {
             }
         };
         let fd = socket.as_raw_fd();
-        self.pending.push(recv_sqe(fd, idx, &self.recv_msg));
+        // In the file table when there is one: the slot is free (cleared when its last socket
+        // closed), and a failed update leaves the socket named by its descriptor.
+        let file = if self.fixed_files
+            && (idx as usize) < self.max_sockets
+            && self
+                .ring
+                .submitter()
+                .register_files_update(idx, &[fd])
+                .is_ok()
+        {
+            FileRef::Fixed(idx)
+        } else {
+            FileRef::Fd(fd)
+        };
+        self.pending.push(recv_sqe(file, idx, &self.recv_msg));
         self.inflight += 1;
         self.socks[idx as usize] = Some(Sock {
             token,
             socket,
             fd,
+            file,
             v6,
             peer: None,
             local,
@@ -703,7 +750,7 @@ impl UdpRing {
                 if let Some(slot) = self.slots.get_mut(slot_idx as usize) {
                     if slot.bare && slot.sock == idx {
                         slot.bare = false;
-                        *sqe = slot.sqe(sock.fd, slot_idx);
+                        *sqe = slot.sqe(sock.file, slot_idx);
                     }
                 }
             }
@@ -839,7 +886,7 @@ impl UdpRing {
         // To the connected peer: no address, the kernel uses the socket's cached route.
         slot.bare = sock.peer == Some(dest);
         slot.sock = idx;
-        self.pending.push(slot.sqe(sock.fd, slot_idx));
+        self.pending.push(slot.sqe(sock.file, slot_idx));
         sock.inflight += 1;
         self.inflight += 1;
         true
@@ -878,6 +925,11 @@ impl UdpRing {
             on(Completion::Closed { token });
         }
         Ok(())
+    }
+
+    /// Whether sockets go on the registered file table (else by descriptor; see the module docs).
+    pub fn uses_fixed_files(&self) -> bool {
+        self.fixed_files
     }
 
     /// Counters for metrics and benches.
@@ -1080,7 +1132,7 @@ impl UdpRing {
                     // Given up: closed and reported like a removed socket.
                     sock.removed = true;
                 } else {
-                    self.pending.push(recv_sqe(sock.fd, idx, &self.recv_msg));
+                    self.pending.push(recv_sqe(sock.file, idx, &self.recv_msg));
                     sock.recv_active = true;
                     sock.inflight += 1;
                     self.inflight += 1;
@@ -1110,6 +1162,18 @@ impl UdpRing {
         let Some(sock) = slot.take() else {
             return;
         };
+        if let FileRef::Fixed(i) = sock.file {
+            // No queued or in-flight operation uses the slot: take the table's reference away,
+            // or the socket would stay open (and keep its port) after the close below.
+            if self
+                .ring
+                .submitter()
+                .register_files_update(i, &[-1])
+                .is_err()
+            {
+                self.stats.table_clear_errors += 1;
+            }
+        }
         drop(sock.socket); // closes the fd: no queued or in-flight operation uses it
         self.free_socks.push(idx);
         self.live = self.live.saturating_sub(1);

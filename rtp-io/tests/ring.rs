@@ -218,9 +218,43 @@ fn sends_arrive_in_order_and_a_burst_of_1000() {
     eprintln!("burst: {st:?}");
 }
 
+/// Sockets on the registered file table (the normal case): closing one also clears its slot, or
+/// the table would keep the socket, and its port, open.
 #[test]
 fn remove_reports_closed_and_frees_the_port() {
-    let Some(mut ring) = ring(4) else { return };
+    let Some(ring) = ring(4) else { return };
+    assert!(ring.uses_fixed_files(), "a 4-slot file table is refused");
+    remove_frees_the_port(ring);
+}
+
+/// Where the file table is refused (it counts against `RLIMIT_NOFILE`: here a ring for more sockets
+/// than the soft limit), sockets are named by descriptor and everything works the same.
+#[test]
+fn without_a_file_table_sockets_go_by_descriptor() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the live struct passed.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_cur >= 1 << 20 {
+        eprintln!(
+            "SKIP: RLIMIT_NOFILE {} allows any file table",
+            limit.rlim_cur
+        );
+        return;
+    }
+    let Some(ring) = ring(limit.rlim_cur as usize + 1) else {
+        return;
+    };
+    assert!(!ring.uses_fixed_files());
+    remove_frees_the_port(ring);
+}
+
+fn remove_frees_the_port(mut ring: UdpRing) {
     let s = bind("127.0.0.1").unwrap();
     let addr = s.local_addr().unwrap();
     let keep = bind("127.0.0.1").unwrap();

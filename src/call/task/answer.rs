@@ -7,6 +7,7 @@
 //! port is free, 488 (with a Warning) when no codec is shared, 400/500 for unusable INVITEs. Also
 //! reads the caller's number (P-Asserted-Identity, RFC 3325 §9.1, else From) into a [`Pii`].
 
+use super::media::Signal;
 use super::media::{bind_media, media_ip, rtp_config};
 use super::{uri_number, Call, CallTaskContext, CallerLeg, MediaLeg};
 use crate::call::agent_forks::AgentForks;
@@ -16,7 +17,6 @@ use crate::call::CallId;
 use crate::pii::Pii;
 use crate::tenant::Tenant;
 use dsp::dtmf::DtmfDetector;
-use dsp::tone::Silence;
 use sip::dialog::Dialog;
 use sip::endpoint::{ServerTxId, Source, Target};
 use sip::message::{build, HeaderName, NameAddr, Request, Uri};
@@ -217,14 +217,14 @@ fn asserted_identity(invite: &Request) -> Option<String> {
 
 /// What the caller hears while the code comes in: the tenant's greeting once (then silence), or
 /// silence.
-fn greeting(tenant: &Tenant) -> Box<dyn dsp::tone::SignalSource + Send> {
+fn greeting(tenant: &Tenant) -> Signal {
     match &tenant.prompts.greeting {
         Some(samples) => match dsp::tone::LoopedPrompt::new(samples.clone()) {
             // Once, then a gap longer than any code entry may take.
-            Ok(p) => Box::new(p.with_gap(GREETING_GAP)),
-            Err(_) => Box::new(Silence),
+            Ok(p) => Signal::Prompt(p.with_gap(GREETING_GAP)),
+            Err(_) => Signal::Silence,
         },
-        None => Box::new(Silence),
+        None => Signal::Silence,
     }
 }
 

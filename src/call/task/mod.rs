@@ -58,7 +58,7 @@ use crate::pii::Pii;
 use crate::rtp_ports::{PortLease, SharedPortPool};
 use crate::sip_driver::SipHandle;
 use crate::tenant::{Tenant, Tenants};
-use dsp::tone::{LoopedPrompt, SignalSource};
+use dsp::tone::LoopedPrompt;
 use media::{CallMedia, MediaEvent};
 use sip::dialog::{Dialog, DialogEvent};
 use sip::endpoint::{ServerTxId, Source};
@@ -401,17 +401,17 @@ fn lookup_classification(result: Result<crate::links::Verified, Unverified>) -> 
 
 impl Call {
     /// What a waiting caller hears, from the start of its loop.
-    fn waiting_signal(&self) -> Box<dyn SignalSource + Send> {
+    fn waiting_signal(&self) -> media::Signal {
         crate::sync::lock(&self.media).waiting_signal()
     }
 
     /// What a caller nobody took hears before we hang up, and for how long: the tenant's goodbye
     /// prompt (once, to its end), else the busy tone for [`GOODBYE_TIME`].
-    fn goodbye_signal(&self) -> (Box<dyn SignalSource + Send>, Duration) {
+    fn goodbye_signal(&self) -> (media::Signal, Duration) {
         if let Some(samples) = &self.tenant.prompts.goodbye {
             if let Ok(p) = LoopedPrompt::new(samples.clone()) {
                 let lasts = Duration::from_millis(samples.len() as u64 / 8 + 200);
-                return (Box::new(p.with_gap(usize::MAX / 4)), lasts);
+                return (media::Signal::Prompt(p.with_gap(usize::MAX / 4)), lasts);
             }
         }
         (media::busy_tone(), GOODBYE_TIME)
