@@ -21,6 +21,7 @@ pub mod demo;
 pub mod dtmf_cmd;
 pub mod exchange;
 pub mod extra_requests;
+pub mod fd_limit;
 pub mod http;
 pub mod irma;
 pub mod links;

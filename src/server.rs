@@ -196,6 +196,7 @@ impl RunError {
 /// Binds and starts everything.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     private_dir(&config.data_dir)?;
+    crate::fd_limit::raise_for(config.calls.max_calls);
     let (stop, stopped) = watch::channel(false);
 
     let http_listener = tokio::net::TcpListener::bind(config.http)

@@ -75,6 +75,13 @@ impl Threads {
                             return;
                         }
                     };
+                    if i == 0 && !ring.uses_fixed_files() {
+                        tracing::info!(
+                            "media threads: the open-files limit is below {ring_sockets} per \
+                             thread, so RTP sockets go by descriptor instead of io_uring's file \
+                             table (works the same, a little more CPU per packet)"
+                        );
+                    }
                     let queue = Arc::new(Queue {
                         messages: Mutex::new(Vec::new()),
                         waker: ring.waker(),
