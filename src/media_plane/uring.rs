@@ -142,8 +142,10 @@ impl CallMedia {
     }
 }
 
-/// A call on this thread.
+/// A call on this thread, in its slot of the thread's table.
 struct Call {
+    /// The call's number (its handle's; unique in the process, never reused).
+    id: usize,
     state: SharedMedia,
     /// Each leg's socket, by token.
     legs: [Option<Token>; 2],
@@ -158,24 +160,43 @@ struct Call {
     open: usize,
 }
 
-/// A socket on the ring: whose, and its port (returned to the pool when the socket is closed).
+/// A socket on the ring: whose (slot and number), and its port (returned to the pool when the
+/// socket is closed).
 struct Socket {
-    call: usize,
+    slot: u32,
+    id: usize,
     _lease: Option<PortLease>,
+}
+
+/// A socket's token: its call's slot in the low 32 bits — so a datagram finds its call by index,
+/// without a table lookup — and a per-thread sequence number above, so a token is never in use
+/// twice (a leg's old socket may still be closing when its new one is added).
+fn token(seq: u32, slot: u32) -> Token {
+    (u64::from(seq) << 32) | u64::from(slot)
+}
+
+fn slot_of(token: Token) -> u32 {
+    token as u32
 }
 
 /// Everything of a media thread but its ring (borrowed apart while the ring waits).
 struct State {
-    calls: HashMap<usize, Call>,
+    /// The calls by slot: a datagram's token names the slot (see [`token`]).
+    calls: Vec<Option<Call>>,
+    free: Vec<u32>,
+    /// Slot by call number, for the calls' commands.
+    slots: HashMap<usize, u32>,
+    /// Sockets by token, for their close.
     sockets: HashMap<Token, Socket>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    next_token: Token,
+    /// Timer entries: when, the call's slot and number (a slot may have changed hands).
+    timers: BinaryHeap<Reverse<(Instant, u32, usize)>>,
+    next_seq: u32,
     /// One call's output, moved into `sends` with its sockets' tokens.
     out: Outbox,
     sends: Vec<(Token, SocketAddr, std::ops::Range<usize>)>,
     send_bytes: Vec<u8>,
     /// Sockets to connect to their peer (or disconnect), in order with the sends.
-    connects: Vec<(usize, Token, Option<SocketAddr>)>,
+    connects: Vec<(Token, Option<SocketAddr>)>,
 }
 
 struct Worker {
@@ -190,10 +211,12 @@ impl Worker {
             ring,
             queue,
             st: State {
-                calls: HashMap::default(),
+                calls: Vec::new(),
+                free: Vec::new(),
+                slots: HashMap::default(),
                 sockets: HashMap::default(),
                 timers: BinaryHeap::new(),
-                next_token: 0,
+                next_seq: 0,
                 out: Outbox::default(),
                 sends: Vec::new(),
                 send_bytes: Vec::new(),
@@ -210,20 +233,22 @@ impl Worker {
             for (call, message) in messages.drain(..) {
                 match message {
                     Message::Attach(state) => {
-                        self.st.calls.insert(
-                            call,
-                            Call {
-                                state,
-                                legs: [None, None],
-                                queued: None,
-                                wanted: None,
-                                closing: None,
-                                open: 0,
-                            },
-                        );
-                        self.st.reschedule(call);
+                        let slot = self.st.insert(Call {
+                            id: call,
+                            state,
+                            legs: [None, None],
+                            queued: None,
+                            wanted: None,
+                            closing: None,
+                            open: 0,
+                        });
+                        self.st.reschedule(slot);
                     }
-                    Message::Command(command) => self.command(call, command),
+                    Message::Command(command) => {
+                        if let Some(&slot) = self.st.slots.get(&call) {
+                            self.command(slot, command);
+                        }
+                    }
                     Message::Stop => return,
                 }
             }
@@ -256,7 +281,7 @@ impl Worker {
 
     fn submit_sends(&mut self) {
         // Connections first: a send to the new peer then goes by the socket's route.
-        for (_, token, peer) in self.st.connects.drain(..) {
+        for (token, peer) in self.st.connects.drain(..) {
             if let Err(e) = self.ring.connect(token, peer) {
                 // Sends carry their destination: an unconnected socket still works.
                 tracing::debug!("cannot connect an RTP socket to its peer: {e}");
@@ -271,8 +296,8 @@ impl Worker {
         self.st.send_bytes.clear();
     }
 
-    fn command(&mut self, call: usize, command: Command) {
-        let Some(c) = self.st.calls.get_mut(&call) else {
+    fn command(&mut self, slot: u32, command: Command) {
+        let Some(c) = self.st.call_mut(slot) else {
             return;
         };
         match command {
@@ -280,16 +305,20 @@ impl Worker {
                 if let Some(old) = c.legs[leg.index()].take() {
                     self.ring.remove(old);
                 }
-                let token = self.st.next_token;
-                self.st.next_token += 1;
+                let id = c.id;
+                let token = token(self.st.next_seq, slot);
+                self.st.next_seq = self.st.next_seq.wrapping_add(1);
                 match self.ring.add(token, socket) {
                     Ok(()) => {
-                        c.legs[leg.index()] = Some(token);
-                        c.open += 1;
+                        if let Some(c) = self.st.call_mut(slot) {
+                            c.legs[leg.index()] = Some(token);
+                            c.open += 1;
+                        }
                         self.st.sockets.insert(
                             token,
                             Socket {
-                                call,
+                                slot,
+                                id,
                                 _lease: Some(lease),
                             },
                         );
@@ -303,21 +332,21 @@ impl Worker {
                 }
             }
             Command::Touch => {
-                let wanted = self.st.drive(call, |state, out| state.handle_changed(out));
-                self.st.queue_timeout(call, wanted, None);
+                let wanted = self.st.drive(slot, |state, out| state.handle_changed(out));
+                self.st.queue_timeout(slot, wanted, None);
             }
             Command::Flush { done } => {
                 // What the kernel holds for the call's socket now comes out as completions.
                 self.wait(Some(Duration::ZERO));
                 let _ = done.send(());
             }
-            Command::Close { done } => self.close(call, Some(done)),
+            Command::Close { done } => self.close(slot, Some(done)),
         }
     }
 
-    /// Closes every socket of `call`; `done` hears when they are closed.
-    fn close(&mut self, call: usize, done: Option<oneshot::Sender<()>>) {
-        let Some(c) = self.st.calls.get_mut(&call) else {
+    /// Closes every socket of the call in `slot`; `done` hears when they are closed.
+    fn close(&mut self, slot: u32, done: Option<oneshot::Sender<()>>) {
+        let Some(c) = self.st.call_mut(slot) else {
             return;
         };
         for token in c.legs.iter_mut().filter_map(Option::take) {
@@ -326,7 +355,7 @@ impl Worker {
         // Every socket of the call not closed yet, also one removed earlier.
         let open = c.open;
         if open == 0 {
-            self.st.calls.remove(&call);
+            self.st.remove(slot);
             if let Some(done) = done {
                 let _ = done.send(());
             }
@@ -337,20 +366,54 @@ impl Worker {
 }
 
 impl State {
-    /// Asks `call`'s state when it wants to be woken and queues that, if earlier than its entry.
-    fn reschedule(&mut self, call: usize) {
-        let Some(c) = self.calls.get(&call) else {
+    /// Puts `call` in a free slot.
+    fn insert(&mut self, call: Call) -> u32 {
+        let id = call.id;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.calls[slot as usize] = Some(call);
+                slot
+            }
+            None => {
+                self.calls.push(Some(call));
+                (self.calls.len() - 1) as u32
+            }
+        };
+        self.slots.insert(id, slot);
+        slot
+    }
+
+    /// Frees `slot` (its call is done).
+    fn remove(&mut self, slot: u32) {
+        if let Some(c) = self.calls.get_mut(slot as usize).and_then(Option::take) {
+            self.slots.remove(&c.id);
+            self.free.push(slot);
+        }
+    }
+
+    fn call(&self, slot: u32) -> Option<&Call> {
+        self.calls.get(slot as usize)?.as_ref()
+    }
+
+    fn call_mut(&mut self, slot: u32) -> Option<&mut Call> {
+        self.calls.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Asks the state in `slot` when it wants to be woken and queues that, if earlier than its
+    /// entry.
+    fn reschedule(&mut self, slot: u32) {
+        let Some(c) = self.call(slot) else {
             return;
         };
         let wanted = crate::sync::lock(&c.state).poll_timeout();
-        self.queue_timeout(call, wanted, None);
+        self.queue_timeout(slot, wanted, None);
     }
 
-    /// Queues `call`'s timeout `wanted` (what its state's `poll_timeout` said), if earlier than
-    /// its entry; not before `not_before` (after a timeout was handled: a state that still wants
-    /// `now` is woken a millisecond later, not in a loop).
-    fn queue_timeout(&mut self, call: usize, wanted: Option<Instant>, not_before: Option<Instant>) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    /// Queues the timeout `wanted` of the call in `slot` (what its state's `poll_timeout` said),
+    /// if earlier than its entry; not before `not_before` (after a timeout was handled: a state
+    /// that still wants `now` is woken a millisecond later, not in a loop).
+    fn queue_timeout(&mut self, slot: u32, wanted: Option<Instant>, not_before: Option<Instant>) {
+        let Some(c) = self.calls.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
         if c.closing.is_some() {
@@ -361,9 +424,18 @@ impl State {
         if let Some(t) = wanted {
             if c.queued.is_none_or(|q| t < q) {
                 c.queued = Some(t);
-                self.timers.push(Reverse((t, call)));
+                self.timers.push(Reverse((t, slot, c.id)));
             }
         }
+    }
+
+    /// The call an entry of the timer heap is for, if the entry is live (the call still in its
+    /// slot, not closing, and the entry its present one).
+    fn live_entry(&mut self, t: Instant, slot: u32, id: usize) -> Option<&mut Call> {
+        self.calls
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|c| c.id == id && c.queued == Some(t) && c.closing.is_none())
     }
 
     /// How long the thread may wait for datagrams before a call's timeout. An entry a call has
@@ -372,12 +444,8 @@ impl State {
     /// cost a wake-up between its packets.
     fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
         loop {
-            let &Reverse((t, call)) = self.timers.peek()?;
-            let Some(c) = self
-                .calls
-                .get_mut(&call)
-                .filter(|c| c.queued == Some(t) && c.closing.is_none())
-            else {
+            let &Reverse((t, slot, id)) = self.timers.peek()?;
+            let Some(c) = self.live_entry(t, slot, id) else {
                 self.timers.pop();
                 continue;
             };
@@ -388,53 +456,46 @@ impl State {
             if wanted == Some(t) {
                 return Some(t - now);
             }
-            self.timers.pop();
             c.queued = wanted;
+            self.timers.pop();
             if let Some(w) = wanted {
-                self.timers.push(Reverse((w, call)));
+                self.timers.push(Reverse((w, slot, id)));
             }
         }
     }
 
     /// Wakes every call whose timeout has come by `now`, each once.
-    fn run_timers(&mut self, now: Instant, due: &mut Vec<usize>) {
-        while let Some(&Reverse((t, call))) = self.timers.peek() {
+    fn run_timers(&mut self, now: Instant, due: &mut Vec<u32>) {
+        while let Some(&Reverse((t, slot, id))) = self.timers.peek() {
             if t > now {
                 break;
             }
             self.timers.pop();
-            let Some(c) = self.calls.get_mut(&call) else {
-                continue;
-            };
-            if c.queued != Some(t) || c.closing.is_some() {
-                // Stale: the call moved its entry earlier, or is closing.
-                continue;
+            // Not live: the call moved its entry earlier, is closing, or is gone.
+            if let Some(c) = self.live_entry(t, slot, id) {
+                c.queued = None;
+                due.push(slot);
             }
-            c.queued = None;
-            due.push(call);
         }
-        for call in due.drain(..) {
-            let wants_now = self.calls.get(&call).is_some_and(|c| {
+        for slot in due.drain(..) {
+            let wants_now = self.call(slot).is_some_and(|c| {
                 crate::sync::lock(&c.state)
                     .poll_timeout()
                     .is_some_and(|w| w <= now)
             });
             let wanted = if wants_now {
-                self.drive(call, |state, out| state.handle_timeout(now, out))
+                self.drive(slot, |state, out| state.handle_timeout(now, out))
             } else {
-                self.calls
-                    .get(&call)
+                self.call(slot)
                     .and_then(|c| crate::sync::lock(&c.state).poll_timeout())
             };
-            self.queue_timeout(call, wanted, Some(now + Duration::from_millis(1)));
+            self.queue_timeout(slot, wanted, Some(now + Duration::from_millis(1)));
         }
     }
 
     fn datagram(&mut self, now: Instant, token: Token, from: SocketAddr, bytes: &[u8]) {
-        let Some(call) = self.sockets.get(&token).map(|s| s.call) else {
-            return;
-        };
-        let Some(c) = self.calls.get(&call).filter(|c| c.closing.is_none()) else {
+        let slot = slot_of(token);
+        let Some(c) = self.call(slot).filter(|c| c.closing.is_none()) else {
             return;
         };
         let leg = match c.legs {
@@ -443,20 +504,20 @@ impl State {
             // A socket being removed: what it still brought is not the call's any more.
             _ => return,
         };
-        let wanted = self.drive(call, |state, out| {
+        let wanted = self.drive(slot, |state, out| {
             state.handle_datagram(now, leg, from, bytes, out)
         });
-        self.queue_timeout(call, wanted, None);
+        self.queue_timeout(slot, wanted, None);
     }
 
-    /// Runs `f` on `call`'s state and queues what it sent; returns when the state wants to be
-    /// woken next. A panic stops only this call's media.
+    /// Runs `f` on the state in `slot` and queues what it sent; returns when the state wants to
+    /// be woken next. A panic stops only this call's media.
     fn drive(
         &mut self,
-        call: usize,
+        slot: u32,
         f: impl FnOnce(&mut dyn super::MediaState, &mut Outbox),
     ) -> Option<Instant> {
-        let c = self.calls.get(&call)?;
+        let c = self.calls.get(slot as usize)?.as_ref()?;
         let out = &mut self.out;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut state = crate::sync::lock(&c.state);
@@ -467,14 +528,14 @@ impl State {
         let Ok(wanted) = ran else {
             tracing::error!("a call's media failed (a bug); its media stops");
             self.out = Outbox::default();
-            if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(c) = self.call_mut(slot) {
                 c.closing = Some((0, None));
             }
             return None;
         };
         for (leg, peer) in self.out.drain_connects() {
             if let Some(token) = legs[leg.index()] {
-                self.connects.push((call, token, peer));
+                self.connects.push((token, peer));
             }
         }
         let (sends, bytes) = (&mut self.sends, &mut self.send_bytes);
@@ -493,9 +554,9 @@ impl State {
         let Some(socket) = self.sockets.remove(&token) else {
             return;
         };
-        let call = socket.call;
+        let (slot, id) = (socket.slot, socket.id);
         drop(socket);
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(c) = self.call_mut(slot).filter(|c| c.id == id) else {
             return;
         };
         c.open = c.open.saturating_sub(1);
@@ -504,14 +565,18 @@ impl State {
             tracing::warn!("an RTP socket kept failing and was closed; that leg's media stops");
             *leg = None;
         }
+        let mut done_with_call = false;
         if let Some((open, done)) = &mut c.closing {
             *open = open.saturating_sub(1);
             if *open == 0 {
                 if let Some(done) = done.take() {
                     let _ = done.send(());
                 }
-                self.calls.remove(&call);
+                done_with_call = true;
             }
+        }
+        if done_with_call {
+            self.remove(slot);
         }
     }
 }
