@@ -62,9 +62,12 @@ pub async fn wait_direct(
         .await
         .unwrap_or_else(|e| panic!("{e}\ntrunk:\n{}\nagent:\n{}", sipp.logs(), agent_logs()));
     // Our ACK too: a test telling sipp to go on before it arrived would abort its scenario.
-    super::sipp::wait_messages(sipp, "our ACK to the trunk's 200 for the re-INVITE", limit, |m| {
-        !trunk_reinvite_ports_acked(m).is_empty()
-    })
+    super::sipp::wait_messages(
+        sipp,
+        "our ACK to the trunk's 200 for the re-INVITE",
+        limit,
+        |m| !trunk_reinvite_ports_acked(m).is_empty(),
+    )
     .await;
     let agent_port = trunk_reinvite_ports(&sipp.messages())
         .first()

@@ -116,7 +116,10 @@ impl LegMedia {
     /// secure but no context could be made: then nothing may be sent or accepted in clear.
     fn srtp(&mut self) -> Result<Option<&mut sip::rtp::srtp::SrtpStreams>, ()> {
         let Some(wanted) = self.rtp.as_ref().and_then(|r| r.media().srtp.as_ref()) else {
-            self.srtp = None;
+            // Plain RTP (nearly every packet): no write to the leg's state unless it changed.
+            if self.srtp.is_some() {
+                self.srtp = None;
+            }
             return Ok(None);
         };
         if self.srtp.as_ref().map(|s| s.params()) != Some(wanted) {
