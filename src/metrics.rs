@@ -67,6 +67,9 @@ pub struct Metrics {
     sip_shed: Family<Labels, Counter>,
     /// SRTP packets from agents' phones that failed authentication or replayed one (dropped).
     srtp_rejected: Counter,
+    /// Datagrams the media plane could not send, by `reason`: `kernel` (the send failed: socket
+    /// buffer full, no route, …) or `queue` (a media thread's queue of sends in flight was full).
+    rtp_send_failures: Family<Labels, Counter>,
     /// REGISTER results, by `ok` / `failed`.
     registrations: Family<Labels, Counter>,
     /// HTTP requests by route template and status code.
@@ -141,6 +144,12 @@ impl Metrics {
             "irma_request_duration_seconds",
             "Requests to the IRMA server, by outcome",
             irma_requests.clone(),
+        );
+        let rtp_send_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "rtp_send_failures",
+            "RTP datagrams the media plane could not send, by reason (kernel, queue)",
+            rtp_send_failures.clone(),
         );
         let rtp_packets_received = Counter::default();
         registry.register(
@@ -232,6 +241,7 @@ impl Metrics {
             sip_connections_closed_silent,
             sip_shed,
             srtp_rejected,
+            rtp_send_failures,
             registrations,
             http_requests,
             exchange_calls,
@@ -291,6 +301,13 @@ impl Metrics {
     /// An SRTP packet was dropped (failed authentication or a replay).
     pub fn srtp_rejected(&self) {
         self.srtp_rejected.inc();
+    }
+
+    /// `n` RTP datagrams could not be sent, for `reason` (see the field's doc).
+    pub fn rtp_send_failed(&self, reason: &'static str, n: u64) {
+        self.rtp_send_failures
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc_by(n);
     }
 
     /// SIP work was shed from `queue` (see the field's doc).

@@ -235,3 +235,38 @@ async fn a_state_that_panics_stops_only_its_own_calls_media() {
     assert_eq!(recv(&trunk).await, b"C:still here");
     assert_eq!(crate::sync::lock(&good_seen).len(), 1);
 }
+
+/// The `reason="kernel"` RTP send failures in the metrics so far.
+fn kernel_send_failures() -> u64 {
+    crate::metrics::global()
+        .render()
+        .lines()
+        .find(|l| l.starts_with("veilig_bellen_rtp_send_failures_total{reason=\"kernel\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_the_kernel_refuses_are_counted_in_the_metrics() {
+    for io in DRIVERS {
+        let Some(h) = harness(io) else { continue };
+        let before = kernel_send_failures();
+        // Port 0 is no destination: the kernel refuses each send (EINVAL), nothing leaves.
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (state, _, timeouts) = echo(Some(Duration::from_millis(5)), Some(nowhere));
+        let media = h.plane.attach(Arc::new(Mutex::new(state)));
+        let (caller, lease, _) = bind(&h.pool);
+        media.add(LegId::Caller, caller, lease);
+        let start = Instant::now();
+        while kernel_send_failures() < before + 5 && start.elapsed() < Duration::from_secs(3) {
+            // The back-off of this bounded wait for the media thread's sends.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let counted = kernel_send_failures() - before;
+        let tried = timeouts.load(Ordering::Relaxed) as u64;
+        assert!(
+            counted >= 5 && counted <= tried,
+            "{io:?}: {counted} failures counted for {tried} sends tried"
+        );
+    }
+}

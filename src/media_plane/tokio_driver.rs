@@ -133,7 +133,9 @@ fn send(legs: &[Option<Leg>; 2], out: &mut Outbox) {
     out.drain(|leg, dest, bytes| {
         if let Some(leg) = &legs[leg.index()] {
             // A full send buffer drops the frame, as a late one would be.
-            let _ = leg.socket.try_send_to(bytes, dest);
+            if leg.socket.try_send_to(bytes, dest).is_err() {
+                crate::metrics::global().rtp_send_failed("kernel", 1);
+            }
         }
     });
 }

@@ -204,6 +204,8 @@ struct Worker {
     queue: Arc<Queue>,
     st: State,
     batch: Batch,
+    /// The ring's counters as last reported to the metrics.
+    reported: rtp_io::Stats,
 }
 
 /// What one wait on the ring brought: datagrams (copied out of the ring's buffers, which go back
@@ -247,6 +249,7 @@ impl Worker {
                 connects: Vec::new(),
             },
             batch: Batch::default(),
+            reported: rtp_io::Stats::default(),
         }
     }
 
@@ -281,7 +284,24 @@ impl Worker {
             self.submit_sends();
             let timeout = self.st.next_timeout(Instant::now());
             self.wait(timeout);
+            self.report();
         }
+    }
+
+    /// Adds what the ring counted since the last report to the metrics: sends the kernel failed
+    /// and sends the ring refused.
+    fn report(&mut self) {
+        let now = self.ring.stats();
+        let metrics = crate::metrics::global();
+        let kernel = now.send_errors.saturating_sub(self.reported.send_errors);
+        if kernel > 0 {
+            metrics.rtp_send_failed("kernel", kernel);
+        }
+        let queue = now.send_dropped.saturating_sub(self.reported.send_dropped);
+        if queue > 0 {
+            metrics.rtp_send_failed("queue", queue);
+        }
+        self.reported = now;
     }
 
     /// Waits on the ring (at most `timeout`) and hands what came to the calls: first every
