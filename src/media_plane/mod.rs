@@ -86,22 +86,68 @@ pub trait MediaState: Send {
 /// A call's media as the plane holds it.
 pub type SharedMedia = Arc<Mutex<dyn MediaState>>;
 
+/// Datagrams, each with a key (the leg it goes out of, the socket it came in on) and an address,
+/// their bytes in one buffer. Reused: cleared, never shrunk.
+pub struct Datagrams<K> {
+    /// (key, address, range in `bytes`).
+    list: Vec<(K, SocketAddr, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl<K> Default for Datagrams<K> {
+    fn default() -> Self {
+        Datagrams {
+            list: Vec::new(),
+            bytes: Vec::new(),
+        }
+    }
+}
+
+impl<K: Copy> Datagrams<K> {
+    /// Adds a copy of `bytes` with `key` and `addr`.
+    pub fn push(&mut self, key: K, addr: SocketAddr, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.list.push((key, addr, start..self.bytes.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The datagrams in order.
+    pub fn iter(&self) -> impl Iterator<Item = (K, SocketAddr, &[u8])> {
+        self.list
+            .iter()
+            .filter_map(|(key, addr, range)| Some((*key, *addr, self.bytes.get(range.clone())?)))
+    }
+
+    /// Hands every datagram to `f`, in order, leaving none.
+    pub fn drain(&mut self, mut f: impl FnMut(K, SocketAddr, &[u8])) {
+        for (key, addr, bytes) in self.iter() {
+            f(key, addr, bytes);
+        }
+        self.clear();
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.bytes.clear();
+    }
+}
+
 /// Datagrams to send, each from one of the call's legs, and legs whose socket is to be connected
 /// to their one peer (or disconnected). Reused: cleared, never shrunk.
 #[derive(Default)]
 pub struct Outbox {
-    /// (leg, destination, range in `bytes`).
-    packets: Vec<(LegId, SocketAddr, std::ops::Range<usize>)>,
-    bytes: Vec<u8>,
+    packets: Datagrams<LegId>,
     connects: Vec<(LegId, Option<SocketAddr>)>,
 }
 
 impl Outbox {
     /// Queues `bytes` to `dest` from `leg`'s socket.
     pub fn push(&mut self, leg: LegId, dest: SocketAddr, bytes: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
-        self.packets.push((leg, dest, start..self.bytes.len()));
+        self.packets.push(leg, dest, bytes);
     }
 
     /// `leg`'s socket is to be connected to `peer` (its only source from now on: the kernel
@@ -121,13 +167,8 @@ impl Outbox {
     }
 
     /// The queued datagrams in order, leaving the box empty.
-    pub fn drain(&mut self, mut send: impl FnMut(LegId, SocketAddr, &[u8])) {
-        for (leg, dest, range) in self.packets.drain(..) {
-            if let Some(bytes) = self.bytes.get(range) {
-                send(leg, dest, bytes);
-            }
-        }
-        self.bytes.clear();
+    pub fn drain(&mut self, send: impl FnMut(LegId, SocketAddr, &[u8])) {
+        self.packets.drain(send);
     }
 }
 

@@ -10,7 +10,7 @@
 //! A panic in a call's media (a bug: nothing in it may panic on input) would take the thread and
 //! every call on it; it is caught, logged, and only that call's media stops.
 
-use super::{Command, LegId, Outbox, SharedMedia};
+use super::{Command, Datagrams, LegId, Outbox, SharedMedia};
 use crate::rtp_ports::PortLease;
 use rtp_io::{Completion, Token, UdpRing, Waker};
 use rustc_hash::FxHashMap as HashMap;
@@ -193,8 +193,7 @@ struct State {
     next_seq: u32,
     /// One call's output, moved into `sends` with its sockets' tokens.
     out: Outbox,
-    sends: Vec<(Token, SocketAddr, std::ops::Range<usize>)>,
-    send_bytes: Vec<u8>,
+    sends: Datagrams<Token>,
     /// Sockets to connect to their peer (or disconnect), in order with the sends.
     connects: Vec<(Token, Option<SocketAddr>)>,
 }
@@ -212,23 +211,8 @@ struct Worker {
 /// to the kernel when the wait returns) and closed sockets.
 #[derive(Default)]
 struct Batch {
-    datagrams: Vec<(Token, SocketAddr, std::ops::Range<usize>)>,
-    bytes: Vec<u8>,
+    datagrams: Datagrams<Token>,
     closed: Vec<Token>,
-}
-
-impl Batch {
-    fn push(&mut self, token: Token, from: SocketAddr, bytes: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
-        self.datagrams.push((token, from, start..self.bytes.len()));
-    }
-
-    fn clear(&mut self) {
-        self.datagrams.clear();
-        self.bytes.clear();
-        self.closed.clear();
-    }
 }
 
 impl Worker {
@@ -244,8 +228,7 @@ impl Worker {
                 timers: BinaryHeap::new(),
                 next_seq: 0,
                 out: Outbox::default(),
-                sends: Vec::new(),
-                send_bytes: Vec::new(),
+                sends: Datagrams::default(),
                 connects: Vec::new(),
             },
             batch: Batch::default(),
@@ -313,11 +296,12 @@ impl Worker {
     /// of calls their state is not in the cache) — the second runs the states.
     fn wait(&mut self, timeout: Option<Duration>) {
         let batch = &mut self.batch;
-        batch.clear();
+        batch.datagrams.clear();
+        batch.closed.clear();
         let result = self.ring.wait(timeout, &mut |completion| match completion {
             Completion::Datagram {
                 token, from, bytes, ..
-            } => batch.push(token, from, bytes),
+            } => batch.datagrams.push(token, from, bytes),
             Completion::Closed { token } => batch.closed.push(token),
         });
         if let Err(e) = result {
@@ -330,14 +314,12 @@ impl Worker {
             let warm = batch
                 .datagrams
                 .iter()
-                .filter_map(|(token, ..)| st.call(slot_of(*token)))
+                .filter_map(|(token, ..)| st.call(slot_of(token)))
                 .fold(0, |acc, c| acc ^ Arc::strong_count(&c.state));
             std::hint::black_box(warm);
             let now = Instant::now();
-            for (token, from, range) in batch.datagrams.iter() {
-                if let Some(bytes) = batch.bytes.get(range.clone()) {
-                    st.datagram(now, *token, *from, bytes);
-                }
+            for (token, from, bytes) in batch.datagrams.iter() {
+                st.datagram(now, token, from, bytes);
             }
         }
         for token in batch.closed.drain(..) {
@@ -353,13 +335,11 @@ impl Worker {
                 tracing::debug!("cannot connect an RTP socket to its peer: {e}");
             }
         }
-        for (token, dest, range) in self.st.sends.drain(..) {
-            if let Some(bytes) = self.st.send_bytes.get(range) {
-                // A full queue drops the frame, as a late one would be.
-                self.ring.send(token, dest, bytes);
-            }
-        }
-        self.st.send_bytes.clear();
+        let ring = &mut self.ring;
+        self.st.sends.drain(|token, dest, bytes| {
+            // A full queue drops the frame, as a late one would be.
+            ring.send(token, dest, bytes);
+        });
     }
 
     fn command(&mut self, slot: u32, command: Command) {
@@ -604,12 +584,10 @@ impl State {
                 self.connects.push((token, peer));
             }
         }
-        let (sends, bytes) = (&mut self.sends, &mut self.send_bytes);
+        let sends = &mut self.sends;
         self.out.drain(|leg, dest, packet| {
             if let Some(token) = legs[leg.index()] {
-                let start = bytes.len();
-                bytes.extend_from_slice(packet);
-                sends.push((token, dest, start..bytes.len()));
+                sends.push(token, dest, packet);
             }
         });
         wanted
