@@ -10,8 +10,11 @@
 # and the ratio this/other; the last line the ratios over all rounds.
 #   VB_CONCURRENT (2000, split over the two), VB_ROUNDS (3); other VB_* knobs of the concurrency
 #   bench (benches/call_rate.sh) pass through.
-# The other commit is built in a git worktree under target/pair-<commit>, into the same target
-# dir (the dependencies are built once; cargo keeps the two trees' own crates apart).
+# The other commit is built in a git worktree under target/pair-<commit>, into a target dir of
+# its own (target/pair-<commit>-target; the first run builds the dependencies there once). Not
+# into this tree's target dir: cargo names a workspace's own crates by their path relative to
+# the workspace, the same in both trees, so with the same Cargo.lock the two builds would be one
+# artifact — the last one built — and the pair would compare a build with itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 other=${1:?usage: benches/concurrency_pair.sh <commit>}
@@ -29,8 +32,12 @@ bench_binary() { # <source dir> <target dir>: builds the bench there, prints the
 here=$(bench_binary . "$PWD/target")
 tree=target/pair-$rev
 [ -d "$tree" ] || git worktree add --detach "$tree" "$rev" >/dev/null
-there=$(bench_binary "$tree" "$PWD/target")
+there=$(bench_binary "$tree" "$PWD/target/pair-$rev-target")
 [ -x "$here" ] && [ -x "$there" ] || { echo "concurrency_pair: a build failed" >&2; exit 1; }
+if cmp -s "$here" "$there"; then
+    echo "concurrency_pair: both builds are the same binary ($here); is $rev this tree?" >&2
+    exit 1
+fi
 
 out=$(mktemp -d)
 figure() { # <file> <phase>: CPU µs per call-second of the phase

@@ -34,3 +34,5 @@ pub mod level;
 #[cfg(feature = "testsig")]
 pub mod testsig;
 pub mod tone;
+
+pub use dtmf::prefetch;

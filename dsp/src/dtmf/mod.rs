@@ -79,6 +79,7 @@ mod spectrum;
 mod start;
 
 use simd::cpu_has_fma;
+pub use simd::prefetch;
 use spectrum::{SubBlock, Window, TABLES};
 use std::collections::VecDeque;
 
@@ -248,6 +249,32 @@ impl DtmfDetector {
         convert(&mut self.raw[ring(self.subs_done, SUB_RING)], tail);
         self.fill = tail.len();
         self.position += tail.len() as u64;
+    }
+
+    /// Asks the CPU to bring what a [`push`](DtmfDetector::push) of `samples` samples is going to
+    /// touch into its caches (a hint: nothing changes). For a caller with many detectors: one
+    /// packet's push touches ~20 of the detector's 75 cache lines, and with thousands of calls
+    /// they are out of the cache when its packet comes; prefetched for a batch of packets first,
+    /// they arrive together instead of one miss after the other.
+    pub fn prefetch(&self, samples: usize) {
+        prefetch(&self.fill);
+        prefetch(&self.position);
+        prefetch(&self.subs_done);
+        prefetch(&self.phasor_re);
+        prefetch(&self.phasor_im);
+        prefetch(&self.state);
+        prefetch(&self.events);
+        prefetch(&self.fused);
+        let subs = ((self.fill + samples) / SUB) as u64;
+        // The raw slots filled, the sub-blocks written and those the windows sum with them.
+        for i in 0..=subs {
+            prefetch(&self.raw[ring(self.subs_done + i, SUB_RING)]);
+        }
+        let back = self.subs_done.saturating_sub(WIN_SUBS as u64 - 1);
+        for i in back..self.subs_done + subs {
+            prefetch(&self.subs[ring(i, SUB_RING)]);
+            prefetch(&self.wins[ring(i, WIN_RING)]);
+        }
     }
 
     /// The next event, oldest first.

@@ -9,7 +9,8 @@
 //! the portable kernel [`dft_kernel`]`::<true>` computes, in the same order, to the bit (tested
 //! below): the same fused multiply–adds into four accumulator sets, the same final sums. Every
 //! `unsafe` here is either a call into code compiled for AVX2 + FMA, made only after the CPU said
-//! it has both, or an unaligned load or store of a fixed-size array.
+//! it has both, an unaligned load or store of a fixed-size array, or a prefetch hint
+//! ([`prefetch`]).
 
 use super::spectrum::dft_kernel;
 use super::{DtmfDetector, SUB};
@@ -24,6 +25,41 @@ pub(super) fn cpu_has_fma() -> bool {
     {
         false
     }
+}
+
+/// Asks the CPU to bring the cache lines of `value` into its caches: a hint, no load (no fault,
+/// no wait, no effect on what any code reads). For whoever is about to work on many values that
+/// are likely out of the cache: prefetch all of them first, and the CPU fetches them at the same
+/// time instead of one after the other.
+#[inline(always)]
+pub fn prefetch<T: ?Sized>(value: &T) {
+    let start = (value as *const T).cast::<u8>();
+    let len = std::mem::size_of_val(value);
+    if len == 0 {
+        return;
+    }
+    // From the line holding the first byte to the line holding the last.
+    let first = start as usize & !63;
+    let last = (start as usize + (len - 1)) & !63;
+    let mut line = first;
+    while line <= last {
+        prefetch_line(start.wrapping_add(line - start as usize));
+        line += 64;
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 CPU; a prefetch reads
+        // nothing and never faults, whatever the address (and `p` is within or at the line start
+        // of a live value).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl DtmfDetector {
