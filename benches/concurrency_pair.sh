@@ -11,10 +11,12 @@
 #   VB_CONCURRENT (2000, split over the two), VB_ROUNDS (3); other VB_* knobs of the concurrency
 #   bench (benches/call_rate.sh) pass through.
 # The other commit is built in a git worktree under target/pair-<commit>, into a target dir of
-# its own (target/pair-<commit>-target; the first run builds the dependencies there once). Not
-# into this tree's target dir: cargo names a workspace's own crates by their path relative to
-# the workspace, the same in both trees, so with the same Cargo.lock the two builds would be one
-# artifact — the last one built — and the pair would compare a build with itself.
+# its own, target/pair-target (the first run builds the dependencies there once). Not into this
+# tree's: cargo tells a workspace's own crates apart by their path relative to the workspace,
+# the same in both trees, so with the same Cargo.lock the two builds would be one artifact — the
+# last one built — and the pair would compare a build with itself. For the same reason the
+# workspace's crates are cleaned there before each build (else a build of another commit could
+# find the last one's crates up to date).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 other=${1:?usage: benches/concurrency_pair.sh <commit>}
@@ -32,7 +34,11 @@ bench_binary() { # <source dir> <target dir>: builds the bench there, prints the
 here=$(bench_binary . "$PWD/target")
 tree=target/pair-$rev
 [ -d "$tree" ] || git worktree add --detach "$tree" "$rev" >/dev/null
-there=$(bench_binary "$tree" "$PWD/target/pair-$rev-target")
+for crate in $(cargo metadata --no-deps --format-version 1 | grep -o '"name":"[^"]*","version"' |
+    sed 's/"name":"\([^"]*\)".*/\1/' | sort -u); do
+    (cd "$tree" && CARGO_TARGET_DIR=$PWD/../pair-target cargo clean -q --release -p "$crate" 2>/dev/null) || true
+done
+there=$(bench_binary "$tree" "$PWD/target/pair-target")
 [ -x "$here" ] && [ -x "$there" ] || { echo "concurrency_pair: a build failed" >&2; exit 1; }
 if cmp -s "$here" "$there"; then
     echo "concurrency_pair: both builds are the same binary ($here); is $rev this tree?" >&2

@@ -35,4 +35,4 @@ pub mod level;
 pub mod testsig;
 pub mod tone;
 
-pub use dtmf::prefetch;
+pub use dtmf::{prefetch, prefetch_start};

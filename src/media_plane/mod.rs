@@ -82,10 +82,14 @@ pub trait MediaState: Send {
     /// sockets (a leg to connect or disconnect) goes into `out`.
     fn handle_changed(&mut self, out: &mut Outbox);
     /// Asks the CPU to bring what [`MediaState::handle_datagram`] of one audio packet will read
-    /// into its caches (a hint: changes nothing). A media thread calls it for every datagram of a
-    /// turn before handling them, so that the calls' states, out of the cache at thousands of
-    /// calls, are fetched together rather than one miss after another.
+    /// into its caches (a hint: changes nothing), as far as it lies at fixed places in the state:
+    /// reading nothing that may be out of the cache itself. A media thread calls it for every
+    /// datagram of a turn before handling them, so that the calls' states, out of the cache at
+    /// thousands of calls, are fetched together rather than one miss after another.
     fn prefetch(&self) {}
+    /// The rest of what handling a packet reads, at places the lines [`MediaState::prefetch`]
+    /// fetched say (a ring buffer's position): called for a turn's datagrams after that.
+    fn prefetch_more(&self) {}
 }
 
 /// A call's media as the plane holds it.

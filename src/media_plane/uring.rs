@@ -290,11 +290,11 @@ impl Worker {
     /// Waits on the ring (at most `timeout`) and hands what came to the calls: first every
     /// datagram, in order, then the sockets closed (as the ring reports them).
     ///
-    /// The datagrams of a turn (dozens, each for another call) are taken in two passes: the first
-    /// only asks the CPU to fetch what each one's call will read ([`MediaState::prefetch`]: the
-    /// RTP session, the detector's lines for one frame, the comfort signal) — fetches that
+    /// The datagrams of a turn (dozens, each for another call) are taken in passes: the first
+    /// ones only ask the CPU to fetch what each one's call will read ([`MediaState::prefetch`]:
+    /// the RTP session, the detector's lines for one frame, the comfort signal) — fetches that
     /// overlap, where one call after the other would wait for memory each time (at thousands of
-    /// calls their state is not in the cache) — the second runs the states.
+    /// calls their state is not in the cache) — the last one runs the states.
     fn wait(&mut self, timeout: Option<Duration>) {
         let batch = &mut self.batch;
         batch.datagrams.clear();
@@ -312,14 +312,34 @@ impl Worker {
         }
         let st = &mut self.st;
         if !batch.datagrams.is_empty() {
-            for c in batch
-                .datagrams
-                .iter()
-                .filter_map(|(token, ..)| st.call(slot_of(token)))
-            {
-                // Locked by its call task just now (rare): its state is in a cache anyway.
+            // Each pass only reads what the one before fetched, so no pass waits for memory:
+            // the calls' slab entries, the lines of their locks, what their states read at fixed
+            // places, then what those lines point to. (A lock is an atomic operation, which waits
+            // for every load before it: taken on a line out of the cache, or followed by a load
+            // that misses, it would make the calls wait one after the other again.)
+            for (token, ..) in batch.datagrams.iter() {
+                if let Some(entry) = st.calls.get(slot_of(token) as usize) {
+                    dsp::prefetch(entry);
+                }
+            }
+            let calls = || {
+                batch
+                    .datagrams
+                    .iter()
+                    .filter_map(|(token, ..)| st.call(slot_of(token)))
+            };
+            for c in calls() {
+                dsp::prefetch_start(&*c.state);
+            }
+            // Locked by its call task just now (rare): its state is in a cache anyway.
+            for c in calls() {
                 if let Ok(state) = c.state.try_lock() {
                     state.prefetch();
+                }
+            }
+            for c in calls() {
+                if let Ok(state) = c.state.try_lock() {
+                    state.prefetch_more();
                 }
             }
             let now = Instant::now();

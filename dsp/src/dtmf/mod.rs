@@ -79,7 +79,7 @@ mod spectrum;
 mod start;
 
 use simd::cpu_has_fma;
-pub use simd::prefetch;
+pub use simd::{prefetch, prefetch_start};
 use spectrum::{SubBlock, Window, TABLES};
 use std::collections::VecDeque;
 
@@ -256,16 +256,12 @@ impl DtmfDetector {
     /// packet's push touches ~20 of the detector's 75 cache lines, and with thousands of calls
     /// they are out of the cache when its packet comes; prefetched for a batch of packets first,
     /// they arrive together instead of one miss after the other.
+    ///
+    /// It reads the detector's positions: call [`prefetch_head`](DtmfDetector::prefetch_head)
+    /// for a batch first, then this.
     pub fn prefetch(&self, samples: usize) {
-        prefetch(&self.fill);
-        prefetch(&self.position);
-        prefetch(&self.subs_done);
-        prefetch(&self.phasor_re);
-        prefetch(&self.phasor_im);
-        prefetch(&self.state);
-        prefetch(&self.events);
-        prefetch(&self.fused);
-        let subs = ((self.fill + samples) / SUB) as u64;
+        // (Never more than the rings hold, whatever `samples` says.)
+        let subs = (self.fill.saturating_add(samples) / SUB).min(SUB_RING - 1) as u64;
         // The raw slots filled, the sub-blocks written and those the windows sum with them.
         for i in 0..=subs {
             prefetch(&self.raw[ring(self.subs_done + i, SUB_RING)]);
@@ -275,6 +271,19 @@ impl DtmfDetector {
             prefetch(&self.subs[ring(i, SUB_RING)]);
             prefetch(&self.wins[ring(i, WIN_RING)]);
         }
+    }
+
+    /// Asks the CPU to bring the detector's positions and state into its caches (a hint that
+    /// reads nothing): what [`prefetch`](DtmfDetector::prefetch) and every push read first.
+    pub fn prefetch_head(&self) {
+        prefetch(&self.fill);
+        prefetch(&self.position);
+        prefetch(&self.subs_done);
+        prefetch(&self.phasor_re);
+        prefetch(&self.phasor_im);
+        prefetch(&self.state);
+        prefetch(&self.events);
+        prefetch(&self.fused);
     }
 
     /// The next event, oldest first.

@@ -39,13 +39,20 @@ pub fn prefetch<T: ?Sized>(value: &T) {
         return;
     }
     // From the line holding the first byte to the line holding the last.
-    let first = start as usize & !63;
-    let last = (start as usize + (len - 1)) & !63;
-    let mut line = first;
-    while line <= last {
-        prefetch_line(start.wrapping_add(line - start as usize));
-        line += 64;
+    let line = start.wrapping_sub(start as usize & 63);
+    let span = (start as usize & 63) + len;
+    let mut offset = 0;
+    while offset < span {
+        prefetch_line(line.wrapping_add(offset));
+        offset += 64;
     }
+}
+
+/// [`prefetch`] of the cache line holding the first byte of `value` only (where a lock or a
+/// header of a large value lives).
+#[inline(always)]
+pub fn prefetch_start<T: ?Sized>(value: &T) {
+    prefetch_line((value as *const T).cast::<u8>());
 }
 
 #[inline(always)]
@@ -208,6 +215,27 @@ fn finish(acc: [std::arch::x86_64::__m256; 8], e: std::arch::x86_64::__m256) -> 
 mod tests {
     use super::super::spectrum::TABLES;
     use super::*;
+
+    /// A prefetch is a hint for any value: at every alignment within a line, of any size (an
+    /// empty one too), a large detector and a slice — no panic, nothing changed.
+    #[test]
+    fn prefetch_takes_any_value_at_any_alignment() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        for start in 0..128 {
+            for len in [0, 1, 2, 63, 64, 65, 127] {
+                prefetch(&bytes[start..start + len]);
+                prefetch_start(&bytes[start..start + len]);
+            }
+        }
+        prefetch(&());
+        let detector = DtmfDetector::new();
+        prefetch(&detector);
+        detector.prefetch_head();
+        detector.prefetch(160);
+        detector.prefetch(usize::MAX);
+        assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
+        assert_eq!(detector.position(), 0);
+    }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]

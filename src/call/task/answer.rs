@@ -16,7 +16,6 @@ use crate::call::teardown::Teardown;
 use crate::call::CallId;
 use crate::pii::Pii;
 use crate::tenant::Tenant;
-use dsp::dtmf::DtmfDetector;
 use sip::dialog::Dialog;
 use sip::endpoint::{ServerTxId, Source, Target};
 use sip::message::{build, HeaderName, NameAddr, Request, Uri};
@@ -127,7 +126,7 @@ pub(super) async fn answer(
     let (media, media_io, media_events) =
         super::start_media(ctx, id, &tenant, socket, lease, |m| {
             m.trunk.rtp = rtp;
-            m.detector = Some((DtmfDetector::new(), None));
+            m.inband.start();
             // The tenant's greeting once, else silence, while the code comes in: trunks hang up
             // answered calls that send no RTP, and the caller's NAT binding stays open.
             m.play(now, greeting);

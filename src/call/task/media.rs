@@ -185,6 +185,38 @@ impl LegMedia {
     }
 }
 
+/// The in-band DTMF detector of the caller's audio, with the time its first sample came. Always
+/// there (at a fixed place in the call's state, which [`MediaState::prefetch`] relies on), on
+/// while the code may come in as tones.
+pub(super) struct Inband {
+    detector: DtmfDetector,
+    /// When the first audio packet since [`Inband::start`] came: sample positions map to wall
+    /// time from there.
+    base: Option<Instant>,
+    on: bool,
+}
+
+impl Inband {
+    fn off() -> Inband {
+        Inband {
+            detector: DtmfDetector::new(),
+            base: None,
+            on: false,
+        }
+    }
+
+    /// Detection starts afresh.
+    pub(super) fn start(&mut self) {
+        self.detector.reset();
+        self.base = None;
+        self.on = true;
+    }
+
+    pub(super) fn stop(&mut self) {
+        self.on = false;
+    }
+}
+
 /// A call's media state (see the module docs). Fields are the call task's to set; the media
 /// plane only calls the [`MediaState`] methods.
 pub(super) struct CallMedia {
@@ -196,7 +228,8 @@ pub(super) struct CallMedia {
     pub(super) bridged: bool,
     /// Direct media: the trunk's RTP goes to the agent's phone, not to us (no media timeout).
     pub(super) trunk_elsewhere: bool,
-    pub(super) detector: Option<(DtmfDetector, Option<Instant>)>,
+    /// The in-band DTMF detector, while the code may come in as tones.
+    pub(super) inband: Inband,
     pub(super) comfort: Option<Signal>,
     pub(super) comfort_clock: FrameClock,
     /// Whether the agent's phone holds the caller (relayed media only) and the comfort frames'
@@ -224,7 +257,7 @@ impl CallMedia {
             agent: None,
             bridged: false,
             trunk_elsewhere: false,
-            detector: None,
+            inband: Inband::off(),
             comfort: None,
             comfort_clock: FrameClock::starting(Instant::now()),
             hold: AgentHold::new(),
@@ -248,7 +281,7 @@ impl CallMedia {
 
     /// Every signal stops, the detector too (the call is being released).
     pub(super) fn stop_signals(&mut self) {
-        self.detector = None;
+        self.inband.stop();
         self.comfort = None;
         self.hold_signal = None;
         self.agent = None;
@@ -280,7 +313,8 @@ impl CallMedia {
         );
         match received {
             Ok(Received::Audio(info)) => {
-                if let Some((detector, base)) = &mut self.detector {
+                if self.inband.on {
+                    let Inband { detector, base, .. } = &mut self.inband;
                     let mut pcm = [0i16; 2 * FRAME * 4];
                     let n = info.payload.len().min(pcm.len());
                     decode(codec, &info.payload[..n], &mut pcm[..n]);
@@ -451,18 +485,21 @@ impl CallMedia {
 impl MediaState for CallMedia {
     fn prefetch(&self) {
         self.trunk.prefetch();
-        if let (true, Some(agent)) = (self.bridged, &self.agent) {
-            agent.prefetch();
-        }
-        if let Some((detector, base)) = &self.detector {
-            detector.prefetch(FRAME);
-            dsp::prefetch(base);
-        }
+        self.inband.detector.prefetch_head();
+        dsp::prefetch(&self.inband.base);
+        dsp::prefetch(&self.inband.on);
         dsp::prefetch(&self.bridged);
         dsp::prefetch(&self.trunk_elsewhere);
+        dsp::prefetch(&self.agent);
         dsp::prefetch(&self.comfort);
         dsp::prefetch(&self.comfort_clock);
         dsp::prefetch(&self.hold);
+    }
+
+    fn prefetch_more(&self) {
+        if self.inband.on {
+            self.inband.detector.prefetch(FRAME);
+        }
     }
 
     fn handle_datagram(
@@ -775,7 +812,7 @@ mod tests {
             ..RtpConfig::default()
         };
         media.trunk.rtp = Some(RtpSession::new(start, session, config));
-        media.detector = Some((DtmfDetector::new(), None));
+        media.inband.start();
         media.play(start, Signal::Silence);
         (media, rx)
     }

@@ -674,7 +674,7 @@ impl Call {
                 });
                 self.lookup = Some(rx);
             }
-            Action::StopDigitDetection => crate::sync::lock(&self.media).detector = None,
+            Action::StopDigitDetection => crate::sync::lock(&self.media).inband.stop(),
             Action::StartComfort => {
                 let signal = self.waiting_signal();
                 crate::sync::lock(&self.media).play(now, signal);
