@@ -190,6 +190,8 @@ struct State {
     sockets: HashMap<Token, Socket>,
     /// Timer entries: when, the call's slot and number (a slot may have changed hands).
     timers: BinaryHeap<Reverse<(Instant, u32, usize)>>,
+    /// The timer entries due in a turn (reused).
+    due_entries: Vec<(Instant, u32, usize)>,
     next_seq: u32,
     /// One call's output, moved into `sends` with its sockets' tokens.
     out: Outbox,
@@ -226,6 +228,7 @@ impl Worker {
                 slots: HashMap::default(),
                 sockets: HashMap::default(),
                 timers: BinaryHeap::new(),
+                due_entries: Vec::new(),
                 next_seq: 0,
                 out: Outbox::default(),
                 sends: Datagrams::default(),
@@ -312,36 +315,7 @@ impl Worker {
         }
         let st = &mut self.st;
         if !batch.datagrams.is_empty() {
-            // Each pass only reads what the one before fetched, so no pass waits for memory:
-            // the calls' slab entries, the lines of their locks, what their states read at fixed
-            // places, then what those lines point to. (A lock is an atomic operation, which waits
-            // for every load before it: taken on a line out of the cache, or followed by a load
-            // that misses, it would make the calls wait one after the other again.)
-            for (token, ..) in batch.datagrams.iter() {
-                if let Some(entry) = st.calls.get(slot_of(token) as usize) {
-                    dsp::prefetch(entry);
-                }
-            }
-            let calls = || {
-                batch
-                    .datagrams
-                    .iter()
-                    .filter_map(|(token, ..)| st.call(slot_of(token)))
-            };
-            for c in calls() {
-                dsp::prefetch_start(&*c.state);
-            }
-            // Locked by its call task just now (rare): its state is in a cache anyway.
-            for c in calls() {
-                if let Ok(state) = c.state.try_lock() {
-                    state.prefetch();
-                }
-            }
-            for c in calls() {
-                if let Ok(state) = c.state.try_lock() {
-                    state.prefetch_more();
-                }
-            }
+            st.prefetch_calls(|| batch.datagrams.iter().map(|(token, ..)| slot_of(token)));
             let now = Instant::now();
             for (token, from, bytes) in batch.datagrams.iter() {
                 st.datagram(now, token, from, bytes);
@@ -535,19 +509,60 @@ impl State {
         }
     }
 
+    /// Asks the CPU to fetch what the calls in `slots` (a turn's datagrams' or timeouts')
+    /// will read, before they run ([`MediaState::prefetch`]). In passes, each reading only what
+    /// the one before fetched, so that no pass waits for memory: the calls' slab entries, the
+    /// lines of their locks, what their states read at fixed places, then what those lines
+    /// point to. (Taking a lock is an atomic operation, which waits for every load before it:
+    /// taken on a line out of the cache, or after a load that missed, it would make the calls
+    /// wait one after the other again.)
+    fn prefetch_calls<I: Iterator<Item = u32>>(&self, slots: impl Fn() -> I) {
+        for slot in slots() {
+            if let Some(entry) = self.calls.get(slot as usize) {
+                dsp::prefetch(entry);
+            }
+        }
+        let calls = || slots().filter_map(|slot| self.call(slot));
+        for c in calls() {
+            dsp::prefetch_start(&*c.state);
+        }
+        // Locked by its call task just now (rare): its state is in a cache anyway.
+        for c in calls() {
+            if let Ok(state) = c.state.try_lock() {
+                state.prefetch();
+            }
+        }
+        for c in calls() {
+            if let Ok(state) = c.state.try_lock() {
+                state.prefetch_more();
+            }
+        }
+    }
+
     /// Wakes every call whose timeout has come by `now`, each once.
     fn run_timers(&mut self, now: Instant, due: &mut Vec<u32>) {
-        while let Some(&Reverse((t, slot, id))) = self.timers.peek() {
-            if t > now {
+        // The entries due first (their calls' slab entries fetched meanwhile), then which are
+        // live, then the calls.
+        let mut entries = std::mem::take(&mut self.due_entries);
+        while let Some(&Reverse(entry)) = self.timers.peek() {
+            if entry.0 > now {
                 break;
             }
             self.timers.pop();
+            if let Some(c) = self.calls.get(entry.1 as usize) {
+                dsp::prefetch(c);
+            }
+            entries.push(entry);
+        }
+        for (t, slot, id) in entries.drain(..) {
             // Not live: the call moved its entry earlier, is closing, or is gone.
             if let Some(c) = self.live_entry(t, slot, id) {
                 c.queued = None;
                 due.push(slot);
             }
         }
+        self.due_entries = entries;
+        self.prefetch_calls(|| due.iter().copied());
         for slot in due.drain(..) {
             let wants_now = self.call(slot).is_some_and(|c| {
                 crate::sync::lock(&c.state)
