@@ -130,14 +130,19 @@ fn flush(state: &SharedMedia, socket: &RtpSocket, batch: &mut RecvBatch, out: &m
 /// destination).
 fn send(legs: &[Option<Leg>; 2], out: &mut Outbox) {
     out.drain_connects();
+    let mut failed = 0;
     out.drain(|leg, dest, bytes| {
         if let Some(leg) = &legs[leg.index()] {
             // A full send buffer drops the frame, as a late one would be.
             if leg.socket.try_send_to(bytes, dest).is_err() {
-                crate::metrics::global().rtp_send_failed("kernel", 1);
+                failed += 1;
             }
         }
     });
+    // Counted once per turn: the metrics' label lookup allocates.
+    if failed > 0 {
+        crate::metrics::global().rtp_send_failed("kernel", failed);
+    }
 }
 
 /// A leg's RTP socket. Registered with the runtime for reading only: we send without waiting

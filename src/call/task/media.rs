@@ -136,15 +136,6 @@ impl LegMedia {
         Ok(self.srtp.as_deref_mut())
     }
 
-    /// What handling a packet of the leg reads, into the CPU's caches ([`MediaState::prefetch`]).
-    fn prefetch(&self) {
-        dsp::prefetch(&self.rtp);
-        dsp::prefetch(&self.relayed_event);
-        dsp::prefetch(&self.relay_this_event);
-        dsp::prefetch(&self.srtp);
-        dsp::prefetch(&self.connected);
-    }
-
     /// The RTP packet in datagram `bytes` received on this leg: as is on a plain leg; on an SRTP
     /// leg only if it authenticates and is no replay (`None` otherwise, counted), so a forged
     /// packet never latches, is never heard and never carries a digit.
@@ -484,7 +475,8 @@ impl CallMedia {
 
 impl MediaState for CallMedia {
     fn prefetch(&self) {
-        self.trunk.prefetch();
+        // The trunk leg whole: nearly all of it is the RTP session a packet goes through.
+        dsp::prefetch(&self.trunk);
         self.inband.detector.prefetch_head();
         dsp::prefetch(&self.inband.base);
         dsp::prefetch(&self.inband.on);
