@@ -17,6 +17,13 @@
 //!   way it stays open while any of its operations (receive, sends, the cancel of `remove`) is
 //!   queued or in flight; when the last of them has completed its table slot is cleared (the
 //!   table's reference would keep the socket, and its port, alive) and the descriptor closed.
+//! - A socket's receive is a multishot `recvmsg` (each datagram with its source) while it is not
+//!   connected, and a multishot plain `recv` (no source written: cheaper per datagram) while it
+//!   is connected to one peer ([`UdpRing::connect`]), whose datagrams are then reported with the
+//!   peer's address — the kernel drops other senders' from the connect on. Datagrams already
+//!   queued at the connect are not dropped by it: before the plain receive is armed the socket's
+//!   queue is read with `recvfrom`, each datagram with its real source. A connect, reconnect or
+//!   disconnect cancels the receive armed for the old state; its last completion arms the new.
 //! - The waker's eventfd is polled (no read into our memory) and is shared with the [`Waker`]s
 //!   through an `Arc`, so it stays open at least as long as the ring.
 //!
@@ -82,6 +89,7 @@ const UD_SEND: u64 = 2 << 56;
 const UD_CANCEL: u64 = 3 << 56;
 const UD_WAKE: u64 = 4 << 56;
 const UD_CANCEL_ALL: u64 = 5 << 56;
+const UD_RECV_PLAIN: u64 = 6 << 56;
 const UD_INDEX: u64 = 0xffff_ffff;
 
 /// What [`UdpRing::wait`] hands to its callback.
@@ -403,6 +411,10 @@ struct Sock {
     inflight: u32,
     /// The multishot receive is queued or armed.
     recv_active: bool,
+    /// Which: `None` a `recvmsg` (each datagram with its source), `Some(peer)` a plain `recv`
+    /// armed while the socket was connected to `peer` (every datagram is from `peer`: the kernel
+    /// drops the others). See [`UdpRing::connect`].
+    recv_plain: Option<SocketAddr>,
     /// Removed (or given up): no more reports, close when `inflight` reaches 0.
     removed: bool,
     /// Consecutive receive failures.
@@ -451,6 +463,8 @@ pub struct UdpRing {
     wake_errors: u32,
     cqes: Vec<(u64, i32, u32)>,
     buffers_returned: bool,
+    /// Where [`drain_queued`] reads datagrams (boxed: 2 KiB).
+    scratch: Box<[u8; MAX_DATAGRAM + 1]>,
     stats: Stats,
 }
 
@@ -491,6 +505,59 @@ fn recv_sqe(file: FileRef, idx: u32, msg: &libc::msghdr) -> squeue::Entry {
         FileRef::Fixed(i) => opcode::RecvMsgMulti::new(Fixed(i), msg, BGID).build(),
     }
     .user_data(UD_RECV | u64::from(idx))
+}
+
+fn recv_plain_sqe(file: FileRef, idx: u32) -> squeue::Entry {
+    match file {
+        FileRef::Fd(fd) => opcode::RecvMulti::new(Fd(fd), BGID).build(),
+        FileRef::Fixed(i) => opcode::RecvMulti::new(Fixed(i), BGID).build(),
+    }
+    .user_data(UD_RECV_PLAIN | u64::from(idx))
+}
+
+/// Datagrams [`drain_queued`] reads at most; with more queued the socket keeps `recvmsg`.
+const DRAIN_MAX: usize = 64;
+
+/// Reads what is queued on socket `fd` (non-blocking `recvfrom`, each datagram with its source)
+/// and hands it to `on`. True when the queue was emptied (`EAGAIN`), false on another error or
+/// after [`DRAIN_MAX`] datagrams.
+fn drain_queued(
+    fd: RawFd,
+    scratch: &mut [u8; MAX_DATAGRAM + 1],
+    on: &mut dyn FnMut(SocketAddr, &[u8], bool),
+) -> bool {
+    for _ in 0..DRAIN_MAX {
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut name_len = NAME_LEN as libc::socklen_t;
+        // SAFETY: `scratch` and `name` are valid for writes of the lengths given; `fd` is a
+        // socket we own.
+        let n = unsafe {
+            libc::recvfrom(
+                fd,
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                (&mut name as *mut libc::sockaddr_in6).cast(),
+                &mut name_len,
+            )
+        };
+        if n < 0 {
+            return io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
+        }
+        // SAFETY: the kernel wrote `name_len` (≤ its size) bytes of `name`.
+        let name_bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&name as *const libc::sockaddr_in6).cast::<u8>(),
+                (name_len as usize).min(NAME_LEN),
+            )
+        };
+        let len = n as usize;
+        if let Some(from) = parse_addr(name_bytes) {
+            on(from, &scratch[..len.min(MAX_DATAGRAM)], len > MAX_DATAGRAM);
+        }
+    }
+    false
 }
 
 /// A source address from the name field of a receive buffer.
@@ -591,6 +658,7 @@ impl UdpRing {
             wake_errors: 0,
             cqes: Vec::new(),
             buffers_returned: false,
+            scratch: Box::new([0; MAX_DATAGRAM + 1]),
             stats: Stats::default(),
         };
         // SAFETY: the entries stay allocated and are not moved until the io_uring is dropped
@@ -673,6 +741,7 @@ impl UdpRing {
             local,
             inflight: 1,
             recv_active: true,
+            recv_plain: None,
             removed: false,
             errors: 0,
             cancel_retries: 0,
@@ -720,6 +789,20 @@ impl UdpRing {
     /// fails (someone took the port in between) the error says so and the socket receives
     /// nothing until removed.
     pub fn connect(&mut self, token: Token, peer: Option<SocketAddr>) -> io::Result<()> {
+        let result = self.connect_socket(token, peer);
+        // Whatever came of it: a receive armed for another state than the socket's now ends,
+        // and its last completion arms the right one (see `complete_recv`).
+        if let Some(&Some(idx)) = self.tokens.get(&token) {
+            if let Some(Some(sock)) = self.socks.get_mut(idx as usize) {
+                if !sock.removed && sock.recv_active && sock.recv_plain != sock.peer {
+                    Self::queue_cancel(&mut self.pending, &mut self.inflight, sock, idx);
+                }
+            }
+        }
+        result
+    }
+
+    fn connect_socket(&mut self, token: Token, peer: Option<SocketAddr>) -> io::Result<()> {
         let not_found = || io::Error::new(io::ErrorKind::NotFound, "rtp-io: unknown token");
         let Some(&Some(idx)) = self.tokens.get(&token) else {
             return Err(not_found());
@@ -815,8 +898,13 @@ impl UdpRing {
         sock: &mut Sock,
         idx: u32,
     ) {
+        let kind = if sock.recv_plain.is_some() {
+            UD_RECV_PLAIN
+        } else {
+            UD_RECV
+        };
         pending.push(
-            opcode::AsyncCancel::new(UD_RECV | u64::from(idx))
+            opcode::AsyncCancel::new(kind | u64::from(idx))
                 .build()
                 .user_data(UD_CANCEL | u64::from(idx)),
         );
@@ -1024,7 +1112,8 @@ impl UdpRing {
     fn complete(&mut self, ud: u64, res: i32, flags: u32, on: &mut dyn FnMut(Completion<'_>)) {
         let idx = (ud & UD_INDEX) as u32;
         match ud & UD_KIND {
-            UD_RECV => self.complete_recv(idx, res, flags, on),
+            UD_RECV => self.complete_recv(idx, res, flags, false, on),
+            UD_RECV_PLAIN => self.complete_recv(idx, res, flags, true, on),
             UD_SEND => {
                 self.inflight = self.inflight.saturating_sub(1);
                 if res >= 0 {
@@ -1080,6 +1169,7 @@ impl UdpRing {
         idx: u32,
         res: i32,
         flags: u32,
+        plain: bool,
         on: &mut dyn FnMut(Completion<'_>),
     ) {
         let bid = cqueue::buffer_select(flags).filter(|&b| b < self.bufs.count);
@@ -1092,22 +1182,35 @@ impl UdpRing {
         };
         if let Some(bid) = bid {
             if res >= 0 && !sock.removed && !self.shutting_down {
-                if let Ok(out) = RecvMsgOut::parse(self.bufs.buf(bid), &self.recv_msg) {
-                    match parse_addr(out.name_data()) {
-                        Some(from) => {
-                            sock.errors = 0;
-                            let truncated = out.is_payload_truncated();
-                            self.stats.received += 1;
-                            self.stats.truncated += u64::from(truncated);
-                            on(Completion::Datagram {
-                                token: sock.token,
-                                from,
-                                bytes: out.payload_data(),
-                                truncated,
-                            });
-                        }
-                        None => self.stats.recv_errors += 1,
+                let buf = self.bufs.buf(bid);
+                // A plain receive's buffer is the payload; a `recvmsg`'s starts with a header
+                // and the source address.
+                let msg = match plain {
+                    true => None,
+                    false => RecvMsgOut::parse(buf, &self.recv_msg).ok(),
+                };
+                let datagram = match (sock.recv_plain.filter(|_| plain), &msg) {
+                    (Some(from), _) => {
+                        let len = usize::try_from(res).unwrap_or(0);
+                        Some((from, &buf[..len.min(MAX_DATAGRAM)], len > MAX_DATAGRAM))
                     }
+                    (None, Some(out)) => parse_addr(out.name_data())
+                        .map(|from| (from, out.payload_data(), out.is_payload_truncated())),
+                    (None, None) => None,
+                };
+                match datagram {
+                    Some((from, bytes, truncated)) => {
+                        sock.errors = 0;
+                        self.stats.received += 1;
+                        self.stats.truncated += u64::from(truncated);
+                        on(Completion::Datagram {
+                            token: sock.token,
+                            from,
+                            bytes,
+                            truncated,
+                        });
+                    }
+                    None => self.stats.recv_errors += 1,
                 }
             }
             self.bufs.push(bid);
@@ -1132,7 +1235,35 @@ impl UdpRing {
                     // Given up: closed and reported like a removed socket.
                     sock.removed = true;
                 } else {
-                    self.pending.push(recv_sqe(sock.file, idx, &self.recv_msg));
+                    // Connected: a plain receive, once what came before the connect is read
+                    // with its sources (the kernel filters new datagrams, not queued ones).
+                    let plain = match sock.peer {
+                        Some(peer) if sock.recv_plain == Some(peer) => Some(peer),
+                        Some(peer) => {
+                            let token = sock.token;
+                            let drained = drain_queued(
+                                sock.fd,
+                                &mut self.scratch,
+                                &mut |from, bytes, truncated| {
+                                    self.stats.received += 1;
+                                    self.stats.truncated += u64::from(truncated);
+                                    on(Completion::Datagram {
+                                        token,
+                                        from,
+                                        bytes,
+                                        truncated,
+                                    });
+                                },
+                            );
+                            drained.then_some(peer)
+                        }
+                        None => None,
+                    };
+                    sock.recv_plain = plain;
+                    self.pending.push(match plain {
+                        Some(_) => recv_plain_sqe(sock.file, idx),
+                        None => recv_sqe(sock.file, idx, &self.recv_msg),
+                    });
                     sock.recv_active = true;
                     sock.inflight += 1;
                     self.inflight += 1;

@@ -697,3 +697,81 @@ fn connect_family_mismatch_and_ipv4_peer_on_ipv6_socket() {
     assert_eq!(ring.stats().send_errors, 0);
     assert!(nothing_on(&peer));
 }
+
+/// A connected socket is read without source addresses (the kernel drops other senders' new
+/// datagrams) — but a `connect` does not drop what is already queued: a stranger's datagram that
+/// came before it is still reported with the stranger's address, never as the peer's.
+#[test]
+fn datagrams_queued_before_a_connect_keep_their_source() {
+    let Some(mut ring) = ring(4) else { return };
+    let s = bind("127.0.0.1").expect("bind");
+    let (pa, pb) = (bind("127.0.0.1").unwrap(), bind("127.0.0.1").unwrap());
+    let (sa, fa, fb) = (
+        s.local_addr().unwrap(),
+        pa.local_addr().unwrap(),
+        pb.local_addr().unwrap(),
+    );
+    ring.add(1, s).expect("add");
+    let mut evs = Vec::new();
+    pump(&mut ring, &mut evs, Duration::from_millis(50), |_| false);
+    for round in 0..3 {
+        // Disconnected (from the last round's peer): anyone's datagrams are taken.
+        ring.connect(1, None).expect("disconnect");
+        pump(&mut ring, &mut evs, Duration::from_millis(50), |_| false);
+        // Queued in the socket while the ring is not looking, then the connect.
+        pb.send_to(format!("early-b-{round}").as_bytes(), sa)
+            .unwrap();
+        pa.send_to(format!("early-a-{round}").as_bytes(), sa)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let (peer, other) = if round % 2 == 0 { (fa, fb) } else { (fb, fa) };
+        ring.connect(1, Some(peer)).expect("connect");
+        // After it: the peer's datagrams arrive (read without addresses), the other's do not.
+        let (to_peer, to_other) = if round % 2 == 0 {
+            (&pa, &pb)
+        } else {
+            (&pb, &pa)
+        };
+        let mut evs = Vec::new();
+        pump(&mut ring, &mut evs, Duration::from_millis(100), |_| false);
+        for i in 0..3 {
+            to_other
+                .send_to(format!("late-other-{i}").as_bytes(), sa)
+                .unwrap();
+            to_peer
+                .send_to(format!("late-peer-{i}").as_bytes(), sa)
+                .unwrap();
+        }
+        pump(&mut ring, &mut evs, Duration::from_secs(2), |e| {
+            e.len() >= 5
+        });
+        pump(&mut ring, &mut evs, Duration::from_millis(100), |_| false);
+        let b = |t: &str| t.as_bytes().to_vec();
+        assert_eq!(
+            datagrams(&evs, 1),
+            vec![
+                (fb, b(&format!("early-b-{round}"))),
+                (fa, b(&format!("early-a-{round}"))),
+                (peer, b("late-peer-0")),
+                (peer, b("late-peer-1")),
+                (peer, b("late-peer-2")),
+            ],
+            "round {round}: connected to {peer}, not to {other}"
+        );
+    }
+    // Disconnected again: everyone's datagrams, each with its own source.
+    ring.connect(1, None).expect("disconnect");
+    let mut evs = Vec::new();
+    pump(&mut ring, &mut evs, Duration::from_millis(50), |_| false);
+    pa.send_to(b"a-after", sa).unwrap();
+    pb.send_to(b"b-after", sa).unwrap();
+    pump(&mut ring, &mut evs, Duration::from_secs(2), |e| {
+        e.len() >= 2
+    });
+    let mut got = datagrams(&evs, 1);
+    got.sort();
+    let mut want = vec![(fa, b"a-after".to_vec()), (fb, b"b-after".to_vec())];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(ring.stats().recv_errors, 0);
+}
