@@ -21,5 +21,6 @@ mod ring;
 
 #[cfg(target_os = "linux")]
 pub use ring::{
-    Completion, Stats, Token, UdpRing, Waker, MAX_DATAGRAM, MAX_INFLIGHT_SENDS, MAX_RECV_ERRORS,
+    Completion, SocketId, Stats, Token, UdpRing, Waker, MAX_DATAGRAM, MAX_INFLIGHT_SENDS,
+    MAX_RECV_ERRORS,
 };

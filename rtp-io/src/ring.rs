@@ -53,6 +53,22 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 /// Which socket a datagram came from / goes out of: the caller's number for it.
 pub type Token = u64;
 
+/// A socket as [`UdpRing::add`] registered it: [`UdpRing::send_on`] finds it by its place in
+/// the ring instead of looking its token up. Names that socket only: once it is closed and its
+/// place taken by another, sends through the old id are refused (the token differs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketId {
+    index: u32,
+    token: Token,
+}
+
+impl SocketId {
+    /// The token the socket was added with.
+    pub fn token(self) -> Token {
+        self.token
+    }
+}
+
 /// Largest datagram payload received or sent (bytes). Longer received datagrams are cut to this
 /// and reported `truncated`; longer sends are refused.
 pub const MAX_DATAGRAM: usize = 2048;
@@ -695,7 +711,7 @@ impl UdpRing {
     /// yourself if needed). The ring owns it from now on. Err if the token is in use (registered,
     /// or removed but its `Closed` not reported yet), if `max_sockets` sockets are open, or if
     /// the socket has no local address.
-    pub fn add(&mut self, token: Token, socket: UdpSocket) -> io::Result<()> {
+    pub fn add(&mut self, token: Token, socket: UdpSocket) -> io::Result<SocketId> {
         if self.tokens.contains_key(&token) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -748,7 +764,7 @@ impl UdpRing {
         });
         self.tokens.insert(token, Some(idx));
         self.live += 1;
-        Ok(())
+        Ok(SocketId { index: idx, token })
     }
 
     /// Stops receiving on `token`'s socket and closes it: cancels the multishot recvmsg and
@@ -924,15 +940,22 @@ impl UdpRing {
     /// other address still goes there (with its address: Linux sends a UDP datagram with an
     /// explicit destination to that destination even on a connected socket).
     pub fn send(&mut self, token: Token, dest: SocketAddr, bytes: &[u8]) -> bool {
-        let Some(&Some(idx)) = self.tokens.get(&token) else {
+        let Some(&Some(index)) = self.tokens.get(&token) else {
             self.stats.send_dropped += 1;
             return false;
         };
+        self.send_on(SocketId { index, token }, dest, bytes)
+    }
+
+    /// [`send`](UdpRing::send) out of the socket `id` names (what [`add`](UdpRing::add)
+    /// returned), without looking its token up; false also when that socket is gone.
+    pub fn send_on(&mut self, id: SocketId, dest: SocketAddr, bytes: &[u8]) -> bool {
+        let idx = id.index;
         let Some(Some(sock)) = self.socks.get_mut(idx as usize) else {
             self.stats.send_dropped += 1;
             return false;
         };
-        if sock.removed || bytes.len() > MAX_DATAGRAM {
+        if sock.token != id.token || sock.removed || bytes.len() > MAX_DATAGRAM {
             self.stats.send_dropped += 1;
             return false;
         }

@@ -775,3 +775,33 @@ fn datagrams_queued_before_a_connect_keep_their_source() {
     assert_eq!(got, want);
     assert_eq!(ring.stats().recv_errors, 0);
 }
+
+/// `send_on` goes out of the socket its id names, and never out of another socket that took the
+/// closed one's place on the ring.
+#[test]
+fn send_on_names_one_socket_only() {
+    let Some(mut ring) = ring(4) else { return };
+    let (s1, s2) = (bind("127.0.0.1").unwrap(), bind("127.0.0.1").unwrap());
+    let (a1, a2) = (s1.local_addr().unwrap(), s2.local_addr().unwrap());
+    let peer = bind("127.0.0.1").unwrap();
+    let to = peer.local_addr().unwrap();
+    let first = ring.add(1, s1).expect("add");
+    assert_eq!(first.token(), 1);
+    assert!(ring.send_on(first, to, b"one"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {}).unwrap();
+    assert_eq!(recv_one(&peer), Some((b"one".to_vec(), a1)));
+    ring.remove(1);
+    let mut evs = Vec::new();
+    pump(&mut ring, &mut evs, Duration::from_secs(2), |e| {
+        e.contains(&Ev::Closed(1))
+    });
+    assert!(evs.contains(&Ev::Closed(1)));
+    // The second socket takes the first one's place on the ring.
+    let second = ring.add(2, s2).expect("add");
+    assert!(!ring.send_on(first, to, b"stale"));
+    assert!(ring.send_on(second, to, b"two"));
+    ring.wait(Some(Duration::ZERO), &mut |_| {}).unwrap();
+    assert_eq!(recv_one(&peer), Some((b"two".to_vec(), a2)));
+    assert!(nothing_on(&peer));
+    assert_eq!(ring.stats().send_dropped, 1);
+}

@@ -12,7 +12,7 @@
 
 use super::{Command, Datagrams, LegId, Outbox, SharedMedia};
 use crate::rtp_ports::PortLease;
-use rtp_io::{Completion, Token, UdpRing, Waker};
+use rtp_io::{Completion, SocketId, Token, UdpRing, Waker};
 use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -147,8 +147,8 @@ struct Call {
     /// The call's number (its handle's; unique in the process, never reused).
     id: usize,
     state: SharedMedia,
-    /// Each leg's socket, by token.
-    legs: [Option<Token>; 2],
+    /// Each leg's socket (its token, and its place on the ring for sends).
+    legs: [Option<SocketId>; 2],
     /// The time of this call's live entry in the timer heap.
     queued: Option<Instant>,
     /// When the state last said it wants to be woken (it is asked after every input and every
@@ -195,7 +195,7 @@ struct State {
     next_seq: u32,
     /// One call's output, moved into `sends` with its sockets' tokens.
     out: Outbox,
-    sends: Datagrams<Token>,
+    sends: Datagrams<SocketId>,
     /// Sockets to connect to their peer (or disconnect), in order with the sends.
     connects: Vec<(Token, Option<SocketAddr>)>,
 }
@@ -335,9 +335,9 @@ impl Worker {
             }
         }
         let ring = &mut self.ring;
-        self.st.sends.drain(|token, dest, bytes| {
+        self.st.sends.drain(|socket, dest, bytes| {
             // A full queue drops the frame, as a late one would be.
-            ring.send(token, dest, bytes);
+            ring.send_on(socket, dest, bytes);
         });
     }
 
@@ -348,15 +348,15 @@ impl Worker {
         match command {
             Command::Add { leg, socket, lease } => {
                 if let Some(old) = c.legs[leg.index()].take() {
-                    self.ring.remove(old);
+                    self.ring.remove(old.token());
                 }
                 let id = c.id;
                 let token = token(self.st.next_seq, slot);
                 self.st.next_seq = self.st.next_seq.wrapping_add(1);
                 match self.ring.add(token, socket) {
-                    Ok(()) => {
+                    Ok(socket) => {
                         if let Some(c) = self.st.call_mut(slot) {
-                            c.legs[leg.index()] = Some(token);
+                            c.legs[leg.index()] = Some(socket);
                             c.open += 1;
                         }
                         self.st.sockets.insert(
@@ -372,8 +372,8 @@ impl Worker {
                 }
             }
             Command::Remove { leg } => {
-                if let Some(token) = c.legs[leg.index()].take() {
-                    self.ring.remove(token);
+                if let Some(socket) = c.legs[leg.index()].take() {
+                    self.ring.remove(socket.token());
                 }
             }
             Command::Touch => {
@@ -394,8 +394,8 @@ impl Worker {
         let Some(c) = self.st.call_mut(slot) else {
             return;
         };
-        for token in c.legs.iter_mut().filter_map(Option::take) {
-            self.ring.remove(token);
+        for socket in c.legs.iter_mut().filter_map(Option::take) {
+            self.ring.remove(socket.token());
         }
         // Every socket of the call not closed yet, also one removed earlier.
         let open = c.open;
@@ -585,8 +585,8 @@ impl State {
             return;
         };
         let leg = match c.legs {
-            [Some(t), _] if t == token => LegId::Caller,
-            [_, Some(t)] if t == token => LegId::Agent,
+            [Some(s), _] if s.token() == token => LegId::Caller,
+            [_, Some(s)] if s.token() == token => LegId::Agent,
             // A socket being removed: what it still brought is not the call's any more.
             _ => return,
         };
@@ -620,14 +620,14 @@ impl State {
             return None;
         };
         for (leg, peer) in self.out.drain_connects() {
-            if let Some(token) = legs[leg.index()] {
-                self.connects.push((token, peer));
+            if let Some(socket) = legs[leg.index()] {
+                self.connects.push((socket.token(), peer));
             }
         }
         let sends = &mut self.sends;
         self.out.drain(|leg, dest, packet| {
-            if let Some(token) = legs[leg.index()] {
-                sends.push(token, dest, packet);
+            if let Some(socket) = legs[leg.index()] {
+                sends.push(socket, dest, packet);
             }
         });
         wanted
@@ -644,7 +644,11 @@ impl State {
             return;
         };
         c.open = c.open.saturating_sub(1);
-        if let Some(leg) = c.legs.iter_mut().find(|t| **t == Some(token)) {
+        if let Some(leg) = c
+            .legs
+            .iter_mut()
+            .find(|s| s.is_some_and(|s| s.token() == token))
+        {
             // Closed without being removed: its receive kept failing (rtp-io gives up on it).
             tracing::warn!("an RTP socket kept failing and was closed; that leg's media stops");
             *leg = None;
