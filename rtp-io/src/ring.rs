@@ -620,13 +620,16 @@ impl UdpRing {
     /// (disabled, seccomp in a container, too old: needs multishot recvmsg and provided buffer
     /// rings, Linux 6.0+) — the caller then falls back to another driver. Never panics.
     ///
-    /// Cheap (a few system calls, ~1–9 MB of receive buffers: 2 per socket, 512 to 4096).
+    /// Cheap (a few system calls, 1–2 MB of receive buffers: 2 per socket, 512 to 1024 — a
+    /// buffer goes back to the kernel at the end of the `wait` that reported it, so a turn needs
+    /// one per datagram it takes, and fewer buffers stay in the caches; more datagrams than
+    /// buffers wait in their sockets for the next turn).
     pub fn new(max_sockets: usize) -> io::Result<UdpRing> {
         let max_sockets = max_sockets.clamp(1, u32::MAX as usize / 4);
         let nbufs = max_sockets
             .saturating_mul(2)
             .next_power_of_two()
-            .clamp(512, 4096);
+            .clamp(512, 1024);
         // Room for every completion that can be outstanding at once: one per buffer, one final
         // receive and one cancel per socket, one per send, the waker and spare. The kernel caps
         // it at 65536 (setup_clamp); beyond that it keeps overflowing completions (NODROP).

@@ -502,9 +502,14 @@ impl State {
                 return Some(t - now);
             }
             c.queued = wanted;
-            self.timers.pop();
-            if let Some(w) = wanted {
-                self.timers.push(Reverse((w, slot, id)));
+            // Moved later (the common case: a packet came): the entry takes its new time in
+            // place, one sift down instead of a pop and a push.
+            let mut top = self.timers.peek_mut()?;
+            match wanted {
+                Some(w) => *top = Reverse((w, slot, id)),
+                None => {
+                    std::collections::binary_heap::PeekMut::pop(top);
+                }
             }
         }
     }
