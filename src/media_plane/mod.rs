@@ -11,7 +11,7 @@
 //! Two drivers, chosen per server ([`MediaIo`]):
 //! - **io_uring** (the default on Linux, [`uring`]): a few media threads (one per core by default),
 //!   each with one io_uring owning its calls' sockets — multishot `recvmsg` into a shared buffer
-//!   ring, every send of a turn submitted with one system call, no epoll, no per-packet task
+//!   ring (a plain `recv` while a socket is connected, see below), every send of a turn submitted with one system call, no epoll, no per-packet task
 //!   wake-up. Measured by `benches/rtp_io_models.rs` (the I/O alone) and `call_path_bench
 //!   concurrency` (whole calls).
 //! - **tokio** ([`tokio_driver`]): one task per call on the runtime, a socket per leg on an
@@ -21,8 +21,9 @@
 //!
 //! Connected sockets: once a leg's RTP source is fixed (the session's learning window is over, see
 //! `sip::rtp`), the state asks for the leg's socket to be connected to it ([`Outbox::connect`]);
-//! the io_uring driver does, so the kernel drops every other sender — as the session would — and
-//! our sends to it skip a route lookup each. New media (a re-INVITE) disconnects it until the new
+//! the io_uring driver does, so the kernel drops every other sender — as the session would —, our
+//! sends to it skip a route lookup each, and the socket is read without a source address per
+//! datagram (the source is the peer). New media (a re-INVITE) disconnects it until the new
 //! source is fixed. The tokio driver leaves sockets unconnected.
 //!
 //! Ports: a leg's socket comes with its [`PortLease`]; the lease goes back to the pool only once
