@@ -739,13 +739,18 @@ fn start_rtp_io(
                 return;
             }
         };
+        // Each socket's id, by token: replies go through it (`send_on`), as a media thread's do.
+        let mut ids = Vec::with_capacity(sockets.len());
         for (i, socket) in sockets.into_iter().enumerate() {
-            if let Err(e) = ring.add(i as u64, socket).and_then(|()| match connect_to {
-                Some(peer) => ring.connect(i as u64, Some(peer)),
-                None => Ok(()),
+            match ring.add(i as u64, socket).and_then(|id| match connect_to {
+                Some(peer) => ring.connect(i as u64, Some(peer)).map(|()| id),
+                None => Ok(id),
             }) {
-                ready(Err(e));
-                return;
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    ready(Err(e));
+                    return;
+                }
             }
         }
         ready(Ok(()));
@@ -753,7 +758,11 @@ fn start_rtp_io(
         let template = reply_template();
         while !s.load(Relaxed) {
             for (token, dest, reply) in replies.drain(..) {
-                if ring.send(token, dest, &reply) {
+                let sent = match ids.get(token as usize) {
+                    Some(&id) => ring.send_on(id, dest, &reply),
+                    None => false,
+                };
+                if sent {
                     c.sent.fetch_add(1, Relaxed);
                 } else {
                     c.send_errors.fetch_add(1, Relaxed);
