@@ -576,6 +576,25 @@ fn drain_queued(
     false
 }
 
+/// Hands a received datagram to the caller and counts it.
+fn report(
+    stats: &mut Stats,
+    on: &mut dyn FnMut(Completion<'_>),
+    token: Token,
+    from: SocketAddr,
+    bytes: &[u8],
+    truncated: bool,
+) {
+    stats.received += 1;
+    stats.truncated += u64::from(truncated);
+    on(Completion::Datagram {
+        token,
+        from,
+        bytes,
+        truncated,
+    });
+}
+
 /// A source address from the name field of a receive buffer.
 fn parse_addr(name: &[u8]) -> Option<SocketAddr> {
     let family = i32::from(u16::from_ne_bytes([*name.first()?, *name.get(1)?]));
@@ -1209,32 +1228,28 @@ impl UdpRing {
         if let Some(bid) = bid {
             if res >= 0 && !sock.removed && !self.shutting_down {
                 let buf = self.bufs.buf(bid);
-                // A plain receive's buffer is the payload; a `recvmsg`'s starts with a header
-                // and the source address.
-                let msg = match plain {
-                    true => None,
-                    false => RecvMsgOut::parse(buf, &self.recv_msg).ok(),
+                // A plain receive's buffer is the payload, from the peer it was armed for; a
+                // `recvmsg`'s starts with a header and the source address.
+                let msg = if plain {
+                    None
+                } else {
+                    RecvMsgOut::parse(buf, &self.recv_msg).ok()
                 };
-                let datagram = match (sock.recv_plain.filter(|_| plain), &msg) {
-                    (Some(from), _) => {
+                let datagram = if plain {
+                    sock.recv_plain.map(|from| {
                         let len = usize::try_from(res).unwrap_or(0);
-                        Some((from, &buf[..len.min(MAX_DATAGRAM)], len > MAX_DATAGRAM))
-                    }
-                    (None, Some(out)) => parse_addr(out.name_data())
-                        .map(|from| (from, out.payload_data(), out.is_payload_truncated())),
-                    (None, None) => None,
+                        (from, &buf[..len.min(MAX_DATAGRAM)], len > MAX_DATAGRAM)
+                    })
+                } else {
+                    msg.as_ref().and_then(|out| {
+                        let from = parse_addr(out.name_data())?;
+                        Some((from, out.payload_data(), out.is_payload_truncated()))
+                    })
                 };
                 match datagram {
                     Some((from, bytes, truncated)) => {
                         sock.errors = 0;
-                        self.stats.received += 1;
-                        self.stats.truncated += u64::from(truncated);
-                        on(Completion::Datagram {
-                            token: sock.token,
-                            from,
-                            bytes,
-                            truncated,
-                        });
+                        report(&mut self.stats, on, sock.token, from, bytes, truncated);
                     }
                     None => self.stats.recv_errors += 1,
                 }
@@ -1271,14 +1286,7 @@ impl UdpRing {
                                 sock.fd,
                                 &mut self.scratch,
                                 &mut |from, bytes, truncated| {
-                                    self.stats.received += 1;
-                                    self.stats.truncated += u64::from(truncated);
-                                    on(Completion::Datagram {
-                                        token,
-                                        from,
-                                        bytes,
-                                        truncated,
-                                    });
+                                    report(&mut self.stats, on, token, from, bytes, truncated)
                                 },
                             );
                             drained.then_some(peer)

@@ -11,8 +11,8 @@
 //! Two drivers, chosen per server ([`MediaIo`]):
 //! - **io_uring** (the default on Linux, [`uring`]): a few media threads (one per core by default),
 //!   each with one io_uring owning its calls' sockets — multishot `recvmsg` into a shared buffer
-//!   ring (a plain `recv` while a socket is connected, see below), every send of a turn submitted with one system call, no epoll, no per-packet task
-//!   wake-up. Measured by `benches/rtp_io_models.rs` (the I/O alone) and `call_path_bench
+//!   ring (a plain `recv` while a socket is connected, see below), every send of a turn submitted
+//!   with one system call, no epoll, no per-packet task wake-up. Measured by `benches/rtp_io_models.rs` (the I/O alone) and `call_path_bench
 //!   concurrency` (whole calls).
 //! - **tokio** ([`tokio_driver`]): one task per call on the runtime, a socket per leg on an
 //!   `AsyncFd`, `recvmmsg` per wake-up. Used where the kernel refuses io_uring (a container's

@@ -15,7 +15,7 @@ use crate::rtp_ports::PortLease;
 use rtp_io::{Completion, SocketId, Token, UdpRing, Waker};
 use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -508,7 +508,7 @@ impl State {
             match wanted {
                 Some(w) => *top = Reverse((w, slot, id)),
                 None => {
-                    std::collections::binary_heap::PeekMut::pop(top);
+                    PeekMut::pop(top);
                 }
             }
         }
